@@ -1,0 +1,32 @@
+# The two commands: `make run` (the whole mesh on TPC-H) and `make test`. See README.md.
+SF ?= 1
+PYTHON ?= python3
+VENV := .venv
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+
+.PHONY: setup run ui test validate clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/python -m domains.tpch --sf $(SF)
+	$(VENV)/bin/mesh run
+
+ui: setup
+	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+validate: setup
+	$(VENV)/bin/mesh validate
+
+test: setup
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf .mesh .dagster

@@ -1,0 +1,1 @@
+"""The reference mesh: the TPC-H wholesale company, one package and one code location per domain."""

@@ -1,0 +1,1 @@
+"""The supply domain of the reference mesh."""

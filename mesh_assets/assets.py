@@ -1,0 +1,165 @@
+"""Tables of data contracts → Dagster assets, asset checks, freshness policies and automation (DESIGN.md §2).
+
+No `from __future__ import annotations` here: Dagster reads the compute function's annotations at run time.
+"""
+
+
+import hashlib
+import json
+from typing import Any
+
+import dagster as dg
+
+from mesh_assets.checks import CheckOutcome
+from mesh_assets.contracts import DataProduct, Table
+from mesh_assets.errors import MeshError
+from mesh_assets.freshness import freshness_policy
+from mesh_assets.materialize import materialize_table
+from mesh_assets.mesh import Domain, Mesh
+from mesh_assets.sql_inputs import InputRef, SqlInputError, find_inputs
+from resources import DuckDBEngine, PortStorage
+
+LAYER_TAG, PRODUCT_TAG, VISIBILITY_TAG = "mesh/layer", "mesh/product", "mesh/visibility"
+
+
+def table_inputs(mesh: Mesh, domain: Domain, table: Table) -> list[InputRef]:
+    """The ports ``table`` reads, found in its SQL and checked against the mesh.
+
+    Raises:
+        MeshError: unparsable SQL, an unknown own table, an unknown or non-public port of another domain.
+    """
+    if table.transform is None:
+        return []
+    sql = table.transform.read_text(encoding="utf-8")
+    try:
+        refs = find_inputs(sql, domain.name)
+    except SqlInputError as exc:
+        raise MeshError(f"{table.transform}: {exc}") from None
+    for ref in refs:
+        if not ref.cross_domain:
+            if domain.table(ref.schema, ref.table) is None:
+                raise MeshError(f"{table.transform}: reads {ref.schema}.{ref.table}, which no contract of domain "
+                                f"'{domain.name}' declares; declare it or fix the name")
+            continue
+        try:
+            port = mesh.output_port(ref.schema, ref.table)
+        except MeshError as exc:
+            raise MeshError(f"{table.transform}: reads {ref.schema}.{ref.table}: {exc}") from None
+        if port.visibility != "public":
+            raise MeshError(f"{table.transform}: reads {ref.schema}.{ref.table}, a {port.visibility} port of "
+                            f"'{ref.schema}'; domain '{domain.name}' may not read it. Ask team "
+                            f"'{ref.schema}' for access or read a public port")
+    return refs
+
+
+def column_schema(table: Table) -> dg.TableSchema:
+    """The table's ``dagster/column_schema``: the contract's columns (and bronze lineage columns)."""
+    columns = [
+        dg.TableColumn(c.name, c.physical_type, c.description,
+                       dg.TableColumnConstraints(nullable=not c.required, unique=c.unique,
+                                                 other=["primary key"] if c.primary_key_position else []),
+                       tags={"classification": c.classification} if c.classification else {})
+        for c in table.columns
+    ]
+    if table.layer == "bronze":
+        columns += [dg.TableColumn(name, ctype, "lineage column added by ingestion")
+                    for name, ctype in table.output_columns.items() if name not in {c.name for c in table.columns}]
+    return dg.TableSchema(columns=columns)
+
+
+def _automation(table: Table, domain: Domain) -> dg.AutomationCondition:
+    if table.layer == "bronze":
+        return dg.AutomationCondition.on_cron(domain.ingestion_schedule, domain.timezone)
+    return dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def _code_version(product: DataProduct, table: Table) -> str:
+    digest = hashlib.sha256(product.path.read_bytes())
+    if table.transform is not None:
+        digest.update(table.transform.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) -> dg.AssetsDefinition:
+    """One asset keyed ``[domain, layer, table]`` with one asset check per contract rule plus ``schema``."""
+    inputs = table_inputs(mesh, domain, table)
+    key = dg.AssetKey(list(table.key))
+    storage_url = mesh.settings.storage_url
+    description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
+                                       f"({product.status}): {product.description}")
+    spec = dg.AssetSpec(
+        key,
+        deps=[dg.AssetKey(list(ref.key)) for ref in inputs],
+        description=description,
+        group_name=domain.name,
+        owners=[f"team:{product.team}"],
+        kinds={"duckdb", "parquet"},
+        tags={LAYER_TAG: table.layer, PRODUCT_TAG: product.name, VISIBILITY_TAG: table.visibility},
+        metadata={
+            "dagster/column_schema": column_schema(table),
+            "contract": dg.MetadataValue.path(str(product.path)),
+            "contract_id": product.id,
+            "contract_version": product.version,
+            "port": dg.MetadataValue.path(f"{storage_url}/{'/'.join(table.key)}"),
+            **({"primary_key": ", ".join(table.primary_key)} if table.primary_key else {}),
+        },
+        freshness_policy=freshness_policy(table, mesh.settings, domain.timezone),
+        automation_condition=_automation(table, domain),
+        code_version=_code_version(product, table),
+    )
+    check_specs = [dg.AssetCheckSpec("schema", asset=key, blocking=True,
+                                     description="the output has the contract's columns and types")]
+    check_specs += [dg.AssetCheckSpec(r.name, asset=key, blocking=r.blocking, description=r.description,
+                                      metadata={"severity": r.severity, **({"dimension": r.dimension}
+                                                                            if r.dimension else {})})
+                    for r in table.rules]
+    settings = mesh.settings
+
+    @dg.multi_asset(name="__".join(table.key), specs=[spec], check_specs=check_specs)
+    def _materialize(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
+        result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
+                                   run_id=context.run_id)
+        check_results = [_check_result(key, o) for o in result.outcomes]
+        if result.failed_blocking:
+            yield from check_results
+            names = ", ".join(f"{o.name} ({o.metadata.get('failing_rows', o.metadata.get('problems'))})"
+                              for o in result.failed_blocking)
+            raise dg.Failure(
+                description=(f"{'/'.join(table.key)}: blocking check(s) failed: {names}. Snapshot "
+                             f"{result.snapshot_id or '(none written)'} was not published; the previous snapshot "
+                             "stays current and downstream assets do not run."),
+                metadata={"unpublished_snapshot": result.snapshot_id or ""},
+                allow_retries=False,
+            )
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={
+                "dagster/row_count": result.rows,
+                "snapshot": result.metadata["snapshot"],
+                "dagster/uri": result.metadata["port"],
+                "transform": result.metadata["transform"],
+                "sql": dg.MetadataValue.md(f"```sql\n{result.metadata['sql']}\n```"),
+            },
+            check_results=check_results,
+        )
+
+    return _materialize
+
+
+def _check_result(key: dg.AssetKey, outcome: CheckOutcome) -> dg.AssetCheckResult:
+    metadata: dict[str, Any] = {}
+    for name, value in outcome.metadata.items():
+        if name == "sql":
+            metadata[name] = dg.MetadataValue.md(f"```sql\n{value}\n```")
+        elif isinstance(value, (dict, list)):
+            metadata[name] = dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
+        else:
+            metadata[name] = value
+    severity = dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(asset_key=key, check_name=outcome.name, passed=outcome.passed, severity=severity,
+                               metadata=metadata, description=outcome.description)
+
+
+def domain_assets(mesh: Mesh, domain: Domain) -> list[dg.AssetsDefinition]:
+    """Every table of every data product of ``domain`` as an asset."""
+    return [table_asset(mesh, domain, p, t) for p in domain.products for t in p.tables]

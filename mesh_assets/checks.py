@@ -1,0 +1,197 @@
+"""Run a table's contract rules on a snapshot where it lies, as SQL on DuckDB (DESIGN.md §4).
+
+Row-level rules are Pandera checks on Pandera's ibis backend (``in_range``, ``str_length``,
+``str_contains``, ``isin``, …): each yields the boolean "row is valid" expression Pandera builds, and all of a
+table's row-level rules are counted in ONE aggregate query. Failing rows are then sampled with a ``LIMIT``, so
+a failing check costs about what a passing one does (Pandera's own ``validate`` collects every failure case:
+898 s on 5.5 M failing rows of lineitem here, against 1.6 s when valid).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import ibis
+import ibis.expr.types as ir
+import pandera.ibis as pa
+from pandera.api.ibis.types import IbisData
+from pandera.backends.ibis.register import register_ibis_backends
+
+from mesh_assets.contracts import Table
+from mesh_assets.rules import Rule
+
+ROW_LEVEL = ("not_null", "bound", "length", "pattern", "valid_values", "not_missing")
+_BOUND_CHECKS = {">=": pa.Check.ge, ">": pa.Check.gt, "<=": pa.Check.le, "<": pa.Check.lt}
+
+
+@dataclass
+class CheckOutcome:
+    """The result of one check: ``passed``, ``blocking`` and the metadata recorded on the Dagster check.
+
+    ``metadata`` holds ``rows_checked``, ``failing_rows`` (or ``observed_value``), ``pass_rate`` (0–1),
+    ``expectation``, ``sample`` (at most ``checks.sample_rows`` failing rows), ``rule`` (as written in the
+    contract) and ``sql`` (a query that lists the failing rows, for reproduction).
+    """
+
+    name: str
+    passed: bool
+    blocking: bool
+    severity: str
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def schema_outcome(table: Table, actual: dict[str, str], expected: dict[str, str]) -> CheckOutcome:
+    """The ``schema`` check: the output has exactly the contract's columns with the contract's DuckDB types.
+
+    ``actual`` and ``expected`` map column name → DuckDB type name as DuckDB prints it.
+    """
+    missing = [c for c in expected if c not in actual]
+    extra = [c for c in actual if c not in expected]
+    mismatched = {c: {"contract": expected[c], "output": actual[c]}
+                  for c in expected if c in actual and expected[c] != actual[c]}
+    problems = ([f"missing column {c} ({expected[c]})" for c in missing]
+                + [f"column {c} is not in the contract" for c in extra]
+                + [f"column {c} is {t['output']}, the contract says {t['contract']}" for c, t in mismatched.items()])
+    metadata: dict[str, Any] = {"columns_checked": len(expected), "problems": problems or ["none"]}
+    return CheckOutcome("schema", not problems, True, "error",
+                        f"{'/'.join(table.key)} has the contract's {len(expected)} columns and types", metadata)
+
+
+def run_rules(con: duckdb.DuckDBPyConnection, relation: str, table: Table, sample_rows: int) -> list[CheckOutcome]:
+    """Evaluate every rule of ``table`` on the DuckDB relation named ``relation`` (e.g. ``silver.orders``).
+
+    Cost: one aggregate scan for all row-level rules and the row count, one scan per uniqueness rule and per
+    SQL rule, plus one ``LIMIT sample_rows`` query per failing rule.
+    """
+    register_ibis_backends()
+    t = ibis.duckdb.from_connection(con).table(relation.split(".")[-1], database=relation.split(".")[0])
+    valid = {r.name: _valid_expr(t, r) for r in table.rules if r.kind in ROW_LEVEL}
+    null_keys = {r.name: _all_not_null(t, r.columns) for r in table.rules if r.kind == "primary_key"}
+    counts = t.aggregate(
+        __rows=t.count(),
+        **{f"f{i}": ibis.ifelse(expr, 0, 1).sum() for i, expr in enumerate([*valid.values(), *null_keys.values()])},
+    ).to_pyarrow().to_pylist()[0]
+    rows = int(counts.pop("__rows"))
+    failing = dict(zip([*valid, *(f"{n}__nulls" for n in null_keys)], (int(v or 0) for v in counts.values())))
+    keys = table.primary_key
+    outcomes = []
+    for rule in table.rules:
+        sample_expr: ir.Table | None = None
+        if rule.kind in ROW_LEVEL:
+            bad = failing[rule.name]
+            sample_expr = t.filter(~valid[rule.name].fill_null(False)).select(*_dedupe([*keys, *rule.columns]))
+        elif rule.kind in ("duplicates", "primary_key"):
+            distinct = t.select(*rule.columns).distinct().count().to_pyarrow().as_py()
+            bad = rows - int(distinct) + failing.get(f"{rule.name}__nulls", 0)
+            groups = t.group_by(list(rule.columns)).aggregate(rows=t.count())
+            sample_expr = groups.filter(groups.rows > 1)
+            if rule.kind == "primary_key":
+                sample_expr = sample_expr.union(t.filter(~null_keys[rule.name]).select(*rule.columns)
+                                                .mutate(rows=ibis.literal(1, "int64")))
+        elif rule.kind == "row_count":
+            bad = rows
+        else:  # sql
+            query = rule.params["query"].replace("{object}", relation)
+            query = query.replace("{property}", rule.columns[0] if rule.columns else "")
+            result = con.execute(query).fetchall()
+            bad = result[0][0] if result and result[0] else None
+        outcomes.append(_outcome(rule, rows, bad, sample_expr, sample_rows, query if rule.kind == "sql" else None))
+    return outcomes
+
+
+def _outcome(rule: Rule, rows: int, measured: Any, sample_expr: ir.Table | None, sample_rows: int,
+             sql: str | None) -> CheckOutcome:
+    counted = rule.kind not in ("row_count", "sql")
+    value = measured
+    if counted and rule.unit == "percent":
+        value = 100.0 * measured / rows if rows else 0.0
+    passed = value is not None and rule.passes(float(value) if not isinstance(value, (int, float)) else value)
+    metadata: dict[str, Any] = {"rows_checked": rows, "expectation": rule.expectation}
+    if counted:
+        metadata["failing_rows"] = int(measured)
+        metadata["pass_rate"] = round(1 - measured / rows, 6) if rows else 1.0
+        if rule.unit == "percent":
+            metadata["failing_percent"] = round(float(value), 6)
+    else:
+        metadata["observed_value"] = _jsonable(value)
+    metadata["rule"] = rule.source
+    if sample_expr is not None:
+        metadata["sql"] = ibis.to_sql(sample_expr, dialect="duckdb")
+        if counted and measured:
+            metadata["sample"] = [{k: _jsonable(v) for k, v in row.items()}
+                                  for row in sample_expr.limit(sample_rows).to_pyarrow().to_pylist()]
+    elif sql:
+        metadata["sql"] = sql
+    return CheckOutcome(rule.name, passed, rule.blocking, rule.severity, rule.description, metadata)
+
+
+def _valid_expr(t: ir.Table, rule: Rule) -> ir.BooleanValue:
+    """Boolean "row satisfies the rule"; nulls pass every rule except ``not_null`` and ``not_missing``."""
+    column = rule.columns[0]
+    col = t[column]
+    if rule.kind == "not_null":
+        return col.notnull()
+    if rule.kind == "not_missing":
+        values = [v for v in rule.params["values"] if v is not None]
+        expr = _pandera(t, column, pa.Check.notin(values, ignore_na=False)) if values else ibis.literal(True)
+        return expr.fill_null(True) & col.notnull() if None in rule.params["values"] else expr.fill_null(True)
+    if rule.kind == "bound":
+        check = _BOUND_CHECKS[rule.params["op"]](_literal_for(col, rule.params["value"]))
+    elif rule.kind == "length":
+        check = pa.Check.str_length(min_value=rule.params.get("min"), max_value=rule.params.get("max"))
+    elif rule.kind == "pattern":
+        check = pa.Check.str_contains(rule.params["pattern"])
+    else:  # valid_values
+        check = pa.Check.isin([_literal_for(col, v) for v in rule.params["values"]])
+    return _pandera(t, column, check) | col.isnull()
+
+
+def _pandera(t: ir.Table, column: str, check: pa.Check) -> ir.BooleanValue:
+    """The expression Pandera's ibis backend builds for ``check`` on ``t[column]``, bound to ``t``.
+
+    Pandera returns a one-column projection of ``t``; its value expression is taken so that every rule of a
+    table can be summed in one aggregate over ``t``.
+    """
+    projection = check._check_fn(IbisData(t, column), **check._check_kwargs)
+    return projection.op().values[column].to_expr()
+
+
+def _all_not_null(t: ir.Table, columns: tuple[str, ...]) -> ir.BooleanValue:
+    expr = ibis.literal(True)
+    for c in columns:
+        expr = expr & t[c].notnull()
+    return expr
+
+
+def _literal_for(col: ir.Column, value: Any) -> Any:
+    """Contract values arrive as YAML scalars; compare dates as dates and decimals exactly."""
+    dtype = col.type()
+    if isinstance(value, str) and dtype.is_date():
+        return dt.date.fromisoformat(value)
+    if isinstance(value, str) and dtype.is_timestamp():
+        return dt.datetime.fromisoformat(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and dtype.is_decimal():
+        return decimal.Decimal(str(value))
+    return value
+
+
+def _dedupe(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (decimal.Decimal, dt.date, dt.datetime, dt.time, dt.timedelta)):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    try:
+        json.dumps(value)
+    except TypeError:
+        return str(value)
+    return value

@@ -1,0 +1,381 @@
+"""Data contracts: ODCS v3.1 YAML files → :class:`DataProduct` and :class:`Table` objects.
+
+A contract is first validated against the JSON Schema shipped with the ``open-data-contract-standard``
+package, then parsed with its Pydantic model, then checked for what this framework needs (layers, sources,
+types, rules). Every problem found is reported at once, each with its field, line and fix.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pydantic
+import sqlglot
+from open_data_contract_standard.model import OpenDataContractStandard
+from sqlglot import exp
+
+from mesh_assets.errors import ContractError
+from mesh_assets.rules import Rule, RuleError, constraint_rules, primary_key_rule, quality_rule
+from mesh_assets.settings import LAYERS
+from mesh_assets.yaml_source import load_yaml, problem
+
+SUPPORTED_API_VERSIONS = ("v3.1.0", "v3.2.0")
+VISIBILITIES = ("public", "restricted", "private")
+SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]*$")
+# Columns bronze ingestion adds to every row (DESIGN.md §5).
+LINEAGE_COLUMNS = {"_source_file": "VARCHAR", "_ingested_at": "TIMESTAMP WITH TIME ZONE", "_run_id": "VARCHAR"}
+# DuckDB type of each ODCS logicalType when the contract gives no physicalType, and the type families allowed.
+DEFAULT_PHYSICAL = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN",
+                    "date": "DATE", "timestamp": "TIMESTAMP", "time": "TIME"}
+_FAMILIES = {
+    "string": {exp.DataType.Type.VARCHAR, exp.DataType.Type.TEXT, exp.DataType.Type.CHAR, exp.DataType.Type.UUID},
+    "integer": exp.DataType.INTEGER_TYPES,
+    "number": exp.DataType.INTEGER_TYPES | exp.DataType.REAL_TYPES,
+    "boolean": {exp.DataType.Type.BOOLEAN},
+    "date": {exp.DataType.Type.DATE},
+    "timestamp": exp.DataType.TEMPORAL_TYPES - {exp.DataType.Type.DATE, exp.DataType.Type.TIME},
+    "time": {exp.DataType.Type.TIME, exp.DataType.Type.TIMETZ},
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a bronze table's rows come from: ``path`` is a glob relative to the landing zone."""
+
+    path: str
+    format: str = "csv"
+    delimiter: str = ","
+    header: bool = True
+
+
+@dataclass(frozen=True)
+class Column:
+    """One property of a table: ``physical_type`` is the DuckDB type the column has in the port."""
+
+    name: str
+    logical_type: str
+    physical_type: str
+    description: str
+    required: bool = False
+    unique: bool = False
+    primary_key_position: int | None = None
+    classification: str | None = None
+
+
+@dataclass(frozen=True)
+class Sla:
+    """One ODCS SLA property: ``latency`` or ``frequency`` of ``seconds``; ``schedule`` is a cron string."""
+
+    property: str
+    seconds: float
+    schedule: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """One ``schema[]`` object of a contract: one Dagster asset keyed ``[domain, layer, name]``."""
+
+    domain: str
+    product: str
+    name: str
+    layer: str
+    description: str
+    columns: tuple[Column, ...]
+    rules: tuple[Rule, ...]
+    visibility: str
+    source: Source | None
+    transform: Path | None
+    slas: tuple[Sla, ...]
+    contract_path: Path
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.domain, self.layer, self.name)
+
+    @property
+    def primary_key(self) -> list[str]:
+        keyed = [c for c in self.columns if c.primary_key_position is not None]
+        return [c.name for c in sorted(keyed, key=lambda c: c.primary_key_position)]
+
+    @property
+    def output_columns(self) -> dict[str, str]:
+        """Column name → DuckDB type of the port, lineage columns included for bronze."""
+        out = {c.name: c.physical_type for c in self.columns}
+        return {**out, **LINEAGE_COLUMNS} if self.layer == "bronze" else out
+
+
+@dataclass(frozen=True)
+class DataProduct:
+    """A parsed, validated data contract. ``odcs`` is the package's Pydantic model of the whole document."""
+
+    path: Path
+    id: str
+    name: str
+    version: str
+    status: str
+    domain: str
+    team: str
+    description: str
+    tables: tuple[Table, ...]
+    odcs: OpenDataContractStandard
+
+
+@functools.cache
+def _odcs_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(resources.files("open_data_contract_standard").joinpath("schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def load_contract(path: Path, domain: str, default_team: str) -> DataProduct:
+    """Load and validate the data contract at ``path`` of the domain ``domain``.
+
+    ``domain`` is the domain folder's name; ``default_team`` the owner when the contract names no team.
+
+    Raises:
+        ContractError: listing every problem found, each as ``<field> (line N): <problem>. <fix>``.
+    """
+    data, node = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ContractError(path, ["(top level): expected an ODCS data contract (a mapping with apiVersion, kind, "
+                                   "id, name, version, domain, schema)"])
+    problems = [problem(node, list(err.absolute_path), _schema_message(err)) for err in _schema_errors(data)]
+    if problems:
+        raise ContractError(path, problems)
+    try:
+        odcs = OpenDataContractStandard.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ContractError(path, [problem(node, list(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+    return _Builder(path, data, node, domain, default_team).build(odcs)
+
+
+def _schema_errors(data: dict[str, Any]) -> list[jsonschema.ValidationError]:
+    """JSON Schema errors, one per field: "unevaluated properties" errors that only follow from another
+    error at the same field are dropped."""
+    errors = sorted(_odcs_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    primary = {tuple(e.absolute_path) for e in errors if e.validator != "unevaluatedProperties"}
+    return [e for e in errors if e.validator != "unevaluatedProperties" or tuple(e.absolute_path) not in primary]
+
+
+def _schema_message(err: jsonschema.ValidationError) -> str:
+    if err.validator == "oneOf" and "mustBe" in json.dumps(err.validator_value):
+        return "a quality rule needs exactly one operator: " + ", ".join(
+            ["mustBe", "mustNotBe", "mustBeGreaterThan", "mustBeGreaterOrEqualTo", "mustBeLessThan",
+             "mustBeLessOrEqualTo", "mustBeBetween", "mustNotBeBetween"]) + " (e.g. mustBe: 0)"
+    if err.validator in ("oneOf", "anyOf") and err.context:
+        return jsonschema.exceptions.best_match(err.context).message
+    if err.validator == "required":
+        return f"{err.message} (ODCS v3.1 requires it)"
+    if err.validator == "enum":
+        return f"{err.instance!r} is not allowed; use one of {', '.join(map(str, err.validator_value))}"
+    return err.message
+
+
+class _Builder:
+    """Collects every problem of one contract while building its tables."""
+
+    def __init__(self, path: Path, data: dict[str, Any], node: Any, domain: str, default_team: str):
+        self.path, self.data, self.node = path, data, node
+        self.domain, self.default_team = domain, default_team
+        self.problems: list[str] = []
+
+    def fail(self, location: list[str | int], message: str) -> None:
+        self.problems.append(problem(self.node, location, message))
+
+    def build(self, odcs: OpenDataContractStandard) -> DataProduct:
+        data = self.data
+        if data.get("apiVersion") not in SUPPORTED_API_VERSIONS:
+            self.fail(["apiVersion"], f"this mesh reads ODCS {' or '.join(SUPPORTED_API_VERSIONS)}; "
+                                      "set apiVersion: v3.1.0")
+        if data.get("domain") != self.domain:
+            self.fail(["domain"], f"is {data.get('domain')!r} but the contract lives in the domain folder "
+                                  f"'{self.domain}'; set domain: {self.domain}")
+        name = data.get("name")
+        if not isinstance(name, str) or not SNAKE_CASE.match(name):
+            self.fail(["name"], "the data product needs a snake_case name, e.g. name: customer_profile")
+        team = data.get("team")
+        team_name = team.get("name") if isinstance(team, dict) else None
+        description = data.get("description") or {}
+        text = " ".join(str(description.get(k)) for k in ("purpose", "usage", "limitations") if description.get(k))
+        if not text:
+            self.fail(["description"], "describe the data product: description.purpose (and usage)")
+        objects = data.get("schema") or []
+        if not objects:
+            self.fail(["schema"], "a data product needs at least one table in schema[]")
+        slas = self._slas(data.get("slaProperties") or [], {o.get("name") for o in objects})
+        tables, seen = [], set()
+        for i, obj in enumerate(objects):
+            table = self._table(obj, ["schema", i], str(name), slas)
+            if table is None:
+                continue
+            if table.name in seen:
+                self.fail(["schema", i, "name"], f"table '{table.name}' appears twice; table names are unique")
+            seen.add(table.name)
+            tables.append(table)
+        if self.problems:
+            raise ContractError(self.path, self.problems)
+        return DataProduct(self.path, data["id"], str(name), str(data["version"]), str(data.get("status") or ""),
+                           self.domain, team_name or self.default_team, text, tuple(tables), odcs)
+
+    def _slas(self, props: list[dict[str, Any]], tables: set[Any]) -> dict[str | None, list[Sla]]:
+        """SLAs by table name (``None``: every table of the product)."""
+        out: dict[str | None, list[Sla]] = {}
+        for i, prop in enumerate(props):
+            sla = parse_sla(prop)
+            if isinstance(sla, str):
+                self.fail(["slaProperties", i], sla)
+                continue
+            if sla is None:
+                continue  # an SLA property this framework does not act on (availability, retention, …)
+            element = prop.get("element")
+            table = element.split(".")[0] if element else None
+            if table is not None and table not in tables:
+                self.fail(["slaProperties", i, "element"], f"'{element}' names no table of this contract")
+            out.setdefault(table, []).append(sla)
+        return out
+
+    def _table(self, obj: dict[str, Any], loc: list[str | int], product: str,
+               slas: dict[str | None, list[Sla]]) -> Table | None:
+        name = obj.get("name")
+        if not isinstance(name, str) or not SNAKE_CASE.match(name):
+            self.fail([*loc, "name"], "every table needs a snake_case name")
+            return None
+        custom = {p.get("property"): p.get("value") for p in obj.get("customProperties") or []}
+        layer = custom.get("layer")
+        if layer not in LAYERS:
+            self.fail([*loc, "customProperties"], f"set the table's layer: customProperties: "
+                                                  f"[{{property: layer, value: bronze|silver|gold}}] (got {layer!r})")
+            return None
+        visibility = custom.get("visibility") or ("public" if layer == "gold" else "private")
+        if visibility not in VISIBILITIES:
+            self.fail([*loc, "customProperties"], f"visibility {visibility!r} is unknown; use {', '.join(VISIBILITIES)}")
+        elif layer != "gold" and visibility != "private":
+            self.fail([*loc, "customProperties"], f"{layer} tables are private to their domain; only gold tables "
+                                                  "are output ports")
+        source = self._source(custom.get("source"), loc) if layer == "bronze" else None
+        if layer != "bronze" and custom.get("source") is not None:
+            self.fail([*loc, "customProperties"], "only bronze tables ingest a source; silver and gold read SQL")
+        transform = None
+        if layer != "bronze":
+            relative = custom.get("transform") or f"sql/{layer}/{name}.sql"
+            transform = (self.path.parent.parent / relative).resolve()
+            if not transform.is_file():
+                self.fail([*loc, "customProperties"], f"transform file {relative} not found next to the domain; "
+                                                      f"create it or set customProperties transform")
+        if not obj.get("description"):
+            self.fail([*loc, "description"], f"describe table '{name}'")
+        columns, rules = self._columns(obj.get("properties") or [], [*loc, "properties"], layer)
+        names = [c.name for c in columns]
+        keyed = [c for c in columns if c.primary_key_position is not None]
+        if keyed:
+            rules.insert(0, primary_key_rule([c.name for c in sorted(keyed, key=lambda c: c.primary_key_position)]))
+        for j, rule in enumerate(obj.get("quality") or []):
+            try:
+                rules.append(quality_rule(rule, None, names, [*loc, "quality", j]))
+            except RuleError as exc:
+                self.fail(exc.location, str(exc))
+        seen: set[str] = {"schema"}
+        for rule in rules:
+            if rule.name in seen:
+                self.fail([*loc], f"two checks on '{name}' are named '{rule.name}'; give one rule another id")
+            seen.add(rule.name)
+        table_slas = tuple(slas.get(name, []) or slas.get(None, []))
+        return Table(self.domain, product, name, layer, str(obj.get("description") or ""), tuple(columns),
+                     tuple(rules), visibility, source, transform, table_slas, self.path)
+
+    def _source(self, value: Any, loc: list[str | int]) -> Source | None:
+        if not isinstance(value, dict) or not isinstance(value.get("path"), str):
+            self.fail([*loc, "customProperties"], "a bronze table needs customProperties: [{property: source, "
+                                                  "value: {path: <glob in the landing zone>, format: csv}}]")
+            return None
+        fmt = value.get("format", "csv")
+        if fmt != "csv":
+            self.fail([*loc, "customProperties"], f"source format {fmt!r} is not supported yet; use csv")
+        unknown = set(value) - {"path", "format", "delimiter", "header"}
+        if unknown:
+            self.fail([*loc, "customProperties"], f"unknown source option(s) {', '.join(sorted(unknown))}; "
+                                                  "use path, format, delimiter, header")
+        return Source(value["path"], fmt, str(value.get("delimiter", ",")), bool(value.get("header", True)))
+
+    def _columns(self, props: list[dict[str, Any]], loc: list[str | int], layer: str
+                 ) -> tuple[list[Column], list[Rule]]:
+        if not props:
+            self.fail(loc, "a table needs its columns in properties[]")
+        columns: list[Column] = []
+        rules: list[Rule] = []
+        for j, prop in enumerate(props):
+            where = [*loc, j]
+            name = prop.get("name")
+            if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                self.fail([*where, "name"], "every column needs a name of letters, digits and '_'")
+                continue
+            if name in {c.name for c in columns}:
+                self.fail([*where, "name"], f"column '{name}' appears twice")
+                continue
+            if layer == "bronze" and name in LINEAGE_COLUMNS:
+                self.fail([*where, "name"], f"'{name}' is a lineage column bronze ingestion adds; rename the column")
+            logical = prop.get("logicalType")
+            if logical not in DEFAULT_PHYSICAL:
+                self.fail([*where, "logicalType"], f"set a logicalType, one of {', '.join(DEFAULT_PHYSICAL)}"
+                                                   f"{' (nested types are not supported yet)' if logical else ''}")
+                continue
+            physical = self._physical_type(prop.get("physicalType"), logical, [*where, "physicalType"])
+            if not prop.get("description"):
+                self.fail([*where, "description"], f"describe column '{name}'")
+            position = prop.get("primaryKeyPosition")
+            if prop.get("primaryKey"):
+                position = position if isinstance(position, int) and position > 0 else len(columns) + 1
+            else:
+                position = None
+            columns.append(Column(name, logical, physical, str(prop.get("description") or ""),
+                                  bool(prop.get("required") or prop.get("primaryKey")), bool(prop.get("unique")),
+                                  position, prop.get("classification")))
+            try:
+                rules.extend(constraint_rules(prop, where))
+            except RuleError as exc:
+                self.fail(exc.location, str(exc))
+        names = [c.name for c in columns]
+        for j, prop in enumerate(props):
+            for k, rule in enumerate(prop.get("quality") or []):
+                try:
+                    rules.append(quality_rule(rule, prop.get("name"), names, [*loc, j, "quality", k]))
+                except RuleError as exc:
+                    self.fail(exc.location, str(exc))
+        return columns, rules
+
+    def _physical_type(self, physical: Any, logical: str, loc: list[str | int]) -> str:
+        if physical is None:
+            return DEFAULT_PHYSICAL[logical]
+        try:
+            parsed = exp.DataType.build(str(physical), dialect="duckdb")
+        except (sqlglot.errors.ParseError, ValueError):
+            self.fail(loc, f"'{physical}' is not a DuckDB type, e.g. VARCHAR, BIGINT, DECIMAL(15,2), DATE")
+            return DEFAULT_PHYSICAL[logical]
+        if parsed.this not in _FAMILIES[logical]:
+            self.fail(loc, f"'{physical}' does not hold logicalType '{logical}'; use e.g. {DEFAULT_PHYSICAL[logical]}")
+        return str(physical)
+
+
+_UNIT_SECONDS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60, "minutes": 60,
+                 "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400,
+                 "w": 604800, "week": 604800, "weeks": 604800}
+
+
+def parse_sla(prop: dict[str, Any]) -> Sla | str | None:
+    """An :class:`Sla` from one ODCS ``slaProperties`` entry; ``None`` for properties other than latency and
+    frequency; a message string when the entry cannot be used. Units follow ODCS ("d, day, days", …)."""
+    kind = str(prop.get("property", "")).lower()
+    if kind not in ("latency", "frequency"):
+        return None
+    unit = str(prop.get("unit") or "d").lower()
+    value = prop.get("value")
+    if unit not in _UNIT_SECONDS or not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        return f"{kind} needs a positive number value and a unit (s, m, h, d, w), got value {value!r} unit {unit!r}"
+    schedule = prop.get("schedule") if str(prop.get("scheduler") or "").lower() == "cron" else None
+    return Sla(kind, float(value) * _UNIT_SECONDS[unit], schedule)

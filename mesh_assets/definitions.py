@@ -1,0 +1,61 @@
+"""Dagster ``Definitions``: one per domain (a code location) and one combined for the command-line run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from mesh_assets.assets import LAYER_TAG, domain_assets
+from mesh_assets.mesh import Domain, Mesh, load_mesh
+from mesh_assets.settings import MeshSettings, find_mesh_root
+from resources import DuckDBEngine, PortStorage
+
+
+def mesh_resources(settings: MeshSettings) -> dict[str, object]:
+    """The resources every asset uses, configured from ``mesh.yaml`` and the environment."""
+    return {
+        "duckdb": DuckDBEngine(threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit),
+        "ports": PortStorage(root=settings.storage_url, retention=settings.retention.snapshots),
+    }
+
+
+def _automation_sensor(domain: Domain) -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        f"{domain.name}_automation",
+        target=dg.AssetSelection.groups(domain.name),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Declarative automation of domain {domain.name}: bronze on its ingestion schedule, "
+                    "silver and gold when their inputs update and pass their blocking checks.",
+    )
+
+
+def build_domain_definitions(domain_dir: Path | str) -> dg.Definitions:
+    """The code location of the domain in folder ``domain_dir``: its assets and checks, an automation sensor
+    (RUNNING by default) and an ``<domain>_ingestion`` job. Only this domain's contracts and the contracts of
+    the ports it reads are parsed; no other domain's Python is imported.
+
+    Raises:
+        ContractError, MeshError: a malformed contract or an input that cannot be resolved.
+    """
+    domain_dir = Path(domain_dir).resolve()
+    mesh = load_mesh(find_mesh_root(domain_dir))
+    domain = mesh.domain(domain_dir.name)
+    ingestion = dg.define_asset_job(
+        f"{domain.name}_ingestion",
+        selection=dg.AssetSelection.groups(domain.name) & dg.AssetSelection.tag(LAYER_TAG, "bronze"),
+        description=f"Ingest the landing-zone files of domain {domain.name} into its bronze tables.",
+    )
+    return dg.Definitions(
+        assets=domain_assets(mesh, domain),
+        sensors=[_automation_sensor(domain)],
+        jobs=[ingestion] if any(t.layer == "bronze" for t in domain.tables) else [],
+        resources=mesh_resources(mesh.settings),
+    )
+
+
+def build_mesh_definitions(mesh: Mesh) -> dg.Definitions:
+    """Every domain's assets in one ``Definitions``, so one process can materialize the whole mesh in
+    dependency order (a Dagster run cannot span code locations)."""
+    assets = [a for d in mesh.domains() for a in domain_assets(mesh, d)]
+    return dg.Definitions(assets=assets, resources=mesh_resources(mesh.settings))

@@ -1,0 +1,33 @@
+"""Errors the mesh raises for bad input: each names the file, the field and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MeshError(Exception):
+    """Base class of every error caused by the mesh's own files or data (never a bug in the framework)."""
+
+
+class ContractError(MeshError):
+    """A data contract, domain descriptor or ``mesh.yaml`` is malformed.
+
+    Args:
+        path: the file at fault.
+        problems: one line per problem, each ``<field>: <what is wrong>. <fix>``; a field is written as a
+            JSON-path-like location (``schema[0].properties[2].logicalType``), with ``(line N)`` when known.
+    """
+
+    def __init__(self, path: Path | str, problems: list[str]):
+        self.path = Path(path)
+        self.problems = problems
+        body = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{self.path}: invalid\n{body}")
+
+
+class PortError(MeshError):
+    """An output port cannot be read or written (no published snapshot, unknown port, broken pointer)."""
+
+
+class TransformError(MeshError):
+    """A transform (ingestion or SQL) failed on its data; the message names the table, the file and the fix."""

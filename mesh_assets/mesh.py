@@ -1,0 +1,129 @@
+"""The mesh on disk: ``mesh.yaml``, one folder per domain, one data contract per data product."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster._utils.schedules import is_valid_cron_string  # the validator Dagster applies to schedules
+
+from mesh_assets.contracts import SNAKE_CASE, DataProduct, Table, load_contract
+from mesh_assets.errors import ContractError, MeshError
+from mesh_assets.settings import MeshSettings, load_settings
+from mesh_assets.yaml_source import load_yaml, problem
+
+DOMAIN_FILE = "domain.yaml"
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A domain: its descriptor (``domain.yaml``) and its data products (``products/*.yaml``)."""
+
+    name: str
+    team: str
+    description: str
+    path: Path
+    ingestion_schedule: str
+    timezone: str
+    products: tuple[DataProduct, ...]
+
+    @property
+    def tables(self) -> list[Table]:
+        return [t for p in self.products for t in p.tables]
+
+    def table(self, layer: str, name: str) -> Table | None:
+        return next((t for t in self.tables if t.layer == layer and t.name == name), None)
+
+
+def load_domain(path: Path) -> Domain:
+    """Load the domain in folder ``path``: its descriptor and every contract under ``products/``.
+
+    Raises:
+        ContractError: the descriptor or one contract is malformed.
+        MeshError: several contracts are malformed (every message is included), or a table is declared twice.
+    """
+    path = Path(path).resolve()
+    descriptor = path / DOMAIN_FILE
+    data, node = load_yaml(descriptor)
+    problems = []
+    if not isinstance(data, dict):
+        raise ContractError(descriptor, ["(top level): expected name, team, description, ingestion_schedule"])
+    if data.get("name") != path.name:
+        problems.append(problem(node, ["name"], f"must equal the folder name; set name: {path.name}"))
+    if not SNAKE_CASE.match(path.name):
+        problems.append(problem(node, ["name"], "domain names are snake_case"))
+    for field in ("team", "description"):
+        if not isinstance(data.get(field), str) or not data.get(field):
+            problems.append(problem(node, [field], f"set the domain's {field}"))
+    schedule = data.get("ingestion_schedule", "0 0 * * *")
+    if not isinstance(schedule, str) or not is_valid_cron_string(schedule):
+        problems.append(problem(node, ["ingestion_schedule"], f"{schedule!r} is not a cron expression, "
+                                                              "e.g. '0 2 * * *' (02:00 daily)"))
+    unknown = set(data) - {"name", "team", "description", "ingestion_schedule", "timezone"}
+    if unknown:
+        problems.append(problem(node, [], f"unknown field(s) {', '.join(sorted(unknown))}"))
+    if problems:
+        raise ContractError(descriptor, problems)
+    products, errors = [], []
+    for contract in sorted((path / "products").glob("*.yaml")):
+        try:
+            products.append(load_contract(contract, path.name, data["team"]))
+        except ContractError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise MeshError("\n\n".join(errors))
+    keys: dict[tuple[str, str, str], Path] = {}
+    for product in products:
+        for table in product.tables:
+            if table.key in keys:
+                raise MeshError(f"{product.path}: table {'/'.join(table.key)} is also declared in "
+                                f"{keys[table.key]}; an asset key belongs to exactly one contract")
+            keys[table.key] = product.path
+    return Domain(path.name, data["team"], data["description"], path, schedule,
+                  str(data.get("timezone") or "UTC"), tuple(products))
+
+
+class Mesh:
+    """All domains under ``<root>/<domains_dir>``, loaded lazily one domain at a time, so a code location
+    only parses the contracts it reads (its own and those of the ports it consumes)."""
+
+    def __init__(self, settings: MeshSettings):
+        self.settings = settings
+
+    @property
+    def root(self) -> Path:
+        return self.settings.root
+
+    @property
+    def domain_names(self) -> list[str]:
+        base = self.settings.domains_path
+        return sorted(p.name for p in base.iterdir() if (p / DOMAIN_FILE).is_file()) if base.is_dir() else []
+
+    @functools.cache
+    def domain(self, name: str) -> Domain:
+        """The domain ``name``. Raises :class:`MeshError` when there is no such domain folder."""
+        if name not in self.domain_names:
+            raise MeshError(f"no domain '{name}' in {self.settings.domains_path}; "
+                            f"the domains are {', '.join(self.domain_names) or '(none)'}")
+        return load_domain(self.settings.domains_path / name)
+
+    def domains(self) -> list[Domain]:
+        return [self.domain(n) for n in self.domain_names]
+
+    def output_port(self, domain: str, table: str) -> Table:
+        """The gold table ``<domain>.<table>`` (an output port).
+
+        Raises:
+            MeshError: no such domain or gold table (the message lists the domain's ports).
+        """
+        found = self.domain(domain).table("gold", table)
+        if found is None:
+            ports = ", ".join(f"{domain}.{t.name}" for t in self.domain(domain).tables if t.layer == "gold")
+            raise MeshError(f"'{domain}.{table}' is not an output port; {domain} publishes {ports or 'none'}")
+        return found
+
+
+def load_mesh(root: Path | str) -> Mesh:
+    """The mesh whose ``mesh.yaml`` is in ``root``. Raises :class:`ContractError` for a malformed ``mesh.yaml``."""
+    return Mesh(load_settings(root))

@@ -1,0 +1,133 @@
+"""Output ports: versioned Parquet snapshots with an atomically swapped pointer (DESIGN.md §3).
+
+Layout of the port ``<domain>/<layer>/<table>`` under the storage root::
+
+    <root>/<domain>/<layer>/<table>/
+        snapshots/<snapshot id>/part-0.parquet   immutable once written
+        _current.json                             {"snapshot": id, "rows": n, "published_at": …, "run_id": …}
+
+A snapshot id is ``<UTC time %Y%m%dT%H%M%S%fZ>-<run id prefix>``, so ids sort by creation time. Readers
+resolve ``_current.json`` first; writers create a new snapshot, audit it, then :meth:`Port.publish` replaces
+the pointer in one atomic step (``os.replace`` locally, a single object PUT on object stores). A crash before
+publishing leaves the previous snapshot current and readable. The storage root may be any fsspec URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from mesh_assets.errors import PortError
+
+POINTER = "_current.json"
+DATA_FILE = "part-0.parquet"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot of a port: ``id``, its folder ``path`` and the ``glob`` of its Parquet files."""
+
+    id: str
+    path: str
+
+    @property
+    def glob(self) -> str:
+        return f"{self.path}/*.parquet"
+
+    @property
+    def data_file(self) -> str:
+        return f"{self.path}/{DATA_FILE}"
+
+
+class Port:
+    """The storage of one table, keyed ``(domain, layer, table)``, under the storage root ``root``."""
+
+    def __init__(self, root: str, key: tuple[str, str, str]):
+        self.key = key
+        self.fs, base = fsspec.core.url_to_fs(root)
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self._protocol = "" if self.local else f"{root.split('://')[0]}://"
+        self.path = "/".join([base.rstrip("/"), *key])
+
+    def __repr__(self) -> str:
+        return f"Port({'/'.join(self.key)} at {self.url(self.path)})"
+
+    def url(self, path: str) -> str:
+        """``path`` as DuckDB must see it (with the protocol for object stores)."""
+        return path if self.local else f"{self._protocol}{path.lstrip('/')}"
+
+    def new_snapshot(self, run_id: str) -> Snapshot:
+        """Create an empty, unpublished snapshot folder for the run ``run_id`` and return it."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        snapshot_id = f"{stamp}-{run_id.replace('-', '')[:8]}"
+        path = f"{self.path}/snapshots/{snapshot_id}"
+        self.fs.makedirs(path, exist_ok=True)
+        return Snapshot(snapshot_id, self.url(path))
+
+    def current(self) -> dict[str, Any] | None:
+        """The pointer's content (``snapshot``, ``rows``, ``published_at``, ``run_id``, …), ``None`` if never
+        published. Raises :class:`PortError` when the pointer is unreadable or names a missing snapshot."""
+        pointer = f"{self.path}/{POINTER}"
+        try:
+            with self.fs.open(pointer, "r") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise PortError(f"{self.url(pointer)} is unreadable ({exc}); restore it with `mesh rollback`") from None
+        if not self.fs.exists(f"{self.path}/snapshots/{data.get('snapshot')}"):
+            raise PortError(f"{self.url(pointer)} names snapshot {data.get('snapshot')!r}, which does not exist")
+        return data
+
+    def current_snapshot(self) -> Snapshot:
+        """The published snapshot readers use. Raises :class:`PortError` when nothing was ever published."""
+        info = self.current()
+        if info is None:
+            raise PortError(f"port {'/'.join(self.key)} has no published snapshot yet at {self.url(self.path)}; "
+                            f"materialize it first (mesh run)")
+        return self.snapshot(info["snapshot"])
+
+    def snapshot(self, snapshot_id: str) -> Snapshot:
+        return Snapshot(snapshot_id, self.url(f"{self.path}/snapshots/{snapshot_id}"))
+
+    def snapshot_ids(self) -> list[str]:
+        """Every snapshot id, published or not, oldest first."""
+        folder = f"{self.path}/snapshots"
+        if not self.fs.exists(folder):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
+
+    def publish(self, snapshot_id: str, info: dict[str, Any] | None = None) -> None:
+        """Make ``snapshot_id`` current in one atomic step; ``info`` (row count, run id, …) is stored with it.
+
+        Raises :class:`PortError` when the snapshot does not exist.
+        """
+        if snapshot_id not in self.snapshot_ids():
+            raise PortError(f"cannot publish {'/'.join(self.key)}: no snapshot {snapshot_id!r}")
+        body = json.dumps({"snapshot": snapshot_id, "published_at": datetime.now(UTC).isoformat(), **(info or {})})
+        pointer = f"{self.path}/{POINTER}"
+        if self.local:
+            tmp = f"{pointer}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(body)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, pointer)
+        else:
+            self.fs.pipe_file(pointer, body.encode())
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the ``keep`` newest snapshots, never the current one; return the deleted ids."""
+        current = (self.current() or {}).get("snapshot")
+        ids = self.snapshot_ids()
+        doomed = [s for s in ids[: max(len(ids) - keep, 0)] if s != current]
+        for snapshot_id in doomed:
+            self.fs.rm(f"{self.path}/snapshots/{snapshot_id}", recursive=True)
+        return doomed

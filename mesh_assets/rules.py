@@ -1,0 +1,255 @@
+"""Contract rules: every property constraint and ODCS ``quality[]`` entry of a table, as one :class:`Rule` each.
+
+A rule measures one number on a table (failing rows, a row count, or the value of a SQL query) and compares it
+with a threshold. Property constraints (``required``, ``unique``, ``primaryKey``, ``logicalTypeOptions``) are
+rules whose threshold is "0 failing rows". Sources: ODCS v3.1 "Data quality" (library metrics, operators,
+``unit``, ``type: sql``) and "Logical type options"; https://bitol-io.github.io/open-data-contract-standard/.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+OPERATORS = (
+    "mustBe",
+    "mustNotBe",
+    "mustBeGreaterThan",
+    "mustBeGreaterOrEqualTo",
+    "mustBeLessThan",
+    "mustBeLessOrEqualTo",
+    "mustBeBetween",
+    "mustNotBeBetween",
+)
+METRICS = ("nullValues", "missingValues", "invalidValues", "duplicateValues", "rowCount")
+SEVERITIES = ("error", "warning", "info")
+# JSON Schema `format` values (draft 2020-12 §7.3) we can check, as full-match regular expressions.
+FORMATS = {
+    "email": r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+    "uuid": r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+    "uri": r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]*$",
+    "ipv4": r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$",
+    "date": r"^\d{4}-\d{2}-\d{2}$",
+}
+# logicalTypeOptions keys (ODCS v3.1) per logical type, and the rule each one becomes.
+TYPE_OPTIONS = {
+    "string": ("minLength", "maxLength", "pattern", "format"),
+    "integer": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format"),
+    "number": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format"),
+    "date": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format"),
+    "timestamp": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format", "timezone"),
+    "time": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format"),
+    "boolean": (),
+}
+CHECK_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One check on one table.
+
+    Attributes:
+        name: the Dagster asset check name (``^[A-Za-z0-9_]+$``, unique per table).
+        kind: what is measured — row-level predicates ``not_null``, ``bound``, ``length``, ``pattern``,
+            ``valid_values``, ``not_missing`` (failing rows are the rows where the predicate is false);
+            ``duplicates`` (rows repeating an earlier row's value of ``columns``); ``primary_key``
+            (duplicates plus rows with a null key column); ``row_count``; ``sql`` (a query's single value).
+        columns: the columns the rule reads (empty for table-level rules).
+        params: kind-specific parameters (``op``/``value`` for bound, ``min``/``max`` for length,
+            ``pattern``, ``values``, ``query``).
+        operator, threshold: the ODCS comparison of the measured value (``mustBe`` 0 for constraints).
+        unit: ``rows`` or ``percent`` (percent of rows checked).
+        severity: ``error`` (blocking), ``warning`` or ``info`` (recorded only).
+        description: the rule in words, shown on the check.
+        source: the rule as written in the contract (for reports).
+        dimension: the ODCS quality dimension, if given.
+    """
+
+    name: str
+    kind: str
+    columns: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    operator: str = "mustBe"
+    threshold: Any = 0
+    unit: str = "rows"
+    severity: str = "error"
+    description: str = ""
+    source: dict[str, Any] = field(default_factory=dict)
+    dimension: str | None = None
+
+    @property
+    def blocking(self) -> bool:
+        return self.severity == "error"
+
+    def passes(self, value: float) -> bool:
+        """Whether the measured ``value`` satisfies the rule's operator and threshold."""
+        t = self.threshold
+        return {
+            "mustBe": lambda: value == t,
+            "mustNotBe": lambda: value != t,
+            "mustBeGreaterThan": lambda: value > t,
+            "mustBeGreaterOrEqualTo": lambda: value >= t,
+            "mustBeLessThan": lambda: value < t,
+            "mustBeLessOrEqualTo": lambda: value <= t,
+            "mustBeBetween": lambda: t[0] <= value <= t[1],
+            "mustNotBeBetween": lambda: not (t[0] <= value <= t[1]),
+        }[self.operator]()
+
+    @property
+    def expectation(self) -> str:
+        """The threshold in words, e.g. ``mustBe 0 rows``."""
+        return f"{self.operator} {self.threshold} {self.unit}"
+
+
+class RuleError(ValueError):
+    """A rule in a contract cannot be checked; ``location`` is its path in the contract."""
+
+    def __init__(self, location: list[str | int], message: str):
+        self.location = location
+        super().__init__(message)
+
+
+def constraint_rules(column: dict[str, Any], location: list[str | int]) -> list[Rule]:
+    """Rules from one property's constraints: ``required``, ``unique`` and ``logicalTypeOptions``.
+
+    ``column`` is the property as written in the contract. ``primaryKey`` is a table rule
+    (see :func:`primary_key_rule`). Raises :class:`RuleError` for an option the logical type has no meaning for.
+    """
+    name, logical = column["name"], column.get("logicalType")
+    rules: list[Rule] = []
+    if column.get("required"):
+        rules.append(Rule(f"{name}_required", "not_null", (name,), description=f"{name} is never null",
+                          source={"required": True}, dimension="completeness"))
+    if column.get("unique"):
+        rules.append(Rule(f"{name}_unique", "duplicates", (name,), description=f"{name} values are unique",
+                          source={"unique": True}, dimension="uniqueness"))
+    options = column.get("logicalTypeOptions") or {}
+    allowed = TYPE_OPTIONS.get(logical, ())
+    bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+    for key, value in options.items():
+        where = [*location, "logicalTypeOptions", key]
+        if key not in allowed:
+            raise RuleError(where, f"'{key}' is not an option of logicalType '{logical}'; "
+                                   f"use one of {', '.join(allowed) or '(none)'}")
+        snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+        src = {"logicalTypeOptions": {key: value}}
+        if key in bounds:
+            if isinstance(value, bool):  # ODCS 3.0 wrote exclusiveMinimum: true; 3.1 takes the bound itself
+                raise RuleError(where, f"'{key}' must be the bound itself (ODCS v3.1), not a boolean")
+            rules.append(Rule(f"{name}_{snake}", "bound", (name,), {"op": bounds[key], "value": value},
+                              description=f"{name} {bounds[key]} {value}", source=src, dimension="accuracy"))
+        elif key in ("minLength", "maxLength"):
+            if not isinstance(value, int) or value < 0:
+                raise RuleError(where, f"'{key}' must be a non-negative integer")
+            params = {"min": value} if key == "minLength" else {"max": value}
+            word = "at least" if key == "minLength" else "at most"
+            rules.append(Rule(f"{name}_{snake}", "length", (name,), params,
+                              description=f"{name} has {word} {value} characters", source=src,
+                              dimension="conformity"))
+        elif key == "pattern":
+            _check_regex(value, where)
+            rules.append(Rule(f"{name}_pattern", "pattern", (name,), {"pattern": value},
+                              description=f"{name} matches /{value}/", source=src, dimension="conformity"))
+        elif key == "format":
+            if logical != "string":
+                continue  # date/number formats describe rendering, not content of a typed column
+            if value not in FORMATS:
+                raise RuleError(where, f"format '{value}' cannot be checked; use one of {', '.join(FORMATS)}")
+            rules.append(Rule(f"{name}_format", "pattern", (name,), {"pattern": FORMATS[value]},
+                              description=f"{name} is a valid {value}", source=src, dimension="conformity"))
+    return rules
+
+
+def primary_key_rule(columns: list[str]) -> Rule:
+    """The ``primary_key`` rule: no duplicate and no null key, over ``columns`` in ``primaryKeyPosition`` order."""
+    return Rule("primary_key", "primary_key", tuple(columns),
+                description=f"({', '.join(columns)}) is unique and never null",
+                source={"primaryKey": list(columns)}, dimension="uniqueness")
+
+
+def quality_rule(rule: dict[str, Any], column: str | None, columns: list[str],
+                 location: list[str | int]) -> Rule:
+    """A :class:`Rule` from one ODCS ``quality[]`` entry on ``column`` (``None`` for a table-level rule).
+
+    Raises :class:`RuleError` for a type, metric, operator or argument this mesh cannot check.
+    """
+    rtype = rule.get("type", "library")
+    metric = rule.get("metric") or rule.get("rule")
+    severity = (rule.get("severity") or "error").lower()
+    if severity not in SEVERITIES:
+        raise RuleError([*location, "severity"], f"'{severity}' is not a severity; use error, warning or info")
+    unit = (rule.get("unit") or "rows").lower()
+    if unit not in ("rows", "percent"):
+        raise RuleError([*location, "unit"], f"unit '{unit}' is not supported; use rows or percent")
+    ops = [op for op in OPERATORS if rule.get(op) is not None]
+    if len(ops) > 1:
+        raise RuleError(location, f"one operator per rule, found {', '.join(ops)}")
+    operator = ops[0] if ops else None
+    args = rule.get("arguments") or {}
+    base = column or "table"
+    if rtype == "sql":
+        query = rule.get("query")
+        if not query:
+            raise RuleError([*location, "query"], "a sql rule needs a query returning one number")
+        kind, cols, params = "sql", (), {"query": query}
+        default_name = f"{base}_sql"
+    elif rtype == "library" or metric:
+        if metric not in METRICS:
+            raise RuleError([*location, "metric"], f"metric '{metric}' is unknown; use one of {', '.join(METRICS)}")
+        default_name = f"{base}_{re.sub(r'(?<!^)(?=[A-Z])', '_', metric).lower()}"
+        if metric == "rowCount":
+            if column is not None:
+                raise RuleError(location, "rowCount is a table-level metric; move it to the table's quality[]")
+            if operator is None:
+                raise RuleError(location, "rowCount needs an operator, e.g. mustBeGreaterThan: 0")
+            kind, cols, params = "row_count", (), {}
+        elif metric == "duplicateValues":
+            cols = tuple(args.get("properties") or ([column] if column else []))
+            if not cols:
+                raise RuleError([*location, "arguments", "properties"],
+                                "a table-level duplicateValues rule needs arguments.properties: [columns]")
+            kind, params = "duplicates", {}
+        else:
+            if column is None:
+                raise RuleError(location, f"{metric} is a property-level metric; move it under the property")
+            cols = (column,)
+            if metric == "nullValues":
+                kind, params = "not_null", {}
+            elif metric == "missingValues":
+                missing = args.get("missingValues")
+                if not isinstance(missing, list) or not missing:
+                    raise RuleError([*location, "arguments", "missingValues"],
+                                    "missingValues needs arguments.missingValues: [null, '', ...]")
+                kind, params = "not_missing", {"values": missing}
+            else:  # invalidValues
+                if isinstance(args.get("validValues"), list):
+                    kind, params = "valid_values", {"values": args["validValues"]}
+                elif isinstance(args.get("pattern"), str):
+                    _check_regex(args["pattern"], [*location, "arguments", "pattern"])
+                    kind, params = "pattern", {"pattern": args["pattern"]}
+                else:
+                    raise RuleError([*location, "arguments"],
+                                    "invalidValues needs arguments.validValues: [...] or arguments.pattern")
+    else:
+        raise RuleError([*location, "type"], f"quality type '{rtype}' cannot be checked; use library or sql")
+    unknown = [c for c in cols if c not in columns]
+    if unknown:
+        raise RuleError(location, f"unknown column {', '.join(unknown)}; the table has {', '.join(columns)}")
+    name = rule.get("id") or rule.get("name") or default_name
+    if not CHECK_NAME.match(name):
+        raise RuleError([*location, "id"], f"'{name}' cannot name a check; use letters, digits and '_'")
+    if operator is None:
+        operator, threshold = "mustBe", 0
+    else:
+        threshold = rule[operator]
+    return Rule(name, kind, cols, params, operator, threshold, unit, severity,
+                rule.get("description") or f"{metric or 'sql'} {operator} {threshold} {unit}",
+                {k: v for k, v in rule.items() if v is not None}, rule.get("dimension"))
+
+
+def _check_regex(pattern: Any, where: list[str | int]) -> None:
+    try:
+        re.compile(pattern)
+    except (re.error, TypeError) as exc:
+        raise RuleError(where, f"not a valid regular expression: {exc}") from None

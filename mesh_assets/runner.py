@@ -1,0 +1,178 @@
+"""The command-line main job: materialize the whole mesh (or some domains) in dependency order in one
+process, recorded in the Dagster instance at ``DAGSTER_HOME`` so the UI shows the result."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+from dagster import DagsterEventType, DagsterInstance
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
+
+from mesh_assets.definitions import build_mesh_definitions
+from mesh_assets.errors import MeshError
+from mesh_assets.mesh import Mesh
+
+_WATCHED = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
+            DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
+
+
+def dagster_home(root: Path) -> Path:
+    """``DAGSTER_HOME`` (default ``<root>/.dagster``), created and given the mesh's ``dagster.yaml``; the
+    variable is set for this process so Dagster finds the instance."""
+    home = Path(os.environ.get("DAGSTER_HOME") or root / ".dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    source, target = root / "dagster.yaml", home / "dagster.yaml"
+    if source.is_file() and (not target.is_file() or target.read_bytes() != source.read_bytes()):
+        shutil.copyfile(source, target)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+@dataclass
+class AssetSummary:
+    """One row of the run summary: ``status`` is materialized, failed or skipped; ``seconds`` of its step."""
+
+    key: str
+    status: str = "skipped"
+    rows: int | None = None
+    checks_passed: int = 0
+    checks_failed: int = 0
+    seconds: float | None = None
+    failed_checks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    success: bool
+    assets: list[AssetSummary]
+    seconds: float
+
+
+def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = None,
+             console: Console | None = None) -> RunSummary:
+    """Materialize every asset of ``domains`` (default: all) in one Dagster run with a progress bar.
+
+    Assets outside ``domains`` are not run; their ports are read as currently published.
+
+    Raises:
+        MeshError: an unknown domain, or contracts that do not load.
+    """
+    console = console or Console(stderr=True)
+    unknown = set(domains or []) - set(mesh.domain_names)
+    if unknown:
+        raise MeshError(f"unknown domain(s) {', '.join(sorted(unknown))}; the mesh has "
+                        f"{', '.join(mesh.domain_names)}")
+    defs = build_mesh_definitions(mesh)
+    job = defs.resolve_implicit_global_asset_job_def()
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable
+            and (not domains or k.path[0] in domains)]
+    run_id = str(uuid.uuid4())
+    summaries = {k.to_user_string(): AssetSummary(k.to_user_string()) for k in keys}
+    started = time.monotonic()
+    done = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def execute() -> None:
+        try:
+            outcome["result"] = job.execute_in_process(
+                instance=instance, run_id=run_id, raise_on_error=False, asset_selection=keys,
+                # Progress is shown from the instance's events; Dagster's console log only warns.
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("starting", total=len(keys))
+        worker = threading.Thread(target=execute, name="mesh-run", daemon=True)
+        worker.start()
+        while not done.wait(0.5):
+            _update(instance, run_id, summaries)
+            running = [s.key for s in summaries.values() if s.status == "running"]
+            finished = sum(s.status in ("materialized", "failed") for s in summaries.values())
+            progress.update(task, completed=finished, description=", ".join(running) or "scheduling")
+        worker.join()
+        _update(instance, run_id, summaries)
+        finished = sum(s.status in ("materialized", "failed") for s in summaries.values())
+        progress.update(task, completed=finished, description="done")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    result = outcome["result"]
+    success = bool(result.success) and all(s.status == "materialized" for s in summaries.values())  # type: ignore[attr-defined]
+    return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
+
+
+def _update(instance: DagsterInstance, run_id: str, summaries: dict[str, AssetSummary]) -> None:
+    """Rebuild each asset's status from the run's events in the instance (the single source of truth)."""
+    starts: dict[str, float] = {}
+    by_step: dict[str, str] = {key.replace("/", "__"): key for key in summaries}
+    for summary in summaries.values():
+        summary.checks_passed = summary.checks_failed = 0
+        summary.failed_checks = []
+    for entry in instance.all_logs(run_id, of_type=_WATCHED):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type in (DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION):
+            data = event.event_specific_data
+            if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+                summary = summaries.get(data.materialization.asset_key.to_user_string())
+                if summary is not None:
+                    row_count = data.materialization.metadata.get("dagster/row_count")
+                    summary.rows = row_count.value if row_count is not None else None
+            else:
+                summary = summaries.get(data.asset_key.to_user_string())
+                if summary is not None:
+                    if data.passed:
+                        summary.checks_passed += 1
+                    else:
+                        summary.checks_failed += 1
+                        summary.failed_checks.append(data.check_name)
+            continue
+        key = by_step.get(event.step_key or "")
+        if key is None:
+            continue
+        summary = summaries[key]
+        if event.event_type == DagsterEventType.STEP_START:
+            summary.status = "running"
+            starts[key] = entry.timestamp
+        else:
+            summary.status = "materialized" if event.event_type == DagsterEventType.STEP_SUCCESS else "failed"
+            if key in starts:
+                summary.seconds = entry.timestamp - starts[key]
+
+
+def summary_table(summary: RunSummary) -> RichTable:
+    """The run summary as a table: asset, status, rows, checks passed/failed, seconds."""
+    table = RichTable(title=f"mesh run {summary.run_id} — {'succeeded' if summary.success else 'FAILED'} "
+                            f"in {summary.seconds:.1f} s")
+    for name, justify in (("asset", "left"), ("status", "left"), ("rows", "right"), ("checks passed", "right"),
+                          ("checks failed", "right"), ("seconds", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    styles = {"materialized": "green", "failed": "bold red", "skipped": "yellow", "running": "yellow"}
+    for row in summary.assets:
+        failed = str(row.checks_failed) + (f" ({', '.join(row.failed_checks)})" if row.failed_checks else "")
+        table.add_row(row.key, f"[{styles[row.status]}]{row.status}[/]",
+                      f"{row.rows:,}" if row.rows is not None else "", str(row.checks_passed), failed,
+                      f"{row.seconds:.2f}" if row.seconds is not None else "")
+    return table
+
+
+def open_instance(root: Path) -> DagsterInstance:
+    """The Dagster instance at ``DAGSTER_HOME`` (see :func:`dagster_home`)."""
+    dagster_home(root)
+    return dg.DagsterInstance.get()

@@ -1,0 +1,116 @@
+"""Mesh-wide settings: ``mesh.yaml`` at the mesh root, with environment overrides.
+
+``mesh.yaml`` fields (all optional):
+
+- ``name`` (str): the mesh's name.
+- ``domains_dir`` (path, default ``domains``): the folder holding one sub-folder per domain.
+- ``storage_root`` (path or fsspec URL, default ``.mesh/lake``; env ``MESH_STORAGE_ROOT``): where ports live.
+- ``landing_zone`` (path, default ``.mesh/landing``; env ``MESH_LANDING_ZONE``): where source files land.
+- ``retention.snapshots`` (int ≥ 1, default 3): snapshots kept per port, the current one included.
+- ``duckdb.threads`` (int), ``duckdb.memory_limit`` (DuckDB size string such as ``"4GB"``): engine limits.
+- ``checks.sample_rows`` (int, default 10): failing rows kept as a sample per check.
+- ``sla_defaults.<layer>``: ODCS ``slaProperties`` applied to tables whose contract has no SLA.
+
+Relative paths resolve against the folder of ``mesh.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+
+from mesh_assets.errors import ContractError, MeshError
+from mesh_assets.yaml_source import load_yaml, problem
+
+MESH_FILE = "mesh.yaml"
+Layer = Literal["bronze", "silver", "gold"]
+LAYERS: tuple[str, ...] = ("bronze", "silver", "gold")
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class RetentionSettings(_Strict):
+    snapshots: int = pydantic.Field(3, ge=1)
+
+
+class DuckDBSettings(_Strict):
+    threads: int | None = pydantic.Field(None, ge=1)
+    memory_limit: str | None = None
+
+
+class CheckSettings(_Strict):
+    sample_rows: int = pydantic.Field(10, ge=0, le=1000)
+
+
+class MeshSettings(_Strict):
+    """The parsed ``mesh.yaml``; ``root`` is the folder that holds it."""
+
+    root: Path
+    name: str = "mesh"
+    domains_dir: str = "domains"
+    storage_root: str = ".mesh/lake"
+    landing_zone: str = ".mesh/landing"
+    retention: RetentionSettings = RetentionSettings()
+    duckdb: DuckDBSettings = DuckDBSettings()
+    checks: CheckSettings = CheckSettings()
+    sla_defaults: dict[Layer, list[dict[str, Any]]] = {}
+
+    @property
+    def domains_path(self) -> Path:
+        return self.root / self.domains_dir
+
+    @property
+    def storage_url(self) -> str:
+        """The storage root as an absolute path or an fsspec URL (``s3://…``); ``MESH_STORAGE_ROOT`` wins."""
+        return _resolve(self.root, os.environ.get("MESH_STORAGE_ROOT") or self.storage_root)
+
+    @property
+    def landing_path(self) -> str:
+        """The landing zone as an absolute path or URL; ``MESH_LANDING_ZONE`` wins."""
+        return _resolve(self.root, os.environ.get("MESH_LANDING_ZONE") or self.landing_zone)
+
+
+def _resolve(root: Path, value: str) -> str:
+    if "://" in value:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (root / path).resolve())
+
+
+def find_mesh_root(start: Path | str | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: the current directory) holding ``mesh.yaml``.
+
+    Raises:
+        MeshError: no ``mesh.yaml`` up to the file system root.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / MESH_FILE).is_file():
+            return folder
+    raise MeshError(f"no {MESH_FILE} found in {here} or any parent folder; run inside a mesh or pass --root")
+
+
+def load_settings(root: Path | str) -> MeshSettings:
+    """Parse ``<root>/mesh.yaml``.
+
+    Raises:
+        ContractError: the file is not valid YAML or has an unknown or ill-typed field.
+    """
+    root = Path(root).resolve()
+    path = root / MESH_FILE
+    data, node = load_yaml(path)
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ContractError(path, ["(top level): expected a mapping of settings"])
+    try:
+        return MeshSettings(root=root, **data)
+    except pydantic.ValidationError as exc:
+        raise ContractError(
+            path,
+            [problem(node, [p for p in err["loc"]], err["msg"]) for err in exc.errors()],
+        ) from None

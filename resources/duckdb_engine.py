@@ -1,0 +1,46 @@
+"""The DuckDB engine: one fresh in-memory connection per step, inputs as views over port snapshots.
+
+Nothing is shared between steps, so nothing can be locked (DESIGN.md §3): DuckDB allows one writer per
+database file, which breaks a shared ``.duckdb`` file under a multiprocess executor.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+class DuckDBEngine(dg.ConfigurableResource):
+    """Opens in-memory DuckDB connections with the mesh's limits.
+
+    Attributes:
+        threads: worker threads per connection (``None``: DuckDB's default, the number of cores).
+        memory_limit: DuckDB memory limit such as ``"4GB"`` (``None``: DuckDB's default, 80 % of RAM).
+    """
+
+    threads: int | None = None
+    memory_limit: str | None = None
+
+    def connect(self, storage_root: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A new in-memory connection. For a non-local ``storage_root`` (``s3://``, ``gs://``, ``abfs://``) the
+        root's fsspec file system is registered so DuckDB reads and writes ports through it."""
+        con = duckdb.connect(":memory:")
+        if self.threads:
+            con.execute(f"SET threads = {int(self.threads)}")
+        if self.memory_limit:
+            con.execute("SET memory_limit = ?", [self.memory_limit])
+        con.execute("SET preserve_insertion_order = false")  # lets COPY stream large results in parallel
+        if storage_root and "://" in storage_root:
+            fs, _ = fsspec.core.url_to_fs(storage_root)
+            if not isinstance(fs, LocalFileSystem):
+                con.register_filesystem(fs)
+        return con
+
+    @staticmethod
+    def register_view(con: duckdb.DuckDBPyConnection, schema: str, name: str, parquet_glob: str) -> None:
+        """Create the view ``schema.name`` over the Parquet files matching ``parquet_glob``."""
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        path = parquet_glob.replace("'", "''")
+        con.execute(f"CREATE OR REPLACE VIEW \"{schema}\".\"{name}\" AS SELECT * FROM read_parquet('{path}')")
