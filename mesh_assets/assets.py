@@ -117,8 +117,11 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
 
     @dg.multi_asset(name="__".join(table.key), specs=[spec], check_specs=check_specs)
     def _materialize(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
-        result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
-                                   run_id=context.run_id)
+        try:
+            result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
+                                       run_id=context.run.run_id)
+        except MeshError as exc:  # bad data or SQL: a message for people, not a traceback
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         check_results = [_check_result(key, o) for o in result.outcomes]
         if result.failed_blocking:
             yield from check_results

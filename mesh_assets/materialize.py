@@ -111,7 +111,12 @@ def _normalised_types(con: duckdb.DuckDBPyConnection, columns: dict[str, str]) -
 
 def _message(exc: Exception) -> str:
     """DuckDB's message on one line, without the hint to file a bug report; at most 2,000 characters."""
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = str(exc).strip()
+    if "Possible solutions" in text:  # CSV errors: keep the line and the file, drop DuckDB's sniffer advice
+        head, tail = text.split("Possible solutions", 1)
+        file = next((ln.strip() for ln in tail.splitlines() if ln.strip().startswith("file =")), "")
+        text = f"{head.strip()} {file}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return " ".join(lines)[:2000] or type(exc).__name__
 
 

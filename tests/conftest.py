@@ -1,0 +1,56 @@
+"""Shared fixtures: a one-domain mesh copied into a temporary folder, and a Dagster instance per test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mesh_assets.mesh import Mesh, load_mesh
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parent.parent
+VALID_ORDERS = "order_id,customer,amount\n1,ann,10.00\n2,bob,20.00\n3, ann ,1.50\n"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never touch the repository's own lake or landing zone through the environment."""
+    monkeypatch.delenv("MESH_STORAGE_ROOT", raising=False)
+    monkeypatch.delenv("MESH_LANDING_ZONE", raising=False)
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    """A copy of ``tests/fixtures/tiny_mesh`` (domain ``shop``: bronze raw_orders → silver orders → gold
+    order_totals) with three valid orders landed."""
+    root = tmp_path / "tiny"
+    shutil.copytree(FIXTURES / "tiny_mesh", root)
+    land_orders(root, VALID_ORDERS)
+    return root
+
+
+def land_orders(root: Path, csv_text: str) -> None:
+    """Replace the tiny mesh's landed orders file with ``csv_text``."""
+    landing = root / ".mesh" / "landing" / "shop"
+    landing.mkdir(parents=True, exist_ok=True)
+    (landing / "orders.csv").write_text(csv_text)
+
+
+@pytest.fixture
+def land(tiny_root: Path):
+    """``land(csv_text)`` replaces the landed orders of the tiny mesh."""
+    return lambda csv_text: land_orders(tiny_root, csv_text)
+
+
+@pytest.fixture
+def tiny_mesh(tiny_root: Path) -> Mesh:
+    return load_mesh(tiny_root)
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst

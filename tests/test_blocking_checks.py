@@ -1,0 +1,93 @@
+"""Write–audit–publish through Dagster: a failing blocking check keeps the snapshot unpublished, records the
+check result, and stops downstream; a failing warning only records."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mesh_assets.mesh import Mesh
+from mesh_assets.runner import run_mesh
+from resources import PortStorage
+
+SILVER = dg.AssetKey(["shop", "silver", "orders"])
+GOLD = dg.AssetKey(["shop", "gold", "order_totals"])
+
+
+def _evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg.AssetCheckEvaluation]:
+    logs = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    return {f"{e.dagster_event.event_specific_data.asset_key.to_user_string()}:"
+            f"{e.dagster_event.event_specific_data.check_name}": e.dagster_event.event_specific_data for e in logs}
+
+
+def test_valid_data_publishes_every_layer(tiny_mesh: Mesh, instance: dg.DagsterInstance) -> None:
+    summary = run_mesh(tiny_mesh, instance)
+    assert summary.success
+    assert {a.key: (a.status, a.rows) for a in summary.assets} == {
+        "shop/bronze/raw_orders": ("materialized", 3),
+        "shop/silver/orders": ("materialized", 3),
+        "shop/gold/order_totals": ("materialized", 2),
+    }
+    materialization = instance.get_latest_materialization_event(GOLD).asset_materialization
+    assert materialization.metadata["dagster/row_count"].value == 2
+    storage = PortStorage(root=tiny_mesh.settings.storage_url)
+    assert storage.port(GOLD.path).current()["snapshot"] == materialization.metadata["snapshot"].value
+
+
+def test_failing_blocking_check_on_silver(tiny_mesh: Mesh, instance: dg.DagsterInstance, land) -> None:
+    assert run_mesh(tiny_mesh, instance).success
+    storage = PortStorage(root=tiny_mesh.settings.storage_url)
+    silver_before = storage.port(SILVER.path).current()["snapshot"]
+    gold_before = instance.get_latest_materialization_event(GOLD)
+
+    land("order_id,customer,amount\n1,ann,10.00\n2,bob,-5.00\n3,cy,20.00\n4,dee,-7.25\n")
+    summary = run_mesh(tiny_mesh, instance)
+
+    assert not summary.success
+    status = {a.key: a.status for a in summary.assets}
+    assert status == {"shop/bronze/raw_orders": "materialized", "shop/silver/orders": "failed",
+                      "shop/gold/order_totals": "skipped"}
+    # the check result is recorded, with counts from an aggregate and a bounded sample
+    evaluation = _evaluations(instance, summary.run_id)["shop/silver/orders:amount_minimum"]
+    assert evaluation.passed is False
+    metadata = {k: v.value for k, v in evaluation.metadata.items()}
+    assert metadata["failing_rows"] == 2 and metadata["rows_checked"] == 4
+    assert metadata["pass_rate"] == 0.5
+    assert sorted(r["order_id"] for r in metadata["sample"]) == [2, 4]
+    assert "amount" in metadata["sql"]
+    # the new silver snapshot exists but is not published; gold did not run
+    port = storage.port(SILVER.path)
+    assert port.current()["snapshot"] == silver_before
+    assert len(port.snapshot_ids()) == 2
+    assert instance.get_latest_materialization_event(GOLD).run_id == gold_before.run_id
+    assert instance.get_latest_materialization_event(SILVER).run_id != summary.run_id
+
+
+def test_failing_warning_records_but_publishes(tiny_mesh: Mesh, instance: dg.DagsterInstance, land) -> None:
+    land("order_id,customer,amount\n1,ann,10.00\n2,bob,3.00\n")
+    summary = run_mesh(tiny_mesh, instance)
+    assert summary.success
+    evaluation = _evaluations(instance, summary.run_id)["shop/silver/orders:amount_is_small"]
+    assert evaluation.passed is False
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert {k: v.value for k, v in evaluation.metadata.items()}["failing_rows"] == 1
+
+
+def test_schema_mismatch_fails_before_writing(tiny_mesh: Mesh, tiny_root, instance: dg.DagsterInstance) -> None:
+    sql = tiny_root / "domains" / "shop" / "sql" / "silver" / "orders.sql"
+    sql.write_text("select order_id, customer, amount::double as amount from bronze.raw_orders")
+    summary = run_mesh(tiny_mesh, instance)
+    assert not summary.success
+    evaluation = _evaluations(instance, summary.run_id)["shop/silver/orders:schema"]
+    problems = evaluation.metadata["problems"].value
+    assert problems == ["column amount is DOUBLE, the contract says DECIMAL(10,2)"]
+    assert PortStorage(root=tiny_mesh.settings.storage_url).port(SILVER.path).snapshot_ids() == []
+
+
+def test_malformed_csv_fails_with_file_and_line(tiny_mesh: Mesh, instance: dg.DagsterInstance, land) -> None:
+    land("order_id,customer,amount\n1,ann,10.00\nx,bob,3.00\n")
+    summary = run_mesh(tiny_mesh, instance)
+    assert not summary.success
+    failure = instance.all_logs(summary.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)[0]
+    message = failure.dagster_event.event_specific_data.error.message
+    assert "CSV Error on Line: 3" in message and "orders.csv" in message and "Nothing was published" in message
+    assert "Possible solutions" not in message

@@ -1,0 +1,79 @@
+"""Ports: snapshots, the atomic pointer, retention, and crashes between writing and publishing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from mesh_assets.errors import PortError
+from mesh_assets.materialize import materialize_table
+from mesh_assets.mesh import Mesh
+from mesh_assets.ports import Port
+from resources import DuckDBEngine, PortStorage
+
+
+def _write(port: Port, values: list[int], run_id: str = "run-1") -> str:
+    snapshot = port.new_snapshot(run_id)
+    duckdb.sql(f"COPY (SELECT unnest({values}) AS v) TO '{snapshot.data_file}' (FORMAT parquet)")
+    return snapshot.id
+
+
+def _read(port: Port) -> list[int]:
+    return sorted(r[0] for r in duckdb.sql(f"SELECT v FROM read_parquet('{port.current_snapshot().glob}')").fetchall())
+
+
+def test_unpublished_port_says_how_to_fix(tmp_path: Path) -> None:
+    port = Port(str(tmp_path), ("d", "gold", "t"))
+    assert port.current() is None
+    with pytest.raises(PortError, match="no published snapshot yet.*mesh run"):
+        port.current_snapshot()
+
+
+def test_written_but_unpublished_snapshot_is_invisible(tmp_path: Path) -> None:
+    port = Port(str(tmp_path), ("d", "gold", "t"))
+    first = _write(port, [1, 2, 3])
+    port.publish(first, {"rows": 3})
+    _write(port, [9], run_id="run-2")  # a crash here: written, never published
+    assert port.current()["snapshot"] == first
+    assert _read(port) == [1, 2, 3]
+
+
+def test_retention_keeps_the_newest_and_the_current(tmp_path: Path) -> None:
+    port = Port(str(tmp_path), ("d", "gold", "t"))
+    ids = []
+    for i in range(4):
+        ids.append(_write(port, [i], run_id=f"run-{i}"))
+        port.publish(ids[-1])
+    port.publish(ids[0])  # a rollback to the oldest snapshot
+    deleted = port.prune(keep=2)
+    assert set(deleted) == {ids[1]}
+    assert port.snapshot_ids() == [ids[0], ids[2], ids[3]]
+    assert _read(port) == [0]
+
+
+def test_crash_between_writing_and_publishing_keeps_previous_snapshot(
+    tiny_mesh: Mesh, land, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    domain = tiny_mesh.domain("shop")
+    bronze = domain.table("bronze", "raw_orders")
+    storage = PortStorage(root=tiny_mesh.settings.storage_url)
+    engine = DuckDBEngine()
+    kwargs = dict(engine=engine, storage=storage, settings=tiny_mesh.settings)
+    first = materialize_table(bronze, [], run_id="run-1", **kwargs)
+    assert first.published and first.rows == 3
+
+    land("order_id,customer,amount\n7,zoe,5.00\n")
+
+    def crash(self, snapshot_id, info=None):
+        raise KeyboardInterrupt("killed between write and publish")
+
+    monkeypatch.setattr(Port, "publish", crash)
+    with pytest.raises(KeyboardInterrupt):
+        materialize_table(bronze, [], run_id="run-2", **kwargs)
+    port = storage.port(bronze.key)
+    assert len(port.snapshot_ids()) == 2  # the new snapshot was written …
+    assert port.current()["snapshot"] == first.snapshot_id  # … but the previous one stays current
+    rows = duckdb.sql(f"SELECT order_id FROM read_parquet('{port.current_snapshot().glob}') ORDER BY 1").fetchall()
+    assert rows == [(1,), (2,), (3,)]
