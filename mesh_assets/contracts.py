@@ -128,9 +128,10 @@ class DataProduct:
 
 
 @functools.cache
-def _odcs_validator() -> jsonschema.Draft202012Validator:
+def _odcs_validator() -> jsonschema.protocols.Validator:
+    """The JSON Schema of ODCS shipped with ``open-data-contract-standard``, under the draft it declares."""
     schema = json.loads(resources.files("open_data_contract_standard").joinpath("schema.json").read_text())
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
 def load_contract(path: Path, domain: str, default_team: str) -> DataProduct:
