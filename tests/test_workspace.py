@@ -60,6 +60,6 @@ def test_assets_carry_owner_schema_kinds_tags_checks_and_freshness(workspace) ->
     columns = spec.metadata["dagster/column_schema"].schema.columns
     assert "c_custkey" in [c.name for c in columns] and all(c.description for c in columns)
     assert spec.description and spec.freshness_policy is not None
-    assert spec.automation_condition_snapshot is not None
+    assert "all_deps_blocking_checks_passed" in str(node.automation_condition)
     checks = {key.name for key in node.check_keys}
     assert {"schema", "primary_key"} <= checks

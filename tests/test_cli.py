@@ -1,0 +1,82 @@
+"""The `mesh` command line on any mesh folder: run, sql in three formats, validate, ports; exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MESH = str(Path(sys.executable).parent / "mesh")
+
+
+def mesh(root: Path, *args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DAGSTER_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([MESH, *args, "--root", str(root)], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture
+def ran(tiny_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    home = tmp_path / "dagster_home"
+    result = mesh(tiny_root, "run", home=home)
+    assert result.returncode == 0, result.stderr
+    return tiny_root, home
+
+
+def test_run_prints_a_summary_and_records_in_dagster_home(ran) -> None:
+    root, home = ran
+    result = mesh(root, "run", home=home)
+    assert result.returncode == 0
+    lines = [ln for ln in result.stdout.splitlines() if "shop/" in ln]
+    assert len(lines) == 3 and all("materialized" in ln for ln in lines)
+    assert (home / "history" / "runs.db").is_file() or (home / "storage").is_dir()
+
+
+def test_run_exits_non_zero_when_a_blocking_check_fails(ran, land) -> None:
+    root, home = ran
+    land("order_id,customer,amount\n1,ann,-1.00\n")
+    result = mesh(root, "run", home=home)
+    assert result.returncode == 1
+    assert "failed" in result.stdout and "amount_minimum" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_sql_formats(ran) -> None:
+    root, home = ran
+    query = "select customer, total from shop.order_totals order by customer"
+    as_json = json.loads(mesh(root, "sql", query, "--format", "json", home=home).stdout)
+    assert as_json == [{"customer": "ann", "total": 11.5}, {"customer": "bob", "total": 20.0}]
+    as_csv = list(csv.reader(io.StringIO(mesh(root, "sql", query, "--format", "csv", home=home).stdout)))
+    assert as_csv == [["customer", "total"], ["ann", "11.50"], ["bob", "20.00"]]
+    table = mesh(root, "sql", query, home=home).stdout
+    assert "ann" in table and "11.50" in table and "2 row(s)" in table
+
+
+def test_sql_refuses_writes_and_reports_unknown_ports(ran) -> None:
+    root, home = ran
+    refused = mesh(root, "sql", "copy (select 1) to 'x.csv'", home=home)
+    assert refused.returncode == 2 and "one read-only query" in refused.stderr
+    unknown = mesh(root, "sql", "select * from shop.nope", home=home)
+    assert unknown.returncode == 2 and "nope" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_validate_reports_a_broken_contract_without_traceback(tiny_root: Path, tmp_path: Path) -> None:
+    assert mesh(tiny_root, "validate", home=tmp_path).returncode == 0
+    sql = tiny_root / "domains" / "shop" / "sql" / "gold" / "order_totals.sql"
+    sql.write_text("select customer, sum(amount) as total from silver.order group by customer")
+    result = mesh(tiny_root, "validate", home=tmp_path)
+    assert result.returncode == 1
+    assert "reads silver.order, which no contract of domain 'shop' declares" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ports_lists_current_snapshots(ran) -> None:
+    root, home = ran
+    ports = json.loads(mesh(root, "ports", "--format", "json", home=home).stdout)
+    assert {p["port"]: p["rows"] for p in ports} == {"shop/bronze/raw_orders": 3, "shop/silver/orders": 3,
+                                                     "shop/gold/order_totals": 2}
