@@ -142,6 +142,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                 "dagster/uri": result.metadata["port"],
                 "transform": result.metadata["transform"],
                 "sql": dg.MetadataValue.md(f"```sql\n{result.metadata['sql']}\n```"),
+                **({"dagster/column_lineage": result.metadata["column_lineage"]}
+                   if result.metadata.get("column_lineage") else {}),
             },
             check_results=check_results,
         )

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from mesh_assets.checks import CheckOutcome, run_rules, schema_outcome
+from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
 from mesh_assets.errors import MeshError, PortError, TransformError
 from mesh_assets.ingestion import check_headers, ingestion_sql, source_files
@@ -73,6 +74,10 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         engine.register_view(con, table.layer, table.name, snapshot.glob)
         outcomes = [schema, *run_rules(con, f"{table.layer}.{table.name}", table, settings.checks.sample_rows)]
         metadata = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin, "sql": sql}
+        if inputs:
+            columns = {(r.schema, r.table): _describe(con, f'SELECT * FROM "{r.schema}"."{r.table}"', origin, table)
+                       for r in inputs}
+            metadata["column_lineage"] = column_lineage(sql, inputs, columns)
         if any(o.blocking and not o.passed for o in outcomes):
             return TableResult(False, snapshot.id, int(rows), outcomes, metadata)
         port.publish(snapshot.id, {"rows": int(rows), "run_id": run_id})

@@ -31,6 +31,9 @@ def test_valid_data_publishes_every_layer(tiny_mesh: Mesh, instance: dg.DagsterI
     assert materialization.metadata["dagster/row_count"].value == 2
     storage = PortStorage(root=tiny_mesh.settings.storage_url)
     assert storage.port(GOLD.path).current()["snapshot"] == materialization.metadata["snapshot"].value
+    lineage = materialization.metadata["dagster/column_lineage"].value.deps_by_column
+    assert lineage["total"] == [dg.TableColumnDep(asset_key=SILVER, column_name="amount")]
+    assert lineage["customer"] == [dg.TableColumnDep(asset_key=SILVER, column_name="customer")]
 
 
 def test_failing_blocking_check_on_silver(tiny_mesh: Mesh, instance: dg.DagsterInstance, land) -> None:

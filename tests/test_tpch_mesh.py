@@ -56,7 +56,7 @@ def tpch_run(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("MESH_LANDING_ZONE", str(landing))
         mp.setenv("MESH_STORAGE_ROOT", str(lake))
         summary = run_mesh(load_mesh(REPO), instance)
-        yield summary, connect(REPO), landing / "tpch"
+        yield summary, connect(REPO), landing / "tpch", instance
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +102,14 @@ def test_finance_report_equals_tpch_query_on_raw_files(tpch_run, raw, query: str
     key = lambda row: tuple(str(v) for v in row)  # noqa: E731 - rows as comparable tuples, order-free
     for got, want in zip(sorted(actual, key=key), sorted(expected, key=key)):
         assert len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want)), (got, want)
+
+
+def test_cross_domain_column_lineage_is_recorded(tpch_run) -> None:
+    instance = tpch_run[3]
+    event = instance.get_latest_materialization_event(dg.AssetKey(["sales", "gold", "order_lines_wide"]))
+    lineage = event.asset_materialization.metadata["dagster/column_lineage"].value.deps_by_column
+    lines = dg.AssetKey(["sales", "silver", "order_lines"])
+    assert set(lineage["revenue"]) == {dg.TableColumnDep(asset_key=lines, column_name="l_extendedprice"),
+                                       dg.TableColumnDep(asset_key=lines, column_name="l_discount")}
+    assert lineage["customer_nation"] == [
+        dg.TableColumnDep(asset_key=dg.AssetKey(["customers", "gold", "customer_profile"]), column_name="n_name")]
