@@ -23,6 +23,7 @@ from pandera.api.ibis.types import IbisData
 from pandera.backends.ibis.register import register_ibis_backends
 
 from mesh_assets.contracts import Table
+from mesh_assets.errors import TransformError
 from mesh_assets.rules import Rule
 
 ROW_LEVEL = ("not_null", "bound", "length", "pattern", "valid_values", "not_missing")
@@ -99,7 +100,12 @@ def run_rules(con: duckdb.DuckDBPyConnection, relation: str, table: Table, sampl
         else:  # sql
             query = rule.params["query"].replace("{object}", relation)
             query = query.replace("{property}", rule.columns[0] if rule.columns else "")
-            result = con.execute(query).fetchall()
+            try:
+                result = con.execute(query).fetchall()
+            except duckdb.Error as exc:
+                raise TransformError(f"{table.contract_path}: quality rule '{rule.name}' of table {table.name}: "
+                                     f"its query failed: {' '.join(str(exc).split())}. Fix the query "
+                                     "({object} stands for the table, {property} for the column)") from None
             bad = result[0][0] if result and result[0] else None
         outcomes.append(_outcome(rule, rows, bad, sample_expr, sample_rows, query if rule.kind == "sql" else None))
     return outcomes
@@ -111,8 +117,12 @@ def _outcome(rule: Rule, rows: int, measured: Any, sample_expr: ir.Table | None,
     value = measured
     if counted and rule.unit == "percent":
         value = 100.0 * measured / rows if rows else 0.0
-    passed = value is not None and rule.passes(float(value) if not isinstance(value, (int, float)) else value)
     metadata: dict[str, Any] = {"rows_checked": rows, "expectation": rule.expectation}
+    try:
+        passed = value is not None and rule.passes(value if isinstance(value, (int, float)) else float(value))
+    except (TypeError, ValueError):
+        passed = False
+        metadata["error"] = f"the rule's query returned {value!r}, not a number"
     if counted:
         metadata["failing_rows"] = int(measured)
         metadata["pass_rate"] = round(1 - measured / rows, 6) if rows else 1.0

@@ -92,3 +92,16 @@ def test_sample_is_bounded(con) -> None:
                                       "logicalTypeOptions": {"minimum": 0}}, []), sample_rows=3)
     assert out["price_minimum"].metadata["failing_rows"] == 100000
     assert len(out["price_minimum"].metadata["sample"]) == 3
+
+
+def test_sql_rule_with_a_broken_query_names_the_rule(con) -> None:
+    from mesh_assets.errors import TransformError
+
+    rule = _q({"id": "broken", "type": "sql", "query": "select count(*) from {object} where nope > 0", "mustBe": 0})
+    with pytest.raises(TransformError, match="quality rule 'broken' of table t: its query failed: .*nope"):
+        _run(con, [rule])
+
+
+def test_sql_rule_returning_text_fails_with_a_reason(con) -> None:
+    out = _run(con, [_q({"id": "text", "type": "sql", "query": "select 'many'", "mustBe": 0})])
+    assert not out["text"].passed and "not a number" in out["text"].metadata["error"]
