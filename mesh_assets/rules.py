@@ -111,7 +111,7 @@ class RuleError(ValueError):
 
 
 def constraint_rules(column: dict[str, Any], location: list[str | int]) -> list[Rule]:
-    """Rules from one property's constraints: ``required``, ``unique`` and ``logicalTypeOptions``.
+    """Rules from one property's constraints: ``required``, ``unique``, ``enum`` and ``logicalTypeOptions``.
 
     ``column`` is the property as written in the contract. ``primaryKey`` is a table rule
     (see :func:`primary_key_rule`). Raises :class:`RuleError` for an option the logical type has no meaning for.
@@ -124,6 +124,12 @@ def constraint_rules(column: dict[str, Any], location: list[str | int]) -> list[
     if column.get("unique"):
         rules.append(Rule(f"{name}_unique", "duplicates", (name,), description=f"{name} values are unique",
                           source={"unique": True}, dimension="uniqueness"))
+    enum = column.get("enum")
+    if enum:  # ODCS v3.2 (RFC 0033): the allowed values of the property
+        values = [e.get("value") if isinstance(e, dict) else e for e in enum]
+        rules.append(Rule(f"{name}_valid_values", "valid_values", (name,), {"values": values},
+                          description=f"{name} is one of {', '.join(map(str, values))}", source={"enum": enum},
+                          dimension="conformity"))
     options = column.get("logicalTypeOptions") or {}
     allowed = TYPE_OPTIONS.get(logical, ())
     bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}

@@ -47,12 +47,14 @@ def test_constraints_count_failing_rows(con) -> None:
         *constraint_rules({"name": "price", "logicalType": "number",
                            "logicalTypeOptions": {"minimum": 0, "exclusiveMaximum": 10}}, []),
         *constraint_rules({"name": "day", "logicalType": "date", "logicalTypeOptions": {"minimum": "2024-01-01"}}, []),
+        *constraint_rules({"name": "id", "logicalType": "integer", "enum": [{"value": 1}, {"value": 2}]}, []),
         primary_key_rule(["id"]),
     ]
     out = _run(con, rules)
     failing = {n: o.metadata.get("failing_rows") for n, o in out.items()}
     assert failing == {"code_required": 1, "code_pattern": 2, "code_max_length": 0, "price_minimum": 1,
-                       "price_exclusive_maximum": 1, "day_minimum": 1, "primary_key": 2}
+                       "price_exclusive_maximum": 1, "day_minimum": 1, "primary_key": 2,
+                       "id_valid_values": 1}
     assert out["code_max_length"].passed and not out["code_pattern"].passed
     assert out["price_minimum"].metadata["sample"] == [{"id": 2, "price": "-1.00"}]
     assert out["price_minimum"].metadata["pass_rate"] == 0.8
