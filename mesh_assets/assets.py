@@ -22,34 +22,68 @@ from resources import DuckDBEngine, PortStorage
 LAYER_TAG, PRODUCT_TAG, VISIBILITY_TAG = "mesh/layer", "mesh/product", "mesh/visibility"
 
 
+def _check_readable(mesh: Mesh, domain: Domain, ref: InputRef, where: str) -> None:
+    """Raise :class:`MeshError` unless ``domain`` may read ``ref``: its own declared table, or another
+    domain's public gold port. ``where`` names the file that reads it, for the message."""
+    if not ref.cross_domain:
+        if domain.table(ref.schema, ref.table) is None:
+            raise MeshError(f"{where}: reads {ref.schema}.{ref.table}, which no contract of domain "
+                            f"'{domain.name}' declares; declare it or fix the name")
+        return
+    try:
+        port = mesh.output_port(ref.schema, ref.table)
+    except MeshError as exc:
+        raise MeshError(f"{where}: reads {ref.schema}.{ref.table}: {exc}") from None
+    if port.visibility != "public":
+        raise MeshError(f"{where}: reads {ref.schema}.{ref.table}, a {port.visibility} port of "
+                        f"'{ref.schema}'; domain '{domain.name}' may not read it. Ask team "
+                        f"'{ref.schema}' for access or read a public port")
+
+
 def table_inputs(mesh: Mesh, domain: Domain, table: Table) -> list[InputRef]:
-    """The ports ``table`` reads, found in its SQL and checked against the mesh.
+    """The ports ``table``'s SQL reads, found with sqlglot and checked against the mesh.
 
     Raises:
         MeshError: unparsable SQL, an unknown own table, an unknown or non-public port of another domain.
     """
     if table.transform is None:
         return []
-    sql = table.transform.read_text(encoding="utf-8")
     try:
-        refs = find_inputs(sql, domain.name)
+        refs = find_inputs(table.transform.read_text(encoding="utf-8"), domain.name)
     except SqlInputError as exc:
         raise MeshError(f"{table.transform}: {exc}") from None
     for ref in refs:
-        if not ref.cross_domain:
-            if domain.table(ref.schema, ref.table) is None:
-                raise MeshError(f"{table.transform}: reads {ref.schema}.{ref.table}, which no contract of domain "
-                                f"'{domain.name}' declares; declare it or fix the name")
-            continue
-        try:
-            port = mesh.output_port(ref.schema, ref.table)
-        except MeshError as exc:
-            raise MeshError(f"{table.transform}: reads {ref.schema}.{ref.table}: {exc}") from None
-        if port.visibility != "public":
-            raise MeshError(f"{table.transform}: reads {ref.schema}.{ref.table}, a {port.visibility} port of "
-                            f"'{ref.schema}'; domain '{domain.name}' may not read it. Ask team "
-                            f"'{ref.schema}' for access or read a public port")
+        _check_readable(mesh, domain, ref, str(table.transform))
     return refs
+
+
+def reference_targets(mesh: Mesh, domain: Domain, table: Table) -> dict[str, InputRef]:
+    """The table each ``foreign_key`` rule of ``table`` references, by rule name.
+
+    ``<table>.<column>`` names a table of the same domain (by name, in any layer); ``<domain>.<table>`` another
+    domain's public gold port. Raises :class:`MeshError` for an unknown, ambiguous or unreadable target.
+    """
+    targets = {}
+    for rule in table.rules:
+        if rule.kind != "foreign_key":
+            continue
+        other, name = rule.params["domain"], rule.params["table"]
+        if other is None or other == domain.name:
+            layers = [t.layer for t in domain.tables if t.name == name]
+            if len(layers) != 1:
+                raise MeshError(f"{table.contract_path}: relationship {rule.name} references table '{name}', "
+                                f"which domain '{domain.name}' declares {len(layers)} times; name one table")
+            ref = InputRef(layers[0], name, (domain.name, layers[0], name))
+        else:
+            ref = InputRef(other, name, (other, "gold", name))
+        _check_readable(mesh, domain, ref, f"{table.contract_path} (relationship {rule.name})")
+        target = mesh.output_port(other, name) if ref.cross_domain else domain.table(ref.schema, name)
+        missing = [c for c in rule.params["columns"] if c not in {col.name for col in target.columns}]
+        if missing:
+            raise MeshError(f"{table.contract_path}: relationship {rule.name} references "
+                            f"{ref.schema}.{name}.{missing[0]}, which is not a column of that table")
+        targets[rule.name] = ref
+    return targets
 
 
 def column_schema(table: Table) -> dg.TableSchema:
@@ -83,13 +117,15 @@ def _code_version(product: DataProduct, table: Table) -> str:
 def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) -> dg.AssetsDefinition:
     """One asset keyed ``[domain, layer, table]`` with one asset check per contract rule plus ``schema``."""
     inputs = table_inputs(mesh, domain, table)
+    references = reference_targets(mesh, domain, table)
     key = dg.AssetKey(list(table.key))
+    upstream = {ref.key for ref in [*inputs, *references.values()]} - {table.key}
     storage_url = mesh.settings.storage_url
     description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
                                        f"({product.status}): {product.description}")
     spec = dg.AssetSpec(
         key,
-        deps=[dg.AssetKey(list(ref.key)) for ref in inputs],
+        deps=[dg.AssetKey(list(k)) for k in sorted(upstream)],
         description=description,
         group_name=domain.name,
         owners=[f"team:{product.team}"],
@@ -119,7 +155,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     def _materialize(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
         try:
             result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
-                                       run_id=context.run.run_id)
+                                       run_id=context.run.run_id, references=references)
         except MeshError as exc:  # bad data or SQL: a message for people, not a traceback
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         check_results = [_check_result(key, o) for o in result.outcomes]

@@ -64,14 +64,17 @@ def schema_outcome(table: Table, actual: dict[str, str], expected: dict[str, str
                         f"{'/'.join(table.key)} has the contract's {len(expected)} columns and types", metadata)
 
 
-def run_rules(con: duckdb.DuckDBPyConnection, relation: str, table: Table, sample_rows: int) -> list[CheckOutcome]:
+def run_rules(con: duckdb.DuckDBPyConnection, relation: str, table: Table, sample_rows: int,
+              targets: dict[str, str] | None = None) -> list[CheckOutcome]:
     """Evaluate every rule of ``table`` on the DuckDB relation named ``relation`` (e.g. ``silver.orders``).
 
-    Cost: one aggregate scan for all row-level rules and the row count, one scan per uniqueness rule and per
-    SQL rule, plus one ``LIMIT sample_rows`` query per failing rule.
+    ``targets`` gives, per ``foreign_key`` rule name, the relation it references (``customers.nations``).
+    Cost: one aggregate scan for all row-level rules and the row count, one scan per uniqueness rule, per
+    foreign key (an anti-join) and per SQL rule, plus one ``LIMIT sample_rows`` query per failing rule.
     """
     register_ibis_backends()
-    t = ibis.duckdb.from_connection(con).table(relation.split(".")[-1], database=relation.split(".")[0])
+    backend = ibis.duckdb.from_connection(con)
+    t = _relation(backend, relation)
     valid = {r.name: _valid_expr(t, r) for r in table.rules if r.kind in ROW_LEVEL}
     null_keys = {r.name: _all_not_null(t, r.columns) for r in table.rules if r.kind == "primary_key"}
     counts = t.aggregate(
@@ -84,6 +87,7 @@ def run_rules(con: duckdb.DuckDBPyConnection, relation: str, table: Table, sampl
     outcomes = []
     for rule in table.rules:
         sample_expr: ir.Table | None = None
+        extra: dict[str, Any] = {}
         if rule.kind in ROW_LEVEL:
             bad = failing[rule.name]
             sample_expr = t.filter(~valid[rule.name].fill_null(False)).select(*_dedupe([*keys, *rule.columns]))
@@ -95,6 +99,14 @@ def run_rules(con: duckdb.DuckDBPyConnection, relation: str, table: Table, sampl
             if rule.kind == "primary_key":
                 sample_expr = sample_expr.union(t.filter(~null_keys[rule.name]).select(*rule.columns)
                                                 .mutate(rows=ibis.literal(1, "int64")))
+        elif rule.kind == "foreign_key":
+            target = _relation(backend, (targets or {})[rule.name]).view()
+            columns = list(rule.columns)
+            orphans = t.filter(_all_not_null(t, rule.columns)).anti_join(
+                target, [t[a] == target[b] for a, b in zip(columns, rule.params["columns"])])
+            bad = int(orphans.count().to_pyarrow().as_py())
+            sample_expr = orphans.group_by(columns).aggregate(rows=orphans.count())
+            extra["distinct_orphan_keys"] = int(sample_expr.count().to_pyarrow().as_py()) if bad else 0
         elif rule.kind == "row_count":
             bad = rows
         else:  # sql
@@ -107,7 +119,9 @@ def run_rules(con: duckdb.DuckDBPyConnection, relation: str, table: Table, sampl
                                      f"its query failed: {' '.join(str(exc).split())}. Fix the query "
                                      "({object} stands for the table, {property} for the column)") from None
             bad = result[0][0] if result and result[0] else None
-        outcomes.append(_outcome(rule, rows, bad, sample_expr, sample_rows, query if rule.kind == "sql" else None))
+        outcome = _outcome(rule, rows, bad, sample_expr, sample_rows, query if rule.kind == "sql" else None)
+        outcome.metadata.update(extra)
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -139,6 +153,11 @@ def _outcome(rule: Rule, rows: int, measured: Any, sample_expr: ir.Table | None,
     elif sql:
         metadata["sql"] = sql
     return CheckOutcome(rule.name, passed, rule.blocking, rule.severity, rule.description, metadata)
+
+
+def _relation(backend: Any, name: str) -> ir.Table:
+    schema, table = name.split(".", 1)
+    return backend.table(table, database=schema)
 
 
 def _valid_expr(t: ir.Table, rule: Rule) -> ir.BooleanValue:

@@ -22,7 +22,14 @@ from open_data_contract_standard.model import OpenDataContractStandard
 from sqlglot import exp
 
 from mesh_assets.errors import ContractError
-from mesh_assets.rules import Rule, RuleError, constraint_rules, primary_key_rule, quality_rule
+from mesh_assets.rules import (
+    Rule,
+    RuleError,
+    constraint_rules,
+    primary_key_rule,
+    quality_rule,
+    relationship_rule,
+)
 from mesh_assets.settings import LAYERS
 from mesh_assets.yaml_source import load_yaml, problem
 
@@ -281,6 +288,20 @@ class _Builder:
                 rules.append(quality_rule(rule, None, names, [*loc, "quality", j]))
             except RuleError as exc:
                 self.fail(exc.location, str(exc))
+        for j, rel in enumerate(obj.get("relationships") or []):
+            try:
+                rules.append(relationship_rule(rel, None, name, names, [*loc, "relationships", j]))
+            except RuleError as exc:
+                self.fail(exc.location, str(exc))
+        for j, prop in enumerate(obj.get("properties") or []):
+            for k, rel in enumerate(prop.get("relationships") or []):
+                if prop.get("name") not in names:
+                    continue
+                try:
+                    rules.append(relationship_rule(rel, prop["name"], name, names,
+                                                   [*loc, "properties", j, "relationships", k]))
+                except RuleError as exc:
+                    self.fail(exc.location, str(exc))
         seen: set[str] = {"schema"}
         for rule in rules:
             if rule.name in seen:

@@ -42,8 +42,12 @@ class TableResult:
 
 
 def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEngine, storage: PortStorage,
-                      settings: MeshSettings, run_id: str) -> TableResult:
+                      settings: MeshSettings, run_id: str, references: dict[str, InputRef] | None = None
+                      ) -> TableResult:
     """Build ``table`` from its inputs into a new snapshot of its port and publish it if its checks allow.
+
+    ``inputs`` are the ports the transform reads; ``references`` the tables its foreign-key rules check
+    against, by rule name (the table itself for a self-reference).
 
     Raises:
         TransformError: an input has no published snapshot, the source files or SQL fail (the message names
@@ -51,7 +55,10 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
     """
     con = engine.connect(storage.root)
     try:
-        for ref in inputs:
+        references = references or {}
+        for ref in [*inputs, *references.values()]:
+            if ref.key == table.key:
+                continue  # a self-reference reads the snapshot being audited
             try:
                 snapshot = storage.port(ref.key).current_snapshot()
             except PortError as exc:
@@ -72,7 +79,9 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
             raise TransformError(f"{'/'.join(table.key)}: {origin} failed: {_message(exc)}. Nothing was "
                                  "published; the previous snapshot stays current") from None
         engine.register_view(con, table.layer, table.name, snapshot.glob)
-        outcomes = [schema, *run_rules(con, f"{table.layer}.{table.name}", table, settings.checks.sample_rows)]
+        targets = {name: f"{ref.schema}.{ref.table}" for name, ref in references.items()}
+        outcomes = [schema, *run_rules(con, f"{table.layer}.{table.name}", table, settings.checks.sample_rows,
+                                       targets)]
         metadata = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin, "sql": sql}
         if inputs:
             columns = {(r.schema, r.table): _describe(con, f'SELECT * FROM "{r.schema}"."{r.table}"', origin, table)

@@ -54,10 +54,12 @@ class Rule:
         kind: what is measured — row-level predicates ``not_null``, ``bound``, ``length``, ``pattern``,
             ``valid_values``, ``not_missing`` (failing rows are the rows where the predicate is false);
             ``duplicates`` (rows repeating an earlier row's value of ``columns``); ``primary_key``
-            (duplicates plus rows with a null key column); ``row_count``; ``sql`` (a query's single value).
+            (duplicates plus rows with a null key column); ``foreign_key`` (rows whose non-null ``columns``
+            match no row of the referenced table); ``row_count``; ``sql`` (a query's single value).
         columns: the columns the rule reads (empty for table-level rules).
         params: kind-specific parameters (``op``/``value`` for bound, ``min``/``max`` for length,
-            ``pattern``, ``values``, ``query``).
+            ``pattern``, ``values``, ``query``; ``domain``/``table``/``columns`` of a foreign key's target,
+            ``domain`` None for the rule's own domain).
         operator, threshold: the ODCS comparison of the measured value (``mustBe`` 0 for constraints).
         unit: ``rows`` or ``percent`` (percent of rows checked).
         severity: ``error`` (blocking), ``warning`` or ``info`` (recorded only).
@@ -259,3 +261,53 @@ def _check_regex(pattern: Any, where: list[str | int]) -> None:
         re.compile(pattern)
     except (re.error, TypeError) as exc:
         raise RuleError(where, f"not a valid regular expression: {exc}") from None
+
+
+def relationship_rule(rel: dict[str, Any], column: str | None, table: str, columns: list[str],
+                      location: list[str | int]) -> Rule:
+    """A ``foreign_key`` rule from one ODCS v3.1 ``relationships`` entry (property level when ``column`` is
+    given, else schema level with ``from``).
+
+    References use the ODCS shorthand: ``<table>.<column>`` in the same domain, or ``<domain>.<table>.<column>``
+    for another domain's gold output port; lists for composite keys. Raises :class:`RuleError` for fully
+    qualified (``…/id``) references, mismatched lengths, several target tables, or an unknown own column.
+    """
+    def refs(value: Any, field: str) -> list[list[str]]:
+        items = value if isinstance(value, list) else [value]
+        out = []
+        for item in items:
+            if not isinstance(item, str) or "/" in item or "#" in item:
+                raise RuleError([*location, field], f"{item!r}: write references as <table>.<column> or "
+                                                    "<domain>.<table>.<column> (shorthand)")
+            out.append(item.split("."))
+        return out
+
+    if (rel.get("type") or "foreignKey") != "foreignKey":
+        raise RuleError([*location, "type"], "only foreignKey relationships can be checked")
+    if column is not None:
+        source = [column]
+    else:
+        source = []
+        for parts in refs(rel.get("from"), "from"):
+            if len(parts) != 2 or parts[0] != table:
+                raise RuleError([*location, "from"], f"'from' names columns of this table: {table}.<column>")
+            source.append(parts[1])
+    target = refs(rel.get("to"), "to")
+    if any(len(p) not in (2, 3) for p in target) or len({tuple(p[:-1]) for p in target}) != 1:
+        raise RuleError([*location, "to"], "'to' names columns of one table: <table>.<column> or "
+                                           "<domain>.<table>.<column>")
+    if len(target) != len(source):
+        raise RuleError([*location, "to"], f"{len(source)} column(s) in 'from' but {len(target)} in 'to'")
+    unknown = [c for c in source if c not in columns]
+    if unknown:
+        raise RuleError(location, f"unknown column {', '.join(unknown)}; the table has {', '.join(columns)}")
+    domain, target_table = (target[0][0], target[0][1]) if len(target[0]) == 3 else (None, target[0][0])
+    target_columns = tuple(p[-1] for p in target)
+    name = (rel.get("id") or f"{'_'.join(source)}_references_{target_table}").replace("-", "_")
+    if not CHECK_NAME.match(name):
+        raise RuleError([*location, "id"], f"'{name}' cannot name a check; use letters, digits and '_'")
+    where = f"{domain + '.' if domain else ''}{target_table}({', '.join(target_columns)})"
+    return Rule(name, "foreign_key", tuple(source),
+                {"domain": domain, "table": target_table, "columns": target_columns},
+                description=f"every ({', '.join(source)}) exists in {where}",
+                source={k: v for k, v in rel.items() if v is not None}, dimension="consistency")

@@ -13,6 +13,7 @@ from mesh_assets.mesh import Mesh, load_mesh
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 VALID_ORDERS = "order_id,customer,amount\n1,ann,10.00\n2,bob,20.00\n3, ann ,1.50\n"
+CUSTOMERS = "customer,segment\nann,retail\nbob,retail\ncy,wholesale\ndee,wholesale\nzoe,retail\n"
 
 
 @pytest.fixture(autouse=True)
@@ -25,10 +26,11 @@ def _isolated_storage(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def tiny_root(tmp_path: Path) -> Path:
     """A copy of ``tests/fixtures/tiny_mesh`` (domain ``shop``: bronze raw_orders → silver orders → gold
-    order_totals) with three valid orders landed."""
+    order_totals; bronze raw_customers, referenced by silver orders) with three valid orders landed."""
     root = tmp_path / "tiny"
     shutil.copytree(FIXTURES / "tiny_mesh", root)
     land_orders(root, VALID_ORDERS)
+    (root / ".mesh" / "landing" / "shop" / "customers.csv").write_text(CUSTOMERS)
     return root
 
 

@@ -23,6 +23,7 @@ def test_valid_data_publishes_every_layer(tiny_mesh: Mesh, instance: dg.DagsterI
     summary = run_mesh(tiny_mesh, instance)
     assert summary.success
     assert {a.key: (a.status, a.rows) for a in summary.assets} == {
+        "shop/bronze/raw_customers": ("materialized", 5),
         "shop/bronze/raw_orders": ("materialized", 3),
         "shop/silver/orders": ("materialized", 3),
         "shop/gold/order_totals": ("materialized", 2),
@@ -47,7 +48,8 @@ def test_failing_blocking_check_on_silver(tiny_mesh: Mesh, instance: dg.DagsterI
 
     assert not summary.success
     status = {a.key: a.status for a in summary.assets}
-    assert status == {"shop/bronze/raw_orders": "materialized", "shop/silver/orders": "failed",
+    assert status == {"shop/bronze/raw_customers": "materialized", "shop/bronze/raw_orders": "materialized",
+                      "shop/silver/orders": "failed",
                       "shop/gold/order_totals": "skipped"}
     # the check result is recorded, with counts from an aggregate and a bounded sample
     evaluation = _evaluations(instance, summary.run_id)["shop/silver/orders:amount_minimum"]
@@ -94,3 +96,14 @@ def test_malformed_csv_fails_with_file_and_line(tiny_mesh: Mesh, instance: dg.Da
     message = failure.dagster_event.event_specific_data.error.message
     assert "CSV Error on Line: 3" in message and "orders.csv" in message and "Nothing was published" in message
     assert "Possible solutions" not in message
+
+
+def test_orphan_foreign_key_blocks_with_orphan_counts(tiny_mesh: Mesh, instance: dg.DagsterInstance, land) -> None:
+    land("order_id,customer,amount\n1,ann,10.00\n2,max,20.00\n3,max,1.50\n4,ivy,2.00\n")
+    summary = run_mesh(tiny_mesh, instance)
+    assert not summary.success
+    evaluation = _evaluations(instance, summary.run_id)["shop/silver/orders:customer_references_raw_customers"]
+    metadata = {k: v.value for k, v in evaluation.metadata.items()}
+    assert evaluation.passed is False
+    assert metadata["failing_rows"] == 3 and metadata["distinct_orphan_keys"] == 2
+    assert sorted((r["customer"], r["rows"]) for r in metadata["sample"]) == [("ivy", 1), ("max", 2)]

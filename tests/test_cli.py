@@ -33,7 +33,7 @@ def test_run_prints_a_summary_and_records_in_dagster_home(ran) -> None:
     result = mesh(root, "run", home=home)
     assert result.returncode == 0
     lines = [ln for ln in result.stdout.splitlines() if "shop/" in ln]
-    assert len(lines) == 3 and all("materialized" in ln for ln in lines)
+    assert len(lines) == 4 and all("materialized" in ln for ln in lines)
     assert (home / "history" / "runs.db").is_file() or (home / "storage").is_dir()
 
 
@@ -78,5 +78,5 @@ def test_validate_reports_a_broken_contract_without_traceback(tiny_root: Path, t
 def test_ports_lists_current_snapshots(ran) -> None:
     root, home = ran
     ports = json.loads(mesh(root, "ports", "--format", "json", home=home).stdout)
-    assert {p["port"]: p["rows"] for p in ports} == {"shop/bronze/raw_orders": 3, "shop/silver/orders": 3,
-                                                     "shop/gold/order_totals": 2}
+    assert {p["port"]: p["rows"] for p in ports} == {"shop/bronze/raw_customers": 5, "shop/bronze/raw_orders": 3,
+                                                     "shop/silver/orders": 3, "shop/gold/order_totals": 2}

@@ -22,7 +22,7 @@ def test_valid_contract_loads_tables_columns_and_rules(tiny_root: Path) -> None:
     silver = product.tables[1]
     assert silver.primary_key == ["order_id"]
     assert {r.name for r in silver.rules} == {"primary_key", "customer_required", "amount_minimum",
-                                              "amount_is_small", "has_rows"}
+                                              "amount_is_small", "has_rows", "customer_references_raw_customers"}
     assert next(r for r in silver.rules if r.name == "amount_is_small").blocking is False
     assert silver.columns[2].physical_type == "DECIMAL(10,2)"
     assert product.tables[0].source.path == "shop/orders*.csv"
@@ -81,6 +81,11 @@ def _drop(key):
         (lambda d: d["schema"][1]["properties"][1].update(description=None) or
          d["schema"][1]["properties"][1].pop("description"),
          "schema[1].properties[1].description", "describe column 'customer'"),
+        (lambda d: d["schema"][1]["properties"][1]["relationships"].append({"to": "a.b.c.d"}),
+         "schema[1].properties[1].relationships[1].to", "'to' names columns of one table"),
+        (lambda d: d["schema"][1].update(relationships=[{"from": ["orders.order_id", "orders.customer"],
+                                                          "to": ["raw_customers.customer"]}]),
+         "schema[1].relationships[0].to", "2 column(s) in 'from' but 1 in 'to'"),
         (lambda d: d["slaProperties"].append({"property": "latency", "value": 1, "unit": "fortnights"}),
          "slaProperties[1]", "needs a positive number value and a unit"),
     ],
