@@ -14,7 +14,9 @@ from mesh_assets.checks import CheckOutcome
 from mesh_assets.contracts import DataProduct, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.freshness import freshness_policy
-from mesh_assets.materialize import materialize_table
+from mesh_assets.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS
+from mesh_assets.materialize import TableResult, materialize_table, rejects_key
+from mesh_assets.profile import profile_metadata
 from mesh_assets.mesh import Domain, Mesh
 from mesh_assets.sql_inputs import InputRef, SqlInputError, find_inputs
 from resources import DuckDBEngine, PortStorage
@@ -143,15 +145,24 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         automation_condition=_automation(table, domain),
         code_version=_code_version(product, table),
     )
-    check_specs = [dg.AssetCheckSpec("schema", asset=key, blocking=True,
+    drift_blocking = getattr(mesh.settings.schema_drift, table.layer) == "fail"
+    check_specs = [dg.AssetCheckSpec("schema", asset=key, blocking=drift_blocking,
                                      description="the output has the contract's columns and types")]
+    specs = [spec]
+    if table.layer == "bronze":
+        rejects_blocking = mesh.settings.ingestion.rejects == "error"
+        check_specs += [dg.AssetCheckSpec(name, asset=key, description=text,
+                                          blocking={"schema_drift": drift_blocking, "rejected_rows": rejects_blocking,
+                                                    "row_conservation": True}[name])
+                        for name, text in FRAMEWORK_CHECKS.items()]
+        specs.append(_rejects_spec(table, product, domain, key))
     check_specs += [dg.AssetCheckSpec(r.name, asset=key, blocking=r.blocking, description=r.description,
                                       metadata={"severity": r.severity, **({"dimension": r.dimension}
                                                                             if r.dimension else {})})
                     for r in table.rules]
     settings = mesh.settings
 
-    @dg.multi_asset(name="__".join(table.key), specs=[spec], check_specs=check_specs)
+    @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs)
     def _materialize(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
         try:
             result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
@@ -170,21 +181,57 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                 metadata={"unpublished_snapshot": result.snapshot_id or ""},
                 allow_retries=False,
             )
-        yield dg.MaterializeResult(
-            asset_key=key,
-            metadata={
-                "dagster/row_count": result.rows,
-                "snapshot": result.metadata["snapshot"],
-                "dagster/uri": result.metadata["port"],
-                "transform": result.metadata["transform"],
-                "sql": dg.MetadataValue.md(f"```sql\n{result.metadata['sql']}\n```"),
-                **({"dagster/column_lineage": result.metadata["column_lineage"]}
-                   if result.metadata.get("column_lineage") else {}),
-            },
-            check_results=check_results,
-        )
+        yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(result, settings),
+                                   check_results=check_results)
+        if result.rejects is not None:
+            snapshot_id, rejected = result.rejects
+            yield dg.MaterializeResult(asset_key=dg.AssetKey(list(rejects_key(table))),
+                                       metadata={"dagster/row_count": rejected, "snapshot": snapshot_id})
 
     return _materialize
+
+
+def _rejects_spec(table: Table, product: DataProduct, domain: Domain, key: dg.AssetKey) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        dg.AssetKey(list(rejects_key(table))),
+        deps=[key],
+        description=f"Records of {table.source.path if table.source else 'the source'} that {table.name} "
+                    "could not read with its contract's types: file, line, raw line and reason.",
+        group_name=domain.name,
+        owners=[f"team:{product.team}"],
+        kinds={"duckdb", "parquet"},
+        tags={LAYER_TAG: table.layer, PRODUCT_TAG: product.name, VISIBILITY_TAG: "private"},
+        metadata={"dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, ctype) for name, ctype in REJECTS_COLUMNS.items()])},
+    )
+
+
+def quality_score(outcomes: list[CheckOutcome], weights: dict[str, float]) -> float:
+    """Passed checks weighted by severity over all checks weighted alike (0–1; 1 with no check).
+
+    ``weights`` maps severity → weight (``mesh.yaml`` ``checks.severity_weights``).
+    """
+    total = sum(weights.get(o.severity, 1) for o in outcomes)
+    passed = sum(weights.get(o.severity, 1) for o in outcomes if o.passed)
+    return round(passed / total, 4) if total else 1.0
+
+
+def _materialization_metadata(result: TableResult, settings) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "dagster/row_count": result.rows,
+        "snapshot": result.metadata["snapshot"],
+        "dagster/uri": result.metadata["port"],
+        "transform": result.metadata["transform"],
+        "sql": dg.MetadataValue.md(f"```sql\n{result.metadata['sql']}\n```"),
+        "quality_score": quality_score(result.outcomes, settings.checks.severity_weights),
+        "checks_passed": sum(o.passed for o in result.outcomes),
+        "checks_failed": sum(not o.passed for o in result.outcomes),
+    }
+    if result.metadata.get("column_lineage"):
+        metadata["dagster/column_lineage"] = result.metadata["column_lineage"]
+    if result.profile is not None:
+        metadata["profile"] = profile_metadata(result.profile)
+    return metadata
 
 
 def _check_result(key: dg.AssetKey, outcome: CheckOutcome) -> dg.AssetCheckResult:

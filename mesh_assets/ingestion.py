@@ -1,13 +1,52 @@
-"""Bronze ingestion: the SQL that reads a source's landing-zone files with the contract's column types."""
+"""Bronze ingestion of landing-zone CSV files: schema drift, accepted rows, rejected rows, row conservation.
+
+Every input record is either accepted (typed with the contract's columns, plus the lineage columns) or
+rejected into the table's ``<table>__rejects`` port with its file, line number, raw line and reason — never
+silently lost. Three framework checks come with every bronze table:
+
+- ``schema_drift``: the files' headers against the contract (columns added, removed, renamed, reordered,
+  retyped), before anything is written; blocking unless ``mesh.yaml`` ``schema_drift.bronze`` is ``warn``, in
+  which case columns are read by name, the contract's columns are kept and missing ones are null;
+- ``rejected_rows``: how many records were rejected (severity ``mesh.yaml`` ``ingestion.rejects``);
+- ``row_conservation``: records read (a separate, permissive count of the files) = accepted + rejected.
+"""
 
 from __future__ import annotations
 
 import csv
 import glob
 import os
+from dataclasses import dataclass, field
 
+import duckdb
+
+from mesh_assets.checks import CheckOutcome
 from mesh_assets.contracts import Table
 from mesh_assets.errors import TransformError
+
+REJECTS_SUFFIX = "__rejects"
+REJECTS_COLUMNS = {"_source_file": "VARCHAR", "line_number": "BIGINT", "raw_line": "VARCHAR",
+                   "error_types": "VARCHAR", "reason": "VARCHAR", "_ingested_at": "TIMESTAMP WITH TIME ZONE",
+                   "_run_id": "VARCHAR"}
+FRAMEWORK_CHECKS = {
+    "schema_drift": "the source files' columns match the contract",
+    "rejected_rows": "records of the source files that could not be read with the contract's types",
+    "row_conservation": "every record read is accepted or rejected",
+}
+_SAMPLE_VALUES = 1000  # values per column read to tell a retyped column from a few bad values
+_OTHER_DELIMITERS = (";", "|", "\t", ",")
+
+
+@dataclass
+class Drift:
+    """Differences between the files' headers and the contract's columns, by kind."""
+
+    problems: list[str] = field(default_factory=list)
+    headers: dict[str, list[str]] = field(default_factory=dict)  # file → its header
+
+    @property
+    def found(self) -> bool:
+        return bool(self.problems)
 
 
 def source_files(table: Table, landing_zone: str) -> list[str]:
@@ -25,41 +64,153 @@ def source_files(table: Table, landing_zone: str) -> list[str]:
     return files
 
 
-def check_headers(table: Table, files: list[str]) -> None:
-    """Compare each local CSV file's header with the contract's columns, so a reordered or renamed column can
-    never load into the wrong column.
-
-    Raises:
-        TransformError: a header differs (names the file, the columns found and the columns expected).
-    """
+def detect_drift(con: duckdb.DuckDBPyConnection, table: Table, files: list[str]) -> Drift:
+    """Compare each file's header (and its first values) with the contract's columns and types."""
     assert table.source is not None
-    if not table.source.header:
-        return
     expected = [c.name for c in table.columns]
+    drift = Drift()
     for path in files:
-        if "://" in path:
+        if "://" in path or not table.source.header:
+            drift.headers[path] = expected
             continue
-        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-            header = next(csv.reader(handle, delimiter=table.source.delimiter), [])
-        if [h.strip() for h in header] != expected:
-            raise TransformError(f"{path}: header {header} does not match the columns of {'/'.join(table.key)} "
-                                 f"in {table.contract_path}: {expected}. Fix the file or the contract; nothing "
-                                 "was published, the previous snapshot stays current")
+        header = _header(path, table.source.delimiter)
+        drift.headers[path] = header
+        name = os.path.basename(path)
+        if not header:
+            drift.problems.append(f"{name} is empty: no header line")
+            continue
+        if header == expected:
+            drift.problems += _retyped(con, table, path, header)
+            continue
+        added = [h for h in header if h not in expected]
+        removed = [c for c in expected if c not in header]
+        renamed = [f"{expected[i]} → {h}" for i, h in enumerate(header)
+                   if i < len(expected) and h in added and expected[i] in removed]
+        if renamed:
+            drift.problems.append(f"{name}: column(s) renamed {', '.join(renamed)}")
+            added = [h for h in added if not any(r.endswith(f"→ {h}") for r in renamed)]
+            removed = [c for c in removed if not any(r.startswith(f"{c} →") for r in renamed)]
+        if added:
+            drift.problems.append(f"{name}: column(s) added {', '.join(added)}")
+        if removed:
+            drift.problems.append(f"{name}: column(s) removed {', '.join(removed)}")
+        if not added and not removed and not renamed:
+            drift.problems.append(f"{name}: columns reordered: {', '.join(header)}")
+        if len(header) == 1 and (hint := _delimiter_hint(header[0], table.source.delimiter)):
+            drift.problems.append(f"{name}: {hint}")
+        drift.problems += _retyped(con, table, path, header)
+    return drift
 
 
-def ingestion_sql(table: Table, files: list[str], run_id: str) -> str:
-    """A SELECT over ``files`` with the contract's columns and DuckDB types plus the lineage columns
-    ``_source_file`` (VARCHAR), ``_ingested_at`` (TIMESTAMP WITH TIME ZONE, the transaction start) and
-    ``_run_id`` (VARCHAR). Parsing is strict: a malformed row fails the read with DuckDB's message (file, line).
-    """
+def _header(path: str, delimiter: str) -> list[str]:
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        return [h.strip() for h in next(csv.reader(handle, delimiter=delimiter), [])]
+
+
+def _delimiter_hint(header: str, delimiter: str) -> str | None:
+    other = next((d for d in _OTHER_DELIMITERS if d != delimiter and d in header), None)
+    return f"the header looks delimited by {other!r}; set source.delimiter to {other!r}" if other else None
+
+
+def _retyped(con: duckdb.DuckDBPyConnection, table: Table, path: str, header: list[str]) -> list[str]:
+    """Columns whose first values mostly do not cast to the contract type (a few bad values are rejects)."""
+    columns = {c.name: c for c in table.columns if c.name in header}
+    typed = [c for c in columns.values() if c.physical_type.upper() not in ("VARCHAR", "TEXT", "STRING")]
+    if not typed:
+        return []
+    failing = ", ".join(f'count(*) FILTER (WHERE "{c.name}" IS NOT NULL AND TRY_CAST("{c.name}" AS '
+                        f'{c.physical_type}) IS NULL)' for c in typed)
+    try:
+        row = con.execute(f"SELECT count(*), {failing} FROM (SELECT * FROM {_permissive_read(table, [path], header)} "
+                          f"LIMIT {_SAMPLE_VALUES})").fetchall()[0]
+    except duckdb.Error:
+        return []  # unreadable values show up as rejects
+    read, bad = row[0], row[1:]
+    return [f"{os.path.basename(path)}: column {c.name} retyped: {n} of the first {read} values are not "
+            f"{c.physical_type}" for c, n in zip(typed, bad) if read and n > read / 2]
+
+
+def _options(table: Table) -> str:
     assert table.source is not None
-    columns = ", ".join(f"'{c.name}': '{c.physical_type}'" for c in table.columns)
-    file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    select = ", ".join(f'"{c.name}"' for c in table.columns)
     delim = table.source.delimiter.replace("'", "''")
+    return f"header = {str(table.source.header).lower()}, delim = '{delim}', quote = '\"', escape = '\"'"
+
+
+def _file_list(files: list[str]) -> str:
+    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+
+
+def _permissive_read(table: Table, files: list[str], header: list[str]) -> str:
+    """A read that accepts every record: all VARCHAR, short rows padded, any byte (latin-1), serial scan
+    (the parallel scanner cannot pad rows when values hold quoted newlines)."""
+    columns = ", ".join(f"'{h}': 'VARCHAR'" for h in header)
+    return (f"read_csv({_file_list(files)}, {_options(table)}, columns = {{{columns}}}, auto_detect = false, "
+            "strict_mode = false, null_padding = true, parallel = false, encoding = 'latin-1')")
+
+
+def ingestion_sql(table: Table, drift: Drift, run_id: str) -> str:
+    """The SELECT of the accepted records: the contract's columns and DuckDB types plus ``_source_file``
+    (VARCHAR), ``_ingested_at`` (TIMESTAMP WITH TIME ZONE, the transaction start) and ``_run_id``. Records
+    that do not parse go to DuckDB's rejects tables (``store_rejects``), read by :func:`rejects_sql`.
+    Files are grouped by header so that, when drift is tolerated, each is read by column name."""
+    by_header: dict[tuple[str, ...], list[str]] = {}
+    for path, header in drift.headers.items():
+        if header:
+            by_header.setdefault(tuple(header), []).append(path)
+    types = {c.name: c.physical_type for c in table.columns}
+    selects = []
+    for header, files in by_header.items():
+        columns = ", ".join(f"'{h}': '{types.get(h, 'VARCHAR')}'" for h in header)
+        picked = ", ".join(f'"{c}"' if c in header else f'CAST(NULL AS {t}) AS "{c}"' for c, t in types.items())
+        selects.append(
+            f"SELECT {picked}, filename AS _source_file, now() AS _ingested_at, '{run_id}' AS _run_id "
+            f"FROM read_csv({_file_list(files)}, {_options(table)}, columns = {{{columns}}}, auto_detect = false, "
+            f"filename = true, strict_mode = true, store_rejects = true)")
+    if not selects:  # only empty files: no records, the contract's shape
+        empty = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in types.items())
+        return (f"SELECT {empty}, NULL::VARCHAR AS _source_file, now() AS _ingested_at, "
+                f"'{run_id}' AS _run_id WHERE false")
+    return " UNION ALL ".join(selects)
+
+
+def rejects_sql(run_id: str) -> str:
+    """The rejected records of this connection's ingestion, one row per record, shaped as
+    :data:`REJECTS_COLUMNS`."""
     return (
-        f"SELECT {select}, filename AS _source_file, now() AS _ingested_at, '{run_id}' AS _run_id "
-        f"FROM read_csv([{file_list}], header = {str(table.source.header).lower()}, delim = '{delim}', "
-        f"quote = '\"', escape = '\"', columns = {{{columns}}}, auto_detect = false, filename = true, "
-        f"strict_mode = true)"
+        "SELECT s.file_path AS _source_file, e.line::BIGINT AS line_number, first(e.csv_line) AS raw_line, "
+        "string_agg(DISTINCT e.error_type::VARCHAR, ', ') AS error_types, "
+        "string_agg(e.error_message, '; ') AS reason, now() AS _ingested_at, "
+        f"'{run_id}' AS _run_id "
+        "FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) "
+        "GROUP BY s.file_path, e.line ORDER BY s.file_path, e.line"
     )
+
+
+def records_read(con: duckdb.DuckDBPyConnection, table: Table, drift: Drift) -> int:
+    """Records in the files, counted by a permissive scan independent of the typed one."""
+    total = 0
+    for path, header in drift.headers.items():
+        if header:
+            total += con.execute(f"SELECT count(*) FROM {_permissive_read(table, [path], header)}").fetchall()[0][0]
+    return total
+
+
+def drift_outcome(drift: Drift, blocking: bool) -> CheckOutcome:
+    return CheckOutcome("schema_drift", not drift.found, blocking, "error" if blocking else "warning",
+                        FRAMEWORK_CHECKS["schema_drift"],
+                        {"problems": drift.problems or ["none"], "files": len(drift.headers)})
+
+
+def ingestion_outcomes(read: int, accepted: int, rejects: list[dict], rejected: int, severity: str
+                       ) -> list[CheckOutcome]:
+    """``rejected_rows`` and ``row_conservation`` for one ingestion; ``rejects`` is a sample of rejects."""
+    rate = round(1 - rejected / read, 6) if read else 1.0
+    rejected_outcome = CheckOutcome(
+        "rejected_rows", rejected == 0, severity == "error", severity, FRAMEWORK_CHECKS["rejected_rows"],
+        {"rows_checked": read, "failing_rows": rejected, "pass_rate": rate, "sample": rejects},
+    )
+    conservation = CheckOutcome(
+        "row_conservation", read == accepted + rejected, True, "error", FRAMEWORK_CHECKS["row_conservation"],
+        {"rows_read": read, "rows_accepted": accepted, "rows_rejected": rejected},
+    )
+    return [rejected_outcome, conservation]

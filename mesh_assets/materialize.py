@@ -1,10 +1,11 @@
 """One table's materialization: write–audit–publish on a fresh in-memory DuckDB (DESIGN.md §3).
 
 1. register every input as a view over its port's current snapshot;
-2. compare the output's columns and types with the contract (the ``schema`` check) before writing anything;
-3. write a new snapshot with ``COPY … TO … (FORMAT parquet)``;
-4. run the contract's rules on that snapshot;
-5. publish (swap the pointer) only if no blocking check failed; prune old snapshots.
+2. compare the output's columns and types with the contract (``schema``; for bronze also ``schema_drift``)
+   before writing anything;
+3. write a new snapshot with ``COPY … TO … (FORMAT parquet)`` (bronze: also its rejects snapshot);
+4. run the contract's rules on that snapshot, and profile it;
+5. publish (swap the pointers) only if no blocking check failed; prune old snapshots.
 """
 
 from __future__ import annotations
@@ -19,7 +20,19 @@ from mesh_assets.checks import CheckOutcome, run_rules, schema_outcome
 from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
 from mesh_assets.errors import MeshError, PortError, TransformError
-from mesh_assets.ingestion import check_headers, ingestion_sql, source_files
+from mesh_assets.ingestion import (
+    REJECTS_COLUMNS,
+    REJECTS_SUFFIX,
+    detect_drift,
+    drift_outcome,
+    ingestion_outcomes,
+    ingestion_sql,
+    records_read,
+    rejects_sql,
+    source_files,
+)
+from mesh_assets.ports import Port, Snapshot
+from mesh_assets.profile import profile_relation, write_profile
 from mesh_assets.settings import MeshSettings
 from mesh_assets.sql_inputs import InputRef
 from resources import DuckDBEngine, PortStorage
@@ -27,18 +40,26 @@ from resources import DuckDBEngine, PortStorage
 
 @dataclass
 class TableResult:
-    """What a materialization did: ``published`` is False when a blocking check failed (the snapshot stays
-    unpublished and the previous one current). ``metadata`` is recorded on the Dagster materialization."""
+    """What a materialization did: ``published`` is False when a blocking check failed (the snapshots stay
+    unpublished and the previous ones current). ``metadata`` is recorded on the Dagster materialization;
+    ``rejects`` is ``(snapshot id, rows)`` of a bronze table's rejects port."""
 
     published: bool
     snapshot_id: str | None
     rows: int | None
     outcomes: list[CheckOutcome]
     metadata: dict[str, Any] = field(default_factory=dict)
+    rejects: tuple[str, int] | None = None
+    profile: list[dict[str, Any]] | None = None
 
     @property
     def failed_blocking(self) -> list[CheckOutcome]:
         return [o for o in self.outcomes if o.blocking and not o.passed]
+
+
+def rejects_key(table: Table) -> tuple[str, str, str]:
+    """The port of a bronze table's rejected records: ``[domain, bronze, <table>__rejects]``."""
+    return (table.domain, table.layer, f"{table.name}{REJECTS_SUFFIX}")
 
 
 def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEngine, storage: PortStorage,
@@ -64,47 +85,93 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
             except PortError as exc:
                 raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
             engine.register_view(con, ref.schema, ref.table, snapshot.glob)
-        sql, origin = _select_sql(table, settings, run_id)
+        first: list[CheckOutcome] = []
+        drift = None
+        if table.layer == "bronze":
+            assert table.source is not None
+            drift = detect_drift(con, table, source_files(table, settings.landing_path))
+            first.append(drift_outcome(drift, settings.schema_drift.bronze == "fail"))
+            if first[0].blocking and not first[0].passed:
+                return TableResult(False, None, None, first, {"transform": f"ingestion of {table.source.path}"})
+            sql, origin = ingestion_sql(table, drift, run_id), f"ingestion of {table.source.path}"
+        else:
+            assert table.transform is not None
+            sql = table.transform.read_text(encoding="utf-8").strip().rstrip(";")
+            origin = _relative(table.transform, settings.root)
         actual = _describe(con, sql, origin, table)
         expected = _normalised_types(con, table.output_columns)
         schema = schema_outcome(table, actual, expected)
-        if not schema.passed:
-            return TableResult(False, None, None, [schema], {"transform": origin})
+        if not schema.passed and getattr(settings.schema_drift, table.layer) == "warn":
+            schema.blocking, schema.severity = False, "warning"
+            sql = _conform(sql, actual, expected)
+        first.append(schema)
+        if not schema.passed and schema.blocking:
+            return TableResult(False, None, None, first, {"transform": origin})
         port = storage.port(table.key)
         snapshot = port.new_snapshot(run_id)
-        try:
-            rows = con.execute(f"COPY ({sql}) TO '{snapshot.data_file}' (FORMAT parquet, COMPRESSION zstd)"
-                               ).fetchall()[0][0]
-        except duckdb.Error as exc:
-            raise TransformError(f"{'/'.join(table.key)}: {origin} failed: {_message(exc)}. Nothing was "
-                                 "published; the previous snapshot stays current") from None
+        rows = _copy(con, sql, snapshot, origin, table)
+        rejects = None
+        if drift is not None:
+            rejects_port = storage.port(rejects_key(table))
+            rejects_snapshot = rejects_port.new_snapshot(run_id)
+            rejected = _copy(con, _rejects_query(con, run_id), rejects_snapshot, origin, table)
+            sample = con.execute(f"SELECT line_number, _source_file, error_types, raw_line FROM "
+                                 f"read_parquet('{rejects_snapshot.data_file}') "
+                                 f"LIMIT {settings.checks.sample_rows}").fetchall()
+            sample_rows = [dict(zip(("line_number", "file", "error_types", "raw_line"), r)) for r in sample]
+            first += ingestion_outcomes(records_read(con, table, drift), rows, sample_rows, rejected,
+                                        settings.ingestion.rejects)
+            rejects = (rejects_port, rejects_snapshot, rejected)
         engine.register_view(con, table.layer, table.name, snapshot.glob)
         targets = {name: f"{ref.schema}.{ref.table}" for name, ref in references.items()}
-        outcomes = [schema, *run_rules(con, f"{table.layer}.{table.name}", table, settings.checks.sample_rows,
+        outcomes = [*first, *run_rules(con, f"{table.layer}.{table.name}", table, settings.checks.sample_rows,
                                        targets)]
-        metadata = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin, "sql": sql}
+        profile = profile_relation(con, f"{table.layer}.{table.name}")
+        write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
+        metadata: dict[str, Any] = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin,
+                                    "sql": sql}
         if inputs:
             columns = {(r.schema, r.table): _describe(con, f'SELECT * FROM "{r.schema}"."{r.table}"', origin, table)
                        for r in inputs}
             metadata["column_lineage"] = column_lineage(sql, inputs, columns)
-        if any(o.blocking and not o.passed for o in outcomes):
-            return TableResult(False, snapshot.id, int(rows), outcomes, metadata)
-        port.publish(snapshot.id, {"rows": int(rows), "run_id": run_id})
-        port.prune(settings.retention.snapshots)
-        return TableResult(True, snapshot.id, int(rows), outcomes, metadata)
+        published = not any(o.blocking and not o.passed for o in outcomes)
+        if published:
+            if rejects is not None:
+                _publish(rejects[0], rejects[1], rejects[2], run_id, settings)
+            _publish(port, snapshot, rows, run_id, settings)
+        return TableResult(published, snapshot.id, rows, outcomes, metadata,
+                           (rejects[1].id, rejects[2]) if rejects else None, profile)
     finally:
         con.close()
 
 
-def _select_sql(table: Table, settings: MeshSettings, run_id: str) -> tuple[str, str]:
-    """The SELECT that produces the table, and where it comes from (for messages)."""
-    if table.layer == "bronze":
-        files = source_files(table, settings.landing_path)
-        check_headers(table, files)
-        return ingestion_sql(table, files, run_id), f"ingestion of {table.source.path}"  # type: ignore[union-attr]
-    assert table.transform is not None
-    origin = _relative(table.transform, settings.root)
-    return table.transform.read_text(encoding="utf-8").strip().rstrip(";"), origin
+def _copy(con: duckdb.DuckDBPyConnection, sql: str, snapshot: Snapshot, origin: str, table: Table) -> int:
+    try:
+        return int(con.execute(f"COPY ({sql}) TO '{snapshot.data_file}' (FORMAT parquet, COMPRESSION zstd)"
+                               ).fetchall()[0][0])
+    except duckdb.Error as exc:
+        raise TransformError(f"{'/'.join(table.key)}: {origin} failed: {_message(exc)}. Nothing was "
+                             "published; the previous snapshot stays current") from None
+
+
+def _publish(port: Port, snapshot: Snapshot, rows: int, run_id: str, settings: MeshSettings) -> None:
+    port.publish(snapshot.id, {"rows": rows, "run_id": run_id})
+    port.prune(settings.retention.snapshots)
+
+
+def _rejects_query(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    """The rejected records, or an empty table of the same shape when no file was scanned."""
+    scanned = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'").fetchall()
+    if scanned[0][0]:
+        return rejects_sql(run_id)
+    return "SELECT " + ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in REJECTS_COLUMNS.items()) + " WHERE false"
+
+
+def _conform(sql: str, actual: dict[str, str], expected: dict[str, str]) -> str:
+    """``sql`` reshaped to the contract: its columns in order, cast to their types; missing ones null."""
+    columns = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' if c in actual else f'CAST(NULL AS {t}) AS "{c}"'
+                        for c, t in expected.items())
+    return f"SELECT {columns} FROM ({sql}) AS drifted"
 
 
 def _describe(con: duckdb.DuckDBPyConnection, sql: str, origin: str, table: Table) -> dict[str, str]:

@@ -79,6 +79,11 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
             and (not domains or k.path[0] in domains)]
     run_id = str(uuid.uuid4())
     summaries = {k.to_user_string(): AssetSummary(k.to_user_string()) for k in keys}
+    steps: dict[str, list[str]] = {}  # step key → asset keys it materializes
+    for assets_def in defs.assets or []:
+        for key in assets_def.keys:  # type: ignore[union-attr]
+            if key.to_user_string() in summaries:
+                steps.setdefault(assets_def.node_def.name, []).append(key.to_user_string())  # type: ignore[union-attr]
     started = time.monotonic()
     done = threading.Event()
     outcome: dict[str, object] = {}
@@ -101,12 +106,12 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
         worker = threading.Thread(target=execute, name="mesh-run", daemon=True)
         worker.start()
         while not done.wait(0.5):
-            _update(instance, run_id, summaries)
+            _update(instance, run_id, summaries, steps)
             running = [s.key for s in summaries.values() if s.status == "running"]
             finished = sum(s.status in ("materialized", "failed") for s in summaries.values())
             progress.update(task, completed=finished, description=", ".join(running) or "scheduling")
         worker.join()
-        _update(instance, run_id, summaries)
+        _update(instance, run_id, summaries, steps)
         finished = sum(s.status in ("materialized", "failed") for s in summaries.values())
         progress.update(task, completed=finished, description="done")
     if "error" in outcome:
@@ -116,10 +121,11 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
 
 
-def _update(instance: DagsterInstance, run_id: str, summaries: dict[str, AssetSummary]) -> None:
-    """Rebuild each asset's status from the run's events in the instance (the single source of truth)."""
+def _update(instance: DagsterInstance, run_id: str, summaries: dict[str, AssetSummary],
+            steps: dict[str, list[str]]) -> None:
+    """Rebuild each asset's status from the run's events in the instance (the single source of truth);
+    ``steps`` maps each step key to the asset keys it materializes."""
     starts: dict[str, float] = {}
-    by_step: dict[str, str] = {key.replace("/", "__"): key for key in summaries}
     for summary in summaries.values():
         summary.checks_passed = summary.checks_failed = 0
         summary.failed_checks = []
@@ -143,17 +149,16 @@ def _update(instance: DagsterInstance, run_id: str, summaries: dict[str, AssetSu
                         summary.checks_failed += 1
                         summary.failed_checks.append(data.check_name)
             continue
-        key = by_step.get(event.step_key or "")
-        if key is None:
-            continue
-        summary = summaries[key]
-        if event.event_type == DagsterEventType.STEP_START:
-            summary.status = "running"
-            starts[key] = entry.timestamp
-        else:
-            summary.status = "materialized" if event.event_type == DagsterEventType.STEP_SUCCESS else "failed"
-            if key in starts:
-                summary.seconds = entry.timestamp - starts[key]
+        step = event.step_key or ""
+        for key in steps.get(step, []):
+            summary = summaries[key]
+            if event.event_type == DagsterEventType.STEP_START:
+                summary.status = "running"
+                starts[step] = entry.timestamp
+            else:
+                summary.status = "materialized" if event.event_type == DagsterEventType.STEP_SUCCESS else "failed"
+                if step in starts:
+                    summary.seconds = entry.timestamp - starts[step]
 
 
 def summary_table(summary: RunSummary) -> RichTable:

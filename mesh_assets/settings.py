@@ -9,6 +9,11 @@
 - ``retention.snapshots`` (int ≥ 1, default 3): snapshots kept per port, the current one included.
 - ``duckdb.threads`` (int), ``duckdb.memory_limit`` (DuckDB size string such as ``"4GB"``): engine limits.
 - ``checks.sample_rows`` (int, default 10): failing rows kept as a sample per check.
+- ``checks.severity_weights`` (default error 3, warning 2, info 1): weights of the product quality score.
+- ``schema_drift.<layer>`` (``fail`` or ``warn``, default ``fail``): whether a table whose source (bronze) or
+  SQL output (silver, gold) drifted from the contract fails, or is recorded as a warning with the contract's
+  columns kept (missing columns null, extra columns dropped, types cast).
+- ``ingestion.rejects`` (``warning`` or ``error``, default ``warning``): severity of rejected source records.
 - ``sla_defaults.<layer>``: ODCS ``slaProperties`` applied to tables whose contract has no SLA.
 
 Relative paths resolve against the folder of ``mesh.yaml``.
@@ -45,6 +50,17 @@ class DuckDBSettings(_Strict):
 
 class CheckSettings(_Strict):
     sample_rows: int = pydantic.Field(10, ge=0, le=1000)
+    severity_weights: dict[Literal["error", "warning", "info"], float] = {"error": 3, "warning": 2, "info": 1}
+
+
+class DriftSettings(_Strict):
+    bronze: Literal["fail", "warn"] = "fail"
+    silver: Literal["fail", "warn"] = "fail"
+    gold: Literal["fail", "warn"] = "fail"
+
+
+class IngestionSettings(_Strict):
+    rejects: Literal["warning", "error"] = "warning"
 
 
 class MeshSettings(_Strict):
@@ -58,6 +74,8 @@ class MeshSettings(_Strict):
     retention: RetentionSettings = RetentionSettings()
     duckdb: DuckDBSettings = DuckDBSettings()
     checks: CheckSettings = CheckSettings()
+    schema_drift: DriftSettings = DriftSettings()
+    ingestion: IngestionSettings = IngestionSettings()
     sla_defaults: dict[Layer, list[dict[str, Any]]] = {}
 
     @property

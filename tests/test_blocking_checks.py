@@ -24,7 +24,9 @@ def test_valid_data_publishes_every_layer(tiny_mesh: Mesh, instance: dg.DagsterI
     assert summary.success
     assert {a.key: (a.status, a.rows) for a in summary.assets} == {
         "shop/bronze/raw_customers": ("materialized", 5),
+        "shop/bronze/raw_customers__rejects": ("materialized", 0),
         "shop/bronze/raw_orders": ("materialized", 3),
+        "shop/bronze/raw_orders__rejects": ("materialized", 0),
         "shop/silver/orders": ("materialized", 3),
         "shop/gold/order_totals": ("materialized", 2),
     }
@@ -47,7 +49,7 @@ def test_failing_blocking_check_on_silver(tiny_mesh: Mesh, instance: dg.DagsterI
     summary = run_mesh(tiny_mesh, instance)
 
     assert not summary.success
-    status = {a.key: a.status for a in summary.assets}
+    status = {a.key: a.status for a in summary.assets if not a.key.endswith("__rejects")}
     assert status == {"shop/bronze/raw_customers": "materialized", "shop/bronze/raw_orders": "materialized",
                       "shop/silver/orders": "failed",
                       "shop/gold/order_totals": "skipped"}
@@ -88,14 +90,27 @@ def test_schema_mismatch_fails_before_writing(tiny_mesh: Mesh, tiny_root, instan
     assert PortStorage(root=tiny_mesh.settings.storage_url).port(SILVER.path).snapshot_ids() == []
 
 
-def test_malformed_csv_fails_with_file_and_line(tiny_mesh: Mesh, instance: dg.DagsterInstance, land) -> None:
+def test_unparsable_record_is_rejected_with_file_line_and_reason(tiny_mesh: Mesh, instance: dg.DagsterInstance,
+                                                                 land) -> None:
     land("order_id,customer,amount\n1,ann,10.00\nx,bob,3.00\n")
     summary = run_mesh(tiny_mesh, instance)
-    assert not summary.success
-    failure = instance.all_logs(summary.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)[0]
-    message = failure.dagster_event.event_specific_data.error.message
-    assert "CSV Error on Line: 3" in message and "orders.csv" in message and "Nothing was published" in message
-    assert "Possible solutions" not in message
+    assert summary.success  # rejects are a warning by default: the good rows are published
+    rows = {a.key: a.rows for a in summary.assets}
+    assert rows["shop/bronze/raw_orders"] == 1 and rows["shop/bronze/raw_orders__rejects"] == 1
+    checks = _evaluations(instance, summary.run_id)
+    assert checks["shop/bronze/raw_orders:row_conservation"].passed
+    assert {k: v.value for k, v in checks["shop/bronze/raw_orders:row_conservation"].metadata.items()} == {
+        "rows_read": 2, "rows_accepted": 1, "rows_rejected": 1}
+    rejected = checks["shop/bronze/raw_orders:rejected_rows"]
+    assert not rejected.passed and rejected.severity == dg.AssetCheckSeverity.WARN
+    port = PortStorage(root=tiny_mesh.settings.storage_url).port(("shop", "bronze", "raw_orders__rejects"))
+    import duckdb
+    record = duckdb.sql(f"SELECT line_number, raw_line, error_types, reason, _source_file "
+                        f"FROM read_parquet('{port.current_snapshot().glob}')").fetchall()
+    assert len(record) == 1
+    line, raw, types, reason, source = record[0]
+    assert (line, raw.strip(), types) == (3, "x,bob,3.00", "CAST")
+    assert 'Could not convert string "x"' in reason and source.endswith("orders.csv")
 
 
 def test_orphan_foreign_key_blocks_with_orphan_counts(tiny_mesh: Mesh, instance: dg.DagsterInstance, land) -> None:

@@ -33,7 +33,7 @@ def test_run_prints_a_summary_and_records_in_dagster_home(ran) -> None:
     result = mesh(root, "run", home=home)
     assert result.returncode == 0
     lines = [ln for ln in result.stdout.splitlines() if "shop/" in ln]
-    assert len(lines) == 4 and all("materialized" in ln for ln in lines)
+    assert len(lines) == 6 and all("materialized" in ln for ln in lines)  # 4 tables, 2 rejects ports
     assert (home / "history" / "runs.db").is_file() or (home / "storage").is_dir()
 
 
