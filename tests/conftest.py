@@ -13,7 +13,7 @@ from mesh_assets.mesh import Mesh, load_mesh
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 VALID_ORDERS = "order_id,customer,amount\n1,ann,10.00\n2,bob,20.00\n3, ann ,1.50\n"
-CUSTOMERS = "customer,segment\nann,retail\nbob,retail\ncy,wholesale\ndee,wholesale\nzoe,retail\n"
+CUSTOMERS = "customer,segment,since\nann,retail,2020-01-15\nbob,retail,2021-06-01\ncy,wholesale,2019-03-03\ndee,wholesale,2022-12-31\nzoe,retail,2023-07-04\n"
 
 
 @pytest.fixture(autouse=True)
