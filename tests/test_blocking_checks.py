@@ -3,6 +3,8 @@ check result, and stops downstream; a failing warning only records."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import dagster as dg
 
 from mesh_assets.mesh import Mesh
@@ -122,3 +124,25 @@ def test_orphan_foreign_key_blocks_with_orphan_counts(tiny_mesh: Mesh, instance:
     assert evaluation.passed is False
     assert metadata["failing_rows"] == 3 and metadata["distinct_orphan_keys"] == 2
     assert sorted((r["customer"], r["rows"]) for r in metadata["sample"]) == [("ivy", 1), ("max", 2)]
+
+
+def test_silver_drift_tolerated_when_mesh_yaml_says_warn(tiny_root, instance: dg.DagsterInstance) -> None:
+    from mesh_assets.mesh import load_mesh
+
+    (tiny_root / "mesh.yaml").write_text((tiny_root / "mesh.yaml").read_text() + "schema_drift:\n  silver: warn\n")
+    sql = tiny_root / "domains" / "shop" / "sql" / "silver" / "orders.sql"
+    sql.write_text("select amount::double as amount, order_id, trim(customer) as customer, 'x' as extra "
+                   "from bronze.raw_orders")
+    mesh = load_mesh(tiny_root)
+    summary = run_mesh(mesh, instance)
+    evaluation = _evaluations(instance, summary.run_id)["shop/silver/orders:schema"]
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert sorted(evaluation.metadata["problems"].value) == [
+        "column amount is DOUBLE, the contract says DECIMAL(10,2)", "column extra is not in the contract"]
+    assert summary.success
+    port = PortStorage(root=mesh.settings.storage_url).port(SILVER.path)
+    import duckdb
+    relation = duckdb.sql(f"SELECT * FROM read_parquet('{port.current_snapshot().glob}') ORDER BY order_id")
+    assert relation.columns == ["order_id", "customer", "amount"]
+    assert [str(t) for t in relation.types] == ["BIGINT", "VARCHAR", "DECIMAL(10,2)"]
+    assert relation.fetchall()[0] == (1, "ann", Decimal("10.00"))
