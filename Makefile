@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: setup run ui test validate clean
+.PHONY: setup run ui test validate bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ validate: setup
 
 test: setup
 	$(VENV)/bin/pytest
+
+bench: setup  # on the mesh `make run` materialized
+	$(VENV)/bin/python -m benchmarks.check_cost
 
 clean:
 	rm -rf .mesh .dagster

@@ -1,0 +1,1 @@
+"""Benchmarks of the mesh (``make bench``); they measure, the tests assert."""
