@@ -124,7 +124,8 @@ def validate(root: RootOption = None) -> None:
 @app.command()
 def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option("--format", "-f")] =
           OutputFormat.table) -> None:
-    """List every table's port: current snapshot, rows, publication time, visibility."""
+    """List every table's port (and bronze rejects port): current snapshot, rows, publication time."""
+    from mesh_assets.materialize import rejects_key
     from resources import PortStorage
 
     try:
@@ -133,9 +134,11 @@ def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option(
         rows = []
         for domain in mesh.domains():
             for t in domain.tables:
-                info = storage.port(t.key).current() or {}
-                rows.append({"port": "/".join(t.key), "visibility": t.visibility, "snapshot": info.get("snapshot"),
-                             "rows": info.get("rows"), "published_at": info.get("published_at")})
+                keys = [t.key, rejects_key(t)] if t.layer == "bronze" else [t.key]
+                for key in keys:
+                    info = storage.port(key).current() or {}
+                    rows.append({"port": "/".join(key), "visibility": t.visibility, "snapshot": info.get("snapshot"),
+                                 "rows": info.get("rows"), "published_at": info.get("published_at")})
     except MeshError as exc:
         raise _fail(exc) from None
     if output is OutputFormat.json:
@@ -148,7 +151,7 @@ def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option(
         return
     table = RichTable("port", "visibility", "snapshot", "rows", "published at")
     for r in rows:
-        table.add_row(r["port"], r["visibility"], r["snapshot"] or "—", f"{r['rows']:,}" if r["rows"] else "",
+        table.add_row(r["port"], r["visibility"], r["snapshot"] or "—", f"{r['rows']:,}" if r["rows"] is not None else "",
                       r["published_at"] or "")
     out.print(table)
 

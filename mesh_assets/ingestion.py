@@ -140,12 +140,12 @@ def _file_list(files: list[str]) -> str:
     return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
 
 
-def _permissive_read(table: Table, files: list[str], header: list[str]) -> str:
-    """A read that accepts every record: all VARCHAR, short rows padded, any byte (latin-1), serial scan
+def _permissive_read(table: Table, files: list[str], header: list[str], parallel: bool = False) -> str:
+    """A read that accepts every record: all VARCHAR, short rows padded, any byte (latin-1); serial by default
     (the parallel scanner cannot pad rows when values hold quoted newlines)."""
     columns = ", ".join(f"'{h}': 'VARCHAR'" for h in header)
     return (f"read_csv({_file_list(files)}, {_options(table)}, columns = {{{columns}}}, auto_detect = false, "
-            "strict_mode = false, null_padding = true, parallel = false, encoding = 'latin-1')")
+            f"strict_mode = false, null_padding = true, parallel = {str(parallel).lower()}, encoding = 'latin-1')")
 
 
 def ingestion_sql(table: Table, drift: Drift, run_id: str) -> str:
@@ -187,10 +187,16 @@ def rejects_sql(run_id: str) -> str:
 
 
 def records_read(con: duckdb.DuckDBPyConnection, table: Table, drift: Drift) -> int:
-    """Records in the files, counted by a permissive scan independent of the typed one."""
+    """Records in the files, counted by a permissive scan independent of the typed one: in parallel, or
+    serially when a value holds a quoted newline (DuckDB's parallel scanner cannot pad those rows)."""
     total = 0
     for path, header in drift.headers.items():
-        if header:
+        if not header:
+            continue
+        try:
+            read = _permissive_read(table, [path], header, parallel=True)
+            total += con.execute(f"SELECT count(*) FROM {read}").fetchall()[0][0]
+        except duckdb.Error:
             total += con.execute(f"SELECT count(*) FROM {_permissive_read(table, [path], header)}").fetchall()[0][0]
     return total
 

@@ -78,5 +78,6 @@ def test_validate_reports_a_broken_contract_without_traceback(tiny_root: Path, t
 def test_ports_lists_current_snapshots(ran) -> None:
     root, home = ran
     ports = json.loads(mesh(root, "ports", "--format", "json", home=home).stdout)
-    assert {p["port"]: p["rows"] for p in ports} == {"shop/bronze/raw_customers": 5, "shop/bronze/raw_orders": 3,
-                                                     "shop/silver/orders": 3, "shop/gold/order_totals": 2}
+    assert {p["port"]: p["rows"] for p in ports} == {
+        "shop/bronze/raw_customers": 5, "shop/bronze/raw_customers__rejects": 0, "shop/bronze/raw_orders": 3,
+        "shop/bronze/raw_orders__rejects": 0, "shop/silver/orders": 3, "shop/gold/order_totals": 2}
