@@ -117,7 +117,9 @@ def _code_version(product: DataProduct, table: Table) -> str:
 
 
 def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) -> dg.AssetsDefinition:
-    """One asset keyed ``[domain, layer, table]`` with one asset check per contract rule plus ``schema``."""
+    """One asset keyed ``[domain, layer, table]`` with one asset check per contract rule plus ``schema``; for a
+    bronze table also ``schema_drift``, ``rejected_rows``, ``row_conservation`` and the ``<table>__rejects``
+    asset, materialized by the same step."""
     inputs = table_inputs(mesh, domain, table)
     references = reference_targets(mesh, domain, table)
     key = dg.AssetKey(list(table.key))
