@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from mesh_assets.checks import CheckOutcome
+from mesh_assets.checks import CheckOutcome, weighted_passes
 from mesh_assets.contracts import DataProduct, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.freshness import freshness_policy
@@ -183,7 +183,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                 metadata={"unpublished_snapshot": result.snapshot_id or ""},
                 allow_retries=False,
             )
-        yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(result, settings),
+        score = product_quality_score(table, product, result.outcomes, ports, settings.checks.severity_weights)
+        yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(result, settings, score),
                                    check_results=check_results)
         if result.rejects is not None:
             snapshot_id, rejected = result.rejects
@@ -208,24 +209,29 @@ def _rejects_spec(table: Table, product: DataProduct, domain: Domain, key: dg.As
     )
 
 
-def quality_score(outcomes: list[CheckOutcome], weights: dict[str, float]) -> float:
-    """Passed checks weighted by severity over all checks weighted alike (0–1; 1 with no check).
-
-    ``weights`` maps severity → weight (``mesh.yaml`` ``checks.severity_weights``).
-    """
-    total = sum(weights.get(o.severity, 1) for o in outcomes)
-    passed = sum(weights.get(o.severity, 1) for o in outcomes if o.passed)
+def product_quality_score(table: Table, product: DataProduct, outcomes: list[CheckOutcome],
+                          storage: PortStorage, weights: dict[str, float]) -> float:
+    """The data product's quality score (0–1): passed checks weighted by severity over all checks, for this
+    table's new results and the current snapshot of each other table of the product (recorded at publication).
+    Tables never published count as nothing. 1 when there is no check."""
+    passed, total = weighted_passes(outcomes, weights)
+    for other in product.tables:
+        if other.key != table.key:
+            quality = (storage.port(other.key).current() or {}).get("quality") or {}
+            passed, total = passed + quality.get("passed", 0), total + quality.get("total", 0)
     return round(passed / total, 4) if total else 1.0
 
 
-def _materialization_metadata(result: TableResult, settings) -> dict[str, Any]:
+def _materialization_metadata(result: TableResult, settings, product_score: float) -> dict[str, Any]:
+    passed, total = weighted_passes(result.outcomes, settings.checks.severity_weights)
     metadata: dict[str, Any] = {
         "dagster/row_count": result.rows,
         "snapshot": result.metadata["snapshot"],
         "dagster/uri": result.metadata["port"],
         "transform": result.metadata["transform"],
         "sql": dg.MetadataValue.md(f"```sql\n{result.metadata['sql']}\n```"),
-        "quality_score": quality_score(result.outcomes, settings.checks.severity_weights),
+        "quality_score": round(passed / total, 4) if total else 1.0,
+        "product_quality_score": product_score,
         "checks_passed": sum(o.passed for o in result.outcomes),
         "checks_failed": sum(not o.passed for o in result.outcomes),
     }

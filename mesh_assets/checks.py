@@ -47,6 +47,13 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def weighted_passes(outcomes: list[CheckOutcome], weights: dict[str, float]) -> tuple[float, float]:
+    """``(passed, total)``: the checks' weights by severity (``mesh.yaml`` ``checks.severity_weights``; 1 for
+    a severity it does not list), summed over the passed checks and over all of them."""
+    total = sum(weights.get(o.severity, 1) for o in outcomes)
+    return sum(weights.get(o.severity, 1) for o in outcomes if o.passed), total
+
+
 def schema_outcome(table: Table, actual: dict[str, str], expected: dict[str, str]) -> CheckOutcome:
     """The ``schema`` check: the output has exactly the contract's columns with the contract's DuckDB types.
 

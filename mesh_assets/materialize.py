@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from mesh_assets.checks import CheckOutcome, run_rules, schema_outcome
+from mesh_assets.checks import CheckOutcome, run_rules, schema_outcome, weighted_passes
 from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
 from mesh_assets.errors import MeshError, PortError, TransformError
@@ -137,8 +137,10 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         published = not any(o.blocking and not o.passed for o in outcomes)
         if published:
             if rejects is not None:
-                _publish(rejects[0], rejects[1], rejects[2], run_id, settings)
-            _publish(port, snapshot, rows, run_id, settings)
+                _publish(rejects[0], rejects[1], {"rows": rejects[2], "run_id": run_id}, settings)
+            passed, total = weighted_passes(outcomes, settings.checks.severity_weights)
+            _publish(port, snapshot, {"rows": rows, "run_id": run_id,
+                                      "quality": {"passed": passed, "total": total}}, settings)
         return TableResult(published, snapshot.id, rows, outcomes, metadata,
                            (rejects[1].id, rejects[2]) if rejects else None, profile)
     finally:
@@ -154,8 +156,8 @@ def _copy(con: duckdb.DuckDBPyConnection, sql: str, snapshot: Snapshot, origin: 
                              "published; the previous snapshot stays current") from None
 
 
-def _publish(port: Port, snapshot: Snapshot, rows: int, run_id: str, settings: MeshSettings) -> None:
-    port.publish(snapshot.id, {"rows": rows, "run_id": run_id})
+def _publish(port: Port, snapshot: Snapshot, info: dict[str, Any], settings: MeshSettings) -> None:
+    port.publish(snapshot.id, info)
     port.prune(settings.retention.snapshots)
 
 

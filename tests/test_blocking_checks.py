@@ -75,6 +75,13 @@ def test_failing_warning_records_but_publishes(tiny_mesh: Mesh, instance: dg.Dag
     land("order_id,customer,amount\n1,ann,10.00\n2,bob,3.00\n")
     summary = run_mesh(tiny_mesh, instance)
     assert summary.success
+    metadata = instance.get_latest_materialization_event(SILVER).asset_materialization.metadata
+    # silver: 7 checks, all error (weight 3) but amount_is_small, a failed warning (weight 2)
+    assert metadata["quality_score"].value == round(18 / 20, 4)
+    # product `orders`: bronze raw_orders (schema, drift, conservation, primary_key, customer_required: 5 × 3
+    # passed; rejected_rows: a passed warning, 2), silver as above, gold (schema, primary_key, total_required)
+    gold = instance.get_latest_materialization_event(GOLD).asset_materialization.metadata
+    assert gold["product_quality_score"].value == round((15 + 2 + 18 + 9) / (15 + 2 + 20 + 9), 4)
     evaluation = _evaluations(instance, summary.run_id)["shop/silver/orders:amount_is_small"]
     assert evaluation.passed is False
     assert evaluation.severity == dg.AssetCheckSeverity.WARN

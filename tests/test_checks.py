@@ -107,3 +107,20 @@ def test_sql_rule_with_a_broken_query_names_the_rule(con) -> None:
 def test_sql_rule_returning_text_fails_with_a_reason(con) -> None:
     out = _run(con, [_q({"id": "text", "type": "sql", "query": "select 'many'", "mustBe": 0})])
     assert not out["text"].passed and "not a number" in out["text"].metadata["error"]
+
+
+def test_composite_foreign_key_counts_orphans(con) -> None:
+    from mesh_assets.rules import relationship_rule
+
+    con.execute("CREATE SCHEMA gold")
+    con.execute("CREATE TABLE gold.codes AS SELECT * FROM (VALUES (1, 'AA'), (2, 'AB')) v(k, c)")
+    rule = relationship_rule({"from": ["t.id", "t.code"], "to": ["codes.k", "codes.c"]}, None, "t", COLUMNS, [])
+    out = _run_with_targets(con, [rule], {rule.name: "gold.codes"})[rule.name]
+    # (1,'AA') and (2,'AB') match; (2, NULL) and (NULL,'zz') have a null key part; (5,'') is an orphan
+    assert rule.name == "id_code_references_codes"
+    assert out.metadata["failing_rows"] == 1 and out.metadata["distinct_orphan_keys"] == 1
+    assert out.metadata["sample"] == [{"id": 5, "code": "", "rows": 1}]
+
+
+def _run_with_targets(con, rules, targets):
+    return {o.name: o for o in run_rules(con, "silver.t", _table(rules), 10, targets)}
