@@ -11,7 +11,7 @@ from dagster._utils.schedules import is_valid_cron_string  # the validator Dagst
 from mesh_assets.contracts import SNAKE_CASE, DataProduct, Table, load_contract
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.settings import MeshSettings, load_settings
-from mesh_assets.yaml_source import load_yaml, problem
+from mesh_assets.yaml_source import load_yaml
 
 DOMAIN_FILE = "domain.yaml"
 
@@ -45,24 +45,25 @@ def load_domain(path: Path) -> Domain:
     """
     path = Path(path).resolve()
     descriptor = path / DOMAIN_FILE
-    data, node = load_yaml(descriptor)
+    doc = load_yaml(descriptor)
+    data = doc.data
     problems = []
     if not isinstance(data, dict):
         raise ContractError(descriptor, ["(top level): expected name, team, description, ingestion_schedule"])
     if data.get("name") != path.name:
-        problems.append(problem(node, ["name"], f"must equal the folder name; set name: {path.name}"))
+        problems.append(doc.problem(["name"], f"must equal the folder name; set name: {path.name}"))
     if not SNAKE_CASE.match(path.name):
-        problems.append(problem(node, ["name"], "domain names are snake_case"))
+        problems.append(doc.problem(["name"], "domain names are snake_case"))
     for field in ("team", "description"):
         if not isinstance(data.get(field), str) or not data.get(field):
-            problems.append(problem(node, [field], f"set the domain's {field}"))
+            problems.append(doc.problem([field], f"set the domain's {field}"))
     schedule = data.get("ingestion_schedule", "0 0 * * *")
     if not isinstance(schedule, str) or not is_valid_cron_string(schedule):
-        problems.append(problem(node, ["ingestion_schedule"], f"{schedule!r} is not a cron expression, "
+        problems.append(doc.problem(["ingestion_schedule"], f"{schedule!r} is not a cron expression, "
                                                               "e.g. '0 2 * * *' (02:00 daily)"))
     unknown = set(data) - {"name", "team", "description", "ingestion_schedule", "timezone"}
     if unknown:
-        problems.append(problem(node, [], f"unknown field(s) {', '.join(sorted(unknown))}"))
+        problems.append(doc.problem([], f"unknown field(s) {', '.join(sorted(unknown))}"))
     if problems:
         raise ContractError(descriptor, problems)
     products, errors = [], []

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import pydantic
 
 from mesh_assets.errors import ContractError, MeshError
-from mesh_assets.yaml_source import load_yaml, problem
+from mesh_assets.yaml_source import load_yaml
 
 MESH_FILE = "mesh.yaml"
 Layer = Literal["bronze", "silver", "gold"]
@@ -121,14 +121,11 @@ def load_settings(root: Path | str) -> MeshSettings:
     """
     root = Path(root).resolve()
     path = root / MESH_FILE
-    data, node = load_yaml(path)
-    data = data or {}
+    doc = load_yaml(path)
+    data = doc.data or {}
     if not isinstance(data, dict):
         raise ContractError(path, ["(top level): expected a mapping of settings"])
     try:
         return MeshSettings(root=root, **data)
     except pydantic.ValidationError as exc:
-        raise ContractError(
-            path,
-            [problem(node, [p for p in err["loc"]], err["msg"]) for err in exc.errors()],
-        ) from None
+        raise ContractError(path, [doc.problem(list(err["loc"]), err["msg"]) for err in exc.errors()]) from None
