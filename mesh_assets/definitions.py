@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +16,8 @@ from resources import DuckDBEngine, PortStorage
 def mesh_resources(settings: MeshSettings) -> dict[str, object]:
     """The resources every asset uses, configured from ``mesh.yaml`` and the environment."""
     return {
-        "duckdb": DuckDBEngine(threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit),
+        "duckdb": DuckDBEngine(threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
+                               query_log=os.environ.get("MESH_DUCKDB_QUERY_LOG")),
         "ports": PortStorage(root=settings.storage_url, retention=settings.retention.snapshots),
     }
 

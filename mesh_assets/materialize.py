@@ -144,7 +144,7 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         return TableResult(published, snapshot.id, rows, outcomes, metadata,
                            (rejects[1].id, rejects[2]) if rejects else None, profile)
     finally:
-        con.close()
+        engine.close(con, "__".join(table.key))
 
 
 def _copy(con: duckdb.DuckDBPyConnection, sql: str, snapshot: Snapshot, origin: str, table: Table) -> int:

@@ -6,6 +6,10 @@ database file, which breaks a shared ``.duckdb`` file under a multiprocess execu
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import dagster as dg
 import duckdb
 import fsspec
@@ -18,15 +22,20 @@ class DuckDBEngine(dg.ConfigurableResource):
     Attributes:
         threads: worker threads per connection (``None``: DuckDB's default, the number of cores).
         memory_limit: DuckDB memory limit such as ``"4GB"`` (``None``: DuckDB's default, 80 % of RAM).
+        query_log: a folder to record every statement of every connection in (env ``MESH_DUCKDB_QUERY_LOG``;
+            ``mesh bench`` replays them without the framework to measure its overhead).
     """
 
     threads: int | None = None
     memory_limit: str | None = None
+    query_log: str | None = None
 
     def connect(self, storage_root: str | None = None) -> duckdb.DuckDBPyConnection:
         """A new in-memory connection. For a non-local ``storage_root`` (``s3://``, ``gs://``, ``abfs://``) the
         root's fsspec file system is registered so DuckDB reads and writes ports through it."""
         con = duckdb.connect(":memory:")
+        if self.query_log:
+            con.execute("CALL enable_logging('QueryLog')")
         if self.threads:
             con.execute(f"SET threads = {int(self.threads)}")
         if self.memory_limit:
@@ -37,6 +46,18 @@ class DuckDBEngine(dg.ConfigurableResource):
             if not isinstance(fs, LocalFileSystem):
                 con.register_filesystem(fs)
         return con
+
+    def close(self, con: duckdb.DuckDBPyConnection, label: str) -> None:
+        """Close ``con``; with ``query_log`` set, first write its statements, in order, to
+        ``<query_log>/<nanoseconds>-<label>.json`` (a JSON list of SQL strings)."""
+        if self.query_log:
+            rows = con.execute("SELECT message FROM duckdb_logs WHERE type = 'QueryLog' ORDER BY timestamp"
+                               ).fetchall()
+            statements = [r[0] for r in rows if "duckdb_logs" not in r[0]]
+            folder = Path(self.query_log)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{time.time_ns()}-{label}.json").write_text(json.dumps(statements))
+        con.close()
 
     @staticmethod
     def register_view(con: duckdb.DuckDBPyConnection, schema: str, name: str, parquet_glob: str) -> None:

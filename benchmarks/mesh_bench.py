@@ -1,0 +1,75 @@
+"""``mesh bench``: the mesh against the physical limit — plain DuckDB running the very same SQL.
+
+For the reference mesh at TPC-H scale factor ``sf``, each repetition:
+
+1. runs ``mesh run`` in a fresh Dagster instance and storage root, recording every DuckDB statement
+   (``MESH_DUCKDB_QUERY_LOG``): ingestion, transforms, checks, profiles, publishing;
+2. replays those statements with plain DuckDB in a new process (``benchmarks.raw_replay``): the same SQL with
+   no Dagster and no framework.
+
+Both are measured as whole process trees (wall and CPU seconds, peak RSS); the medians and the ratios
+mesh/raw are reported, and ``--json`` prints them as one JSON object on the last line. TPC-H data is landed
+once per scale factor under ``<root>/.mesh/bench/``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from benchmarks.measure import Measurement, environment, measure, median
+from domains.tpch import land_tpch
+
+
+def run_pair(root: Path, work: Path, landing: Path, domains: list[str] | None = None
+             ) -> tuple[Measurement, Measurement, int]:
+    """One mesh run and its raw replay in ``work``; returns both measurements and the statement count."""
+    log = work / "queries"
+    env = environment(DAGSTER_HOME=str(work / "dagster_home"), MESH_STORAGE_ROOT=str(work / "lake"),
+                      MESH_LANDING_ZONE=str(landing), MESH_DUCKDB_QUERY_LOG=str(log))
+    selection = [arg for d in domains or [] for arg in ("--domain", d)]
+    mesh = measure([sys.executable, "-m", "mesh_assets.cli", "run", "--root", str(root), *selection], env,
+                   work / "mesh.log")
+    raw = measure([sys.executable, "-m", "benchmarks.raw_replay", str(log)], env, work / "raw.log")
+    statements = int((work / "raw.log").read_text().split()[0])
+    return mesh, raw, statements
+
+
+def bench_tpch(root: Path, sf: float, repeat: int, console: Console) -> dict[str, float | int]:
+    """The medians of ``repeat`` mesh/raw pairs at scale factor ``sf``, as the JSON fields of ``--json``."""
+    landing = root / ".mesh" / "bench" / f"landing-sf{sf}"
+    if land_tpch(landing, sf):
+        console.print(f"landed TPC-H SF {sf} in {landing}")
+    pairs = []
+    for i in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="mesh-bench-", dir=root / ".mesh" / "bench") as tmp:
+            mesh, raw, statements = run_pair(root, Path(tmp), landing)
+        console.print(f"run {i + 1}/{repeat}: mesh {mesh.wall_s:.1f} s, raw {raw.wall_s:.1f} s "
+                      f"({statements} statements)")
+        pairs.append((mesh, raw))
+    mesh, raw = median([p[0] for p in pairs]), median([p[1] for p in pairs])
+    return {
+        "sf": sf, "repeat": repeat, "statements": statements,
+        "mesh_wall_s": round(mesh.wall_s, 2), "raw_wall_s": round(raw.wall_s, 2),
+        "ratio_wall": round(mesh.wall_s / raw.wall_s, 3),
+        "mesh_cpu_s": round(mesh.cpu_s, 2), "raw_cpu_s": round(raw.cpu_s, 2),
+        "ratio_cpu": round(mesh.cpu_s / raw.cpu_s, 3),
+        "mesh_peak_rss_bytes": mesh.peak_rss_bytes, "raw_peak_rss_bytes": raw.peak_rss_bytes,
+        "ratio_rss": round(mesh.peak_rss_bytes / raw.peak_rss_bytes, 3),
+    }
+
+
+def report(result: dict[str, float | int], as_json: bool, console: Console) -> None:
+    """Print ``result`` as a table, then (``as_json``) as one JSON object on the last line."""
+    table = RichTable("measure", "value", title="mesh bench")
+    for key, value in result.items():
+        shown = f"{value / 2**30:.2f} GiB" if key.endswith("_bytes") else str(value)
+        table.add_row(key, shown)
+    console.print(table)
+    if as_json:
+        print(json.dumps(result))
