@@ -77,30 +77,34 @@ def run_rules(con: duckdb.DuckDBPyConnection, relation: str, table: Table, sampl
 
     ``targets`` gives, per ``foreign_key`` rule name, the relation it references (``customers.nations``).
     Cost: one aggregate scan for all row-level rules and the row count, one scan per uniqueness rule, per
-    foreign key (an anti-join) and per SQL rule, plus one ``LIMIT sample_rows`` query per failing rule.
+    foreign key (an anti-join) and per SQL rule, plus one ``LIMIT sample_rows`` query per failing rule. Each
+    query is compiled once; a passing check's ``sql`` is the query that measured it, a failing check's the
+    query that lists its failing rows.
     """
     register_ibis_backends()
     backend = ibis.duckdb.from_connection(con)
     t = _relation(backend, relation)
     valid = {r.name: _valid_expr(t, r) for r in table.rules if r.kind in ROW_LEVEL}
     null_keys = {r.name: _all_not_null(t, r.columns) for r in table.rules if r.kind == "primary_key"}
-    counts = t.aggregate(
+    aggregate_sql = ibis.to_sql(t.aggregate(
         __rows=t.count(),
         **{f"f{i}": ibis.ifelse(expr, 0, 1).sum() for i, expr in enumerate([*valid.values(), *null_keys.values()])},
-    ).to_pyarrow().to_pylist()[0]
-    rows = int(counts.pop("__rows"))
-    failing = dict(zip([*valid, *(f"{n}__nulls" for n in null_keys)], (int(v or 0) for v in counts.values())))
+    ), dialect="duckdb")
+    counts = list(con.execute(aggregate_sql).fetchall()[0])
+    rows = int(counts.pop(0))
+    failing = dict(zip([*valid, *(f"{n}__nulls" for n in null_keys)], (int(v or 0) for v in counts)))
     keys = table.primary_key
     outcomes = []
     for rule in table.rules:
         sample_expr: ir.Table | None = None
+        measure_sql = aggregate_sql
         extra: dict[str, Any] = {}
         if rule.kind in ROW_LEVEL:
             bad = failing[rule.name]
             sample_expr = t.filter(~valid[rule.name].fill_null(False)).select(*_dedupe([*keys, *rule.columns]))
         elif rule.kind in ("duplicates", "primary_key"):
-            distinct = t.select(*rule.columns).distinct().count().to_pyarrow().as_py()
-            bad = rows - int(distinct) + failing.get(f"{rule.name}__nulls", 0)
+            measure_sql = ibis.to_sql(t.select(*rule.columns).distinct().count(), dialect="duckdb")
+            bad = rows - _scalar(con, measure_sql) + failing.get(f"{rule.name}__nulls", 0)
             groups = t.group_by(list(rule.columns)).aggregate(rows=t.count())
             sample_expr = groups.filter(groups.rows > 1)
             if rule.kind == "primary_key":
@@ -111,29 +115,34 @@ def run_rules(con: duckdb.DuckDBPyConnection, relation: str, table: Table, sampl
             columns = list(rule.columns)
             orphans = t.filter(_all_not_null(t, rule.columns)).anti_join(
                 target, [t[a] == target[b] for a, b in zip(columns, rule.params["columns"])])
-            bad = int(orphans.count().to_pyarrow().as_py())
+            measure_sql = ibis.to_sql(orphans.count(), dialect="duckdb")
+            bad = _scalar(con, measure_sql)
             sample_expr = orphans.group_by(columns).aggregate(rows=orphans.count())
             extra["distinct_orphan_keys"] = int(sample_expr.count().to_pyarrow().as_py()) if bad else 0
         elif rule.kind == "row_count":
             bad = rows
         else:  # sql
-            query = rule.params["query"].replace("{object}", relation)
-            query = query.replace("{property}", rule.columns[0] if rule.columns else "")
+            measure_sql = rule.params["query"].replace("{object}", relation)
+            measure_sql = measure_sql.replace("{property}", rule.columns[0] if rule.columns else "")
             try:
-                result = con.execute(query).fetchall()
+                result = con.execute(measure_sql).fetchall()
             except duckdb.Error as exc:
                 raise TransformError(f"{table.contract_path}: quality rule '{rule.name}' of table {table.name}: "
                                      f"its query failed: {' '.join(str(exc).split())}. Fix the query "
                                      "({object} stands for the table, {property} for the column)") from None
             bad = result[0][0] if result and result[0] else None
-        outcome = _outcome(rule, rows, bad, sample_expr, sample_rows, query if rule.kind == "sql" else None)
+        outcome = _outcome(rule, rows, bad, sample_expr, sample_rows, measure_sql)
         outcome.metadata.update(extra)
         outcomes.append(outcome)
     return outcomes
 
 
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return int(con.execute(sql).fetchall()[0][0] or 0)
+
+
 def _outcome(rule: Rule, rows: int, measured: Any, sample_expr: ir.Table | None, sample_rows: int,
-             sql: str | None) -> CheckOutcome:
+             measure_sql: str) -> CheckOutcome:
     counted = rule.kind not in ("row_count", "sql")
     value = measured
     if counted and rule.unit == "percent":
@@ -152,13 +161,11 @@ def _outcome(rule: Rule, rows: int, measured: Any, sample_expr: ir.Table | None,
     else:
         metadata["observed_value"] = _jsonable(value)
     metadata["rule"] = rule.source
-    if sample_expr is not None:
+    metadata["sql"] = measure_sql
+    if counted and measured and sample_expr is not None:
         metadata["sql"] = ibis.to_sql(sample_expr, dialect="duckdb")
-        if counted and measured:
-            metadata["sample"] = [{k: _jsonable(v) for k, v in row.items()}
-                                  for row in sample_expr.limit(sample_rows).to_pyarrow().to_pylist()]
-    elif sql:
-        metadata["sql"] = sql
+        metadata["sample"] = [{k: _jsonable(v) for k, v in row.items()}
+                              for row in sample_expr.limit(sample_rows).to_pyarrow().to_pylist()]
     return CheckOutcome(rule.name, passed, rule.blocking, rule.severity, rule.description, metadata)
 
 

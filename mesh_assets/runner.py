@@ -72,7 +72,7 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     if unknown:
         raise MeshError(f"unknown domain(s) {', '.join(sorted(unknown))}; the mesh has "
                         f"{', '.join(mesh.domain_names)}")
-    defs = build_mesh_definitions(mesh)
+    defs = build_mesh_definitions(mesh, domains)
     job = defs.resolve_implicit_global_asset_job_def()
     graph = defs.resolve_asset_graph()
     keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable
@@ -105,13 +105,14 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
         task = progress.add_task("starting", total=len(keys))
         worker = threading.Thread(target=execute, name="mesh-run", daemon=True)
         worker.start()
+        events = _EventReader(instance, run_id, summaries, steps)
         while not done.wait(0.5):
-            _update(instance, run_id, summaries, steps)
+            events.update()
             running = [s.key for s in summaries.values() if s.status == "running"]
             finished = sum(s.status in ("materialized", "failed") for s in summaries.values())
             progress.update(task, completed=finished, description=", ".join(running) or "scheduling")
         worker.join()
-        _update(instance, run_id, summaries, steps)
+        events.update()
         finished = sum(s.status in ("materialized", "failed") for s in summaries.values())
         progress.update(task, completed=finished, description="done")
     if "error" in outcome:
@@ -121,44 +122,54 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
 
 
-def _update(instance: DagsterInstance, run_id: str, summaries: dict[str, AssetSummary],
-            steps: dict[str, list[str]]) -> None:
-    """Rebuild each asset's status from the run's events in the instance (the single source of truth);
-    ``steps`` maps each step key to the asset keys it materializes."""
-    starts: dict[str, float] = {}
-    for summary in summaries.values():
-        summary.checks_passed = summary.checks_failed = 0
-        summary.failed_checks = []
-    for entry in instance.all_logs(run_id, of_type=_WATCHED):
+class _EventReader:
+    """Folds a run's events, read incrementally from the instance (the single source of truth), into each
+    asset's summary; ``steps`` maps each step key to the asset keys it materializes."""
+
+    def __init__(self, instance: DagsterInstance, run_id: str, summaries: dict[str, AssetSummary],
+                 steps: dict[str, list[str]]):
+        self.instance, self.run_id, self.summaries, self.steps = instance, run_id, summaries, steps
+        self.cursor: str | None = None
+        self.starts: dict[str, float] = {}
+
+    def update(self) -> None:
+        while True:
+            page = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, of_type=_WATCHED, limit=1000)
+            for record in page.records:
+                self._fold(record.event_log_entry)
+            self.cursor = page.cursor
+            if not page.has_more:
+                return
+
+    def _fold(self, entry) -> None:
         event = entry.dagster_event
         if event is None:
-            continue
-        if event.event_type in (DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION):
-            data = event.event_specific_data
-            if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-                summary = summaries.get(data.materialization.asset_key.to_user_string())
-                if summary is not None:
-                    row_count = data.materialization.metadata.get("dagster/row_count")
-                    summary.rows = row_count.value if row_count is not None else None
-            else:
-                summary = summaries.get(data.asset_key.to_user_string())
-                if summary is not None:
-                    if data.passed:
-                        summary.checks_passed += 1
-                    else:
-                        summary.checks_failed += 1
-                        summary.failed_checks.append(data.check_name)
-            continue
-        step = event.step_key or ""
-        for key in steps.get(step, []):
-            summary = summaries[key]
-            if event.event_type == DagsterEventType.STEP_START:
-                summary.status = "running"
-                starts[step] = entry.timestamp
-            else:
-                summary.status = "materialized" if event.event_type == DagsterEventType.STEP_SUCCESS else "failed"
-                if step in starts:
-                    summary.seconds = entry.timestamp - starts[step]
+            return
+        data = event.event_specific_data
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            summary = self.summaries.get(data.materialization.asset_key.to_user_string())
+            if summary is not None:
+                row_count = data.materialization.metadata.get("dagster/row_count")
+                summary.rows = row_count.value if row_count is not None else None
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            summary = self.summaries.get(data.asset_key.to_user_string())
+            if summary is not None and data.passed:
+                summary.checks_passed += 1
+            elif summary is not None:
+                summary.checks_failed += 1
+                summary.failed_checks.append(data.check_name)
+        else:
+            step = event.step_key or ""
+            for key in self.steps.get(step, []):
+                summary = self.summaries[key]
+                if event.event_type == DagsterEventType.STEP_START:
+                    summary.status = "running"
+                    self.starts[step] = entry.timestamp
+                else:
+                    success = event.event_type == DagsterEventType.STEP_SUCCESS
+                    summary.status = "materialized" if success else "failed"
+                    if step in self.starts:
+                        summary.seconds = entry.timestamp - self.starts[step]
 
 
 def summary_table(summary: RunSummary) -> RichTable:
