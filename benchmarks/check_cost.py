@@ -18,11 +18,12 @@ from pathlib import Path
 
 from mesh_assets.assets import reference_targets
 from mesh_assets.checks import run_rules
+from mesh_assets.definitions import duckdb_engine
 from mesh_assets.mesh import load_mesh
 from mesh_assets.profile import profile_relation
 from mesh_assets.rules import Rule
 from mesh_assets.settings import find_mesh_root
-from resources import DuckDBEngine, PortStorage
+from resources import PortStorage
 
 
 def _failing(rules: tuple[Rule, ...], table) -> tuple[Rule, ...]:
@@ -51,7 +52,7 @@ def main() -> None:
     domain = mesh.domain(domain_name)
     table = domain.table(layer, name)
     storage = PortStorage(root=mesh.settings.storage_url)
-    engine = DuckDBEngine(threads=mesh.settings.duckdb.threads, memory_limit=mesh.settings.duckdb.memory_limit)
+    engine = duckdb_engine(mesh.settings)
     con = engine.connect(storage.root)
     references = reference_targets(mesh, domain, table)
     for ref in references.values():

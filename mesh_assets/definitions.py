@@ -13,11 +13,17 @@ from mesh_assets.settings import MeshSettings, find_mesh_root
 from resources import DuckDBEngine, PortStorage
 
 
+def duckdb_engine(settings: MeshSettings) -> DuckDBEngine:
+    """The DuckDB engine configured by ``mesh.yaml`` (``duckdb.*``) and ``MESH_DUCKDB_QUERY_LOG``."""
+    return DuckDBEngine(threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
+                        temp_directory=settings.duckdb_temp_path,
+                        query_log=os.environ.get("MESH_DUCKDB_QUERY_LOG"))
+
+
 def mesh_resources(settings: MeshSettings) -> dict[str, object]:
     """The resources every asset uses, configured from ``mesh.yaml`` and the environment."""
     return {
-        "duckdb": DuckDBEngine(threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
-                               query_log=os.environ.get("MESH_DUCKDB_QUERY_LOG")),
+        "duckdb": duckdb_engine(settings),
         "ports": PortStorage(root=settings.storage_url, retention=settings.retention.snapshots),
     }
 

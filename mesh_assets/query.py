@@ -12,7 +12,8 @@ from mesh_assets.errors import MeshError
 from mesh_assets.mesh import load_mesh
 from mesh_assets.settings import find_mesh_root
 from mesh_assets.sql_inputs import SqlInputError, parse_select
-from resources import DuckDBEngine, PortStorage
+from mesh_assets.definitions import duckdb_engine
+from resources import PortStorage
 
 
 def connect(root: Path | str | None = None) -> duckdb.DuckDBPyConnection:
@@ -25,7 +26,7 @@ def connect(root: Path | str | None = None) -> duckdb.DuckDBPyConnection:
     """
     mesh = load_mesh(find_mesh_root(root))
     settings = mesh.settings
-    engine = DuckDBEngine(threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit)
+    engine = duckdb_engine(settings)
     storage = PortStorage(root=settings.storage_url)
     con = engine.connect(settings.storage_url)
     for name in mesh.domain_names:

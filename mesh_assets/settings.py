@@ -7,7 +7,8 @@
 - ``storage_root`` (path or fsspec URL, default ``.mesh/lake``; env ``MESH_STORAGE_ROOT``): where ports live.
 - ``landing_zone`` (path, default ``.mesh/landing``; env ``MESH_LANDING_ZONE``): where source files land.
 - ``retention.snapshots`` (int ≥ 1, default 3): snapshots kept per port, the current one included.
-- ``duckdb.threads`` (int), ``duckdb.memory_limit`` (DuckDB size string such as ``"4GB"``): engine limits.
+- ``duckdb.threads`` (int), ``duckdb.memory_limit`` (DuckDB size string such as ``"4GB"``): engine limits;
+  ``duckdb.temp_directory`` (path, default ``.mesh/tmp``): where DuckDB spills what exceeds the memory limit.
 - ``checks.sample_rows`` (int, default 10): failing rows kept as a sample per check.
 - ``checks.severity_weights`` (default error 3, warning 2, info 1): weights of the product quality score.
 - ``schema_drift.<layer>`` (``fail`` or ``warn``, default ``fail``): whether a table whose source (bronze) or
@@ -46,6 +47,7 @@ class RetentionSettings(_Strict):
 class DuckDBSettings(_Strict):
     threads: int | None = pydantic.Field(None, ge=1)
     memory_limit: str | None = None
+    temp_directory: str = ".mesh/tmp"
 
 
 class CheckSettings(_Strict):
@@ -86,6 +88,11 @@ class MeshSettings(_Strict):
     def storage_url(self) -> str:
         """The storage root as an absolute path or an fsspec URL (``s3://…``); ``MESH_STORAGE_ROOT`` wins."""
         return _resolve(self.root, os.environ.get("MESH_STORAGE_ROOT") or self.storage_root)
+
+    @property
+    def duckdb_temp_path(self) -> str:
+        """DuckDB's spill folder, absolute."""
+        return _resolve(self.root, self.duckdb.temp_directory)
 
     @property
     def landing_path(self) -> str:

@@ -22,12 +22,15 @@ class DuckDBEngine(dg.ConfigurableResource):
     Attributes:
         threads: worker threads per connection (``None``: DuckDB's default, the number of cores).
         memory_limit: DuckDB memory limit such as ``"4GB"`` (``None``: DuckDB's default, 80 % of RAM).
+        temp_directory: where DuckDB spills intermediate results beyond ``memory_limit`` (``None``: DuckDB's
+            default, ``.tmp`` in the working directory).
         query_log: a folder to record every statement of every connection in (env ``MESH_DUCKDB_QUERY_LOG``;
             ``mesh bench`` replays them without the framework to measure its overhead).
     """
 
     threads: int | None = None
     memory_limit: str | None = None
+    temp_directory: str | None = None
     query_log: str | None = None
 
     def connect(self, storage_root: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -39,7 +42,9 @@ class DuckDBEngine(dg.ConfigurableResource):
         if self.threads:
             con.execute(f"SET threads = {int(self.threads)}")
         if self.memory_limit:
-            con.execute("SET memory_limit = ?", [self.memory_limit])
+            con.execute(f"SET memory_limit = '{self.memory_limit}'")
+        if self.temp_directory:
+            con.execute(f"SET temp_directory = '{self.temp_directory}'")
         con.execute("SET preserve_insertion_order = false")  # lets COPY stream large results in parallel
         if storage_root and "://" in storage_root:
             fs, _ = fsspec.core.url_to_fs(storage_root)

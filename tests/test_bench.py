@@ -1,0 +1,67 @@
+"""The benchmark machinery: process-tree measurement, the statement log and its plain-DuckDB replay, and the
+synthetic mesh. (The figures themselves come from `make bench`, not from tests.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from benchmarks.measure import environment, measure
+from benchmarks.raw_replay import replay
+from benchmarks.synthetic import generate
+from mesh_assets.mesh import load_mesh
+from mesh_assets.runner import run_mesh
+
+
+def test_measure_sees_the_memory_of_a_child_process(tmp_path: Path) -> None:
+    code = ("import subprocess, sys; subprocess.run([sys.executable, '-c', "
+            "'b = bytearray(300 * 2**20); import time; time.sleep(0.6)'], check=True)")
+    result = measure([sys.executable, "-c", code], environment(), tmp_path / "log")
+    assert result.peak_rss_bytes > 300 * 2**20  # the grandchild's 300 MiB count
+    assert result.wall_s >= 0.6 and result.cpu_s > 0
+
+
+def test_measure_reports_a_failing_command(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        measure([sys.executable, "-c", "print('boom'); raise SystemExit(3)"], environment(), tmp_path / "log")
+
+
+def test_recorded_statements_replay_to_the_same_ports(tiny_root: Path, tmp_path: Path, instance,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "queries"
+    monkeypatch.setenv("MESH_DUCKDB_QUERY_LOG", str(log))
+    mesh = load_mesh(tiny_root)
+    assert run_mesh(mesh, instance).success
+    gold = next((tiny_root / ".mesh" / "lake" / "shop" / "gold" / "order_totals" / "snapshots").glob("*/*.parquet"))
+    before = duckdb.sql(f"SELECT * FROM '{gold}' ORDER BY ALL").fetchall()
+    gold.unlink()
+    assert replay(log) > 20
+    assert duckdb.sql(f"SELECT * FROM '{gold}' ORDER BY ALL").fetchall() == before
+
+
+def test_synthetic_mesh_validates_with_cross_domain_edges(tmp_path: Path) -> None:
+    names = generate(tmp_path / "mesh", 3, 4)
+    assert names == ["d000", "d001", "d002"]
+    mesh = load_mesh(tmp_path / "mesh")
+    assert sum(len(d.tables) for d in mesh.domains()) == 3 * 4 * 2
+    result = subprocess.run([sys.executable, "-m", "mesh_assets.cli", "validate", "--root", str(tmp_path / "mesh")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    sql = (tmp_path / "mesh" / "domains" / "d001" / "sql" / "gold" / "summary_p000.sql").read_text()
+    assert "d000.summary_p000" in sql
+
+
+def test_mesh_bench_synthetic_prints_json(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").write_text("name: bench\n")
+    result = subprocess.run([sys.executable, "-m", "mesh_assets.cli", "bench", "--root", str(tmp_path),
+                             "--synthetic-domains", "2", "--products-per-domain", "2", "--json"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["products"] == 4 and figures["validate_s"] > 0
+    assert figures["run_2_domains_mesh_s"] > figures["run_1_domain_mesh_s"] > figures["run_1_domain_raw_s"] > 0
