@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: setup run ui test validate bench clean
+.PHONY: setup run ui test validate bench bench-checks clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ validate: setup
 test: setup
 	$(VENV)/bin/pytest
 
-bench: setup  # on the mesh `make run` materialized
+bench: setup  # the mesh against plain DuckDB running the same SQL, at SF (docs/performance.md)
+	$(VENV)/bin/mesh bench --sf $(SF) --json
+	$(VENV)/bin/mesh bench --synthetic-domains 50 --products-per-domain 20 --json
+
+bench-checks: setup  # checks + profile passing vs failing, on the mesh `make run` materialized
 	$(VENV)/bin/python -m benchmarks.check_cost
 
 clean:

@@ -46,6 +46,7 @@ class DuckDBEngine(dg.ConfigurableResource):
         if self.temp_directory:
             con.execute(f"SET temp_directory = '{self.temp_directory}'")
         con.execute("SET preserve_insertion_order = false")  # lets COPY stream large results in parallel
+        con.execute("SET enable_progress_bar = false")  # the run shows its own progress
         if storage_root and "://" in storage_root:
             fs, _ = fsspec.core.url_to_fs(storage_root)
             if not isinstance(fs, LocalFileSystem):
