@@ -15,6 +15,7 @@ product of a domain also reads the same product's gold port of the previous doma
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -105,13 +106,16 @@ def load_times(root: Path) -> dict[str, object]:
     return {"import_s": imported, "build_s": seconds}
 
 
-def bench_synthetic(work: Path, domains: int, products: int, console: Console) -> dict[str, float | int]:
-    """Generate the mesh under ``work`` and measure it; the JSON fields of ``--json``."""
+def bench_synthetic(mesh_root: Path, domains: int, products: int, console: Console) -> dict[str, float | int]:
+    """Generate the mesh under ``<mesh_root>/.mesh/bench`` with ``mesh_root``'s Dagster instance settings
+    (``dagster.yaml``) and measure it; the JSON fields of ``--json``."""
     from benchmarks.mesh_bench import run_pair  # noqa: PLC0415
 
-    with tempfile.TemporaryDirectory(prefix="mesh-synthetic-", dir=work) as tmp:
+    with tempfile.TemporaryDirectory(prefix="mesh-synthetic-", dir=mesh_root / ".mesh" / "bench") as tmp:
         root = Path(tmp) / "mesh"
         names = generate(root, domains, products)
+        if (mesh_root / "dagster.yaml").is_file():
+            shutil.copyfile(mesh_root / "dagster.yaml", root / "dagster.yaml")
         console.print(f"generated {domains} domains × {products} products in {root}")
         loaded = json.loads(subprocess.run(
             [sys.executable, "-m", "benchmarks.synthetic", "load", str(root)], check=True, capture_output=True,

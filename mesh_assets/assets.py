@@ -6,20 +6,22 @@ No `from __future__ import annotations` here: Dagster reads the compute function
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from mesh_assets.checks import CheckOutcome, weighted_passes
 from mesh_assets.contracts import DataProduct, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.freshness import freshness_policy
-from mesh_assets.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS
-from mesh_assets.materialize import TableResult, materialize_table, rejects_key
+from mesh_assets.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS, rejects_key
 from mesh_assets.profile import profile_metadata
 from mesh_assets.mesh import Domain, Mesh
+from mesh_assets.outcomes import CheckOutcome, weighted_passes
 from mesh_assets.sql_inputs import InputRef, SqlInputError, find_inputs
 from resources import DuckDBEngine, PortStorage
+
+if TYPE_CHECKING:
+    from mesh_assets.materialize import TableResult
 
 LAYER_TAG, PRODUCT_TAG, VISIBILITY_TAG = "mesh/layer", "mesh/product", "mesh/visibility"
 
@@ -166,6 +168,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
 
     @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs)
     def _materialize(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
+        from mesh_assets.materialize import materialize_table  # DuckDB, ibis, Pandera: only where steps run
+
         try:
             result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
                                        run_id=context.run.run_id, references=references)
@@ -222,7 +226,7 @@ def product_quality_score(table: Table, product: DataProduct, outcomes: list[Che
     return round(passed / total, 4) if total else 1.0
 
 
-def _materialization_metadata(result: TableResult, settings, product_score: float) -> dict[str, Any]:
+def _materialization_metadata(result: "TableResult", settings, product_score: float) -> dict[str, Any]:
     passed, total = weighted_passes(result.outcomes, settings.checks.severity_weights)
     metadata: dict[str, Any] = {
         "dagster/row_count": result.rows,

@@ -125,7 +125,7 @@ def validate(root: RootOption = None) -> None:
 def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option("--format", "-f")] =
           OutputFormat.table) -> None:
     """List every table's port (and bronze rejects port): current snapshot, rows, publication time."""
-    from mesh_assets.materialize import rejects_key
+    from mesh_assets.ingestion import rejects_key
     from resources import PortStorage
 
     try:
@@ -175,7 +175,7 @@ def bench(
         mesh_root = find_mesh_root(root)
         (mesh_root / ".mesh" / "bench").mkdir(parents=True, exist_ok=True)
         if synthetic_domains:
-            result = bench_synthetic(mesh_root / ".mesh" / "bench", synthetic_domains, products_per_domain, err)
+            result = bench_synthetic(mesh_root, synthetic_domains, products_per_domain, err)
         else:
             result = bench_tpch(mesh_root, int(sf) if sf == int(sf) else sf, repeat, err)
     except (MeshError, RuntimeError) as exc:

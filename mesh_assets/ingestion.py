@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from mesh_assets.checks import CheckOutcome
+from mesh_assets.outcomes import CheckOutcome
 from mesh_assets.contracts import Table
 from mesh_assets.errors import TransformError
 
@@ -35,6 +35,11 @@ FRAMEWORK_CHECKS = {
 }
 _SAMPLE_VALUES = 1000  # values per column read to tell a retyped column from a few bad values
 _OTHER_DELIMITERS = (";", "|", "\t", ",")
+
+
+def rejects_key(table: Table) -> tuple[str, str, str]:
+    """The port of a bronze table's rejected records: ``[domain, bronze, <table>__rejects]``."""
+    return (table.domain, table.layer, f"{table.name}{REJECTS_SUFFIX}")
 
 
 @dataclass

@@ -16,21 +16,22 @@ from typing import Any
 
 import duckdb
 
-from mesh_assets.checks import CheckOutcome, run_rules, schema_outcome, weighted_passes
+from mesh_assets.checks import run_rules
 from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
 from mesh_assets.errors import MeshError, PortError, TransformError
 from mesh_assets.ingestion import (
     REJECTS_COLUMNS,
-    REJECTS_SUFFIX,
     detect_drift,
     drift_outcome,
     ingestion_outcomes,
     ingestion_sql,
     records_read,
+    rejects_key,
     rejects_sql,
     source_files,
 )
+from mesh_assets.outcomes import CheckOutcome, schema_outcome, weighted_passes
 from mesh_assets.ports import Port, Snapshot
 from mesh_assets.profile import profile_relation, write_profile
 from mesh_assets.settings import MeshSettings
@@ -55,11 +56,6 @@ class TableResult:
     @property
     def failed_blocking(self) -> list[CheckOutcome]:
         return [o for o in self.outcomes if o.blocking and not o.passed]
-
-
-def rejects_key(table: Table) -> tuple[str, str, str]:
-    """The port of a bronze table's rejected records: ``[domain, bronze, <table>__rejects]``."""
-    return (table.domain, table.layer, f"{table.name}{REJECTS_SUFFIX}")
 
 
 def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEngine, storage: PortStorage,
