@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +90,7 @@ class Mesh:
 
     def __init__(self, settings: MeshSettings):
         self.settings = settings
+        self._domains: dict[str, Domain] = {}
 
     @property
     def root(self) -> Path:
@@ -101,13 +101,14 @@ class Mesh:
         base = self.settings.domains_path
         return sorted(p.name for p in base.iterdir() if (p / DOMAIN_FILE).is_file()) if base.is_dir() else []
 
-    @functools.cache
     def domain(self, name: str) -> Domain:
-        """The domain ``name``. Raises :class:`MeshError` when there is no such domain folder."""
-        if name not in self.domain_names:
-            raise MeshError(f"no domain '{name}' in {self.settings.domains_path}; "
-                            f"the domains are {', '.join(self.domain_names) or '(none)'}")
-        return load_domain(self.settings.domains_path / name)
+        """The domain ``name``, loaded once. Raises :class:`MeshError` when there is no such domain folder."""
+        if name not in self._domains:
+            if name not in self.domain_names:
+                raise MeshError(f"no domain '{name}' in {self.settings.domains_path}; "
+                                f"the domains are {', '.join(self.domain_names) or '(none)'}")
+            self._domains[name] = load_domain(self.settings.domains_path / name)
+        return self._domains[name]
 
     def domains(self) -> list[Domain]:
         return [self.domain(n) for n in self.domain_names]
