@@ -19,6 +19,7 @@ approx_distinct only: their min/max/mean are None and they have no top values.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import dagster as dg
@@ -133,14 +134,15 @@ def _short(value: str | None) -> str | None:
 
 
 def write_profile(profile: list[dict[str, Any]], fs: fsspec.AbstractFileSystem, path: str) -> None:
-    """Write ``{"columns": profile}`` as UTF-8 JSON to ``path`` on ``fs`` (e.g. ``<snapshot>/profile.json``).
-
-    A non-finite mean (NaN or ±inf in a FLOAT/DOUBLE column) is written as ``NaN``/``Infinity``, which
-    Python's ``json`` reads back but strict JSON parsers reject.
+    """Write ``{"columns": profile}`` as strict UTF-8 JSON to ``path`` on ``fs`` (e.g.
+    ``<snapshot>/profile.json``). A non-finite mean (NaN or ±inf in a FLOAT/DOUBLE column) is written as
+    ``null``, so any JSON parser (a browser's included) reads the file.
 
     Raises:
         OSError: the file cannot be written (e.g. ``FileNotFoundError`` when the folder does not exist on a
             local file system).
     """
+    columns = [{**c, "mean": c["mean"] if c.get("mean") is None or math.isfinite(c["mean"]) else None}
+               for c in profile]
     with fs.open(path, "w", encoding="utf-8") as handle:
-        json.dump({"columns": profile}, handle, ensure_ascii=False, indent=2)
+        json.dump({"columns": columns}, handle, ensure_ascii=False, indent=2, allow_nan=False)

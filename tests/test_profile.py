@@ -4,6 +4,7 @@ the query budget, the Dagster metadata value and the JSON file."""
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,19 @@ def test_write_profile_round_trip(con, tmp_path, protocol):
     finally:
         if protocol == "memory":
             fs.rm(folder, recursive=True)
+
+
+def test_write_profile_is_strict_json_with_non_finite_means(tmp_path) -> None:
+    import fsspec
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM (VALUES (1.0::DOUBLE), ('nan'::DOUBLE)) v(x)")
+    profile = profile_relation(con, "t")
+    assert math.isnan(profile[0]["mean"])
+    write_profile(profile, fsspec.filesystem("file"), str(tmp_path / "profile.json"))
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    written = json.loads((tmp_path / "profile.json").read_text(), parse_constant=refuse)
+    assert written["columns"][0]["mean"] is None and written["columns"][0]["rows"] == 2
