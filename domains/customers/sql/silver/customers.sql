@@ -1,12 +1,11 @@
-/* customers.silver.customers: landed customers, typed to the contract, code columns trimmed, rows without a key dropped. */
+/* customers.silver.customers: landed customers, code columns trimmed (types and key checks come from bronze). */
 SELECT
-    CAST(c_custkey AS BIGINT) AS c_custkey,
+    c_custkey,
     TRIM(c_name) AS c_name,
     c_address,
-    CAST(c_nationkey AS BIGINT) AS c_nationkey,
+    c_nationkey,
     TRIM(c_phone) AS c_phone,
-    CAST(c_acctbal AS DECIMAL(15, 2)) AS c_acctbal,
+    c_acctbal,
     TRIM(c_mktsegment) AS c_mktsegment,
     c_comment
 FROM bronze.customer
-WHERE c_custkey IS NOT NULL
