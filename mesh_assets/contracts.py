@@ -7,6 +7,7 @@ types, rules). Every problem found is reported at once, each with its field, lin
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import re
@@ -36,7 +37,10 @@ from mesh_assets.yaml_source import YamlDocument, load_yaml
 
 SUPPORTED_API_VERSIONS = ("v3.1.0", "v3.2.0")
 VISIBILITIES = ("public", "restricted", "private")
-SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]*$")
+# Names that reach SQL and paths: snake_case, at most 63 characters (PostgreSQL's identifier limit, so a name
+# fits every engine and catalog the mesh feeds).
+SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # Columns bronze ingestion adds to every row (DESIGN.md §5).
 LINEAGE_COLUMNS = {"_source_file": "VARCHAR", "_ingested_at": "TIMESTAMP WITH TIME ZONE", "_run_id": "VARCHAR"}
 # DuckDB type of each ODCS logicalType when the contract gives no physicalType, and the type families allowed.
@@ -120,8 +124,34 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """Read access to a product's output ports for another domain: one ODCS ``roles[]`` entry whose
+    ``customProperties`` name the ``domain`` granted (docs/governance.md).
+
+    ``tables`` limits the grant to some output ports (empty: all of the product's); ``pii`` lets the domain read
+    sensitive columns in clear. ``approved_by``/``approved_at``/``request`` record the decision.
+    """
+
+    role: str
+    domain: str
+    tables: tuple[str, ...] = ()
+    pii: bool = False
+    purpose: str = ""
+    approved_by: str = ""
+    approved_at: str = ""
+    request: str = ""
+
+    def covers(self, table: str) -> bool:
+        return not self.tables or table in self.tables
+
+
+@dataclass(frozen=True)
 class DataProduct:
-    """A parsed, validated data contract. ``odcs`` is the package's Pydantic model of the whole document."""
+    """A parsed, validated data contract. ``odcs`` is the package's Pydantic model of the whole document.
+
+    ``end_of_support`` (from the top-level ``customProperties`` ``endOfSupport``) is the date after which a
+    ``deprecated`` product may be removed; ``replaced_by`` (``replacedBy``) names its successor port.
+    """
 
     path: Path
     id: str
@@ -133,6 +163,14 @@ class DataProduct:
     description: str
     tables: tuple[Table, ...]
     odcs: OpenDataContractStandard
+    team_declared: bool = True
+    grants: tuple[Grant, ...] = ()
+    end_of_support: dt.date | None = None
+    replaced_by: str | None = None
+
+    @property
+    def deprecated(self) -> bool:
+        return self.status == "deprecated"
 
 
 @functools.cache
@@ -214,8 +252,6 @@ class _Builder:
         team_name = team.get("name") if isinstance(team, dict) else None
         description = data.get("description") or {}
         text = " ".join(str(description.get(k)) for k in ("purpose", "usage", "limitations") if description.get(k))
-        if not text:
-            self.fail(["description"], "describe the data product: description.purpose (and usage)")
         objects = data.get("schema") or []
         if not objects:
             self.fail(["schema"], "a data product needs at least one table in schema[]")
@@ -229,10 +265,56 @@ class _Builder:
                 self.fail(["schema", i, "name"], f"table '{table.name}' appears twice; table names are unique")
             seen.add(table.name)
             tables.append(table)
+        grants = self._grants(data.get("roles") or [], {t.name for t in tables if t.layer == "gold"})
+        custom = {p.get("property"): p.get("value") for p in data.get("customProperties") or []}
+        end_of_support = self._date(custom.get("endOfSupport"), ["customProperties"])
+        if data.get("status") == "deprecated" and end_of_support is None:
+            self.fail(["status"], "a deprecated product needs its end of support: customProperties: "
+                                  "[{property: endOfSupport, value: 'YYYY-MM-DD'}]")
         if self.problems:
             raise ContractError(self.path, self.problems)
         return DataProduct(self.path, data["id"], str(name), str(data["version"]), str(data.get("status") or ""),
-                           self.domain, team_name or self.default_team, text, tuple(tables), odcs)
+                           self.domain, team_name or self.default_team, text, tuple(tables), odcs,
+                           team_declared=bool(team_name), grants=grants, end_of_support=end_of_support,
+                           replaced_by=custom.get("replacedBy"))
+
+    def _grants(self, roles: list[dict[str, Any]], ports: set[str]) -> tuple[Grant, ...]:
+        """Grants from ``roles[]``: roles without a ``domain`` custom property are not mesh grants (an ODCS
+        role may name any IAM role) and are left alone."""
+        grants = []
+        for i, role in enumerate(roles):
+            custom = {p.get("property"): p.get("value") for p in role.get("customProperties") or []}
+            if "domain" not in custom:
+                continue
+            where: list[str | int] = ["roles", i, "customProperties"]
+            domain, tables, pii = custom["domain"], custom.get("tables") or [], custom.get("pii", False)
+            if not isinstance(domain, str) or not SNAKE_CASE.match(domain):
+                self.fail(where, f"grant domain {domain!r} is not a domain name (snake_case)")
+                continue
+            if domain == self.domain:
+                self.fail(where, f"domain '{domain}' owns this product; grant another domain")
+            if str(role.get("access") or "read").lower() != "read":
+                self.fail(["roles", i, "access"], "mesh grants give read access; set access: read")
+            if not isinstance(tables, list) or any(t not in ports for t in tables):
+                self.fail(where, f"grant tables {tables!r} must be a list of this product's output ports "
+                                 f"({', '.join(sorted(ports)) or 'none'})")
+                continue
+            if not isinstance(pii, bool):
+                self.fail(where, f"grant pii must be true or false, got {pii!r}")
+                continue
+            grants.append(Grant(str(role["role"]), domain, tuple(tables), pii, str(custom.get("purpose") or ""),
+                                str(custom.get("approvedBy") or ""), str(custom.get("approvedAt") or ""),
+                                str(custom.get("request") or "")))
+        return tuple(grants)
+
+    def _date(self, value: Any, loc: list[str | int]) -> dt.date | None:
+        if value is None or isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            self.fail(loc, f"endOfSupport {value!r} is not a date; write it as 'YYYY-MM-DD'")
+            return None
 
     def _slas(self, props: list[dict[str, Any]], tables: set[Any]) -> dict[str | None, list[Sla]]:
         """SLAs by table name (``None``: every table of the product)."""
@@ -255,7 +337,7 @@ class _Builder:
                slas: dict[str | None, list[Sla]]) -> Table | None:
         name = obj.get("name")
         if not isinstance(name, str) or not SNAKE_CASE.match(name):
-            self.fail([*loc, "name"], "every table needs a snake_case name")
+            self.fail([*loc, "name"], "every table needs a snake_case name of at most 63 characters")
             return None
         custom = {p.get("property"): p.get("value") for p in obj.get("customProperties") or []}
         layer = custom.get("layer")
@@ -279,8 +361,6 @@ class _Builder:
             if not transform.is_file():
                 self.fail([*loc, "customProperties"], f"transform file {relative} not found next to the domain; "
                                                       f"create it or set customProperties transform")
-        if not obj.get("description"):
-            self.fail([*loc, "description"], f"describe table '{name}'")
         columns, rules = self._columns(obj.get("properties") or [], [*loc, "properties"], layer)
         names = [c.name for c in columns]
         keyed = [c for c in columns if c.primary_key_position is not None]
@@ -337,8 +417,8 @@ class _Builder:
         for j, prop in enumerate(props):
             where = [*loc, j]
             name = prop.get("name")
-            if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-                self.fail([*where, "name"], "every column needs a name of letters, digits and '_'")
+            if not isinstance(name, str) or not COLUMN_NAME.match(name):
+                self.fail([*where, "name"], "every column needs a name of letters, digits and '_' (at most 63)")
                 continue
             if name in {c.name for c in columns}:
                 self.fail([*where, "name"], f"column '{name}' appears twice")
@@ -351,8 +431,6 @@ class _Builder:
                                                    f"{' (nested types are not supported yet)' if logical else ''}")
                 continue
             physical = self._physical_type(prop.get("physicalType"), logical, [*where, "physicalType"])
-            if not prop.get("description"):
-                self.fail([*where, "description"], f"describe column '{name}'")
             position = prop.get("primaryKeyPosition")
             if prop.get("primaryKey"):
                 position = position if isinstance(position, int) and position > 0 else len(columns) + 1

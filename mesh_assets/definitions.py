@@ -8,6 +8,8 @@ from pathlib import Path
 import dagster as dg
 
 from mesh_assets.assets import LAYER_TAG, domain_assets
+from mesh_assets.errors import MeshError
+from mesh_assets.graph import cycle_message, find_cycle
 from mesh_assets.mesh import Domain, Mesh, load_mesh
 from mesh_assets.settings import MeshSettings, find_mesh_root
 from resources import DuckDBEngine, PortStorage
@@ -38,17 +40,28 @@ def _automation_sensor(domain: Domain) -> dg.AutomationConditionSensorDefinition
     )
 
 
+def check_acyclic(mesh: Mesh, domains: list[str]) -> None:
+    """Raise :class:`MeshError` naming the cycle when a table of ``domains`` depends on itself."""
+    cycle = find_cycle(mesh, domains)
+    if cycle:
+        raise MeshError(f"dependency cycle: {cycle_message(cycle)}; a table cannot read, even through other "
+                        "domains, a port built from it. Read an earlier layer or split the product")
+
+
 def build_domain_definitions(domain_dir: Path | str) -> dg.Definitions:
     """The code location of the domain in folder ``domain_dir``: its assets and checks, an automation sensor
     (RUNNING by default) and an ``<domain>_ingestion`` job. Only this domain's contracts and the contracts of
     the ports it reads are parsed; no other domain's Python is imported.
 
     Raises:
-        ContractError, MeshError: a malformed contract or an input that cannot be resolved.
+        ContractError, MeshError: a malformed contract, an input that cannot be resolved, a dependency cycle
+            through another domain.
+        AccessError: a port read without the right to read it.
     """
     domain_dir = Path(domain_dir).resolve()
     mesh = load_mesh(find_mesh_root(domain_dir))
     domain = mesh.domain(domain_dir.name)
+    check_acyclic(mesh, [domain.name])
     ingestion = dg.define_asset_job(
         f"{domain.name}_ingestion",
         selection=dg.AssetSelection.groups(domain.name) & dg.AssetSelection.tag(LAYER_TAG, "bronze"),
@@ -66,5 +79,7 @@ def build_mesh_definitions(mesh: Mesh, domains: list[str] | None = None) -> dg.D
     """Every domain's assets (or those of ``domains``) in one ``Definitions``, so one process can materialize
     the mesh in dependency order (a Dagster run cannot span code locations). Ports of domains left out are
     read as currently published."""
-    assets = [a for d in mesh.domains() if not domains or d.name in domains for a in domain_assets(mesh, d)]
+    selected = [d for d in mesh.domains() if not domains or d.name in domains]
+    check_acyclic(mesh, [d.name for d in selected])
+    assets = [a for d in selected for a in domain_assets(mesh, d)]
     return dg.Definitions(assets=assets, resources=mesh_resources(mesh.settings))

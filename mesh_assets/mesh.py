@@ -9,6 +9,7 @@ from dagster._utils.schedules import is_valid_cron_string  # the validator Dagst
 
 from mesh_assets.contracts import SNAKE_CASE, DataProduct, Table, load_contract
 from mesh_assets.errors import ContractError, MeshError
+from mesh_assets.ingestion import rejects_key
 from mesh_assets.settings import MeshSettings, load_settings
 from mesh_assets.yaml_source import load_yaml
 
@@ -33,6 +34,10 @@ class Domain:
 
     def table(self, layer: str, name: str) -> Table | None:
         return next((t for t in self.tables if t.layer == layer and t.name == name), None)
+
+    def product_of(self, table: Table) -> DataProduct:
+        """The data product whose contract declares ``table``."""
+        return next(p for p in self.products if table in p.tables)
 
 
 def load_domain(path: Path) -> Domain:
@@ -76,10 +81,13 @@ def load_domain(path: Path) -> Domain:
     keys: dict[tuple[str, str, str], Path] = {}
     for product in products:
         for table in product.tables:
-            if table.key in keys:
-                raise MeshError(f"{product.path}: table {'/'.join(table.key)} is also declared in "
-                                f"{keys[table.key]}; an asset key belongs to exactly one contract")
-            keys[table.key] = product.path
+            # a bronze table also owns the key of its rejects port
+            owned = [table.key, rejects_key(table)] if table.layer == "bronze" else [table.key]
+            for key in owned:
+                if key in keys:
+                    raise MeshError(f"{product.path}: asset key {'/'.join(key)} is also declared in "
+                                    f"{keys[key]}; an asset key belongs to exactly one table. Rename the table")
+                keys[key] = product.path
     return Domain(path.name, data["team"], data["description"], path, schedule,
                   str(data.get("timezone") or "UTC"), tuple(products))
 

@@ -16,6 +16,7 @@
   columns kept (missing columns null, extra columns dropped, types cast).
 - ``ingestion.rejects`` (``warning`` or ``error``, default ``warning``): severity of rejected source records.
 - ``sla_defaults.<layer>``: ODCS ``slaProperties`` applied to tables whose contract has no SLA.
+- ``governance``: the policies ``mesh validate`` enforces (see :class:`GovernanceSettings`).
 
 Relative paths resolve against the folder of ``mesh.yaml``.
 """
@@ -65,6 +66,38 @@ class IngestionSettings(_Strict):
     rejects: Literal["warning", "error"] = "warning"
 
 
+PolicyLevel = Literal["error", "warning", "off"]
+
+
+class PolicySettings(_Strict):
+    """How ``mesh validate`` treats each policy: ``error`` fails it (exit code 1), ``warning`` reports, ``off``
+    skips. Policies and their defaults follow the mesh's governance rules (docs/governance.md)."""
+
+    owner_team: PolicyLevel = "error"          # the contract names its owner: team.name
+    descriptions: PolicyLevel = "error"        # the product, and every table and column of an output port
+    port_sla: PolicyLevel = "error"            # every output port has a latency or frequency SLA of its own
+    gold_primary_key: PolicyLevel = "error"    # every gold table has a primary key or a duplicates rule
+    classification: PolicyLevel = "error"      # classifications are among governance.classifications
+    naming: PolicyLevel = "error"              # snake_case tables and columns, no SQL reserved word
+
+
+class GovernanceSettings(_Strict):
+    """Mesh-wide governance, owned by the governance group.
+
+    - ``policies``: :class:`PolicySettings`.
+    - ``classifications``: allowed values of a property's ODCS ``classification``.
+    - ``sensitive_classifications``: classifications masked for consumers without a PII grant.
+    - ``pii_salt_env``: the environment variable holding the salt of masked values (never the salt itself).
+    - ``reserved_words``: names refused for tables and columns on top of DuckDB's reserved keywords.
+    """
+
+    policies: PolicySettings = PolicySettings()
+    classifications: list[str] = ["public", "internal", "confidential", "restricted", "pii"]
+    sensitive_classifications: list[str] = ["pii"]
+    pii_salt_env: str = pydantic.Field("MESH_PII_SALT", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    reserved_words: list[str] = []
+
+
 class MeshSettings(_Strict):
     """The parsed ``mesh.yaml``; ``root`` is the folder that holds it."""
 
@@ -79,6 +112,7 @@ class MeshSettings(_Strict):
     schema_drift: DriftSettings = DriftSettings()
     ingestion: IngestionSettings = IngestionSettings()
     sla_defaults: dict[Layer, list[dict[str, Any]]] = {}
+    governance: GovernanceSettings = GovernanceSettings()
 
     @property
     def domains_path(self) -> Path:

@@ -78,9 +78,6 @@ def _drop(key):
          "schema[1].quality[1]", "exactly one operator"),
         (lambda d: d["schema"][1]["properties"][2]["logicalTypeOptions"].update(maxLength=3),
          "schema[1].properties[2].logicalTypeOptions", "'maxLength' was unexpected"),
-        (lambda d: d["schema"][1]["properties"][1].update(description=None) or
-         d["schema"][1]["properties"][1].pop("description"),
-         "schema[1].properties[1].description", "describe column 'customer'"),
         (lambda d: d["schema"][1]["properties"][1]["relationships"].append({"to": "a.b.c.d"}),
          "schema[1].properties[1].relationships[1].to", "'to' names columns of one table"),
         (lambda d: d["schema"][1].update(relationships=[{"from": ["orders.order_id", "orders.customer"],

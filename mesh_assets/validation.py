@@ -1,0 +1,128 @@
+"""``mesh validate``: every check the governance group runs on the mesh, as one list of :class:`Finding`.
+
+1. structure — ``mesh.yaml``, domain descriptors and contracts parse; every table builds into an asset (its SQL
+   parses, its inputs exist and may be read); no dependency cycle crosses domains;
+2. policies — ``governance.policies`` of ``mesh.yaml`` on every contract (mesh_assets.policies);
+3. access — grants name existing domains; readers of deprecated ports are warned;
+4. security — no secret-looking literal in the mesh's YAML (mesh_assets.secrets);
+5. change management — with a base git ref, breaking changes of output ports need a major version bump
+   (mesh_assets.changes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mesh_assets.access import AccessError
+from mesh_assets.assets import deprecated_inputs, reference_targets, table_asset, table_inputs
+from mesh_assets.errors import ContractError, MeshError
+from mesh_assets.findings import Finding
+from mesh_assets.graph import cycle_message, find_cycle
+from mesh_assets.mesh import Domain, Mesh, load_mesh
+from mesh_assets.policies import policy_findings
+
+_PROBLEM = re.compile(r"^(?P<field>.+?)(?: \(line (?P<line>\d+)\))?: (?P<message>.*)$", re.DOTALL)
+
+
+@dataclass
+class Report:
+    """The findings of one validation and, per domain that loaded, its asset and check counts."""
+
+    findings: list[Finding] = field(default_factory=list)
+    domains: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+
+def contract_findings(exc: ContractError, domain: str | None) -> list[Finding]:
+    """One ``structure/contract`` error per problem of ``exc``, with its field and line."""
+    out = []
+    for problem in exc.problems:
+        match = _PROBLEM.match(problem)
+        if match and not match["field"].startswith("line "):
+            out.append(Finding("error", "structure/contract", match["message"], "", exc.path,
+                               int(match["line"]) if match["line"] else None, match["field"], domain))
+        else:
+            out.append(Finding("error", "structure/contract", problem, "", exc.path, None, None, domain))
+    return out
+
+
+def _error_finding(exc: MeshError, domain: str | None) -> list[Finding]:
+    if isinstance(exc, ContractError):
+        return contract_findings(exc, domain)
+    rule = f"access/{exc.reason}" if isinstance(exc, AccessError) else "structure/asset"
+    return [Finding("error", rule, str(exc), "", None, None, None, domain)]
+
+
+def validate(root: Path, base: str | None = None) -> Report:
+    """Validate the mesh at ``root`` (see the module docstring); ``base`` a git ref to compare contracts with.
+
+    Raises:
+        MeshError: ``base`` is given but is no git ref of ``root``'s repository.
+    """
+    report = Report()
+    try:
+        mesh = load_mesh(root)
+    except ContractError as exc:
+        report.findings += contract_findings(exc, None)
+        return report
+    loaded: list[Domain] = []
+    for name in mesh.domain_names:
+        try:
+            loaded.append(mesh.domain(name))
+        except ContractError as exc:
+            report.findings += contract_findings(exc, name)
+        except MeshError as exc:
+            for part in str(exc).split("\n\n"):  # load_domain joins every broken contract's message
+                report.findings.append(Finding("error", "structure/contract", part, "", None, None, None, name))
+    for domain in loaded:
+        report.findings += _domain_findings(mesh, domain, report)
+    cycle = find_cycle(mesh, [d.name for d in loaded])
+    if cycle:
+        report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",
+                                       "read an earlier layer or split the product", domain=cycle[0][0]))
+    from mesh_assets.secrets import all_mesh_yaml, scan_secrets  # detect-secrets: only when validating
+
+    report.findings += scan_secrets(all_mesh_yaml(mesh.root, mesh.settings.domains_dir))
+    if base:
+        from mesh_assets.changes import breaking_change_findings
+
+        current = {p.path: p for d in loaded for p in d.products}
+        report.findings += breaking_change_findings(mesh.root, mesh.settings.domains_dir, base, current)
+    failed = {f.domain for f in report.errors}
+    report.domains = {name: counts for name, counts in report.domains.items() if name not in failed}
+    return report
+
+
+def _domain_findings(mesh: Mesh, domain: Domain, report: Report) -> list[Finding]:
+    findings: list[Finding] = []
+    assets = checks = 0
+    for product in domain.products:
+        findings += policy_findings(product, mesh.settings.governance)
+        for grant in product.grants:
+            if grant.domain not in mesh.domain_names:
+                findings.append(Finding("warning", "access/grant", f"grant '{grant.role}' names domain "
+                                        f"'{grant.domain}', which is not in the mesh", "fix or remove the grant",
+                                        product.path, None, "roles", domain.name))
+        for table in product.tables:
+            try:
+                asset = table_asset(mesh, domain, product, table)
+            except MeshError as exc:
+                findings += _error_finding(exc, domain.name)
+                continue
+            assets, checks = assets + 1, checks + len(list(asset.check_specs))
+            refs = [*table_inputs(mesh, domain, table), *reference_targets(mesh, domain, table).values()]
+            for notice in deprecated_inputs(mesh, refs):
+                findings.append(Finding("warning", "access/deprecated", f"{'/'.join(table.key)} reads {notice}",
+                                        "move to the successor port before the end of support",
+                                        table.transform or table.contract_path, None, None, domain.name))
+    report.domains[domain.name] = (assets, checks)
+    return findings
