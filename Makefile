@@ -3,6 +3,9 @@ SF ?= 1
 PYTHON ?= python3
 VENV := .venv
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
+# The salt that masks PII columns comes from the environment (docs/governance.md); without one, development
+# gets a random salt kept in .mesh/ (never committed), the same for every run of this checkout.
+export MESH_PII_SALT ?= $(shell mkdir -p .mesh && { test -s .mesh/pii_salt || $(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > .mesh/pii_salt; } && cat .mesh/pii_salt)
 
 .PHONY: setup run ui test validate bench bench-checks clean
 

@@ -6,10 +6,12 @@ No `from __future__ import annotations` here: Dagster reads the compute function
 
 import hashlib
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from mesh_assets.access import authorize_input, deprecation_notice
 from mesh_assets.contracts import DataProduct, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.freshness import freshness_policy
@@ -23,32 +25,16 @@ from resources import DuckDBEngine, PortStorage
 if TYPE_CHECKING:
     from mesh_assets.materialize import TableResult
 
-LAYER_TAG, PRODUCT_TAG, VISIBILITY_TAG = "mesh/layer", "mesh/product", "mesh/visibility"
-
-
-def _check_readable(mesh: Mesh, domain: Domain, ref: InputRef, where: str) -> None:
-    """Raise :class:`MeshError` unless ``domain`` may read ``ref``: its own declared table, or another
-    domain's public gold port. ``where`` names the file that reads it, for the message."""
-    if not ref.cross_domain:
-        if domain.table(ref.schema, ref.table) is None:
-            raise MeshError(f"{where}: reads {ref.schema}.{ref.table}, which no contract of domain "
-                            f"'{domain.name}' declares; declare it or fix the name")
-        return
-    try:
-        port = mesh.output_port(ref.schema, ref.table)
-    except MeshError as exc:
-        raise MeshError(f"{where}: reads {ref.schema}.{ref.table}: {exc}") from None
-    if port.visibility != "public":
-        raise MeshError(f"{where}: reads {ref.schema}.{ref.table}, a {port.visibility} port of "
-                        f"'{ref.schema}'; domain '{domain.name}' may not read it. Ask team "
-                        f"'{ref.schema}' for access or read a public port")
+LAYER_TAG, PRODUCT_TAG, VISIBILITY_TAG, STATUS_TAG = "mesh/layer", "mesh/product", "mesh/visibility", "mesh/status"
+log = logging.getLogger("mesh_assets")
 
 
 def table_inputs(mesh: Mesh, domain: Domain, table: Table) -> list[InputRef]:
-    """The ports ``table``'s SQL reads, found with sqlglot and checked against the mesh.
+    """The ports ``table``'s SQL reads, found with sqlglot and checked against the mesh's access rules.
 
     Raises:
-        MeshError: unparsable SQL, an unknown own table, an unknown or non-public port of another domain.
+        MeshError: unparsable SQL, an unknown own table, an unknown port of another domain.
+        AccessError: a private port of another domain, or a restricted one without a grant.
     """
     if table.transform is None:
         return []
@@ -57,7 +43,7 @@ def table_inputs(mesh: Mesh, domain: Domain, table: Table) -> list[InputRef]:
     except SqlInputError as exc:
         raise MeshError(f"{table.transform}: {exc}") from None
     for ref in refs:
-        _check_readable(mesh, domain, ref, str(table.transform))
+        authorize_input(mesh, domain, ref, str(table.transform))
     return refs
 
 
@@ -65,7 +51,7 @@ def reference_targets(mesh: Mesh, domain: Domain, table: Table) -> dict[str, Inp
     """The table each ``foreign_key`` rule of ``table`` references, by rule name.
 
     ``<table>.<column>`` names a table of the same domain (by name, in any layer); ``<domain>.<table>`` another
-    domain's public gold port. Raises :class:`MeshError` for an unknown, ambiguous or unreadable target.
+    domain's output port. Raises :class:`MeshError` for an unknown, ambiguous or unreadable target.
     """
     targets = {}
     for rule in table.rules:
@@ -80,7 +66,7 @@ def reference_targets(mesh: Mesh, domain: Domain, table: Table) -> dict[str, Inp
             ref = InputRef(layers[0], name, (domain.name, layers[0], name))
         else:
             ref = InputRef(other, name, (other, "gold", name))
-        _check_readable(mesh, domain, ref, f"{table.contract_path} (relationship {rule.name})")
+        authorize_input(mesh, domain, ref, f"{table.contract_path} (relationship {rule.name})")
         target = mesh.output_port(other, name) if ref.cross_domain else domain.table(ref.schema, name)
         missing = [c for c in rule.params["columns"] if c not in {col.name for col in target.columns}]
         if missing:
@@ -88,6 +74,31 @@ def reference_targets(mesh: Mesh, domain: Domain, table: Table) -> dict[str, Inp
                             f"{ref.schema}.{name}.{missing[0]}, which is not a column of that table")
         targets[rule.name] = ref
     return targets
+
+
+def deprecated_inputs(mesh: Mesh, refs: list[InputRef]) -> list[str]:
+    """A notice per other domain's port in ``refs`` that its producer deprecated."""
+    notices = set()
+    for ref in refs:
+        if ref.cross_domain:
+            producer = mesh.domain(ref.schema)
+            port = mesh.output_port(ref.schema, ref.table)
+            notices.add(deprecation_notice(producer.product_of(port), f"{ref.schema}.{ref.table}"))
+    return sorted(n for n in notices if n)
+
+
+def _governance_metadata(product: DataProduct, table: Table, notices: list[str]) -> dict[str, Any]:
+    """What the UI shows of governance: deprecation, grants of an output port, deprecated inputs."""
+    metadata: dict[str, Any] = {}
+    if product.deprecated:
+        metadata["deprecation"] = deprecation_notice(product, f"{table.domain}.{table.name}")
+    if table.layer == "gold" and product.grants:
+        metadata["grants"] = dg.MetadataValue.json(
+            [{"domain": g.domain, "tables": list(g.tables) or "all", "pii": g.pii, "purpose": g.purpose,
+              "approved_by": g.approved_by, "approved_at": g.approved_at} for g in product.grants if g.covers(table.name)])
+    if notices:
+        metadata["deprecated_inputs"] = "\n".join(notices)
+    return metadata
 
 
 def column_schema(table: Table) -> dg.TableSchema:
@@ -126,6 +137,9 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     references = reference_targets(mesh, domain, table)
     key = dg.AssetKey(list(table.key))
     upstream = {ref.key for ref in [*inputs, *references.values()]} - {table.key}
+    notices = deprecated_inputs(mesh, [*inputs, *references.values()])
+    for notice in notices:
+        log.warning("%s reads %s", "/".join(table.key), notice)
     storage_url = mesh.settings.storage_url
     description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
                                        f"({product.status}): {product.description}")
@@ -136,7 +150,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         group_name=domain.name,
         owners=[f"team:{product.team}"],
         kinds={"duckdb", "parquet"},
-        tags={LAYER_TAG: table.layer, PRODUCT_TAG: product.name, VISIBILITY_TAG: table.visibility},
+        tags={LAYER_TAG: table.layer, PRODUCT_TAG: product.name, VISIBILITY_TAG: table.visibility,
+              STATUS_TAG: product.status or "active"},
         metadata={
             "dagster/column_schema": column_schema(table),
             "contract": dg.MetadataValue.path(str(product.path)),
@@ -144,6 +159,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             "contract_version": product.version,
             "port": dg.MetadataValue.path(f"{storage_url}/{'/'.join(table.key)}"),
             **({"primary_key": ", ".join(table.primary_key)} if table.primary_key else {}),
+            **_governance_metadata(product, table, notices),
         },
         freshness_policy=freshness_policy(table, mesh.settings, domain.timezone),
         automation_condition=_automation(table, domain),
@@ -239,6 +255,8 @@ def _materialization_metadata(result: "TableResult", settings, product_score: fl
         "checks_passed": sum(o.passed for o in result.outcomes),
         "checks_failed": sum(not o.passed for o in result.outcomes),
     }
+    if result.metadata.get("masked_inputs"):
+        metadata["masked_inputs"] = dg.MetadataValue.json(result.metadata["masked_inputs"])
     if result.metadata.get("column_lineage"):
         metadata["dagster/column_lineage"] = result.metadata["column_lineage"]
     if result.profile is not None:

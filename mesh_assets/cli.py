@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import enum
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,7 @@ from typing import Annotated
 import duckdb
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from mesh_assets.errors import MeshError
@@ -24,7 +26,7 @@ from mesh_assets.settings import find_mesh_root
 
 app = typer.Typer(help="Data products as data contracts, built into a data mesh on Dagster.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 out = Console(width=None if sys.stdout.isatty() else 200)  # scripts and CI get whole lines
 RootOption = Annotated[Path | None, typer.Option("--root", help="Mesh folder (holding mesh.yaml).")]
 
@@ -71,13 +73,15 @@ def sql(
     query: Annotated[str, typer.Argument(help="One read-only query over <domain>.<table> output ports.")],
     root: RootOption = None,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    as_domain: Annotated[str | None, typer.Option("--domain", "-d", help="Read as this domain: its own ports "
+                                                  "and its grants (default: public ports, PII masked).")] = None,
 ) -> None:
     """Query the current snapshots of the output ports, e.g. select * from finance.pricing_summary_report."""
     from mesh_assets.query import connect, read_only_query
 
     try:
         statement = read_only_query(query)
-        con = connect(root)
+        con = connect(root, as_domain)
         relation = con.sql(statement)
         if output is OutputFormat.json:
             rows = con.execute(f"SELECT to_json(q)::VARCHAR FROM ({statement}) q").fetchall()
@@ -99,26 +103,151 @@ def sql(
     out.print(table)
 
 
+class ReportFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
 @app.command()
-def validate(root: RootOption = None) -> None:
-    """Load every domain's contracts and build its assets; report every problem (file, field, fix)."""
-    from mesh_assets.assets import domain_assets
+def validate(
+    root: RootOption = None,
+    output: Annotated[ReportFormat, typer.Option("--format", "-f", help="text for people, json for tools.")] =
+    ReportFormat.text,
+    base: Annotated[str | None, typer.Option("--base", help="Git ref to compare output-port contracts with: "
+                                                            "breaking changes need a major version bump.")] = None,
+) -> None:
+    """Check every domain: contracts, assets, access, governance policies, secrets and, with --base, breaking
+    changes. Exit code 1 on any error; warnings do not fail."""
+    from mesh_assets.validation import validate as run_validation
+
+    logging.getLogger("mesh_assets").setLevel(logging.ERROR)  # deprecations are findings here, not log lines
+    try:
+        report = run_validation(find_mesh_root(root).resolve(), base)
+    except MeshError as exc:
+        raise _fail(exc, 1) from None
+    mesh_root = find_mesh_root(root)
+    if output is ReportFormat.json:
+        print(json.dumps({"errors": len(report.errors), "warnings": len(report.warnings),
+                          "domains": {n: {"assets": a, "checks": c} for n, (a, c) in report.domains.items()},
+                          "findings": [f.to_dict(mesh_root) for f in report.findings]}, indent=2))
+    else:
+        for name, (assets, checks) in report.domains.items():
+            err.print(f"[green]ok[/] {name}: {assets} assets, {checks} checks")
+        for finding in report.findings:
+            colour = "bold red" if finding.severity == "error" else "yellow"
+            err.print(f"[{colour}]●[/] {escape(finding.describe(mesh_root))}", highlight=False, soft_wrap=True)
+        err.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+access = typer.Typer(help="Access to restricted ports and PII: requests, decisions, grants.",
+                     no_args_is_help=True)
+app.add_typer(access, name="access")
+ByOption = Annotated[str | None, typer.Option("--by", help="Who acts (default: git user.email, else login).")]
+
+
+@access.command("request")
+def access_request(
+    port: Annotated[str, typer.Argument(help="The port, as <domain>.<table>.")],
+    consumer: Annotated[str, typer.Option("--for", help="The domain that will read it.")],
+    purpose: Annotated[str, typer.Option("--purpose", help="Why the domain needs it.")],
+    pii: Annotated[bool, typer.Option("--pii", help="Ask for sensitive columns in clear.")] = False,
+    by: ByOption = None,
+    root: RootOption = None,
+) -> None:
+    """Ask the producer for read access: writes a request file in the producer's folder, for review."""
+    from mesh_assets.access_requests import request_access
+
+    try:
+        request = request_access(_mesh(root), port, consumer, purpose, pii, by)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    out.print(f"request {request.id} written to {request.path}; the owners of '{request.producer}' decide with "
+              f"mesh access approve|deny {request.id} --reason \"…\"", highlight=False)
+
+
+def _decide(request_id: str, approve: bool, reason: str, by: str | None, root: Path | None) -> None:
+    from mesh_assets.access_requests import decide_request
+
+    try:
+        request = decide_request(_mesh(root), request_id, approve, reason, by)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    grant = " and granted in the producer's contract" if approve else ""
+    out.print(f"request {request.id} {request.status} by {request.decided_by}{grant}", highlight=False)
+
+
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept with the decision).")]
+
+
+@access.command("approve")
+def access_approve(request_id: str, reason: ReasonOption, by: ByOption = None, root: RootOption = None) -> None:
+    """Approve a pending request (an owner of the producing domain): the grant is written into its contract."""
+    _decide(request_id, True, reason, by, root)
+
+
+@access.command("deny")
+def access_deny(request_id: str, reason: ReasonOption, by: ByOption = None, root: RootOption = None) -> None:
+    """Deny a pending request, keeping who, when and why."""
+    _decide(request_id, False, reason, by, root)
+
+
+@access.command("revoke")
+def access_revoke(
+    port: Annotated[str, typer.Argument(help="The port, as <domain>.<table>.")],
+    consumer: Annotated[str, typer.Option("--for", help="The domain losing access.")],
+    reason: ReasonOption,
+    by: ByOption = None,
+    root: RootOption = None,
+) -> None:
+    """Remove a domain's grants to a port; its next run no longer reads it."""
+    from mesh_assets.access_requests import revoke_access
+
+    try:
+        roles = revoke_access(_mesh(root), port, consumer, reason, by)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    out.print(f"revoked {', '.join(roles)}", highlight=False)
+
+
+@access.command("list")
+def access_list(root: RootOption = None, output: Annotated[OutputFormat, typer.Option("--format", "-f")] =
+                OutputFormat.table) -> None:
+    """Pending requests and current grants of every port, with who decided, when and why."""
+    from mesh_assets.access_requests import list_requests
 
     try:
         mesh = _mesh(root)
+        rows = [{"port": r.port, "consumer": r.consumer, "pii": r.pii, "status": r.status, "id": r.id,
+                 "purpose": r.purpose, "who": r.decided_by or r.requested_by, "when": r.decided_at or r.requested_at,
+                 "reason": r.reason} for r in list_requests(mesh) if r.status == "pending"]
+        for domain in mesh.domains():
+            for product in domain.products:
+                for grant in product.grants:
+                    tables = grant.tables or tuple(t.name for t in product.tables if t.layer == "gold")
+                    rows += [{"port": f"{domain.name}.{t}", "consumer": grant.domain, "pii": grant.pii,
+                              "status": "granted", "id": grant.request or grant.role, "purpose": grant.purpose,
+                              "who": grant.approved_by, "when": grant.approved_at, "reason": ""} for t in tables]
     except MeshError as exc:
-        raise _fail(exc, 1) from None
-    problems = 0
-    for name in mesh.domain_names:
-        try:
-            assets = domain_assets(mesh, mesh.domain(name))
-            checks = sum(len(list(a.check_specs)) for a in assets)
-            err.print(f"[green]ok[/] {name}: {len(assets)} assets, {checks} checks")
-        except MeshError as exc:
-            problems += 1
-            err.print(f"[bold red]error[/] {name}: {exc}", highlight=False)
-    if problems:
-        raise typer.Exit(1)
+        raise _fail(exc) from None
+    _emit(rows, output, ["port", "consumer", "pii", "status", "id", "purpose", "who", "when"])
+
+
+def _emit(rows: list[dict], output: OutputFormat, columns: list[str]) -> None:
+    """Print ``rows`` as JSON, CSV or a table of ``columns``."""
+    if output is OutputFormat.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    if output is OutputFormat.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    table = RichTable(*columns)
+    for r in rows:
+        table.add_row(*("" if r[c] is None else str(r[c]) for c in columns))
+    out.print(table)
 
 
 @app.command()
@@ -141,19 +270,7 @@ def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option(
                                  "rows": info.get("rows"), "published_at": info.get("published_at")})
     except MeshError as exc:
         raise _fail(exc) from None
-    if output is OutputFormat.json:
-        print(json.dumps(rows, indent=2))
-        return
-    if output is OutputFormat.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return
-    table = RichTable("port", "visibility", "snapshot", "rows", "published at")
-    for r in rows:
-        table.add_row(r["port"], r["visibility"], r["snapshot"] or "—", f"{r['rows']:,}" if r["rows"] is not None else "",
-                      r["published_at"] or "")
-    out.print(table)
+    _emit(rows, output, ["port", "visibility", "snapshot", "rows", "published_at"])
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from mesh_assets.access import pii_salt, runtime_access
 from mesh_assets.checks import run_rules
 from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
@@ -66,21 +67,28 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
     ``inputs`` are the ports the transform reads; ``references`` the tables its foreign-key rules check
     against, by rule name (the table itself for a self-reference).
 
+    Other domains' ports are read as their contracts allow now (mesh_assets.access): sensitive columns masked
+    unless granted.
+
     Raises:
+        AccessError: the table reads a port its domain may no longer read.
         TransformError: an input has no published snapshot, the source files or SQL fail (the message names
             the table, the file and the fix). Nothing is published then.
     """
+    references = references or {}
+    reads = [ref for ref in [*inputs, *references.values()] if ref.key != table.key]  # self: the audited snapshot
+    access = runtime_access(settings, table.domain, reads)
     con = engine.connect(storage.root)
     try:
-        references = references or {}
-        for ref in [*inputs, *references.values()]:
-            if ref.key == table.key:
-                continue  # a self-reference reads the snapshot being audited
+        if any(a.masked for a in access.values()):
+            engine.enable_masking(con, pii_salt(settings.governance))
+        for ref in reads:
             try:
                 snapshot = storage.port(ref.key).current_snapshot()
             except PortError as exc:
                 raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
-            engine.register_view(con, ref.schema, ref.table, snapshot.glob)
+            masked = access[ref.key].masked if ref.key in access else ()
+            engine.register_view(con, ref.schema, ref.table, snapshot.glob, masked)
         first: list[CheckOutcome] = []
         drift = None
         if table.layer == "bronze":
@@ -126,6 +134,9 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
         metadata: dict[str, Any] = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin,
                                     "sql": sql}
+        masked = {a.port: list(a.masked) for a in access.values() if a.masked}
+        if masked:
+            metadata["masked_inputs"] = masked
         if inputs:
             columns = {(r.schema, r.table): _describe(con, f'SELECT * FROM "{r.schema}"."{r.table}"', origin, table)
                        for r in inputs}

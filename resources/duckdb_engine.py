@@ -6,14 +6,20 @@ database file, which breaks a shared ``.duckdb`` file under a multiprocess execu
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import fsspec
+import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
+
+MASK_FUNCTION = "mesh_mask"
 
 
 class DuckDBEngine(dg.ConfigurableResource):
@@ -66,8 +72,24 @@ class DuckDBEngine(dg.ConfigurableResource):
         con.close()
 
     @staticmethod
-    def register_view(con: duckdb.DuckDBPyConnection, schema: str, name: str, parquet_glob: str) -> None:
-        """Create the view ``schema.name`` over the Parquet files matching ``parquet_glob``."""
+    def register_view(con: duckdb.DuckDBPyConnection, schema: str, name: str, parquet_glob: str,
+                      masked: Sequence[str] = ()) -> None:
+        """Create the view ``schema.name`` over the Parquet files matching ``parquet_glob``; each column of
+        ``masked`` reads as its HMAC-SHA256 hex digest (VARCHAR; null stays null), which needs
+        :meth:`enable_masking` on ``con`` first."""
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         path = parquet_glob.replace("'", "''")
-        con.execute(f"CREATE OR REPLACE VIEW \"{schema}\".\"{name}\" AS SELECT * FROM read_parquet('{path}')")
+        replace = ", ".join(f'{MASK_FUNCTION}(CAST("{c}" AS VARCHAR)) AS "{c}"' for c in masked)
+        columns = f"* REPLACE ({replace})" if replace else "*"
+        con.execute(f"CREATE OR REPLACE VIEW \"{schema}\".\"{name}\" AS SELECT {columns} FROM read_parquet('{path}')")
+
+    @staticmethod
+    def enable_masking(con: duckdb.DuckDBPyConnection, salt: bytes) -> None:
+        """Register the masking function on ``con``: HMAC-SHA256 keyed by ``salt`` (RFC 2104), 64 hex
+        characters. The salt stays in this process's memory: it is in no SQL text a query could read back
+        (``duckdb_views()`` shows the function's name only)."""
+        def mask(values: pa.Array) -> pa.Array:
+            return pa.array([None if v is None else hmac.new(salt, v.encode(), hashlib.sha256).hexdigest()
+                             for v in values.to_pylist()], pa.string())
+
+        con.create_function(MASK_FUNCTION, mask, ["VARCHAR"], "VARCHAR", type="arrow")

@@ -12,15 +12,18 @@ from mesh_assets.mesh import Mesh, load_mesh
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
+TEST_SALT = "salt-of-the-tests-0123456789"
 VALID_ORDERS = "order_id,customer,amount\n1,ann,10.00\n2,bob,20.00\n3, ann ,1.50\n"
 CUSTOMERS = "customer,segment,since\nann,retail,2020-01-15\nbob,retail,2021-06-01\ncy,wholesale,2019-03-03\ndee,wholesale,2022-12-31\nzoe,retail,2023-07-04\n"
 
 
 @pytest.fixture(autouse=True)
 def _isolated_storage(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never touch the repository's own lake or landing zone through the environment."""
+    """Tests never touch the repository's own lake or landing zone through the environment, and mask PII with
+    a known salt."""
     monkeypatch.delenv("MESH_STORAGE_ROOT", raising=False)
     monkeypatch.delenv("MESH_LANDING_ZONE", raising=False)
+    monkeypatch.setenv("MESH_PII_SALT", TEST_SALT)
 
 
 @pytest.fixture
