@@ -3,6 +3,8 @@ equal to the TPC-H query run directly by DuckDB on the raw generated files."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +13,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from conftest import TEST_SALT
 from domains.tpch import TABLES, land_tpch
 from mesh_assets import connect, load_mesh
 from mesh_assets.runner import run_mesh
@@ -55,6 +58,7 @@ def tpch_run(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
         mp.setenv("MESH_LANDING_ZONE", str(landing))
         mp.setenv("MESH_STORAGE_ROOT", str(lake))
+        mp.setenv("MESH_PII_SALT", TEST_SALT)
         summary = run_mesh(load_mesh(REPO), instance)
         yield summary, connect(REPO), landing / "tpch", instance
 
@@ -115,3 +119,33 @@ def test_cross_domain_column_lineage_is_recorded(tpch_run) -> None:
                                        dg.TableColumnDep(asset_key=lines, column_name="l_discount")}
     assert lineage["customer_nation"] == [
         dg.TableColumnDep(asset_key=dg.AssetKey(["customers", "gold", "customer_profile"]), column_name="n_name")]
+
+
+def _hmac(value: str) -> str:
+    return hmac.new(TEST_SALT.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+def _read_lake(tpch_run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point ``connect`` at the fixture's lake (the autouse fixture isolates each test from it)."""
+    monkeypatch.setenv("MESH_STORAGE_ROOT", str(tpch_run[2].parent.parent / "lake"))
+
+
+def test_customer_pii_is_masked_for_sales_and_clear_for_the_granted_finance(tpch_run, monkeypatch) -> None:
+    _read_lake(tpch_run, monkeypatch)
+    owner = dict(connect(REPO, "customers").sql("SELECT c_custkey, c_name FROM customers.customer_profile").fetchall())
+    sales = connect(REPO, "sales").sql("SELECT DISTINCT o_custkey, c_name FROM sales.order_lines_wide").fetchall()
+    assert sales and all(name == _hmac(owner[key]) for key, name in sales)
+    finance = connect(REPO, "finance").sql(
+        "SELECT c_custkey, c_name, c_phone FROM finance.returned_item_reporting").fetchall()
+    assert finance and all(name == owner[key] for key, name, _ in finance)
+    anonymous = connect(REPO).sql("SELECT c_name, c_phone, c_mktsegment FROM customers.customer_profile").fetchall()
+    assert all(len(n) == 64 and len(p) == 64 and len(s) < 11 for n, p, s in anonymous)
+
+
+def test_restricted_supplier_profile_is_visible_to_its_grantee_only(tpch_run, monkeypatch) -> None:
+    _read_lake(tpch_run, monkeypatch)
+    with pytest.raises(duckdb.CatalogException):
+        connect(REPO).sql("SELECT count(*) FROM supply.supplier_profile")
+    with pytest.raises(duckdb.CatalogException):
+        connect(REPO, "finance").sql("SELECT count(*) FROM supply.supplier_profile")
+    assert connect(REPO, "sales").sql("SELECT count(*) FROM supply.supplier_profile").fetchall()[0][0] == 100
