@@ -28,7 +28,8 @@ ui: setup
 validate: setup
 	$(VENV)/bin/mesh validate
 
-test: setup
+test: setup  # governance first (CI runs it), then the tests
+	$(VENV)/bin/mesh validate
 	$(VENV)/bin/pytest
 
 bench: setup  # the mesh against plain DuckDB running the same SQL, at SF (docs/performance.md)

@@ -6,7 +6,6 @@ Each policy's level (``error``, ``warning``, ``off``) is set by the governance g
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import duckdb
 
@@ -62,14 +61,6 @@ class _Checker:
         self.findings.append(Finding(level, f"policy/{policy}", message, fix, self.product.path,
                                      self.doc.line_of(location), format_location(location), self.product.domain))
 
-    def _index(self, table: Table) -> int:
-        names = [o.get("name") for o in self.doc.data.get("schema") or []]
-        return names.index(table.name)
-
-    def _column_index(self, table_index: int, column: str) -> int:
-        props: list[dict[str, Any]] = self.doc.data["schema"][table_index].get("properties") or []
-        return [p.get("name") for p in props].index(column)
-
     def run(self) -> None:
         product = self.product
         if not product.team_declared:
@@ -80,8 +71,8 @@ class _Checker:
                      "set description.purpose (what it is for) and description.usage (how to read it)")
         reserved = duckdb_reserved_words() | {w.lower() for w in self.governance.reserved_words}
         allowed = set(self.governance.classifications)
-        for table in product.tables:
-            i = self._index(table)
+        # a loaded contract keeps every table and column in file order, so positions are the contract's indexes
+        for i, table in enumerate(product.tables):
             port = is_output_port(table)
             if port and not table.description:
                 self.add("descriptions", ["schema", i, "description"],
@@ -96,8 +87,8 @@ class _Checker:
             if table.name in reserved:
                 self.add("naming", ["schema", i, "name"], f"table name '{table.name}' is a reserved SQL word",
                          "rename the table")
-            for column in table.columns:
-                where: list[str | int] = ["schema", i, "properties", self._column_index(i, column.name)]
+            for j, column in enumerate(table.columns):
+                where: list[str | int] = ["schema", i, "properties", j]
                 if port and not column.description:
                     self.add("descriptions", [*where, "description"],
                              f"column '{column.name}' of output port '{table.name}' has no description",

@@ -15,8 +15,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
+
 from mesh_assets.access import AccessError
-from mesh_assets.assets import deprecated_inputs, reference_targets, table_asset, table_inputs
+from mesh_assets.assets import table_asset
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.graph import cycle_message, find_cycle
@@ -119,8 +121,8 @@ def _domain_findings(mesh: Mesh, domain: Domain, report: Report) -> list[Finding
                 findings += _error_finding(exc, domain.name)
                 continue
             assets, checks = assets + 1, checks + len(list(asset.check_specs))
-            refs = [*table_inputs(mesh, domain, table), *reference_targets(mesh, domain, table).values()]
-            for notice in deprecated_inputs(mesh, refs):
+            notices = asset.specs_by_key[dg.AssetKey(list(table.key))].metadata.get("deprecated_inputs")
+            for notice in notices.split("\n") if notices else []:
                 findings.append(Finding("warning", "access/deprecated", f"{'/'.join(table.key)} reads {notice}",
                                         "move to the successor port before the end of support",
                                         table.transform or table.contract_path, None, None, domain.name))
