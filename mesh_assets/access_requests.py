@@ -86,7 +86,7 @@ def request_access(mesh: Mesh, port: str, consumer: str, purpose: str, pii: bool
             no purpose, or a request that would change nothing (the port is already readable as asked).
     """
     producer, table_name = _split_port(port)
-    if not SNAKE_CASE.match(consumer) or consumer not in mesh.domain_names:
+    if not SNAKE_CASE.fullmatch(consumer) or consumer not in mesh.domain_names:
         raise MeshError(f"--for '{consumer}' is not a domain of the mesh ({', '.join(mesh.domain_names)})")
     if consumer == producer:
         raise MeshError(f"domain '{consumer}' owns {port}; it reads its own ports without a grant")
@@ -203,7 +203,7 @@ def revoke_access(mesh: Mesh, port: str, consumer: str, reason: str, revoked_by:
 
 def _split_port(port: str) -> tuple[str, str]:
     parts = port.split(".")
-    if len(parts) != 2 or not all(SNAKE_CASE.match(p) for p in parts):
+    if len(parts) != 2 or not all(SNAKE_CASE.fullmatch(p) for p in parts):
         raise MeshError(f"'{port}' is not a port name; write <domain>.<table>, e.g. customers.customer_profile")
     return parts[0], parts[1]
 

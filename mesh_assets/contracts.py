@@ -246,7 +246,7 @@ class _Builder:
             self.fail(["domain"], f"is {data.get('domain')!r} but the contract lives in the domain folder "
                                   f"'{self.domain}'; set domain: {self.domain}")
         name = data.get("name")
-        if not isinstance(name, str) or not SNAKE_CASE.match(name):
+        if not isinstance(name, str) or not SNAKE_CASE.fullmatch(name):
             self.fail(["name"], "the data product needs a snake_case name, e.g. name: customer_profile")
         team = data.get("team")
         team_name = team.get("name") if isinstance(team, dict) else None
@@ -288,7 +288,7 @@ class _Builder:
                 continue
             where: list[str | int] = ["roles", i, "customProperties"]
             domain, tables, pii = custom["domain"], custom.get("tables") or [], custom.get("pii", False)
-            if not isinstance(domain, str) or not SNAKE_CASE.match(domain):
+            if not isinstance(domain, str) or not SNAKE_CASE.fullmatch(domain):
                 self.fail(where, f"grant domain {domain!r} is not a domain name (snake_case)")
                 continue
             if domain == self.domain:
@@ -336,7 +336,7 @@ class _Builder:
     def _table(self, obj: dict[str, Any], loc: list[str | int], product: str,
                slas: dict[str | None, list[Sla]]) -> Table | None:
         name = obj.get("name")
-        if not isinstance(name, str) or not SNAKE_CASE.match(name):
+        if not isinstance(name, str) or not SNAKE_CASE.fullmatch(name):
             self.fail([*loc, "name"], "every table needs a snake_case name of at most 63 characters")
             return None
         custom = {p.get("property"): p.get("value") for p in obj.get("customProperties") or []}
@@ -356,9 +356,14 @@ class _Builder:
             self.fail([*loc, "customProperties"], "only bronze tables ingest a source; silver and gold read SQL")
         transform = None
         if layer != "bronze":
-            relative = custom.get("transform") or f"sql/{layer}/{name}.sql"
-            transform = (self.path.parent.parent / relative).resolve()
-            if not transform.is_file():
+            relative = str(custom.get("transform") or f"sql/{layer}/{name}.sql")
+            domain_dir = self.path.parent.parent.resolve()
+            transform = (domain_dir / relative).resolve()
+            if not transform.is_relative_to(domain_dir):
+                self.fail([*loc, "customProperties"], f"transform {relative} is outside the domain folder; a "
+                                                      "domain's transforms live in its own sql/ folder")
+                transform = None
+            elif not transform.is_file():
                 self.fail([*loc, "customProperties"], f"transform file {relative} not found next to the domain; "
                                                       f"create it or set customProperties transform")
         columns, rules = self._columns(obj.get("properties") or [], [*loc, "properties"], layer)
@@ -399,6 +404,11 @@ class _Builder:
             self.fail([*loc, "customProperties"], "a bronze table needs customProperties: [{property: source, "
                                                   "value: {path: <glob in the landing zone>, format: csv}}]")
             return None
+        parts = Path(value["path"]).parts
+        if Path(value["path"]).is_absolute() or ".." in parts or "://" in value["path"]:
+            self.fail([*loc, "customProperties"], f"source path {value['path']!r} must be a glob inside the "
+                                                  "landing zone, without '..' (e.g. shop/orders*.csv)")
+            return None
         fmt = value.get("format", "csv")
         if fmt != "csv":
             self.fail([*loc, "customProperties"], f"source format {fmt!r} is not supported yet; use csv")
@@ -417,7 +427,7 @@ class _Builder:
         for j, prop in enumerate(props):
             where = [*loc, j]
             name = prop.get("name")
-            if not isinstance(name, str) or not COLUMN_NAME.match(name):
+            if not isinstance(name, str) or not COLUMN_NAME.fullmatch(name):
                 self.fail([*where, "name"], "every column needs a name of letters, digits and '_' (at most 63)")
                 continue
             if name in {c.name for c in columns}:

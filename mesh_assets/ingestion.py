@@ -141,14 +141,19 @@ def _options(table: Table) -> str:
     return f"header = {str(table.source.header).lower()}, delim = '{delim}', quote = '\"', escape = '\"'"
 
 
+def _literal(text: str) -> str:
+    """``text`` as a SQL string literal: a header or file name from a landed file is data, never SQL."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _file_list(files: list[str]) -> str:
-    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+    return "[" + ", ".join(_literal(f) for f in files) + "]"
 
 
 def _permissive_read(table: Table, files: list[str], header: list[str], parallel: bool = False) -> str:
     """A read that accepts every record: all VARCHAR, short rows padded, any byte (latin-1); serial by default
     (the parallel scanner cannot pad rows when values hold quoted newlines)."""
-    columns = ", ".join(f"'{h}': 'VARCHAR'" for h in header)
+    columns = ", ".join(f"{_literal(h)}: 'VARCHAR'" for h in header)
     return (f"read_csv({_file_list(files)}, {_options(table)}, columns = {{{columns}}}, auto_detect = false, "
             f"strict_mode = false, null_padding = true, parallel = {str(parallel).lower()}, encoding = 'latin-1')")
 
@@ -165,7 +170,7 @@ def ingestion_sql(table: Table, drift: Drift, run_id: str) -> str:
     types = {c.name: c.physical_type for c in table.columns}
     selects = []
     for header, files in by_header.items():
-        columns = ", ".join(f"'{h}': '{types.get(h, 'VARCHAR')}'" for h in header)
+        columns = ", ".join(f"{_literal(h)}: '{types.get(h, 'VARCHAR')}'" for h in header)
         picked = ", ".join(f'"{c}"' if c in header else f'CAST(NULL AS {t}) AS "{c}"' for c, t in types.items())
         selects.append(
             f"SELECT {picked}, filename AS _source_file, now() AS _ingested_at, '{run_id}' AS _run_id "

@@ -56,7 +56,7 @@ def load_domain(path: Path) -> Domain:
         raise ContractError(descriptor, ["(top level): expected name, team, description, ingestion_schedule"])
     if data.get("name") != path.name:
         problems.append(doc.problem(["name"], f"must equal the folder name; set name: {path.name}"))
-    if not SNAKE_CASE.match(path.name):
+    if not SNAKE_CASE.fullmatch(path.name):
         problems.append(doc.problem(["name"], "domain names are snake_case"))
     for field in ("team", "description"):
         if not isinstance(data.get(field), str) or not data.get(field):
@@ -117,6 +117,10 @@ class Mesh:
                                 f"the domains are {', '.join(self.domain_names) or '(none)'}")
             self._domains[name] = load_domain(self.settings.domains_path / name)
         return self._domains[name]
+
+    def is_loaded(self, name: str) -> bool:
+        """Whether domain ``name`` was loaded already (its contracts parsed)."""
+        return name in self._domains
 
     def domains(self) -> list[Domain]:
         return [self.domain(n) for n in self.domain_names]

@@ -97,7 +97,7 @@ class _Checker:
                     self.add("classification", [*where, "classification"],
                              f"classification '{column.classification}' of column '{column.name}' is not allowed",
                              f"use one of {', '.join(sorted(allowed))} (mesh.yaml governance.classifications)")
-                if not SNAKE_CASE.match(column.name) or column.name in reserved:
+                if not SNAKE_CASE.fullmatch(column.name) or column.name in reserved:
                     self.add("naming", [*where, "name"],
                              f"column name '{column.name}' is not snake_case or is a reserved SQL word",
                              "rename it, e.g. prefix it with the entity ('o_orderdate', not 'date')"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,15 @@ from mesh_assets.errors import PortError
 
 POINTER = "_current.json"
 DATA_FILE = "part-0.parquet"
+# A key part is a safe identifier: snake_case, at most 63 characters (the contract layer's rule for domain and
+# table names), so it can be neither a path (``..``, ``a/b``) nor SQL (quotes, ``;``). A bronze table's rejects
+# port adds this suffix to the table name; it equals ``mesh_assets.ingestion.REJECTS_SUFFIX`` (checked by
+# tests/test_security.py), repeated so the storage layer depends on no transform module.
+REJECTS_SUFFIX = "__rejects"
+# (fullmatch: `$` alone would also accept a trailing newline.)
+SAFE_KEY_PART = re.compile(rf"[a-z][a-z0-9_]{{0,62}}(?:{REJECTS_SUFFIX})?")
+# What new_snapshot writes; a pointer naming anything else (``../../x``) was not written by the mesh.
+SNAPSHOT_ID = re.compile(r"[0-9]{8}T[0-9]{12}Z-[A-Za-z0-9_]{0,8}")
 
 
 @dataclass(frozen=True)
@@ -46,11 +56,31 @@ class Snapshot:
         return f"{self.path}/{DATA_FILE}"
 
 
+def check_key(key: tuple[str, str, str]) -> tuple[str, str, str]:
+    """``key`` if it is three safe identifiers (:data:`SAFE_KEY_PART`), else :class:`PortError`.
+
+    Defence in depth: contracts already refuse such names (``mesh_assets.contracts``); this check keeps a name
+    that slipped through any other way out of file paths and object-store keys.
+    """
+    if not isinstance(key, tuple) or len(key) != 3:
+        raise PortError(f"port key {key!r} must be (domain, layer, table)")
+    for part, what in zip(key, ("domain", "layer", "table")):
+        if not isinstance(part, str) or not SAFE_KEY_PART.fullmatch(part):
+            shown = part if not isinstance(part, str) or len(part) <= 80 else f"{part[:80]}… ({len(part)} characters)"
+            raise PortError(f"port key {what} {shown!r} is not a safe identifier (snake_case: a-z, 0-9, _, starting "
+                            f"with a letter, at most 63 characters); no path is built from it")
+    return key
+
+
 class Port:
-    """The storage of one table, keyed ``(domain, layer, table)``, under the storage root ``root``."""
+    """The storage of one table, keyed ``(domain, layer, table)``, under the storage root ``root``.
+
+    Raises :class:`PortError` when a key part is not a safe identifier (:func:`check_key`), before any path
+    is built.
+    """
 
     def __init__(self, root: str, key: tuple[str, str, str]):
-        self.key = key
+        self.key = check_key(tuple(key) if isinstance(key, list) else key)
         self.fs, base = fsspec.core.url_to_fs(root)
         self.local = isinstance(self.fs, LocalFileSystem)
         self._protocol = "" if self.local else f"{root.split('://')[0]}://"
@@ -66,7 +96,7 @@ class Port:
     def new_snapshot(self, run_id: str) -> Snapshot:
         """Create an empty, unpublished snapshot folder for the run ``run_id`` and return it."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        snapshot_id = f"{stamp}-{run_id.replace('-', '')[:8]}"
+        snapshot_id = f"{stamp}-{re.sub(r'[^A-Za-z0-9]', '', run_id)[:8]}"  # a valid SNAPSHOT_ID
         path = f"{self.path}/snapshots/{snapshot_id}"
         self.fs.makedirs(path, exist_ok=True)
         return Snapshot(snapshot_id, self.url(path))
@@ -82,6 +112,10 @@ class Port:
             return None
         except (OSError, ValueError) as exc:
             raise PortError(f"{self.url(pointer)} is unreadable ({exc}); restore it with `mesh rollback`") from None
+        named = data.get("snapshot") if isinstance(data, dict) else data
+        if not SNAPSHOT_ID.fullmatch(str(named)):
+            raise PortError(f"{self.url(pointer)} names snapshot {str(named)[:80]!r}, which is not a snapshot id; "
+                            "restore the pointer with `mesh rollback`")
         if not self.fs.exists(f"{self.path}/snapshots/{data.get('snapshot')}"):
             raise PortError(f"{self.url(pointer)} names snapshot {data.get('snapshot')!r}, which does not exist")
         return data
@@ -95,6 +129,9 @@ class Port:
         return self.snapshot(info["snapshot"])
 
     def snapshot(self, snapshot_id: str) -> Snapshot:
+        """The snapshot ``snapshot_id``. Raises :class:`PortError` for a string that is not a snapshot id."""
+        if not SNAPSHOT_ID.fullmatch(str(snapshot_id)):
+            raise PortError(f"{str(snapshot_id)[:80]!r} is not a snapshot id of port {'/'.join(self.key)}")
         return Snapshot(snapshot_id, self.url(f"{self.path}/snapshots/{snapshot_id}"))
 
     def snapshot_ids(self) -> list[str]:

@@ -245,7 +245,7 @@ def quality_rule(rule: dict[str, Any], column: str | None, columns: list[str],
     if unknown:
         raise RuleError(location, f"unknown column {', '.join(unknown)}; the table has {', '.join(columns)}")
     name = rule.get("id") or rule.get("name") or default_name
-    if not CHECK_NAME.match(name):
+    if not CHECK_NAME.fullmatch(name):
         raise RuleError([*location, "id"], f"'{name}' cannot name a check; use letters, digits and '_'")
     if operator is None:
         operator, threshold = "mustBe", 0
@@ -304,7 +304,7 @@ def relationship_rule(rel: dict[str, Any], column: str | None, table: str, colum
     domain, target_table = (target[0][0], target[0][1]) if len(target[0]) == 3 else (None, target[0][0])
     target_columns = tuple(p[-1] for p in target)
     name = (rel.get("id") or f"{'_'.join(source)}_references_{target_table}").replace("-", "_")
-    if not CHECK_NAME.match(name):
+    if not CHECK_NAME.fullmatch(name):
         raise RuleError([*location, "id"], f"'{name}' cannot name a check; use letters, digits and '_'")
     where = f"{domain + '.' if domain else ''}{target_table}({', '.join(target_columns)})"
     return Rule(name, "foreign_key", tuple(source),

@@ -39,9 +39,22 @@ class DuckDBEngine(dg.ConfigurableResource):
     temp_directory: str | None = None
     query_log: str | None = None
 
-    def connect(self, storage_root: str | None = None) -> duckdb.DuckDBPyConnection:
+    def connect(self, storage_root: str | None = None, *,
+                allowed_directories: Sequence[str] | None = None) -> duckdb.DuckDBPyConnection:
         """A new in-memory connection. For a non-local ``storage_root`` (``s3://``, ``gs://``, ``abfs://``) the
-        root's fsspec file system is registered so DuckDB reads and writes ports through it."""
+        root's fsspec file system is registered so DuckDB reads and writes ports through it.
+
+        ``allowed_directories`` (default ``None``: no restriction) locks the connection's file access down once
+        its own setup is done: SQL on it may then read and write only under these directories (local paths or
+        fsspec URLs: a step's own domain folder, the ports it reads, the landing zone).
+        Anything else (``read_csv('/etc/passwd')``, ``COPY … TO '/tmp/x'``, ``ATTACH``, ``glob('/etc/*')``,
+        URLs, installing or loading extensions) raises ``duckdb.PermissionException`` ("Permission Error: Cannot
+        access file …"). DuckDB resolves symbolic links and ``..`` before comparing, so neither escapes.
+        Spilling to ``temp_directory`` and Python functions (``create_function``) keep working. A query cannot
+        undo it: with external access off DuckDB refuses to re-enable it or to change ``allowed_directories``,
+        ``allowed_paths`` or ``temp_directory`` (DuckDB 2.0). ``lock_configuration`` is not set: Ibis, which the
+        checks run through, sets ``timezone`` and ``python_enable_replacements`` on the connection it is given.
+        """
         con = duckdb.connect(":memory:")
         if self.query_log:
             con.execute("CALL enable_logging('QueryLog')")
@@ -57,6 +70,22 @@ class DuckDBEngine(dg.ConfigurableResource):
             fs, _ = fsspec.core.url_to_fs(storage_root)
             if not isinstance(fs, LocalFileSystem):
                 con.register_filesystem(fs)
+        if allowed_directories is not None:
+            prefixes = []
+            for location in allowed_directories:
+                if not location:
+                    continue
+                if "://" in location and not location.startswith("file://"):
+                    # A registered fsspec file system may list paths with a leading '/' (memory://), which
+                    # DuckDB then sees as proto:///path: allow both spellings of the same place.
+                    protocol, path = location.split("://", 1)
+                    prefixes += [f"{protocol}://{path.strip('/')}/", f"{protocol}:///{path.strip('/')}/"]
+                else:
+                    local = Path(location.removeprefix("file://")).expanduser().resolve()
+                    prefixes.append(f"{str(local).rstrip('/')}/")
+            listed = ", ".join("'" + p.replace("'", "''") + "'" for p in prefixes)
+            con.execute(f"SET allowed_directories = [{listed}]")  # must precede disabling external access
+            con.execute("SET enable_external_access = false")
         return con
 
     def close(self, con: duckdb.DuckDBPyConnection, label: str) -> None:
