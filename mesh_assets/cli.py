@@ -81,7 +81,7 @@ def sql(
 
     try:
         statement = read_only_query(query)
-        con = connect(root, as_domain)
+        con = connect(root, as_domain, sandbox=True)
         relation = con.sql(statement)
         if output is OutputFormat.json:
             rows = con.execute(f"SELECT to_json(q)::VARCHAR FROM ({statement}) q").fetchall()

@@ -60,15 +60,14 @@ class TableResult:
 
 
 def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEngine, storage: PortStorage,
-                      settings: MeshSettings, run_id: str, references: dict[str, InputRef] | None = None
-                      ) -> TableResult:
+                      settings: MeshSettings, run_id: str, references: dict[str, InputRef] | None = None,
+                      producers: dict[tuple[str, str, str], Path] | None = None) -> TableResult:
     """Build ``table`` from its inputs into a new snapshot of its port and publish it if its checks allow.
 
     ``inputs`` are the ports the transform reads; ``references`` the tables its foreign-key rules check
-    against, by rule name (the table itself for a self-reference).
-
-    Other domains' ports are read as their contracts allow now (mesh_assets.access): sensitive columns masked
-    unless granted.
+    against, by rule name (the table itself for a self-reference); ``producers`` the contract file of each
+    other domain's port among them. Those ports are read as their contracts allow now (mesh_assets.access):
+    sensitive columns masked unless granted.
 
     Raises:
         AccessError: the table reads a port its domain may no longer read.
@@ -77,8 +76,11 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
     """
     references = references or {}
     reads = [ref for ref in [*inputs, *references.values()] if ref.key != table.key]  # self: the audited snapshot
-    access = runtime_access(settings, table.domain, reads)
-    con = engine.connect(storage.root)
+    access = runtime_access(table.domain, reads, producers or {}, settings.governance)
+    # SQL of this step reaches only its domain's folder, the ports it reads and the landing zone
+    allowed = [settings.landing_path, f"{storage.root}/{table.domain}",
+               *(f"{storage.root}/{'/'.join(ref.key)}" for ref in reads if ref.cross_domain)]
+    con = engine.connect(storage.root, allowed_directories=allowed)
     try:
         if any(a.masked for a in access.values()):
             engine.enable_masking(con, pii_salt(settings.governance))

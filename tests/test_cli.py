@@ -57,12 +57,16 @@ def test_sql_formats(ran) -> None:
     assert "ann" in table and "11.50" in table and "2 row(s)" in table
 
 
-def test_sql_refuses_writes_and_reports_unknown_ports(ran) -> None:
+def test_sql_refuses_writes_other_files_and_unknown_ports(ran) -> None:
     root, home = ran
     refused = mesh(root, "sql", "copy (select 1) to 'x.csv'", home=home)
     assert refused.returncode == 2 and "one read-only query" in refused.stderr
     unknown = mesh(root, "sql", "select * from shop.nope", home=home)
     assert unknown.returncode == 2 and "nope" in unknown.stderr and "Traceback" not in unknown.stderr
+    outside = mesh(root, "sql", "select * from read_csv('/etc/passwd')", home=home)
+    assert outside.returncode == 2 and "Permission Error" in outside.stderr
+    private = mesh(root, "sql", f"select * from read_parquet('{root}/.mesh/lake/shop/silver/orders/*/*/*')", home=home)
+    assert private.returncode == 2 and "Permission Error" in private.stderr
 
 
 def test_validate_reports_a_broken_contract_without_traceback(tiny_root: Path, tmp_path: Path) -> None:
