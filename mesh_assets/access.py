@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from mesh_assets.contracts import DataProduct, Grant, Table
+from mesh_assets.contracts import DataProduct, Grant, Table, load_contract
 from mesh_assets.errors import MeshError
 from mesh_assets.mesh import Domain, Mesh
-from mesh_assets.settings import GovernanceSettings, MeshSettings
+from mesh_assets.settings import GovernanceSettings
 from mesh_assets.sql_inputs import InputRef
 
 
@@ -131,13 +132,26 @@ def pii_salt(governance: GovernanceSettings) -> bytes:
     return value.encode()
 
 
-def runtime_access(settings: MeshSettings, consumer: str, refs: list[InputRef]) -> dict[tuple[str, str, str], Access]:
+def runtime_access(consumer: str, refs: list[InputRef], contracts: dict[tuple[str, str, str], Path],
+                   governance: GovernanceSettings) -> dict[tuple[str, str, str], Access]:
     """The access of domain ``consumer`` to each other domain's port in ``refs``, decided again from the
-    contracts as they are on disk now (a grant revoked since the definitions loaded stops the run).
+    producers' contracts (``contracts``: port key → contract file, found at load) as they are on disk now, so
+    a grant revoked since the definitions loaded stops the run. Only those contracts are parsed.
 
     Raises:
         AccessError: a port may no longer be read by ``consumer``.
+        MeshError: a producer's contract no longer loads or no longer declares the port.
     """
-    mesh = Mesh(settings)
-    return {ref.key: authorize_input(mesh, mesh.domain(consumer), ref, f"domain {consumer} at run time")
-            for ref in refs if ref.cross_domain}
+    products: dict[Path, DataProduct] = {}
+    out = {}
+    for ref in refs:
+        if not ref.cross_domain:
+            continue
+        path = contracts[ref.key]
+        if path not in products:
+            products[path] = load_contract(path, ref.schema, "")
+        table = next((t for t in products[path].tables if t.layer == "gold" and t.name == ref.table), None)
+        if table is None:
+            raise MeshError(f"{ref.schema}.{ref.table} is no longer declared in {path}; it cannot be read")
+        out[ref.key] = decide(products[path], table, consumer, governance)
+    return out

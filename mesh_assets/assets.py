@@ -7,6 +7,7 @@ No `from __future__ import annotations` here: Dagster reads the compute function
 import hashlib
 import json
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -76,14 +77,19 @@ def reference_targets(mesh: Mesh, domain: Domain, table: Table) -> dict[str, Inp
     return targets
 
 
+def _producer(mesh: Mesh, ref: InputRef) -> DataProduct:
+    return mesh.domain(ref.schema).product_of(mesh.output_port(ref.schema, ref.table))
+
+
+def producer_contracts(mesh: Mesh, refs: list[InputRef]) -> dict[tuple[str, str, str], Path]:
+    """The contract file of each other domain's port in ``refs`` (re-read at run time to decide access)."""
+    return {ref.key: _producer(mesh, ref).path for ref in refs if ref.cross_domain}
+
+
 def deprecated_inputs(mesh: Mesh, refs: list[InputRef]) -> list[str]:
     """A notice per other domain's port in ``refs`` that its producer deprecated."""
-    notices = set()
-    for ref in refs:
-        if ref.cross_domain:
-            producer = mesh.domain(ref.schema)
-            port = mesh.output_port(ref.schema, ref.table)
-            notices.add(deprecation_notice(producer.product_of(port), f"{ref.schema}.{ref.table}"))
+    notices = {deprecation_notice(_producer(mesh, ref), f"{ref.schema}.{ref.table}") for ref in refs
+               if ref.cross_domain}
     return sorted(n for n in notices if n)
 
 
@@ -138,6 +144,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     key = dg.AssetKey(list(table.key))
     upstream = {ref.key for ref in [*inputs, *references.values()]} - {table.key}
     notices = deprecated_inputs(mesh, [*inputs, *references.values()])
+    producers = producer_contracts(mesh, [*inputs, *references.values()])
     for notice in notices:
         log.warning("%s reads %s", "/".join(table.key), notice)
     storage_url = mesh.settings.storage_url
@@ -188,7 +195,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
 
         try:
             result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
-                                       run_id=context.run.run_id, references=references)
+                                       run_id=context.run.run_id, references=references, producers=producers)
         except MeshError as exc:  # bad data or SQL: a message for people, not a traceback
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         check_results = [_check_result(key, o) for o in result.outcomes]

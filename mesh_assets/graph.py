@@ -31,14 +31,17 @@ def upstream_keys(mesh: Mesh, table: Table) -> set[Key]:
     return keys - {table.key}
 
 
-def find_cycle(mesh: Mesh, domains: list[str]) -> list[Key] | None:
+def find_cycle(mesh: Mesh, domains: list[str], loaded_only: bool = False) -> list[Key] | None:
     """A dependency cycle through a table of ``domains`` (following inputs into any domain), as the list of
     keys around it with the first repeated at the end; ``None`` when there is none. Domains that do not load
-    are not followed."""
+    are not followed; with ``loaded_only``, neither are domains ``mesh`` has not loaded yet (a code location's
+    load follows only the domains it reads, so that a chain of N domains does not parse the whole mesh)."""
     state: dict[Key, int] = {}  # 1: on the current path, 2: done
     path: list[Key] = []
 
     def table_of(key: Key) -> Table | None:
+        if loaded_only and not mesh.is_loaded(key[0]):
+            return None
         try:
             return mesh.domain(key[0]).table(key[1], key[2])
         except MeshError:

@@ -6,6 +6,7 @@ tables and ``<domain>.<t>`` for another domain's gold output port. CTE names are
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import sqlglot
@@ -54,6 +55,11 @@ def find_inputs(sql: str, domain: str) -> list[InputRef]:
     Raises:
         SqlInputError: unparsable SQL, an unqualified table that is not a CTE, or a catalog-qualified name.
     """
+    return list(_find_inputs(sql, domain))
+
+
+@functools.lru_cache(maxsize=8192)  # a load asks for each file's inputs more than once (assets, access, cycles)
+def _find_inputs(sql: str, domain: str) -> tuple[InputRef, ...]:
     tree = parse_select(sql)
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     refs: dict[tuple[str, str, str], InputRef] = {}
@@ -72,4 +78,4 @@ def find_inputs(sql: str, domain: str) -> list[InputRef]:
             raise SqlInputError(f"'{schema}.{name}' is this domain's own table: write gold.{name} (or its layer)")
         key = (domain, schema, name) if schema in LAYERS else (schema, "gold", name)
         refs.setdefault(key, InputRef(schema, name, key))
-    return list(refs.values())
+    return tuple(refs.values())
