@@ -274,6 +274,26 @@ def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option(
 
 
 @app.command()
+def rollback(
+    port: Annotated[str, typer.Argument(help="The port, as <domain>/<layer>/<table>.")],
+    to: Annotated[str | None, typer.Option("--to", help="Snapshot id (default: the one published before).")] = None,
+    root: RootOption = None,
+) -> None:
+    """Make an earlier published snapshot of a port current again (readers see it at once)."""
+    from resources import PortStorage
+
+    try:
+        mesh = _mesh(root)
+        key = tuple(port.split("/"))
+        if len(key) != 3:
+            raise MeshError(f"'{port}' is not a port; write <domain>/<layer>/<table>, e.g. sales/gold/order_lines_wide")
+        snapshot = PortStorage(root=mesh.settings.storage_url).port(key).rollback(to)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    out.print(f"{port}: snapshot {snapshot} is current again", highlight=False)
+
+
+@app.command()
 def bench(
     root: RootOption = None,
     sf: Annotated[float, typer.Option("--sf", help="TPC-H scale factor.")] = 1.0,

@@ -29,6 +29,7 @@ from mesh_assets.errors import PortError
 
 POINTER = "_current.json"
 DATA_FILE = "part-0.parquet"
+PUBLISHED = "_published.json"  # in a snapshot folder: the snapshot passed its audit and was published
 # A key part is a safe identifier: snake_case, at most 63 characters (the contract layer's rule for domain and
 # table names), so it can be neither a path (``..``, ``a/b``) nor SQL (quotes, ``;``). A bronze table's rejects
 # port adds this suffix to the table name; it equals ``mesh_assets.ingestion.REJECTS_SUFFIX`` (checked by
@@ -149,6 +150,8 @@ class Port:
         if snapshot_id not in self.snapshot_ids():
             raise PortError(f"cannot publish {'/'.join(self.key)}: no snapshot {snapshot_id!r}")
         body = json.dumps({"snapshot": snapshot_id, "published_at": datetime.now(UTC).isoformat(), **(info or {})})
+        # the snapshot keeps what it was published with, so a rollback knows which snapshots passed their audit
+        self.fs.pipe_file(f"{self.path}/snapshots/{snapshot_id}/{PUBLISHED}", body.encode())
         pointer = f"{self.path}/{POINTER}"
         if self.local:
             tmp = f"{pointer}.{uuid.uuid4().hex}.tmp"
@@ -159,6 +162,30 @@ class Port:
             os.replace(tmp, pointer)
         else:
             self.fs.pipe_file(pointer, body.encode())
+
+    def rollback(self, to: str | None = None) -> str:
+        """Make the published snapshot ``to`` current again (default: the last one published before the current
+        one, or the last published one when the pointer is broken) and return its id. Snapshots that never
+        passed their audit are never candidates.
+
+        Raises:
+            PortError: no such published snapshot (the message lists the candidates).
+        """
+        try:
+            current = (self.current() or {}).get("snapshot")
+        except PortError:
+            current = None
+        published = [s for s in self.snapshot_ids() if self.fs.exists(f"{self.path}/snapshots/{s}/{PUBLISHED}")]
+        if to is None:
+            older = [s for s in published if current is None or s < current]
+            to = older[-1] if older else None
+        if to is None or to not in published or to == current:
+            raise PortError(f"port {'/'.join(self.key)}: {'no earlier published snapshot' if to is None else repr(to)} "
+                            f"to roll back to; published: {', '.join(published) or 'none'} (current: {current})")
+        with self.fs.open(f"{self.path}/snapshots/{to}/{PUBLISHED}", "r") as handle:
+            info = {k: v for k, v in json.load(handle).items() if k not in ("snapshot", "published_at")}
+        self.publish(to, {**info, "rolled_back_from": current})
+        return to
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the ``keep`` newest snapshots, never the current one; return the deleted ids."""

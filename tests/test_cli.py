@@ -35,6 +35,9 @@ def test_run_prints_a_summary_and_records_in_dagster_home(ran) -> None:
     lines = [ln for ln in result.stdout.splitlines() if "shop/" in ln]
     assert len(lines) == 6 and all("materialized" in ln for ln in lines)  # 4 tables, 2 rejects ports
     assert (home / "history" / "runs.db").is_file() or (home / "storage").is_dir()
+    rolled = mesh(root, "rollback", "shop/gold/order_totals", home=home)  # two runs: one snapshot to go back to
+    assert rolled.returncode == 0 and "is current again" in rolled.stdout, rolled.stderr
+    assert mesh(root, "rollback", "shop/gold/../x", home=home).returncode == 2
 
 
 def test_run_exits_non_zero_when_a_blocking_check_fails(ran, land) -> None:

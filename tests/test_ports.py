@@ -40,6 +40,23 @@ def test_written_but_unpublished_snapshot_is_invisible(tmp_path: Path) -> None:
     assert _read(port) == [1, 2, 3]
 
 
+def test_rollback_restores_the_last_published_snapshot_never_an_unaudited_one(tmp_path: Path) -> None:
+    port = Port(str(tmp_path), ("d", "gold", "t"))
+    first = _write(port, [1, 2, 3])
+    port.publish(first, {"rows": 3})
+    _write(port, [9], run_id="run-2")  # failed its audit: never published
+    second = _write(port, [4, 5], run_id="run-3")
+    port.publish(second, {"rows": 2})
+    assert port.rollback() == first
+    assert _read(port) == [1, 2, 3] and port.current()["rows"] == 3 and port.current()["rolled_back_from"] == second
+    with pytest.raises(PortError, match="no earlier published snapshot"):
+        port.rollback()
+    assert port.rollback(to=second) == second and _read(port) == [4, 5]
+    (tmp_path / "d/gold/t/_current.json").write_text("{broken")
+    assert port.rollback() == second  # a broken pointer: back to the last published snapshot
+    assert _read(port) == [4, 5]
+
+
 def test_retention_keeps_the_newest_and_the_current(tmp_path: Path) -> None:
     port = Port(str(tmp_path), ("d", "gold", "t"))
     ids = []
