@@ -23,8 +23,8 @@ import duckdb
 from mesh_assets.outcomes import CheckOutcome
 from mesh_assets.contracts import Table
 from mesh_assets.errors import TransformError
+from mesh_assets.ports import REJECTS_SUFFIX
 
-REJECTS_SUFFIX = "__rejects"
 REJECTS_COLUMNS = {"_source_file": "VARCHAR", "line_number": "BIGINT", "raw_line": "VARCHAR",
                    "error_types": "VARCHAR", "reason": "VARCHAR", "_ingested_at": "TIMESTAMP WITH TIME ZONE",
                    "_run_id": "VARCHAR"}

@@ -32,10 +32,9 @@ DATA_FILE = "part-0.parquet"
 PUBLISHED = "_published.json"  # in a snapshot folder: the snapshot passed its audit and was published
 # A key part is a safe identifier: snake_case, at most 63 characters (the contract layer's rule for domain and
 # table names), so it can be neither a path (``..``, ``a/b``) nor SQL (quotes, ``;``). A bronze table's rejects
-# port adds this suffix to the table name; it equals ``mesh_assets.ingestion.REJECTS_SUFFIX`` (checked by
-# tests/test_security.py), repeated so the storage layer depends on no transform module.
+# port adds this suffix to the table name (mesh_assets.ingestion.rejects_key). Matched with fullmatch: `$`
+# alone would also accept a trailing newline.
 REJECTS_SUFFIX = "__rejects"
-# (fullmatch: `$` alone would also accept a trailing newline.)
 SAFE_KEY_PART = re.compile(rf"[a-z][a-z0-9_]{{0,62}}(?:{REJECTS_SUFFIX})?")
 # What new_snapshot writes; a pointer naming anything else (``../../x``) was not written by the mesh.
 SNAPSHOT_ID = re.compile(r"[0-9]{8}T[0-9]{12}Z-[A-Za-z0-9_]{0,8}")

@@ -247,11 +247,6 @@ def test_port_keys_from_lists_and_wrong_shapes(tmp_path: Path) -> None:
             Port(str(tmp_path), bad)  # type: ignore[arg-type]
 
 
-def test_rejects_suffix_matches_ingestion() -> None:
-    from mesh_assets.ingestion import REJECTS_SUFFIX as INGESTION_SUFFIX
-    assert REJECTS_SUFFIX == INGESTION_SUFFIX
-
-
 @pytest.mark.parametrize("named", ["../../../../etc", "..", "20260101T000000000000Z-abc/../../x", "", None])
 def test_a_pointer_naming_a_path_is_refused(tmp_path: Path, named) -> None:
     port = Port(str(tmp_path / "lake"), ("shop", "gold", "t"))
