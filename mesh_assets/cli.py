@@ -273,6 +273,27 @@ def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option(
     _emit(rows, output, ["port", "visibility", "snapshot", "rows", "published_at"])
 
 
+export = typer.Typer(help="Export the output ports for other tools.", no_args_is_help=True)
+app.add_typer(export, name="export")
+
+
+@export.command("duckdb")
+def export_duckdb_file(
+    path: Annotated[Path, typer.Argument(help="The DuckDB file to write (replaced if it exists).")],
+    as_domain: Annotated[str | None, typer.Option("--domain", "-d", help="Export what this domain may read "
+                                                  "(default: public ports, PII masked).")] = None,
+    root: RootOption = None,
+) -> None:
+    """Write a DuckDB file with a <domain>.<table> view per readable port, for BI tools (docs/consuming.md)."""
+    from mesh_assets.query import export_duckdb
+
+    try:
+        ports = export_duckdb(path, root, as_domain)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    out.print(f"{path}: {len(ports)} port(s): {', '.join(ports)}", highlight=False)
+
+
 @app.command()
 def rollback(
     port: Annotated[str, typer.Argument(help="The port, as <domain>/<layer>/<table>.")],

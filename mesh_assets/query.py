@@ -11,12 +11,50 @@ import duckdb
 
 from mesh_assets.access import Access, AccessError, decide, pii_salt
 from mesh_assets.errors import MeshError
-from mesh_assets.mesh import load_mesh
+from mesh_assets.mesh import Mesh, load_mesh
 from mesh_assets.settings import find_mesh_root
 from mesh_assets.sql_inputs import SqlInputError, parse_select
 from mesh_assets.definitions import duckdb_engine
 from mesh_assets.ports import Port
 from resources import PortStorage
+
+
+def readable_ports(mesh: Mesh, domain: str | None) -> list[tuple[Port, Access]]:
+    """Every published output port of ``mesh`` that ``domain`` may read (``None``: a reader outside the
+    domains), with the access it gets. Domains whose contracts do not load are left out with a warning on
+    stderr.
+
+    Raises:
+        MeshError: ``domain`` is not one of the mesh's domains.
+    """
+    if domain is not None and domain not in mesh.domain_names:
+        raise MeshError(f"no domain '{domain}' in the mesh; read as one of {', '.join(mesh.domain_names)}")
+    storage = PortStorage(root=mesh.settings.storage_url)
+    readable: list[tuple[Port, Access]] = []
+    for name in mesh.domain_names:
+        try:
+            producer = mesh.domain(name)
+        except MeshError as exc:
+            print(f"warning: domain {name} skipped: {exc}", file=sys.stderr)
+            continue
+        for table in producer.tables:
+            port = storage.port(table.key)
+            if table.layer != "gold" or port.current() is None:
+                continue
+            try:
+                readable.append((port, decide(producer.product_of(table), table, domain, mesh.settings.governance)))
+            except AccessError:
+                continue
+    return readable
+
+
+def _masking_salt(mesh: Mesh, access: Access) -> bytes | None:
+    """The salt, or ``None`` (with a warning on stderr: the port is left out) when it is not set."""
+    try:
+        return pii_salt(mesh.settings.governance)
+    except MeshError as exc:
+        print(f"warning: {access.port} left out: {exc}", file=sys.stderr)
+        return None
 
 
 def connect(root: Path | str | None = None, domain: str | None = None, sandbox: bool = False
@@ -34,40 +72,69 @@ def connect(root: Path | str | None = None, domain: str | None = None, sandbox: 
         MeshError: no mesh at ``root``, or ``domain`` is not one of its domains.
     """
     mesh = load_mesh(find_mesh_root(root))
-    settings = mesh.settings
-    if domain is not None and domain not in mesh.domain_names:
-        raise MeshError(f"no domain '{domain}' in the mesh; read as one of {', '.join(mesh.domain_names)}")
-    storage = PortStorage(root=settings.storage_url)
-    readable: list[tuple[Port, Access]] = []
-    for name in mesh.domain_names:
-        try:
-            producer = mesh.domain(name)
-        except MeshError as exc:
-            print(f"warning: domain {name} skipped: {exc}", file=sys.stderr)
-            continue
-        for table in producer.tables:
-            port = storage.port(table.key)
-            if table.layer != "gold" or port.current() is None:
-                continue
-            try:
-                readable.append((port, decide(producer.product_of(table), table, domain, settings.governance)))
-            except AccessError:
-                continue
-    engine = duckdb_engine(settings)
+    readable = readable_ports(mesh, domain)
+    engine = duckdb_engine(mesh.settings)
     folders = [port.url(port.path) for port, _ in readable]
-    con = engine.connect(settings.storage_url, allowed_directories=folders if sandbox else None)
-    salt = None
+    con = engine.connect(mesh.settings.storage_url, allowed_directories=folders if sandbox else None)
+    masking = False
     for port, access in readable:
-        if access.masked and salt is None:
-            try:
-                salt = pii_salt(settings.governance)
-            except MeshError as exc:
-                print(f"warning: {access.port} left out: {exc}", file=sys.stderr)
+        if access.masked and not masking:
+            salt = _masking_salt(mesh, access)
+            if salt is None:
                 continue
             engine.enable_masking(con, salt)
+            masking = True
             atexit.register(con.close)  # a connection holding a Python function is closed before exit
         engine.register_view(con, port.key[0], port.key[2], port.current_snapshot().glob, access.masked)
     return con
+
+
+def export_duckdb(path: Path, root: Path | str | None = None, domain: str | None = None) -> list[str]:
+    """Write a DuckDB database file at ``path`` for BI tools, holding ``<domain>.<table>`` for every port
+    :func:`connect` would show ``domain``, and return their names (``<domain>.<table>``).
+
+    A port read in clear is a view over its current snapshot's Parquet files (no copy; it shows that
+    snapshot until the next export, and breaks once retention deletes it: export after each run). A port with
+    masked columns is a table holding the masked values, because a BI tool has no masking function and the
+    salt must not be written into the file. The file is replaced atomically.
+
+    Raises:
+        MeshError: no mesh at ``root``, ``domain`` is not one of its domains, or the file is named like a domain.
+    """
+    mesh = load_mesh(find_mesh_root(root))
+    engine = duckdb_engine(mesh.settings)
+    path = Path(path).resolve()
+    catalog = path.name.split(".")[0]  # DuckDB names the attached file's catalog after it
+    if catalog in mesh.domain_names:
+        raise MeshError(f"{path.name}: a file named like domain '{catalog}' makes {catalog}.<table> ambiguous in "
+                        "DuckDB (catalog or schema?); name it otherwise, e.g. mesh.duckdb")
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.unlink(missing_ok=True)
+    exported, masking = [], False
+    con = duckdb.connect(str(staged))
+    try:
+        for port, access in readable_ports(mesh, domain):
+            schema, name = port.key[0], port.key[2]
+            glob = port.current_snapshot().glob
+            if access.masked:
+                if not masking:
+                    salt = _masking_salt(mesh, access)
+                    if salt is None:
+                        continue
+                    engine.enable_masking(con, salt)
+                    masking = True
+                engine.register_view(con, "mesh_staging", name, glob, access.masked)
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                con.execute(f'CREATE TABLE "{schema}"."{name}" AS SELECT * FROM mesh_staging."{name}"')
+                con.execute(f'DROP VIEW mesh_staging."{name}"')
+            else:
+                engine.register_view(con, schema, name, glob)
+            exported.append(f"{schema}.{name}")
+        con.execute("DROP SCHEMA IF EXISTS mesh_staging")
+    finally:
+        con.close()
+    staged.replace(path)
+    return exported
 
 
 def read_only_query(sql: str) -> str:
