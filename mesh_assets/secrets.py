@@ -1,20 +1,19 @@
 """Refuse secrets written into the mesh's YAML: salts, object-store keys, database URLs come from the environment.
 
-Detection is Yelp's ``detect-secrets`` (1.5.0, pinned), not regexes of our own, in two passes per file:
+Detection is Yelp's ``detect-secrets`` (1.5.0, pinned), not regexes of our own: its ``scan_line``, in two passes
+per file (composed once with PyYAML's C loader):
 
 1. its *format* detectors (AWS keys, private keys, ``scheme://user:password@host`` URLs, GitHub, Slack, Stripe,
-   … tokens) line by line on what pass 2 does not see whole: comments, list items, the lines inside block
-   scalars (a private key's header is found on its own line);
-2. every detector through its YAML transformer, which turns each mapping value into a quoted ``key: "value"``
-   line, so unquoted YAML values are judged like quoted strings (some format detectors, e.g. the AWS secret
-   key's, need the quotes). The *context* detectors run only here: the keyword detector (``password: …``,
-   ``secret_key: …``) and the base64 and hex entropy detectors (a random PII salt). Comments and list items are
-   not values there, which keeps prose and ``validValues`` codes away from the detectors that guess.
+   … tokens) on the lines pass 2 does not see whole: comments, list items, the lines of multi-line values (a
+   private key's header is found on its own line), all lines of a file that is not valid YAML;
+2. every detector on each string mapping value, written as its YAML transformer writes it: ``key: "value"``
+   (quoted, as the AWS secret key and entropy detectors require) and the line's comment, found on the value's
+   line (the transformer itself parses in pure Python and its lines drift, Yelp/detect-secrets#632, #503). The
+   *context* detectors run only here: keyword (``password: …``), base64 and hex entropy (a random PII salt), so
+   comments and list items (prose, ``validValues`` codes) stay away from the detectors that guess.
 
-The transformer's line numbers drift after a flow mapping holding several values on one line (upstream issues
-Yelp/detect-secrets#632, #503), which every contract has (``- {name: …, logicalType: …}``). Pass 2's hits are
-therefore put back on the line of the YAML value that holds them, found by composing the file with PyYAML.
-A line carrying ``# pragma: allowlist secret`` is skipped (detect-secrets' own escape hatch for a false alarm).
+A cheap regex (``_CANDIDATE``) first drops what no detector could match: ``scan_line`` costs ~0.6 ms a line. A line
+carrying ``# pragma: allowlist secret`` is skipped (detect-secrets' own escape hatch for a false alarm).
 """
 
 from __future__ import annotations
@@ -22,14 +21,15 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 from detect_secrets.core import scan
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-from detect_secrets.plugins.keyword import DENYLIST_REGEX_WITH_PREFIX
-from detect_secrets.settings import get_filters, transient_settings
+from detect_secrets.plugins.keyword import DENYLIST
+from detect_secrets.settings import transient_settings
 
 from mesh_assets.findings import Finding
 from mesh_assets.yaml_source import format_location
@@ -54,7 +54,25 @@ _CONTEXT_DETECTORS = {"KeywordDetector", "Base64HighEntropyString", "HexHighEntr
 # ids are dropped by the library's `is_potential_uuid` filter. A random hex salt of 16 digits or more is > 3.0.
 _LIMITS = {"Base64HighEntropyString": 4.5, "HexHighEntropyString": 3.0}
 _OUR_FILTER = f"{__name__}.is_reference_or_identifier"
-_KEYWORD = re.compile(DENYLIST_REGEX_WITH_PREFIX, re.IGNORECASE)
+# The keyword detector's keywords: its DENYLIST_REGEX_WITH_PREFIX, `\w*(api_?key|…|password|secret|…)\w*`, finds
+# the same keys without the affixes (they may match nothing), which backtrack at every character (10× slower).
+_KEYWORD = re.compile("|".join(DENYLIST), re.IGNORECASE)
+# What a secret needs for at least one detector to match it, read from each detector's regexes
+# (detect_secrets/plugins/*.py, 1.5.0; `test_the_pre_screen_was_reviewed_for_every_detector` fails on a new one):
+# - `://\S*@`: Basic Auth and Cloudant URLs, `scheme://user:password@host`, which may be short (`s3://ab:pw9@h`);
+# - `BEGIN`: private-key headers (the detector's other pattern, `PuTTY-User-Key-File-2`, is a run of 21);
+# - `\S{20}`: every other format detector needs a run of at least 20 characters without whitespace (AWS access key
+#   ids 20, its secret keys 40, GitHub, GitLab, Stripe, Twilio, Mailchimp, Discord, Telegram, SendGrid, Square,
+#   OpenAI, PyPI tokens, Slack webhooks, Azure, IBM, SoftLayer and Cloudant keys), the base64 entropy detector a
+#   quoted one of at least 23 (more than 4.5 bits of entropy need 23 distinct characters); not fewer, as runs of
+#   16 to 19 (ids, check names) are half of what a contract would otherwise send to the detectors;
+# - but for these shorter tokens: Artifactory's `AKC…` (13 or more) and `AP[0-9A-F]…` (11 or more), JWTs `eyJ…`,
+#   Slack's `xox…` (in any case), NPM's `…/:_authToken=…`;
+# - `[0-9a-fA-F]{9}`: the hex entropy detector, as more than 3.0 bits need 9 distinct hex digits.
+# The keyword detector needs a secret-like key instead (`password: hunter2` is short): that is screened on the key
+# (pass 2 only), the very test `is_reference_or_identifier` applies to its hits.
+_CANDIDATE = re.compile(r"://\S*@|BEGIN|\S{20}|AKC|AP[0-9A-F]|eyJ|(?i:xox)|_authToken|[0-9a-fA-F]{9}")
+_COMMENT = re.compile(r"\s+#[\S ]*")  # the transformer's: what follows whitespace and `#` on a value's line
 _WORD = r"(?:[a-z]{1,20}[0-9]*|[A-Z]{1,20}[0-9]*|[0-9]+)"  # a word of one case (maybe numbered: q10), a number
 _IDENTIFIER = re.compile(rf"^{_WORD}(?:[-_.:]{_WORD})*$")
 _ENV_NAME = re.compile(r"^\$?\{?[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\}?$")  # MESH_PG_PASSWORD, ${MESH_PG_PASSWORD}
@@ -64,14 +82,16 @@ _LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class _Value:
-    """A string scalar of the YAML file: its first and last line, its field, and whether it is a mapping value
-    (what detect-secrets' YAML transformer scans) rather than a list item or a key."""
+    """A scalar of the YAML file: its first and last line, its field, whether it is a mapping value (rather than
+    a list item) and a string (not a number, boolean, date or null): detect-secrets' YAML transformer scans the
+    string mapping values, pass 2 does."""
 
     first: int
     last: int
     location: tuple[str | int, ...]
     text: str
     mapping_value: bool
+    string: bool
 
 
 def all_mesh_yaml(root: Path, domains_dir: str = "domains") -> list[Path]:
@@ -101,22 +121,21 @@ def scan_secrets(paths: list[Path]) -> list[Finding]:
                   for n in sorted(c.__name__ for c in get_mapping_from_secret_type_to_class().values())
                   if n not in _EXCLUDED]
     formats = [p for p in everything if p["name"] not in _CONTEXT_DETECTORS]
-    paths = [Path(p) for p in paths]
-    values = {path: _values(path) for path in paths}
+    files = [(path, *_read(path)) for path in map(Path, paths)]
     # One entry per secret occurrence: keyed by the YAML value holding it (or its line), then its hash.
     found: dict[tuple[Path, Any, str], tuple[int, list[str], _Value | None]] = {}
     with _LOCK:
         with transient_settings({"plugins_used": formats}):
-            for path in paths:
-                for number, text in _pass_one_lines(path, values[path]):
+            for path, lines, values in files:
+                for number, text in _pass_one_lines(lines, values):
                     for secret in scan.scan_line(text):
-                        _add(found, path, number, secret, _holder(values[path], number, secret.secret_value))
+                        _add(found, path, number, secret, _holder(values, number, secret.secret_value))
         with transient_settings({"plugins_used": everything}) as settings:
-            settings.filters[_OUR_FILTER] = {}
-            get_filters.cache_clear()
-            for path in paths:
-                for number, secret, value in _place(values[path], list(scan.scan_file(str(path)))):
-                    _add(found, path, number, secret, value)
+            settings.filters[_OUR_FILTER] = {}  # scan_line reloads the filters
+            for path, lines, values in files:
+                for value, text in _pass_two_lines(lines, values):
+                    for secret in scan.scan_line(text):  # else in the comment, or beyond the value's quotes
+                        _add(found, path, value.first, secret, value if secret.secret_value in value.text else None)
     findings = []
     for (path, _, _), (line, types, value) in sorted(found.items(), key=lambda i: (str(i[0][0]), i[1][0])):
         location = value.location if value else None
@@ -142,52 +161,42 @@ def is_reference_or_identifier(plugin: Any, line: str, secret: str) -> bool:
 
     For the entropy detectors, drops identifiers: words of one case and numbers joined by ``-``, ``_``, ``.``
     or ``:`` (``2026-11-21-marketing_analytics-customer_profile`` measures 4.38 bits, a 32-character random key
-    4.5), while random keys mix cases, or letters and digits, inside one run.
+    4.5), while random keys mix cases, or letters and digits, inside one run. Also drops what they did not find
+    quoted: on a line without a quoted string of their charset, ``scan_line`` searches "eagerly", reporting every
+    unquoted word without the entropy limit (meant for ad hoc strings); a file scan never does.
     """
     name = type(plugin).__name__
     if name == "KeywordDetector":
         if _ENV_NAME.match(secret.strip("'\"")):
             return True
         key = line.split(":", 1)[0].strip().strip("'\"-").strip()
-        return not _KEYWORD.search(key)
+        return not _secret_like(key)
     if name in _LIMITS:
-        return bool(_IDENTIFIER.match(secret))
+        return bool(_IDENTIFIER.match(secret)) or not (f'"{secret}"' in line or f"'{secret}'" in line)
     return False
 
 
 def _add(found: dict, path: Path, line: int, secret: Any, value: _Value | None) -> None:
     """Record one hit; hits of one secret in one YAML value (or on one line) merge, the first line is kept
-    (pass 1's: the exact line, also inside a block scalar)."""
+    (pass 1's: the exact line, also inside a multi-line value)."""
     where = (value.first, value.location) if value else line
     _, types, _ = found.setdefault((path, where, secret.secret_hash), (line, [], value))
     if secret.type not in types:
         types.append(secret.type)
 
 
-def _pass_one_lines(path: Path, values: list[_Value]) -> list[tuple[int, str]]:
-    """The lines pass 2 does not see whole: comments, list items, lines inside multi-line values, and every
-    line of a file that is not valid YAML. A line holding only one-line mapping values is left to pass 2, which
-    runs the format detectors too (halves the cost)."""
+def _read(path: Path) -> tuple[list[str], list[_Value]]:
+    """The lines of ``path`` and its scalars with their lines and fields (none when the file is not valid YAML;
+    neither when it cannot be read)."""
     try:
-        lines = list(enumerate(path.read_text(encoding="utf-8").splitlines(), 1))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return []
-    if not values:
-        return lines
-    needed: set[int] = set()
-    for v in values:
-        if not (v.mapping_value and v.first == v.last):
-            needed.update(range(v.first, v.last + 1))
-    return [(n, text) for n, text in lines if n in needed or text.lstrip().startswith("#")]
-
-
-def _values(path: Path) -> list[_Value]:
-    """Every string scalar of ``path`` with its lines and field (empty when the file is not valid YAML)."""
+        return [], []
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []
-    out: list[_Value] = []
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return text.splitlines(), []
+    values: list[_Value] = []
     stack: list[tuple[Any, tuple[str | int, ...], bool]] = [(root, (), False)] if root is not None else []
     while stack:
         node, location, mapping_value = stack.pop()
@@ -195,11 +204,44 @@ def _values(path: Path) -> list[_Value]:
             stack += [(v, (*location, str(k.value)), True) for k, v in node.value]
         elif isinstance(node, yaml.SequenceNode):
             stack += [(v, (*location, i), False) for i, v in enumerate(node.value)]
-        elif isinstance(node, yaml.ScalarNode) and isinstance(node.value, str):
+        elif isinstance(node, yaml.ScalarNode):
+            first = node.start_mark.line + 1
             last = node.end_mark.line + (0 if node.end_mark.column else -1) + 1  # a block ends at column 0
-            out.append(_Value(node.start_mark.line + 1, max(last, node.start_mark.line + 1), location, node.value,
-                              mapping_value))
-    return sorted(out, key=lambda v: (v.first, len(v.location)))
+            values.append(_Value(first, max(last, first), location, node.value, mapping_value,
+                                 node.tag.endswith((":str", ":binary"))))
+    return text.splitlines(), sorted(values, key=lambda v: (v.first, len(v.location)))
+
+
+def _pass_one_lines(lines: list[str], values: list[_Value]) -> list[tuple[int, str]]:
+    """The numbered lines pass 2 does not see whole that some format detector could match: comments, list items,
+    lines inside multi-line values, and every line of a file that is not valid YAML."""
+    needed: set[int] = set()
+    for v in values:
+        if not (v.mapping_value and v.first == v.last):
+            needed.update(range(v.first, v.last + 1))
+    return [(n, text) for n, text in enumerate(lines, 1)
+            if (not values or n in needed or text.lstrip().startswith("#")) and _CANDIDATE.search(text)]
+
+
+def _pass_two_lines(lines: list[str], values: list[_Value]) -> list[tuple[_Value, str]]:
+    """Each string mapping value some detector could match, as the line the YAML transformer makes of it:
+    ``key: "value"`` (inner quotes escaped), then the comment of the value's first line."""
+    out = []
+    for v in values:
+        if v.mapping_value and v.string:
+            key, raw = str(v.location[-1]), lines[v.first - 1]
+            match = _COMMENT.search(raw.strip()) if "#" in raw else None
+            comment = match.group(0) if match else ""
+            if _secret_like(key) or _CANDIDATE.search(v.text) or _CANDIDATE.search(comment):
+                text = v.text.replace('"', '\\"')
+                out.append((v, f'{key}: "{text}"{comment}'))
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _secret_like(key: str) -> bool:
+    """Whether the keyword detector takes ``key`` for a secret's (``password``, ``db_pass``, ``api_key``)."""
+    return bool(_KEYWORD.search(key))
 
 
 def _holder(values: list[_Value], line: int, secret: str) -> _Value | None:
@@ -207,26 +249,6 @@ def _holder(values: list[_Value], line: int, secret: str) -> _Value | None:
     spanning = [v for v in values if v.first <= line <= v.last]
     return (next((v for v in spanning if secret in v.text), None)
             or next((v for v in spanning if v.first == line), None))
-
-
-def _place(values: list[_Value], secrets: list[Any]) -> list[tuple[int, Any, _Value | None]]:
-    """Each of detect-secrets' YAML hits on the line of the mapping value that holds it.
-
-    The transformer's line numbers drift *down* the file, so the true line is at most the reported one: going
-    from the last hit up, each takes the last free value at or above its line that holds its secret (free per
-    secret, so a value repeated on two lines stays two hits); failing that, the first free one below. Without
-    such a value the reported line is kept.
-    """
-    placed, taken = [], set()
-    for secret in sorted(secrets, key=lambda s: s.line_number, reverse=True):
-        free = [v for v in values if v.mapping_value and secret.secret_value in v.text
-                and (v, secret.secret_hash, secret.type) not in taken]
-        above = [v for v in free if v.first <= secret.line_number]
-        value = above[-1] if above else (free[0] if free else None)
-        if value is not None:
-            taken.add((value, secret.secret_hash, secret.type))
-        placed.append((value.first if value else secret.line_number, secret, value))
-    return placed
 
 
 def _env_name(key: str | None, types: list[str]) -> str:
