@@ -192,31 +192,42 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs)
     def _materialize(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
         from mesh_assets.materialize import materialize_table  # DuckDB, ibis, Pandera: only where steps run
+        from mesh_assets.openlineage_events import StepLineage
 
+        lineage = StepLineage(mesh, table, [*inputs, *references.values()], dagster_run_id=context.run.run_id,
+                              dagster_job=context.run.job_name, log=context.log)
+        lineage.start()
+        result = None
         try:
-            result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
-                                       run_id=context.run.run_id, references=references, producers=producers)
-        except MeshError as exc:  # bad data or SQL: a message for people, not a traceback
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        check_results = [_check_result(key, o) for o in result.outcomes]
-        if result.failed_blocking:
-            yield from check_results
-            names = ", ".join(f"{o.name} ({o.metadata.get('failing_rows', o.metadata.get('problems'))})"
-                              for o in result.failed_blocking)
-            raise dg.Failure(
-                description=(f"{'/'.join(table.key)}: blocking check(s) failed: {names}. Snapshot "
-                             f"{result.snapshot_id or '(none written)'} was not published; the previous snapshot "
-                             "stays current and downstream assets do not run."),
-                metadata={"unpublished_snapshot": result.snapshot_id or ""},
-                allow_retries=False,
-            )
-        score = product_quality_score(table, product, result.outcomes, ports, settings.checks.severity_weights)
-        yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(result, settings, score),
-                                   check_results=check_results)
-        if result.rejects is not None:
-            snapshot_id, rejected = result.rejects
-            yield dg.MaterializeResult(asset_key=dg.AssetKey(list(rejects_key(table))),
-                                       metadata={"dagster/row_count": rejected, "snapshot": snapshot_id})
+            try:
+                result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
+                                           run_id=context.run.run_id, references=references, producers=producers)
+            except MeshError as exc:  # bad data or SQL: a message for people, not a traceback
+                raise dg.Failure(description=str(exc), allow_retries=False) from None
+            check_results = [_check_result(key, o) for o in result.outcomes]
+            if result.failed_blocking:
+                yield from check_results
+                names = ", ".join(f"{o.name} ({o.metadata.get('failing_rows', o.metadata.get('problems'))})"
+                                  for o in result.failed_blocking)
+                raise dg.Failure(
+                    description=(f"{'/'.join(table.key)}: blocking check(s) failed: {names}. Snapshot "
+                                 f"{result.snapshot_id or '(none written)'} was not published; the previous "
+                                 "snapshot stays current and downstream assets do not run."),
+                    metadata={"unpublished_snapshot": result.snapshot_id or ""},
+                    allow_retries=False,
+                )
+            score = product_quality_score(table, product, result.outcomes, ports, settings.checks.severity_weights)
+            yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(result, settings, score),
+                                       check_results=check_results)
+            if result.rejects is not None:
+                snapshot_id, rejected = result.rejects
+                yield dg.MaterializeResult(asset_key=dg.AssetKey(list(rejects_key(table))),
+                                           metadata={"dagster/row_count": rejected, "snapshot": snapshot_id})
+        except Exception as exc:  # every way a step fails ends its OpenLineage run with FAIL
+            message = exc.description if isinstance(exc, dg.Failure) else None
+            lineage.fail(message or f"{type(exc).__name__}: {exc}", result)
+            raise
+        lineage.complete(result)
 
     return _materialize
 

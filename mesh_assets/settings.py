@@ -17,6 +17,13 @@
 - ``ingestion.rejects`` (``warning`` or ``error``, default ``warning``): severity of rejected source records.
 - ``sla_defaults.<layer>``: ODCS ``slaProperties`` applied to tables whose contract has no SLA.
 - ``governance``: the policies ``mesh validate`` enforces (see :class:`GovernanceSettings`).
+- ``openlineage``: where each step's OpenLineage events go (see :class:`OpenLineageSettings`):
+  ``transport`` (``file``, ``http``, ``console`` or ``none``; default ``file``); ``file.path`` (folder, default
+  ``.mesh/openlineage``; events are appended to ``events.jsonl`` there, one JSON object per line);
+  ``http.url`` (required with ``transport: http``), ``http.endpoint`` (default ``api/v1/lineage``, Marquez's;
+  DataHub's is ``openapi/openlineage/api/v1/lineage``), ``http.api_key_env`` (the environment variable holding
+  the API key sent as a bearer token, default ``OPENLINEAGE_API_KEY``; never the key itself),
+  ``http.timeout`` (seconds per request, default 5), ``http.retries`` (default 2).
 
 Relative paths resolve against the folder of ``mesh.yaml``.
 """
@@ -98,6 +105,42 @@ class GovernanceSettings(_Strict):
     reserved_words: list[str] = []
 
 
+class _OpenLineageFile(_Strict):
+    path: str = ".mesh/openlineage"
+
+
+class _OpenLineageHttp(_Strict):
+    url: str | None = pydantic.Field(None, pattern=r"^https?://[^\s/]+\S*$")
+    endpoint: str = "api/v1/lineage"
+    api_key_env: str = pydantic.Field("OPENLINEAGE_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    timeout: float = pydantic.Field(5.0, gt=0)
+    retries: int = pydantic.Field(2, ge=0, le=10)
+
+
+class OpenLineageSettings(_Strict):
+    """Where the OpenLineage events of every step go (mesh_assets/openlineage_events.py).
+
+    - ``transport``: ``file`` (default), ``http`` (Marquez, DataHub or any OpenLineage HTTP receiver),
+      ``console`` (the ``openlineage.client`` logger, level INFO) or ``none``.
+    - ``file.path``: a folder (relative to the mesh root); events are appended to ``<path>/events.jsonl``, one
+      JSON object per line, one write per event.
+    - ``http.url``: the receiver's base URL; ``http.endpoint``: the path below it (default ``api/v1/lineage``,
+      Marquez's). ``http.api_key_env``: the environment variable holding the API key, sent as
+      ``Authorization: Bearer <key>`` when set; the key itself never belongs in ``mesh.yaml``.
+      ``http.timeout``: seconds per request; ``http.retries``: retries of a failed connection or a 5xx answer.
+    """
+
+    transport: Literal["file", "http", "console", "none"] = "file"
+    file: _OpenLineageFile = _OpenLineageFile()
+    http: _OpenLineageHttp = _OpenLineageHttp()
+
+    @pydantic.model_validator(mode="after")
+    def _url_for_http(self) -> OpenLineageSettings:
+        if self.transport == "http" and not self.http.url:
+            raise ValueError("transport http needs http.url, the receiver's base URL (e.g. http://marquez:5000)")
+        return self
+
+
 class MeshSettings(_Strict):
     """The parsed ``mesh.yaml``; ``root`` is the folder that holds it."""
 
@@ -113,6 +156,7 @@ class MeshSettings(_Strict):
     ingestion: IngestionSettings = IngestionSettings()
     sla_defaults: dict[Layer, list[dict[str, Any]]] = {}
     governance: GovernanceSettings = GovernanceSettings()
+    openlineage: OpenLineageSettings = OpenLineageSettings()
 
     @property
     def domains_path(self) -> Path:
@@ -127,6 +171,11 @@ class MeshSettings(_Strict):
     def duckdb_temp_path(self) -> str:
         """DuckDB's spill folder, absolute."""
         return _resolve(self.root, self.duckdb.temp_directory)
+
+    @property
+    def openlineage_path(self) -> str:
+        """The folder of the ``file`` transport's events, absolute (or an fsspec URL)."""
+        return _resolve(self.root, self.openlineage.file.path)
 
     @property
     def landing_path(self) -> str:
