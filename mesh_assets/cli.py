@@ -295,6 +295,29 @@ def export_duckdb_file(
 
 
 @app.command()
+def catalog(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the catalog into (index.html, …).")],
+    root: RootOption = None,
+) -> None:
+    """Write a static catalog of every data product: open <out>/index.html from disk or publish the folder.
+    Run state comes from the ports and the Dagster instance at DAGSTER_HOME (default <root>/.dagster), if any."""
+    from mesh_assets.catalog import build_catalog, find_instance
+
+    try:
+        mesh = _mesh(root)
+        instance = find_instance(mesh.root)
+        result = build_catalog(mesh, out_dir, instance)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    if instance is None:
+        err.print("no Dagster instance found (DAGSTER_HOME, default .dagster/): check results say "
+                  "'no run recorded'", highlight=False)
+    out.print(f"catalog of {len(result.pages)} data product(s) written: {result.index}", highlight=False)
+
+
+@app.command()
 def rollback(
     port: Annotated[str, typer.Argument(help="The port, as <domain>/<layer>/<table>.")],
     to: Annotated[str | None, typer.Option("--to", help="Snapshot id (default: the one published before).")] = None,
