@@ -37,14 +37,15 @@ def table_inputs(mesh: Mesh, domain: Domain, table: Table) -> list[InputRef]:
         MeshError: unparsable SQL, an unknown own table, an unknown port of another domain.
         AccessError: a private port of another domain, or a restricted one without a grant.
     """
-    if table.transform is None:
+    sql = table.transform_sql()
+    if sql is None:
         return []
     try:
-        refs = find_inputs(table.transform.read_text(encoding="utf-8"), domain.name)
+        refs = find_inputs(sql, domain.name)
     except SqlInputError as exc:
-        raise MeshError(f"{table.transform}: {exc}") from None
+        raise MeshError(f"{table.transform_origin}: {exc}") from None
     for ref in refs:
-        authorize_input(mesh, domain, ref, str(table.transform))
+        authorize_input(mesh, domain, ref, table.transform_origin)
     return refs
 
 
@@ -130,8 +131,9 @@ def _automation(table: Table, domain: Domain) -> dg.AutomationCondition:
 
 def _code_version(product: DataProduct, table: Table) -> str:
     digest = hashlib.sha256(product.path.read_bytes())
-    if table.transform is not None:
-        digest.update(table.transform.read_bytes())
+    sql = table.transform_sql()
+    if sql is not None:
+        digest.update(sql.encode())
     return digest.hexdigest()[:16]
 
 
@@ -167,6 +169,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             "port": dg.MetadataValue.path(f"{storage_url}/{'/'.join(table.key)}"),
             **({"primary_key": ", ".join(table.primary_key)} if table.primary_key else {}),
             **_governance_metadata(product, table, notices),
+            **{kind: dg.MetadataValue.json([d.definition(product.name, table.name) for d in declared])
+               for kind, declared in (("metrics", table.metrics), ("labels", table.labels)) if declared},
         },
         freshness_policy=freshness_policy(table, mesh.settings, domain.timezone),
         automation_condition=_automation(table, domain),

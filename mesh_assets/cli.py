@@ -294,6 +294,52 @@ def export_duckdb_file(
     out.print(f"{path}: {len(ports)} port(s): {', '.join(ports)}", highlight=False)
 
 
+new = typer.Typer(help="Self-serve: scaffold a domain, or a data product inferred from a file.",
+                  no_args_is_help=True)
+app.add_typer(new, name="new")
+
+
+def _report_created(created) -> None:
+    for file in created.files:
+        out.print(f"created {file}", highlight=False)
+    for note in created.notes:
+        out.print(f"  {note}", highlight=False)
+
+
+@new.command("domain")
+def new_domain(
+    name: Annotated[str, typer.Argument(help="The domain's name (snake_case, at most 63 characters).")],
+    team: Annotated[str, typer.Option("--team", help="The owner team, e.g. customer-success.")],
+    description: Annotated[str | None, typer.Option("--description", help="What the domain is about.")] = None,
+    root: RootOption = None,
+) -> None:
+    """Create a domain: its package, its code location in workspace.yaml and a test that it loads."""
+    from mesh_assets.scaffold import create_domain
+
+    try:
+        created = create_domain(find_mesh_root(root), name, team, description)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    _report_created(created)
+
+
+@new.command("product")
+def new_product(
+    domain: Annotated[str, typer.Argument(help="The domain that owns the product.")],
+    name: Annotated[str, typer.Argument(help="The product's name (snake_case).")],
+    source: Annotated[str, typer.Option("--from", help="A CSV, Parquet or JSON file, or a quoted glob.")],
+    root: RootOption = None,
+) -> None:
+    """Create a data product from a file: land it, infer a draft contract (types, keys, rules) and its SQL."""
+    from mesh_assets.scaffold import create_product
+
+    try:
+        created = create_product(find_mesh_root(root), domain, name, source)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    _report_created(created)
+
+
 @app.command()
 def catalog(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the catalog into (index.html, …).")],
@@ -315,6 +361,35 @@ def catalog(
         err.print("no Dagster instance found (DAGSTER_HOME, default .dagster/): check results say "
                   "'no run recorded'", highlight=False)
     out.print(f"catalog of {len(result.pages)} data product(s) written: {result.index}", highlight=False)
+
+
+class MetricsFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def metrics(
+    root: RootOption = None,
+    output: Annotated[MetricsFormat, typer.Option("--format", "-f", help="table for people, json for tools.")] =
+    MetricsFormat.table,
+) -> None:
+    """List every metric the mesh's gold tables declare, with its definition; values are in the port
+    <domain>.<table>__metrics."""
+    try:
+        rows = [m.definition(f"{d.name}.{p.name}", t.name)
+                for d in _mesh(root).domains() for p in d.products for t in p.tables for m in t.metrics]
+    except MeshError as exc:
+        raise _fail(exc) from None
+    if output is MetricsFormat.json:
+        print(json.dumps(rows, indent=2))
+        return
+    columns = ["product", "table", "name", "description", "owner", "expression", "dimensions", "time", "grain",
+               "unit"]
+    table = RichTable(*columns, caption=f"{len(rows)} metric(s)")
+    for r in rows:
+        table.add_row(*(", ".join(r[c]) if isinstance(r[c], list) else str(r[c]) for c in columns))
+    out.print(table)
 
 
 @app.command()

@@ -23,6 +23,8 @@ from open_data_contract_standard.model import OpenDataContractStandard
 from sqlglot import exp
 
 from mesh_assets.errors import ContractError
+from mesh_assets.labels import Label, labels_table, parse_labels
+from mesh_assets.metrics import DeclarationError, Metric, metrics_table, parse_metrics
 from mesh_assets.rules import (
     OPERATORS,
     Rule,
@@ -106,6 +108,20 @@ class Table:
     transform: Path | None
     slas: tuple[Sla, ...]
     contract_path: Path
+    metrics: tuple[Metric, ...] = ()  # customProperties metrics (mesh_assets.metrics)
+    labels: tuple[Label, ...] = ()  # customProperties labels (mesh_assets.labels)
+    sql: str | None = None  # the SELECT of a table the framework derives (metrics, labels) instead of a file
+
+    def transform_sql(self) -> str | None:
+        """The SELECT that builds the table: generated, or read from its transform file; ``None`` for bronze."""
+        if self.sql is not None:
+            return self.sql
+        return self.transform.read_text(encoding="utf-8") if self.transform is not None else None
+
+    @property
+    def transform_origin(self) -> str:
+        """Where the SELECT comes from, for messages: its file, or ``<contract>#<table>`` when generated."""
+        return str(self.transform) if self.sql is None and self.transform else f"{self.contract_path}#{self.name}"
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -265,6 +281,13 @@ class _Builder:
                 self.fail(["schema", i, "name"], f"table '{table.name}' appears twice; table names are unique")
             seen.add(table.name)
             tables.append(table)
+        owner = team_name or self.default_team
+        for derived in [metrics_table(t, owner) for t in tables if t.metrics] + [labels_table(t) for t in tables
+                                                                                if t.labels]:
+            if derived.name in seen:
+                self.fail(["schema"], f"table '{derived.name}' is the table the framework derives from the metrics "
+                                      "or labels of another table; rename it")
+            tables.append(derived)
         grants = self._grants(data.get("roles") or [], {t.name for t in tables if t.layer == "gold"})
         custom = {p.get("property"): p.get("value") for p in data.get("customProperties") or []}
         end_of_support = self._date(custom.get("endOfSupport"), ["customProperties"])
@@ -396,8 +419,32 @@ class _Builder:
                 self.fail([*loc], f"two checks on '{name}' are named '{rule.name}'; give one rule another id")
             seen.add(rule.name)
         table_slas = tuple(slas.get(name, []) or slas.get(None, []))
+        metrics, labels = self._declarations(obj, loc, name, layer, columns)
         return Table(self.domain, product, name, layer, str(obj.get("description") or ""), tuple(columns),
-                     tuple(rules), visibility, source, transform, table_slas, self.path)
+                     tuple(rules), visibility, source, transform, table_slas, self.path, metrics, labels)
+
+    def _declarations(self, obj: dict[str, Any], loc: list[str | int], name: str, layer: str,
+                      columns: list[Column]) -> tuple[tuple[Metric, ...], tuple[Label, ...]]:
+        """The metrics and labels a gold table declares in its customProperties."""
+        found: dict[str, Any] = {}
+        for k, prop in enumerate(obj.get("customProperties") or []):
+            if prop.get("property") not in ("metrics", "labels"):
+                continue
+            where: list[str | int] = [*loc, "customProperties", k, "value"]
+            if layer != "gold":
+                self.fail(where, f"only gold tables declare {prop['property']}; move them to an output port")
+                continue
+            logical = {c.name: c.logical_type for c in columns}
+            try:
+                if prop["property"] == "metrics":
+                    team = (self.data.get("team") or {}).get("name") or self.default_team
+                    found["metrics"] = tuple(parse_metrics(prop.get("value"), logical, team))
+                else:
+                    keyed = sorted((c for c in columns if c.primary_key_position), key=lambda c: c.primary_key_position)
+                    found["labels"] = tuple(parse_labels(prop.get("value"), name, logical, [c.name for c in keyed]))
+            except DeclarationError as exc:
+                self.fail([*where, *exc.location], str(exc))
+        return found.get("metrics", ()), found.get("labels", ())
 
     def _source(self, value: Any, loc: list[str | int]) -> Source | None:
         if not isinstance(value, dict) or not isinstance(value.get("path"), str):
@@ -410,12 +457,14 @@ class _Builder:
                                                   "landing zone, without '..' (e.g. shop/orders*.csv)")
             return None
         fmt = value.get("format", "csv")
-        if fmt != "csv":
-            self.fail([*loc, "customProperties"], f"source format {fmt!r} is not supported yet; use csv")
-        unknown = set(value) - {"path", "format", "delimiter", "header"}
+        if fmt not in ("csv", "parquet", "json"):
+            self.fail([*loc, "customProperties"], f"source format {fmt!r} is not supported; use csv, parquet "
+                                                  "or json")
+        options = {"path", "format", "delimiter", "header"} if fmt == "csv" else {"path", "format"}
+        unknown = set(value) - options
         if unknown:
-            self.fail([*loc, "customProperties"], f"unknown source option(s) {', '.join(sorted(unknown))}; "
-                                                  "use path, format, delimiter, header")
+            self.fail([*loc, "customProperties"], f"unknown source option(s) {', '.join(sorted(unknown))} for "
+                                                  f"format {fmt}; use {', '.join(sorted(options))}")
         return Source(value["path"], fmt, str(value.get("delimiter", ",")), bool(value.get("header", True)))
 
     def _columns(self, props: list[dict[str, Any]], loc: list[str | int], layer: str

@@ -15,11 +15,11 @@ def upstream_keys(mesh: Mesh, table: Table) -> set[Key]:
     """The asset keys ``table`` depends on: the ports its SQL reads and the tables its relationships reference.
     Unparsable SQL or unknown names give no edge here (``mesh validate`` reports them on their own)."""
     keys: set[Key] = set()
-    if table.transform is not None:
-        try:
-            keys |= {ref.key for ref in find_inputs(table.transform.read_text(encoding="utf-8"), table.domain)}
-        except (SqlInputError, OSError):
-            pass
+    try:
+        sql = table.transform_sql()
+        keys |= {ref.key for ref in find_inputs(sql, table.domain)} if sql is not None else set()
+    except (SqlInputError, OSError):
+        pass
     for rule in table.rules:
         if rule.kind == "foreign_key":
             other, name = rule.params["domain"], rule.params["table"]

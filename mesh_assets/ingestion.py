@@ -1,4 +1,5 @@
-"""Bronze ingestion of landing-zone CSV files: schema drift, accepted rows, rejected rows, row conservation.
+"""Bronze ingestion of landing-zone CSV, Parquet and JSON files: schema drift, accepted rows, rejected rows, row
+conservation.
 
 Every input record is either accepted (typed with the contract's columns, plus the lineage columns) or
 rejected into the table's ``<table>__rejects`` port with its file, line number, raw line and reason — never
@@ -9,6 +10,10 @@ silently lost. Three framework checks come with every bronze table:
   which case columns are read by name, the contract's columns are kept and missing ones are null;
 - ``rejected_rows``: how many records were rejected (severity ``mesh.yaml`` ``ingestion.rejects``);
 - ``row_conservation``: records read (a separate, permissive count of the files) = accepted + rejected.
+
+Parquet and JSON (newline-delimited or arrays of objects) files are read by column name and cast to the
+contract's types. They have no record-level rejects: a value that does not cast fails the step with DuckDB's
+message naming the file (nothing is published), so ``rejected_rows`` is always 0 for them.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ def source_files(table: Table, landing_zone: str) -> list[str]:
 def detect_drift(con: duckdb.DuckDBPyConnection, table: Table, files: list[str]) -> Drift:
     """Compare each file's header (and its first values) with the contract's columns and types."""
     assert table.source is not None
+    if table.source.format != "csv":
+        return _typed_drift(con, table, files)
     expected = [c.name for c in table.columns]
     drift = Drift()
     for path in files:
@@ -104,6 +111,47 @@ def detect_drift(con: duckdb.DuckDBPyConnection, table: Table, files: list[str])
         if len(header) == 1 and (hint := _delimiter_hint(header[0], table.source.delimiter)):
             drift.problems.append(f"{name}: {hint}")
         drift.problems += _retyped(con, table, path, header)
+    return drift
+
+
+def _typed_reader(table: Table, files: list[str], columns: str | None = None) -> str:
+    """``read_parquet``/``read_json`` of ``files``; JSON with the ``columns`` struct literal when given."""
+    assert table.source is not None
+    if table.source.format == "parquet":
+        return f"read_parquet({_file_list(files)}, filename = true, union_by_name = true)"
+    typed = f", columns = {{{columns}}}" if columns else ""
+    return f"read_json({_file_list(files)}, filename = true{typed})"
+
+
+def _typed_drift(con: duckdb.DuckDBPyConnection, table: Table, files: list[str]) -> Drift:
+    """Drift of Parquet and JSON files, read by column name (order does not matter): columns added or removed
+    (JSON: the keys of the first records DuckDB samples), and columns whose first values do not cast."""
+    expected = [c.name for c in table.columns]
+    drift = Drift()
+    for path in files:
+        name = os.path.basename(path)
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM {_typed_reader(table, [path])}").fetchall()
+        except duckdb.Error as exc:
+            drift.problems.append(f"{name} cannot be read as {table.source.format}: {str(exc).splitlines()[0]}")
+            continue
+        header = [r[0] for r in described if r[0] != "filename"]
+        drift.headers[path] = header
+        added = [h for h in header if h not in expected]
+        removed = [c for c in expected if c not in header]
+        if added:
+            drift.problems.append(f"{name}: column(s) added {', '.join(added)}")
+        if removed:
+            drift.problems.append(f"{name}: column(s) removed {', '.join(removed)}")
+        typed = [c for c in table.columns if c.name in header]
+        failing = ", ".join(f'count(*) FILTER (WHERE "{c.name}" IS NOT NULL AND TRY_CAST("{c.name}" AS '
+                            f'{c.physical_type}) IS NULL)' for c in typed)
+        if not failing:
+            continue
+        row = con.execute(f"SELECT count(*), {failing} FROM (SELECT * FROM {_typed_reader(table, [path])} "
+                          f"LIMIT {_SAMPLE_VALUES})").fetchall()[0]
+        drift.problems += [f"{name}: column {c.name} retyped: {n} of the first {row[0]} values are not "
+                           f"{c.physical_type}" for c, n in zip(typed, row[1:]) if n]
     return drift
 
 
@@ -168,6 +216,15 @@ def ingestion_sql(table: Table, drift: Drift, run_id: str) -> str:
         if header:
             by_header.setdefault(tuple(header), []).append(path)
     types = {c.name: c.physical_type for c in table.columns}
+    assert table.source is not None
+    if table.source.format != "csv" and drift.headers:  # by name, cast: a bad value fails the step; missing: null
+        present = [c for c in types if any(c in h for h in by_header)]
+        read = _typed_reader(table, list(drift.headers),
+                             ", ".join(f"{_literal(c)}: '{t}'" for c, t in types.items()))
+        picked = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' if c in present or table.source.format == "json"
+                           else f'CAST(NULL AS {t}) AS "{c}"' for c, t in types.items())
+        return (f"SELECT {picked}, filename AS _source_file, now() AS _ingested_at, '{run_id}' AS _run_id "
+                f"FROM {read}")
     selects = []
     for header, files in by_header.items():
         columns = ", ".join(f"{_literal(h)}: '{types.get(h, 'VARCHAR')}'" for h in header)
@@ -200,6 +257,10 @@ def records_read(con: duckdb.DuckDBPyConnection, table: Table, drift: Drift) -> 
     """Records in the files, counted by a permissive scan independent of the typed one: in parallel, or
     serially when a value holds a quoted newline (DuckDB's parallel scanner cannot pad those rows)."""
     total = 0
+    assert table.source is not None
+    if table.source.format != "csv":
+        return sum(con.execute(f"SELECT count(*) FROM {_typed_reader(table, [p])}").fetchall()[0][0]
+                   for p in drift.headers)
     for path, header in drift.headers.items():
         if not header:
             continue

@@ -36,7 +36,7 @@ from mesh_assets.outcomes import CheckOutcome, schema_outcome, weighted_passes
 from mesh_assets.ports import Port, Snapshot
 from mesh_assets.profile import profile_relation, write_profile
 from mesh_assets.settings import MeshSettings
-from mesh_assets.sql_inputs import InputRef
+from mesh_assets.sql_inputs import PREVIOUS, InputRef
 from resources import DuckDBEngine, PortStorage
 
 
@@ -101,9 +101,9 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
                 return TableResult(False, None, None, first, {"transform": f"ingestion of {table.source.path}"})
             sql, origin = ingestion_sql(table, drift, run_id), f"ingestion of {table.source.path}"
         else:
-            assert table.transform is not None
-            sql = table.transform.read_text(encoding="utf-8").strip().rstrip(";")
-            origin = _relative(table.transform, settings.root)
+            sql = (table.transform_sql() or "").strip().rstrip(";")
+            origin = _relative(Path(table.transform_origin), settings.root)
+            _register_previous(con, engine, storage.port(table.key), table)
         actual = _describe(con, sql, origin, table)
         expected = _normalised_types(con, table.output_columns)
         schema = schema_outcome(table, actual, expected)
@@ -154,6 +154,17 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
                            (rejects[1].id, rejects[2]) if rejects else None, profile)
     finally:
         engine.close(con, "__".join(table.key))
+
+
+def _register_previous(con: duckdb.DuckDBPyConnection, engine: DuckDBEngine, port: Port, table: Table) -> None:
+    """The view ``previous.<table>``: the table's own published snapshot (an empty relation of the contract's
+    shape before the first publication), for transforms that carry values over from one run to the next."""
+    try:
+        engine.register_view(con, PREVIOUS, table.name, port.current_snapshot().glob)
+    except PortError:
+        empty = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in table.output_columns.items())
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS {PREVIOUS}')
+        con.execute(f'CREATE VIEW {PREVIOUS}."{table.name}" AS SELECT {empty} WHERE false')
 
 
 def _copy(con: duckdb.DuckDBPyConnection, sql: str, snapshot: Snapshot, origin: str, table: Table) -> int:

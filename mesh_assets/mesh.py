@@ -10,7 +10,8 @@ from dagster._utils.schedules import is_valid_cron_string  # the validator Dagst
 from mesh_assets.contracts import SNAKE_CASE, DataProduct, Table, load_contract
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.ingestion import rejects_key
-from mesh_assets.settings import MeshSettings, load_settings
+from mesh_assets.settings import LAYERS, MeshSettings, load_settings
+from mesh_assets.sql_inputs import PREVIOUS
 from mesh_assets.yaml_source import load_yaml
 
 DOMAIN_FILE = "domain.yaml"
@@ -58,6 +59,8 @@ def load_domain(path: Path) -> Domain:
         problems.append(doc.problem(["name"], f"must equal the folder name; set name: {path.name}"))
     if not SNAKE_CASE.fullmatch(path.name):
         problems.append(doc.problem(["name"], "domain names are snake_case"))
+    elif path.name in (*LAYERS, PREVIOUS):  # SQL names <layer>.<t> and previous.<t> mean the domain's own
+        problems.append(doc.problem(["name"], f"'{path.name}' is reserved in SQL names; rename the domain"))
     for field in ("team", "description"):
         if not isinstance(data.get(field), str) or not data.get(field):
             problems.append(doc.problem([field], f"set the domain's {field}"))

@@ -1,7 +1,8 @@
 """Find the ports a SQL transform reads, with ``sqlglot`` (no need to declare inputs twice).
 
 Names a transform may use (DuckDB dialect): ``bronze.<t>``, ``silver.<t>``, ``gold.<t>`` for its own domain's
-tables and ``<domain>.<t>`` for another domain's gold output port. CTE names are local and ignored.
+tables, ``<domain>.<t>`` for another domain's gold output port, and ``previous.<t>`` for the table's own
+published snapshot (to carry values from run to run). CTE names are local and ignored.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ class InputRef:
     @property
     def cross_domain(self) -> bool:
         return self.schema not in LAYERS
+
+
+# ``previous.<table>``: the table's own published snapshot (mesh_assets.materialize), not a port it reads.
+PREVIOUS = "previous"
 
 
 class SqlInputError(ValueError):
@@ -74,6 +79,8 @@ def _find_inputs(sql: str, domain: str) -> tuple[InputRef, ...]:
                 continue
             raise SqlInputError(f"table '{name}' is not qualified: write bronze.{name}, silver.{name}, "
                                 f"gold.{name} or <domain>.{name}")
+        if schema == PREVIOUS:
+            continue  # the table's own published snapshot, registered by the step itself
         if schema == domain:
             raise SqlInputError(f"'{schema}.{name}' is this domain's own table: write gold.{name} (or its layer)")
         key = (domain, schema, name) if schema in LAYERS else (schema, "gold", name)
