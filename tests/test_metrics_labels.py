@@ -270,3 +270,16 @@ def test_label_queries_follow_the_access_rules(tmp_path: Path) -> None:
     assert "supply.supplier_profile is a restricted output port" in str(info.value)
     assert "customer_profile.yaml#customer_profile__labels" in str(info.value)
     assert "mesh access request supply.supplier_profile --for customers" in str(info.value)
+
+
+def test_the_catalog_shows_metric_and_label_definitions(mesh_run, tmp_path: Path, monkeypatch) -> None:
+    from mesh_assets.catalog import build_catalog
+
+    for name, value in mesh_run[3].items():
+        monkeypatch.setenv(name, value)
+    build_catalog(load_mesh(REPO), tmp_path / "catalog", mesh_run[4])
+    sales = (tmp_path / "catalog" / "products" / "sales.order_lines_wide.html").read_text()
+    assert "<h3>Metrics" in sales and all(f"<code>{m}</code>" in sales for m in
+                                         ("revenue", "order_count", "average_discount", "late_shipment_rate"))
+    customers = (tmp_path / "catalog" / "products" / "customers.customer_profile.html").read_text()
+    assert "<h3>Labels" in customers and "<code>value_tier</code>" in customers and "<code>at_risk</code>" in customers
