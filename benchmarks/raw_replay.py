@@ -13,13 +13,21 @@ from pathlib import Path
 
 import duckdb
 
+from mesh_assets.access import pii_salt
+from mesh_assets.settings import GovernanceSettings
+from resources.duckdb_engine import MASK_FUNCTION, DuckDBEngine
+
 
 def replay(folder: Path) -> int:
-    """Run every recorded statement; return how many ran."""
+    """Run every recorded statement; return how many ran. Connections that masked PII get the same masking
+    function, keyed by the same salt (``MESH_PII_SALT``): the replay does the very same work."""
     count = 0
     for log in sorted(folder.glob("*.json"), key=lambda p: int(p.name.split("-", 1)[0])):
         con = duckdb.connect(":memory:")
-        for statement in json.loads(log.read_text()):
+        statements = json.loads(log.read_text())
+        if any(MASK_FUNCTION in s for s in statements):
+            DuckDBEngine.enable_masking(con, pii_salt(GovernanceSettings()))
+        for statement in statements:
             con.execute(statement).fetchall()
             count += 1
         con.close()
