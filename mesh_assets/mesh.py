@@ -9,7 +9,7 @@ from dagster._utils.schedules import is_valid_cron_string  # the validator Dagst
 
 from mesh_assets.contracts import SNAKE_CASE, DataProduct, Table, load_contract
 from mesh_assets.errors import ContractError, MeshError
-from mesh_assets.ingestion import rejects_key
+from mesh_assets.ports import REJECTS_SUFFIX
 from mesh_assets.settings import LAYERS, MeshSettings, load_settings
 from mesh_assets.sql_inputs import PREVIOUS
 from mesh_assets.yaml_source import load_yaml
@@ -85,7 +85,7 @@ def load_domain(path: Path) -> Domain:
     for product in products:
         for table in product.tables:
             # a bronze table also owns the key of its rejects port
-            owned = [table.key, rejects_key(table)] if table.layer == "bronze" else [table.key]
+            owned = [table.key, (*table.key[:2], table.name + REJECTS_SUFFIX)] if table.layer == "bronze" else [table.key]
             for key in owned:
                 if key in keys:
                     raise MeshError(f"{product.path}: asset key {'/'.join(key)} is also declared in "
