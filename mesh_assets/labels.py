@@ -34,20 +34,18 @@ of the run that first produced the current value: the SQL compares with the port
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from mesh_assets.metrics import DeclarationError, parse_expression, required_rules
+from mesh_assets.metrics import DeclarationError, declarations, parse_expression, required_rules
 from mesh_assets.rules import primary_key_rule
 from mesh_assets.sql_inputs import PREVIOUS, SqlInputError, parse_select
 
 if TYPE_CHECKING:
     from mesh_assets.contracts import Table
 
-LABEL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 LABEL_FIELDS = ("name", "description", "entity", "query", "rule")
 LABELS_SUFFIX = "__labels"
 RESERVED = ("label", "value", "since")
@@ -100,21 +98,8 @@ def parse_labels(value: Any, table: str, columns: dict[str, str], primary_key: l
             differs between labels (one labels table per entity), a query that is not one SELECT or does not
             return the entity columns, a rule that does not parse or names a column the query does not return.
     """
-    if not isinstance(value, list) or not value:
-        raise DeclarationError([], "labels must be a list of {name, description, entity, query, rule}")
     labels: list[Label] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise DeclarationError([i], "each label is a mapping: {name, description, entity, query, rule}")
-        unknown = sorted(set(item) - set(LABEL_FIELDS))
-        if unknown:
-            raise DeclarationError([i, unknown[0]], f"unknown label field(s) {', '.join(unknown)}; use "
-                                                    f"{', '.join(LABEL_FIELDS)}")
-        name = item.get("name")
-        if not isinstance(name, str) or not LABEL_NAME.fullmatch(name):
-            raise DeclarationError([i, "name"], f"label name {name!r} must be snake_case, e.g. value_tier")
-        if name in {lb.name for lb in labels}:
-            raise DeclarationError([i, "name"], f"label '{name}' is declared twice; label names are unique per table")
+    for i, item, name in declarations(value, "label", LABEL_FIELDS, "value_tier"):
         if not isinstance(item.get("description"), str) or not item["description"].strip():
             raise DeclarationError([i, "description"], f"label '{name}' needs a description")
         entity = item.get("entity", primary_key)

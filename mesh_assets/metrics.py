@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import sqlglot
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from mesh_assets.contracts import Column, Table
 
 GRAINS = ("day", "week", "month", "quarter", "year")
-METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+DECLARATION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")  # metric and label names, matched in full
 METRIC_FIELDS = ("name", "description", "owner", "expression", "dimensions", "time", "grain", "unit")
 METRICS_SUFFIX = "__metrics"
 
@@ -72,6 +73,34 @@ class Metric:
                 "time": self.time, "grain": self.grain, "unit": self.unit}
 
 
+def declarations(value: Any, kind: str, fields: tuple[str, ...], example: str) -> Iterator[tuple[int, dict, str]]:
+    """``(index, item, name)`` of each declaration in ``value``, a list of mappings with only ``fields`` and a
+    snake_case ``name`` (at most 63 characters) unique in the list.
+
+    Raises:
+        DeclarationError: ``value`` is not a non-empty list of such mappings (``kind`` names them).
+    """
+    if not isinstance(value, list) or not value:
+        raise DeclarationError([], f"{kind}s must be a list of {{{', '.join(fields)}}}")
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise DeclarationError([i], f"each {kind} is a mapping: {{{', '.join(fields)}}}")
+        unknown = sorted(set(item) - set(fields))
+        if unknown:
+            raise DeclarationError([i, unknown[0]], f"unknown {kind} field(s) {', '.join(unknown)}; use "
+                                                    f"{', '.join(fields)}")
+        name = item.get("name")
+        if not isinstance(name, str) or not DECLARATION_NAME.fullmatch(name):
+            raise DeclarationError([i, "name"], f"{kind} name {name!r} must be snake_case (at most 63 characters), "
+                                                f"e.g. {example}")
+        if name in seen:
+            raise DeclarationError([i, "name"], f"{kind} '{name}' is declared twice; {kind} names are unique per "
+                                                "table")
+        seen.add(name)
+        yield i, item, name
+
+
 def parse_expression(text: Any, location: list[str | int], what: str) -> exp.Expression:
     """``text`` parsed by sqlglot as one DuckDB expression. Raises :class:`DeclarationError`."""
     if not isinstance(text, str) or not text.strip():
@@ -99,24 +128,8 @@ def parse_metrics(value: Any, columns: dict[str, str], team: str) -> list[Metric
             unknown column, a time column that is no date/timestamp, a bad grain, an expression that does not
             parse, holds a query or window, or aggregates nothing.
     """
-    if not isinstance(value, list) or not value:
-        raise DeclarationError([], "metrics must be a list of {name, description, expression, dimensions, time, "
-                                   "grain, unit}")
     metrics: list[Metric] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise DeclarationError([i], "each metric is a mapping: {name, description, expression, time, grain}")
-        unknown = sorted(set(item) - set(METRIC_FIELDS))
-        if unknown:
-            raise DeclarationError([i, unknown[0]], f"unknown metric field(s) {', '.join(unknown)}; use "
-                                                    f"{', '.join(METRIC_FIELDS)}")
-        name = item.get("name")
-        if not isinstance(name, str) or not METRIC_NAME.fullmatch(name):
-            raise DeclarationError([i, "name"], f"metric name {name!r} must be snake_case (at most 63 "
-                                                "characters), e.g. late_shipment_rate")
-        if name in {m.name for m in metrics}:
-            raise DeclarationError([i, "name"], f"metric '{name}' is declared twice; metric names are unique "
-                                                "per table")
+    for i, item, name in declarations(value, "metric", METRIC_FIELDS, "late_shipment_rate"):
         for field in ("description", "expression", "time", "grain"):
             if not isinstance(item.get(field), str) or not item[field].strip():
                 raise DeclarationError([i, field], f"metric '{name}' needs a {field}"
