@@ -4,13 +4,14 @@ Public API:
 
 - :func:`build_domain_definitions` — a domain folder → its Dagster code location.
 - :func:`build_mesh_definitions`, :func:`load_mesh` — every domain at once, for the command-line run.
-- :func:`connect` — a read-only DuckDB connection with every output port as a ``<domain>.<table>`` view.
+- :func:`connect` — a DuckDB connection with every output port the reader may read as a ``<domain>.<table>``
+  view, PII masked per grants; :func:`export_duckdb` — the same as a DuckDB file for BI tools.
 """
 
 from mesh_assets.definitions import build_domain_definitions, build_mesh_definitions
 from mesh_assets.errors import ContractError, MeshError, PortError, TransformError
 from mesh_assets.mesh import load_mesh
-from mesh_assets.query import connect
+from mesh_assets.query import connect, export_duckdb
 
 __all__ = [
     "ContractError",
@@ -20,5 +21,6 @@ __all__ = [
     "build_domain_definitions",
     "build_mesh_definitions",
     "connect",
+    "export_duckdb",
     "load_mesh",
 ]
