@@ -14,11 +14,12 @@ import dagster as dg
 
 from mesh_assets.access import authorize_input, deprecation_notice
 from mesh_assets.contracts import DataProduct, Table
-from mesh_assets.errors import MeshError
+from mesh_assets.errors import MeshError, TransientError
 from mesh_assets.freshness import freshness_policy
 from mesh_assets.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS, rejects_key
 from mesh_assets.profile import profile_metadata
 from mesh_assets.mesh import Domain, Mesh
+from mesh_assets.settings import MeshSettings
 from mesh_assets.outcomes import CheckOutcome, weighted_passes
 from mesh_assets.sql_inputs import InputRef, SqlInputError, find_inputs
 from resources import DuckDBEngine, PortStorage
@@ -193,7 +194,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                     for r in table.rules]
     settings = mesh.settings
 
-    @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs)
+    @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs,
+                    retry_policy=retry_policy(settings))
     def _materialize(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
         from mesh_assets.materialize import materialize_table  # DuckDB, ibis, Pandera: only where steps run
         from mesh_assets.openlineage_events import StepLineage
@@ -206,8 +208,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             try:
                 result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
                                            run_id=context.run.run_id, references=references, producers=producers)
-            except MeshError as exc:  # bad data or SQL: a message for people, not a traceback
-                raise dg.Failure(description=str(exc), allow_retries=False) from None
+            except MeshError as exc:  # a message for people, not a traceback; bad data or SQL is not retried
+                raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, TransientError)) from None
             check_results = [_check_result(key, o) for o in result.outcomes]
             if result.failed_blocking:
                 yield from check_results
@@ -234,6 +236,18 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         lineage.complete(result)
 
     return _materialize
+
+
+def retry_policy(settings: MeshSettings) -> dg.RetryPolicy | None:
+    """Every step's retry policy from ``mesh.yaml`` ``retries`` (None when ``max_retries`` is 0). It applies to
+    unexpected exceptions and :class:`TransientError`; a contract violation, bad data or bad SQL raises
+    ``dg.Failure(allow_retries=False)``, which is never retried."""
+    retries = settings.retries
+    if retries.max_retries == 0:
+        return None
+    return dg.RetryPolicy(max_retries=retries.max_retries, delay=retries.delay_seconds,
+                          backoff=dg.Backoff.EXPONENTIAL if retries.backoff == "exponential" else dg.Backoff.LINEAR,
+                          jitter={"plus_minus": dg.Jitter.PLUS_MINUS, "full": dg.Jitter.FULL, "none": None}[retries.jitter])
 
 
 def _rejects_spec(table: Table, product: DataProduct, domain: Domain, key: dg.AssetKey) -> dg.AssetSpec:

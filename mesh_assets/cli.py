@@ -273,6 +273,28 @@ def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option(
     _emit(rows, output, ["port", "visibility", "snapshot", "rows", "published_at"])
 
 
+@app.command()
+def status(root: RootOption = None, output: Annotated[OutputFormat, typer.Option("--format", "-f")] =
+           OutputFormat.table) -> None:
+    """Every output port: freshness (the freshness daemon's state, and the pointer against the SLA now), last
+    update, rows and the last check results from the Dagster instance at DAGSTER_HOME (default <root>/.dagster).
+    Exit code 1 when a port is stale, failed its freshness policy or a blocking check."""
+    from mesh_assets.catalog import find_instance
+    from mesh_assets.status import COLUMNS, port_status
+
+    try:
+        mesh = _mesh(root)
+        rows = port_status(mesh, find_instance(mesh.root))
+    except MeshError as exc:
+        raise _fail(exc) from None
+    _emit(rows, output, COLUMNS)
+    unhealthy = [r["port"] for r in rows if r["freshness"] == "FAIL" or r["sla_state"] not in ("fresh", "no SLA")
+                 or "failed:" in r["checks"]]
+    if unhealthy:
+        err.print(f"[bold red]{len(unhealthy)} port(s) need attention:[/] {', '.join(unhealthy)}", highlight=False)
+        raise typer.Exit(1)
+
+
 export = typer.Typer(help="Export the output ports for other tools.", no_args_is_help=True)
 app.add_typer(export, name="export")
 

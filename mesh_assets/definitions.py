@@ -11,6 +11,7 @@ from mesh_assets.assets import LAYER_TAG, domain_assets
 from mesh_assets.errors import MeshError
 from mesh_assets.graph import cycle_message, find_cycle
 from mesh_assets.mesh import Domain, Mesh, load_mesh
+from mesh_assets.sensors import freshness_alert_sensor, landing_zone_sensor, run_failure_alert_sensor
 from mesh_assets.settings import MeshSettings, find_mesh_root
 from resources import DuckDBEngine, PortStorage
 
@@ -30,11 +31,12 @@ def mesh_resources(settings: MeshSettings) -> dict[str, object]:
     }
 
 
-def _automation_sensor(domain: Domain) -> dg.AutomationConditionSensorDefinition:
+def _automation_sensor(domain: Domain, settings: MeshSettings) -> dg.AutomationConditionSensorDefinition:
     return dg.AutomationConditionSensorDefinition(
         f"{domain.name}_automation",
         target=dg.AssetSelection.groups(domain.name),
         default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=settings.automation.automation_interval_seconds,
         description=f"Declarative automation of domain {domain.name}: bronze on its ingestion schedule, "
                     "silver and gold when their inputs update and pass their blocking checks.",
     )
@@ -50,9 +52,10 @@ def check_acyclic(mesh: Mesh, domains: list[str], loaded_only: bool = False) -> 
 
 
 def build_domain_definitions(domain_dir: Path | str) -> dg.Definitions:
-    """The code location of the domain in folder ``domain_dir``: its assets and checks, an automation sensor
-    (RUNNING by default) and an ``<domain>_ingestion`` job. Only this domain's contracts and the contracts of
-    the ports it reads are parsed; no other domain's Python is imported.
+    """The code location of the domain in folder ``domain_dir``: its assets and checks, an ``<domain>_ingestion``
+    job, and its sensors, all RUNNING by default: declarative automation, the landing zone (when the domain
+    ingests) and the run-failure and freshness alerts (mesh_assets.sensors). Only this domain's contracts and
+    the contracts of the ports it reads are parsed; no other domain's Python is imported.
 
     Raises:
         ContractError, MeshError: a malformed contract, an input that cannot be resolved, a dependency cycle
@@ -70,11 +73,15 @@ def build_domain_definitions(domain_dir: Path | str) -> dg.Definitions:
         selection=dg.AssetSelection.groups(domain.name) & dg.AssetSelection.tag(LAYER_TAG, "bronze"),
         description=f"Ingest the landing-zone files of domain {domain.name} into its bronze tables.",
     )
+    ingests = any(t.layer == "bronze" and t.source is not None for t in domain.tables)
+    settings = mesh.settings
+    sensors = [_automation_sensor(domain, settings), run_failure_alert_sensor(domain, settings),
+               freshness_alert_sensor(domain, settings)]
     return dg.Definitions(
         assets=assets,
-        sensors=[_automation_sensor(domain)],
-        jobs=[ingestion] if any(t.layer == "bronze" for t in domain.tables) else [],
-        resources=mesh_resources(mesh.settings),
+        sensors=[*sensors, landing_zone_sensor(domain, settings, ingestion)] if ingests else sensors,
+        jobs=[ingestion] if ingests else [],
+        resources=mesh_resources(settings),
     )
 
 

@@ -31,3 +31,8 @@ class PortError(MeshError):
 
 class TransformError(MeshError):
     """A transform (ingestion or SQL) failed on its data; the message names the table, the file and the fix."""
+
+
+class TransientError(TransformError):
+    """A transform failed on I/O (a file system or object store error, a lost connection) rather than on its
+    data or SQL: the step's retry policy (``mesh.yaml`` ``retries``) runs it again."""

@@ -20,7 +20,7 @@ from mesh_assets.access import pii_salt, runtime_access
 from mesh_assets.checks import run_rules
 from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
-from mesh_assets.errors import MeshError, PortError, TransformError
+from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
 from mesh_assets.ingestion import (
     REJECTS_COLUMNS,
     detect_drift,
@@ -114,44 +114,56 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         if not schema.passed and schema.blocking:
             return TableResult(False, None, None, first, {"transform": origin})
         port = storage.port(table.key)
-        snapshot = port.new_snapshot(run_id)
-        rows = _copy(con, sql, snapshot, origin, table)
-        rejects = None
-        if drift is not None:
-            rejects_port = storage.port(rejects_key(table))
-            rejects_snapshot = rejects_port.new_snapshot(run_id)
-            rejected = _copy(con, _rejects_query(con, run_id), rejects_snapshot, origin, table)
-            sample = con.execute(f"SELECT line_number, _source_file, error_types, raw_line FROM "
-                                 f"read_parquet('{rejects_snapshot.data_file}') "
-                                 f"LIMIT {settings.checks.sample_rows}").fetchall()
-            sample_rows = [dict(zip(("line_number", "file", "error_types", "raw_line"), r)) for r in sample]
-            first += ingestion_outcomes(records_read(con, table, drift), rows, sample_rows, rejected,
-                                        settings.ingestion.rejects)
-            rejects = (rejects_port, rejects_snapshot, rejected)
-        engine.register_view(con, table.layer, table.name, snapshot.glob)
-        targets = {name: f"{ref.schema}.{ref.table}" for name, ref in references.items()}
-        outcomes = [*first, *run_rules(con, f"{table.layer}.{table.name}", table, settings.checks.sample_rows,
-                                       targets)]
-        profile = profile_relation(con, f"{table.layer}.{table.name}")
-        write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
-        metadata: dict[str, Any] = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin,
-                                    "sql": sql}
-        masked = {a.port: list(a.masked) for a in access.values() if a.masked}
-        if masked:
-            metadata["masked_inputs"] = masked
-        if inputs:
-            columns = {(r.schema, r.table): _describe(con, f'SELECT * FROM "{r.schema}"."{r.table}"', origin, table)
-                       for r in inputs}
-            metadata["column_lineage"] = column_lineage(sql, inputs, columns)
-        published = not any(o.blocking and not o.passed for o in outcomes)
-        if published:
-            if rejects is not None:
-                _publish(rejects[0], rejects[1], {"rows": rejects[2], "run_id": run_id}, settings)
-            passed, total = weighted_passes(outcomes, settings.checks.severity_weights)
-            _publish(port, snapshot, {"rows": rows, "run_id": run_id,
-                                      "quality": {"passed": passed, "total": total}}, settings)
-        return TableResult(published, snapshot.id, rows, outcomes, metadata,
-                           (rejects[1].id, rejects[2]) if rejects else None, profile)
+        written: list[tuple[Port, Snapshot]] = []  # discarded if the step fails before it ends
+        try:
+            snapshot = port.new_snapshot(run_id)
+            written.append((port, snapshot))
+            rows = _copy(con, sql, snapshot, origin, table)
+            rejects = None
+            if drift is not None:
+                rejects_port = storage.port(rejects_key(table))
+                rejects_snapshot = rejects_port.new_snapshot(run_id)
+                written.append((rejects_port, rejects_snapshot))
+                rejected = _copy(con, _rejects_query(con, run_id), rejects_snapshot, origin, table)
+                sample = con.execute(f"SELECT line_number, _source_file, error_types, raw_line FROM "
+                                     f"read_parquet('{rejects_snapshot.data_file}') "
+                                     f"LIMIT {settings.checks.sample_rows}").fetchall()
+                sample_rows = [dict(zip(("line_number", "file", "error_types", "raw_line"), r)) for r in sample]
+                first += ingestion_outcomes(records_read(con, table, drift), rows, sample_rows, rejected,
+                                            settings.ingestion.rejects)
+                rejects = (rejects_port, rejects_snapshot, rejected)
+            engine.register_view(con, table.layer, table.name, snapshot.glob)
+            targets = {name: f"{ref.schema}.{ref.table}" for name, ref in references.items()}
+            outcomes = [*first, *run_rules(con, f"{table.layer}.{table.name}", table, settings.checks.sample_rows,
+                                           targets)]
+            profile = profile_relation(con, f"{table.layer}.{table.name}")
+            write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
+            metadata: dict[str, Any] = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin,
+                                        "sql": sql}
+            masked = {a.port: list(a.masked) for a in access.values() if a.masked}
+            if masked:
+                metadata["masked_inputs"] = masked
+            if inputs:
+                columns = {(r.schema, r.table): _describe(con, f'SELECT * FROM "{r.schema}"."{r.table}"', origin, table)
+                           for r in inputs}
+                metadata["column_lineage"] = column_lineage(sql, inputs, columns)
+            published = not any(o.blocking and not o.passed for o in outcomes)
+            if published:
+                if rejects is not None:
+                    _publish(rejects[0], rejects[1], {"rows": rejects[2], "run_id": run_id}, settings)
+                passed, total = weighted_passes(outcomes, settings.checks.severity_weights)
+                _publish(port, snapshot, {"rows": rows, "run_id": run_id,
+                                          "quality": {"passed": passed, "total": total}}, settings)
+            else:
+                failed = ", ".join(o.name for o in outcomes if o.blocking and not o.passed)
+                for written_port, written_snapshot in written:
+                    written_port.mark_unpublished(written_snapshot.id, f"blocking check(s) failed: {failed}")
+            return TableResult(published, snapshot.id, rows, outcomes, metadata,
+                               (rejects[1].id, rejects[2]) if rejects else None, profile)
+        except Exception:
+            for written_port, written_snapshot in written:
+                written_port.discard(written_snapshot.id)
+            raise
     finally:
         engine.close(con, "__".join(table.key))
 
@@ -172,8 +184,8 @@ def _copy(con: duckdb.DuckDBPyConnection, sql: str, snapshot: Snapshot, origin: 
         return int(con.execute(f"COPY ({sql}) TO '{snapshot.data_file}' (FORMAT parquet, COMPRESSION zstd)"
                                ).fetchall()[0][0])
     except duckdb.Error as exc:
-        raise TransformError(f"{'/'.join(table.key)}: {origin} failed: {_message(exc)}. Nothing was "
-                             "published; the previous snapshot stays current") from None
+        raise _failure(exc)(f"{'/'.join(table.key)}: {origin} failed: {_message(exc)}. Nothing was "
+                            "published; the previous snapshot stays current") from None
 
 
 def _publish(port: Port, snapshot: Snapshot, info: dict[str, Any], settings: MeshSettings) -> None:
@@ -200,7 +212,7 @@ def _describe(con: duckdb.DuckDBPyConnection, sql: str, origin: str, table: Tabl
     try:
         return {name: ctype for name, ctype, *_ in con.execute(f"DESCRIBE {sql}").fetchall()}
     except duckdb.Error as exc:
-        raise TransformError(f"{'/'.join(table.key)}: {origin} failed: {_message(exc)}") from None
+        raise _failure(exc)(f"{'/'.join(table.key)}: {origin} failed: {_message(exc)}") from None
 
 
 def _normalised_types(con: duckdb.DuckDBPyConnection, columns: dict[str, str]) -> dict[str, str]:
@@ -210,6 +222,11 @@ def _normalised_types(con: duckdb.DuckDBPyConnection, columns: dict[str, str]) -
         return {name: ctype for name, ctype, *_ in con.execute(f"DESCRIBE SELECT {select}").fetchall()}
     except duckdb.Error as exc:
         raise MeshError(f"a physicalType is not a DuckDB type: {_message(exc)}") from None
+
+
+def _failure(exc: duckdb.Error) -> type[TransformError]:
+    """:class:`TransientError` (retried) for DuckDB's I/O and HTTP errors, else :class:`TransformError`."""
+    return TransientError if isinstance(exc, (duckdb.IOException, duckdb.HTTPException)) else TransformError
 
 
 def _message(exc: Exception) -> str:

@@ -10,6 +10,12 @@ A snapshot id is ``<UTC time %Y%m%dT%H%M%S%fZ>-<run id prefix>``, so ids sort by
 resolve ``_current.json`` first; writers create a new snapshot, audit it, then :meth:`Port.publish` replaces
 the pointer in one atomic step (``os.replace`` locally, a single object PUT on object stores). A crash before
 publishing leaves the previous snapshot current and readable. The storage root may be any fsspec URL.
+
+A snapshot folder records how it ended: ``_published.json`` (it passed its audit and was published) or
+``_unpublished.json`` (a blocking check failed; kept for inspection until retention prunes it). While it is
+written, ``_writer.json`` names the writing process (host, pid, its start time). A snapshot with neither
+ending whose writer is gone — a process killed mid-write — is an orphan: the next write of the port deletes it
+(:meth:`Port.clean_orphans`).
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
+import psutil
 from fsspec.implementations.local import LocalFileSystem
 
 from mesh_assets.errors import PortError
@@ -30,6 +39,11 @@ from mesh_assets.errors import PortError
 POINTER = "_current.json"
 DATA_FILE = "part-0.parquet"
 PUBLISHED = "_published.json"  # in a snapshot folder: the snapshot passed its audit and was published
+UNPUBLISHED = "_unpublished.json"  # a blocking check failed: never published, kept for inspection
+WRITER = "_writer.json"  # the process writing the snapshot
+# An unfinished snapshot written from another host, whose process cannot be checked, is an orphan after this
+# long (seconds); Iceberg's remove_orphan_files waits 3 days for the same reason (a write may still be running).
+ORPHAN_AGE = 86400
 # A key part is a safe identifier: snake_case, at most 63 characters (the contract layer's rule for domain and
 # table names), so it can be neither a path (``..``, ``a/b``) nor SQL (quotes, ``;``). A bronze table's rejects
 # port adds this suffix to the table name (mesh_assets.ingestion.rejects_key). Matched with fullmatch: `$`
@@ -94,12 +108,74 @@ class Port:
         return path if self.local else f"{self._protocol}{path.lstrip('/')}"
 
     def new_snapshot(self, run_id: str) -> Snapshot:
-        """Create an empty, unpublished snapshot folder for the run ``run_id`` and return it."""
+        """Delete the port's orphaned snapshots (:meth:`clean_orphans`), then create an empty, unpublished
+        snapshot folder for the run ``run_id``, owned by this process (``_writer.json``), and return it."""
+        self.clean_orphans()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         snapshot_id = f"{stamp}-{re.sub(r'[^A-Za-z0-9]', '', run_id)[:8]}"  # a valid SNAPSHOT_ID
         path = f"{self.path}/snapshots/{snapshot_id}"
         self.fs.makedirs(path, exist_ok=True)
+        process = psutil.Process()
+        self.fs.pipe_file(f"{path}/{WRITER}", json.dumps(
+            {"run_id": run_id, "host": socket.gethostname(), "pid": process.pid,
+             "process_started": process.create_time()}).encode())
         return Snapshot(snapshot_id, self.url(path))
+
+    def _marked(self, snapshot_id: str, marker: str) -> bool:
+        return self.fs.exists(f"{self.path}/snapshots/{snapshot_id}/{marker}")
+
+    def finished(self, snapshot_id: str) -> bool:
+        """Whether the snapshot was published or refused by its audit (as opposed to being written, or
+        orphaned by a writer that died)."""
+        return self._marked(snapshot_id, PUBLISHED) or self._marked(snapshot_id, UNPUBLISHED)
+
+    def mark_unpublished(self, snapshot_id: str, reason: str) -> None:
+        """Record that ``snapshot_id`` failed its audit (``reason``: the blocking checks that failed)."""
+        self.fs.pipe_file(f"{self.path}/snapshots/{snapshot_id}/{UNPUBLISHED}", json.dumps(
+            {"snapshot": snapshot_id, "reason": reason, "at": datetime.now(UTC).isoformat()}).encode())
+
+    def discard(self, snapshot_id: str) -> bool:
+        """Delete the snapshot ``snapshot_id`` whose write failed, unless it is current; True if deleted.
+        Raises :class:`PortError` for a string that is not a snapshot id."""
+        self.snapshot(snapshot_id)  # validates the id before a path is built from it
+        try:
+            if snapshot_id == (self.current() or {}).get("snapshot"):
+                return False
+        except PortError:  # a broken pointer: keep everything for `mesh rollback`
+            return False
+        self.fs.rm(f"{self.path}/snapshots/{snapshot_id}", recursive=True)
+        return True
+
+    def orphans(self, max_age: float = ORPHAN_AGE) -> list[str]:
+        """The snapshots neither published nor refused whose writer is gone: its process on this host no
+        longer runs, or (another host, or no ``_writer.json``) the snapshot is older than ``max_age`` seconds.
+        The current snapshot is never one."""
+        try:
+            current = (self.current() or {}).get("snapshot")
+        except PortError:  # a broken pointer: keep everything for `mesh rollback`
+            return []
+        return [s for s in self.snapshot_ids() if s != current and not self.finished(s) and self._writer_gone(s, max_age)]
+
+    def _writer_gone(self, snapshot_id: str, max_age: float) -> bool:
+        try:
+            with self.fs.open(f"{self.path}/snapshots/{snapshot_id}/{WRITER}", "r") as handle:
+                writer = json.load(handle)
+        except (OSError, ValueError):
+            writer = {}
+        if writer.get("host") == socket.gethostname() and isinstance(writer.get("pid"), int):
+            try:  # the same pid with another start time is a new process that reused the number
+                return abs(psutil.Process(writer["pid"]).create_time() - float(writer.get("process_started", 0))) > 1
+            except psutil.Error:
+                return True
+        created = datetime.strptime(snapshot_id.split("-")[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+        return time.time() - created.timestamp() > max_age
+
+    def clean_orphans(self, max_age: float = ORPHAN_AGE) -> list[str]:
+        """Delete the port's orphaned snapshots (:meth:`orphans`) and return their ids."""
+        doomed = self.orphans(max_age)
+        for snapshot_id in doomed:
+            self.fs.rm(f"{self.path}/snapshots/{snapshot_id}", recursive=True)
+        return doomed
 
     def current(self) -> dict[str, Any] | None:
         """The pointer's content (``snapshot``, ``rows``, ``published_at``, ``run_id``, …), ``None`` if never
@@ -187,9 +263,10 @@ class Port:
         return to
 
     def prune(self, keep: int) -> list[str]:
-        """Delete all but the ``keep`` newest snapshots, never the current one; return the deleted ids."""
+        """Delete all but the ``keep`` newest finished snapshots (published or refused by their audit), never
+        the current one nor one still being written; return the deleted ids."""
         current = (self.current() or {}).get("snapshot")
-        ids = self.snapshot_ids()
+        ids = [s for s in self.snapshot_ids() if self.finished(s)]
         doomed = [s for s in ids[: max(len(ids) - keep, 0)] if s != current]
         for snapshot_id in doomed:
             self.fs.rm(f"{self.path}/snapshots/{snapshot_id}", recursive=True)

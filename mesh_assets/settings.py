@@ -24,6 +24,9 @@
   DataHub's is ``openapi/openlineage/api/v1/lineage``), ``http.api_key_env`` (the environment variable holding
   the API key sent as a bearer token, default ``OPENLINEAGE_API_KEY``; never the key itself),
   ``http.timeout`` (seconds per request, default 5), ``http.retries`` (default 2).
+- ``automation``: how often each domain's sensors run (see :class:`AutomationSettings`).
+- ``retries``: the retry policy of every step for transient failures (see :class:`RetrySettings`).
+- ``alerts``: where failed runs and stale ports are reported, per owning team (see :class:`AlertSettings`).
 
 Relative paths resolve against the folder of ``mesh.yaml``.
 """
@@ -141,6 +144,61 @@ class OpenLineageSettings(_Strict):
         return self
 
 
+class AutomationSettings(_Strict):
+    """How often each domain's sensors are evaluated by the Dagster daemon, in seconds.
+
+    - ``landing_interval_seconds`` (default 30): the landing-zone sensor that starts ingestion.
+    - ``automation_interval_seconds`` (default 30): the declarative-automation sensor (Dagster's own default).
+    - ``alert_interval_seconds`` (default 30): the freshness alert sensor.
+    """
+
+    landing_interval_seconds: int = pydantic.Field(30, ge=1)
+    automation_interval_seconds: int = pydantic.Field(30, ge=1)
+    alert_interval_seconds: int = pydantic.Field(30, ge=1)
+
+
+class RetrySettings(_Strict):
+    """The ``dagster.RetryPolicy`` of every step. Transient failures (I/O errors, a lost connection, a killed
+    executor) are retried; contract violations and bad SQL never are (mesh_assets.assets).
+
+    - ``max_retries`` (default 3; 0 turns retries off).
+    - ``delay_seconds`` (default 10): the wait before the first retry.
+    - ``backoff`` (``exponential``, default, or ``linear``): how the wait grows (Dagster's ``Backoff``).
+    - ``jitter`` (``plus_minus``, default, ``full`` or ``none``): random spread of the wait (Dagster's
+      ``Jitter``), so steps that failed together do not retry together.
+    """
+
+    max_retries: int = pydantic.Field(3, ge=0, le=20)
+    delay_seconds: float = pydantic.Field(10, ge=0)
+    backoff: Literal["exponential", "linear"] = "exponential"
+    jitter: Literal["plus_minus", "full", "none"] = "plus_minus"
+
+
+class _Webhook(_Strict):
+    url: str | None = pydantic.Field(None, pattern=r"^https?://\S+$")
+    url_env: str | None = pydantic.Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> _Webhook:
+        if bool(self.url) == bool(self.url_env):
+            raise ValueError("give exactly one of url (a URL without secrets) or url_env (the environment variable "
+                             "holding the URL, for webhooks whose URL is a secret)")
+        return self
+
+
+class AlertSettings(_Strict):
+    """Where a failed run or a port that missed its SLA is reported (mesh_assets.alerts). Every alert is a log
+    line (logger ``mesh_assets.alerts``, level ERROR); a team listed under ``webhooks`` also gets a JSON POST.
+
+    - ``webhooks.<team>.url``: the team's webhook, or ``webhooks.<team>.url_env``: the environment variable
+      holding it (Slack and Teams webhook URLs are secrets; they never belong in ``mesh.yaml``).
+    - ``timeout`` (seconds per request, default 5).
+    """
+
+    webhooks: dict[str, _Webhook] = {}
+    timeout: float = pydantic.Field(5.0, gt=0)
+
+
 class MeshSettings(_Strict):
     """The parsed ``mesh.yaml``; ``root`` is the folder that holds it."""
 
@@ -157,6 +215,9 @@ class MeshSettings(_Strict):
     sla_defaults: dict[Layer, list[dict[str, Any]]] = {}
     governance: GovernanceSettings = GovernanceSettings()
     openlineage: OpenLineageSettings = OpenLineageSettings()
+    automation: AutomationSettings = AutomationSettings()
+    retries: RetrySettings = RetrySettings()
+    alerts: AlertSettings = AlertSettings()
 
     @property
     def domains_path(self) -> Path:
