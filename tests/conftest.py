@@ -59,3 +59,35 @@ def tiny_mesh(tiny_root: Path) -> Mesh:
 def instance():
     with dg.instance_for_test() as inst:
         yield inst
+
+
+class _Receiver:
+    """An HTTP server on loopback recording the JSON body of every POST (``bodies``) and answering 200."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies = self.bodies = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:  # keep the test output clean
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def webhook():
+    """A webhook receiver on loopback: ``webhook.url`` to POST to, ``webhook.bodies`` what it received."""
+    receiver = _Receiver()
+    yield receiver
+    receiver.server.shutdown()
