@@ -1,7 +1,7 @@
 """A domain's sensors, run by the Dagster daemon (docs/operations.md), all RUNNING by default:
 
-- ``<domain>_landing_zone``: new or changed source files in the landing zone start an ingestion run of the
-  bronze tables that read them, with the file names in the run tags. The domain's cron ingestion schedule
+- ``<domain>_landing_zone``: new or changed source files in the landing zone, once they stopped changing,
+  start an ingestion run of the bronze tables that read them, with the file names in the run tags. The domain's cron ingestion schedule
   (``domain.yaml`` ``ingestion_schedule``, an automation condition of each bronze table) stays the fallback.
 - ``<domain>_run_failure_alert``: a failed run of the domain's code location alerts the teams owning the
   failed steps' tables (mesh_assets.alerts).
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -71,8 +72,9 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings,
                         job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     """The sensor starting ``job`` (the domain's ingestion job) for the bronze tables whose landed files are new
     or changed. Its cursor keeps each table's files as last requested; the run key is a digest of the files, so
-    one landing never starts two runs. A run that fails is not requested again until the files change (the
-    cron schedule retries)."""
+    one landing never starts two runs. A file modified less than ``automation.landing_settle_seconds`` ago is
+    taken to be still landing: its table waits for a later tick, so a half-written file is never ingested. A
+    run that fails is not requested again until the files change (the cron schedule retries)."""
     tables = [t for t in domain.tables if t.layer == "bronze" and t.source is not None]
 
     @dg.sensor(name=f"{domain.name}_landing_zone", job=job, default_status=dg.DefaultSensorStatus.RUNNING,
@@ -81,10 +83,17 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings,
                            f"{settings.landing_path} ({', '.join(t.source.path for t in tables)}).")  # type: ignore[union-attr]
     def _sensor(context: dg.SensorEvaluationContext):
         seen = json.loads(context.cursor) if context.cursor else {}
-        current, keys, changed = {}, [], []
+        current, keys, changed, landing = {}, [], [], []
+        settled = time.time() - settings.automation.landing_settle_seconds
         for table in tables:
             name = "/".join(table.key)
-            current[name] = landed_files(table, settings.landing_path)
+            files = landed_files(table, settings.landing_path)
+            if any(modified > settled for _, modified in files.values()):  # still being written: next tick
+                landing.append(table.source.path)  # type: ignore[union-attr]
+                if name in seen:
+                    current[name] = seen[name]
+                continue
+            current[name] = files
             last = None
             if name not in seen:
                 event = context.instance.get_latest_materialization_event(dg.AssetKey(list(table.key)))
@@ -95,7 +104,9 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings,
                 changed += files
         context.update_cursor(json.dumps(current, sort_keys=True))
         if not keys:
-            return dg.SkipReason(f"no new or changed file for the {len(tables)} bronze table(s) of {domain.name}")
+            waiting = f"; waiting for {', '.join(landing)} to settle" if landing else ""
+            return dg.SkipReason(f"no new or changed file for the {len(tables)} bronze table(s) of "
+                                 f"{domain.name}{waiting}")
         listed = ", ".join(sorted(set(changed)))
         if len(listed) > _TAG_LIMIT:
             listed = f"{listed[:_TAG_LIMIT]}… ({len(set(changed))} files)"

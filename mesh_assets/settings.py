@@ -148,11 +148,14 @@ class AutomationSettings(_Strict):
     """How often each domain's sensors are evaluated by the Dagster daemon, in seconds.
 
     - ``landing_interval_seconds`` (default 30): the landing-zone sensor that starts ingestion.
+    - ``landing_settle_seconds`` (default 10): a landed file modified more recently is taken to be still
+      being written; its table is ingested on a later tick.
     - ``automation_interval_seconds`` (default 30): the declarative-automation sensor (Dagster's own default).
     - ``alert_interval_seconds`` (default 30): the freshness alert sensor.
     """
 
     landing_interval_seconds: int = pydantic.Field(30, ge=1)
+    landing_settle_seconds: float = pydantic.Field(10, ge=0)
     automation_interval_seconds: int = pydantic.Field(30, ge=1)
     alert_interval_seconds: int = pydantic.Field(30, ge=1)
 

@@ -44,7 +44,15 @@ def _evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor:
     return sensor.evaluate_tick(context)
 
 
+def test_landing_zone_sensor_waits_for_files_to_settle(tiny_root: Path, instance) -> None:
+    _append_settings(tiny_root, "automation: {landing_settle_seconds: 3600}\n")
+    result = _evaluate(_defs(tiny_root).resolve_sensor_def("shop_landing_zone"), instance, None)
+    assert not result.run_requests
+    assert "waiting for shop/customers.csv, shop/orders*.csv to settle" in result.skip_message
+
+
 def test_landing_zone_sensor_requests_ingestion_of_new_and_changed_files(tiny_root: Path, instance) -> None:
+    _append_settings(tiny_root, "automation: {landing_settle_seconds: 0}\n")
     defs = _defs(tiny_root)
     sensor = defs.resolve_sensor_def("shop_landing_zone")
 
