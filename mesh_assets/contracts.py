@@ -524,6 +524,7 @@ class _Builder:
         return str(physical)
 
 
+MIN_SLA_SECONDS = 60  # dagster.FreshnessPolicy refuses a shorter fail window
 _UNIT_SECONDS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60, "minutes": 60,
                  "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400,
                  "w": 604800, "week": 604800, "weeks": 604800}
@@ -539,5 +540,9 @@ def parse_sla(prop: dict[str, Any]) -> Sla | str | None:
     value = prop.get("value")
     if unit not in _UNIT_SECONDS or not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
         return f"{kind} needs a positive number value and a unit (s, m, h, d, w), got value {value!r} unit {unit!r}"
+    seconds = float(value) * _UNIT_SECONDS[unit]
+    if seconds < MIN_SLA_SECONDS:
+        return (f"{kind} of {value} {unit} is shorter than 1 minute, the shortest window Dagster's freshness "
+                f"policies evaluate; use at least value 1 unit m")
     schedule = prop.get("schedule") if str(prop.get("scheduler") or "").lower() == "cron" else None
-    return Sla(kind, float(value) * _UNIT_SECONDS[unit], schedule)
+    return Sla(kind, seconds, schedule)

@@ -85,6 +85,8 @@ def _drop(key):
          "schema[1].relationships[0].to", "2 column(s) in 'from' but 1 in 'to'"),
         (lambda d: d["slaProperties"].append({"property": "latency", "value": 1, "unit": "fortnights"}),
          "slaProperties[1]", "needs a positive number value and a unit"),
+        (lambda d: d["slaProperties"].append({"property": "latency", "value": 20, "unit": "s"}),
+         "slaProperties[1]", "shorter than 1 minute"),
     ],
 )
 def test_malformed_contract_names_file_field_and_fix(tiny_root: Path, edit, field: str, says: str) -> None:

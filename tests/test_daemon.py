@@ -1,0 +1,195 @@
+"""The mesh under the Dagster daemon, end to end, each test with its own ``DAGSTER_HOME`` and mesh folder:
+
+- new TPC-H files dropped into the landing zone start ingestion from the landing-zone sensors, and the
+  automation sensors re-materialize every domain in turn, up to the finance reports in their own code location;
+- the freshness daemon judges a tiny SLA FAIL when time passes without a materialization and PASS after one,
+  and the freshness alert reaches the owning team's webhook both times.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+
+from domains.tpch import land_tpch
+from mesh_assets.runner import dagster_home
+from mesh_assets.sensors import LANDING_FILES_TAG, TRIGGER_TAG
+
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+FINANCE = ["forecasting_revenue_change", "local_supplier_volume", "pricing_summary_report",
+           "returned_item_reporting", "shipping_priority"]
+
+
+def _workspace(root: Path, domains: list[str]) -> None:
+    """``workspace.yaml`` loading each domain's ``definitions.py`` from ``root`` (a copy of a mesh)."""
+    entries = [{"python_file": {"relative_path": f"domains/{d}/definitions.py", "location_name": d,
+                                "working_directory": "."}} for d in domains]
+    (root / "workspace.yaml").write_text(yaml.safe_dump({"load_from": entries}))
+
+
+def _settings(root: Path, **changes: Any) -> None:
+    path = root / "mesh.yaml"
+    data = yaml.safe_load(path.read_text()) or {}
+    path.write_text(yaml.safe_dump({**data, **changes}))
+
+
+def _mesh_run(root: Path) -> None:
+    done = subprocess.run([str(BIN / "mesh"), "run", "--root", str(root)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _wait(what: str, condition: Callable[[], Any], timeout: float, processes: list[subprocess.Popen]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        for process in processes:
+            assert process.poll() is None, f"{process.args} exited with {process.returncode} while waiting for {what}"
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@contextmanager
+def _running(command: list[str], root: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """``command`` started in ``root`` in its own process group, stopped (SIGTERM, then SIGKILL) at the end."""
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=root, stdout=output, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})}, start_new_session=True)
+        try:
+            yield process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    return tmp_path / "dagster"
+
+
+def _latest(instance: dg.DagsterInstance, key: list[str]) -> dg.EventLogEntry | None:
+    return instance.get_latest_materialization_event(dg.AssetKey(key))
+
+
+def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path: Path, home: Path) -> None:
+    root = tmp_path / "mesh"
+    root.mkdir()
+    for name in ("mesh.yaml", "dagster.yaml"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "domains", root / "domains", ignore=shutil.ignore_patterns("__pycache__"))
+    domains = [e["python_module"]["location_name"] for e in yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]]
+    _workspace(root, domains)
+    _settings(root, automation={"landing_interval_seconds": 5, "automation_interval_seconds": 5,
+                                "landing_settle_seconds": 3})
+    landing = root / ".mesh" / "landing"
+    land_tpch(landing, 0.01)
+    _mesh_run(root)  # the mesh as published before new data lands
+    dagster_home(root)
+    instance = dg.DagsterInstance.get()
+    before = {name: _latest(instance, ["finance", "gold", name]).timestamp for name in FINANCE}
+
+    port = _free_port()
+    with _running([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)], root,
+                  tmp_path / "dagster-dev.log") as dev:
+        _wait("the webserver", lambda: _answers(f"http://127.0.0.1:{port}/server_info"), 240, [dev])
+        _wait("the daemon", lambda: instance.get_daemon_heartbeats(), 240, [dev])
+        landed = time.time()
+        land_tpch(landing, 0.02)  # a new data set, twice the size
+        lineitems = sum(1 for _ in (landing / "tpch" / "lineitem.csv").open()) - 1
+
+        def finance_updated() -> bool:
+            return all((e := _latest(instance, ["finance", "gold", n])) is not None and e.timestamp > landed
+                       for n in FINANCE)
+
+        _wait("the finance reports to be re-materialized", finance_updated, 900, [dev])
+
+        runs = instance.get_runs(dg.RunsFilter(tags={TRIGGER_TAG: "landing_zone"}))
+        by_location = {r.remote_job_origin.location_name: r for r in runs}
+        assert set(by_location) == {"customers", "supply", "sales"}
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in by_location.values())
+        assert "tpch/lineitem.csv" in by_location["sales"].tags[LANDING_FILES_TAG]
+        assert "tpch/customer.csv" in by_location["customers"].tags[LANDING_FILES_TAG]
+
+        report = _latest(instance, ["finance", "gold", "pricing_summary_report"])
+        run = instance.get_run_by_id(report.run_id)
+        assert run.remote_job_origin.location_name == "finance"
+        assert run.tags.get("dagster/sensor_name") == "finance_automation"
+        assert report.timestamp > before["pricing_summary_report"]
+
+    lake = root / ".mesh" / "lake" / "sales" / "bronze" / "lineitem"
+    current = yaml.safe_load((lake / "_current.json").read_text())
+    assert current["rows"] == lineitems  # the new data set, every row
+    with duckdb.connect() as con:
+        assert con.execute(f"SELECT count(*) FROM read_parquet('{lake}/snapshots/{current['snapshot']}/*.parquet')"
+                           ).fetchall()[0][0] == lineitems
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_tiny_sla_fails_without_materialization_and_passes_after_one(tiny_root: Path, home: Path, webhook) -> None:
+    contract = tiny_root / "domains" / "shop" / "products" / "orders.yaml"
+    contract.write_text(contract.read_text().replace("value: 2\n    unit: h", "value: 1\n    unit: m"))
+    (tiny_root / "domains" / "shop" / "definitions.py").write_text(
+        "from pathlib import Path\n\nfrom mesh_assets import build_domain_definitions\n\n"
+        "defs = build_domain_definitions(Path(__file__).parent)\n")
+    _workspace(tiny_root, ["shop"])
+    _settings(tiny_root, automation={"automation_interval_seconds": 3600, "landing_interval_seconds": 3600,
+                                     "alert_interval_seconds": 2},
+              alerts={"webhooks": {"shop-team": {"url": webhook.url}}})
+    gold = dg.AssetKey(["shop", "gold", "order_totals"])
+    _mesh_run(tiny_root)
+    dagster_home(tiny_root)
+    instance = dg.DagsterInstance.get()
+
+    def state() -> str | None:
+        record = instance.get_freshness_state_records([gold]).get(gold)
+        return record.freshness_state.value if record else None
+
+    def alerted(kind: str) -> bool:
+        return any(b["kind"] == kind and b["details"]["asset"] == "shop/gold/order_totals" for b in webhook.bodies)
+
+    with _running([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], tiny_root,
+                  tiny_root / "daemon.log", {"FRESHNESS_DAEMON_INTERVAL_SECONDS": "2"}) as daemon:
+        _wait("freshness FAIL", lambda: state() == "FAIL", 300, [daemon])
+        _wait("the freshness alert", lambda: alerted("freshness"), 120, [daemon])
+        body = next(b for b in webhook.bodies if b["kind"] == "freshness")
+        assert body["team"] == "shop-team" and "missed its SLA" in body["text"]
+        _mesh_run(tiny_root)
+        _wait("freshness PASS", lambda: state() == "PASS", 120, [daemon])
+        _wait("the recovery alert", lambda: alerted("freshness_recovered"), 120, [daemon])
