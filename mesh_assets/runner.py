@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster import DagsterEventType, DagsterInstance
+import psutil
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
@@ -21,6 +23,7 @@ from mesh_assets.definitions import build_mesh_definitions
 from mesh_assets.errors import MeshError
 from mesh_assets.mesh import Mesh
 
+HOST_TAG, PROCESS_TAG = "mesh/host", "mesh/process"  # where a `mesh run` runs: host, "<pid>:<start time>"
 _WATCHED = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
             DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
 
@@ -78,6 +81,9 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable
             and (not domains or k.path[0] in domains)]
     run_id = str(uuid.uuid4())
+    fail_abandoned_runs(instance)
+    process = psutil.Process()
+    tags = {HOST_TAG: socket.gethostname(), PROCESS_TAG: f"{process.pid}:{process.create_time()}"}
     summaries = {k.to_user_string(): AssetSummary(k.to_user_string()) for k in keys}
     steps: dict[str, list[str]] = {}  # step key → asset keys it materializes
     for assets_def in defs.assets or []:
@@ -91,7 +97,7 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     def execute() -> None:
         try:
             outcome["result"] = job.execute_in_process(
-                instance=instance, run_id=run_id, raise_on_error=False, asset_selection=keys,
+                instance=instance, run_id=run_id, raise_on_error=False, asset_selection=keys, tags=tags,
                 # Progress is shown from the instance's events; Dagster's console log only warns.
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
@@ -120,6 +126,26 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     result = outcome["result"]
     success = bool(result.success) and all(s.status == "materialized" for s in summaries.values())  # type: ignore[attr-defined]
     return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
+
+
+def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
+    """Mark as failed every ``mesh run`` of this host that the instance still shows in progress although its
+    process is gone (killed, or the machine restarted), and return their run ids. The daemon's run monitoring
+    does the same for runs it launched; ``mesh run`` executes in its own process, which nothing else watches."""
+    host = socket.gethostname()
+    abandoned = []
+    for run in instance.get_runs(dg.RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED],
+                                               tags={HOST_TAG: host})):
+        pid, _, started = run.tags.get(PROCESS_TAG, "").partition(":")
+        try:
+            alive = abs(psutil.Process(int(pid)).create_time() - float(started)) < 1
+        except (ValueError, psutil.Error):
+            alive = False
+        if not alive:
+            instance.report_run_failed(run, message=f"The process of this `mesh run` (pid {pid or '?'} on {host}) "
+                                                    "ended without finishing the run; marked failed by the next one.")
+            abandoned.append(run.run_id)
+    return abandoned
 
 
 class _EventReader:

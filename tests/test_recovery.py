@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -62,8 +63,14 @@ def test_sigkill_at_every_stage_keeps_ports_readable_and_the_next_run_recovers(k
         # killed before publishing, the staging snapshot is an orphan; at the pointer swap, it passed its audit
         assert len(orphans) == (0 if stage == "publish" else 1), stage
 
+    instance = dg.DagsterInstance.get()
+    killed_runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.FAILURE]))
+    assert len(killed_runs) == len(STAGES)
+    assert sum(r.status == dg.DagsterRunStatus.STARTED for r in killed_runs) == 1  # the last one killed
     recovery = _mesh_run(killable)
     assert recovery.returncode == 0, recovery.stderr
+    for run in killed_runs:  # each next `mesh run` told the instance the killed one was over
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
     for key, port in ports.items():
         assert port.orphans() == [], key
         assert all(port.finished(s) for s in port.snapshot_ids()), key
