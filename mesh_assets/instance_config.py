@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,55 +25,44 @@ from urllib.parse import urlsplit
 import sqlalchemy.exc
 import yaml
 from dagster import DagsterInstance
+from dagster_postgres.utils import DagsterPostgresException
 
 from mesh_assets.errors import MeshError
 
 POSTGRES_URL_ENV = "MESH_POSTGRES_URL"
-_SCHEMES = ("postgresql", "postgresql+psycopg2")  # SQLAlchemy 2 no longer accepts "postgres://"
+# The driver is named: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, and dagster-postgres installs psycopg2.
+_SCHEME = "postgresql+psycopg2"
 _STORAGE_KEYS = ("storage", "run_storage", "event_log_storage", "schedule_storage")
-_EXAMPLE = "postgresql://dagster:<password>@db.internal:5432/dagster"
-
-
-@dataclass(frozen=True)
-class InstanceConfig:
-    """What :func:`write_instance_config` wrote.
-
-    - ``path``: ``<DAGSTER_HOME>/dagster.yaml``, or ``None`` when nothing was written (no ``dagster.yaml`` in
-      the mesh and no Postgres: Dagster's defaults apply, or whatever the folder already holds).
-    - ``storage``: ``"postgres"`` or ``"sqlite"``.
-    - ``server``: the Postgres server and database as ``user@host:port/database``, without the password;
-      ``None`` for SQLite.
-    """
-
-    path: Path | None
-    storage: str
-    server: str | None
+_EXAMPLE = f"{_SCHEME}://dagster:<password>@db.internal:5432/dagster"
 
 
 def postgres_url(environ: Mapping[str, str] = os.environ) -> str | None:
     """The value of ``MESH_POSTGRES_URL``, or ``None`` when it is unset or empty.
 
     Raises:
-        MeshError: the value is not a ``postgresql://`` URL; the message names the variable and the fix and
-            never repeats the value (it may hold a password).
+        MeshError: the value is not a ``postgresql+psycopg2://`` URL; the message names the variable and the
+            fix and never repeats the value (it may hold a password).
     """
-    url = environ.get(POSTGRES_URL_ENV, "").strip()
-    if not url:
+    url = environ.get(POSTGRES_URL_ENV, "")
+    if not url.strip():
         return None
     scheme = url.split("://", 1)[0] if "://" in url else None
-    problem = None
     if scheme is None:
         problem = "it is not a URL"
-    elif scheme not in _SCHEMES:
-        problem = f"its scheme is {scheme!r}" + (" (SQLAlchemy 2 needs postgresql://)" if scheme == "postgres" else "")
+    elif scheme in ("postgresql", "postgres"):
+        problem = (f"it starts with {scheme}:// without the driver (dagster-postgres installs psycopg2, and "
+                   "SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3)")
+    elif scheme != _SCHEME:
+        problem = f"its scheme is {scheme!r}"
     else:
         try:
             urlsplit(url).port  # a port that is not a number raises here, not deep inside Dagster
+            problem = None
         except ValueError:
             problem = "its port is not a number"
     if problem:
-        raise MeshError(f"{POSTGRES_URL_ENV} must be a postgresql:// URL such as {_EXAMPLE}, but {problem}; fix "
-                        f"the variable, or unset it to use the embedded SQLite instance")
+        raise MeshError(f"{POSTGRES_URL_ENV} must be a {_SCHEME}:// URL such as {_EXAMPLE}, but {problem}; fix the "
+                        "variable, or unset it to use the embedded SQLite instance")
     return url
 
 
@@ -91,7 +79,8 @@ def instance_config(root: Path, environ: Mapping[str, str] = os.environ) -> dict
     the mesh has none), with its storage keys replaced by Postgres when ``MESH_POSTGRES_URL`` is set.
 
     Raises:
-        MeshError: ``MESH_POSTGRES_URL`` is not a postgresql:// URL, or ``dagster.yaml`` is not a YAML mapping.
+        MeshError: ``MESH_POSTGRES_URL`` is not a postgresql+psycopg2:// URL, or ``dagster.yaml`` is not a YAML
+            mapping.
     """
     source = root / "dagster.yaml"
     base = _read(source) if source.is_file() else None
@@ -102,28 +91,29 @@ def instance_config(root: Path, environ: Mapping[str, str] = os.environ) -> dict
     return config
 
 
-def write_instance_config(root: Path, home: Path, environ: Mapping[str, str] = os.environ) -> InstanceConfig:
+def write_instance_config(root: Path, home: Path, environ: Mapping[str, str] = os.environ) -> Path | None:
     """Write the instance configuration of the mesh at ``root`` to ``<home>/dagster.yaml`` (``home`` is
-    ``DAGSTER_HOME``, created if missing). The file is only replaced when its content changes.
+    ``DAGSTER_HOME``, created if missing) and return that path; the file is only replaced when its content
+    changes. Returns ``None``, writing nothing, when the mesh has no ``dagster.yaml`` and Postgres is not set:
+    Dagster's defaults, or what the folder already holds, apply.
 
     Raises:
         MeshError: as :func:`instance_config`.
     """
-    url = postgres_url(environ)
     config = instance_config(root, environ)
     home.mkdir(parents=True, exist_ok=True)
-    target = home / "dagster.yaml"
-    if url is None and config is None:
-        return InstanceConfig(None, "sqlite", None)
-    if url is None:  # the mesh's own file, comments included
+    if config is None:
+        return None
+    if postgres_url(environ) is None:  # the mesh's own file, comments included
         text = (root / "dagster.yaml").read_text(encoding="utf-8")
     else:
         text = (f"# Written from {root / 'dagster.yaml'} with Postgres storage because {POSTGRES_URL_ENV} is set "
                 f"(mesh_assets/instance_config.py); edit that file, not this one.\n"
                 + yaml.safe_dump(config, sort_keys=False))
+    target = home / "dagster.yaml"
     if not target.is_file() or target.read_text(encoding="utf-8") != text:
         target.write_text(text, encoding="utf-8")
-    return InstanceConfig(target, "postgres" if url else "sqlite", describe_server(url) if url else None)
+    return target
 
 
 def get_instance(environ: Mapping[str, str] = os.environ) -> DagsterInstance:
@@ -136,11 +126,12 @@ def get_instance(environ: Mapping[str, str] = os.environ) -> DagsterInstance:
     """
     try:
         return DagsterInstance.get()
-    except sqlalchemy.exc.OperationalError as exc:
+    except (sqlalchemy.exc.OperationalError, DagsterPostgresException) as exc:
         url = postgres_url(environ)
         if url is None:
             raise
-        reason = str(exc.orig or exc).strip().splitlines()[0]
+        cause = exc.__cause__ if isinstance(exc.__cause__, sqlalchemy.exc.OperationalError) else exc
+        reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
         raise MeshError(f"cannot open the Dagster instance on Postgres {describe_server(url)} ({POSTGRES_URL_ENV}): "
                         f"{reason}; check that the server runs and the database exists, or unset "
                         f"{POSTGRES_URL_ENV} to use the embedded SQLite instance") from None

@@ -30,7 +30,7 @@ def dagster_home(root: Path) -> Path:
     the variable is set for this process so Dagster finds the instance.
 
     Raises:
-        MeshError: ``MESH_POSTGRES_URL`` is not a postgresql:// URL.
+        MeshError: ``MESH_POSTGRES_URL`` is not a postgresql+psycopg2:// URL.
     """
     home = Path(os.environ.get("DAGSTER_HOME") or root / ".dagster").resolve()
     write_instance_config(root, home)
