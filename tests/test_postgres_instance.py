@@ -70,9 +70,9 @@ def postgres_url() -> Iterator[str]:
         return subprocess.run([*as_server_user, *args], cwd=base, capture_output=True, text=True, timeout=120,
                               check=check)
 
-    server(str(bin_dir / "initdb"), "-D", str(data), "-U", "mesh", f"--pwfile={base / 'password'}",
-           "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-sync")
     try:
+        server(str(bin_dir / "initdb"), "-D", str(data), "-U", "mesh", f"--pwfile={base / 'password'}",
+               "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-sync")
         server(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-w", "-t", "60", "-o",
                f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={base} -c fsync=off", "start")
         admin = psycopg2.connect(host="127.0.0.1", port=port, user="mesh", password=password, dbname="postgres")
