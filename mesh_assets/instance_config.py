@@ -91,11 +91,11 @@ def instance_config(root: Path, environ: Mapping[str, str] = os.environ) -> dict
     return config
 
 
-def write_instance_config(root: Path, home: Path, environ: Mapping[str, str] = os.environ) -> Path | None:
+def write_instance_config(root: Path, home: Path, environ: Mapping[str, str] = os.environ) -> None:
     """Write the instance configuration of the mesh at ``root`` to ``<home>/dagster.yaml`` (``home`` is
-    ``DAGSTER_HOME``, created if missing) and return that path; the file is only replaced when its content
-    changes. Returns ``None``, writing nothing, when the mesh has no ``dagster.yaml`` and Postgres is not set:
-    Dagster's defaults, or what the folder already holds, apply.
+    ``DAGSTER_HOME``, created if missing); the file is only replaced when its content changes. Nothing is
+    written when the mesh has no ``dagster.yaml`` and Postgres is not set: Dagster's defaults, or what the
+    folder already holds, apply.
 
     Raises:
         MeshError: as :func:`instance_config`.
@@ -103,17 +103,16 @@ def write_instance_config(root: Path, home: Path, environ: Mapping[str, str] = o
     config = instance_config(root, environ)
     home.mkdir(parents=True, exist_ok=True)
     if config is None:
-        return None
+        return
     if postgres_url(environ) is None:  # the mesh's own file, comments included
         text = (root / "dagster.yaml").read_text(encoding="utf-8")
     else:
-        text = (f"# Written from {root / 'dagster.yaml'} with Postgres storage because {POSTGRES_URL_ENV} is set "
-                f"(mesh_assets/instance_config.py); edit that file, not this one.\n"
+        text = (f"# The settings of the mesh at {root} (its dagster.yaml) with Postgres storage, because "
+                f"{POSTGRES_URL_ENV} is set; written by mesh_assets/instance_config.py: edit the mesh's file.\n"
                 + yaml.safe_dump(config, sort_keys=False))
     target = home / "dagster.yaml"
     if not target.is_file() or target.read_text(encoding="utf-8") != text:
         target.write_text(text, encoding="utf-8")
-    return target
 
 
 def get_instance(environ: Mapping[str, str] = os.environ) -> DagsterInstance:

@@ -24,7 +24,8 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 
 from conftest import REPO
 from domains.tpch import land_tpch
-from mesh_assets.instance_config import POSTGRES_URL_ENV, instance_config
+from mesh_assets.errors import MeshError
+from mesh_assets.instance_config import POSTGRES_URL_ENV, instance_config, postgres_url
 from test_tpch_mesh import SCALE_FACTOR
 
 MESH = str(Path(sys.executable).parent / "mesh")
@@ -44,7 +45,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """A throwaway PostgreSQL server on 127.0.0.1 (free port, temporary data folder, password login) with an
     empty database for the instance; its URL. The server is stopped and its folder removed afterwards."""
     bin_dir = _postgres_bin()
@@ -91,19 +92,19 @@ def mesh(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "200", **env})
 
 
-def test_mesh_run_records_runs_and_events_in_postgres(postgres_url: str, tmp_path: Path,
+def test_mesh_run_records_runs_and_events_in_postgres(server_url: str, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     landing, home = tmp_path / "landing", tmp_path / "dagster_home"
     land_tpch(landing, SCALE_FACTOR)
-    env = {"DAGSTER_HOME": str(home), POSTGRES_URL_ENV: postgres_url, "MESH_LANDING_ZONE": str(landing),
+    env = {"DAGSTER_HOME": str(home), POSTGRES_URL_ENV: server_url, "MESH_LANDING_ZONE": str(landing),
            "MESH_STORAGE_ROOT": str(tmp_path / "lake")}
 
     opened = mesh("instance", env=env)
     assert opened.returncode == 0, opened.stderr
-    assert f"Postgres mesh@127.0.0.1:{urlsplit(postgres_url).port}/mesh_dagster" in opened.stdout
+    assert f"Postgres mesh@127.0.0.1:{urlsplit(server_url).port}/mesh_dagster" in opened.stdout
     assert "PostgresRunStorage, PostgresEventLogStorage, PostgresScheduleStorage" in opened.stdout
     written = (home / "dagster.yaml").read_text()
-    assert urlsplit(postgres_url).password not in written  # Dagster reads the variable; the password stays off disk
+    assert urlsplit(server_url).password not in written  # Dagster reads the variable; the password stays off disk
     assert yaml.safe_load(written)["storage"] == {"postgres": {"postgres_url": {"env": POSTGRES_URL_ENV}}}
 
     ran = mesh("run", env=env)
@@ -111,7 +112,7 @@ def test_mesh_run_records_runs_and_events_in_postgres(postgres_url: str, tmp_pat
     assert not (home / "history").exists()  # no SQLite run or event database was created
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv(POSTGRES_URL_ENV, postgres_url)
+    monkeypatch.setenv(POSTGRES_URL_ENV, server_url)
     with dg.DagsterInstance.get() as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
@@ -129,7 +130,7 @@ def test_mesh_run_records_runs_and_events_in_postgres(postgres_url: str, tmp_pat
         assert checks and all(c.dagster_event.event_specific_data.passed for c in checks)  # type: ignore[union-attr]
 
     # The same rows, read with SQL from the server itself.
-    with psycopg2.connect(postgres_url.replace("+psycopg2", "")) as con, con.cursor() as cursor:
+    with psycopg2.connect(server_url.replace("+psycopg2", "")) as con, con.cursor() as cursor:
         cursor.execute("SELECT status FROM runs WHERE run_id = %s", (run.run_id,))
         assert cursor.fetchall() == [("SUCCESS",)]
         cursor.execute("SELECT count(DISTINCT asset_key) FROM event_logs WHERE run_id = %s "
@@ -159,12 +160,28 @@ def test_postgres_config_keeps_every_setting_but_the_storage() -> None:
 
 @pytest.mark.parametrize("url", ["postgresql://mesh:hunter2@db/dagster", "mysql://mesh:hunter2@db/dagster",
                                  "hunter2", "postgresql+psycopg2://mesh:hunter2@db:port/dagster"])
-def test_a_bad_postgres_url_is_refused_with_the_fix(url: str, tiny_root: Path, tmp_path: Path) -> None:
-    for command in ("instance", "run"):
-        result = subprocess.run([MESH, command, "--root", str(tiny_root)], capture_output=True, text=True,
-                                timeout=300, env={**os.environ, "COLUMNS": "200", POSTGRES_URL_ENV: url,
-                                                  "DAGSTER_HOME": str(tmp_path / "home")})
-        assert result.returncode == 2, result.stderr
-        assert POSTGRES_URL_ENV in result.stderr and "postgresql+psycopg2://" in result.stderr
-        assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+def test_a_bad_postgres_url_is_refused_with_the_fix(url: str) -> None:
+    with pytest.raises(MeshError) as refused:
+        postgres_url({POSTGRES_URL_ENV: url})
+    message = str(refused.value)
+    assert POSTGRES_URL_ENV in message and "postgresql+psycopg2://" in message and "hunter2" not in message
+
+
+@pytest.mark.parametrize("command", ["instance", "run"])
+def test_the_commands_stop_on_a_bad_postgres_url_before_writing(command: str, tiny_root: Path,
+                                                                 tmp_path: Path) -> None:
+    result = subprocess.run([MESH, command, "--root", str(tiny_root)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "COLUMNS": "200", POSTGRES_URL_ENV: "postgresql://mesh:hunter2@db/x",
+                                 "DAGSTER_HOME": str(tmp_path / "home")})
+    assert result.returncode == 2 and f"error: {POSTGRES_URL_ENV} must be" in result.stderr
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "home" / "dagster.yaml").exists()
+
+
+def test_a_postgres_server_that_cannot_be_reached_is_named_without_its_password(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg2://mesh:hunter2@127.0.0.1:{_free_port()}/dagster"  # nothing listens there
+    result = mesh("instance", env={POSTGRES_URL_ENV: url, "DAGSTER_HOME": str(tmp_path / "home")})
+    assert result.returncode == 2
+    assert "cannot open the Dagster instance on Postgres mesh@127.0.0.1" in result.stderr
+    assert POSTGRES_URL_ENV in result.stderr and "Connection refused" in result.stderr
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
