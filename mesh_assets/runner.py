@@ -4,12 +4,14 @@ process, recorded in the Dagster instance at ``DAGSTER_HOME`` so the UI shows th
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 from dagster import DagsterEventType, DagsterInstance
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
