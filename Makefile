@@ -21,8 +21,8 @@ run: setup
 	$(VENV)/bin/python -m domains.tpch --sf $(SF)
 	$(VENV)/bin/mesh run
 
-ui: setup
-	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+ui: setup  # the instance `mesh run` records into: SQLite, or Postgres with MESH_POSTGRES_URL (docs/operations.md)
+	$(VENV)/bin/mesh instance
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
 validate: setup

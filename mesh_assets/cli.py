@@ -69,6 +69,33 @@ def run(
 
 
 @app.command()
+def instance(root: RootOption = None) -> None:
+    """Write the Dagster instance configuration into DAGSTER_HOME (default <root>/.dagster) and open it: SQLite,
+    or Postgres when MESH_POSTGRES_URL is set. Then run dagster dev, or dagster-daemon run and dagster-webserver,
+    with the same DAGSTER_HOME."""
+    from mesh_assets.instance_config import describe_server, get_instance, postgres_url
+    from mesh_assets.runner import dagster_home
+
+    try:
+        home = dagster_home(find_mesh_root(root))
+        url = postgres_url()
+        with get_instance() as inst:
+            queue = inst.get_concurrency_config().run_queue_config
+            storages = [type(s).__name__ for s in (inst.run_storage, inst.event_log_storage, inst.schedule_storage)]
+            monitoring = inst.run_monitoring_enabled
+    except MeshError as exc:
+        raise _fail(exc) from None
+    storage = f"Postgres {describe_server(url)} (MESH_POSTGRES_URL)" if url else "SQLite in DAGSTER_HOME"
+    out.print(f"Dagster instance {home} (DAGSTER_HOME): {storage}", highlight=False)
+    out.print(f"  runs, event log, schedules: {', '.join(storages)}", highlight=False)
+    limit = queue.max_concurrent_runs if queue else "none"
+    out.print(f"  run queue: at most {limit} runs in progress; run monitoring: {'on' if monitoring else 'off'}",
+              highlight=False)
+    out.print("next, with this DAGSTER_HOME: dagster dev -w workspace.yaml, or dagster-daemon run -w workspace.yaml "
+              "and dagster-webserver -w workspace.yaml", highlight=False)
+
+
+@app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="One read-only query over <domain>.<table> output ports.")],
     root: RootOption = None,

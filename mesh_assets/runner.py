@@ -4,7 +4,6 @@ process, recorded in the Dagster instance at ``DAGSTER_HOME`` so the UI shows th
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 import time
@@ -21,6 +20,7 @@ from rich.table import Table as RichTable
 
 from mesh_assets.definitions import build_mesh_definitions
 from mesh_assets.errors import MeshError
+from mesh_assets.instance_config import get_instance, write_instance_config
 from mesh_assets.mesh import Mesh
 
 HOST_TAG, PROCESS_TAG = "mesh/host", "mesh/process"  # where a `mesh run` runs: host, "<pid>:<start time>"
@@ -29,13 +29,15 @@ _WATCHED = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterE
 
 
 def dagster_home(root: Path) -> Path:
-    """``DAGSTER_HOME`` (default ``<root>/.dagster``), created and given the mesh's ``dagster.yaml``; the
-    variable is set for this process so Dagster finds the instance."""
+    """``DAGSTER_HOME`` (default ``<root>/.dagster``), created and given the mesh's instance configuration
+    (``dagster.yaml``, with Postgres storage when ``MESH_POSTGRES_URL`` is set: :mod:`mesh_assets.instance_config`);
+    the variable is set for this process so Dagster finds the instance.
+
+    Raises:
+        MeshError: ``MESH_POSTGRES_URL`` is not a postgresql+psycopg2:// URL.
+    """
     home = Path(os.environ.get("DAGSTER_HOME") or root / ".dagster").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    source, target = root / "dagster.yaml", home / "dagster.yaml"
-    if source.is_file() and (not target.is_file() or target.read_bytes() != source.read_bytes()):
-        shutil.copyfile(source, target)
+    write_instance_config(root, home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -215,6 +217,10 @@ def summary_table(summary: RunSummary) -> RichTable:
 
 
 def open_instance(root: Path) -> DagsterInstance:
-    """The Dagster instance at ``DAGSTER_HOME`` (see :func:`dagster_home`)."""
+    """The Dagster instance at ``DAGSTER_HOME`` (see :func:`dagster_home`).
+
+    Raises:
+        MeshError: a bad ``MESH_POSTGRES_URL``, or a Postgres server that cannot be reached.
+    """
     dagster_home(root)
-    return dg.DagsterInstance.get()
+    return get_instance()
