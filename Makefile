@@ -15,7 +15,12 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e ".[test]"
 	touch $@
 
-setup: $(VENV)/.installed
+# The dbt manifest each domain's code location loads (docs/dbt.md), made once here, never at load.
+DBT_MANIFEST := dbt/target/manifest.json
+$(DBT_MANIFEST): $(VENV)/.installed dbt/dbt_project.yml $(shell find dbt/models -name '*.sql' -o -name '*.yml')
+	$(VENV)/bin/dbt parse --project-dir dbt --profiles-dir dbt --quiet
+
+setup: $(VENV)/.installed $(DBT_MANIFEST)
 
 run: setup
 	$(VENV)/bin/python -m domains.tpch --sf $(SF)
