@@ -22,7 +22,7 @@ import sqlglot
 from open_data_contract_standard.model import OpenDataContractStandard
 from sqlglot import exp
 
-from mesh_assets.errors import ContractError
+from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.labels import Label, labels_table, parse_labels
 from mesh_assets.metrics import DeclarationError, Metric, metrics_table, parse_metrics
 from mesh_assets.rules import (
@@ -393,10 +393,10 @@ class _Builder:
             else:
                 from mesh_assets.dbt_project import model_file
 
-                transform = model_file(self.path, self.domain, dbt_model)
-                if not transform.is_file():
-                    self.fail([*loc, "customProperties"], f"dbt model file {transform} not found; create it or fix "
-                                                          "transform dbt:<model>")
+                try:
+                    transform = model_file(self.path, self.domain, dbt_model)
+                except MeshError:  # a contract read outside a mesh (a base revision of change management)
+                    transform = None
         elif layer != "bronze":
             relative = str(custom.get("transform") or f"sql/{layer}/{name}.sql")
             domain_dir = self.path.parent.parent.resolve()
