@@ -66,16 +66,25 @@ def dbt_findings(mesh: Mesh, domain: Domain) -> list[Finding]:
     for _, table in dbt_tables(domain):
         assert table.transform is not None
         path, text, _ = _expected(mesh, table)
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            what = "is missing" if not path.is_file() else "differs from the data contract"
+        actual = path.read_text(encoding="utf-8") if path.is_file() else None
+        if actual != text:
+            what = "is missing" if actual is None else "differs from the data contract"
             findings.append(Finding("error", "dbt/contract_sync", f"the dbt contract of model {table.dbt_model} "
-                                    f"{what} ({_relative(table.contract_path, mesh.root)})", SYNC_FIX, path, None,
-                                    f"models[{table.dbt_model}]", domain.name))
+                                    f"{what} ({_relative(table.contract_path, mesh.root)})", SYNC_FIX, path,
+                                    _first_difference(actual, text), f"models[{table.dbt_model}]", domain.name))
         findings += _column_findings(mesh, domain, table)
     folder = project_dir(mesh.root) / "models" / domain.name
     if folder.is_dir():
         findings += _source_findings(domain, folder)
     return findings
+
+
+def _first_difference(actual: str | None, expected: str) -> int | None:
+    """The 1-based line where ``actual`` first differs from ``expected`` (``None`` for a missing file)."""
+    if actual is None:
+        return None
+    ours, theirs = actual.splitlines(), expected.splitlines()
+    return next((i + 1 for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)) + 1)
 
 
 def _column_findings(mesh: Mesh, domain: Domain, table: Table) -> list[Finding]:
