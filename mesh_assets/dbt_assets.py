@@ -106,7 +106,8 @@ def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, input
               producers: dict[tuple[str, str, str], Path], engine: DuckDBEngine, storage: PortStorage,
               temp_root: str) -> Iterator[Any]:
     """Build ``table``'s dbt model and its tests in a private DuckDB file; yield the ``BuiltRelation`` to audit
-    and publish. The step's folder (under ``temp_root``) is deleted afterwards.
+    and publish. The step's folder (under ``temp_root``) is deleted afterwards, unless the engine records its
+    statements for ``mesh bench``.
 
     Raises:
         AccessError: an input may no longer be read.
@@ -154,7 +155,8 @@ def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, input
         yield BuiltRelation(str(database), f'main."{table.dbt_model}"', table.transform_sql() or "", origin,
                             tuple(outcomes), {"dbt_seconds": round(float(model.get("execution_time") or 0), 3)})
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if not engine.query_log:  # `mesh bench` replays the step's statements, which attach the built table
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write_profile(folder: Path, database: Path, engine: DuckDBEngine, allowed: list[str],

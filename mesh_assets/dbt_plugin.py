@@ -11,6 +11,7 @@ The profile a step writes (mesh_assets.dbt_models) names this module in ``plugin
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
@@ -28,8 +29,6 @@ class Plugin(BasePlugin):
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         if self.salt_env:
-            import os
-
             DuckDBEngine.enable_masking(conn, os.environ[self.salt_env].encode())
         if self.allowed is not None:
             DuckDBEngine.restrict(conn, self.allowed)

@@ -166,6 +166,22 @@ def test_a_failing_dbt_test_blocks_publishing(dbt_run, tmp_path: Path) -> None:
     assert Port(str(lake), PROFILE).current()["snapshot"] == before  # the previous snapshot stays current
 
 
+def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, tmp_path: Path) -> None:
+    _, instance, lake = dbt_run
+    root = _mesh_copy(tmp_path)
+    model = root / "dbt" / "models" / "customers" / "customer_profile.sql"
+    model.write_text(model.read_text().replace(
+        "    c.c_comment,\n", "    (SELECT max(content) FROM read_text('/etc/passwd')) AS c_comment,\n"))
+    before = Port(str(lake), PROFILE).current()["snapshot"]
+    job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(list(PROFILE))],
+                                    raise_on_error=False)
+    failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+    assert len(failures) == 1 and "dbt model customer_profile" in failures[0], failures
+    assert "/etc/passwd" in failures[0] and "Permission Error" in failures[0], failures[0]
+    assert Port(str(lake), PROFILE).current()["snapshot"] == before
+
+
 @pytest.mark.parametrize(("file", "old", "new", "rule", "field", "words"), [
     ("dbt/models/supply/part_catalog.sql", "    p.p_container,\n", "", "dbt/dropped_column", "p_container",
      ["part_catalog", "p_container", "supply/gold/part_catalog"]),
