@@ -40,11 +40,12 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _expected(mesh: Mesh, table: Table) -> tuple[Path, str, dict | None]:
+def _expected(mesh: Mesh, table: Table) -> tuple[Path, str]:
+    """The model's properties file and the text it should have (its dbt tests kept)."""
     assert table.transform is not None
     path = properties_file(table.transform)
     existing = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    return path, properties_text(table, _relative(table.contract_path, mesh.root), existing), existing
+    return path, properties_text(table, _relative(table.contract_path, mesh.root), existing)
 
 
 def sync_properties(mesh: Mesh) -> list[Path]:
@@ -53,7 +54,7 @@ def sync_properties(mesh: Mesh) -> list[Path]:
     changed = []
     for domain in mesh.domains():
         for _, table in dbt_tables(domain):
-            path, text, _ = _expected(mesh, table)
+            path, text = _expected(mesh, table)
             if not path.is_file() or path.read_text(encoding="utf-8") != text:
                 path.write_text(text, encoding="utf-8")
                 changed.append(path)
@@ -65,7 +66,7 @@ def dbt_findings(mesh: Mesh, domain: Domain) -> list[Finding]:
     findings: list[Finding] = []
     for _, table in dbt_tables(domain):
         assert table.transform is not None
-        path, text, _ = _expected(mesh, table)
+        path, text = _expected(mesh, table)
         actual = path.read_text(encoding="utf-8") if path.is_file() else None
         if actual != text:
             what = "is missing" if actual is None else "differs from the data contract"

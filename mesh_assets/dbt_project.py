@@ -19,7 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import yaml
@@ -27,6 +27,9 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mesh_assets.errors import MeshError
 from mesh_assets.settings import find_mesh_root
+
+if TYPE_CHECKING:
+    from mesh_assets.contracts import Table
 
 DBT_DIR = "dbt"
 MANIFEST = "target/manifest.json"
@@ -142,9 +145,10 @@ def _render(files: tuple[tuple[str, int], ...]) -> str:
                             "config(), var() and is_incremental() only") from None
 
 
-def model_properties(table: Any, existing: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The dbt properties of the model building ``table`` (a :class:`~mesh_assets.contracts.Table`): its dbt
-    contract generated from the data contract. ``data_tests`` of ``existing`` (the file as it is) are kept."""
+def model_properties(table: Table, existing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The dbt properties of the model building ``table``: its dbt contract (enforced; columns with name,
+    ``data_type`` and description) generated from the data contract. ``data_tests`` of ``existing`` (the file
+    as it is) are kept."""
     old = next((m for m in (existing or {}).get("models") or [] if m.get("name") == table.dbt_model), {})
     old_columns = {c.get("name"): c for c in old.get("columns") or []}
     columns = []
@@ -164,7 +168,7 @@ def properties_file(model: Path) -> Path:
     return model.with_suffix(".yml")
 
 
-def properties_text(table: Any, relative_contract: str, existing: dict[str, Any] | None = None) -> str:
+def properties_text(table: Table, relative_contract: str, existing: dict[str, Any] | None = None) -> str:
     """The text of the model's properties file (see :func:`model_properties`)."""
     body = yaml.safe_dump(model_properties(table, existing), sort_keys=False, width=110, allow_unicode=True)
     return GENERATED.format(contract=relative_contract) + body
