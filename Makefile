@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 # gets a random salt kept in .mesh/ (never committed), the same for every run of this checkout.
 export MESH_PII_SALT ?= $(shell mkdir -p .mesh && { test -s .mesh/pii_salt || $(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > .mesh/pii_salt; } && cat .mesh/pii_salt)
 
-.PHONY: setup run ui test validate bench bench-checks clean
+.PHONY: setup dbt-manifest run ui test validate bench bench-checks clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,14 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e ".[test]"
 	touch $@
 
-setup: $(VENV)/.installed
+# The dbt manifest each domain's code location loads (docs/dbt.md), made once here, never at load.
+DBT_MANIFEST := dbt/target/manifest.json
+$(DBT_MANIFEST): $(VENV)/.installed dbt/dbt_project.yml $(shell find dbt/models -name '*.sql' -o -name '*.yml')
+	$(VENV)/bin/dbt parse --project-dir dbt --profiles-dir dbt --quiet
+
+dbt-manifest: $(DBT_MANIFEST)
+
+setup: $(VENV)/.installed $(DBT_MANIFEST)
 
 run: setup
 	$(VENV)/bin/python -m domains.tpch --sf $(SF)

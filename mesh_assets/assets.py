@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: Dagster reads the compute function
 """
 
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -194,9 +195,9 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                     for r in table.rules]
     settings = mesh.settings
 
-    @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs,
-                    retry_policy=retry_policy(settings))
-    def _materialize(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
+    def step(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage, build=None):
+        """The step: write–audit–publish. ``build(duckdb, ports)``, if given, is a context manager that first
+        builds the output elsewhere (a dbt model) and yields the ``BuiltRelation`` to publish."""
         from mesh_assets.materialize import materialize_table  # DuckDB, ibis, Pandera: only where steps run
         from mesh_assets.openlineage_events import StepLineage
 
@@ -206,8 +207,10 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         result = None
         try:
             try:
-                result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
-                                           run_id=context.run.run_id, references=references, producers=producers)
+                with build(duckdb, ports) if build is not None else contextlib.nullcontext() as built:
+                    result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
+                                               run_id=context.run.run_id, references=references,
+                                               producers=producers, built=built)
             except MeshError as exc:  # a message for people, not a traceback; bad data or SQL is not retried
                 raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, TransientError)) from None
             check_results = [_check_result(key, o) for o in result.outcomes]
@@ -234,6 +237,16 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             lineage.fail(message or f"{type(exc).__name__}: {exc}", result)
             raise
         lineage.complete(result)
+
+    if table.dbt_model is not None:
+        from mesh_assets.dbt_assets import dbt_model_asset
+
+        return dbt_model_asset(mesh, table, spec, check_specs, inputs, producers, step, retry_policy(settings))
+
+    @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs,
+                    retry_policy=retry_policy(settings))
+    def _materialize(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
+        yield from step(context, duckdb, ports)
 
     return _materialize
 

@@ -343,6 +343,36 @@ def export_duckdb_file(
     out.print(f"{path}: {len(ports)} port(s): {', '.join(ports)}", highlight=False)
 
 
+dbt = typer.Typer(help="dbt models as data products (docs/dbt.md).", no_args_is_help=True)
+app.add_typer(dbt, name="dbt")
+
+
+@dbt.command("sync")
+def dbt_sync(root: RootOption = None) -> None:
+    """Write each dbt model's contract (columns, data_type, enforced) from its data contract."""
+    from mesh_assets.dbt_checks import sync_properties
+
+    try:
+        mesh = _mesh(root)
+        changed = sync_properties(mesh)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    for path in changed:
+        out.print(f"wrote {path.relative_to(mesh.root)}", highlight=False)
+    out.print(f"{len(changed)} dbt properties file(s) changed", highlight=False)
+
+
+@dbt.command("parse")
+def dbt_parse(root: RootOption = None) -> None:
+    """Run dbt parse: the manifest (dbt/target/manifest.json) each domain's code location loads."""
+    from mesh_assets.dbt_project import parse_project
+
+    try:
+        out.print(str(parse_project(find_mesh_root(root))), highlight=False)
+    except MeshError as exc:
+        raise _fail(exc) from None
+
+
 new = typer.Typer(help="Self-serve: scaffold a domain, or a data product inferred from a file.",
                   no_args_is_help=True)
 app.add_typer(new, name="new")

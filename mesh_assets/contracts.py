@@ -22,7 +22,7 @@ import sqlglot
 from open_data_contract_standard.model import OpenDataContractStandard
 from sqlglot import exp
 
-from mesh_assets.errors import ContractError
+from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.labels import Label, labels_table, parse_labels
 from mesh_assets.metrics import DeclarationError, Metric, metrics_table, parse_metrics
 from mesh_assets.rules import (
@@ -39,6 +39,7 @@ from mesh_assets.yaml_source import YamlDocument, load_yaml
 
 SUPPORTED_API_VERSIONS = ("v3.1.0", "v3.2.0")
 VISIBILITIES = ("public", "restricted", "private")
+DBT_TRANSFORM = "dbt:"  # customProperties transform "dbt:<model>": the table is built by a dbt model
 # Names that reach SQL and paths: snake_case, at most 63 characters (PostgreSQL's identifier limit, so a name
 # fits every engine and catalog the mesh feeds).
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -111,11 +112,17 @@ class Table:
     metrics: tuple[Metric, ...] = ()  # customProperties metrics (mesh_assets.metrics)
     labels: tuple[Label, ...] = ()  # customProperties labels (mesh_assets.labels)
     sql: str | None = None  # the SELECT of a table the framework derives (metrics, labels) instead of a file
+    dbt_model: str | None = None  # customProperties transform "dbt:<model>": built by that dbt model (docs/dbt.md)
 
     def transform_sql(self) -> str | None:
-        """The SELECT that builds the table: generated, or read from its transform file; ``None`` for bronze."""
+        """The SELECT that builds the table: generated, read from its transform file, or its dbt model rendered
+        in mesh names (raises ``DbtModelError`` when the model cannot be rendered); ``None`` for bronze."""
         if self.sql is not None:
             return self.sql
+        if self.dbt_model is not None and self.transform is not None:
+            from mesh_assets.dbt_project import render_model  # the model's Jinja, rendered in mesh names
+
+            return render_model(self.transform)
         return self.transform.read_text(encoding="utf-8") if self.transform is not None else None
 
     @property
@@ -377,8 +384,20 @@ class _Builder:
         source = self._source(custom.get("source"), loc) if layer == "bronze" else None
         if layer != "bronze" and custom.get("source") is not None:
             self.fail([*loc, "customProperties"], "only bronze tables ingest a source; silver and gold read SQL")
-        transform = None
-        if layer != "bronze":
+        transform, dbt_model = None, None
+        if str(custom.get("transform") or "").startswith(DBT_TRANSFORM):
+            dbt_model = str(custom["transform"])[len(DBT_TRANSFORM):]
+            if layer != "gold" or not SNAKE_CASE.fullmatch(dbt_model):
+                self.fail([*loc, "customProperties"], f"transform {custom['transform']!r}: a dbt model builds a "
+                                                      "gold table; write transform: dbt:<model name (snake_case)>")
+            else:
+                from mesh_assets.dbt_project import model_file
+
+                try:
+                    transform = model_file(self.path, self.domain, dbt_model)
+                except MeshError:  # a contract read outside a mesh (a base revision of change management)
+                    transform = None
+        elif layer != "bronze":
             relative = str(custom.get("transform") or f"sql/{layer}/{name}.sql")
             domain_dir = self.path.parent.parent.resolve()
             transform = (domain_dir / relative).resolve()
@@ -421,7 +440,8 @@ class _Builder:
         table_slas = tuple(slas.get(name, []) or slas.get(None, []))
         metrics, labels = self._declarations(obj, loc, name, layer, columns)
         return Table(self.domain, product, name, layer, str(obj.get("description") or ""), tuple(columns),
-                     tuple(rules), visibility, source, transform, table_slas, self.path, metrics, labels)
+                     tuple(rules), visibility, source, transform, table_slas, self.path, metrics, labels,
+                     dbt_model=dbt_model)
 
     def _declarations(self, obj: dict[str, Any], loc: list[str | int], name: str, layer: str,
                       columns: list[Column]) -> tuple[tuple[Metric, ...], tuple[Label, ...]]:

@@ -18,7 +18,7 @@ def upstream_keys(mesh: Mesh, table: Table) -> set[Key]:
     try:
         sql = table.transform_sql()
         keys |= {ref.key for ref in find_inputs(sql, table.domain)} if sql is not None else set()
-    except (SqlInputError, OSError):
+    except (SqlInputError, OSError, MeshError):  # MeshError: a dbt model that does not render
         pass
     for rule in table.rules:
         if rule.kind == "foreign_key":

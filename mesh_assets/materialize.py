@@ -39,6 +39,23 @@ from mesh_assets.settings import MeshSettings
 from mesh_assets.sql_inputs import PREVIOUS, InputRef
 from resources import DuckDBEngine, PortStorage
 
+BUILT = "built"  # the catalog a built output (a dbt model's DuckDB file) is attached as, read-only
+
+
+@dataclass(frozen=True)
+class BuiltRelation:
+    """A table's output built outside the step's connection (a dbt model, mesh_assets.dbt_assets), to publish
+    instead of running its transform: ``relation`` in the DuckDB file ``database``. ``sql`` is the transform in
+    mesh names (for column lineage and display), ``origin`` its file; ``outcomes`` are the builder's own checks
+    (dbt tests), which block publishing like the contract's."""
+
+    database: str
+    relation: str
+    sql: str
+    origin: str
+    outcomes: tuple[CheckOutcome, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
 
 @dataclass
 class TableResult:
@@ -61,13 +78,15 @@ class TableResult:
 
 def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEngine, storage: PortStorage,
                       settings: MeshSettings, run_id: str, references: dict[str, InputRef] | None = None,
-                      producers: dict[tuple[str, str, str], Path] | None = None) -> TableResult:
+                      producers: dict[tuple[str, str, str], Path] | None = None,
+                      built: BuiltRelation | None = None) -> TableResult:
     """Build ``table`` from its inputs into a new snapshot of its port and publish it if its checks allow.
 
     ``inputs`` are the ports the transform reads; ``references`` the tables its foreign-key rules check
     against, by rule name (the table itself for a self-reference); ``producers`` the contract file of each
     other domain's port among them. Those ports are read as their contracts allow now (mesh_assets.access):
-    sensitive columns masked unless granted.
+    sensitive columns masked unless granted. ``built`` is the output a dbt model already built: it is audited
+    and published instead of running the transform.
 
     Raises:
         AccessError: the table reads a port its domain may no longer read.
@@ -80,8 +99,13 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
     # SQL of this step reaches only its domain's folder, the ports it reads and the landing zone
     allowed = [settings.landing_path, f"{storage.root}/{table.domain}",
                *(f"{storage.root}/{'/'.join(ref.key)}" for ref in reads if ref.cross_domain)]
+    if built is not None:
+        allowed.append(str(Path(built.database).parent))
     con = engine.connect(storage.root, allowed_directories=allowed)
     try:
+        if built is not None:
+            database = built.database.replace("'", "''")
+            con.execute(f"ATTACH '{database}' AS {BUILT} (READ_ONLY)")
         if any(a.masked for a in access.values()):
             engine.enable_masking(con, pii_salt(settings.governance))
         for ref in reads:
@@ -91,7 +115,7 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
                 raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
             masked = access[ref.key].masked if ref.key in access else ()
             engine.register_view(con, ref.schema, ref.table, snapshot.glob, masked)
-        first: list[CheckOutcome] = []
+        first: list[CheckOutcome] = list(built.outcomes) if built is not None else []
         drift = None
         if table.layer == "bronze":
             assert table.source is not None
@@ -100,6 +124,8 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
             if first[0].blocking and not first[0].passed:
                 return TableResult(False, None, None, first, {"transform": f"ingestion of {table.source.path}"})
             sql, origin = ingestion_sql(table, drift, run_id), f"ingestion of {table.source.path}"
+        elif built is not None:
+            sql, origin = f'SELECT * FROM {BUILT}.{built.relation}', built.origin
         else:
             sql = (table.transform_sql() or "").strip().rstrip(";")
             origin = _relative(Path(table.transform_origin), settings.root)
@@ -138,15 +164,16 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
                                            targets)]
             profile = profile_relation(con, f"{table.layer}.{table.name}")
             write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
+            transform_sql = built.sql if built is not None else sql
             metadata: dict[str, Any] = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin,
-                                        "sql": sql}
+                                        "sql": transform_sql, **(built.metadata if built is not None else {})}
             masked = {a.port: list(a.masked) for a in access.values() if a.masked}
             if masked:
                 metadata["masked_inputs"] = masked
             if inputs:
                 columns = {(r.schema, r.table): _describe(con, f'SELECT * FROM "{r.schema}"."{r.table}"', origin, table)
                            for r in inputs}
-                metadata["column_lineage"] = column_lineage(sql, inputs, columns)
+                metadata["column_lineage"] = column_lineage(transform_sql, inputs, columns)
             published = not any(o.blocking and not o.passed for o in outcomes)
             if published:
                 if rejects is not None:

@@ -6,7 +6,9 @@
 3. access — grants name existing domains; readers of deprecated ports are warned;
 4. security — no secret-looking literal in the mesh's YAML (mesh_assets.secrets);
 5. change management — with a base git ref, breaking changes of output ports need a major version bump
-   (mesh_assets.changes).
+   (mesh_assets.changes);
+6. dbt — each dbt model selects its contract's columns, its dbt contract is in sync, its sources name their
+   ports (mesh_assets.dbt_checks).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import dagster as dg
 
 from mesh_assets.access import AccessError
 from mesh_assets.assets import table_asset
+from mesh_assets.dbt_checks import dbt_findings
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.graph import cycle_message, find_cycle
@@ -126,5 +129,6 @@ def _domain_findings(mesh: Mesh, domain: Domain, report: Report) -> list[Finding
                 findings.append(Finding("warning", "access/deprecated", f"{'/'.join(table.key)} reads {notice}",
                                         "move to the successor port before the end of support",
                                         table.transform or table.contract_path, None, None, domain.name))
+    findings += dbt_findings(mesh, domain)
     report.domains[domain.name] = (assets, checks)
     return findings

@@ -71,22 +71,28 @@ class DuckDBEngine(dg.ConfigurableResource):
             if not isinstance(fs, LocalFileSystem):
                 con.register_filesystem(fs)
         if allowed_directories is not None:
-            prefixes = []
-            for location in allowed_directories:
-                if not location:
-                    continue
-                if "://" in location and not location.startswith("file://"):
-                    # A registered fsspec file system may list paths with a leading '/' (memory://), which
-                    # DuckDB then sees as proto:///path: allow both spellings of the same place.
-                    protocol, path = location.split("://", 1)
-                    prefixes += [f"{protocol}://{path.strip('/')}/", f"{protocol}:///{path.strip('/')}/"]
-                else:
-                    local = Path(location.removeprefix("file://")).expanduser().resolve()
-                    prefixes.append(f"{str(local).rstrip('/')}/")
-            listed = ", ".join("'" + p.replace("'", "''") + "'" for p in prefixes)
-            con.execute(f"SET allowed_directories = [{listed}]")  # must precede disabling external access
-            con.execute("SET enable_external_access = false")
+            self.restrict(con, allowed_directories)
         return con
+
+    @staticmethod
+    def restrict(con: duckdb.DuckDBPyConnection, allowed_directories: Sequence[str]) -> None:
+        """Lock ``con``'s file access down to ``allowed_directories`` (see :meth:`connect`); also used on the
+        connection dbt-duckdb opens for a model (mesh_assets.dbt_plugin)."""
+        prefixes = []
+        for location in allowed_directories:
+            if not location:
+                continue
+            if "://" in location and not location.startswith("file://"):
+                # A registered fsspec file system may list paths with a leading '/' (memory://), which
+                # DuckDB then sees as proto:///path: allow both spellings of the same place.
+                protocol, path = location.split("://", 1)
+                prefixes += [f"{protocol}://{path.strip('/')}/", f"{protocol}:///{path.strip('/')}/"]
+            else:
+                local = Path(location.removeprefix("file://")).expanduser().resolve()
+                prefixes.append(f"{str(local).rstrip('/')}/")
+        listed = ", ".join("'" + p.replace("'", "''") + "'" for p in prefixes)
+        con.execute(f"SET allowed_directories = [{listed}]")  # must precede disabling external access
+        con.execute("SET enable_external_access = false")
 
     def close(self, con: duckdb.DuckDBPyConnection, label: str) -> None:
         """Close ``con``; with ``query_log`` set, first write its statements, in order, to

@@ -107,6 +107,7 @@ def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path:
     for name in ("mesh.yaml", "dagster.yaml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "domains", root / "domains", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "dbt", root / "dbt", ignore=shutil.ignore_patterns("logs"))  # three gold models
     domains = [e["python_module"]["location_name"] for e in yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]]
     _workspace(root, domains)
     _settings(root, automation={"landing_interval_seconds": 5, "automation_interval_seconds": 5,

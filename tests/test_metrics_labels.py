@@ -259,6 +259,7 @@ def test_label_queries_follow_the_access_rules(tmp_path: Path) -> None:
     """A label query reading a restricted port its domain holds no grant to fails the load, like any SQL."""
     root = tmp_path / "mesh"
     shutil.copytree(REPO / "domains", root / "domains", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "dbt", root / "dbt")  # customer_profile is built by a dbt model
     shutil.copy(REPO / "mesh.yaml", root / "mesh.yaml")
     contract = root / "domains" / "customers" / "products" / "customer_profile.yaml"
     contract.write_text(contract.read_text().replace(

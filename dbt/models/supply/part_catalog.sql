@@ -4,7 +4,7 @@ WITH offers AS (
         ps_partkey,
         COUNT(*) AS supplier_count,
         MIN(ps_supplycost) AS min_supplycost
-    FROM silver.part_suppliers
+    FROM {{ source('supply_silver', 'part_suppliers') }}
     GROUP BY ps_partkey
 )
 SELECT
@@ -19,6 +19,6 @@ SELECT
     p.p_comment,
     COALESCE(o.supplier_count, 0) AS supplier_count,
     o.min_supplycost
-FROM silver.parts AS p
+FROM {{ source('supply_silver', 'parts') }} AS p
 LEFT JOIN offers AS o
     ON o.ps_partkey = p.p_partkey

@@ -10,6 +10,6 @@ SELECT
     c.c_comment,
     n.n_name,
     n.r_name
-FROM silver.customers AS c
-LEFT JOIN gold.nations AS n
+FROM {{ source('customers_silver', 'customers') }} AS c
+LEFT JOIN {{ source('customers_gold', 'nations') }} AS n
     ON n.n_nationkey = c.c_nationkey

@@ -45,12 +45,12 @@ SELECT
     s.n_name AS supplier_nation,
     s.r_name AS supplier_region,
     l.l_extendedprice * (1 - l.l_discount) AS revenue
-FROM silver.order_lines AS l
-LEFT JOIN silver.order_headers AS o
+FROM {{ source('sales_silver', 'order_lines') }} AS l
+LEFT JOIN {{ source('sales_silver', 'order_headers') }} AS o
     ON o.o_orderkey = l.l_orderkey
-LEFT JOIN customers.customer_profile AS c
+LEFT JOIN {{ source('customers', 'customer_profile') }} AS c
     ON c.c_custkey = o.o_custkey
-LEFT JOIN supply.part_catalog AS p
+LEFT JOIN {{ source('supply', 'part_catalog') }} AS p
     ON p.p_partkey = l.l_partkey
-LEFT JOIN supply.supplier_profile AS s
+LEFT JOIN {{ source('supply', 'supplier_profile') }} AS s
     ON s.s_suppkey = l.l_suppkey

@@ -1,0 +1,185 @@
+"""A gold table built by a dbt model: its asset through dagster-dbt, and its step (docs/dbt.md).
+
+Load: dagster-dbt builds the model's asset spec and one asset check per dbt test from the manifest
+(``build_dbt_specs``, what ``@dbt_assets`` uses), through :class:`MeshDbtTranslator`, which gives the model the
+mesh's spec (key ``[domain, gold, table]``, group, owners, contract schema, freshness, automation) and leaves
+sources keyed by their ``meta.dagster.asset_key``. The step's asset also carries the contract's checks, so it is
+one multi-asset of its own rather than ``@dbt_assets`` itself, which takes no extra checks.
+
+Step (:func:`dbt_build`): a private folder per step holds a DuckDB file in which the model's inputs are views over
+their ports' current snapshots (masked as the access rules say); ``dbt build`` runs the model and its tests there,
+with a profile written for this step only, so parallel steps and domains share no DuckDB file and cannot lock
+each other. The framework then audits and publishes the built table like any other output
+(``materialize_table``): the dbt tests block publishing like the contract's checks.
+
+No ``from __future__ import annotations``: Dagster reads the compute function's annotations at run time.
+"""
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import yaml
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
+from dagster_dbt.asset_utils import build_dbt_specs
+
+from mesh_assets.access import pii_salt, runtime_access
+from mesh_assets.contracts import Table
+from mesh_assets.dbt_project import dbt_executable, load_manifest, project_dir
+from mesh_assets.errors import MeshError, PortError, TransformError
+from mesh_assets.mesh import Mesh
+from mesh_assets.outcomes import CheckOutcome
+from mesh_assets.sql_inputs import InputRef
+from resources import DuckDBEngine, PortStorage
+
+DBT_SELECT_TAG = "dagster_dbt/select"  # the op tag dagster-dbt reads the step's dbt selection from
+PROFILE, TARGET = "mesh", "step"
+
+
+class MeshDbtTranslator(DagsterDbtTranslator):
+    """Maps the dbt models bound to data contracts to their mesh asset specs (``specs`` by dbt unique id).
+    Sources keep dagster-dbt's key, their ``meta.dagster.asset_key``: they are other assets' ports."""
+
+    def __init__(self, specs: Mapping[str, dg.AssetSpec]):
+        super().__init__()
+        self._mesh_specs = dict(specs)
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+                       ) -> dg.AssetSpec:
+        base = super().get_asset_spec(manifest, unique_id, project)
+        spec = self._mesh_specs.get(unique_id)
+        if spec is None:
+            return base
+        dbt_metadata = {k: v for k, v in base.metadata.items() if k.startswith("dagster_dbt/")}
+        return spec.merge_attributes(metadata={**dbt_metadata, "dbt_model": unique_id}, kinds={"dbt"})
+
+
+def model_unique_id(manifest: Mapping[str, Any], table: Table) -> str:
+    """The unique id of the model bound to ``table``, in its domain's folder of the manifest.
+
+    Raises:
+        MeshError: the manifest has no such model (it is older than the model: run dbt parse again).
+    """
+    for unique_id, node in manifest.get("nodes", {}).items():
+        if (node.get("resource_type") == "model" and node.get("name") == table.dbt_model
+                and Path(node.get("original_file_path", "")).parts[1:2] == (table.domain,)):
+            return unique_id
+    raise MeshError(f"{table.contract_path}: the dbt manifest has no model {table.dbt_model} in "
+                    f"models/{table.domain}/; run `make dbt-manifest` (dbt parse) after adding or moving a model")
+
+
+def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: list[dg.AssetCheckSpec],
+                    inputs: list[InputRef], producers: dict[tuple[str, str, str], Path],
+                    step: Callable[..., Iterator[Any]], retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
+    """The asset of ``table``, built by its dbt model: ``spec`` and ``check_specs`` are the mesh's (from the
+    contract), the dbt tests of the model are added as asset checks, and ``step`` (the write–audit–publish step
+    of mesh_assets.assets) runs with :func:`dbt_build` as its builder, under ``retry_policy`` like every step.
+
+    Raises:
+        MeshError: no manifest, or the manifest lacks the model.
+    """
+    manifest = load_manifest(mesh.root)
+    unique_id = model_unique_id(manifest, table)
+    translator = MeshDbtTranslator({unique_id: spec})
+    specs, dbt_checks = build_dbt_specs(translator=translator, manifest=manifest, select=unique_id.split(".")[-1],
+                                        exclude="", selector="", io_manager_key=None, project=None)
+    settings = mesh.settings
+
+    @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=[*check_specs, *dbt_checks],
+                    op_tags={DBT_SELECT_TAG: unique_id.split(".")[-1]}, retry_policy=retry_policy)
+    def _dbt_model(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
+        def build(engine: DuckDBEngine, storage: PortStorage):
+            return dbt_build(context, mesh, table, inputs, producers, engine, storage, settings.duckdb_temp_path)
+
+        yield from step(context, duckdb, ports, build)
+
+    return _dbt_model
+
+
+@contextlib.contextmanager
+def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, inputs: list[InputRef],
+              producers: dict[tuple[str, str, str], Path], engine: DuckDBEngine, storage: PortStorage,
+              temp_root: str) -> Iterator[Any]:
+    """Build ``table``'s dbt model and its tests in a private DuckDB file; yield the ``BuiltRelation`` to audit
+    and publish. The step's folder (under ``temp_root``) is deleted afterwards, unless the engine records its
+    statements for ``mesh bench``.
+
+    Raises:
+        AccessError: an input may no longer be read.
+        TransformError: an input has no published snapshot, or the model fails (dbt's message, file and fix).
+    """
+    from mesh_assets.materialize import BuiltRelation
+
+    governance = mesh.settings.governance
+    access = runtime_access(table.domain, inputs, producers, governance)
+    Path(temp_root).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"dbt-{table.dbt_model}-", dir=temp_root)).resolve()
+    try:
+        database = folder / f"{PROFILE}.duckdb"
+        masked = any(a.masked for a in access.values())
+        allowed = [str(folder)]
+        con = duckdb.connect(str(database))
+        try:
+            if masked:
+                engine.enable_masking(con, pii_salt(governance))
+            for ref in inputs:
+                try:
+                    snapshot = storage.port(ref.key).current_snapshot()
+                except PortError as exc:
+                    raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
+                engine.register_view(con, ref.schema, ref.table, snapshot.glob,
+                                     access[ref.key].masked if ref.key in access else ())
+                allowed.append(snapshot.path)
+        finally:
+            con.close()
+        _write_profile(folder, database, engine, allowed, governance.pii_salt_env if masked else None)
+        dbt = DbtCliResource(project_dir=str(project_dir(mesh.root)), profiles_dir=str(folder),
+                             dbt_executable=dbt_executable())
+        invocation = dbt.cli(["build"], context=context, raise_on_error=False, target_path=folder / "target")
+        outcomes = [_outcome(event) for event in invocation.stream() if isinstance(event, dg.AssetCheckResult)]
+        try:
+            results = invocation.get_artifact("run_results.json").get("results", [])
+        except (OSError, ValueError):  # dbt stopped before running anything (project or profile error)
+            results = []
+        model = next((r for r in results if r.get("unique_id", "").startswith("model.")), None)
+        origin = str(table.transform.relative_to(mesh.root)) if table.transform else table.dbt_model
+        if model is None or model.get("status") != "success":
+            message = (model or {}).get("message") or _log_tail(folder / "target")
+            raise TransformError(f"{'/'.join(table.key)}: dbt model {table.dbt_model} ({origin}) failed: {message}. "
+                                 "Nothing was published; the previous snapshot stays current")
+        yield BuiltRelation(str(database), f'main."{table.dbt_model}"', table.transform_sql() or "", origin,
+                            tuple(outcomes), {"dbt_seconds": round(float(model.get("execution_time") or 0), 3)})
+    finally:
+        if not engine.query_log:  # `mesh bench` replays the step's statements, which attach the built table
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_profile(folder: Path, database: Path, engine: DuckDBEngine, allowed: list[str],
+                   salt_env: str | None) -> None:
+    """The step's dbt profile: its DuckDB file, the engine's limits, the mesh's plugin (masking, lockdown)."""
+    config = {k: v for k, v in {"threads": engine.threads, "memory_limit": engine.memory_limit,
+                                "temp_directory": engine.temp_directory}.items() if v}
+    plugin = {"allowed_directories": allowed, **({"pii_salt_env": salt_env} if salt_env else {})}
+    profile = {PROFILE: {"target": TARGET, "outputs": {TARGET: {
+        "type": "duckdb", "path": str(database), "schema": "main", "threads": 1, "config_options": config,
+        "plugins": [{"module": "mesh_assets.dbt_plugin", "config": plugin}]}}}}
+    (folder / "profiles.yml").write_text(yaml.safe_dump(profile), encoding="utf-8")
+
+
+def _outcome(event: dg.AssetCheckResult) -> CheckOutcome:
+    """A dbt test's result as a check outcome of the step (blocking when the test's severity is error)."""
+    blocking = event.severity == dg.AssetCheckSeverity.ERROR
+    return CheckOutcome(event.check_name or "", event.passed, blocking, "error" if blocking else "warning",
+                        event.description or f"dbt test {event.check_name}", dict(event.metadata))
+
+
+def _log_tail(target: Path) -> str:
+    """The last error lines of dbt's log in ``target`` (when run_results.json says nothing)."""
+    log = target / "dbt.log"
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-5:] if log.is_file() else []
+    return " ".join(lines) or "dbt did not run; see the step's log"
