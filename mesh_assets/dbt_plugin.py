@@ -6,7 +6,7 @@ connection has (resources/duckdb_engine.py), so a dbt model runs under the same 
 - ``allowed_directories``: the connection's file access is locked down to these directories once dbt-duckdb
   has set it up: the ports the model reads and the step's own folder.
 
-The profile a step writes (mesh_assets.dbt_models) names this module in ``plugins:``.
+The profile a step writes (mesh_assets.dbt_assets) names this module in ``plugins:``.
 """
 
 from __future__ import annotations
