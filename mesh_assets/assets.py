@@ -15,6 +15,7 @@ import dagster as dg
 
 from mesh_assets.access import authorize_input, deprecation_notice
 from mesh_assets.contracts import DataProduct, Table
+from mesh_assets.engines import table_engine
 from mesh_assets.errors import MeshError, TransientError
 from mesh_assets.freshness import freshness_policy
 from mesh_assets.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS, rejects_key
@@ -23,7 +24,7 @@ from mesh_assets.mesh import Domain, Mesh
 from mesh_assets.settings import MeshSettings
 from mesh_assets.outcomes import CheckOutcome, weighted_passes
 from mesh_assets.sql_inputs import InputRef, SqlInputError, find_inputs
-from resources import DuckDBEngine, PortStorage
+from resources import DuckDBEngine, PortStorage, SparkEngine
 
 if TYPE_CHECKING:
     from mesh_assets.materialize import TableResult
@@ -152,6 +153,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     for notice in notices:
         log.warning("%s reads %s", "/".join(table.key), notice)
     storage_url = mesh.settings.storage_url
+    engine = table_engine(mesh.settings, domain, product, table)
     description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
                                        f"({product.status}): {product.description}")
     spec = dg.AssetSpec(
@@ -160,7 +162,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         description=description,
         group_name=domain.name,
         owners=[f"team:{product.team}"],
-        kinds={"duckdb", "parquet"},
+        kinds={engine, "parquet"},
         tags={LAYER_TAG: table.layer, PRODUCT_TAG: product.name, VISIBILITY_TAG: table.visibility,
               STATUS_TAG: product.status or "active"},
         metadata={
@@ -188,16 +190,18 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                                           blocking={"schema_drift": drift_blocking, "rejected_rows": rejects_blocking,
                                                     "row_conservation": True}[name])
                         for name, text in FRAMEWORK_CHECKS.items()]
-        specs.append(_rejects_spec(table, product, domain, key))
+        specs.append(_rejects_spec(table, product, domain, key, engine))
     check_specs += [dg.AssetCheckSpec(r.name, asset=key, blocking=r.blocking, description=r.description,
                                       metadata={"severity": r.severity, **({"dimension": r.dimension}
                                                                             if r.dimension else {})})
                     for r in table.rules]
     settings = mesh.settings
 
-    def step(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage, build=None):
-        """The step: write–audit–publish. ``build(duckdb, ports)``, if given, is a context manager that first
-        builds the output elsewhere (a dbt model) and yields the ``BuiltRelation`` to publish."""
+    def step(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage, build=None,
+             spark: SparkEngine | None = None):
+        """The step: write–audit–publish on the table's engine. ``build(duckdb, ports)``, if given, is a context
+        manager that first builds the output elsewhere (a dbt model) and yields the ``BuiltRelation`` to
+        publish; ``spark`` is given to Spark tables."""
         from mesh_assets.materialize import materialize_table  # DuckDB, ibis, Pandera: only where steps run
         from mesh_assets.openlineage_events import StepLineage
 
@@ -207,10 +211,17 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         result = None
         try:
             try:
-                with build(duckdb, ports) if build is not None else contextlib.nullcontext() as built:
-                    result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
-                                               run_id=context.run.run_id, references=references,
-                                               producers=producers, built=built)
+                if spark is not None:
+                    from mesh_assets.spark_materialize import materialize_table_spark
+
+                    result = materialize_table_spark(table, inputs, spark=spark, duckdb=duckdb, storage=ports,
+                                                     settings=settings, run_id=context.run.run_id,
+                                                     references=references, producers=producers)
+                else:
+                    with build(duckdb, ports) if build is not None else contextlib.nullcontext() as built:
+                        result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
+                                                   run_id=context.run.run_id, references=references,
+                                                   producers=producers, built=built)
             except MeshError as exc:  # a message for people, not a traceback; bad data or SQL is not retried
                 raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, TransientError)) from None
             check_results = [_check_result(key, o) for o in result.outcomes]
@@ -243,6 +254,15 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
 
         return dbt_model_asset(mesh, table, spec, check_specs, inputs, producers, step, retry_policy(settings))
 
+    if engine == "spark":
+        @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs,
+                        retry_policy=retry_policy(settings))
+        def _materialize_spark(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage,
+                               spark: SparkEngine):
+            yield from step(context, duckdb, ports, spark=spark)
+
+        return _materialize_spark
+
     @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs,
                     retry_policy=retry_policy(settings))
     def _materialize(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
@@ -263,7 +283,8 @@ def retry_policy(settings: MeshSettings) -> dg.RetryPolicy | None:
                           jitter={"plus_minus": dg.Jitter.PLUS_MINUS, "full": dg.Jitter.FULL, "none": None}[retries.jitter])
 
 
-def _rejects_spec(table: Table, product: DataProduct, domain: Domain, key: dg.AssetKey) -> dg.AssetSpec:
+def _rejects_spec(table: Table, product: DataProduct, domain: Domain, key: dg.AssetKey, engine: str
+                  ) -> dg.AssetSpec:
     return dg.AssetSpec(
         dg.AssetKey(list(rejects_key(table))),
         deps=[key],
@@ -271,7 +292,7 @@ def _rejects_spec(table: Table, product: DataProduct, domain: Domain, key: dg.As
                     "could not read with its contract's types: file, line, raw line and reason.",
         group_name=domain.name,
         owners=[f"team:{product.team}"],
-        kinds={"duckdb", "parquet"},
+        kinds={engine, "parquet"},
         tags={LAYER_TAG: table.layer, PRODUCT_TAG: product.name, VISIBILITY_TAG: "private"},
         metadata={"dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name, ctype) for name, ctype in REJECTS_COLUMNS.items()])},

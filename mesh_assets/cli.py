@@ -10,6 +10,7 @@ import csv
 import enum
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -31,6 +32,11 @@ out = Console(width=None if sys.stdout.isatty() else 200)  # scripts and CI get 
 RootOption = Annotated[Path | None, typer.Option("--root", help="Mesh folder (holding mesh.yaml).")]
 
 
+class Engine(str, enum.Enum):
+    duckdb = "duckdb"
+    spark = "spark"
+
+
 class OutputFormat(str, enum.Enum):
     table = "table"
     csv = "csv"
@@ -50,10 +56,16 @@ def _fail(exc: Exception, code: int = 2) -> typer.Exit:
 def run(
     root: RootOption = None,
     domain: Annotated[list[str] | None, typer.Option("--domain", "-d", help="Only these domains (repeat).")] = None,
+    engine: Annotated[Engine | None, typer.Option(
+        "--engine", help="Run every table on this engine, whatever mesh.yaml, domains and contracts choose "
+                         "(tables built by dbt models stay on dbt-duckdb).")] = None,
 ) -> None:
     """Materialize every asset of the mesh (or of --domain) in dependency order, then print a summary."""
+    from mesh_assets.engines import ENGINE_ENV
     from mesh_assets.runner import open_instance, run_mesh, summary_table
 
+    if engine is not None:
+        os.environ[ENGINE_ENV] = engine.value  # read when the definitions load, by mesh_assets.engines
     try:
         mesh = _mesh(root)
         instance = open_instance(mesh.root)

@@ -34,7 +34,7 @@ from mesh_assets.rules import (
     quality_rule,
     relationship_rule,
 )
-from mesh_assets.settings import LAYERS
+from mesh_assets.settings import ENGINES, LAYERS
 from mesh_assets.yaml_source import YamlDocument, load_yaml
 
 SUPPORTED_API_VERSIONS = ("v3.1.0", "v3.2.0")
@@ -113,6 +113,7 @@ class Table:
     labels: tuple[Label, ...] = ()  # customProperties labels (mesh_assets.labels)
     sql: str | None = None  # the SELECT of a table the framework derives (metrics, labels) instead of a file
     dbt_model: str | None = None  # customProperties transform "dbt:<model>": built by that dbt model (docs/dbt.md)
+    engine: str | None = None  # customProperties engine: the table's own engine choice (mesh_assets.engines)
 
     def transform_sql(self) -> str | None:
         """The SELECT that builds the table: generated, read from its transform file, or its dbt model rendered
@@ -190,6 +191,7 @@ class DataProduct:
     grants: tuple[Grant, ...] = ()
     end_of_support: dt.date | None = None
     replaced_by: str | None = None
+    engine: str | None = None  # customProperties engine: the product's engine choice (mesh_assets.engines)
 
     @property
     def deprecated(self) -> bool:
@@ -298,6 +300,7 @@ class _Builder:
         grants = self._grants(data.get("roles") or [], {t.name for t in tables if t.layer == "gold"})
         custom = {p.get("property"): p.get("value") for p in data.get("customProperties") or []}
         end_of_support = self._date(custom.get("endOfSupport"), ["customProperties"])
+        engine = self._engine(custom.get("engine"), ["customProperties"])
         if data.get("status") == "deprecated" and end_of_support is None:
             self.fail(["status"], "a deprecated product needs its end of support: customProperties: "
                                   "[{property: endOfSupport, value: 'YYYY-MM-DD'}]")
@@ -306,7 +309,15 @@ class _Builder:
         return DataProduct(self.path, data["id"], str(name), str(data["version"]), str(data.get("status") or ""),
                            self.domain, team_name or self.default_team, text, tuple(tables), odcs,
                            team_declared=bool(team_name), grants=grants, end_of_support=end_of_support,
-                           replaced_by=custom.get("replacedBy"))
+                           replaced_by=custom.get("replacedBy"), engine=engine)
+
+    def _engine(self, value: Any, loc: list[str | int]) -> str | None:
+        """A ``customProperties`` ``engine`` value: ``duckdb``, ``spark`` or absent."""
+        if value is None or value in ENGINES:
+            return value
+        self.fail(loc, f"engine {value!r} is unknown; use one of {', '.join(ENGINES)} (or leave it out to "
+                       "inherit the domain's or the mesh's engine)")
+        return None
 
     def _grants(self, roles: list[dict[str, Any]], ports: set[str]) -> tuple[Grant, ...]:
         """Grants from ``roles[]``: roles without a ``domain`` custom property are not mesh grants (an ODCS
@@ -408,6 +419,11 @@ class _Builder:
             elif not transform.is_file():
                 self.fail([*loc, "customProperties"], f"transform file {relative} not found next to the domain; "
                                                       f"create it or set customProperties transform")
+        engine = self._engine(custom.get("engine"), [*loc, "customProperties"])
+        if engine == "spark" and dbt_model is not None:
+            self.fail([*loc, "customProperties"], f"engine spark: table {name} is built by dbt model {dbt_model}, "
+                                                  "which runs on dbt-duckdb; remove the engine property "
+                                                  "(docs/scaling.md)")
         columns, rules = self._columns(obj.get("properties") or [], [*loc, "properties"], layer)
         names = [c.name for c in columns]
         keyed = [c for c in columns if c.primary_key_position is not None]
@@ -441,7 +457,7 @@ class _Builder:
         metrics, labels = self._declarations(obj, loc, name, layer, columns)
         return Table(self.domain, product, name, layer, str(obj.get("description") or ""), tuple(columns),
                      tuple(rules), visibility, source, transform, table_slas, self.path, metrics, labels,
-                     dbt_model=dbt_model)
+                     dbt_model=dbt_model, engine=engine)
 
     def _declarations(self, obj: dict[str, Any], loc: list[str | int], name: str, layer: str,
                       columns: list[Column]) -> tuple[tuple[Metric, ...], tuple[Label, ...]]:

@@ -13,7 +13,8 @@ from mesh_assets.graph import cycle_message, find_cycle
 from mesh_assets.mesh import Domain, Mesh, load_mesh
 from mesh_assets.sensors import freshness_alert_sensor, landing_zone_sensor, run_failure_alert_sensor
 from mesh_assets.settings import MeshSettings, find_mesh_root
-from resources import DuckDBEngine, PortStorage
+from resources import DuckDBEngine, PortStorage, SparkEngine
+from resources.spark_engine import spark_config
 
 
 def duckdb_engine(settings: MeshSettings) -> DuckDBEngine:
@@ -28,6 +29,7 @@ def mesh_resources(settings: MeshSettings) -> dict[str, object]:
     return {
         "duckdb": duckdb_engine(settings),
         "ports": PortStorage(root=settings.storage_url, retention=settings.retention.snapshots),
+        "spark": SparkEngine(spark_config=spark_config(settings.spark.master, settings.spark.conf)),
     }
 
 

@@ -10,7 +10,7 @@ from dagster._utils.schedules import is_valid_cron_string  # the validator Dagst
 from mesh_assets.contracts import SNAKE_CASE, DataProduct, Table, load_contract
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.ports import REJECTS_SUFFIX
-from mesh_assets.settings import LAYERS, MeshSettings, load_settings
+from mesh_assets.settings import ENGINES, LAYERS, MeshSettings, load_settings
 from mesh_assets.sql_inputs import PREVIOUS
 from mesh_assets.yaml_source import load_yaml
 
@@ -28,6 +28,7 @@ class Domain:
     ingestion_schedule: str
     timezone: str
     products: tuple[DataProduct, ...]
+    engine: str | None = None  # domain.yaml engine: the domain's engine choice (mesh_assets.engines)
 
     @property
     def tables(self) -> list[Table]:
@@ -68,7 +69,10 @@ def load_domain(path: Path) -> Domain:
     if not isinstance(schedule, str) or not is_valid_cron_string(schedule):
         problems.append(doc.problem(["ingestion_schedule"], f"{schedule!r} is not a cron expression, "
                                                               "e.g. '0 2 * * *' (02:00 daily)"))
-    unknown = set(data) - {"name", "team", "description", "ingestion_schedule", "timezone"}
+    if data.get("engine") not in (None, *ENGINES):
+        problems.append(doc.problem(["engine"], f"engine {data['engine']!r} is unknown; use one of "
+                                                f"{', '.join(ENGINES)} or leave it out to use the mesh's"))
+    unknown = set(data) - {"name", "team", "description", "ingestion_schedule", "timezone", "engine"}
     if unknown:
         problems.append(doc.problem([], f"unknown field(s) {', '.join(sorted(unknown))}"))
     if problems:
@@ -92,7 +96,7 @@ def load_domain(path: Path) -> Domain:
                                     f"{keys[key]}; an asset key belongs to exactly one table. Rename the table")
                 keys[key] = product.path
     return Domain(path.name, data["team"], data["description"], path, schedule,
-                  str(data.get("timezone") or "UTC"), tuple(products))
+                  str(data.get("timezone") or "UTC"), tuple(products), data.get("engine"))
 
 
 class Mesh:

@@ -1,4 +1,4 @@
-"""Data profile of a table, computed in DuckDB where the data lies: one aggregate scan, no rows fetched.
+"""Data profile of a table, computed where the data lies (DuckDB or Spark): one aggregate scan, no rows fetched.
 
 A profile is a list with one dict per column, in column order::
 
@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 import duckdb
 import fsspec
+
+from mesh_assets.sql_session import DuckDBSession, SparkSqlSession, SqlSession
 
 # DuckDBPyType.id of the types whose avg is meaningful.
 _NUMERIC = frozenset({
@@ -41,9 +44,11 @@ _ORDERABLE = _NUMERIC | frozenset({
 _UI_CHARS = 40  # longest value shown in a cell of the Dagster UI table; the JSON keeps values whole
 
 
-def profile_relation(con: duckdb.DuckDBPyConnection, relation: str, top_values: int = 5,
+def profile_relation(con: duckdb.DuckDBPyConnection | SqlSession, relation: str, top_values: int = 5,
                      low_cardinality: int = 50) -> list[dict[str, Any]]:
-    """The profile (see the module docstring) of the table or view ``relation``, e.g. ``silver.orders``.
+    """The profile (see the module docstring) of the table or view ``relation``, e.g. ``silver.orders``, of a
+    DuckDB connection or an engine's :class:`SqlSession` (on Spark the same queries run translated; types are
+    spelled as DuckDB spells them, text forms are Spark's).
 
     ``relation`` goes into ``FROM`` verbatim, so it may be qualified and quoted (``"my schema".t``); pass
     trusted names only. Top values (at most ``top_values``, ties by value) are listed only for orderable
@@ -52,12 +57,16 @@ def profile_relation(con: duckdb.DuckDBPyConnection, relation: str, top_values: 
 
     Raises:
         ValueError: ``top_values`` or ``low_cardinality`` is negative.
-        duckdb.Error: ``relation`` does not exist or cannot be read (e.g. its Parquet is missing).
+        duckdb.Error: ``relation`` does not exist or cannot be read (e.g. its Parquet is missing) on DuckDB;
+            ``QueryError`` on another engine's session.
     """
     if top_values < 0 or low_cardinality < 0:
         raise ValueError(f"top_values ({top_values}) and low_cardinality ({low_cardinality}) must be ≥ 0")
-    rel = con.sql(f"SELECT * FROM {relation}")  # lazy: only binds, to learn the columns and their types
-    columns = [(name, dtype.id, str(dtype)) for name, dtype in zip(rel.columns, rel.dtypes, strict=True)]
+    if isinstance(con, (DuckDBSession, SparkSqlSession)):
+        columns, query = con.columns(relation), con.query
+    else:  # a connection: DuckDB's own errors, as documented
+        columns = DuckDBSession(con).columns(relation)  # only binds, to learn the columns and their types
+        query = lambda sql: con.execute(sql).fetchall()  # noqa: E731
 
     selects = ["count(*)"]
     for name, type_id, _ in columns:
@@ -67,7 +76,7 @@ def profile_relation(con: duckdb.DuckDBPyConnection, relation: str, top_values: 
             selects += [f"CAST(min({q}) AS VARCHAR)", f"CAST(max({q}) AS VARCHAR)"]
         if type_id in _NUMERIC:
             selects.append(f"CAST(avg({q}) AS DOUBLE)")
-    values = iter(con.execute(f"SELECT {', '.join(selects)} FROM {relation}").fetchall()[0])
+    values = iter(query(f"SELECT {', '.join(selects)} FROM {relation}")[0])
 
     rows = next(values)
     profile = []
@@ -86,16 +95,17 @@ def profile_relation(con: duckdb.DuckDBPyConnection, relation: str, top_values: 
             "min": minimum,
             "max": maximum,
             "mean": next(values) if type_id in _NUMERIC else None,
-            "top_values": (_top_values(con, relation, name, top_values)
+            "top_values": (_top_values(query, relation, name, top_values)
                            if orderable and 0 < approx_distinct <= low_cardinality and top_values else []),
         })
     return profile
 
 
-def _top_values(con: duckdb.DuckDBPyConnection, relation: str, column: str, limit: int) -> list[dict[str, Any]]:
+def _top_values(query: Callable[[str], list[tuple[Any, ...]]], relation: str, column: str, limit: int
+                ) -> list[dict[str, Any]]:
     q = _quote(column)
-    result = con.execute(f"SELECT CAST({q} AS VARCHAR), count(*) FROM {relation} WHERE {q} IS NOT NULL "
-                         f"GROUP BY {q} ORDER BY count(*) DESC, {q} LIMIT {limit}").fetchall()
+    result = query(f"SELECT CAST({q} AS VARCHAR), count(*) FROM {relation} WHERE {q} IS NOT NULL "
+                   f"GROUP BY {q} ORDER BY count(*) DESC, {q} LIMIT {limit}")
     return [{"value": value, "rows": count} for value, count in result]
 
 

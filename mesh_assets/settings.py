@@ -9,6 +9,11 @@
 - ``retention.snapshots`` (int ≥ 1, default 3): snapshots kept per port, the current one included.
 - ``duckdb.threads`` (int), ``duckdb.memory_limit`` (DuckDB size string such as ``"4GB"``): engine limits;
   ``duckdb.temp_directory`` (path, default ``.mesh/tmp``): where DuckDB spills what exceeds the memory limit.
+- ``engine`` (``duckdb`` or ``spark``, default ``duckdb``; env ``MESH_ENGINE``, set by ``mesh run --engine``,
+  overrides every choice): the mesh-wide engine; a domain, product or table may choose its own
+  (mesh_assets.engines, docs/scaling.md).
+- ``spark.master`` (default ``local[*]``; env ``MESH_SPARK_MASTER``) and ``spark.conf`` (any Spark property;
+  env ``MESH_SPARK_CONF``, a JSON object, is merged over it): the Spark engine (resources/spark_engine.py).
 - ``checks.sample_rows`` (int, default 10): failing rows kept as a sample per check.
 - ``checks.severity_weights`` (default error 3, warning 2, info 1): weights of the product quality score.
 - ``schema_drift.<layer>`` (``fail`` or ``warn``, default ``fail``): whether a table whose source (bronze) or
@@ -59,6 +64,15 @@ class DuckDBSettings(_Strict):
     threads: int | None = pydantic.Field(None, ge=1)
     memory_limit: str | None = None
     temp_directory: str = ".mesh/tmp"
+
+
+Engine = Literal["duckdb", "spark"]
+ENGINES: tuple[str, ...] = ("duckdb", "spark")
+
+
+class SparkSettings(_Strict):
+    master: str = "local[*]"
+    conf: dict[str, str | int | float | bool] = {}
 
 
 class CheckSettings(_Strict):
@@ -212,6 +226,8 @@ class MeshSettings(_Strict):
     landing_zone: str = ".mesh/landing"
     retention: RetentionSettings = RetentionSettings()
     duckdb: DuckDBSettings = DuckDBSettings()
+    engine: Engine = "duckdb"
+    spark: SparkSettings = SparkSettings()
     checks: CheckSettings = CheckSettings()
     schema_drift: DriftSettings = DriftSettings()
     ingestion: IngestionSettings = IngestionSettings()

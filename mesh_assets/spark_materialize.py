@@ -1,0 +1,217 @@
+"""One table's materialization on Spark: the same write–audit–publish as on DuckDB (mesh_assets.materialize).
+
+1. register every input as a temporary view over its port's current snapshot (sensitive columns masked);
+2. translate the transform from DuckDB's dialect with sqlglot and compare its output with the contract;
+3. write a new snapshot of Parquet files (bronze: also its rejects snapshot), cast to the contract's types;
+4. run the contract's rules and the profile on that snapshot, in Spark;
+5. publish only if no blocking check failed.
+
+Types: Spark's typing rules differ from DuckDB's in width and precision (a sum of ``DECIMAL(15,2)`` is
+``DECIMAL(25,2)`` on Spark, ``DECIMAL(38,2)`` on DuckDB; a sum of integers is ``BIGINT``, not ``HUGEINT``). Such a
+difference is cast to the contract's type and listed in the ``schema`` check's ``cast_by_engine``; a column of
+another kind (text where the contract says a number) fails ``schema`` as on DuckDB. So a port has the same
+Parquet types whichever engine wrote it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+from typing import Any
+
+from mesh_assets.access import pii_salt, runtime_access
+from mesh_assets.checks import run_rules
+from mesh_assets.column_lineage import column_lineage
+from mesh_assets.contracts import Table
+from mesh_assets.errors import PortError, TransformError, TransientError
+from mesh_assets.ingestion import detect_drift, drift_outcome, ingestion_outcomes, rejects_key, source_files
+from mesh_assets.materialize import TableResult, _normalised_types, _publish, _relative
+from mesh_assets.outcomes import CheckOutcome, schema_outcome, weighted_passes
+from mesh_assets.ports import Port, Snapshot
+from mesh_assets.profile import profile_relation, write_profile
+from mesh_assets.settings import MeshSettings
+from mesh_assets.spark_ingestion import ingest, records_read
+from mesh_assets.sql_inputs import PREVIOUS, InputRef
+from mesh_assets.sql_session import (SparkSqlSession, duckdb_type, same_family, spark_message, spark_type, to_spark,
+                                     view_name)
+from resources import DuckDBEngine, PortStorage, SparkEngine
+
+
+def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: SparkEngine, duckdb: DuckDBEngine,
+                            storage: PortStorage, settings: MeshSettings, run_id: str,
+                            references: dict[str, InputRef] | None = None,
+                            producers: dict[tuple[str, str, str], Path] | None = None) -> TableResult:
+    """Build ``table`` on Spark into a new snapshot of its port and publish it if its checks allow; arguments
+    and result as :func:`mesh_assets.materialize.materialize_table`. ``duckdb`` serves the driver only: it
+    normalises the contract's type names and samples landed files for schema drift, never the data.
+
+    Raises:
+        AccessError: the table reads a port its domain may no longer read.
+        TransformError: an input has no published snapshot, or the source files or the SQL fail on Spark (the
+            message names the table, the file and Spark's reason). Nothing is published then.
+        TransientError: Spark lost a file or an executor (retried by the step's retry policy).
+    """
+    from pyspark.errors import PySparkException
+    from py4j.protocol import Py4JError
+
+    references = references or {}
+    reads = [ref for ref in [*inputs, *references.values()] if ref.key != table.key]
+    access = runtime_access(table.domain, reads, producers or {}, settings.governance)
+    con = duckdb.connect(storage.root, allowed_directories=[settings.landing_path])
+    session = spark.session()
+    origin = (f"ingestion of {table.source.path}" if table.source is not None
+              else _relative(Path(table.transform_origin), settings.root))
+    try:
+        mask = _mask_function(pii_salt(settings.governance)) if any(a.masked for a in access.values()) else None
+        for ref in reads:
+            try:
+                snapshot = storage.port(ref.key).current_snapshot()
+            except PortError as exc:
+                raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
+            masked = access[ref.key].masked if ref.key in access else ()
+            _register(session, ref.schema, ref.table, snapshot, mask, masked)
+        first: list[CheckOutcome] = []
+        drift = rejected = None
+        if table.layer == "bronze":
+            drift = detect_drift(con, table, source_files(table, settings.landing_path))
+            first.append(drift_outcome(drift, settings.schema_drift.bronze == "fail"))
+            if first[0].blocking and not first[0].passed:
+                return TableResult(False, None, None, first, {"transform": origin})
+            frame, rejected = ingest(session, table, drift, run_id)
+            sql = f"ingestion of {table.source.path}"  # type: ignore[union-attr]
+        else:
+            sql = (table.transform_sql() or "").strip().rstrip(";")
+            _register_previous(session, storage.port(table.key), table)
+            frame = session.sql(to_spark(sql))
+        expected = _normalised_types(con, table.output_columns)
+        actual = {f.name: duckdb_type(f.dataType) for f in frame.schema.fields}
+        cast = {c: f"{actual[c]} → {t}" for c, t in expected.items()
+                if c in actual and actual[c] != t and same_family(actual[c], t)}
+        schema = schema_outcome(table, {c: expected[c] if c in cast else t for c, t in actual.items()}, expected)
+        if cast:
+            schema.metadata["cast_by_engine"] = cast
+        if not schema.passed and getattr(settings.schema_drift, table.layer) == "warn":
+            schema.blocking, schema.severity = False, "warning"
+        first.append(schema)
+        if not schema.passed and schema.blocking:
+            return TableResult(False, None, None, first, {"transform": origin})
+        frame = _conform(frame, actual, expected)
+        port = storage.port(table.key)
+        written: list[tuple[Port, Snapshot]] = []
+        try:
+            snapshot = port.new_snapshot(run_id)
+            written.append((port, snapshot))
+            rows = _write(session, frame, snapshot)
+            rejects = None
+            if rejected is not None and drift is not None:
+                rejects_port = storage.port(rejects_key(table))
+                rejects_snapshot = rejects_port.new_snapshot(run_id)
+                written.append((rejects_port, rejects_snapshot))
+                rejected_rows = _write(session, rejected, rejects_snapshot)
+                sample = (_read(session, rejects_snapshot)
+                          .select("line_number", "_source_file", "error_types", "raw_line")
+                          .limit(settings.checks.sample_rows).collect())
+                sample_rows = [dict(zip(("line_number", "file", "error_types", "raw_line"), r)) for r in sample]
+                first += ingestion_outcomes(records_read(session, table, drift), rows, sample_rows, rejected_rows,
+                                            settings.ingestion.rejects)
+                rejects = (rejects_port, rejects_snapshot, rejected_rows)
+            elif drift is not None:  # Parquet and JSON: no record-level rejects
+                first += ingestion_outcomes(records_read(session, table, drift), rows, [], 0,
+                                            settings.ingestion.rejects)
+            _register(session, table.layer, table.name, snapshot)
+            sql_session = SparkSqlSession(session)
+            targets = {name: f"{ref.schema}.{ref.table}" for name, ref in references.items()}
+            relation = f"{table.layer}.{table.name}"
+            outcomes = [*first, *run_rules(sql_session, relation, table, settings.checks.sample_rows, targets)]
+            profile = profile_relation(sql_session, relation)
+            write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
+            metadata: dict[str, Any] = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin,
+                                        "sql": sql, "engine": "spark"}
+            masked = {a.port: list(a.masked) for a in access.values() if a.masked}
+            if masked:
+                metadata["masked_inputs"] = masked
+            if inputs:
+                columns = {(r.schema, r.table): {name: kind for name, _, kind in
+                                                 sql_session.columns(f"{r.schema}.{r.table}")} for r in inputs}
+                metadata["column_lineage"] = column_lineage(sql, inputs, columns)
+            published = not any(o.blocking and not o.passed for o in outcomes)
+            if published:
+                if rejects is not None:
+                    _publish(rejects[0], rejects[1], {"rows": rejects[2], "run_id": run_id}, settings)
+                passed, total = weighted_passes(outcomes, settings.checks.severity_weights)
+                _publish(port, snapshot, {"rows": rows, "run_id": run_id, "engine": "spark",
+                                          "quality": {"passed": passed, "total": total}}, settings)
+            else:
+                failed = ", ".join(o.name for o in outcomes if o.blocking and not o.passed)
+                for written_port, written_snapshot in written:
+                    written_port.mark_unpublished(written_snapshot.id, f"blocking check(s) failed: {failed}")
+            return TableResult(published, snapshot.id, rows, outcomes, metadata,
+                               (rejects[1].id, rejects[2]) if rejects else None, profile)
+        except Exception:
+            for written_port, written_snapshot in written:
+                written_port.discard(written_snapshot.id)
+            raise
+    except (PySparkException, Py4JError) as exc:
+        message = spark_message(exc)
+        failure = TransientError if ("IOException" in message or "FileNotFound" in message) else TransformError
+        raise failure(f"{'/'.join(table.key)}: {origin} failed on Spark: {message}. Nothing was published; the "
+                      "previous snapshot stays current") from None
+    finally:
+        con.close()
+        for view in session.catalog.listTables():
+            if view.isTemporary:
+                session.catalog.dropTempView(view.name)
+
+
+def _register(session: Any, schema: str, name: str, snapshot: Snapshot, mask: Any = None,
+              masked: tuple[str, ...] | list[str] = ()) -> None:
+    """The temporary view ``<schema>__<name>`` over ``snapshot``'s Parquet files; each column of ``masked``
+    reads as its HMAC-SHA256 hex digest, as on DuckDB."""
+    from pyspark.sql import functions as F
+
+    frame = _read(session, snapshot)
+    for column in masked:
+        frame = frame.withColumn(column, mask(F.col(f"`{column}`").cast("STRING")))
+    frame.createOrReplaceTempView(view_name(schema, name))
+
+
+def _register_previous(session: Any, port: Port, table: Table) -> None:
+    """``previous.<table>``: the table's published snapshot, or an empty relation of the contract's shape."""
+    try:
+        _register(session, PREVIOUS, table.name, port.current_snapshot())
+    except PortError:
+        empty = ", ".join(f"CAST(NULL AS {spark_type(t)}) AS `{c}`" for c, t in table.output_columns.items())
+        session.sql(f"SELECT {empty} WHERE false").createOrReplaceTempView(view_name(PREVIOUS, table.name))
+
+
+def _conform(frame: Any, actual: dict[str, str], expected: dict[str, str]) -> Any:
+    """``frame`` as the contract says: its columns in order, cast to the contract's Spark types (missing: null,
+    extra: dropped), so the Parquet types equal a DuckDB port's."""
+    from pyspark.sql import functions as F
+
+    return frame.select(*[(F.col(f"`{c}`") if c in actual else F.lit(None)).cast(spark_type(t)).alias(c)
+                          for c, t in expected.items()])
+
+
+def _write(session: Any, frame: Any, snapshot: Snapshot) -> int:
+    """Write ``frame`` as zstd Parquet files into ``snapshot``'s folder; its rows, read back from the files."""
+    frame.write.mode("append").option("compression", "zstd").parquet(SparkEngine.path(snapshot.path))
+    return _read(session, snapshot).count()
+
+
+def _read(session: Any, snapshot: Snapshot) -> Any:
+    """``snapshot``'s Parquet files as a DataFrame (its folder also holds JSON: the profile, the markers)."""
+    return session.read.option("pathGlobFilter", "*.parquet").parquet(SparkEngine.path(snapshot.path))
+
+
+def _mask_function(salt: bytes) -> Any:
+    """A Spark UDF: HMAC-SHA256 keyed by ``salt`` (RFC 2104), 64 hex characters, null stays null; the same
+    digest as DuckDB's ``mesh_mask`` (resources/duckdb_engine.py). The salt travels to executors inside the
+    function, never in SQL text or a query plan."""
+    from pyspark.sql.functions import udf
+
+    def mask(value: str | None) -> str | None:
+        return None if value is None else hmac.new(salt, value.encode(), hashlib.sha256).hexdigest()
+
+    return udf(mask, "string")
