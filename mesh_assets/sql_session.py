@@ -128,8 +128,16 @@ def to_spark(sql: str) -> str:
         if table.db and isinstance(table.this, exp.Identifier):
             table.set("this", exp.to_identifier(view_name(table.db, table.name)))
             table.set("db", None)
-    tree = tree.transform(_json_object)
+    tree = tree.transform(_json_object).transform(_avg_as_double)
     return tree.sql(dialect="spark", unsupported_level=sqlglot.ErrorLevel.RAISE)
+
+
+def _avg_as_double(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``avg`` is a DOUBLE for every numeric input; Spark's avg of a ``DECIMAL(p,s)`` is a
+    ``DECIMAL(p+4,s+4)``, rounded to 4 more places. Averaging the input as DOUBLE keeps DuckDB's value."""
+    if isinstance(node, exp.Avg) and not isinstance(node.this, exp.Distinct):
+        return exp.Avg(this=exp.cast(node.this, exp.DataType.Type.DOUBLE))
+    return node
 
 
 def _json_object(node: exp.Expression) -> exp.Expression:
