@@ -23,7 +23,7 @@ from mesh_assets.profile import profile_metadata
 from mesh_assets.mesh import Domain, Mesh
 from mesh_assets.settings import MeshSettings
 from mesh_assets.outcomes import CheckOutcome, weighted_passes
-from mesh_assets.sql_inputs import InputRef, SqlInputError, find_inputs
+from mesh_assets.sql_inputs import InputRef, SqlInputError, declared_inputs, find_inputs
 from resources import DuckDBEngine, PortStorage, SparkEngine
 
 if TYPE_CHECKING:
@@ -34,17 +34,18 @@ log = logging.getLogger("mesh_assets")
 
 
 def table_inputs(mesh: Mesh, domain: Domain, table: Table) -> list[InputRef]:
-    """The ports ``table``'s SQL reads, found with sqlglot and checked against the mesh's access rules.
+    """The ports ``table``'s SQL reads, found with sqlglot (a Python transform's: declared in its contract), and
+    checked against the mesh's access rules.
 
     Raises:
         MeshError: unparsable SQL, an unknown own table, an unknown port of another domain.
         AccessError: a private port of another domain, or a restricted one without a grant.
     """
     sql = table.transform_sql()
-    if sql is None:
+    if sql is None and not table.python:
         return []
     try:
-        refs = find_inputs(sql, domain.name)
+        refs = declared_inputs(table.inputs, domain.name) if table.python else find_inputs(sql or "", domain.name)
     except SqlInputError as exc:
         raise MeshError(f"{table.transform_origin}: {exc}") from None
     for ref in refs:
@@ -134,9 +135,9 @@ def _automation(table: Table, domain: Domain) -> dg.AutomationCondition:
 
 def _code_version(product: DataProduct, table: Table) -> str:
     digest = hashlib.sha256(product.path.read_bytes())
-    sql = table.transform_sql()
-    if sql is not None:
-        digest.update(sql.encode())
+    source = table.transform.read_text(encoding="utf-8") if table.python and table.transform else table.transform_sql()
+    if source is not None:
+        digest.update(source.encode())
     return digest.hexdigest()[:16]
 
 
@@ -319,7 +320,7 @@ def _materialization_metadata(result: "TableResult", settings, product_score: fl
         "snapshot": result.metadata["snapshot"],
         "dagster/uri": result.metadata["port"],
         "transform": result.metadata["transform"],
-        "sql": dg.MetadataValue.md(f"```sql\n{result.metadata['sql']}\n```"),
+        "sql": dg.MetadataValue.md(f"```{result.metadata.get('language', 'sql')}\n{result.metadata['sql']}\n```"),
         "quality_score": round(passed / total, 4) if total else 1.0,
         "product_quality_score": product_score,
         "checks_passed": sum(o.passed for o in result.outcomes),

@@ -114,10 +114,20 @@ class Table:
     sql: str | None = None  # the SELECT of a table the framework derives (metrics, labels) instead of a file
     dbt_model: str | None = None  # customProperties transform "dbt:<model>": built by that dbt model (docs/dbt.md)
     engine: str | None = None  # customProperties engine: the table's own engine choice (mesh_assets.engines)
+    inputs: tuple[str, ...] = ()  # customProperties inputs of a Python transform: "<schema>.<table>" names
+
+    @property
+    def python(self) -> bool:
+        """Whether a Python function builds the table (``transform: python/<layer>/<name>.py``;
+        mesh_assets.python_transforms)."""
+        return self.transform is not None and self.transform.suffix == ".py"
 
     def transform_sql(self) -> str | None:
         """The SELECT that builds the table: generated, read from its transform file, or its dbt model rendered
-        in mesh names (raises ``DbtModelError`` when the model cannot be rendered); ``None`` for bronze."""
+        in mesh names (raises ``DbtModelError`` when the model cannot be rendered); ``None`` for bronze and for
+        a Python transform."""
+        if self.python:
+            return None
         if self.sql is not None:
             return self.sql
         if self.dbt_model is not None and self.transform is not None:
@@ -311,6 +321,26 @@ class _Builder:
                            team_declared=bool(team_name), grants=grants, end_of_support=end_of_support,
                            replaced_by=custom.get("replacedBy"), engine=engine)
 
+    def _inputs(self, value: Any, loc: list[str | int], transform: Path | None) -> tuple[str, ...]:
+        """A Python transform's ``customProperties`` ``inputs``: the tables it reads, as ``<schema>.<table>``
+        (what a SQL transform's FROM would name; sqlglot cannot read them out of Python)."""
+        python = transform is not None and transform.suffix == ".py"
+        if value is None:
+            if python:
+                self.fail(loc, f"transform {transform.name}: a Python transform declares the tables it reads: "
+                               "customProperties: [{property: inputs, value: [silver.orders, customers.nations]}]")
+            return ()
+        if not python:
+            self.fail(loc, "inputs are declared by Python transforms only; a SQL transform's inputs are read "
+                           "from its SQL")
+            return ()
+        names = value if isinstance(value, list) else [value]
+        bad = [n for n in names if not isinstance(n, str) or not re.fullmatch(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*", n)]
+        if bad:
+            self.fail(loc, f"inputs {bad!r}: name each table <layer>.<table> or <domain>.<table>, e.g. silver.orders")
+            return ()
+        return tuple(names)
+
     def _engine(self, value: Any, loc: list[str | int]) -> str | None:
         """A ``customProperties`` ``engine`` value: ``duckdb``, ``spark`` or absent."""
         if value is None or value in ENGINES:
@@ -419,6 +449,7 @@ class _Builder:
             elif not transform.is_file():
                 self.fail([*loc, "customProperties"], f"transform file {relative} not found next to the domain; "
                                                       f"create it or set customProperties transform")
+        inputs = self._inputs(custom.get("inputs"), [*loc, "customProperties"], transform)
         engine = self._engine(custom.get("engine"), [*loc, "customProperties"])
         if engine == "spark" and dbt_model is not None:
             self.fail([*loc, "customProperties"], f"engine spark: table {name} is built by dbt model {dbt_model}, "
@@ -457,7 +488,7 @@ class _Builder:
         metrics, labels = self._declarations(obj, loc, name, layer, columns)
         return Table(self.domain, product, name, layer, str(obj.get("description") or ""), tuple(columns),
                      tuple(rules), visibility, source, transform, table_slas, self.path, metrics, labels,
-                     dbt_model=dbt_model, engine=engine)
+                     dbt_model=dbt_model, engine=engine, inputs=inputs)
 
     def _declarations(self, obj: dict[str, Any], loc: list[str | int], name: str, layer: str,
                       columns: list[Column]) -> tuple[tuple[Metric, ...], tuple[Label, ...]]:

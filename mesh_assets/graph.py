@@ -6,18 +6,21 @@ from __future__ import annotations
 from mesh_assets.contracts import Table
 from mesh_assets.errors import MeshError
 from mesh_assets.mesh import Mesh
-from mesh_assets.sql_inputs import SqlInputError, find_inputs
+from mesh_assets.sql_inputs import SqlInputError, declared_inputs, find_inputs
 
 Key = tuple[str, str, str]
 
 
 def upstream_keys(mesh: Mesh, table: Table) -> set[Key]:
-    """The asset keys ``table`` depends on: the ports its SQL reads and the tables its relationships reference.
+    """The asset keys ``table`` depends on: the ports its SQL reads (or its Python transform declares) and the
+    tables its relationships reference.
     Unparsable SQL or unknown names give no edge here (``mesh validate`` reports them on their own)."""
     keys: set[Key] = set()
     try:
         sql = table.transform_sql()
-        keys |= {ref.key for ref in find_inputs(sql, table.domain)} if sql is not None else set()
+        refs = declared_inputs(table.inputs, table.domain) if table.python else \
+            find_inputs(sql, table.domain) if sql is not None else []
+        keys |= {ref.key for ref in refs}
     except (SqlInputError, OSError, MeshError):  # MeshError: a dbt model that does not render
         pass
     for rule in table.rules:

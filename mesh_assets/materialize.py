@@ -34,12 +34,14 @@ from mesh_assets.ingestion import (
 )
 from mesh_assets.outcomes import CheckOutcome, schema_outcome, weighted_passes
 from mesh_assets.ports import Port, Snapshot
+from mesh_assets.python_transforms import python_source, run_transform
 from mesh_assets.profile import profile_relation, write_profile
 from mesh_assets.settings import MeshSettings
 from mesh_assets.sql_inputs import PREVIOUS, InputRef
 from resources import DuckDBEngine, PortStorage
 
 BUILT = "built"  # the catalog a built output (a dbt model's DuckDB file) is attached as, read-only
+PYTHON_OUTPUT = "python_output"  # the view of a Python transform's returned relation
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,13 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
             sql, origin = ingestion_sql(table, drift, run_id), f"ingestion of {table.source.path}"
         elif built is not None:
             sql, origin = f'SELECT * FROM {BUILT}.{built.relation}', built.origin
+        elif table.python:
+            origin = _relative(Path(table.transform_origin), settings.root)
+            _register_previous(con, engine, storage.port(table.key), table)
+            frames = {f"{r.schema}.{r.table}": con.sql(f'SELECT * FROM "{r.schema}"."{r.table}"')
+                      for r in [*inputs, InputRef(PREVIOUS, table.name, table.key)]}
+            run_transform(table, frames, con, duckdb.DuckDBPyRelation, "duckdb").create_view(PYTHON_OUTPUT)
+            sql = f"SELECT * FROM {PYTHON_OUTPUT}"
         else:
             sql = (table.transform_sql() or "").strip().rstrip(";")
             origin = _relative(Path(table.transform_origin), settings.root)
@@ -166,25 +175,17 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
             write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
             transform_sql = built.sql if built is not None else sql
             metadata: dict[str, Any] = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin,
-                                        "sql": transform_sql, **(built.metadata if built is not None else {})}
+                                        "sql": transform_sql, **(built.metadata if built is not None else {}),
+                                        **(python_source(table) if table.python else {})}
             masked = {a.port: list(a.masked) for a in access.values() if a.masked}
             if masked:
                 metadata["masked_inputs"] = masked
-            if inputs:
+            if inputs and not table.python:  # column lineage is read from SQL
                 columns = {(r.schema, r.table): _describe(con, f'SELECT * FROM "{r.schema}"."{r.table}"', origin, table)
                            for r in inputs}
                 metadata["column_lineage"] = column_lineage(transform_sql, inputs, columns)
-            published = not any(o.blocking and not o.passed for o in outcomes)
-            if published:
-                if rejects is not None:
-                    _publish(rejects[0], rejects[1], {"rows": rejects[2], "run_id": run_id}, settings)
-                passed, total = weighted_passes(outcomes, settings.checks.severity_weights)
-                _publish(port, snapshot, {"rows": rows, "run_id": run_id,
-                                          "quality": {"passed": passed, "total": total}}, settings)
-            else:
-                failed = ", ".join(o.name for o in outcomes if o.blocking and not o.passed)
-                for written_port, written_snapshot in written:
-                    written_port.mark_unpublished(written_snapshot.id, f"blocking check(s) failed: {failed}")
+            published = publish_if_passed(outcomes, written, rows, rejects[2] if rejects else None, run_id,
+                                          "duckdb", settings)
             return TableResult(published, snapshot.id, rows, outcomes, metadata,
                                (rejects[1].id, rejects[2]) if rejects else None, profile)
         except Exception:
@@ -213,6 +214,27 @@ def _copy(con: duckdb.DuckDBPyConnection, sql: str, snapshot: Snapshot, origin: 
     except duckdb.Error as exc:
         raise _failure(exc)(f"{'/'.join(table.key)}: {origin} failed: {_message(exc)}. Nothing was "
                             "published; the previous snapshot stays current") from None
+
+
+def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Snapshot]], rows: int,
+                      rejected: int | None, run_id: str, engine: str, settings: MeshSettings) -> bool:
+    """The publish step of write–audit–publish, for both engines: when no blocking check in ``outcomes`` failed,
+    publish ``written`` (the table's snapshot first in the list, then its rejects snapshot, ``rejected`` rows)
+    — the rejects first, so the table never points at data whose rejects are not visible — recording rows,
+    run, engine and the severity-weighted check results in the pointer; otherwise mark every written snapshot
+    unpublished, naming the failed checks. Returns whether it published."""
+    if any(o.blocking and not o.passed for o in outcomes):
+        failed = ", ".join(o.name for o in outcomes if o.blocking and not o.passed)
+        for written_port, written_snapshot in written:
+            written_port.mark_unpublished(written_snapshot.id, f"blocking check(s) failed: {failed}")
+        return False
+    (port, snapshot), *rejects = written
+    for rejects_port, rejects_snapshot in rejects:
+        _publish(rejects_port, rejects_snapshot, {"rows": rejected, "run_id": run_id}, settings)
+    passed, total = weighted_passes(outcomes, settings.checks.severity_weights)
+    _publish(port, snapshot, {"rows": rows, "run_id": run_id, "engine": engine,
+                              "quality": {"passed": passed, "total": total}}, settings)
+    return True
 
 
 def _publish(port: Port, snapshot: Snapshot, info: dict[str, Any], settings: MeshSettings) -> None:

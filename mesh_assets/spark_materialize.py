@@ -24,12 +24,13 @@ from mesh_assets.access import pii_salt, runtime_access
 from mesh_assets.checks import run_rules
 from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
-from mesh_assets.errors import PortError, TransformError, TransientError
+from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
 from mesh_assets.ingestion import detect_drift, drift_outcome, ingestion_outcomes, rejects_key, source_files
-from mesh_assets.materialize import TableResult, _normalised_types, _publish, _relative
-from mesh_assets.outcomes import CheckOutcome, schema_outcome, weighted_passes
+from mesh_assets.materialize import TableResult, _normalised_types, _relative, publish_if_passed
+from mesh_assets.outcomes import CheckOutcome, schema_outcome
 from mesh_assets.ports import Port, Snapshot
 from mesh_assets.profile import profile_relation, write_profile
+from mesh_assets.python_transforms import python_source, run_transform
 from mesh_assets.settings import MeshSettings
 from mesh_assets.spark_ingestion import ingest, records_read
 from mesh_assets.sql_inputs import PREVIOUS, InputRef
@@ -47,6 +48,7 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
     normalises the contract's type names and samples landed files for schema drift, never the data.
 
     Raises:
+        MeshError: Spark cannot start (no Java, an unreachable master).
         AccessError: the table reads a port its domain may no longer read.
         TransformError: an input has no published snapshot, or the source files or the SQL fail on Spark (the
             message names the table, the file and Spark's reason). Nothing is published then.
@@ -58,8 +60,13 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
     references = references or {}
     reads = [ref for ref in [*inputs, *references.values()] if ref.key != table.key]
     access = runtime_access(table.domain, reads, producers or {}, settings.governance)
+    try:
+        session = spark.session()
+    except Exception as exc:  # no Java (JAVA_GATEWAY_EXITED), an unreachable master, a bad property
+        raise MeshError(f"{'/'.join(table.key)}: the Spark engine could not start a session: {spark_message(exc)}. "
+                        "It needs Java 17 or later (java on PATH or JAVA_HOME) and a reachable spark.master "
+                        "(mesh.yaml spark, MESH_SPARK_MASTER, MESH_SPARK_CONF; docs/scaling.md)") from None
     con = duckdb.connect(storage.root, allowed_directories=[settings.landing_path])
-    session = spark.session()
     origin = (f"ingestion of {table.source.path}" if table.source is not None
               else _relative(Path(table.transform_origin), settings.root))
     try:
@@ -80,6 +87,14 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
                 return TableResult(False, None, None, first, {"transform": origin})
             frame, rejected = ingest(session, table, drift, run_id)
             sql = f"ingestion of {table.source.path}"  # type: ignore[union-attr]
+        elif table.python:
+            from pyspark.sql import DataFrame
+
+            _register_previous(session, storage.port(table.key), table)
+            frames = {f"{r.schema}.{r.table}": session.table(view_name(r.schema, r.table))
+                      for r in [*inputs, InputRef(PREVIOUS, table.name, table.key)]}
+            frame = run_transform(table, frames, session, DataFrame, "spark")
+            sql = python_source(table)["sql"]
         else:
             sql = (table.transform_sql() or "").strip().rstrip(";")
             _register_previous(session, storage.port(table.key), table)
@@ -127,25 +142,16 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
             profile = profile_relation(sql_session, relation)
             write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
             metadata: dict[str, Any] = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin,
-                                        "sql": sql, "engine": "spark"}
+                                        "sql": sql, "engine": "spark", **(python_source(table) if table.python else {})}
             masked = {a.port: list(a.masked) for a in access.values() if a.masked}
             if masked:
                 metadata["masked_inputs"] = masked
-            if inputs:
+            if inputs and not table.python:  # column lineage is read from SQL
                 columns = {(r.schema, r.table): {name: kind for name, _, kind in
                                                  sql_session.columns(f"{r.schema}.{r.table}")} for r in inputs}
                 metadata["column_lineage"] = column_lineage(sql, inputs, columns)
-            published = not any(o.blocking and not o.passed for o in outcomes)
-            if published:
-                if rejects is not None:
-                    _publish(rejects[0], rejects[1], {"rows": rejects[2], "run_id": run_id}, settings)
-                passed, total = weighted_passes(outcomes, settings.checks.severity_weights)
-                _publish(port, snapshot, {"rows": rows, "run_id": run_id, "engine": "spark",
-                                          "quality": {"passed": passed, "total": total}}, settings)
-            else:
-                failed = ", ".join(o.name for o in outcomes if o.blocking and not o.passed)
-                for written_port, written_snapshot in written:
-                    written_port.mark_unpublished(written_snapshot.id, f"blocking check(s) failed: {failed}")
+            published = publish_if_passed(outcomes, written, rows, rejects[2] if rejects else None, run_id,
+                                          "spark", settings)
             return TableResult(published, snapshot.id, rows, outcomes, metadata,
                                (rejects[1].id, rejects[2]) if rejects else None, profile)
         except Exception:

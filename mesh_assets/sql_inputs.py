@@ -86,3 +86,16 @@ def _find_inputs(sql: str, domain: str) -> tuple[InputRef, ...]:
         key = (domain, schema, name) if schema in LAYERS else (schema, "gold", name)
         refs.setdefault(key, InputRef(schema, name, key))
     return tuple(refs.values())
+
+
+def declared_inputs(names: tuple[str, ...] | list[str], domain: str) -> list[InputRef]:
+    """The tables a Python transform declares (``customProperties`` ``inputs``: ``silver.orders``,
+    ``customers.nations``), resolved by exactly the rules of a SQL transform's FROM: they are read as the FROM
+    list of a query and given to :func:`find_inputs`.
+
+    Raises:
+        SqlInputError: a name the rules refuse (the domain's own name as a schema, a catalog-qualified name).
+    """
+    if not names:
+        return []
+    return find_inputs("SELECT 1 FROM " + ", ".join(names), domain)
