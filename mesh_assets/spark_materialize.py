@@ -165,6 +165,7 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
                       "previous snapshot stays current") from None
     finally:
         con.close()
+        session.catalog.clearCache()  # ingestion caches the parsed files; a step runs alone in its process
         for view in session.catalog.listTables():
             if view.isTemporary:
                 session.catalog.dropTempView(view.name)
