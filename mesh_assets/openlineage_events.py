@@ -7,7 +7,8 @@ Events follow the OpenLineage spec 2-0-2 (``RunEvent``) as modelled by ``openlin
 One step materializes one table, so one OpenLineage run is one table's step:
 
 - job: namespace = the mesh's ``name``, name = ``<domain>.<layer>.<table>``; facet ``jobType`` (BATCH, DAGSTER,
-  ASSET) and, once the step knows it, ``sql`` (the query the step ran, DuckDB dialect);
+  ASSET) and, once the step knows it, ``sql`` (the query the step ran, DuckDB dialect; on Spark the query as
+  written, before translation) or ``sourceCode`` (a Python transform's file);
 - run: id = :func:`step_run_id` (a UUID derived from the Dagster run id and the asset key); facets ``parent`` (the
   Dagster run, job = the Dagster job's name, also given as ``root``), ``processing_engine`` (Dagster's version),
   ``errorMessage`` on ``FAIL``;
@@ -219,12 +220,15 @@ class StepLineage:
 
     def _event(self, event_type: str, result: TableResult | None = None, message: str | None = None) -> RunEvent:
         from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-        from openlineage.client.facet_v2 import error_message_run, job_type_job, sql_job
+        from openlineage.client.facet_v2 import error_message_run, job_type_job, source_code_job, sql_job
 
         producer = _producer()
         job_facets: dict[str, Any] = {"jobType": job_type_job.JobTypeJobFacet(
             processingType="BATCH", integration="DAGSTER", jobType="ASSET", producer=producer)}
-        if result is not None and result.metadata.get("sql"):
+        if result is not None and result.metadata.get("language") == "python":
+            job_facets["sourceCode"] = source_code_job.SourceCodeJobFacet(
+                language="python", sourceCode=result.metadata["sql"], producer=producer)
+        elif result is not None and result.metadata.get("sql"):
             job_facets["sql"] = sql_job.SQLJobFacet(query=result.metadata["sql"], dialect="duckdb", producer=producer)
         run_facets = self._run_facets()
         if message is not None:

@@ -86,7 +86,8 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
             if first[0].blocking and not first[0].passed:
                 return TableResult(False, None, None, first, {"transform": origin})
             frame, rejected = ingest(session, table, drift, run_id)
-            sql = f"ingestion of {table.source.path}"  # type: ignore[union-attr]
+            sql = (f"-- Spark's {table.source.format} reader (contract's columns and types, rejects kept) "  # type: ignore[union-attr]
+                   f"of {', '.join(drift.headers)}")
         elif table.python:
             from pyspark.sql import DataFrame
 

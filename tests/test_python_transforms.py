@@ -3,6 +3,7 @@ relations or Spark DataFrames — and its result is audited and published like a
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -60,8 +61,11 @@ def test_python_transform_gets_native_frames_and_publishes_through_the_checks(
     assert _totals(tiny_root) == [("ann", Decimal("11.50")), ("bob", Decimal("20.00"))]
     event = instance.get_latest_materialization_event(dg.AssetKey(list(TOTALS)))
     assert "```python\n" in event.asset_materialization.metadata["sql"].value  # the UI shows the function
-    defs_deps = load_mesh(tiny_root).domain("shop").table("gold", "order_totals").inputs
-    assert defs_deps == ("silver.orders",)
+    assert load_mesh(tiny_root).domain("shop").table("gold", "order_totals").inputs == ("silver.orders",)
+    events = [json.loads(line) for line in (tiny_root / ".mesh" / "openlineage" / "events.jsonl").open()]
+    complete = next(e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"].endswith("order_totals"))
+    assert complete["job"]["facets"]["sourceCode"]["language"] == "python"  # lineage tools see the function
+    assert [i["name"] for i in complete["inputs"]] == ["shop/silver/orders"]
 
 
 def test_a_failing_function_names_its_file_and_line(tiny_root: Path, instance: dg.DagsterInstance) -> None:
