@@ -6,7 +6,9 @@ reads each file's header and its first 1,000 values only. The records themselves
 - CSV in ``PERMISSIVE`` mode with the contract's types and a ``_corrupt_record`` column: a record whose
   values do not parse, or whose number of fields is wrong, is rejected with its raw line. Spark does not know
   line numbers, so ``line_number`` is null; ``error_types`` is ``CAST``, ``MISSING COLUMNS`` or
-  ``TOO MANY COLUMNS`` from a count of delimiters in the raw line (quoted delimiters count too).
+  ``TOO MANY COLUMNS`` from a count of delimiters in the raw line (quoted delimiters count too). A record with
+  bytes that are not UTF-8 (which Spark decodes as U+FFFD) is rejected as ``INVALID ENCODING``, as DuckDB
+  does; its ``raw_line`` is rebuilt from its fields.
   Records are split at line breaks (``multiLine`` off, so files split across executors): a value holding a
   quoted line break makes two rejected records, never a lost one.
 - Parquet and JSON by column name, cast to the contract's types; a value that does not cast fails the step
@@ -17,6 +19,7 @@ reads each file's header and its first 1,000 values only. The records themselves
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -71,13 +74,23 @@ def ingest(spark: Any, table: Table, drift: Drift, run_id: str) -> tuple[Any, An
         schema = ", ".join([f"{_quoted(h)} {types.get(h, 'STRING')}" for h in header] + [f"{CORRUPT} STRING"])
         read = _csv_reader(spark, table, schema).csv(files).select("*", _source_file()).cache()
         picked = [F.col(_quoted(c)) if c in header else F.lit(None).cast(t).alias(c) for c, t in types.items()]
-        accepted_parts.append(read.filter(F.col(CORRUPT).isNull()).select(*picked, "_source_file", *lineage))
+        # Spark decodes bytes that are not UTF-8 as U+FFFD; DuckDB rejects such a record, so does this
+        texts = [F.coalesce(F.col(_quoted(h)).contains("\ufffd"), F.lit(False)) for h in header
+                 if types.get(h, "STRING") == "STRING"]
+        garbled = functools.reduce(lambda a, b: a | b, texts, F.lit(False))
+        accepted_parts.append(read.filter(F.col(CORRUPT).isNull() & ~garbled)
+                              .select(*picked, "_source_file", *lineage))
         fields = F.size(F.split(F.col(CORRUPT), re.escape(table.source.delimiter), -1))
         rejected_parts.append(read.filter(F.col(CORRUPT).isNotNull()).select(
             "_source_file", F.lit(None).cast("BIGINT").alias("line_number"), F.col(CORRUPT).alias("raw_line"),
             F.when(fields < len(header), "MISSING COLUMNS").when(fields > len(header), "TOO MANY COLUMNS")
              .otherwise("CAST").alias("error_types"),
             F.lit("the record does not parse with the contract's columns and types").alias("reason"), *lineage))
+        rejected_parts.append(read.filter(F.col(CORRUPT).isNull() & garbled).select(
+            "_source_file", F.lit(None).cast("BIGINT").alias("line_number"),
+            F.concat_ws(table.source.delimiter, *[F.col(_quoted(h)).cast("STRING") for h in header]).alias("raw_line"),
+            F.lit("INVALID ENCODING").alias("error_types"),
+            F.lit("the record holds bytes that are not UTF-8 (shown as U+FFFD)").alias("reason"), *lineage))
     if not accepted_parts:  # only empty files: no records, the contract's shape
         empty = _empty(spark, types).select(*types, F.lit(None).cast("STRING").alias("_source_file"), *lineage)
         return empty, _empty(spark, {c: spark_type(t) for c, t in REJECTS_COLUMNS.items()})

@@ -197,6 +197,23 @@ def test_records_spark_cannot_parse_are_rejected_with_their_raw_line(tiny_root: 
     assert conservation.passed and conservation.metadata["rows_read"].value == 5
 
 
+
+def test_a_record_that_is_not_utf8_is_rejected_on_spark_as_on_duckdb(tiny_root: Path, instance, spark_run) -> None:
+    (tiny_root / ".mesh" / "landing" / "shop" / "orders.csv").write_bytes(
+        (REPO / "tests" / "fixtures" / "bad_inputs" / "non_utf8.csv").read_bytes())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MESH_ENGINE", "spark")
+        mesh = load_mesh(tiny_root)
+        summary = run_mesh(mesh, instance)
+    rows = {a.key: a.rows for a in summary.assets}
+    assert rows["shop/bronze/raw_orders"] == 2 and rows["shop/bronze/raw_orders__rejects"] == 1
+    storage = PortStorage(root=mesh.settings.storage_url)
+    rejects = duckdb.sql(f"SELECT error_types FROM read_parquet("
+                         f"'{storage.port(('shop', 'bronze', 'raw_orders__rejects')).current_snapshot().glob}')"
+                         ).fetchall()
+    assert rejects == [("INVALID ENCODING",)]
+
+
 def test_masking_on_spark_is_the_duckdb_hmac(spark_run) -> None:
     from mesh_assets.spark_materialize import _mask_function
 
