@@ -8,6 +8,7 @@ environment (``MESH_SPARK_MASTER``, ``MESH_SPARK_CONF``), so moving to a cluster
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -62,6 +63,8 @@ class SparkEngine(LazyPySparkResource):
 
     def session(self) -> Any:
         """A new ``pyspark.sql.SparkSession`` sharing this resource's SparkContext; starts the JVM on first use."""
+        # a failing query is reported by the step, in one line; pyspark would also log its JVM stack trace
+        logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
         return self.spark_session.newSession()
 
     @staticmethod

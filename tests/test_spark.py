@@ -224,6 +224,18 @@ def test_masking_on_spark_is_the_duckdb_hmac(spark_run) -> None:
     assert [r.m for r in masked] == [digest, None]
 
 
+def test_sql_on_spark_cannot_read_a_path(spark_run) -> None:
+    from pyspark.errors import AnalysisException
+
+    from mesh_assets.sql_session import QueryError, SparkSqlSession
+
+    session = SparkSqlSession(SparkEngine(spark_config=spark_config("local[2]", {})).session())
+    with pytest.raises(AnalysisException, match="TABLE_OR_VIEW_NOT_FOUND"):  # spark.sql.runSQLOnFiles=false
+        session.spark.sql("SELECT * FROM csv.`/etc/passwd`").collect()
+    with pytest.raises(QueryError, match="TABLE_OR_VIEW_NOT_FOUND"):
+        session.query("SELECT * FROM parquet.\"/etc\"")
+
+
 def test_engine_choice_most_specific_wins(tiny_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def kinds() -> dict[str, str]:
         defs = build_mesh_definitions(load_mesh(tiny_root))
