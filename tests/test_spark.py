@@ -172,23 +172,29 @@ def test_mixed_mesh_one_domain_on_spark(tmp_path: Path, landed: Path, duckdb_run
     assert _same_rows(_rows(lake, "supply/silver/parts"), _rows(duckdb_run[2], "supply/silver/parts"))
 
 
-def test_records_spark_cannot_parse_are_rejected_with_their_raw_line(tiny_root: Path, instance, spark_run) -> None:
-    (tiny_root / ".mesh" / "landing" / "shop" / "customers.csv").write_text(
-        (REPO / "tests" / "fixtures" / "bad_inputs" / "bad_date.csv").read_text())
-    (tiny_root / ".mesh" / "landing" / "shop" / "orders.csv").write_text(
-        (REPO / "tests" / "fixtures" / "bad_inputs" / "too_many_columns.csv").read_text())
+def _tiny_on_spark(root: Path, instance, landed: dict[str, str]) -> tuple[RunSummary, dict[str, int | None]]:
+    """Land ``landed`` (landing file → bad-input corpus file) in the tiny mesh and run it on Spark."""
+    for target, case in landed.items():
+        (root / ".mesh" / "landing" / "shop" / target).write_bytes(
+            (REPO / "tests" / "fixtures" / "bad_inputs" / case).read_bytes())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MESH_ENGINE", "spark")
-        mesh = load_mesh(tiny_root)
-        summary = run_mesh(mesh, instance)
-    rows = {a.key: a.rows for a in summary.assets}
+        summary = run_mesh(load_mesh(root), instance)
+    return summary, {a.key: a.rows for a in summary.assets}
+
+
+def _rejects(root: Path, columns: str) -> list[tuple]:
+    port = PortStorage(root=load_mesh(root).settings.storage_url).port(("shop", "bronze", "raw_orders__rejects"))
+    return duckdb.sql(f"SELECT {columns} FROM read_parquet('{port.current_snapshot().glob}')").fetchall()
+
+
+def test_records_spark_cannot_parse_are_rejected_with_their_raw_line(tiny_root: Path, instance) -> None:
+    summary, rows = _tiny_on_spark(tiny_root, instance, {"customers.csv": "bad_date.csv",
+                                                         "orders.csv": "too_many_columns.csv"})
     assert rows["shop/bronze/raw_customers"] == 3 and rows["shop/bronze/raw_customers__rejects"] == 2
     assert rows["shop/bronze/raw_orders"] == 1 and rows["shop/bronze/raw_orders__rejects"] == 1
-    storage = PortStorage(root=mesh.settings.storage_url)
-    rejects = duckdb.sql(f"SELECT error_types, raw_line, _source_file FROM read_parquet("
-                         f"'{storage.port(('shop', 'bronze', 'raw_orders__rejects')).current_snapshot().glob}')"
-                         ).fetchall()
-    assert rejects == [("TOO MANY COLUMNS", "2,bob,20.00,web", str(tiny_root / ".mesh/landing/shop/orders.csv"))]
+    assert _rejects(tiny_root, "error_types, raw_line, _source_file") == [
+        ("TOO MANY COLUMNS", "2,bob,20.00,web", str(tiny_root / ".mesh/landing/shop/orders.csv"))]
     checks = {}
     for entry in instance.all_logs(summary.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         data = entry.dagster_event.event_specific_data
@@ -197,24 +203,13 @@ def test_records_spark_cannot_parse_are_rejected_with_their_raw_line(tiny_root: 
     assert conservation.passed and conservation.metadata["rows_read"].value == 5
 
 
-
-def test_a_record_that_is_not_utf8_is_rejected_on_spark_as_on_duckdb(tiny_root: Path, instance, spark_run) -> None:
-    (tiny_root / ".mesh" / "landing" / "shop" / "orders.csv").write_bytes(
-        (REPO / "tests" / "fixtures" / "bad_inputs" / "non_utf8.csv").read_bytes())
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MESH_ENGINE", "spark")
-        mesh = load_mesh(tiny_root)
-        summary = run_mesh(mesh, instance)
-    rows = {a.key: a.rows for a in summary.assets}
+def test_a_record_that_is_not_utf8_is_rejected_on_spark_as_on_duckdb(tiny_root: Path, instance) -> None:
+    _, rows = _tiny_on_spark(tiny_root, instance, {"orders.csv": "non_utf8.csv"})
     assert rows["shop/bronze/raw_orders"] == 2 and rows["shop/bronze/raw_orders__rejects"] == 1
-    storage = PortStorage(root=mesh.settings.storage_url)
-    rejects = duckdb.sql(f"SELECT error_types FROM read_parquet("
-                         f"'{storage.port(('shop', 'bronze', 'raw_orders__rejects')).current_snapshot().glob}')"
-                         ).fetchall()
-    assert rejects == [("INVALID ENCODING",)]
+    assert _rejects(tiny_root, "error_types") == [("INVALID ENCODING",)]
 
 
-def test_masking_on_spark_is_the_duckdb_hmac(spark_run) -> None:
+def test_masking_on_spark_is_the_duckdb_hmac() -> None:
     from mesh_assets.spark_materialize import _mask_function
 
     session = SparkEngine(spark_config=spark_config("local[2]", {})).session()
@@ -224,7 +219,7 @@ def test_masking_on_spark_is_the_duckdb_hmac(spark_run) -> None:
     assert [r.m for r in masked] == [digest, None]
 
 
-def test_sql_on_spark_cannot_read_a_path(spark_run) -> None:
+def test_sql_on_spark_cannot_read_a_path() -> None:
     from pyspark.errors import AnalysisException
 
     from mesh_assets.sql_session import QueryError, SparkSqlSession
