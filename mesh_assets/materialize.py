@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,12 +112,7 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
             con.execute(f"ATTACH '{database}' AS {BUILT} (READ_ONLY)")
         if any(a.masked for a in access.values()):
             engine.enable_masking(con, pii_salt(settings.governance))
-        for ref in reads:
-            try:
-                snapshot = storage.port(ref.key).current_snapshot()
-            except PortError as exc:
-                raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
-            masked = access[ref.key].masked if ref.key in access else ()
+        for ref, snapshot, masked in input_snapshots(table, reads, storage, access):
             engine.register_view(con, ref.schema, ref.table, snapshot.glob, masked)
         first: list[CheckOutcome] = list(built.outcomes) if built is not None else []
         drift = None
@@ -149,8 +146,8 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         if not schema.passed and schema.blocking:
             return TableResult(False, None, None, first, {"transform": origin})
         port = storage.port(table.key)
-        written: list[tuple[Port, Snapshot]] = []  # discarded if the step fails before it ends
-        try:
+        written: list[tuple[Port, Snapshot]] = []
+        with discard_on_failure(written):
             snapshot = port.new_snapshot(run_id)
             written.append((port, snapshot))
             rows = _copy(con, sql, snapshot, origin, table)
@@ -188,10 +185,6 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
                                           "duckdb", settings)
             return TableResult(published, snapshot.id, rows, outcomes, metadata,
                                (rejects[1].id, rejects[2]) if rejects else None, profile)
-        except Exception:
-            for written_port, written_snapshot in written:
-                written_port.discard(written_snapshot.id)
-            raise
     finally:
         engine.close(con, "__".join(table.key))
 
@@ -214,6 +207,34 @@ def _copy(con: duckdb.DuckDBPyConnection, sql: str, snapshot: Snapshot, origin: 
     except duckdb.Error as exc:
         raise _failure(exc)(f"{'/'.join(table.key)}: {origin} failed: {_message(exc)}. Nothing was "
                             "published; the previous snapshot stays current") from None
+
+
+def input_snapshots(table: Table, reads: list[InputRef], storage: PortStorage, access: dict[tuple[str, str, str], Any]
+                    ) -> Iterator[tuple[InputRef, Snapshot, tuple[str, ...]]]:
+    """Each port in ``reads`` with its current snapshot and the columns to mask for ``table``'s domain
+    (``access``: port key → ``mesh_assets.access.Access``), for either engine to register.
+
+    Raises:
+        TransformError: a port has no published snapshot (the message names the table and the port).
+    """
+    for ref in reads:
+        try:
+            snapshot = storage.port(ref.key).current_snapshot()
+        except PortError as exc:
+            raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
+        yield ref, snapshot, tuple(access[ref.key].masked) if ref.key in access else ()
+
+
+@contextlib.contextmanager
+def discard_on_failure(written: list[tuple[Port, Snapshot]]) -> Iterator[None]:
+    """Delete every snapshot in ``written`` (filled inside the block) if the block raises: a step that fails
+    leaves no staging snapshot behind, whichever engine wrote it."""
+    try:
+        yield
+    except Exception:
+        for port, snapshot in written:
+            port.discard(snapshot.id)
+        raise
 
 
 def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Snapshot]], rows: int,

@@ -26,7 +26,8 @@ from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
 from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
 from mesh_assets.ingestion import detect_drift, drift_outcome, ingestion_outcomes, rejects_key, source_files
-from mesh_assets.materialize import TableResult, _normalised_types, _relative, publish_if_passed
+from mesh_assets.materialize import (TableResult, _normalised_types, _relative, discard_on_failure, input_snapshots,
+                                     publish_if_passed)
 from mesh_assets.outcomes import CheckOutcome, schema_outcome
 from mesh_assets.ports import Port, Snapshot
 from mesh_assets.profile import profile_relation, write_profile
@@ -71,12 +72,7 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
               else _relative(Path(table.transform_origin), settings.root))
     try:
         mask = _mask_function(pii_salt(settings.governance)) if any(a.masked for a in access.values()) else None
-        for ref in reads:
-            try:
-                snapshot = storage.port(ref.key).current_snapshot()
-            except PortError as exc:
-                raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
-            masked = access[ref.key].masked if ref.key in access else ()
+        for ref, snapshot, masked in input_snapshots(table, reads, storage, access):
             _register(session, ref.schema, ref.table, snapshot, mask, masked)
         first: list[CheckOutcome] = []
         drift = rejected = None
@@ -115,7 +111,7 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
         frame = _conform(frame, actual, expected)
         port = storage.port(table.key)
         written: list[tuple[Port, Snapshot]] = []
-        try:
+        with discard_on_failure(written):
             snapshot = port.new_snapshot(run_id)
             written.append((port, snapshot))
             rows = _write(session, frame, snapshot)
@@ -155,10 +151,6 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
                                           "spark", settings)
             return TableResult(published, snapshot.id, rows, outcomes, metadata,
                                (rejects[1].id, rejects[2]) if rejects else None, profile)
-        except Exception:
-            for written_port, written_snapshot in written:
-                written_port.discard(written_snapshot.id)
-            raise
     except (PySparkException, Py4JError) as exc:
         message = spark_message(exc)
         failure = TransientError if ("IOException" in message or "FileNotFound" in message) else TransformError
