@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 # gets a random salt kept in .mesh/ (never committed), the same for every run of this checkout.
 export MESH_PII_SALT ?= $(shell mkdir -p .mesh && { test -s .mesh/pii_salt || $(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > .mesh/pii_salt; } && cat .mesh/pii_salt)
 
-.PHONY: setup dbt-manifest run ui test validate bench bench-checks clean
+.PHONY: setup dbt-manifest run ui test test-fast validate bench bench-checks clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ validate: setup
 test: setup  # governance first (CI runs it), then the tests
 	$(VENV)/bin/mesh validate
 	$(VENV)/bin/pytest
+
+test-fast: setup  # the unmarked tier: the core on tiny data, no Spark, daemon, Postgres, browser or TPC-H mesh
+	$(VENV)/bin/pytest -m "not (spark or daemon or postgres or browser or slow)"
 
 bench: setup  # the mesh against plain DuckDB running the same SQL, at SF (docs/performance.md)
 	$(VENV)/bin/mesh bench --sf $(SF) --json

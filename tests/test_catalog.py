@@ -191,6 +191,7 @@ def test_cli_catalog(tiny_root: Path, tmp_path: Path) -> None:
     assert refused.returncode == 2 and "not a catalog" in refused.stderr and "Traceback" not in refused.stderr
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (Debian package chromium)")
 def test_browse_the_catalog_in_chromium(two_domains: Path, instance, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright

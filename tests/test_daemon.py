@@ -32,6 +32,8 @@ from mesh_assets.sensors import LANDING_FILES_TAG, TRIGGER_TAG
 
 from conftest import REPO
 
+pytestmark = pytest.mark.daemon  # an integration tier: `make test-fast` leaves it out
+
 BIN = Path(sys.executable).parent
 FINANCE = ["forecasting_revenue_change", "local_supplier_volume", "pricing_summary_report",
            "returned_item_reporting", "shipping_priority"]

@@ -22,6 +22,8 @@ from mesh_assets.ports import Port
 from mesh_assets.runner import run_mesh
 from mesh_assets.validation import validate
 
+pytestmark = pytest.mark.slow  # an integration tier: `make test-fast` leaves it out
+
 REPO = Path(__file__).parent.parent
 SALT = "salt-of-the-tests-0123456789"  # conftest's TEST_SALT; the run's child processes do not import conftest
 PROFILE = ("customers", "gold", "customer_profile")

@@ -26,6 +26,8 @@ from mesh_assets.errors import ContractError
 from mesh_assets.labels import Condition, Label, labels_sql
 from mesh_assets.runner import run_mesh
 
+pytestmark = pytest.mark.slow  # an integration tier: `make test-fast` leaves it out
+
 REPO = Path(__file__).parent.parent
 DIMENSIONS = ("customer_nation", "c_mktsegment")
 # The reference metrics recomputed from the raw files: (metric, period, nation, segment, value).

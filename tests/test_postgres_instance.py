@@ -28,6 +28,8 @@ from mesh_assets.errors import MeshError
 from mesh_assets.instance_config import POSTGRES_URL_ENV, instance_config, postgres_url
 from test_tpch_mesh import SCALE_FACTOR
 
+pytestmark = pytest.mark.postgres  # an integration tier: `make test-fast` leaves it out
+
 MESH = str(Path(sys.executable).parent / "mesh")
 REPO_CONFIG = yaml.safe_load((REPO / "dagster.yaml").read_text())
 

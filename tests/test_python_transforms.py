@@ -49,7 +49,7 @@ def _totals(root: Path) -> list[tuple]:
     return duckdb.sql(f"SELECT * FROM read_parquet('{port.current_snapshot().glob}') ORDER BY 1").fetchall()
 
 
-@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
 def test_python_transform_gets_native_frames_and_publishes_through_the_checks(
         tiny_root: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch, engine: str) -> None:
     _bind(tiny_root, PYTHON)

@@ -26,6 +26,8 @@ from mesh_assets.sql_session import to_spark
 from resources import PortStorage
 from resources.spark_engine import SparkEngine, spark_config
 
+pytestmark = pytest.mark.spark  # an integration tier: `make test-fast` leaves it out
+
 REPO = Path(__file__).parent.parent
 SCALE_FACTOR = 0.01
 FINANCE = ("forecasting_revenue_change", "local_supplier_volume", "pricing_summary_report",

@@ -18,6 +18,8 @@ from domains.tpch import TABLES, land_tpch
 from mesh_assets import connect, load_mesh
 from mesh_assets.runner import run_mesh
 
+pytestmark = pytest.mark.slow  # an integration tier: `make test-fast` leaves it out
+
 REPO = Path(__file__).parent.parent
 QUERIES = Path(__file__).parent / "tpch_queries"
 SCALE_FACTOR = 0.01
