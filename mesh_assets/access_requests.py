@@ -159,10 +159,10 @@ def decide_request(mesh: Mesh, request_id: str, approve: bool, reason: str, deci
     if not reason.strip():
         raise MeshError("say why: --reason \"…\" (kept with the decision)")
     decider = current_user(decided_by)
-    _require_member(mesh.domain(request.producer), decider, f"decide on access to its port {request.port}")
     if approve and same_identity(decider, request.requested_by):
         raise MeshError(f"{decider} requested {request.id} and cannot approve it too; another member of domain "
                         f"'{request.producer}' approves it (--by <who>)")
+    _require_member(mesh.domain(request.producer), decider, f"decide on access to its port {request.port}")
     request.status = "approved" if approve else "denied"
     request.decided_by, request.decided_at, request.reason = decider, _now(), reason.strip()
     if approve:
@@ -397,7 +397,7 @@ def check_request_file(mesh: Mesh, path: Path) -> RequestFile:
     if request.status in STATUSES and request.status != "pending":
         for name in _DECISION:
             if not getattr(request, name):
-                problem([name] if name in data else [], f"a {request.status} request has no {name}",
+                problem([name] if name in data else [], f"the request is {request.status} but has no {name}",
                         f"set {name}, or decide with mesh access approve|deny")
     if request.status in ("approved", "denied") and request.decided_by and producer_domain is not None:
         if not is_member(request.decided_by, producer_domain.members):
