@@ -297,16 +297,20 @@ def codeowners(
 ) -> None:
     """Write the mesh's block of the repository's CODEOWNERS: each domain folder (and its access/ folder) owned
     by its domain.yaml members, so the git host requires their review of every change."""
-    from mesh_assets.codeowners import codeowners_findings, write_codeowners
+    from mesh_assets.codeowners import BEGIN, codeowners_findings, codeowners_path, write_codeowners
+    from mesh_assets.findings import Finding
 
     try:
         mesh = _mesh(root)
         if check:
-            problems = codeowners_findings(mesh)
+            problems = [f for f in codeowners_findings(mesh) if f.severity == "error"]
+            path = codeowners_path(mesh.root)
+            if not path.is_file() or BEGIN not in path.read_text(encoding="utf-8"):
+                problems.append(Finding("error", "access/codeowners", f"{path} has no mesh block",
+                                        "run mesh codeowners and commit the file"))
             for finding in problems:
-                colour = "bold red" if finding.severity == "error" else "yellow"
-                err.print(f"[{colour}]●[/] {escape(finding.describe(mesh.root))}", highlight=False, soft_wrap=True)
-            if any(f.severity == "error" or f.rule == "access/codeowners" for f in problems):
+                err.print(f"[bold red]●[/] {escape(finding.describe(mesh.root))}", highlight=False, soft_wrap=True)
+            if problems:
                 raise typer.Exit(1)
             out.print("CODEOWNERS is in sync with the domains' members", highlight=False)
             return
