@@ -7,14 +7,18 @@ producer's owners review it like any change of their domain. Fields: ``id``, ``p
 ``denied``, ``revoked``), and after a decision ``decided_by``, ``decided_at``, ``reason``. Approval adds an ODCS
 ``roles[]`` entry to the producer's contract (:class:`mesh_assets.contracts.Grant`), comments and layout of the
 contract kept (ruamel.yaml round trip).
+
+Decisions are tied to identities (mesh_assets.identity): the requester is a member of the consumer domain's
+team, the approver a member of the producer domain's team and not the requester (``domain.yaml`` ``members``).
+``mesh validate`` checks every request file and that each grant rests on a valid approved request
+(:func:`check_request_file`, :func:`grant_findings`); ``CODEOWNERS`` (mesh_assets.codeowners) makes the git host
+require a producer member's review of every change of these files, which is what makes the identities real.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import getpass
-import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +26,11 @@ from ruamel.yaml import YAML
 
 from mesh_assets.access import AccessError, decide
 from mesh_assets.contracts import SNAKE_CASE, load_contract
-from mesh_assets.errors import MeshError
-from mesh_assets.mesh import Mesh
+from mesh_assets.errors import ContractError, MeshError
+from mesh_assets.findings import Finding
+from mesh_assets.identity import current_user, is_identity, is_member, same_identity
+from mesh_assets.mesh import Domain, Mesh
+from mesh_assets.yaml_source import YamlDocument, format_location, load_yaml
 
 REQUESTS_DIR = "access"
 STATUSES = ("pending", "approved", "denied", "revoked")
@@ -55,15 +62,6 @@ class AccessRequest:
         return self.port.split(".")[1]
 
 
-def current_user() -> str:
-    """Who acts: ``git config user.email``, else the login name."""
-    try:
-        email = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        email = ""
-    return email.strip() or getpass.getuser()
-
-
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -83,7 +81,9 @@ def request_access(mesh: Mesh, port: str, consumer: str, purpose: str, pii: bool
 
     Raises:
         MeshError: a malformed port or domain name, an unknown port, a private table, the consumer's own port,
-            no purpose, or a request that would change nothing (the port is already readable as asked).
+            no purpose, a request that would change nothing (the port is already readable as asked), or a
+            requester (``requested_by``, default ``git config user.email``) who is no member of the consumer
+            domain's team (``domain.yaml`` ``members``).
     """
     producer, table_name = _split_port(port)
     if not SNAKE_CASE.fullmatch(consumer) or consumer not in mesh.domain_names:
@@ -109,70 +109,93 @@ def request_access(mesh: Mesh, port: str, consumer: str, purpose: str, pii: bool
     while (folder / f"{rid}.yaml").exists():
         n += 1
         rid = f"{stem}-{n}"
-    request = AccessRequest(rid, port, consumer, purpose.strip(), pii, requested_by or current_user(), _now(),
-                            path=folder / f"{rid}.yaml")
+    requester = current_user(requested_by)
+    _require_member(mesh.domain(consumer), requester, "request access for it")
+    request = AccessRequest(rid, port, consumer, purpose.strip(), pii, requester, _now(), path=folder / f"{rid}.yaml")
     _save(request)
     return request
 
 
 def list_requests(mesh: Mesh) -> list[AccessRequest]:
-    """Every request file of every domain, oldest first.
-
-    Raises:
-        ContractError: a request file is not valid YAML.
-    """
-    requests = []
-    for name in mesh.domain_names:
-        for path in sorted((mesh.settings.domains_path / name / REQUESTS_DIR).glob("*.yaml")):
-            requests.append(_load(path))
+    """Every request file of every domain that reads as a request, oldest first (:func:`read_requests` gives
+    every file, with its problems)."""
+    requests = [f.request for f in read_requests(mesh) if f.request is not None]
     return sorted(requests, key=lambda r: (r.requested_at, r.id))
 
 
 def find_request(mesh: Mesh, request_id: str) -> AccessRequest:
     """The request ``request_id``. Raises :class:`MeshError` when there is none (the message lists pending ids)."""
-    for request in list_requests(mesh):
+    requests = list_requests(mesh)
+    for request in requests:
         if request.id == request_id:
             return request
-    pending = [r.id for r in list_requests(mesh) if r.status == "pending"]
+    pending = [r.id for r in requests if r.status == "pending"]
     raise MeshError(f"no access request '{request_id}'; pending: {', '.join(pending) or 'none'} (mesh access list)")
 
 
 def decide_request(mesh: Mesh, request_id: str, approve: bool, reason: str, decided_by: str | None = None
                    ) -> AccessRequest:
     """Approve or deny the pending request ``request_id``, recording who, when and why; on approval add the
-    grant to the producer's contract. Nobody approves their own request (the four-eyes principle).
+    grant to the producer's contract.
+
+    Who decides (``decided_by``, default ``git config user.email``) must be a member of the producer domain's
+    team (``domain.yaml`` ``members``); an approver must also not be the requester (the four-eyes principle;
+    identities compared normalised, see mesh_assets.identity), and the requester must be a member of the
+    consumer domain's team.
 
     Raises:
-        MeshError: no such request, already decided, no reason given, or approved by its requester.
+        MeshError: no such request, already decided, an invalid request file, no reason given, or a decider
+            who may not decide it (not in the producer's team, or the requester approving).
     """
     request = find_request(mesh, request_id)
     if request.status != "pending":
         raise MeshError(f"request {request.id} was already {request.status} by {request.decided_by} at "
                         f"{request.decided_at}")
+    assert request.path is not None
+    problems = check_request_file(mesh, request.path).problems
+    if problems:
+        raise MeshError(f"request {request.id} cannot be decided: " + "; ".join(
+            f"{p.field}: {p.message}. Fix: {p.fix}" for p in problems))
     if not reason.strip():
         raise MeshError("say why: --reason \"…\" (kept with the decision)")
-    decided_by = decided_by or current_user()
-    if approve and decided_by == request.requested_by:
-        raise MeshError(f"{decided_by} requested {request.id} and cannot approve it too; an owner of domain "
+    decider = current_user(decided_by)
+    if approve and same_identity(decider, request.requested_by):
+        raise MeshError(f"{decider} requested {request.id} and cannot approve it too; another member of domain "
                         f"'{request.producer}' approves it (--by <who>)")
+    _require_member(mesh.domain(request.producer), decider, f"decide on access to its port {request.port}")
     request.status = "approved" if approve else "denied"
-    request.decided_by, request.decided_at, request.reason = decided_by, _now(), reason.strip()
+    request.decided_by, request.decided_at, request.reason = decider, _now(), reason.strip()
     if approve:
         _add_grant(mesh, request)
     _save(request)
     return request
 
 
+def _require_member(domain: Domain, identity: str, action: str) -> None:
+    """Raise :class:`MeshError` unless ``identity`` is a member of ``domain``'s team."""
+    if not domain.members:
+        raise MeshError(f"domain '{domain.name}' lists no team members, so nobody may {action}; add members: "
+                        f"[you@example.com] to {domain.path / 'domain.yaml'}")
+    if not is_member(identity, domain.members):
+        raise MeshError(f"{identity} is not a member of team '{domain.team}' of domain '{domain.name}' "
+                        f"({', '.join(domain.members)}), so may not {action}; ask one of them, or add the member "
+                        f"to {domain.path / 'domain.yaml'} (reviewed by the team)")
+
+
 def revoke_access(mesh: Mesh, port: str, consumer: str, reason: str, revoked_by: str | None = None) -> list[str]:
     """Remove every grant of ``port`` to ``consumer`` from the producer's contract; the approved requests behind
-    them are marked ``revoked`` with who, when and why. Returns the removed roles' names.
+    them are marked ``revoked`` with who, when and why. Returns the removed roles' names. Who revokes
+    (``revoked_by``, default ``git config user.email``) is a member of the producer's or the consumer's team.
 
     Raises:
-        MeshError: no such port, no grant to revoke, or no reason given.
+        MeshError: no such port, no grant to revoke, no reason given, or a revoker in neither team.
     """
     producer, table_name = _split_port(port)
     if not reason.strip():
         raise MeshError("say why: --reason \"…\" (kept with the revocation)")
+    who = current_user(revoked_by)
+    if not (consumer in mesh.domain_names and is_member(who, mesh.domain(consumer).members)):
+        _require_member(mesh.domain(producer), who, f"revoke access to its port {port}")
     table = mesh.output_port(producer, table_name)
     path = mesh.domain(producer).product_of(table).path
     yaml = _yaml()
@@ -193,7 +216,7 @@ def revoke_access(mesh: Mesh, port: str, consumer: str, reason: str, revoked_by:
     if not data["roles"]:
         del data["roles"]
     _write_contract(path, data, producer)
-    who, when = revoked_by or current_user(), _now()
+    when = _now()
     for request in list_requests(mesh):
         if request.port == port and request.consumer == consumer and request.status == "approved":
             request.status, request.decided_by, request.decided_at, request.reason = "revoked", who, when, reason
@@ -253,16 +276,196 @@ def _save(request: AccessRequest) -> None:
         _yaml().dump(fields, handle)
 
 
-def _load(path: Path) -> AccessRequest:
-    from mesh_assets.yaml_source import load_yaml
+_REQUIRED = ("id", "port", "consumer", "purpose", "pii", "requested_by", "requested_at", "status")
+_DECISION = ("decided_by", "decided_at", "reason")
 
-    data = load_yaml(path).data or {}
-    known = {k: data[k] for k in AccessRequest.__dataclass_fields__ if k in data and k != "path"}
+
+@dataclass
+class RequestFile:
+    """One file of a domain's ``access/`` folder as checked by :func:`check_request_file`: ``request`` is
+    ``None`` when the file does not read as a request; ``problems`` are ``access/request`` error findings (an
+    empty list: the file is a valid request)."""
+
+    path: Path
+    domain: str
+    request: AccessRequest | None = None
+    problems: list[Finding] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+def read_requests(mesh: Mesh) -> list[RequestFile]:
+    """Every ``<domains_dir>/<domain>/access/*.yaml`` file of the mesh, valid or not, checked
+    (:func:`check_request_file`), in domain then file name order."""
+    return [check_request_file(mesh, path) for name in mesh.domain_names
+            for path in sorted((mesh.settings.domains_path / name / REQUESTS_DIR).glob("*.yaml"))]
+
+
+def _loaded(mesh: Mesh, name: str) -> Domain | None:
+    """Domain ``name`` if it loads (a broken domain is reported by the structure checks of validate)."""
     try:
-        request = AccessRequest(**known, path=path)
-    except TypeError:
-        raise MeshError(f"{path}: not an access request (needs id, port, consumer, purpose, pii, requested_by, "
-                        "requested_at)") from None
+        return mesh.domain(name)
+    except MeshError:
+        return None
+
+
+def check_request_file(mesh: Mesh, path: Path) -> RequestFile:
+    """Read and check the request file ``path`` of the domain folder it is in (the producer).
+
+    A valid file is YAML holding the fields of :class:`AccessRequest` and no other; its ``id`` is its file
+    name; its ``port`` is an output port of the folder's domain; its ``consumer`` another domain of the mesh;
+    ``requested_by`` a member of the consumer's team; a decided request (not ``pending``) has ``decided_by``,
+    ``decided_at`` and ``reason``; an ``approved`` or ``denied`` one was decided by a member of the producer's
+    team, and an approved one not by its requester (identities compared normalised, mesh_assets.identity).
+    Membership is checked against ``domain.yaml`` as it is now: when a member leaves, the approvals they
+    signed become findings until a current member takes them over. Never raises for a bad file: every
+    problem is a finding with the file, the field, the line and the fix.
+    """
+    producer = path.parent.parent.name
+    checked = RequestFile(path, producer)
+    doc: YamlDocument | None = None
+
+    def problem(location: list[str | int], message: str, fix: str) -> None:
+        line = doc.line_of(location) if doc is not None and location else None
+        checked.problems.append(Finding("error", "access/request", message, fix, path, line,
+                                        format_location(location), producer))
+
+    try:
+        doc = load_yaml(path)
+    except ContractError as exc:
+        for text in exc.problems:
+            problem([], text, "fix the file, or delete it if nobody wrote it")
+        return checked
+    data = doc.data
+    if not isinstance(data, dict):
+        problem([], "not an access request", f"write the fields {', '.join(_REQUIRED)} (mesh access request "
+                                             "writes them)")
+        return checked
+    allowed = set(AccessRequest.__dataclass_fields__) - {"path"}
+    for name in sorted(str(k) for k in data if k not in allowed):
+        problem([name], f"unknown field '{name}'", "remove it")
+    values: dict[str, Any] = {}
+    for name in (*_REQUIRED, *_DECISION):
+        value = data.get(name)
+        if isinstance(value, (dt.date, dt.datetime)):  # an unquoted timestamp
+            value = value.isoformat()
+        if name == "pii":
+            if not isinstance(value, bool):
+                problem([name], f"pii is {value!r}", "set pii: true or pii: false")
+                value = False
+        elif value is None or value == "":
+            if name in _REQUIRED:
+                problem([name] if name in data else [], f"field '{name}' is missing", f"set {name}")
+            value = ""
+        elif not isinstance(value, str):
+            problem([name], f"{name} is {value!r}, not text", f"set {name} to a text")
+            value = str(value)
+        values[name] = value.strip() if isinstance(value, str) else value
+    request = AccessRequest(**values, path=path)
+    checked.request = request
+    if request.id and request.id != path.stem:
+        problem(["id"], f"id '{request.id}' is not the file's name", f"set id: {path.stem}")
     if request.status not in STATUSES:
-        raise MeshError(f"{path}: status '{request.status}' is not one of {', '.join(STATUSES)}")
-    return request
+        problem(["status"], f"status '{request.status}' is unknown", f"use one of {', '.join(STATUSES)}")
+    parts = request.port.split(".")
+    producer_domain = _loaded(mesh, producer)
+    if len(parts) != 2 or not all(SNAKE_CASE.fullmatch(p) for p in parts) or parts[0] != producer:
+        problem(["port"], f"port '{request.port}' is not a port of domain '{producer}', whose folder holds the "
+                          "file", f"write {producer}.<table>, or move the request to the producer's access/ folder")
+    elif producer_domain is not None and not any(
+            t.name == parts[1] and t.layer == "gold" and t.visibility != "private" for t in producer_domain.tables):
+        problem(["port"], f"'{request.port}' is not an output port of domain '{producer}'",
+                "name one of its output ports (mesh ports)")
+    consumer = _loaded(mesh, request.consumer) if request.consumer in mesh.domain_names else None
+    if request.consumer and request.consumer not in mesh.domain_names:
+        problem(["consumer"], f"consumer '{request.consumer}' is not a domain of the mesh",
+                f"name one of {', '.join(mesh.domain_names)}")
+    elif request.consumer == producer:
+        problem(["consumer"], f"domain '{producer}' reads its own ports without a grant", "delete the request")
+    for name in ("requested_by", "decided_by"):
+        value = getattr(request, name)
+        if value and not is_identity(value):
+            problem([name], f"{name} '{value}' is not an identity", "write the e-mail address (or @handle) of a "
+                                                                    "team member, as domain.yaml lists them")
+    if request.requested_by and consumer is not None and not is_member(request.requested_by, consumer.members):
+        problem(["requested_by"], f"{request.requested_by} is not a member of team '{consumer.team}' of the "
+                                  f"consumer domain '{consumer.name}'",
+                f"a member of {consumer.name} requests access (domain.yaml members: "
+                f"{', '.join(consumer.members) or 'none listed'})")
+    if request.status in STATUSES and request.status != "pending":
+        for name in _DECISION:
+            if not getattr(request, name):
+                problem([name] if name in data else [], f"the request is {request.status} but has no {name}",
+                        f"set {name}, or decide with mesh access approve|deny")
+    if request.status in ("approved", "denied") and request.decided_by and producer_domain is not None:
+        if not is_member(request.decided_by, producer_domain.members):
+            problem(["decided_by"], f"{request.decided_by} is not a member of team '{producer_domain.team}' of "
+                                    f"the producer domain '{producer}', so cannot have {request.status} it",
+                    f"a member of {producer} ({', '.join(producer_domain.members) or 'none listed'}) decides "
+                    "with mesh access approve|deny; delete a request nobody of the team decided")
+    if request.status == "approved" and request.decided_by and same_identity(request.decided_by,
+                                                                             request.requested_by):
+        problem(["decided_by"], f"{request.decided_by} both requested and approved it (four-eyes principle)",
+                f"another member of {producer} approves it")
+    return checked
+
+
+def grant_findings(mesh: Mesh, domain: Domain, requests: list[RequestFile]) -> list[Finding]:
+    """Errors (rule ``access/grant``) for each grant of ``domain``'s contracts that no valid, approved request
+    file of its ``access/`` folder (``requests``) stands behind: the grant names its request (``customProperties``
+    ``request``), which is approved, for the grant's domain, table(s) and ``pii`` (or ``pii`` asked), and whose
+    ``decided_by`` is the grant's ``approvedBy``. Warnings (rule ``access/request``) for approved requests no grant
+    names (a grant removed by hand)."""
+    findings: list[Finding] = []
+    by_id = {f.path.stem: f for f in requests if f.domain == domain.name}
+    named = set()
+    for product in domain.products:
+        doc: YamlDocument | None = None
+        indexes = _grant_indexes(product.path)
+        for grant, index in zip(product.grants, indexes):
+            named.add(grant.request)
+            found = by_id.get(grant.request) if grant.request else None
+            request = found.request if found is not None else None
+            if found is None or request is None:
+                problem = (f"grant '{grant.role}' to domain '{grant.domain}' names no request" if not grant.request
+                           else f"grant '{grant.role}' names request '{grant.request}', which is not in "
+                                f"{domain.path / REQUESTS_DIR}")
+            elif not found.valid:
+                problem = (f"grant '{grant.role}' rests on request {request.id}, which is invalid "
+                           f"({found.problems[0].message})")
+            elif request.status != "approved":
+                problem = f"grant '{grant.role}' rests on request {request.id}, which is {request.status}"
+            elif (request.consumer != grant.domain or grant.tables != (request.table,)
+                  or (grant.pii and not request.pii)):
+                problem = (f"grant '{grant.role}' (domain {grant.domain}, tables {list(grant.tables) or 'all'}, pii "
+                           f"{grant.pii}) does not match request {request.id} (domain {request.consumer}, table "
+                           f"{request.table}, pii {request.pii})")
+            elif not same_identity(grant.approved_by, request.decided_by):
+                problem = (f"grant '{grant.role}' says approvedBy '{grant.approved_by}' but request {request.id} "
+                           f"was approved by {request.decided_by}")
+            else:
+                continue
+            doc = doc or load_yaml(product.path)
+            location: list[str | int] = ["roles", index] if index is not None else ["roles"]
+            findings.append(Finding("error", "access/grant", problem,
+                                    f"remove the role; access is granted by mesh access request then a member of "
+                                    f"{domain.name} running mesh access approve", product.path,
+                                    doc.line_of(location), format_location(location), domain.name))
+    for checked in requests:
+        request = checked.request
+        if (checked.domain == domain.name and checked.valid and request is not None and request.status == "approved"
+                and request.id not in named):
+            findings.append(Finding("warning", "access/request", f"request {request.id} is approved but no grant of "
+                                    f"{domain.name}'s contracts names it", "set status: revoked (with who, when and "
+                                    "why) or approve a new request", checked.path, None, "status", domain.name))
+    return findings
+
+
+def _grant_indexes(path: Path) -> list[int | None]:
+    """The ``roles[]`` index of each grant of the contract at ``path``, in the order
+    :class:`mesh_assets.contracts.DataProduct` lists them (roles with a ``domain`` custom property)."""
+    roles = (load_yaml(path).data or {}).get("roles") or []
+    return [i for i, role in enumerate(roles) if isinstance(role, dict) and any(
+        isinstance(p, dict) and p.get("property") == "domain" for p in role.get("customProperties") or [])]

@@ -113,9 +113,14 @@ def sql(
     root: RootOption = None,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     as_domain: Annotated[str | None, typer.Option("--domain", "-d", help="Read as this domain: its own ports "
-                                                  "and its grants (default: public ports, PII masked).")] = None,
+                                                  "and its grants (default: public ports, PII masked). A local "
+                                                  "convenience, not an identity check: who may read which files "
+                                                  "is enforced by the storage's permissions.")] = None,
 ) -> None:
-    """Query the current snapshots of the output ports, e.g. select * from finance.pricing_summary_report."""
+    """Query the current snapshots of the output ports, e.g. select * from finance.pricing_summary_report.
+
+    --domain is believed as given (anyone with the files can pass any domain); docs/governance.md says what is
+    enforced where."""
     from mesh_assets.query import connect, read_only_query
 
     try:
@@ -183,7 +188,8 @@ def validate(
 access = typer.Typer(help="Access to restricted ports and PII: requests, decisions, grants.",
                      no_args_is_help=True)
 app.add_typer(access, name="access")
-ByOption = Annotated[str | None, typer.Option("--by", help="Who acts (default: git user.email, else login).")]
+ByOption = Annotated[str | None, typer.Option("--by", help="Who acts: an e-mail address or @handle of a team member "
+                                                          "(default: git config user.email).")]
 
 
 @access.command("request")
@@ -253,24 +259,65 @@ def access_revoke(
 @access.command("list")
 def access_list(root: RootOption = None, output: Annotated[OutputFormat, typer.Option("--format", "-f")] =
                 OutputFormat.table) -> None:
-    """Pending requests and current grants of every port, with who decided, when and why."""
-    from mesh_assets.access_requests import list_requests
+    """Every request file, valid or not (its status as written, and its problem), and every grant no valid
+    approved request stands behind, with who decided, when and why."""
+    from mesh_assets.access_requests import grant_findings, read_requests
 
     try:
         mesh = _mesh(root)
-        rows = [{"port": r.port, "consumer": r.consumer, "pii": r.pii, "status": r.status, "id": r.id,
-                 "purpose": r.purpose, "who": r.decided_by or r.requested_by, "when": r.decided_at or r.requested_at,
-                 "reason": r.reason} for r in list_requests(mesh) if r.status == "pending"]
+        files = read_requests(mesh)
+        rows = []
+        for checked in files:
+            r = checked.request
+            problem = "; ".join(f"{p.field}: {p.message}" for p in checked.problems)
+            rows.append({"port": r.port if r else "", "consumer": r.consumer if r else "",
+                         "pii": r.pii if r else None, "status": r.status if r else "",
+                         "id": r.id if r and r.id else checked.path.stem, "purpose": r.purpose if r else "",
+                         "who": (r.decided_by or r.requested_by) if r else "",
+                         "when": (r.decided_at or r.requested_at) if r else "", "reason": r.reason if r else "",
+                         "valid": checked.valid, "problem": problem,
+                         "file": str(checked.path.relative_to(mesh.root))})
         for domain in mesh.domains():
-            for product in domain.products:
-                for grant in product.grants:
-                    tables = grant.tables or tuple(t.name for t in product.tables if t.layer == "gold")
-                    rows += [{"port": f"{domain.name}.{t}", "consumer": grant.domain, "pii": grant.pii,
-                              "status": "granted", "id": grant.request or grant.role, "purpose": grant.purpose,
-                              "who": grant.approved_by, "when": grant.approved_at, "reason": ""} for t in tables]
+            for finding in grant_findings(mesh, domain, files):
+                if finding.rule == "access/grant":
+                    rows.append({"port": domain.name, "consumer": "", "pii": None, "status": "granted", "id": "",
+                                 "purpose": "", "who": "", "when": "", "reason": "", "valid": False,
+                                 "problem": finding.message, "file": str(finding.file.relative_to(mesh.root))
+                                 if finding.file else ""})
     except MeshError as exc:
         raise _fail(exc) from None
-    _emit(rows, output, ["port", "consumer", "pii", "status", "id", "purpose", "who", "when"])
+    _emit(rows, output, ["port", "consumer", "pii", "status", "id", "who", "when", "valid", "problem"])
+
+
+@app.command()
+def codeowners(
+    root: RootOption = None,
+    check: Annotated[bool, typer.Option("--check", help="Only check that CODEOWNERS is in sync (exit code 1 if "
+                                                        "not); mesh validate checks it too.")] = False,
+) -> None:
+    """Write the mesh's block of the repository's CODEOWNERS: each domain folder (and its access/ folder) owned
+    by its domain.yaml members, so the git host requires their review of every change."""
+    from mesh_assets.codeowners import BEGIN, codeowners_findings, codeowners_path, write_codeowners
+    from mesh_assets.findings import Finding
+
+    try:
+        mesh = _mesh(root)
+        if check:
+            problems = [f for f in codeowners_findings(mesh) if f.severity == "error"]
+            path = codeowners_path(mesh.root)
+            if not path.is_file() or BEGIN not in path.read_text(encoding="utf-8"):
+                problems.append(Finding("error", "access/codeowners", f"{path} has no mesh block",
+                                        "run mesh codeowners and commit the file"))
+            for finding in problems:
+                err.print(f"[bold red]●[/] {escape(finding.describe(mesh.root))}", highlight=False, soft_wrap=True)
+            if problems:
+                raise typer.Exit(1)
+            out.print("CODEOWNERS is in sync with the domains' members", highlight=False)
+            return
+        path = write_codeowners(mesh)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    out.print(f"wrote {path}; commit it and require code owners' review in the branch protection", highlight=False)
 
 
 def _emit(rows: list[dict], output: OutputFormat, columns: list[str]) -> None:
@@ -402,13 +449,15 @@ def new_domain(
     name: Annotated[str, typer.Argument(help="The domain's name (snake_case, at most 63 characters).")],
     team: Annotated[str, typer.Option("--team", help="The owner team, e.g. customer-success.")],
     description: Annotated[str | None, typer.Option("--description", help="What the domain is about.")] = None,
+    member: Annotated[list[str] | None, typer.Option("--member", help="A team member's e-mail address or @handle "
+                                                     "(repeat; default: git config user.email).")] = None,
     root: RootOption = None,
 ) -> None:
     """Create a domain: its package, its code location in workspace.yaml and a test that it loads."""
     from mesh_assets.scaffold import create_domain
 
     try:
-        created = create_domain(find_mesh_root(root), name, team, description)
+        created = create_domain(find_mesh_root(root), name, team, description, member)
     except MeshError as exc:
         raise _fail(exc) from None
     _report_created(created)

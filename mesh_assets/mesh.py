@@ -9,6 +9,7 @@ from dagster._utils.schedules import is_valid_cron_string  # the validator Dagst
 
 from mesh_assets.contracts import SNAKE_CASE, DataProduct, Table, load_contract
 from mesh_assets.errors import ContractError, MeshError
+from mesh_assets.identity import is_identity
 from mesh_assets.ports import REJECTS_SUFFIX
 from mesh_assets.settings import ENGINES, LAYERS, MeshSettings, load_settings
 from mesh_assets.sql_inputs import PREVIOUS
@@ -19,7 +20,11 @@ DOMAIN_FILE = "domain.yaml"
 
 @dataclass(frozen=True)
 class Domain:
-    """A domain: its descriptor (``domain.yaml``) and its data products (``products/*.yaml``)."""
+    """A domain: its descriptor (``domain.yaml``) and its data products (``products/*.yaml``).
+
+    ``members`` are the identities of the owner team (``domain.yaml`` ``members``): who may approve access to
+    its ports, request access for it, and review changes of its folder (``CODEOWNERS``).
+    """
 
     name: str
     team: str
@@ -29,6 +34,7 @@ class Domain:
     timezone: str
     products: tuple[DataProduct, ...]
     engine: str | None = None  # domain.yaml engine: the domain's engine choice (mesh_assets.engines)
+    members: tuple[str, ...] = ()  # domain.yaml members: the team's identities (mesh_assets.identity)
 
     @property
     def tables(self) -> list[Table]:
@@ -72,7 +78,15 @@ def load_domain(path: Path) -> Domain:
     if data.get("engine") not in (None, *ENGINES):
         problems.append(doc.problem(["engine"], f"engine {data['engine']!r} is unknown; use one of "
                                                 f"{', '.join(ENGINES)} or leave it out to use the mesh's"))
-    unknown = set(data) - {"name", "team", "description", "ingestion_schedule", "timezone", "engine"}
+    members = data.get("members", [])
+    if not isinstance(members, list):
+        problems.append(doc.problem(["members"], "list the team's members, e.g. members: [alice@example.com]"))
+        members = []
+    for i, member in enumerate(members):
+        if not is_identity(member):
+            problems.append(doc.problem(["members", i], f"{member!r} is not an identity; write an e-mail "
+                                                        "address (alice@example.com) or a git host handle (@alice)"))
+    unknown = set(data) - {"name", "team", "members", "description", "ingestion_schedule", "timezone", "engine"}
     if unknown:
         problems.append(doc.problem([], f"unknown field(s) {', '.join(sorted(unknown))}"))
     if problems:
@@ -96,7 +110,8 @@ def load_domain(path: Path) -> Domain:
                                     f"{keys[key]}; an asset key belongs to exactly one table. Rename the table")
                 keys[key] = product.path
     return Domain(path.name, data["team"], data["description"], path, schedule,
-                  str(data.get("timezone") or "UTC"), tuple(products), data.get("engine"))
+                  str(data.get("timezone") or "UTC"), tuple(products), data.get("engine"),
+                  tuple(m.strip() for m in members))
 
 
 class Mesh:

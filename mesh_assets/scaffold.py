@@ -22,8 +22,10 @@ from typing import Any
 
 import yaml
 
+from mesh_assets.codeowners import BEGIN, codeowners_path, write_codeowners
 from mesh_assets.contracts import SNAKE_CASE
 from mesh_assets.errors import MeshError
+from mesh_assets.identity import current_user
 from mesh_assets.inference import SAMPLE_ROWS, Inference, infer
 from mesh_assets.mesh import DOMAIN_FILE, load_mesh
 from mesh_assets.policies import duckdb_reserved_words
@@ -61,16 +63,21 @@ def _suggest(name: str) -> str:
     return out if out[:1].isalpha() else f"d_{out}" if out else ""
 
 
-def create_domain(root: Path, name: str, team: str, description: str | None = None) -> Created:
+def create_domain(root: Path, name: str, team: str, description: str | None = None,
+                  members: list[str] | None = None) -> Created:
     """Create domain ``name`` owned by ``team`` in the mesh at ``root``: its package, its ``workspace.yaml``
-    code location (comments and layout of the file kept) and ``tests/test_domain_<name>.py``.
+    code location (comments and layout of the file kept) and ``tests/test_domain_<name>.py``. ``members`` are
+    the team's identities written to ``domain.yaml`` (default: ``git config user.email``); the repository's
+    ``CODEOWNERS`` block, when there is one, is regenerated to include the new domain.
 
     Raises:
-        MeshError: a bad name or team, an existing domain, a code location or test of that name already there.
+        MeshError: a bad name or team, no or a bad member, an existing domain, a code location or test of that
+            name already there.
     """
     _check_name("domain", name)
     if not team.strip():
         raise MeshError("--team must name the owner team, e.g. --team customer-success")
+    members = [current_user(m, "--member") for m in members] if members else [current_user(None, "--member")]
     mesh = load_mesh(root)
     folder = mesh.settings.domains_path / name
     if folder.exists():
@@ -90,7 +97,8 @@ def create_domain(root: Path, name: str, team: str, description: str | None = No
     files = {
         folder / "__init__.py": f'"""The {name} domain."""\n',
         folder / "definitions.py": _DEFINITIONS.format(name=name),
-        folder / DOMAIN_FILE: yaml.safe_dump({"name": name, "team": team, "description": description,
+        folder / DOMAIN_FILE: yaml.safe_dump({"name": name, "team": team, "members": members,
+                                              "description": description,
                                               "ingestion_schedule": "0 0 * * *", "timezone": "UTC"},
                                              sort_keys=False, allow_unicode=True),
         folder / "README.md": _README.format(name=name, team=team, description=description,
@@ -101,7 +109,11 @@ def create_domain(root: Path, name: str, team: str, description: str | None = No
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")
     (root / WORKSPACE_FILE).write_text(workspace, encoding="utf-8")
-    return Created([_rel(p, root) for p in [*files, root / WORKSPACE_FILE]],
+    written = [*files, root / WORKSPACE_FILE]
+    owners = codeowners_path(root)
+    if owners.is_file() and BEGIN in owners.read_text(encoding="utf-8"):
+        written.append(write_codeowners(load_mesh(root)))
+    return Created([_rel(p, root) for p in written],
                     [f"add a product: mesh new product {name} <product> --from <file.csv>"])
 
 

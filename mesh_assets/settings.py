@@ -113,6 +113,8 @@ class GovernanceSettings(_Strict):
     - ``sensitive_classifications``: classifications masked for consumers without a PII grant.
     - ``pii_salt_env``: the environment variable holding the salt of masked values (never the salt itself).
     - ``reserved_words``: names refused for tables and columns on top of DuckDB's reserved keywords.
+    - ``owners``: the governance group's identities (e-mail addresses or ``@handles``), code owners of
+      ``mesh.yaml``, the domains folder and ``CODEOWNERS`` (mesh_assets.codeowners).
     """
 
     policies: PolicySettings = PolicySettings()
@@ -120,6 +122,7 @@ class GovernanceSettings(_Strict):
     sensitive_classifications: list[str] = ["pii"]
     pii_salt_env: str = pydantic.Field("MESH_PII_SALT", pattern=r"^[A-Z_][A-Z0-9_]*$")
     reserved_words: list[str] = []
+    owners: list[str] = []
 
 
 class _OpenLineageFile(_Strict):

@@ -3,7 +3,9 @@
 1. structure — ``mesh.yaml``, domain descriptors and contracts parse; every table builds into an asset (its SQL
    parses, its inputs exist and may be read); no dependency cycle crosses domains;
 2. policies — ``governance.policies`` of ``mesh.yaml`` on every contract (mesh_assets.policies);
-3. access — grants name existing domains; readers of deprecated ports are warned;
+3. access — grants name existing domains; each grant rests on a valid approved request file and every request
+   file is valid (mesh_assets.access_requests); every domain lists its members and ``CODEOWNERS`` is in sync
+   (mesh_assets.codeowners); readers of deprecated ports are warned;
 4. security — no secret-looking literal in the mesh's YAML (mesh_assets.secrets);
 5. change management — with a base git ref, breaking changes of output ports need a major version bump
    (mesh_assets.changes);
@@ -90,6 +92,14 @@ def validate(root: Path, base: str | None = None) -> Report:
                 report.findings.append(Finding("error", "structure/contract", part, "", None, None, None, name))
     for domain in loaded:
         report.findings += _domain_findings(mesh, domain, report)
+    from mesh_assets.access_requests import grant_findings, read_requests
+    from mesh_assets.codeowners import codeowners_findings
+
+    requests = read_requests(mesh)
+    report.findings += [p for r in requests for p in r.problems]
+    for domain in loaded:
+        report.findings += grant_findings(mesh, domain, requests)
+    report.findings += codeowners_findings(mesh)
     cycle = find_cycle(mesh, [d.name for d in loaded])
     if cycle:
         report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",

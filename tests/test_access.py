@@ -36,32 +36,35 @@ def masked(value: str) -> str:
 def test_request_approve_grants_in_the_contract_and_keeps_who_when_why(tiny_root) -> None:
     add_consumer(tiny_root)
     restrict(tiny_root)
-    request = request_access(load_mesh(tiny_root), PORT, "billing", "invoice every customer", requested_by="bea")
+    request = request_access(load_mesh(tiny_root), PORT, "billing", "invoice every customer",
+                             requested_by="bea@example.com")
     assert request.path == tiny_root / "domains/shop/access" / f"{request.id}.yaml"
     assert [r.status for r in list_requests(load_mesh(tiny_root))] == ["pending"]
     with pytest.raises(MeshError, match="cannot approve it too"):
-        decide_request(load_mesh(tiny_root), request.id, True, "fine", decided_by="bea")
-    decided = decide_request(load_mesh(tiny_root), request.id, True, "billing is our finance arm", decided_by="sam")
+        decide_request(load_mesh(tiny_root), request.id, True, "fine", decided_by="bea@example.com")
+    decided = decide_request(load_mesh(tiny_root), request.id, True, "billing is our finance arm",
+                             decided_by="sam@example.com")
     stored = yaml.safe_load(request.path.read_text())
-    assert stored["status"] == "approved" and stored["decided_by"] == "sam" and stored["decided_at"]
-    assert stored["reason"] == "billing is our finance arm" and stored["requested_by"] == "bea"
+    assert stored["status"] == "approved" and stored["decided_by"] == "sam@example.com" and stored["decided_at"]
+    assert stored["reason"] == "billing is our finance arm" and stored["requested_by"] == "bea@example.com"
     product = load_mesh(tiny_root).domain("shop").products[1]
     assert [(g.domain, g.tables, g.pii, g.request, g.approved_by) for g in product.grants] == [
-        ("billing", ("order_totals",), False, decided.id, "sam")]
+        ("billing", ("order_totals",), False, decided.id, "sam@example.com")]
     assert mesh_cli(tiny_root, "validate").returncode == 0
     listed = mesh_cli(tiny_root, "access", "list", "--format", "json")
-    assert [(r["port"], r["consumer"], r["status"], r["who"]) for r in yaml.safe_load(listed.stdout)] == [
-        (PORT, "billing", "granted", "sam")]
-    with pytest.raises(MeshError, match="already approved by sam"):
-        decide_request(load_mesh(tiny_root), request.id, False, "changed my mind", decided_by="sam")
+    assert [(r["port"], r["consumer"], r["status"], r["who"], r["valid"]) for r in yaml.safe_load(listed.stdout)
+            ] == [(PORT, "billing", "approved", "sam@example.com", True)]
+    with pytest.raises(MeshError, match="already approved by sam@example.com"):
+        decide_request(load_mesh(tiny_root), request.id, False, "changed my mind", decided_by="sam@example.com")
 
 
 def test_deny_keeps_the_decision_and_grants_nothing(tiny_root) -> None:
     add_consumer(tiny_root)
     restrict(tiny_root)
     before = (tiny_root / ORDERS).read_text()
-    request = request_access(load_mesh(tiny_root), PORT, "billing", "curiosity", requested_by="bea")
-    result = mesh_cli(tiny_root, "access", "deny", request.id, "--reason", "no business need", "--by", "sam")
+    request = request_access(load_mesh(tiny_root), PORT, "billing", "curiosity", requested_by="bea@example.com")
+    result = mesh_cli(tiny_root, "access", "deny", request.id, "--reason", "no business need",
+                      "--by", "sam@example.com")
     assert result.returncode == 0, result.stderr
     assert (tiny_root / ORDERS).read_text() == before
     assert yaml.safe_load(request.path.read_text())["status"] == "denied"
@@ -87,10 +90,10 @@ def test_a_revoked_grant_stops_the_next_run(tiny_root, instance) -> None:
     add_consumer(tiny_root)
     restrict(tiny_root)
     assert run_mesh(load_mesh(tiny_root), instance, ["shop"]).success
-    request = request_access(load_mesh(tiny_root), PORT, "billing", "invoices", requested_by="bea")
-    decide_request(load_mesh(tiny_root), request.id, True, "ok", decided_by="sam")
+    request = request_access(load_mesh(tiny_root), PORT, "billing", "invoices", requested_by="bea@example.com")
+    decide_request(load_mesh(tiny_root), request.id, True, "ok", decided_by="sam@example.com")
     defs = build_mesh_definitions(load_mesh(tiny_root), ["billing"])  # loaded while the grant holds
-    assert revoke_access(load_mesh(tiny_root), PORT, "billing", "contract ended", revoked_by="sam") == [
+    assert revoke_access(load_mesh(tiny_root), PORT, "billing", "contract ended", revoked_by="sam@example.com") == [
         "billing_reads_order_totals"]
     assert yaml.safe_load(request.path.read_text())["status"] == "revoked"
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, raise_on_error=False)
@@ -117,8 +120,9 @@ def test_pii_is_masked_for_readers_without_a_pii_grant(tiny_root, instance) -> N
 def test_a_pii_grant_shows_clear_values(tiny_root, instance) -> None:
     add_consumer(tiny_root)
     classify_customer_pii(tiny_root)
-    request = request_access(load_mesh(tiny_root), PORT, "billing", "print invoices", pii=True, requested_by="bea")
-    decide_request(load_mesh(tiny_root), request.id, True, "invoices carry names", decided_by="sam")
+    request = request_access(load_mesh(tiny_root), PORT, "billing", "print invoices", pii=True,
+                             requested_by="bea@example.com")
+    decide_request(load_mesh(tiny_root), request.id, True, "invoices carry names", decided_by="sam@example.com")
     assert run_mesh(load_mesh(tiny_root), instance).success
     names = connect(tiny_root, "billing").sql("SELECT customer FROM billing.invoices").fetchall()
     assert sorted(r[0] for r in names) == ["ann", "bob"]

@@ -37,7 +37,8 @@ def add_consumer(root: Path, sql: str = "select customer, total from shop.order_
     domain = root / "domains" / "billing"
     (domain / "products").mkdir(parents=True)
     (domain / "sql" / "gold").mkdir(parents=True)
-    (domain / "domain.yaml").write_text("name: billing\nteam: billing-team\ndescription: Invoices.\n")
+    (domain / "domain.yaml").write_text("name: billing\nteam: billing-team\nmembers: [bea@example.com, bob@example.com]\n"
+                                       "description: Invoices.\n")
     (domain / "sql" / "gold" / "invoices.sql").write_text(sql)
     contract = {
         "apiVersion": "v3.1.0", "kind": "DataContract", "id": "billing-invoices", "name": "invoices",

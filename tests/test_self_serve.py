@@ -65,7 +65,7 @@ def check_results(root: Path) -> dict[str, tuple[bool, dict]]:
 def test_new_domain_and_product_publish_then_block_bad_data(tmp_path: Path) -> None:
     root = empty_mesh(tmp_path)
     source = orders_csv(tmp_path / "orders.csv")
-    created = mesh_cli(root, "new", "domain", "shop", "--team", "shop-team")
+    created = mesh_cli(root, "new", "domain", "shop", "--team", "shop-team", "--member", "ana@example.com")
     assert created.returncode == 0, created.stderr
     assert mesh_cli(root, "validate").returncode == 0
     made = mesh_cli(root, "new", "product", "shop", "orders", "--from", str(source))
@@ -111,14 +111,15 @@ def test_new_domain_files_workspace_and_generated_test(tmp_path: Path) -> None:
                                          "  - python_module: {module_name: domains.a.definitions, location_name: a,"
                                          " working_directory: .}\n")
     before = (root / "workspace.yaml").read_text()
-    create_domain(root, "billing", "billing-team", "Invoices.")
+    create_domain(root, "billing", "billing-team", "Invoices.", ["ben@example.com", "@bo"])
     folder = root / "domains" / "billing"
     assert {p.name for p in folder.iterdir()} >= {"__init__.py", "definitions.py", "domain.yaml", "products",
                                                   "sql", "README.md"}
     assert (folder / "sql" / "silver").is_dir() and (folder / "sql" / "gold").is_dir()
     assert "defs = build_domain_definitions(Path(__file__).parent)" in (folder / "definitions.py").read_text()
     assert "mesh new product billing" in (folder / "README.md").read_text()
-    assert yaml.safe_load((folder / "domain.yaml").read_text())["team"] == "billing-team"
+    descriptor = yaml.safe_load((folder / "domain.yaml").read_text())
+    assert descriptor["team"] == "billing-team" and descriptor["members"] == ["ben@example.com", "@bo"]
     after = (root / "workspace.yaml").read_text()
     assert after == before + ("  - python_module: {module_name: domains.billing.definitions, location_name: "
                               "billing, working_directory: .}\n")
@@ -135,6 +136,7 @@ def test_new_domain_files_workspace_and_generated_test(tmp_path: Path) -> None:
     (["new", "domain", "select", "--team", "t"], "reserved SQL word"),
     (["new", "domain", "shop", "--team", "t"], "domain 'shop' already exists"),
     (["new", "domain", "other", "--team", " "], "--team must name the owner team"),
+    (["new", "domain", "other", "--team", "t", "--member", "ana"], "--member 'ana' is not an identity"),
     (["new", "product", "nowhere", "orders", "--from", "x.csv"], "create it first: mesh new domain nowhere"),
     (["new", "product", "shop", "orders", "--from", "missing/*.csv"], "no file matches --from missing/*.csv"),
     (["new", "product", "shop", "Orders", "--from", "x.csv"], "not a valid product name"),
