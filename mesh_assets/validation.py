@@ -4,7 +4,8 @@
    parses, its inputs exist and may be read); no dependency cycle crosses domains;
 2. policies — ``governance.policies`` of ``mesh.yaml`` on every contract (mesh_assets.policies);
 3. access — grants name existing domains; readers of deprecated ports are warned;
-4. security — no secret-looking literal in the mesh's YAML (mesh_assets.secrets);
+4. security — no secret-looking literal in the mesh's YAML (mesh_assets.secrets); every column computed from a
+   sensitive column is classified sensitive or declassified with a reason (mesh_assets.classification);
 5. change management — with a base git ref, breaking changes of output ports need a major version bump
    (mesh_assets.changes);
 6. dbt — each dbt model selects its contract's columns, its dbt contract is in sync, its sources name their
@@ -21,6 +22,7 @@ import dagster as dg
 
 from mesh_assets.access import AccessError
 from mesh_assets.assets import table_asset
+from mesh_assets.classification import classification_findings
 from mesh_assets.dbt_checks import dbt_findings
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.findings import Finding
@@ -101,7 +103,8 @@ def validate(root: Path, base: str | None = None) -> Report:
         from mesh_assets.changes import breaking_change_findings
 
         current = {p.path: p for d in loaded for p in d.products}
-        report.findings += breaking_change_findings(mesh.root, mesh.settings.domains_dir, base, current)
+        report.findings += breaking_change_findings(mesh.root, mesh.settings.domains_dir, base, current,
+                                                    mesh.settings.governance.sensitive_classifications)
     failed = {f.domain for f in report.errors}
     report.domains = {name: counts for name, counts in report.domains.items() if name not in failed}
     return report
@@ -130,5 +133,6 @@ def _domain_findings(mesh: Mesh, domain: Domain, report: Report) -> list[Finding
                                         "move to the successor port before the end of support",
                                         table.transform or table.contract_path, None, None, domain.name))
     findings += dbt_findings(mesh, domain)
+    findings += classification_findings(mesh, domain)
     report.domains[domain.name] = (assets, checks)
     return findings
