@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mesh_assets.access import decide
+from mesh_assets.catalog import build_catalog
 from mesh_assets.changes import compare_products
 from mesh_assets.classification import classification_findings
 from mesh_assets.column_lineage import column_sources
@@ -156,6 +157,10 @@ def test_count_star_is_not_flagged_but_an_aggregate_of_pii_is_until_declassified
         "{name: customer, logicalType: string, physicalType: VARCHAR, primaryKey: true, description: Customer name., "
         "customProperties: [{property: declassified, value: 'a count of distinct customers, no name'}]}"))
     assert set(_shop(root)) == {"schema[1].properties[1]"}  # only silver's trim(customer) is left
+    site = tmp_path / "site"
+    build_catalog(load_mesh(root), site)  # the reason is shown where readers look for the column
+    page = "".join(p.read_text() for p in site.rglob("*.html"))
+    assert "declassified: a count of distinct customers, no name" in page
 
 
 def test_column_sources_follow_expressions_and_skip_constants() -> None:
