@@ -76,6 +76,7 @@ class _Tracer:
         self.carried_by: dict[tuple[str, str, str], dict[str, tuple[str, str]]] = {}
         self.lineages: dict[tuple[str, str, str], _Lineage] = {}
         self.busy: set[tuple[str, str, str]] = set()
+        self.failures: dict[tuple[str, str, str], Exception] = {}
 
     def declared(self, table: Table) -> dict[str, tuple[str, str]]:
         return {c.name: (str(c.classification), f"{'/'.join(table.key)}.{c.name}") for c in table.columns
@@ -100,14 +101,21 @@ class _Tracer:
         self.carried_by[table.key] = out
         return out
 
-    def lineage(self, domain: Domain, table: Table) -> _Lineage:
+    def lineage(self, domain: Domain, table: Table, strict: bool = False) -> _Lineage:
         """The carried input columns of each column of ``table`` (nothing for bronze, or for a table whose SQL
-        or inputs do not resolve: ``mesh validate`` reports those on their own)."""
+        or inputs do not resolve: ``mesh validate`` reports those on their own).
+
+        Raises:
+            MeshError, SqlInputError: only when ``strict``, why the table's lineage cannot be found.
+        """
         if table.key not in self.lineages:
             try:
                 self.lineages[table.key] = self._lineage(domain, table)
-            except (MeshError, SqlInputError):
+            except (MeshError, SqlInputError) as exc:
+                self.failures[table.key] = exc
                 self.lineages[table.key] = _Lineage({})
+        if strict and table.key in self.failures:
+            raise self.failures[table.key]
         return self.lineages[table.key]
 
     def _lineage(self, domain: Domain, table: Table) -> _Lineage:
@@ -116,12 +124,13 @@ class _Tracer:
         sql = table.transform_sql()
         refs = declared_inputs(table.inputs, domain.name) if table.python else find_inputs(sql or "", domain.name)
         columns: dict[tuple[str, str], dict[str, str]] = {(PREVIOUS, table.name): table.output_columns}
-        carried: dict[str, tuple[str, str]] = {f"{PREVIOUS}.{table.name}.{c}": v
+        # keyed "<schema>.<table>.<column>" in lower case: DuckDB and sqlglot fold unquoted names
+        carried: dict[str, tuple[str, str]] = {f"{PREVIOUS}.{table.name}.{c}".lower(): v
                                                for c, v in self.declared(table).items()}
         for ref in refs:
             owner, source = self._resolve(domain, ref)
             columns[(ref.schema, ref.table)] = source.output_columns
-            carried |= {f"{ref.schema}.{ref.table}.{c}": v for c, v in self.carried(owner, source).items()}
+            carried |= {f"{ref.schema}.{ref.table}.{c}".lower(): v for c, v in self.carried(owner, source).items()}
         every = tuple(sorted(carried))
         if table.python:
             return self._python_lineage(table, columns, carried, every)
@@ -138,13 +147,13 @@ class _Tracer:
 
     def _python_lineage(self, table: Table, columns: dict[tuple[str, str], dict[str, str]],
                         carried: dict[str, tuple[str, str]], every: tuple[str, ...]) -> _Lineage:
-        known = {f"{s}.{t}.{c}" for (s, t), cols in columns.items() for c in cols}
+        known = {f"{s}.{t}.{c}".lower() for (s, t), cols in columns.items() for c in cols}
         feeds, assumed = {}, False
         for column in table.columns:
             if column.derived_from is None:
                 feeds[column.name], assumed = every, True
                 continue
-            unknown = [n for n in column.derived_from if n not in known]
+            unknown = [n for n in column.derived_from if n.lower() not in known]
             if unknown:
                 raise _DerivedFromError(column.name, unknown)
             feeds[column.name] = column.derived_from
@@ -168,20 +177,20 @@ class _DerivedFromError(MeshError):
 
 
 def _carried(names: tuple[str, ...], carried: dict[str, tuple[str, str]]) -> tuple[Carried, ...]:
-    return tuple(Carried(n, *carried[n]) for n in names if n in carried)
+    return tuple(Carried(n, *carried[n.lower()]) for n in names if n.lower() in carried)
 
 
-def classification_findings(mesh: Mesh, domain: Domain) -> list[Finding]:
-    """One ``security/classification`` error per column of ``domain`` that carries sensitive data without a
+def classification_findings(mesh: Mesh, domains: list[Domain]) -> list[Finding]:
+    """One ``security/classification`` error per column of ``domains`` that carries sensitive data without a
     sensitive classification (see the module docstring), naming the contract, the column (with its line), the
     input columns it is computed from and the fix; and one per ``derivedFrom`` name that is no column of the
-    Python transform's declared inputs."""
+    Python transform's declared inputs. Each table's lineage is traced once for all ``domains``."""
     tracer = _Tracer(mesh)
     findings = []
-    for product in domain.products:
+    for domain, product in ((d, p) for d in domains for p in d.products):
         for i, table in enumerate(product.tables):
             try:
-                lineage = tracer._lineage(domain, table)
+                lineage = tracer.lineage(domain, table, strict=True)
             except _DerivedFromError as exc:
                 j = next(j for j, c in enumerate(table.columns) if c.name == exc.column)
                 findings.append(_finding(product, i, j, f"derivedFrom of column '{exc.column}' of {table.layer} "

@@ -92,6 +92,7 @@ def validate(root: Path, base: str | None = None) -> Report:
                 report.findings.append(Finding("error", "structure/contract", part, "", None, None, None, name))
     for domain in loaded:
         report.findings += _domain_findings(mesh, domain, report)
+    report.findings += classification_findings(mesh, loaded)
     cycle = find_cycle(mesh, [d.name for d in loaded])
     if cycle:
         report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",
@@ -133,6 +134,5 @@ def _domain_findings(mesh: Mesh, domain: Domain, report: Report) -> list[Finding
                                         "move to the successor port before the end of support",
                                         table.transform or table.contract_path, None, None, domain.name))
     findings += dbt_findings(mesh, domain)
-    findings += classification_findings(mesh, domain)
     report.domains[domain.name] = (assets, checks)
     return findings

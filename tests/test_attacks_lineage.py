@@ -47,7 +47,7 @@ def reference(tmp_path: Path) -> Path:
 
 def _finance(root: Path) -> list:
     mesh = load_mesh(root)
-    return [f for f in classification_findings(mesh, mesh.domain("finance")) if f.rule == RULE]
+    return [f for f in classification_findings(mesh, [mesh.domain("finance")]) if f.rule == RULE]
 
 
 def _column(root: Path, name: str, *lines: str) -> None:
@@ -129,7 +129,7 @@ def _tiny(tmp_path: Path, gold_sql: str | None = None) -> Path:
 
 def _shop(root: Path) -> dict[str, str]:
     mesh = load_mesh(root)
-    return {f"{f.field}": f.message for f in classification_findings(mesh, mesh.domain("shop"))}
+    return {f"{f.field}": f.message for f in classification_findings(mesh, [mesh.domain("shop")])}
 
 
 def test_a_column_computed_through_two_layers_is_caught(tmp_path: Path) -> None:
