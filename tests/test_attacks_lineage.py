@@ -229,3 +229,25 @@ def test_reference_mesh_validates_and_q10_customer_columns_are_pii_masked_for_pu
     assert set(decide(product, table, None, mesh.settings.governance).masked) == PII_COLUMNS
     assert set(decide(product, table, "sales", mesh.settings.governance).masked) == PII_COLUMNS
     assert decide(product, table, "finance", mesh.settings.governance).masked == ()
+
+
+def test_a_metric_reading_a_pii_column_is_reported_on_its_generated_port(reference: Path) -> None:
+    contract = reference / "domains" / "sales" / "products" / "order_lines_wide.yaml"
+    contract.write_text(contract.read_text().replace(
+        "            expression: count(DISTINCT l_orderkey)\n            dimensions: [customer_nation, c_mktsegment]",
+        "            expression: count(DISTINCT l_orderkey)\n            dimensions: [customer_nation, c_name]", 1))
+    mesh = load_mesh(reference)
+    found = classification_findings(mesh, [mesh.domain("sales")])
+    assert len(found) == 1 and found[0].file == contract, [str(f) for f in found]
+    assert "'dimensions' of gold table 'order_lines_wide__metrics'" in found[0].message
+    assert "gold.order_lines_wide.c_name (pii)" in found[0].message and "metrics" in found[0].fix
+
+
+def test_a_labels_port_keeps_the_classification_of_its_entity_columns(reference: Path) -> None:
+    contract = reference / "domains" / "customers" / "products" / "customer_profile.yaml"
+    text = contract.read_text()
+    gold = text.index("  - name: customer_profile\n")
+    key = text.index("      - name: c_custkey\n", gold) + len("      - name: c_custkey\n")
+    contract.write_text(text[:key] + "        classification: pii\n" + text[key:])
+    labels = load_mesh(reference).domain("customers").table("gold", "customer_profile__labels")
+    assert {c.name: c.classification for c in labels.columns}["c_custkey"] == "pii"
