@@ -234,7 +234,8 @@ def _compare_columns(port: str, old: Column, new: Column, sensitive: set[str]) -
     was, now = old.classification in sensitive, new.classification in sensitive
     if now and not was:  # the values readers without a PII grant get change from clear to masked
         changes.append(Change("breaking", port, old.name, f"classified {new.classification} (was "
-                              f"{old.classification or 'unclassified'}): readers without a PII grant now get it masked"))
+                              f"{old.classification or 'unclassified'}): readers without a PII grant now get it "
+                              "masked"))
     elif was and not now:
         changes.append(Change("compatible", port, old.name, f"no longer classified {old.classification}"))
     if old.logical_type != new.logical_type or _normalised(old.physical_type) != _normalised(new.physical_type):

@@ -15,7 +15,8 @@ from sqlglot.optimizer.scope import build_scope
 
 from mesh_assets.sql_inputs import InputRef
 
-ColumnRef = tuple[str, str, str]  # (schema, table, column) as the SQL names them: ("customers", "customer_profile", "c_name")
+# (schema, table, column) as the SQL names them, e.g. ("customers", "customer_profile", "c_name")
+ColumnRef = tuple[str, str, str]
 
 
 def column_sources(sql: str, input_columns: dict[tuple[str, str], dict[str, str]]

@@ -169,7 +169,8 @@ def test_column_sources_follow_expressions_and_skip_constants() -> None:
     assert sources == {"n": set(), "u": {("silver", "t", "a")}, "d": {("silver", "t", "a")}, "one": set()}
 
 
-PYTHON = "def transform(inputs, session):\n    return inputs['silver.orders'].aggregate('customer, sum(amount) AS total')\n"
+PYTHON = ("def transform(inputs, session):\n"
+          "    return inputs['silver.orders'].aggregate('customer, sum(amount) AS total')\n")
 
 
 def test_a_python_transform_is_assumed_to_carry_every_input_column_unless_it_declares(tmp_path: Path) -> None:
