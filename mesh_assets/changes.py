@@ -2,8 +2,10 @@
 changes break its consumers, and whether the contract's version announces them.
 
 Classification (from the issue that asked for this check): a port or column removed, a type changed, a column
-made nullable, a constraint removed or loosened, a port narrowed from public to restricted, or a column leaving
-the primary key is *breaking*; a column or a constraint added is *compatible*; descriptions are ignored. A
+made nullable, a constraint removed or loosened, a port narrowed from public to restricted, a column leaving
+the primary key, or a column newly classified sensitive (readers without a PII grant get it masked from then on)
+is *breaking*; a column or a constraint added, or a column no longer sensitive, is *compatible*; descriptions
+are ignored. A
 breaking change needs a major version bump, as in semantic versioning (https://semver.org, item 8).
 """
 
@@ -51,8 +53,11 @@ class Change:
     what: str
 
 
-def compare_products(old: DataProduct | None, new: DataProduct | None) -> list[Change]:
-    """Every change of the output ports of ``old`` (the base contract) in ``new`` (the current one).
+def compare_products(old: DataProduct | None, new: DataProduct | None,
+                     sensitive: tuple[str, ...] | list[str] = ("pii",)) -> list[Change]:
+    """Every change of the output ports of ``old`` (the base contract) in ``new`` (the current one);
+    ``sensitive`` are the classifications masked for readers without a PII grant
+    (``governance.sensitive_classifications``).
 
     ``None`` stands for a product that does not exist on that side: a new product changes nothing, a removed
     one removes all its ports. Only tables that are output ports in ``old`` (gold, public or restricted) are
@@ -73,7 +78,7 @@ def compare_products(old: DataProduct | None, new: DataProduct | None) -> list[C
         port = f"{old.domain}.{table.name}"
         now = new_tables.get(table.name)
         if now is not None and is_output_port(now):
-            changes += _compare_tables(port, table, now)
+            changes += _compare_tables(port, table, now, set(sensitive))
             continue
         gone = ("data product removed" if new is None else "port removed" if now is None
                 else f"no longer an output port ({now.layer}, {now.visibility})")
@@ -139,9 +144,10 @@ def version_findings(old: DataProduct | None, new: DataProduct | None, changes: 
     return findings
 
 
-def breaking_change_findings(root: Path, domains_dir: str, base_ref: str,
-                             current: dict[Path, DataProduct]) -> list[Finding]:
-    """Every finding of :func:`version_findings` for the mesh at ``root`` against the git ref ``base_ref``.
+def breaking_change_findings(root: Path, domains_dir: str, base_ref: str, current: dict[Path, DataProduct],
+                             sensitive: tuple[str, ...] | list[str] = ("pii",)) -> list[Finding]:
+    """Every finding of :func:`version_findings` for the mesh at ``root`` against the git ref ``base_ref``
+    (``sensitive``: as for :func:`compare_products`).
 
     ``domains_dir`` is the domains folder relative to ``root`` (``mesh.yaml`` ``domains_dir``); ``current`` maps
     each contract path that loads to its product. The base's domains folder is extracted with ``git archive``
@@ -184,7 +190,7 @@ def breaking_change_findings(root: Path, domains_dir: str, base_ref: str,
             if key not in now and (root / domains_dir / key[0] / "products" / key[1]).is_file():
                 continue
             old, new = base.get(key), now.get(key)
-            findings += version_findings(old, new, compare_products(old, new))
+            findings += version_findings(old, new, compare_products(old, new, sensitive))
     # Findings on base contracts name the file where it was, not the temporary copy.
     return [dataclasses.replace(f, file=root / f.file.relative_to(tmp_root))
             if f.file and f.file.is_relative_to(tmp_root) else f for f in findings]
@@ -196,7 +202,7 @@ def _retired(product: DataProduct) -> date | None:
     return end if end is not None and end < datetime.now(UTC).date() else None
 
 
-def _compare_tables(port: str, old: Table, new: Table) -> list[Change]:
+def _compare_tables(port: str, old: Table, new: Table, sensitive: set[str]) -> list[Change]:
     changes = []
     if (old.visibility, new.visibility) == ("public", "restricted"):
         changes.append(Change("breaking", port, None, "visibility narrowed from public to restricted"))
@@ -206,7 +212,7 @@ def _compare_tables(port: str, old: Table, new: Table) -> list[Change]:
     old_names = {c.name for c in old.columns}
     for column in old.columns:
         if column.name in new_columns:
-            changes += _compare_columns(port, column, new_columns[column.name])
+            changes += _compare_columns(port, column, new_columns[column.name], sensitive)
         else:
             changes.append(Change("breaking", port, column.name, "column removed"))
     for column in new.columns:
@@ -223,8 +229,15 @@ def _compare_tables(port: str, old: Table, new: Table) -> list[Change]:
     return changes + _compare_rules(port, old, new, old_names - set(new_columns))
 
 
-def _compare_columns(port: str, old: Column, new: Column) -> list[Change]:
+def _compare_columns(port: str, old: Column, new: Column, sensitive: set[str]) -> list[Change]:
     changes = []
+    was, now = old.classification in sensitive, new.classification in sensitive
+    if now and not was:  # the values readers without a PII grant get change from clear to masked
+        changes.append(Change("breaking", port, old.name, f"classified {new.classification} (was "
+                              f"{old.classification or 'unclassified'}): readers without a PII grant now get it "
+                              "masked"))
+    elif was and not now:
+        changes.append(Change("compatible", port, old.name, f"no longer classified {old.classification}"))
     if old.logical_type != new.logical_type or _normalised(old.physical_type) != _normalised(new.physical_type):
         changes.append(Change("breaking", port, old.name, f"type changed from {old.physical_type} "
                               f"({old.logical_type}) to {new.physical_type} ({new.logical_type})"))

@@ -44,6 +44,9 @@ DBT_TRANSFORM = "dbt:"  # customProperties transform "dbt:<model>": the table is
 # fits every engine and catalog the mesh feeds).
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# A Python transform's column customProperties derivedFrom: "<schema>.<table>.<column>" (mesh_assets.classification).
+DERIVED_FROM = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
+MIN_DECLASSIFIED_REASON = 10  # characters: a reason, not "yes" or "true"
 # Columns bronze ingestion adds to every row (DESIGN.md §5).
 LINEAGE_COLUMNS = {"_source_file": "VARCHAR", "_ingested_at": "TIMESTAMP WITH TIME ZONE", "_run_id": "VARCHAR"}
 # DuckDB type of each ODCS logicalType when the contract gives no physicalType, and the type families allowed.
@@ -72,7 +75,13 @@ class Source:
 
 @dataclass(frozen=True)
 class Column:
-    """One property of a table: ``physical_type`` is the DuckDB type the column has in the port."""
+    """One property of a table: ``physical_type`` is the DuckDB type the column has in the port.
+
+    ``declassified`` is the reason its contract states for publishing, unclassified, values derived from a
+    sensitive column (column ``customProperties`` ``declassified``); ``derived_from`` the input columns a Python
+    transform declares it is computed from (``derivedFrom``: ``<schema>.<table>.<column>`` names; ``None``: not
+    declared). Both are read by mesh_assets.classification.
+    """
 
     name: str
     logical_type: str
@@ -82,6 +91,8 @@ class Column:
     unique: bool = False
     primary_key_position: int | None = None
     classification: str | None = None
+    declassified: str | None = None
+    derived_from: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -456,6 +467,12 @@ class _Builder:
                                                   "which runs on dbt-duckdb; remove the engine property "
                                                   "(docs/scaling.md)")
         columns, rules = self._columns(obj.get("properties") or [], [*loc, "properties"], layer)
+        python = transform is not None and transform.suffix == ".py"
+        for j, prop in enumerate(obj.get("properties") or []):
+            if not python and "derivedFrom" in _custom_names(prop):
+                self.fail([*loc, "properties", j, "customProperties"],
+                          "derivedFrom is declared by Python transforms only; the column lineage of SQL and dbt "
+                          "models is read from their SQL. Remove it")
         names = [c.name for c in columns]
         keyed = [c for c in columns if c.primary_key_position is not None]
         if keyed:
@@ -562,9 +579,10 @@ class _Builder:
                 position = position if isinstance(position, int) and position > 0 else len(columns) + 1
             else:
                 position = None
+            declassified, derived_from = self._lineage_properties(prop, [*where, "customProperties"], layer)
             columns.append(Column(name, logical, physical, str(prop.get("description") or ""),
                                   bool(prop.get("required") or prop.get("primaryKey")), bool(prop.get("unique")),
-                                  position, prop.get("classification")))
+                                  position, prop.get("classification"), declassified, derived_from))
             try:
                 rules.extend(constraint_rules(prop, where))
             except RuleError as exc:
@@ -578,6 +596,37 @@ class _Builder:
                     self.fail(exc.location, str(exc))
         return columns, rules
 
+    def _lineage_properties(self, prop: dict[str, Any], loc: list[str | int], layer: str
+                            ) -> tuple[str | None, tuple[str, ...] | None]:
+        """A column's ``declassified`` reason and ``derivedFrom`` names (mesh_assets.classification)."""
+        custom = {p.get("property"): p.get("value") for p in prop.get("customProperties") or []}
+        reason, derived = custom.get("declassified"), custom.get("derivedFrom")
+        if "declassified" in custom:
+            if layer == "bronze":
+                self.fail(loc, "a bronze column's classification is what its contract declares; remove "
+                               "declassified (or the column's classification)")
+                reason = None
+            elif not isinstance(reason, str) or len(reason.strip()) < MIN_DECLASSIFIED_REASON:
+                self.fail(loc, f"declassified needs the reason in words (at least {MIN_DECLASSIFIED_REASON} "
+                               "characters) why the values no longer identify anyone, e.g. {property: "
+                               "declassified, value: 'count of distinct customers per nation, an aggregate'}")
+                reason = None
+            elif prop.get("classification") is not None:
+                self.fail(loc, f"the column is both classified {prop['classification']!r} and declassified; keep "
+                               "one of them")
+                reason = None
+            else:
+                reason = reason.strip()
+        if derived is None:
+            return reason, None
+        names = derived if isinstance(derived, list) else [derived]
+        bad = [n for n in names if not isinstance(n, str) or not DERIVED_FROM.fullmatch(n)]
+        if bad:
+            self.fail(loc, f"derivedFrom {bad!r}: name each input column <schema>.<table>.<column>, e.g. "
+                           "[silver.orders.o_totalprice] ([] when no input column feeds it)")
+            return reason, None
+        return reason, tuple(names)
+
     def _physical_type(self, physical: Any, logical: str, loc: list[str | int]) -> str:
         if physical is None:
             return DEFAULT_PHYSICAL[logical]
@@ -589,6 +638,10 @@ class _Builder:
         if parsed.this not in _FAMILIES[logical]:
             self.fail(loc, f"'{physical}' does not hold logicalType '{logical}'; use e.g. {DEFAULT_PHYSICAL[logical]}")
         return str(physical)
+
+
+def _custom_names(prop: dict[str, Any]) -> set[Any]:
+    return {p.get("property") for p in prop.get("customProperties") or [] if isinstance(p, dict)}
 
 
 MIN_SLA_SECONDS = 60  # dagster.FreshnessPolicy refuses a shorter fail window

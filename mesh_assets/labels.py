@@ -199,7 +199,8 @@ def labels_table(table: Table) -> Table:
     by_name = {c.name: c for c in table.columns}
     names = ", ".join(lb.name for lb in table.labels)
     columns = (
-        *(Column(k, by_name[k].logical_type, by_name[k].physical_type, by_name[k].description, True, False, i + 1)
+        *(Column(k, by_name[k].logical_type, by_name[k].physical_type, by_name[k].description, True, False, i + 1,
+                 by_name[k].classification)  # an entity column keeps its classification (docs/governance.md)
           for i, k in enumerate(entity)),
         Column("label", "string", "VARCHAR", f"Label name, one of {names} (see the labels metadata of "
                                              f"{table.name}).", True, False, len(entity) + 1),

@@ -6,7 +6,8 @@
 3. access — grants name existing domains; each grant rests on a valid approved request file and every request
    file is valid (mesh_assets.access_requests); every domain lists its members and ``CODEOWNERS`` is in sync
    (mesh_assets.codeowners); readers of deprecated ports are warned;
-4. security — no secret-looking literal in the mesh's YAML (mesh_assets.secrets);
+4. security — no secret-looking literal in the mesh's YAML (mesh_assets.secrets); every column computed from a
+   sensitive column is classified sensitive or declassified with a reason (mesh_assets.classification);
 5. change management — with a base git ref, breaking changes of output ports need a major version bump
    (mesh_assets.changes);
 6. dbt — each dbt model selects its contract's columns, its dbt contract is in sync, its sources name their
@@ -22,7 +23,10 @@ from pathlib import Path
 import dagster as dg
 
 from mesh_assets.access import AccessError
+from mesh_assets.access_requests import grant_findings, read_requests
 from mesh_assets.assets import table_asset
+from mesh_assets.classification import classification_findings
+from mesh_assets.codeowners import codeowners_findings
 from mesh_assets.dbt_checks import dbt_findings
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.findings import Finding
@@ -92,14 +96,12 @@ def validate(root: Path, base: str | None = None) -> Report:
                 report.findings.append(Finding("error", "structure/contract", part, "", None, None, None, name))
     for domain in loaded:
         report.findings += _domain_findings(mesh, domain, report)
-    from mesh_assets.access_requests import grant_findings, read_requests
-    from mesh_assets.codeowners import codeowners_findings
-
     requests = read_requests(mesh)
     report.findings += [p for r in requests for p in r.problems]
     for domain in loaded:
         report.findings += grant_findings(mesh, domain, requests)
     report.findings += codeowners_findings(mesh)
+    report.findings += classification_findings(mesh, loaded)
     cycle = find_cycle(mesh, [d.name for d in loaded])
     if cycle:
         report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",
@@ -111,7 +113,8 @@ def validate(root: Path, base: str | None = None) -> Report:
         from mesh_assets.changes import breaking_change_findings
 
         current = {p.path: p for d in loaded for p in d.products}
-        report.findings += breaking_change_findings(mesh.root, mesh.settings.domains_dir, base, current)
+        report.findings += breaking_change_findings(mesh.root, mesh.settings.domains_dir, base, current,
+                                                    mesh.settings.governance.sensitive_classifications)
     failed = {f.domain for f in report.errors}
     report.domains = {name: counts for name, counts in report.domains.items() if name not in failed}
     return report
