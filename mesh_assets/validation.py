@@ -22,7 +22,7 @@ import dagster as dg
 from mesh_assets.access import AccessError
 from mesh_assets.assets import table_asset
 from mesh_assets.dbt_checks import dbt_findings
-from mesh_assets.errors import ContractError, MeshError
+from mesh_assets.errors import ContractError, ContractsError, MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.graph import cycle_message, find_cycle
 from mesh_assets.mesh import Domain, Mesh, load_mesh
@@ -85,9 +85,10 @@ def validate(root: Path, base: str | None = None) -> Report:
             loaded.append(mesh.domain(name))
         except ContractError as exc:
             report.findings += contract_findings(exc, name)
+        except ContractsError as exc:
+            report.findings += [f for error in exc.errors for f in contract_findings(error, name)]
         except MeshError as exc:
-            for part in str(exc).split("\n\n"):  # load_domain joins every broken contract's message
-                report.findings.append(Finding("error", "structure/contract", part, "", None, None, None, name))
+            report.findings.append(Finding("error", "structure/contract", str(exc), "", None, None, None, name))
     for domain in loaded:
         report.findings += _domain_findings(mesh, domain, report)
     cycle = find_cycle(mesh, [d.name for d in loaded])
