@@ -117,11 +117,9 @@ def check_functions(tree: exp.Expression, origin: str | None = None) -> None:
         FunctionNotAllowed: naming the function (or file), the origin, the line when known, and the fix.
     """
     for node in tree.find_all(exp.Func, exp.Table):
-        if isinstance(node, exp.Table):
-            path = next((p for p in node.parts if isinstance(p, exp.Identifier) and _PATH_LIKE.search(p.name)),
-                        None)
-            if path is not None:
-                raise FunctionNotAllowed(f"reading the file '{path.name}'", _line(path), origin)
+        if isinstance(node, exp.Table):  # DuckDB scans a file for an unqualified name only
+            if not node.db and isinstance(node.this, exp.Identifier) and _PATH_LIKE.search(node.name):
+                raise FunctionNotAllowed(f"reading the file '{node.name}'", _line(node.this), origin)
         elif not allowed(node):
             raise FunctionNotAllowed(f"function {function_name(node)}()", _line(node), origin)
 
