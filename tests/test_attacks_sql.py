@@ -235,3 +235,13 @@ def test_physical_types_are_stored_as_parsed(tiny_root: Path) -> None:
     _edit_yaml(contract, change)
     table = next(t for t in load_mesh(tiny_root).domain("shop").tables if t.name == "order_totals")
     assert table.output_columns == {"customer": "VARCHAR", "total": "DECIMAL(38,2)"}
+
+
+def test_the_documented_allow_list_is_the_enforced_one() -> None:
+    """docs/governance.md lists exactly the functions mesh_assets.sql_functions allows."""
+    from mesh_assets.sql_functions import ALLOWED_FUNCTIONS
+
+    text = (Path(__file__).parent.parent / "docs" / "governance.md").read_text()
+    section = text.split("### Functions SQL may call", 1)[1].split("\n#", 1)[0]
+    listed = set(re.findall(r"`([a-z0-9_]+)`", section.split("\n\n", 2)[2]))
+    assert listed == set(ALLOWED_FUNCTIONS)
