@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,8 +196,8 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         engine.close(con, "__".join(table.key))
 
 
-def step_sandbox(table: Table, storage: PortStorage, settings: MeshSettings, input_folders: list[str],
-                 source: list[str] = ()) -> tuple[list[str], list[str]]:
+def step_sandbox(table: Table, storage: PortStorage, settings: MeshSettings, input_folders: Sequence[str],
+                 source: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """The directories and single files a step's SQL may touch, as ``(directories, files)`` for
     ``DuckDBEngine.connect``: exactly its declared inputs and its own output. ``input_folders`` are the folders
     of what it reads (the ports its SQL names or its contract declares, a dbt model's built database); its own

@@ -27,7 +27,7 @@ from mesh_assets.contracts import Table
 from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
 from mesh_assets.ingestion import detect_drift, drift_outcome, ingestion_outcomes, rejects_key, source_files
 from mesh_assets.materialize import (TableResult, _normalised_types, _relative, discard_on_failure, input_snapshots,
-                                     publish_if_passed)
+                                     publish_if_passed, step_sandbox)
 from mesh_assets.outcomes import CheckOutcome, schema_outcome
 from mesh_assets.ports import Port, Snapshot
 from mesh_assets.profile import profile_relation, write_profile
@@ -76,7 +76,9 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
         raise MeshError(f"{'/'.join(table.key)}: the Spark engine could not start a session: {spark_message(exc)}. "
                         "It needs Java 17 or later (java on PATH or JAVA_HOME) and a reachable spark.master "
                         "(mesh.yaml spark, MESH_SPARK_MASTER, MESH_SPARK_CONF; docs/scaling.md)") from None
-    con = duckdb.connect(storage.root, allowed_directories=[settings.landing_path])
+    files = source_files(table, settings.landing_path) if table.layer == "bronze" else []
+    directories, allowed_files = step_sandbox(table, storage, settings, [], files)  # the driver reads no port
+    con = duckdb.connect(storage.root, allowed_directories=directories, allowed_files=allowed_files)
     try:
         mask = _mask_function(pii_salt(settings.governance)) if any(a.masked for a in access.values()) else None
         for ref, snapshot, masked in input_snapshots(table, reads, storage, access):
@@ -84,7 +86,7 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
         first: list[CheckOutcome] = []
         drift = rejected = None
         if table.layer == "bronze":
-            drift = detect_drift(con, table, source_files(table, settings.landing_path))
+            drift = detect_drift(con, table, files)
             first.append(drift_outcome(drift, settings.schema_drift.bronze == "fail"))
             if first[0].blocking and not first[0].passed:
                 return TableResult(False, None, None, first, {"transform": origin})
