@@ -11,7 +11,9 @@ outside the query: files (``read_csv``, ``read_parquet``, ``read_json``, ``read_
 (``reflect``, ``java_method``, ``try_reflect``) and the mesh's own masking function. A function missing from the
 list is refused, so a new engine function is closed until someone adds it here on purpose.
 
-Table functions allowed: ``range``, ``generate_series`` and ``unnest`` (they read nothing).
+Table functions allowed: ``range``, ``generate_series`` and ``unnest`` (they read nothing). A file named as a
+table (``FROM 'x.csv'``, which DuckDB reads as ``read_csv('x.csv')``) is refused too. The list is repeated in
+docs/governance.md (a test keeps the two equal).
 """
 
 from __future__ import annotations
