@@ -631,13 +631,66 @@ class _Builder:
         if physical is None:
             return DEFAULT_PHYSICAL[logical]
         try:
-            parsed = exp.DataType.build(str(physical), dialect="duckdb")
-        except (sqlglot.errors.ParseError, ValueError):
-            self.fail(loc, f"'{physical}' is not a DuckDB type, e.g. VARCHAR, BIGINT, DECIMAL(15,2), DATE")
+            canonical, parsed = parse_physical_type(str(physical))
+        except ValueError as exc:
+            self.fail(loc, str(exc))
             return DEFAULT_PHYSICAL[logical]
         if parsed.this not in _FAMILIES[logical]:
             self.fail(loc, f"'{physical}' does not hold logicalType '{logical}'; use e.g. {DEFAULT_PHYSICAL[logical]}")
-        return str(physical)
+        return canonical
+
+
+# sqlglot's DuckDB spelling → DuckDB's own (what DESCRIBE prints), for the types contracts use most; a type
+# written either way is stored the same.
+_DUCKDB_SPELLING = {exp.DataType.Type.TEXT: "VARCHAR", exp.DataType.Type.INT: "INTEGER",
+                    exp.DataType.Type.INT128: "HUGEINT", exp.DataType.Type.TIMESTAMPTZ: "TIMESTAMP WITH TIME ZONE",
+                    exp.DataType.Type.TIMETZ: "TIME WITH TIME ZONE"}
+
+
+def parse_physical_type(text: str) -> tuple[str, exp.DataType]:
+    """A contract's ``physicalType`` parsed as exactly one DuckDB data type (nested ``STRUCT``/``LIST``/``MAP``
+    and ``DECIMAL(p,s)`` included), with the canonical text re-rendered from the parse: only that text reaches
+    SQL, never what the contract wrote. ``VARCHAR``, ``DECIMAL(15,2)`` and the other common types keep DuckDB's
+    spelling.
+
+    Raises:
+        ValueError: the text is not one data type (trailing SQL, quotes, a second type, an unknown name) or
+            DuckDB does not know it; the message says what to write instead.
+    """
+    hint = "write one DuckDB type, e.g. VARCHAR, BIGINT, DECIMAL(15,2), DATE, STRUCT(a INTEGER, b VARCHAR)"
+    try:
+        parsed = sqlglot.parse_one(text, dialect="duckdb", into=exp.DataType, error_level=sqlglot.ErrorLevel.RAISE)
+    except (sqlglot.errors.SqlglotError, ValueError, TypeError):
+        raise ValueError(f"'{text}' is not a DuckDB type; {hint}") from None
+    if not isinstance(parsed, exp.DataType) or parsed.this == exp.DataType.Type.USERDEFINED:
+        raise ValueError(f"'{text}' is not a DuckDB type; {hint}")
+    if parsed.this in (exp.DataType.Type.DECIMAL, exp.DataType.Type.BIGDECIMAL) and parsed.expressions:
+        try:
+            canonical = f"DECIMAL({','.join(str(int(p.name)) for p in parsed.expressions)})"
+        except ValueError:
+            raise ValueError(f"'{text}': DECIMAL takes numbers, e.g. DECIMAL(15,2)") from None
+    elif not parsed.expressions and parsed.this in _DUCKDB_SPELLING:
+        canonical = _DUCKDB_SPELLING[parsed.this]
+    else:
+        canonical = parsed.sql(dialect="duckdb")
+    if not _duckdb_knows(canonical):
+        raise ValueError(f"'{text}' is not a type DuckDB knows; {hint}")
+    return canonical, parsed
+
+
+@functools.lru_cache(maxsize=1024)
+def _duckdb_knows(canonical: str) -> bool:
+    """Whether DuckDB accepts ``canonical`` (a type re-rendered by sqlglot, so no SQL can ride along)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute(f"SELECT CAST(NULL AS {canonical})").fetchall()
+        return True
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
 
 
 def _custom_names(prop: dict[str, Any]) -> set[Any]:

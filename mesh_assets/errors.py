@@ -25,6 +25,15 @@ class ContractError(MeshError):
         super().__init__(f"{self.path}: invalid\n{body}")
 
 
+class ContractsError(MeshError):
+    """One or more data contracts of a domain are malformed; ``errors`` holds each one's :class:`ContractError`
+    (``mesh validate`` reports each problem with its file, field and line)."""
+
+    def __init__(self, errors: list[ContractError]):
+        self.errors = errors
+        super().__init__("\n\n".join(str(e) for e in errors))
+
+
 class PortError(MeshError):
     """An output port cannot be read or written (no published snapshot, unknown port, broken pointer)."""
 

@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import sqlglot
 
 from mesh_assets.access import pii_salt, runtime_access
 from mesh_assets.checks import run_rules
@@ -39,6 +41,7 @@ from mesh_assets.ports import Port, Snapshot
 from mesh_assets.python_transforms import python_source, run_transform
 from mesh_assets.profile import profile_relation, write_profile
 from mesh_assets.settings import MeshSettings
+from mesh_assets.sql_functions import FunctionNotAllowed, check_sql
 from mesh_assets.sql_inputs import PREVIOUS, InputRef
 from resources import DuckDBEngine, PortStorage
 
@@ -100,12 +103,12 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
     references = references or {}
     reads = [ref for ref in [*inputs, *references.values()] if ref.key != table.key]  # self: the audited snapshot
     access = runtime_access(table.domain, reads, producers or {}, settings.governance)
-    # SQL of this step reaches only its domain's folder, the ports it reads and the landing zone
-    allowed = [settings.landing_path, f"{storage.root}/{table.domain}",
-               *(f"{storage.root}/{'/'.join(ref.key)}" for ref in reads if ref.cross_domain)]
+    input_folders = [f"{storage.root}/{'/'.join(ref.key)}" for ref in reads]
     if built is not None:
-        allowed.append(str(Path(built.database).parent))
-    con = engine.connect(storage.root, allowed_directories=allowed)
+        input_folders.append(str(Path(built.database).parent))
+    files = source_files(table, settings.landing_path) if table.layer == "bronze" else []
+    directories, allowed_files = step_sandbox(table, storage, settings, input_folders, files)
+    con = engine.connect(storage.root, allowed_directories=directories, allowed_files=allowed_files)
     try:
         if built is not None:
             database = built.database.replace("'", "''")
@@ -118,7 +121,7 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         drift = None
         if table.layer == "bronze":
             assert table.source is not None
-            drift = detect_drift(con, table, source_files(table, settings.landing_path))
+            drift = detect_drift(con, table, files)
             first.append(drift_outcome(drift, settings.schema_drift.bronze == "fail"))
             if first[0].blocking and not first[0].passed:
                 return TableResult(False, None, None, first, {"transform": f"ingestion of {table.source.path}"})
@@ -135,6 +138,10 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         else:
             sql = (table.transform_sql() or "").strip().rstrip(";")
             origin = _relative(Path(table.transform_origin), settings.root)
+            try:  # again at run: the file may have changed since the definitions were loaded
+                check_sql(sql, origin)
+            except (FunctionNotAllowed, sqlglot.errors.SqlglotError) as exc:
+                raise TransformError(f"{'/'.join(table.key)}: {exc}. Nothing was published") from None
             _register_previous(con, engine, storage.port(table.key), table)
         actual = _describe(con, sql, origin, table)
         expected = _normalised_types(con, table.output_columns)
@@ -187,6 +194,24 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
                                (rejects[1].id, rejects[2]) if rejects else None, profile)
     finally:
         engine.close(con, "__".join(table.key))
+
+
+def step_sandbox(table: Table, storage: PortStorage, settings: MeshSettings, input_folders: Sequence[str],
+                 source: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """The directories and single files a step's SQL may touch, as ``(directories, files)`` for
+    ``DuckDBEngine.connect``: exactly its declared inputs and its own output. ``input_folders`` are the folders
+    of what it reads (the ports its SQL names or its contract declares, a dbt model's built database); its own
+    port (``previous.<table>`` and the new snapshot) and, for bronze, its rejects port are added. A bronze
+    table reads its ``source`` files (the files its ``source.path`` matches) and nothing else of the landing
+    zone; on an object store, where files are matched by DuckDB, the folder of the glob's fixed prefix instead.
+    Nothing else — not the landing zone, not the rest of its domain's folder — is reachable."""
+    own = [table.key, *([rejects_key(table)] if table.layer == "bronze" else [])]
+    directories = [*input_folders, *(f"{storage.root}/{'/'.join(key)}" for key in own)]
+    if "://" in settings.landing_path and table.source is not None:
+        fixed = re.split(r"[*?\[]", table.source.path)[0].rpartition("/")[0]
+        directories.append(f"{settings.landing_path.rstrip('/')}/{fixed}".rstrip("/"))
+        return directories, []
+    return directories, list(source)
 
 
 def _register_previous(con: duckdb.DuckDBPyConnection, engine: DuckDBEngine, port: Port, table: Table) -> None:

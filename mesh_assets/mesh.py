@@ -8,7 +8,7 @@ from pathlib import Path
 from dagster._utils.schedules import is_valid_cron_string  # the validator Dagster applies to schedules
 
 from mesh_assets.contracts import SNAKE_CASE, DataProduct, Table, load_contract
-from mesh_assets.errors import ContractError, MeshError
+from mesh_assets.errors import ContractError, ContractsError, MeshError
 from mesh_assets.identity import is_identity
 from mesh_assets.ports import REJECTS_SUFFIX
 from mesh_assets.settings import ENGINES, LAYERS, MeshSettings, load_settings
@@ -96,9 +96,9 @@ def load_domain(path: Path) -> Domain:
         try:
             products.append(load_contract(contract, path.name, data["team"]))
         except ContractError as exc:
-            errors.append(str(exc))
+            errors.append(exc)
     if errors:
-        raise MeshError("\n\n".join(errors))
+        raise ContractsError(errors)
     keys: dict[tuple[str, str, str], Path] = {}
     for product in products:
         for table in product.tables:

@@ -13,6 +13,7 @@ from mesh_assets.access import Access, AccessError, decide, pii_salt
 from mesh_assets.errors import MeshError
 from mesh_assets.mesh import Mesh, load_mesh
 from mesh_assets.settings import find_mesh_root
+from mesh_assets.sql_functions import FunctionNotAllowed, check_functions
 from mesh_assets.sql_inputs import SqlInputError, parse_select
 from mesh_assets.definitions import duckdb_engine
 from mesh_assets.ports import Port
@@ -138,13 +139,15 @@ def export_duckdb(path: Path, root: Path | str | None = None, domain: str | None
 
 
 def read_only_query(sql: str) -> str:
-    """``sql`` if it is one read-only query (SELECT, WITH, UNION, …).
+    """``sql`` if it is one read-only query (SELECT, WITH, UNION, …) calling only the functions of
+    mesh_assets.sql_functions.
 
     Raises:
-        MeshError: a syntax error or anything but a single query (DDL, COPY, several statements).
+        MeshError: a syntax error, anything but a single query (DDL, COPY, several statements), or a function
+            not on the allow-list (a file reader such as ``read_parquet``, the masking function…).
     """
     try:
-        parse_select(sql)
-    except SqlInputError as exc:
+        check_functions(parse_select(sql))
+    except (SqlInputError, FunctionNotAllowed) as exc:
         raise MeshError(f"mesh sql runs one read-only query: {exc}") from None
     return sql.strip().rstrip(";")

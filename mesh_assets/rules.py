@@ -112,6 +112,18 @@ class RuleError(ValueError):
         super().__init__(message)
 
 
+def _check_query(query: str, location: list[str | int]) -> None:
+    """Refuse a ``sql`` rule's query unless it is one query calling only the functions of
+    mesh_assets.sql_functions (``{object}`` and ``{property}`` stand for the table and the column)."""
+    from mesh_assets.sql_functions import FunctionNotAllowed, check_functions
+    from mesh_assets.sql_inputs import SqlInputError, parse_select
+
+    try:
+        check_functions(parse_select(query.replace("{object}", "rule_object").replace("{property}", "rule_property")))
+    except (SqlInputError, FunctionNotAllowed) as exc:
+        raise RuleError(location, f"the sql rule's query: {exc}") from None
+
+
 def constraint_rules(column: dict[str, Any], location: list[str | int]) -> list[Rule]:
     """Rules from one property's constraints: ``required``, ``unique``, ``enum`` and ``logicalTypeOptions``.
 
@@ -200,6 +212,7 @@ def quality_rule(rule: dict[str, Any], column: str | None, columns: list[str],
         query = rule.get("query")
         if not query:
             raise RuleError([*location, "query"], "a sql rule needs a query returning one number")
+        _check_query(str(query), [*location, "query"])
         kind, cols, params = "sql", (), {"query": query}
         default_name = f"{base}_sql"
     elif rtype == "library" or metric:

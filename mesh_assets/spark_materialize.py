@@ -27,13 +27,14 @@ from mesh_assets.contracts import Table
 from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
 from mesh_assets.ingestion import detect_drift, drift_outcome, ingestion_outcomes, rejects_key, source_files
 from mesh_assets.materialize import (TableResult, _normalised_types, _relative, discard_on_failure, input_snapshots,
-                                     publish_if_passed)
+                                     publish_if_passed, step_sandbox)
 from mesh_assets.outcomes import CheckOutcome, schema_outcome
 from mesh_assets.ports import Port, Snapshot
 from mesh_assets.profile import profile_relation, write_profile
 from mesh_assets.python_transforms import python_source, run_transform
 from mesh_assets.settings import MeshSettings
 from mesh_assets.spark_ingestion import ingest, records_read
+from mesh_assets.sql_functions import FunctionNotAllowed
 from mesh_assets.sql_inputs import PREVIOUS, InputRef
 from mesh_assets.sql_session import (SparkSqlSession, duckdb_type, same_family, spark_message, spark_type, to_spark,
                                      view_name)
@@ -61,15 +62,23 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
     references = references or {}
     reads = [ref for ref in [*inputs, *references.values()] if ref.key != table.key]
     access = runtime_access(table.domain, reads, producers or {}, settings.governance)
+    origin = (f"ingestion of {table.source.path}" if table.source is not None
+              else _relative(Path(table.transform_origin), settings.root))
+    spark_sql = ""
+    if table.layer != "bronze" and not table.python:
+        try:  # before Spark starts: Spark SQL has no sandbox of its own, so the allow-list is the only one
+            spark_sql = to_spark((table.transform_sql() or "").strip().rstrip(";"))
+        except FunctionNotAllowed as exc:
+            raise TransformError(f"{'/'.join(table.key)}: {origin}: {exc}. Nothing was published") from None
     try:
         session = spark.session()
     except Exception as exc:  # no Java (JAVA_GATEWAY_EXITED), an unreachable master, a bad property
         raise MeshError(f"{'/'.join(table.key)}: the Spark engine could not start a session: {spark_message(exc)}. "
                         "It needs Java 17 or later (java on PATH or JAVA_HOME) and a reachable spark.master "
                         "(mesh.yaml spark, MESH_SPARK_MASTER, MESH_SPARK_CONF; docs/scaling.md)") from None
-    con = duckdb.connect(storage.root, allowed_directories=[settings.landing_path])
-    origin = (f"ingestion of {table.source.path}" if table.source is not None
-              else _relative(Path(table.transform_origin), settings.root))
+    files = source_files(table, settings.landing_path) if table.layer == "bronze" else []
+    directories, allowed_files = step_sandbox(table, storage, settings, [], files)  # the driver reads no port
+    con = duckdb.connect(storage.root, allowed_directories=directories, allowed_files=allowed_files)
     try:
         mask = _mask_function(pii_salt(settings.governance)) if any(a.masked for a in access.values()) else None
         for ref, snapshot, masked in input_snapshots(table, reads, storage, access):
@@ -77,7 +86,7 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
         first: list[CheckOutcome] = []
         drift = rejected = None
         if table.layer == "bronze":
-            drift = detect_drift(con, table, source_files(table, settings.landing_path))
+            drift = detect_drift(con, table, files)
             first.append(drift_outcome(drift, settings.schema_drift.bronze == "fail"))
             if first[0].blocking and not first[0].passed:
                 return TableResult(False, None, None, first, {"transform": origin})
@@ -95,7 +104,7 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
         else:
             sql = (table.transform_sql() or "").strip().rstrip(";")
             _register_previous(session, storage.port(table.key), table)
-            frame = session.sql(to_spark(sql))
+            frame = session.sql(spark_sql)
         expected = _normalised_types(con, table.output_columns)
         actual = {f.name: duckdb_type(f.dataType) for f in frame.schema.fields}
         cast = {c: f"{actual[c]} → {t}" for c, t in expected.items()

@@ -14,6 +14,7 @@ import sqlglot
 from sqlglot import exp
 
 from mesh_assets.settings import LAYERS
+from mesh_assets.sql_functions import FunctionNotAllowed, check_functions
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,12 @@ def parse_select(sql: str) -> exp.Expression:
 
 
 def find_inputs(sql: str, domain: str) -> list[InputRef]:
-    """The tables ``sql`` reads, resolved to asset keys, each once.
+    """The tables ``sql`` reads, resolved to asset keys, each once. The query may call only the functions of
+    mesh_assets.sql_functions (no file, catalog, setting or host access).
 
     Raises:
-        SqlInputError: unparsable SQL, an unqualified table that is not a CTE, or a catalog-qualified name.
+        SqlInputError: unparsable SQL, a function not on the allow-list (with its line), an unqualified table
+            that is not a CTE, or a catalog-qualified name.
     """
     return list(_find_inputs(sql, domain))
 
@@ -66,6 +69,10 @@ def find_inputs(sql: str, domain: str) -> list[InputRef]:
 @functools.lru_cache(maxsize=8192)  # a load asks for each file's inputs more than once (assets, access, cycles)
 def _find_inputs(sql: str, domain: str) -> tuple[InputRef, ...]:
     tree = parse_select(sql)
+    try:
+        check_functions(tree)
+    except FunctionNotAllowed as exc:
+        raise SqlInputError(str(exc)) from None
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     refs: dict[tuple[str, str, str], InputRef] = {}
     for table in tree.find_all(exp.Table):

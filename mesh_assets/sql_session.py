@@ -18,6 +18,8 @@ import ibis.expr.types as ir
 import sqlglot
 from sqlglot import exp
 
+from mesh_assets.sql_functions import FunctionNotAllowed, check_functions
+
 # DuckDB type → Spark type where sqlglot's spelling is not exact (Spark's TIMESTAMP follows
 # spark.sql.timestampType, which the engine sets to TIMESTAMP_NTZ like DuckDB's TIMESTAMP).
 _SPARK_TYPES = {"TIMESTAMP": "TIMESTAMP_NTZ", "TIMESTAMP WITH TIME ZONE": "TIMESTAMP_LTZ", "HUGEINT": "DECIMAL(38,0)",
@@ -100,7 +102,7 @@ class SparkSqlSession:
 
         try:
             return [tuple(row) for row in self.spark.sql(to_spark(sql)).collect()]
-        except (PySparkException, sqlglot.errors.SqlglotError) as exc:
+        except (PySparkException, sqlglot.errors.SqlglotError, FunctionNotAllowed) as exc:
             raise QueryError(spark_message(exc)) from None
 
     def table(self, relation: str) -> ir.Table:
@@ -119,11 +121,15 @@ def view_name(schema: str, table: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def to_spark(sql: str) -> str:
     """``sql`` (one DuckDB query) in Spark's dialect, each ``<schema>.<table>`` named by :func:`view_name`.
+    Spark SQL has no file or host sandbox of its own (``reflect`` calls any JVM method), so the query is
+    refused before translation unless it calls only the functions of mesh_assets.sql_functions.
 
     Raises:
         sqlglot.errors.SqlglotError: sqlglot cannot parse or translate ``sql``.
+        FunctionNotAllowed: ``sql`` calls a function not on the allow-list (``reflect``, ``java_method``…).
     """
     tree = sqlglot.parse_one(sql, dialect="duckdb")
+    check_functions(tree)
     for table in tree.find_all(exp.Table):
         if table.db and isinstance(table.this, exp.Identifier):
             table.set("this", exp.to_identifier(view_name(table.db, table.name)))

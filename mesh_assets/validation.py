@@ -28,7 +28,7 @@ from mesh_assets.assets import table_asset
 from mesh_assets.classification import classification_findings
 from mesh_assets.codeowners import codeowners_findings
 from mesh_assets.dbt_checks import dbt_findings
-from mesh_assets.errors import ContractError, MeshError
+from mesh_assets.errors import ContractError, ContractsError, MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.graph import cycle_message, find_cycle
 from mesh_assets.mesh import Domain, Mesh, load_mesh
@@ -91,9 +91,10 @@ def validate(root: Path, base: str | None = None) -> Report:
             loaded.append(mesh.domain(name))
         except ContractError as exc:
             report.findings += contract_findings(exc, name)
+        except ContractsError as exc:
+            report.findings += [f for error in exc.errors for f in contract_findings(error, name)]
         except MeshError as exc:
-            for part in str(exc).split("\n\n"):  # load_domain joins every broken contract's message
-                report.findings.append(Finding("error", "structure/contract", part, "", None, None, None, name))
+            report.findings.append(Finding("error", "structure/contract", str(exc), "", None, None, None, name))
     for domain in loaded:
         report.findings += _domain_findings(mesh, domain, report)
     requests = read_requests(mesh)

@@ -40,13 +40,15 @@ class DuckDBEngine(dg.ConfigurableResource):
     query_log: str | None = None
 
     def connect(self, storage_root: str | None = None, *,
-                allowed_directories: Sequence[str] | None = None) -> duckdb.DuckDBPyConnection:
+                allowed_directories: Sequence[str] | None = None,
+                allowed_files: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
         """A new in-memory connection. For a non-local ``storage_root`` (``s3://``, ``gs://``, ``abfs://``) the
         root's fsspec file system is registered so DuckDB reads and writes ports through it.
 
         ``allowed_directories`` (default ``None``: no restriction) locks the connection's file access down once
         its own setup is done: SQL on it may then read and write only under these directories (local paths or
-        fsspec URLs: a step's own domain folder, the ports it reads, the landing zone).
+        fsspec URLs: a step's own port, the ports it reads); ``allowed_files`` adds single local files (a bronze
+        step's source files, so it reads no other file of their landing folder).
         Anything else (``read_csv('/etc/passwd')``, ``COPY … TO '/tmp/x'``, ``ATTACH``, ``glob('/etc/*')``,
         URLs, installing or loading extensions) raises ``duckdb.PermissionException`` ("Permission Error: Cannot
         access file …"). DuckDB resolves symbolic links and ``..`` before comparing, so neither escapes.
@@ -71,13 +73,14 @@ class DuckDBEngine(dg.ConfigurableResource):
             if not isinstance(fs, LocalFileSystem):
                 con.register_filesystem(fs)
         if allowed_directories is not None:
-            self.restrict(con, allowed_directories)
+            self.restrict(con, allowed_directories, allowed_files)
         return con
 
     @staticmethod
-    def restrict(con: duckdb.DuckDBPyConnection, allowed_directories: Sequence[str]) -> None:
-        """Lock ``con``'s file access down to ``allowed_directories`` (see :meth:`connect`); also used on the
-        connection dbt-duckdb opens for a model (mesh_assets.dbt_plugin)."""
+    def restrict(con: duckdb.DuckDBPyConnection, allowed_directories: Sequence[str],
+                 allowed_files: Sequence[str] = ()) -> None:
+        """Lock ``con``'s file access down to ``allowed_directories`` and the local ``allowed_files`` (see
+        :meth:`connect`); also used on the connection dbt-duckdb opens for a model (mesh_assets.dbt_plugin)."""
         prefixes = []
         for location in allowed_directories:
             if not location:
@@ -92,6 +95,8 @@ class DuckDBEngine(dg.ConfigurableResource):
                 prefixes.append(f"{str(local).rstrip('/')}/")
         listed = ", ".join("'" + p.replace("'", "''") + "'" for p in prefixes)
         con.execute(f"SET allowed_directories = [{listed}]")  # must precede disabling external access
+        files = ", ".join("'" + str(Path(f).resolve()).replace("'", "''") + "'" for f in allowed_files)
+        con.execute(f"SET allowed_paths = [{files}]")
         con.execute("SET enable_external_access = false")
 
     def close(self, con: duckdb.DuckDBPyConnection, label: str) -> None:

@@ -17,6 +17,7 @@ from domains.tpch import land_tpch
 from mesh_assets import load_mesh
 from mesh_assets.dbt_project import parse_project
 from mesh_assets.definitions import build_domain_definitions, build_mesh_definitions
+from mesh_assets.errors import MeshError
 from mesh_assets.freshness import freshness_policy
 from mesh_assets.ports import Port
 from mesh_assets.runner import run_mesh
@@ -177,12 +178,16 @@ def test_a_failing_dbt_test_blocks_publishing(dbt_run, tmp_path: Path) -> None:
     assert Port(str(lake), PROFILE).current()["snapshot"] == before  # the previous snapshot stays current
 
 
-def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, tmp_path: Path) -> None:
+def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, tmp_path: Path, monkeypatch) -> None:
     _, instance, lake = dbt_run
     root = _mesh_copy(tmp_path)
     model = root / "dbt" / "models" / "customers" / "customer_profile.sql"
     model.write_text(model.read_text().replace(
         "    c.c_comment,\n", "    (SELECT max(content) FROM read_text('/etc/passwd')) AS c_comment,\n"))
+    with pytest.raises(MeshError, match=r"customer_profile.sql: line \d+: function read_text\(\) is not allowed"):
+        build_mesh_definitions(load_mesh(root), ["customers"])
+    # were the function allow-list bypassed, the model's connection still reads only the ports it reads
+    monkeypatch.setattr("mesh_assets.sql_inputs.check_functions", lambda tree, origin=None: None)
     before = Port(str(lake), PROFILE).current()["snapshot"]
     job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(list(PROFILE))],
