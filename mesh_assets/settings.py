@@ -182,7 +182,8 @@ class AutomationSettings(_Strict):
 
 class RetrySettings(_Strict):
     """The ``dagster.RetryPolicy`` of every step. Transient failures (I/O errors, a lost connection, a killed
-    executor) are retried; contract violations and bad SQL never are (mesh_assets.assets).
+    executor, out of memory: ``mesh_assets.errors.is_transient``) are retried; contract violations, bad data and
+    bad SQL never are (``mesh_assets.assets.step_failure``).
 
     - ``max_retries`` (default 3; 0 turns retries off).
     - ``delay_seconds`` (default 10): the wait before the first retry.

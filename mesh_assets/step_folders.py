@@ -47,17 +47,24 @@ def new_step_folder(settings: MeshSettings, prefix: str) -> Path:
 def clean_step_folders(settings: MeshSettings) -> list[Path]:
     """Delete every step folder whose owner process is gone (:func:`mesh_assets.ports.owner_gone`; a folder
     without an owner yet is judged by its age), first terminating the processes whose environment names it
-    (``DBT_PROFILES_DIR``; SIGTERM, then SIGKILL after 5 s). Returns the deleted folders."""
+    (``DBT_PROFILES_DIR``; SIGTERM, then SIGKILL after 5 s). Folders ``dbt-*`` that older versions left in
+    DuckDB's spill folder are judged the same way. Returns the deleted folders."""
     root = steps_path(settings)
-    if not root.is_dir():
-        return []
+    # before step folders had their own root, dbt steps used DuckDB's spill folder (no owner recorded there)
+    legacy = Path(settings.duckdb_temp_path).glob("dbt-*") if "://" not in settings.duckdb_temp_path else []
     dead = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for folder in sorted([*(root.iterdir() if root.is_dir() else []), *legacy]):
+        if not folder.is_dir():
+            continue
+        try:
+            created = folder.stat().st_mtime
+        except OSError:  # already gone: another run cleaned it
+            continue
         try:
             owner = json.loads((folder / WRITER).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # no owner yet, or an unreadable one: judged by age
             owner = {}
-        if owner_gone(owner if isinstance(owner, dict) else {}, folder.stat().st_mtime):
+        if owner_gone(owner if isinstance(owner, dict) else {}, created):
             dead.append(folder)
     if dead:
         terminate(orphan_processes(dead))
