@@ -100,12 +100,12 @@ def failure_class(error: BaseException | str) -> type[TransformError]:
     return TransientError if is_transient(error) else TransformError
 
 
-_LONG_LINE = 200  # characters of one line of an error message kept (DuckDB quotes a whole bad CSV record)
+_LONG_LINE = 500  # characters of one line of an error message kept (DuckDB quotes a whole bad CSV record)
 
 
 def error_message(exc: BaseException) -> str:
     """An engine's message on one line, for people: without DuckDB's CSV sniffer advice (the file is kept) and
-    its hint to file a bug report, each line cut to 200 characters (a CSV error quotes the whole record, which
+    its hint to file a bug report, each line cut to 500 characters (a CSV error quotes the whole record, which
     may be megabytes); at most 2,000 characters."""
     text = str(exc).strip()
     if "Possible solutions" in text:  # CSV errors: keep the line and the file, drop DuckDB's sniffer advice

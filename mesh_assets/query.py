@@ -68,7 +68,8 @@ def connect(root: Path | str | None = None, domain: str | None = None, sandbox: 
     Sensitive columns are masked (HMAC-SHA256 hex) unless ``domain`` owns the port or holds a PII grant
     (mesh_assets.access). Ports never published, and domains whose contracts do not load, are left out with a
     warning on stderr; so are ports to be masked while the salt variable is unset. With ``sandbox`` (``mesh
-    sql``), SQL on the connection reads only those ports' folders: no other file, no write.
+    sql``), SQL on the connection reads only those ports' folders and a spill folder of its own (never the
+    steps' spill folder or their private folders): no other file, no write.
 
     Raises:
         MeshError: no mesh at ``root``, or ``domain`` is not one of its domains.
