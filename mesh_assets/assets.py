@@ -16,7 +16,7 @@ import dagster as dg
 from mesh_assets.access import authorize_input, deprecation_notice
 from mesh_assets.contracts import DataProduct, Table
 from mesh_assets.engines import table_engine
-from mesh_assets.errors import MeshError, TransientError
+from mesh_assets.errors import MeshError, error_message, is_transient
 from mesh_assets.freshness import freshness_policy
 from mesh_assets.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS, rejects_key
 from mesh_assets.profile import profile_metadata
@@ -223,8 +223,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                         result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
                                                    run_id=context.run.run_id, references=references,
                                                    producers=producers, built=built)
-            except MeshError as exc:  # a message for people, not a traceback; bad data or SQL is not retried
-                raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, TransientError)) from None
+            except Exception as exc:  # every stage and engine: one classification, a message for people
+                raise step_failure(table, exc, context.retry_number, settings.retries.max_retries) from None
             check_results = [_check_result(key, o) for o in result.outcomes]
             if result.failed_blocking:
                 yield from check_results
@@ -233,7 +233,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                 raise dg.Failure(
                     description=(f"{'/'.join(table.key)}: blocking check(s) failed: {names}. Snapshot "
                                  f"{result.snapshot_id or '(none written)'} was not published; the previous "
-                                 "snapshot stays current and downstream assets do not run."),
+                                 f"snapshot stays current and downstream assets do not run.{_first_reject(result)}"),
                     metadata={"unpublished_snapshot": result.snapshot_id or ""},
                     allow_retries=False,
                 )
@@ -273,15 +273,34 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
 
 
 def retry_policy(settings: MeshSettings) -> dg.RetryPolicy | None:
-    """Every step's retry policy from ``mesh.yaml`` ``retries`` (None when ``max_retries`` is 0). It applies to
-    unexpected exceptions and :class:`TransientError`; a contract violation, bad data or bad SQL raises
-    ``dg.Failure(allow_retries=False)``, which is never retried."""
+    """Every step's retry policy from ``mesh.yaml`` ``retries`` (None when ``max_retries`` is 0). A step fails
+    with :func:`step_failure`, which the policy retries only for a transient error."""
     retries = settings.retries
     if retries.max_retries == 0:
         return None
     return dg.RetryPolicy(max_retries=retries.max_retries, delay=retries.delay_seconds,
                           backoff=dg.Backoff.EXPONENTIAL if retries.backoff == "exponential" else dg.Backoff.LINEAR,
                           jitter={"plus_minus": dg.Jitter.PLUS_MINUS, "full": dg.Jitter.FULL, "none": None}[retries.jitter])
+
+
+def step_failure(table: Table, exc: Exception, attempt: int, max_retries: int) -> dg.Failure:
+    """The ``dg.Failure`` a step raises for ``exc``, whatever its stage and engine. Its description is the real
+    error, for people: a :class:`MeshError`'s message (the table, the file, the line when known, the fix), or
+    the engine's message with the table and its contract. Only a transient error
+    (:func:`mesh_assets.errors.is_transient`) lets the retry policy run the step again, and not on its last
+    attempt (``attempt``: 0 for the first, ``max_retries`` from ``mesh.yaml``): Dagster would then report only
+    "Exceeded max_retries", so the last attempt fails with the error itself and the number of attempts."""
+    if isinstance(exc, MeshError):
+        message = str(exc)
+    else:
+        message = (f"{'/'.join(table.key)} ({table.contract_path}) failed: {type(exc).__name__}: "
+                   f"{error_message(exc)}. Nothing was published; the previous snapshot stays current")
+    transient = is_transient(exc)
+    retry = transient and attempt < max_retries
+    if transient and not retry:
+        message += (f". A transient error: failed on each of {attempt + 1} attempt(s) (mesh.yaml "
+                    f"retries.max_retries: {max_retries}); check the storage, the network or the memory limit")
+    return dg.Failure(description=message, allow_retries=retry)
 
 
 def _rejects_spec(table: Table, product: DataProduct, domain: Domain, key: dg.AssetKey, engine: str
@@ -311,6 +330,18 @@ def product_quality_score(table: Table, product: DataProduct, outcomes: list[Che
             quality = (storage.port(other.key).current() or {}).get("quality") or {}
             passed, total = passed + quality.get("passed", 0), total + quality.get("total", 0)
     return round(passed / total, 4) if total else 1.0
+
+
+def _first_reject(result: "TableResult") -> str:
+    """When ``rejected_rows`` blocks publishing: the first rejected record's file, line and reason (which names
+    the fix), and where the others are."""
+    rejected = next((o for o in result.failed_blocking if o.name == "rejected_rows"), None)
+    if rejected is None or not rejected.metadata.get("sample"):
+        return ""
+    first = rejected.metadata["sample"][0]
+    return (f" First rejected record: {first.get('file')} line {first.get('line_number')}: "
+            f"{str(first.get('reason') or first.get('error_types'))[:1000]}. Every rejected record, with its "
+            "reason, is in the table's __rejects port.")
 
 
 def _materialization_metadata(result: "TableResult", settings, product_score: float) -> dict[str, Any]:

@@ -17,7 +17,6 @@ No ``from __future__ import annotations``: Dagster reads the compute function's 
 
 import contextlib
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,11 @@ from dagster_dbt.asset_utils import build_dbt_specs
 from mesh_assets.access import pii_salt, runtime_access
 from mesh_assets.contracts import Table
 from mesh_assets.dbt_project import dbt_executable, load_manifest, project_dir
-from mesh_assets.errors import MeshError, PortError, TransformError
+from mesh_assets.errors import MeshError, PortError, TransformError, failure_class
 from mesh_assets.mesh import Mesh
 from mesh_assets.outcomes import CheckOutcome
 from mesh_assets.sql_inputs import InputRef
+from mesh_assets.step_folders import new_step_folder
 from resources import DuckDBEngine, PortStorage
 
 DBT_SELECT_TAG = "dagster_dbt/select"  # the op tag dagster-dbt reads the step's dbt selection from
@@ -88,13 +88,12 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
     translator = MeshDbtTranslator({unique_id: spec})
     specs, dbt_checks = build_dbt_specs(translator=translator, manifest=manifest, select=unique_id.split(".")[-1],
                                         exclude="", selector="", io_manager_key=None, project=None)
-    settings = mesh.settings
 
     @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=[*check_specs, *dbt_checks],
                     op_tags={DBT_SELECT_TAG: unique_id.split(".")[-1]}, retry_policy=retry_policy)
     def _dbt_model(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
         def build(engine: DuckDBEngine, storage: PortStorage):
-            return dbt_build(context, mesh, table, inputs, producers, engine, storage, settings.duckdb_temp_path)
+            return dbt_build(context, mesh, table, inputs, producers, engine, storage)
 
         yield from step(context, duckdb, ports, build)
 
@@ -103,22 +102,23 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
 
 @contextlib.contextmanager
 def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, inputs: list[InputRef],
-              producers: dict[tuple[str, str, str], Path], engine: DuckDBEngine, storage: PortStorage,
-              temp_root: str) -> Iterator[Any]:
+              producers: dict[tuple[str, str, str], Path], engine: DuckDBEngine, storage: PortStorage
+              ) -> Iterator[Any]:
     """Build ``table``'s dbt model and its tests in a private DuckDB file; yield the ``BuiltRelation`` to audit
-    and publish. The step's folder (under ``temp_root``) is deleted afterwards, unless the engine records its
-    statements for ``mesh bench``.
+    and publish. The step's private folder (mesh_assets.step_folders: owned by this process, out of every
+    sandbox's reach; the folders of killed steps are cleaned first) is deleted afterwards, unless the engine
+    records its statements for ``mesh bench``.
 
     Raises:
         AccessError: an input may no longer be read.
         TransformError: an input has no published snapshot, or the model fails (dbt's message, file and fix).
+        TransientError: the model failed on I/O, a lost connection or memory (mesh_assets.errors.is_transient).
     """
     from mesh_assets.materialize import BuiltRelation
 
     governance = mesh.settings.governance
     access = runtime_access(table.domain, inputs, producers, governance)
-    Path(temp_root).mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"dbt-{table.dbt_model}-", dir=temp_root)).resolve()
+    folder = new_step_folder(mesh.settings, f"dbt-{table.dbt_model}-")
     try:
         database = folder / f"{PROFILE}.duckdb"
         masked = any(a.masked for a in access.values())
@@ -150,8 +150,8 @@ def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, input
         origin = str(table.transform.relative_to(mesh.root)) if table.transform else table.dbt_model
         if model is None or model.get("status") != "success":
             message = (model or {}).get("message") or _log_tail(folder / "target")
-            raise TransformError(f"{'/'.join(table.key)}: dbt model {table.dbt_model} ({origin}) failed: {message}. "
-                                 "Nothing was published; the previous snapshot stays current")
+            raise failure_class(message)(f"{'/'.join(table.key)}: dbt model {table.dbt_model} ({origin}) failed: "
+                                         f"{message}. Nothing was published; the previous snapshot stays current")
         yield BuiltRelation(str(database), f'main."{table.dbt_model}"', table.transform_sql() or "", origin,
                             tuple(outcomes), {"dbt_seconds": round(float(model.get("execution_time") or 0), 3)})
     finally:

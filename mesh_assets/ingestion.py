@@ -33,6 +33,9 @@ from mesh_assets.ports import REJECTS_SUFFIX
 REJECTS_COLUMNS = {"_source_file": "VARCHAR", "line_number": "BIGINT", "raw_line": "VARCHAR",
                    "error_types": "VARCHAR", "reason": "VARCHAR", "_ingested_at": "TIMESTAMP WITH TIME ZONE",
                    "_run_id": "VARCHAR"}
+# The rejects kept as the rejected_rows check's sample: sample key → column of the rejects port
+REJECTS_SAMPLE = {"line_number": "line_number", "file": "_source_file", "error_types": "error_types",
+                  "reason": "reason", "raw_line": "raw_line"}
 FRAMEWORK_CHECKS = {
     "schema_drift": "the source files' columns match the contract",
     "rejected_rows": "records of the source files that could not be read with the contract's types",
@@ -40,6 +43,8 @@ FRAMEWORK_CHECKS = {
 }
 _SAMPLE_VALUES = 1000  # values per column read to tell a retyped column from a few bad values
 _OTHER_DELIMITERS = (";", "|", "\t", ",")
+MAX_LINE_SIZE = 2_000_000  # bytes of one CSV record, DuckDB's default (mesh.yaml ingestion.max_line_size)
+LINE_TOO_LONG = "LINE SIZE OVER MAXIMUM"  # DuckDB's reject error type of a record longer than max_line_size
 
 
 def rejects_key(table: Table) -> tuple[str, str, str]:
@@ -183,10 +188,11 @@ def _retyped(con: duckdb.DuckDBPyConnection, table: Table, path: str, header: li
             f"{c.physical_type}" for c, n in zip(typed, bad) if read and n > read / 2]
 
 
-def _options(table: Table) -> str:
+def _options(table: Table, max_line_size: int = MAX_LINE_SIZE) -> str:
     assert table.source is not None
     delim = table.source.delimiter.replace("'", "''")
-    return f"header = {str(table.source.header).lower()}, delim = '{delim}', quote = '\"', escape = '\"'"
+    return (f"header = {str(table.source.header).lower()}, delim = '{delim}', quote = '\"', escape = '\"', "
+            f"max_line_size = {int(max_line_size)}")
 
 
 def _literal(text: str) -> str:
@@ -198,18 +204,25 @@ def _file_list(files: list[str]) -> str:
     return "[" + ", ".join(_literal(f) for f in files) + "]"
 
 
-def _permissive_read(table: Table, files: list[str], header: list[str], parallel: bool = False) -> str:
+def _permissive_read(table: Table, files: list[str], header: list[str], parallel: bool = False,
+                     rejects: str | None = None, max_line_size: int = MAX_LINE_SIZE) -> str:
     """A read that accepts every record: all VARCHAR, short rows padded, any byte (latin-1); serial by default
-    (the parallel scanner cannot pad rows when values hold quoted newlines)."""
+    (the parallel scanner cannot pad rows when values hold quoted newlines). With ``rejects``, the records it
+    still cannot read (longer than DuckDB's maximum line size) go to the temporary table ``<rejects>_errors``
+    instead of failing the query."""
     columns = ", ".join(f"{_literal(h)}: 'VARCHAR'" for h in header)
-    return (f"read_csv({_file_list(files)}, {_options(table)}, columns = {{{columns}}}, auto_detect = false, "
-            f"strict_mode = false, null_padding = true, parallel = {str(parallel).lower()}, encoding = 'latin-1')")
+    store = (f", store_rejects = true, rejects_table = '{rejects}_errors', rejects_scan = '{rejects}_scans'"
+             if rejects else "")
+    return (f"read_csv({_file_list(files)}, {_options(table, max_line_size)}, columns = {{{columns}}}, "
+            f"auto_detect = false, strict_mode = false, null_padding = true, parallel = {str(parallel).lower()}, "
+            f"encoding = 'latin-1'{store})")
 
 
-def ingestion_sql(table: Table, drift: Drift, run_id: str) -> str:
+def ingestion_sql(table: Table, drift: Drift, run_id: str, max_line_size: int = MAX_LINE_SIZE) -> str:
     """The SELECT of the accepted records: the contract's columns and DuckDB types plus ``_source_file``
     (VARCHAR), ``_ingested_at`` (TIMESTAMP WITH TIME ZONE, the transaction start) and ``_run_id``. Records
-    that do not parse go to DuckDB's rejects tables (``store_rejects``), read by :func:`rejects_sql`.
+    that do not parse, or are longer than ``max_line_size`` bytes, go to DuckDB's rejects tables
+    (``store_rejects``), read by :func:`rejects_sql`.
     Files are grouped by header so that, when drift is tolerated, each is read by column name."""
     by_header: dict[tuple[str, ...], list[str]] = {}
     for path, header in drift.headers.items():
@@ -231,8 +244,8 @@ def ingestion_sql(table: Table, drift: Drift, run_id: str) -> str:
         picked = ", ".join(f'"{c}"' if c in header else f'CAST(NULL AS {t}) AS "{c}"' for c, t in types.items())
         selects.append(
             f"SELECT {picked}, filename AS _source_file, now() AS _ingested_at, '{run_id}' AS _run_id "
-            f"FROM read_csv({_file_list(files)}, {_options(table)}, columns = {{{columns}}}, auto_detect = false, "
-            f"filename = true, strict_mode = true, store_rejects = true)")
+            f"FROM read_csv({_file_list(files)}, {_options(table, max_line_size)}, columns = {{{columns}}}, "
+            f"auto_detect = false, filename = true, strict_mode = true, store_rejects = true)")
     if not selects:  # only empty files: no records, the contract's shape
         empty = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in types.items())
         return (f"SELECT {empty}, NULL::VARCHAR AS _source_file, now() AS _ingested_at, "
@@ -246,30 +259,47 @@ def rejects_sql(run_id: str) -> str:
     return (
         "SELECT s.file_path AS _source_file, e.line::BIGINT AS line_number, first(e.csv_line) AS raw_line, "
         "string_agg(DISTINCT e.error_type::VARCHAR, ', ') AS error_types, "
-        "string_agg(e.error_message, '; ') AS reason, now() AS _ingested_at, "
+        f"string_agg(e.error_message || CASE WHEN e.error_type::VARCHAR = '{LINE_TOO_LONG}' THEN "
+        "' Fix: split or shorten the record at its source, or raise mesh.yaml ingestion.max_line_size above its "
+        "size' ELSE '' END, '; ') AS reason, now() AS _ingested_at, "
         f"'{run_id}' AS _run_id "
         "FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) "
         "GROUP BY s.file_path, e.line ORDER BY s.file_path, e.line"
     )
 
 
-def records_read(con: duckdb.DuckDBPyConnection, table: Table, drift: Drift) -> int:
+def records_read(con: duckdb.DuckDBPyConnection, table: Table, drift: Drift, max_line_size: int = MAX_LINE_SIZE
+                 ) -> int:
     """Records in the files, counted by a permissive scan independent of the typed one: in parallel, or
-    serially when a value holds a quoted newline (DuckDB's parallel scanner cannot pad those rows)."""
+    serially when a value holds a quoted newline (DuckDB's parallel scanner cannot pad those rows). A record
+    even that scan cannot read (longer than DuckDB's maximum line size, which the typed read rejects) counts
+    as one record."""
     total = 0
     assert table.source is not None
     if table.source.format != "csv":
         return sum(con.execute(f"SELECT count(*) FROM {_typed_reader(table, [p])}").fetchall()[0][0]
                    for p in drift.headers)
-    for path, header in drift.headers.items():
+    for number, (path, header) in enumerate(drift.headers.items()):
         if not header:
             continue
+        parallel, serial = f"records_read_{number}p", f"records_read_{number}s"
         try:
-            read = _permissive_read(table, [path], header, parallel=True)
-            total += con.execute(f"SELECT count(*) FROM {read}").fetchall()[0][0]
+            rows, unread = _count(con, _permissive_read(table, [path], header, True, parallel, max_line_size),
+                                  parallel)
+            if unread:  # the parallel scanner may split records wrongly: count serially
+                raise duckdb.InvalidInputException("records the parallel scan could not read")
         except duckdb.Error:
-            total += con.execute(f"SELECT count(*) FROM {_permissive_read(table, [path], header)}").fetchall()[0][0]
+            rows, unread = _count(con, _permissive_read(table, [path], header, False, serial, max_line_size),
+                                  serial)
+        total += rows + unread
     return total
+
+
+def _count(con: duckdb.DuckDBPyConnection, read: str, rejects: str) -> tuple[int, int]:
+    """The records ``read`` returns, and the records (lines) it stored in ``<rejects>_errors`` instead."""
+    rows = con.execute(f"SELECT count(*) FROM {read}").fetchall()[0][0]
+    unread = con.execute(f"SELECT count(DISTINCT line) FROM {rejects}_errors").fetchall()[0][0]
+    return rows, unread
 
 
 def drift_outcome(drift: Drift, blocking: bool) -> CheckOutcome:

@@ -24,9 +24,10 @@ from mesh_assets.access import pii_salt, runtime_access
 from mesh_assets.checks import run_rules
 from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
-from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
+from mesh_assets.errors import MeshError, PortError, TransformError, error_message, failure_class
 from mesh_assets.ingestion import (
     REJECTS_COLUMNS,
+    REJECTS_SAMPLE,
     detect_drift,
     drift_outcome,
     ingestion_outcomes,
@@ -125,7 +126,8 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
             first.append(drift_outcome(drift, settings.schema_drift.bronze == "fail"))
             if first[0].blocking and not first[0].passed:
                 return TableResult(False, None, None, first, {"transform": f"ingestion of {table.source.path}"})
-            sql, origin = ingestion_sql(table, drift, run_id), f"ingestion of {table.source.path}"
+            sql = ingestion_sql(table, drift, run_id, settings.ingestion.max_line_size)
+            origin = f"ingestion of {table.source.path}"
         elif built is not None:
             sql, origin = f'SELECT * FROM {BUILT}.{built.relation}', built.origin
         elif table.python:
@@ -164,11 +166,12 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
                 rejects_snapshot = rejects_port.new_snapshot(run_id)
                 written.append((rejects_port, rejects_snapshot))
                 rejected = _copy(con, _rejects_query(con, run_id), rejects_snapshot, origin, table)
-                sample = con.execute(f"SELECT line_number, _source_file, error_types, raw_line FROM "
+                sample = con.execute(f"SELECT {', '.join(REJECTS_SAMPLE.values())} FROM "
                                      f"read_parquet('{rejects_snapshot.data_file}') "
                                      f"LIMIT {settings.checks.sample_rows}").fetchall()
-                sample_rows = [dict(zip(("line_number", "file", "error_types", "raw_line"), r)) for r in sample]
-                first += ingestion_outcomes(records_read(con, table, drift), rows, sample_rows, rejected,
+                sample_rows = [dict(zip(REJECTS_SAMPLE, r)) for r in sample]
+                read = records_read(con, table, drift, settings.ingestion.max_line_size)
+                first += ingestion_outcomes(read, rows, sample_rows, rejected,
                                             settings.ingestion.rejects)
                 rejects = (rejects_port, rejects_snapshot, rejected)
             engine.register_view(con, table.layer, table.name, snapshot.glob)
@@ -230,7 +233,7 @@ def _copy(con: duckdb.DuckDBPyConnection, sql: str, snapshot: Snapshot, origin: 
         return int(con.execute(f"COPY ({sql}) TO '{snapshot.data_file}' (FORMAT parquet, COMPRESSION zstd)"
                                ).fetchall()[0][0])
     except duckdb.Error as exc:
-        raise _failure(exc)(f"{'/'.join(table.key)}: {origin} failed: {_message(exc)}. Nothing was "
+        raise failure_class(exc)(f"{'/'.join(table.key)}: {origin} failed: {error_message(exc)}. Nothing was "
                             "published; the previous snapshot stays current") from None
 
 
@@ -307,7 +310,7 @@ def _describe(con: duckdb.DuckDBPyConnection, sql: str, origin: str, table: Tabl
     try:
         return {name: ctype for name, ctype, *_ in con.execute(f"DESCRIBE {sql}").fetchall()}
     except duckdb.Error as exc:
-        raise _failure(exc)(f"{'/'.join(table.key)}: {origin} failed: {_message(exc)}") from None
+        raise failure_class(exc)(f"{'/'.join(table.key)}: {origin} failed: {error_message(exc)}") from None
 
 
 def _normalised_types(con: duckdb.DuckDBPyConnection, columns: dict[str, str]) -> dict[str, str]:
@@ -316,23 +319,7 @@ def _normalised_types(con: duckdb.DuckDBPyConnection, columns: dict[str, str]) -
     try:
         return {name: ctype for name, ctype, *_ in con.execute(f"DESCRIBE SELECT {select}").fetchall()}
     except duckdb.Error as exc:
-        raise MeshError(f"a physicalType is not a DuckDB type: {_message(exc)}") from None
-
-
-def _failure(exc: duckdb.Error) -> type[TransformError]:
-    """:class:`TransientError` (retried) for DuckDB's I/O and HTTP errors, else :class:`TransformError`."""
-    return TransientError if isinstance(exc, (duckdb.IOException, duckdb.HTTPException)) else TransformError
-
-
-def _message(exc: Exception) -> str:
-    """DuckDB's message on one line, without the hint to file a bug report; at most 2,000 characters."""
-    text = str(exc).strip()
-    if "Possible solutions" in text:  # CSV errors: keep the line and the file, drop DuckDB's sniffer advice
-        head, tail = text.split("Possible solutions", 1)
-        file = next((ln.strip() for ln in tail.splitlines() if ln.strip().startswith("file =")), "")
-        text = f"{head.strip()} {file}"
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return " ".join(lines)[:2000] or type(exc).__name__
+        raise MeshError(f"a physicalType is not a DuckDB type: {error_message(exc)}") from None
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -54,6 +54,26 @@ SAFE_KEY_PART = re.compile(rf"[a-z][a-z0-9_]{{0,62}}(?:{REJECTS_SUFFIX})?")
 SNAPSHOT_ID = re.compile(r"[0-9]{8}T[0-9]{12}Z-[A-Za-z0-9_]{0,8}")
 
 
+def process_owner() -> dict[str, Any]:
+    """This process as the owner of something it writes (a snapshot's ``_writer.json``, a dbt step's folder):
+    ``host``, ``pid`` and ``process_started`` (its start time, seconds since the epoch)."""
+    process = psutil.Process()
+    return {"host": socket.gethostname(), "pid": process.pid, "process_started": process.create_time()}
+
+
+def owner_gone(owner: dict[str, Any], created: float, max_age: float = ORPHAN_AGE) -> bool:
+    """Whether the process ``owner`` (as :func:`process_owner` wrote it) no longer runs: on this host, its pid
+    is gone or now belongs to a process started at another time (the number was reused); on another host, or
+    when ``owner`` says nothing, whether what it owns (``created``, seconds since the epoch) is older than
+    ``max_age`` seconds."""
+    if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
+        try:
+            return abs(psutil.Process(owner["pid"]).create_time() - float(owner.get("process_started", 0))) > 1
+        except (psutil.Error, ValueError, TypeError):
+            return True
+    return time.time() - created > max_age
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A snapshot of a port: ``id``, its folder ``path`` and the ``glob`` of its Parquet files."""
@@ -115,10 +135,7 @@ class Port:
         snapshot_id = f"{stamp}-{re.sub(r'[^A-Za-z0-9]', '', run_id)[:8]}"  # a valid SNAPSHOT_ID
         path = f"{self.path}/snapshots/{snapshot_id}"
         self.fs.makedirs(path, exist_ok=True)
-        process = psutil.Process()
-        self.fs.pipe_file(f"{path}/{WRITER}", json.dumps(
-            {"run_id": run_id, "host": socket.gethostname(), "pid": process.pid,
-             "process_started": process.create_time()}).encode())
+        self.fs.pipe_file(f"{path}/{WRITER}", json.dumps({"run_id": run_id, **process_owner()}).encode())
         return Snapshot(snapshot_id, self.url(path))
 
     def _marked(self, snapshot_id: str, marker: str) -> bool:
@@ -162,13 +179,8 @@ class Port:
                 writer = json.load(handle)
         except (OSError, ValueError):
             writer = {}
-        if writer.get("host") == socket.gethostname() and isinstance(writer.get("pid"), int):
-            try:  # the same pid with another start time is a new process that reused the number
-                return abs(psutil.Process(writer["pid"]).create_time() - float(writer.get("process_started", 0))) > 1
-            except psutil.Error:
-                return True
         created = datetime.strptime(snapshot_id.split("-")[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
-        return time.time() - created.timestamp() > max_age
+        return owner_gone(writer, created.timestamp(), max_age)
 
     def clean_orphans(self, max_age: float = ORPHAN_AGE) -> list[str]:
         """Delete the port's orphaned snapshots (:meth:`orphans`) and return their ids."""

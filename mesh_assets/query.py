@@ -4,7 +4,9 @@ views over the current snapshot of every published output port the reader may re
 from __future__ import annotations
 
 import atexit
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -17,7 +19,7 @@ from mesh_assets.sql_functions import FunctionNotAllowed, check_functions
 from mesh_assets.sql_inputs import SqlInputError, parse_select
 from mesh_assets.definitions import duckdb_engine
 from mesh_assets.ports import Port
-from resources import PortStorage
+from resources import DuckDBEngine, PortStorage
 
 
 def readable_ports(mesh: Mesh, domain: str | None) -> list[tuple[Port, Access]]:
@@ -67,14 +69,15 @@ def connect(root: Path | str | None = None, domain: str | None = None, sandbox: 
     Sensitive columns are masked (HMAC-SHA256 hex) unless ``domain`` owns the port or holds a PII grant
     (mesh_assets.access). Ports never published, and domains whose contracts do not load, are left out with a
     warning on stderr; so are ports to be masked while the salt variable is unset. With ``sandbox`` (``mesh
-    sql``), SQL on the connection reads only those ports' folders: no other file, no write.
+    sql``), SQL on the connection reads only those ports' folders and a spill folder of its own (never the
+    steps' spill folder or their private folders): no other file, no write.
 
     Raises:
         MeshError: no mesh at ``root``, or ``domain`` is not one of its domains.
     """
     mesh = load_mesh(find_mesh_root(root))
     readable = readable_ports(mesh, domain)
-    engine = duckdb_engine(mesh.settings)
+    engine = _private_spill(duckdb_engine(mesh.settings)) if sandbox else duckdb_engine(mesh.settings)
     folders = [port.url(port.path) for port, _ in readable]
     con = engine.connect(mesh.settings.storage_url, allowed_directories=folders if sandbox else None)
     masking = False
@@ -88,6 +91,14 @@ def connect(root: Path | str | None = None, domain: str | None = None, sandbox: 
             atexit.register(con.close)  # a connection holding a Python function is closed before exit
         engine.register_view(con, port.key[0], port.key[2], port.current_snapshot().glob, access.masked)
     return con
+
+
+def _private_spill(engine: DuckDBEngine) -> DuckDBEngine:
+    """``engine`` spilling to a new folder of its own, deleted at exit. DuckDB lets a sandboxed connection read
+    its ``temp_directory``: the mesh's (``duckdb.temp_directory``) holds the steps' spilled data, in clear."""
+    folder = tempfile.mkdtemp(prefix="mesh-sql-")
+    atexit.register(shutil.rmtree, folder, True)
+    return engine.model_copy(update={"temp_directory": folder})
 
 
 def export_duckdb(path: Path, root: Path | str | None = None, domain: str | None = None) -> list[str]:

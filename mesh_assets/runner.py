@@ -22,6 +22,7 @@ from mesh_assets.definitions import build_mesh_definitions
 from mesh_assets.errors import MeshError
 from mesh_assets.instance_config import get_instance, write_instance_config
 from mesh_assets.mesh import Mesh
+from mesh_assets.step_folders import clean_step_folders
 
 HOST_TAG, PROCESS_TAG = "mesh/host", "mesh/process"  # where a `mesh run` runs: host, "<pid>:<start time>"
 _WATCHED = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
@@ -84,6 +85,7 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
             and (not domains or k.path[0] in domains)]
     run_id = str(uuid.uuid4())
     fail_abandoned_runs(instance)
+    clean_step_folders(mesh.settings)  # and the processes of steps killed with their run
     process = psutil.Process()
     tags = {HOST_TAG: socket.gethostname(), PROCESS_TAG: f"{process.pid}:{process.create_time()}"}
     summaries = {k.to_user_string(): AssetSummary(k.to_user_string()) for k in keys}

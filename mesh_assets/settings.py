@@ -19,7 +19,8 @@
 - ``schema_drift.<layer>`` (``fail`` or ``warn``, default ``fail``): whether a table whose source (bronze) or
   SQL output (silver, gold) drifted from the contract fails, or is recorded as a warning with the contract's
   columns kept (missing columns null, extra columns dropped, types cast).
-- ``ingestion.rejects`` (``warning`` or ``error``, default ``warning``): severity of rejected source records.
+- ``ingestion.rejects`` (``warning`` or ``error``, default ``warning``): severity of rejected source records;
+  ``ingestion.max_line_size`` (bytes, default 2,000,000): a longer CSV record is rejected (DuckDB engine).
 - ``sla_defaults.<layer>``: ODCS ``slaProperties`` applied to tables whose contract has no SLA.
 - ``governance``: the policies ``mesh validate`` enforces (see :class:`GovernanceSettings`).
 - ``openlineage``: where each step's OpenLineage events go (see :class:`OpenLineageSettings`):
@@ -87,7 +88,12 @@ class DriftSettings(_Strict):
 
 
 class IngestionSettings(_Strict):
+    """Bronze ingestion (mesh_assets.ingestion): ``rejects``, the severity of rejected source records;
+    ``max_line_size``, the longest CSV record read, in bytes (DuckDB's default 2,000,000; at most 1 GB, since a
+    record is held in memory whole): a longer one is rejected, with this setting named as the fix."""
+
     rejects: Literal["warning", "error"] = "warning"
+    max_line_size: int = pydantic.Field(2_000_000, ge=1024, le=1_000_000_000)
 
 
 PolicyLevel = Literal["error", "warning", "off"]
@@ -179,7 +185,8 @@ class AutomationSettings(_Strict):
 
 class RetrySettings(_Strict):
     """The ``dagster.RetryPolicy`` of every step. Transient failures (I/O errors, a lost connection, a killed
-    executor) are retried; contract violations and bad SQL never are (mesh_assets.assets).
+    executor, out of memory: ``mesh_assets.errors.is_transient``) are retried; contract violations, bad data and
+    bad SQL never are (``mesh_assets.assets.step_failure``).
 
     - ``max_retries`` (default 3; 0 turns retries off).
     - ``delay_seconds`` (default 10): the wait before the first retry.

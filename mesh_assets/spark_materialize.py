@@ -24,8 +24,9 @@ from mesh_assets.access import pii_salt, runtime_access
 from mesh_assets.checks import run_rules
 from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
-from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
-from mesh_assets.ingestion import detect_drift, drift_outcome, ingestion_outcomes, rejects_key, source_files
+from mesh_assets.errors import MeshError, PortError, failure_class
+from mesh_assets.ingestion import (REJECTS_SAMPLE, detect_drift, drift_outcome, ingestion_outcomes, rejects_key,
+                                   source_files)
 from mesh_assets.materialize import (TableResult, _normalised_types, _relative, discard_on_failure, input_snapshots,
                                      publish_if_passed, step_sandbox)
 from mesh_assets.outcomes import CheckOutcome, schema_outcome
@@ -54,7 +55,8 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
         AccessError: the table reads a port its domain may no longer read.
         TransformError: an input has no published snapshot, or the source files or the SQL fail on Spark (the
             message names the table, the file and Spark's reason). Nothing is published then.
-        TransientError: Spark lost a file or an executor (retried by the step's retry policy).
+        TransientError: Spark lost a file, an executor or its JVM (mesh_assets.errors.is_transient; retried
+            by the step's retry policy).
     """
     from pyspark.errors import PySparkException
     from py4j.protocol import Py4JError
@@ -130,10 +132,9 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
                 rejects_snapshot = rejects_port.new_snapshot(run_id)
                 written.append((rejects_port, rejects_snapshot))
                 rejected_rows = _write(session, rejected, rejects_snapshot)
-                sample = (_read(session, rejects_snapshot)
-                          .select("line_number", "_source_file", "error_types", "raw_line")
+                sample = (_read(session, rejects_snapshot).select(*REJECTS_SAMPLE.values())
                           .limit(settings.checks.sample_rows).collect())
-                sample_rows = [dict(zip(("line_number", "file", "error_types", "raw_line"), r)) for r in sample]
+                sample_rows = [dict(zip(REJECTS_SAMPLE, r)) for r in sample]
                 first += ingestion_outcomes(records_read(session, table, drift), rows, sample_rows, rejected_rows,
                                             settings.ingestion.rejects)
                 rejects = (rejects_port, rejects_snapshot, rejected_rows)
@@ -161,10 +162,8 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
             return TableResult(published, snapshot.id, rows, outcomes, metadata,
                                (rejects[1].id, rejects[2]) if rejects else None, profile)
     except (PySparkException, Py4JError) as exc:
-        message = spark_message(exc)
-        failure = TransientError if ("IOException" in message or "FileNotFound" in message) else TransformError
-        raise failure(f"{'/'.join(table.key)}: {origin} failed on Spark: {message}. Nothing was published; the "
-                      "previous snapshot stays current") from None
+        raise failure_class(exc)(f"{'/'.join(table.key)}: {origin} failed on Spark: {spark_message(exc)}. Nothing "
+                                 "was published; the previous snapshot stays current") from None
     finally:
         con.close()
         session.catalog.clearCache()  # ingestion caches the parsed files; a step runs alone in its process
