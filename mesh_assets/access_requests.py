@@ -24,6 +24,7 @@ from mesh_assets.access import AccessError, decide
 from mesh_assets.contracts import SNAKE_CASE, load_contract
 from mesh_assets.errors import MeshError
 from mesh_assets.mesh import Mesh
+from mesh_assets.yaml_source import read_yaml_text
 
 REQUESTS_DIR = "access"
 STATUSES = ("pending", "approved", "denied", "revoked")
@@ -176,7 +177,7 @@ def revoke_access(mesh: Mesh, port: str, consumer: str, reason: str, revoked_by:
     table = mesh.output_port(producer, table_name)
     path = mesh.domain(producer).product_of(table).path
     yaml = _yaml()
-    data = yaml.load(path.read_text(encoding="utf-8"))
+    data = yaml.load(read_yaml_text(path))
     removed = []
     for role in list(data.get("roles") or []):
         custom = {p.get("property"): p.get("value") for p in role.get("customProperties") or []}
@@ -212,7 +213,7 @@ def _add_grant(mesh: Mesh, request: AccessRequest) -> None:
     table = mesh.output_port(request.producer, request.table)
     path = mesh.domain(request.producer).product_of(table).path
     yaml = _yaml()
-    data = yaml.load(path.read_text(encoding="utf-8"))
+    data = yaml.load(read_yaml_text(path))
     role = {
         "role": f"{request.consumer}_reads_{request.table}",
         "access": "read",

@@ -27,6 +27,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mesh_assets.errors import MeshError
 from mesh_assets.settings import find_mesh_root
+from mesh_assets.yaml_source import read_yaml_text
 
 if TYPE_CHECKING:
     from mesh_assets.contracts import Table
@@ -75,8 +76,9 @@ def _sources(files: tuple[tuple[str, int], ...]) -> dict[tuple[str, str], DbtSou
     found: dict[tuple[str, str], DbtSource] = {}
     for name, _ in files:
         path = Path(name)
-        node = yaml.compose(path.read_text(encoding="utf-8"))
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = read_yaml_text(path)
+        node = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
         for i, source in enumerate(data.get("sources") or []):
             for j, table in enumerate(source.get("tables") or []):
                 key = ((table.get("meta") or {}).get("dagster") or {}).get("asset_key")

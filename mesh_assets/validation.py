@@ -4,7 +4,7 @@
    parses, its inputs exist and may be read); no dependency cycle crosses domains;
 2. policies — ``governance.policies`` of ``mesh.yaml`` on every contract (mesh_assets.policies);
 3. access — grants name existing domains; readers of deprecated ports are warned;
-4. security — no secret-looking literal in the mesh's YAML (mesh_assets.secrets);
+4. security — no secret-looking literal in the mesh's files (mesh_assets.secrets);
 5. change management — with a base git ref, breaking changes of output ports need a major version bump
    (mesh_assets.changes);
 6. dbt — each dbt model selects its contract's columns, its dbt contract is in sync, its sources name their
@@ -29,6 +29,7 @@ from mesh_assets.mesh import Domain, Mesh, load_mesh
 from mesh_assets.policies import policy_findings
 
 _PROBLEM = re.compile(r"^(?P<field>.+?)(?: \(line (?P<line>\d+)\))?: (?P<message>.*)$", re.DOTALL)
+_AT_LINE = re.compile(r"^line (?P<line>\d+), column \d+: ")  # a problem of the YAML text, not of a field
 
 
 @dataclass
@@ -56,7 +57,9 @@ def contract_findings(exc: ContractError, domain: str | None) -> list[Finding]:
             out.append(Finding("error", "structure/contract", match["message"], "", exc.path,
                                int(match["line"]) if match["line"] else None, match["field"], domain))
         else:
-            out.append(Finding("error", "structure/contract", problem, "", exc.path, None, None, domain))
+            at = _AT_LINE.match(problem)
+            out.append(Finding("error", "structure/contract", problem, "", exc.path,
+                               int(at["line"]) if at else None, None, domain))
     return out
 
 
@@ -94,9 +97,9 @@ def validate(root: Path, base: str | None = None) -> Report:
     if cycle:
         report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",
                                        "read an earlier layer or split the product", domain=cycle[0][0]))
-    from mesh_assets.secrets import all_mesh_yaml, scan_secrets  # detect-secrets: only when validating
+    from mesh_assets.secrets import mesh_files, scan_secrets  # detect-secrets: only when validating
 
-    report.findings += scan_secrets(all_mesh_yaml(mesh.root, mesh.settings.domains_dir))
+    report.findings += scan_secrets(mesh_files(mesh.root, mesh.settings.domains_dir))
     if base:
         from mesh_assets.changes import breaking_change_findings
 
