@@ -234,3 +234,20 @@ def test_the_reference_mesh_stays_clean() -> None:
     assert REPO / "dbt" / "README.md" in files and any(f.suffix == ".sql" for f in files)
     assert not any("target" in f.relative_to(REPO / "dbt").parts for f in files if REPO / "dbt" in f.parents)
     assert scan_secrets(files) == []
+
+
+def test_the_scan_lists_every_file_but_generated_ones(tiny_root: Path) -> None:
+    from mesh_assets.secrets import mesh_files
+
+    notes = _shop(tiny_root) / "sql" / "notes.yaml"
+    notes.write_text("not: loaded by the mesh\n")
+    (_shop(tiny_root) / "__pycache__").mkdir()
+    (_shop(tiny_root) / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    model = tiny_root / "dbt" / "models" / "shop" / "m.sql"
+    _write_lines(model, ["select 1 as one"])
+    _write_lines(tiny_root / "dbt" / "target" / "manifest.json", ["{}"])
+    shop = _shop(tiny_root)
+    assert mesh_files(tiny_root, "domains") == [
+        tiny_root / "mesh.yaml", shop / "domain.yaml", shop / "products" / "customers.yaml",
+        shop / "products" / "orders.yaml", shop / "sql" / "gold" / "order_totals.sql", notes,
+        shop / "sql" / "silver" / "orders.sql", model]
