@@ -82,9 +82,11 @@ def load_domain(path: Path) -> Domain:
         try:
             products.append(load_contract(contract, path.name, data["team"]))
         except ContractError as exc:
-            errors.append(str(exc))
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]  # its file and lines reach mesh validate's findings
     if errors:
-        raise MeshError("\n\n".join(errors))
+        raise MeshError("\n\n".join(map(str, errors)))
     keys: dict[tuple[str, str, str], Path] = {}
     for product in products:
         for table in product.tables:
