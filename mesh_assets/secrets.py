@@ -46,6 +46,7 @@ from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_cla
 from detect_secrets.plugins.keyword import DENYLIST
 from detect_secrets.settings import transient_settings
 
+from mesh_assets.dbt_project import GENERATED_DIRS, project_dir
 from mesh_assets.errors import ContractError
 from mesh_assets.findings import Finding
 from mesh_assets.yaml_source import MAX_FILE_BYTES, check_yaml_text, format_location
@@ -53,8 +54,6 @@ from mesh_assets.yaml_source import MAX_FILE_BYTES, check_yaml_text, format_loca
 RULE = "security/secret"
 UNSCANNED_RULE = "security/unscanned"
 YAML_SUFFIXES = (".yaml", ".yml")
-# Generated folders of the dbt project (dbt's defaults, ignored by git): artifacts and logs, not sources.
-_DBT_GENERATED = {"target", "logs", "dbt_packages"}
 _SKIPPED_DIRS = {"__pycache__", ".git"}
 MESH_FILE, DOMAIN_FILE = "mesh.yaml", "domain.yaml"
 
@@ -144,7 +143,7 @@ def mesh_files(root: Path, domains_dir: str = "domains") -> list[Path]:
     followed."""
     root = Path(root)
     found = [p for p in [root / MESH_FILE] if p.is_file()]
-    for base, generated in ((root / domains_dir, set()), (root / "dbt", _DBT_GENERATED)):
+    for base, generated in ((root / domains_dir, frozenset()), (project_dir(root), GENERATED_DIRS)):
         tree: list[Path] = []
         for folder, dirs, files in os.walk(base):
             dirs[:] = [d for d in dirs if d not in _SKIPPED_DIRS and not (Path(folder) == base and d in generated)]

@@ -22,11 +22,13 @@ import dagster as dg
 from mesh_assets.access import AccessError
 from mesh_assets.assets import table_asset
 from mesh_assets.dbt_checks import dbt_findings
+from mesh_assets.dbt_project import project_yaml_files
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.graph import cycle_message, find_cycle
 from mesh_assets.mesh import Domain, Mesh, load_mesh
 from mesh_assets.policies import policy_findings
+from mesh_assets.yaml_source import read_yaml_text
 
 _PROBLEM = re.compile(r"^(?P<field>.+?)(?: \(line (?P<line>\d+)\))?: (?P<message>.*)$", re.DOTALL)
 _AT_LINE = re.compile(r"^line (?P<line>\d+), column \d+: ")  # a problem of the YAML text, not of a field
@@ -97,6 +99,14 @@ def validate(root: Path, base: str | None = None) -> Report:
     if cycle:
         report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",
                                        "read an earlier layer or split the product", domain=cycle[0][0]))
+    reported = {f.file for f in report.findings}
+    for path in project_yaml_files(mesh.root):  # dbt reads them all in a step; an alias bomb would stop it
+        if path in reported:  # a domain's dbt check read it already
+            continue
+        try:
+            read_yaml_text(path)
+        except ContractError as exc:
+            report.findings += contract_findings(exc, None)
     from mesh_assets.secrets import mesh_files, scan_secrets  # detect-secrets: only when validating
 
     report.findings += scan_secrets(mesh_files(mesh.root, mesh.settings.domains_dir))
@@ -105,6 +115,7 @@ def validate(root: Path, base: str | None = None) -> Report:
 
         current = {p.path: p for d in loaded for p in d.products}
         report.findings += breaking_change_findings(mesh.root, mesh.settings.domains_dir, base, current)
+    report.findings = list(dict.fromkeys(report.findings))  # one unreadable file is reached by several checks
     failed = {f.domain for f in report.errors}
     report.domains = {name: counts for name, counts in report.domains.items() if name not in failed}
     return report

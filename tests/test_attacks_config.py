@@ -249,3 +249,14 @@ def test_the_scan_lists_every_file_but_generated_ones(tiny_root: Path) -> None:
         tiny_root / "mesh.yaml", shop / "domain.yaml", shop / "products" / "customers.yaml",
         shop / "products" / "orders.yaml", shop / "sql" / "gold" / "order_totals.sql", notes,
         shop / "sql" / "silver" / "orders.sql", model]
+
+
+def test_an_alias_bomb_in_the_dbt_project_is_a_validate_finding(tiny_root: Path) -> None:
+    """dbt reads every YAML file of the project in a step: validate refuses a bomb in one before a run does."""
+    sources = tiny_root / "dbt" / "models" / "shop" / "_sources.yml"
+    _write_lines(sources, [*_BOMB_LINES, "sources: *h"])
+    proc = _limited([str(MESH), "validate", "--format", "json"], tiny_root)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+    refusals = [f for f in json.loads(proc.stdout)["findings"] if REFUSAL in f["message"]]
+    assert [(f["file"], f["line"]) for f in refusals] == [("dbt/models/shop/_sources.yml", 1)], refusals
+    assert "dbt files" in refusals[0]["message"]
