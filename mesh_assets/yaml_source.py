@@ -1,13 +1,13 @@
 """Read YAML files safely and fast (libyaml when present); find the line of a field only when an error needs it.
 
-Every YAML file the framework reads (``mesh.yaml``, ``domain.yaml``, data contracts, access requests, dbt
-properties, ``dagster.yaml``, ``workspace.yaml``) goes through :func:`read_yaml_text` first, which refuses, before the document is
-parsed:
+Every YAML file the framework reads (``mesh.yaml``, ``domain.yaml``, data contracts, access requests, the dbt
+project's files, ``dagster.yaml``, ``workspace.yaml``) goes through :func:`read_yaml_text` first, which refuses,
+before the document is parsed:
 
 - a file over :data:`MAX_FILE_BYTES` (1 MiB; the largest reference contract is 34 KB);
 - YAML anchors and aliases (``&name`` / ``*name``, merge keys ``<<: *name`` included): a 307-byte file of nested
-  aliases (the "billion laughs" attack) expands to hundreds of millions of values in whatever walks the data;
-  mesh files have no need for them, so they are refused rather than bounded.
+  aliases (the "billion laughs" attack) expands to 43 million values in whatever walks the data; mesh files
+  have no need for them, so they are refused rather than bounded.
 """
 
 from __future__ import annotations
