@@ -30,7 +30,7 @@ from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.identity import current_user, is_identity, is_member, same_identity
 from mesh_assets.mesh import Domain, Mesh
-from mesh_assets.yaml_source import YamlDocument, format_location, load_yaml
+from mesh_assets.yaml_source import YamlDocument, format_location, load_yaml, read_yaml_text
 
 REQUESTS_DIR = "access"
 STATUSES = ("pending", "approved", "denied", "revoked")
@@ -199,7 +199,7 @@ def revoke_access(mesh: Mesh, port: str, consumer: str, reason: str, revoked_by:
     table = mesh.output_port(producer, table_name)
     path = mesh.domain(producer).product_of(table).path
     yaml = _yaml()
-    data = yaml.load(path.read_text(encoding="utf-8"))
+    data = yaml.load(read_yaml_text(path))
     removed = []
     for role in list(data.get("roles") or []):
         custom = {p.get("property"): p.get("value") for p in role.get("customProperties") or []}
@@ -235,7 +235,7 @@ def _add_grant(mesh: Mesh, request: AccessRequest) -> None:
     table = mesh.output_port(request.producer, request.table)
     path = mesh.domain(request.producer).product_of(table).path
     yaml = _yaml()
-    data = yaml.load(path.read_text(encoding="utf-8"))
+    data = yaml.load(read_yaml_text(path))
     role = {
         "role": f"{request.consumer}_reads_{request.table}",
         "access": "read",

@@ -29,12 +29,13 @@ from dagster_dbt.asset_utils import build_dbt_specs
 
 from mesh_assets.access import pii_salt, runtime_access
 from mesh_assets.contracts import Table
-from mesh_assets.dbt_project import dbt_executable, load_manifest, project_dir
-from mesh_assets.errors import MeshError, PortError, TransformError, failure_class
+from mesh_assets.dbt_project import dbt_executable, load_manifest, project_dir, project_yaml_files
+from mesh_assets.errors import ContractError, MeshError, PortError, TransformError, failure_class
 from mesh_assets.mesh import Mesh
 from mesh_assets.outcomes import CheckOutcome
 from mesh_assets.sql_inputs import InputRef
 from mesh_assets.step_folders import new_step_folder
+from mesh_assets.yaml_source import read_yaml_text
 from resources import DuckDBEngine, PortStorage
 
 DBT_SELECT_TAG = "dagster_dbt/select"  # the op tag dagster-dbt reads the step's dbt selection from
@@ -138,6 +139,11 @@ def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, input
         finally:
             con.close()
         _write_profile(folder, database, engine, allowed, governance.pii_salt_env if masked else None)
+        for path in project_yaml_files(mesh.root):  # what dbt is about to read: no alias bomb, no huge file
+            try:
+                read_yaml_text(path)
+            except ContractError as exc:
+                raise TransformError(f"{'/'.join(table.key)}: the dbt project cannot be read safely: {exc}") from None
         dbt = DbtCliResource(project_dir=str(project_dir(mesh.root)), profiles_dir=str(folder),
                              dbt_executable=dbt_executable())
         invocation = dbt.cli(["build"], context=context, raise_on_error=False, target_path=folder / "target")

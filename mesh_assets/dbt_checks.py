@@ -20,10 +20,11 @@ from sqlglot.optimizer.qualify import qualify
 
 from mesh_assets.contracts import DataProduct, Table
 from mesh_assets.dbt_project import domain_sources, project_dir, properties_file, properties_text
-from mesh_assets.errors import MeshError
+from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.mesh import Domain, Mesh
 from mesh_assets.sql_inputs import find_inputs
+from mesh_assets.yaml_source import read_yaml_text
 
 SYNC_FIX = "run `mesh dbt sync` (then `make dbt-manifest`); change columns in the data contract, not in dbt"
 
@@ -44,7 +45,7 @@ def _expected(mesh: Mesh, table: Table) -> tuple[Path, str]:
     """The model's properties file and the text it should have (its dbt tests kept)."""
     assert table.transform is not None
     path = properties_file(table.transform)
-    existing = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    existing = yaml.safe_load(read_yaml_text(path)) if path.is_file() else None
     return path, properties_text(table, _relative(table.contract_path, mesh.root), existing)
 
 
@@ -63,10 +64,16 @@ def sync_properties(mesh: Mesh) -> list[Path]:
 
 def dbt_findings(mesh: Mesh, domain: Domain) -> list[Finding]:
     """Every problem of ``domain``'s dbt models against their data contracts (see the module docstring)."""
+    from mesh_assets.validation import contract_findings  # validation imports this module
+
     findings: list[Finding] = []
     for _, table in dbt_tables(domain):
         assert table.transform is not None
-        path, text = _expected(mesh, table)
+        try:
+            path, text = _expected(mesh, table)
+        except ContractError as exc:  # its properties file cannot be read safely
+            findings += contract_findings(exc, domain.name)
+            continue
         actual = path.read_text(encoding="utf-8") if path.is_file() else None
         if actual != text:
             what = "is missing" if actual is None else "differs from the data contract"
@@ -76,7 +83,10 @@ def dbt_findings(mesh: Mesh, domain: Domain) -> list[Finding]:
         findings += _column_findings(mesh, domain, table)
     folder = project_dir(mesh.root) / "models" / domain.name
     if folder.is_dir():
-        findings += _source_findings(domain, folder)
+        try:
+            findings += _source_findings(domain, folder)
+        except ContractError as exc:
+            findings += contract_findings(exc, domain.name)
     return findings
 
 

@@ -28,6 +28,7 @@ from dagster import DagsterInstance
 from dagster_postgres.utils import DagsterPostgresException
 
 from mesh_assets.errors import MeshError
+from mesh_assets.yaml_source import read_yaml_text
 
 POSTGRES_URL_ENV = "MESH_POSTGRES_URL"
 # The driver is named: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, and dagster-postgres installs psycopg2.
@@ -138,7 +139,7 @@ def get_instance(environ: Mapping[str, str] = os.environ) -> DagsterInstance:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_yaml_text(path))
     except yaml.YAMLError as exc:
         raise MeshError(f"{path} is not valid YAML: {exc}") from None
     if data is None:

@@ -122,10 +122,12 @@ def _workspace_with(path: Path, module: str, location: str) -> str:
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+    from mesh_assets.yaml_source import read_yaml_text
+
     rt = YAML()
     rt.indent(mapping=2, sequence=4, offset=2)
     rt.width = 4096
-    data = rt.load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    data = rt.load(read_yaml_text(path)) if path.is_file() else None
     if data is None:
         data = rt.load(_WORKSPACE_HEADER + "load_from: []\n")
     if not isinstance(data, dict) or not isinstance(data.get("load_from") or [], list):

@@ -6,7 +6,7 @@
 3. access — grants name existing domains; each grant rests on a valid approved request file and every request
    file is valid (mesh_assets.access_requests); every domain lists its members and ``CODEOWNERS`` is in sync
    (mesh_assets.codeowners); readers of deprecated ports are warned;
-4. security — no secret-looking literal in the mesh's YAML (mesh_assets.secrets); every column computed from a
+4. security — no secret-looking literal in the mesh's files (mesh_assets.secrets); every column computed from a
    sensitive column is classified sensitive or declassified with a reason (mesh_assets.classification);
 5. change management — with a base git ref, breaking changes of output ports need a major version bump
    (mesh_assets.changes);
@@ -28,13 +28,16 @@ from mesh_assets.assets import table_asset
 from mesh_assets.classification import classification_findings
 from mesh_assets.codeowners import codeowners_findings
 from mesh_assets.dbt_checks import dbt_findings
+from mesh_assets.dbt_project import project_yaml_files
 from mesh_assets.errors import ContractError, ContractsError, MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.graph import cycle_message, find_cycle
 from mesh_assets.mesh import Domain, Mesh, load_mesh
 from mesh_assets.policies import policy_findings
+from mesh_assets.yaml_source import read_yaml_text
 
 _PROBLEM = re.compile(r"^(?P<field>.+?)(?: \(line (?P<line>\d+)\))?: (?P<message>.*)$", re.DOTALL)
+_AT_LINE = re.compile(r"^line (?P<line>\d+), column \d+: ")  # a problem of the YAML text, not of a field
 
 
 @dataclass
@@ -62,7 +65,9 @@ def contract_findings(exc: ContractError, domain: str | None) -> list[Finding]:
             out.append(Finding("error", "structure/contract", match["message"], "", exc.path,
                                int(match["line"]) if match["line"] else None, match["field"], domain))
         else:
-            out.append(Finding("error", "structure/contract", problem, "", exc.path, None, None, domain))
+            at = _AT_LINE.match(problem)
+            out.append(Finding("error", "structure/contract", problem, "", exc.path,
+                               int(at["line"]) if at else None, None, domain))
     return out
 
 
@@ -107,15 +112,24 @@ def validate(root: Path, base: str | None = None) -> Report:
     if cycle:
         report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",
                                        "read an earlier layer or split the product", domain=cycle[0][0]))
-    from mesh_assets.secrets import all_mesh_yaml, scan_secrets  # detect-secrets: only when validating
+    reported = {f.file for f in report.findings}
+    for path in project_yaml_files(mesh.root):  # dbt reads them all in a step; an alias bomb would stop it
+        if path in reported:  # a domain's dbt check read it already
+            continue
+        try:
+            read_yaml_text(path)
+        except ContractError as exc:
+            report.findings += contract_findings(exc, None)
+    from mesh_assets.secrets import mesh_files, scan_secrets  # detect-secrets: only when validating
 
-    report.findings += scan_secrets(all_mesh_yaml(mesh.root, mesh.settings.domains_dir))
+    report.findings += scan_secrets(mesh_files(mesh.root, mesh.settings.domains_dir))
     if base:
         from mesh_assets.changes import breaking_change_findings
 
         current = {p.path: p for d in loaded for p in d.products}
         report.findings += breaking_change_findings(mesh.root, mesh.settings.domains_dir, base, current,
                                                     mesh.settings.governance.sensitive_classifications)
+    report.findings = list(dict.fromkeys(report.findings))  # one unreadable file is reached by several checks
     failed = {f.domain for f in report.errors}
     report.domains = {name: counts for name, counts in report.domains.items() if name not in failed}
     return report
