@@ -166,8 +166,8 @@ class Port:
         if missing:
             what = "has no masked copy" if done is None else f"has a masked copy that leaves {', '.join(missing)} clear"
             raise PortError(f"port {'/'.join(self.key)}: its current snapshot {snapshot.id} {what}, so readers "
-                            f"without a PII grant cannot read it; run its producer again (mesh run "
-                            f"{'/'.join(self.key)}) to publish a snapshot with a masked copy")
+                            f"without a PII grant cannot read it; run its producer again (mesh run --domain "
+                            f"{self.key[0]}) to publish a snapshot with a masked copy")
         return self.masked(snapshot.id)
 
     def _remove(self, snapshot_id: str) -> None:
