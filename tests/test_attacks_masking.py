@@ -178,6 +178,8 @@ def test_profiles_samples_events_and_catalog_hold_no_clear_value(attacked, insta
 
     out = tmp_path / "catalog"
     build_catalog(load_mesh(root), out, instance)
+    current = json.loads((root / PORT / "_current.json").read_text())["snapshot"]
+    assert f"{(root / PORT).resolve()}/masked/{current}/*.parquet" in (out / "products/shop.orders.html").read_text()
     for page in out.rglob("*"):
         if page.is_file() and page.suffix in (".html", ".js", ".json"):
             assert _leaks(page.read_text(encoding="utf-8"), names) == [], page
