@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+from collections.abc import Collection
 from typing import Any
 
 import duckdb
@@ -102,6 +103,32 @@ def run_rules(con: duckdb.DuckDBPyConnection | SqlSession, relation: str, table:
         outcome = _outcome(rule, rows, bad, sample_expr, sample_rows, measure_sql)
         outcome.metadata.update(extra)
         outcomes.append(outcome)
+    return outcomes
+
+
+REDACTED = "<masked>"  # what a check sample shows instead of a sensitive column's value
+WHOLE_RECORD = "raw_line"  # a sample field holding a whole source record (a bronze table's rejects)
+
+
+def redact_samples(outcomes: list[CheckOutcome], sensitive: Collection[str]) -> list[CheckOutcome]:
+    """``outcomes`` with every clear value of a ``sensitive`` column replaced by ``<masked>`` (null stays
+    null), in place, and returned: in the failing-row ``sample`` of each check; a whole source record
+    (``raw_line`` of rejects) when any column is sensitive, since it may hold them all; and a SQL rule's
+    non-numeric ``observed_value``, which may be a value of the table. Check metadata goes to the Dagster event
+    log and OpenLineage, which readers of the port without a PII grant may see (docs/governance.md)."""
+    if not sensitive:
+        return outcomes
+    hidden = {*sensitive, WHOLE_RECORD}
+    for outcome in outcomes:
+        sample = outcome.metadata.get("sample")
+        if isinstance(sample, list):
+            outcome.metadata["sample"] = [
+                {k: REDACTED if k in hidden and v is not None else v for k, v in row.items()}
+                if isinstance(row, dict) else REDACTED for row in sample]
+        if "error" in outcome.metadata and outcome.metadata.get("observed_value") is not None:  # not a number
+            outcome.metadata["observed_value"] = REDACTED
+            outcome.metadata["error"] = "the rule's query returned a value that is not a number (not shown: the " \
+                                        "table has sensitive columns)"
     return outcomes
 
 

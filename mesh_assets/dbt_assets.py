@@ -7,9 +7,9 @@ sources keyed by their ``meta.dagster.asset_key``. The step's asset also carries
 one multi-asset of its own rather than ``@dbt_assets`` itself, which takes no extra checks.
 
 Step (:func:`dbt_build`): a private folder per step holds a DuckDB file in which the model's inputs are views over
-their ports' current snapshots (masked as the access rules say); ``dbt build`` runs the model and its tests there,
-with a profile written for this step only, so parallel steps and domains share no DuckDB file and cannot lock
-each other. The framework then audits and publishes the built table like any other output
+their ports' current snapshots (the masked copy where the access rules mask columns); ``dbt build`` runs the
+model and its tests there, with a profile written for this step only, so parallel steps and domains share no
+DuckDB file and cannot lock each other. The framework then audits and publishes the built table like any other output
 (``materialize_table``): the dbt tests block publishing like the contract's checks.
 
 No ``from __future__ import annotations``: Dagster reads the compute function's annotations at run time.
@@ -27,7 +27,7 @@ import yaml
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 from dagster_dbt.asset_utils import build_dbt_specs
 
-from mesh_assets.access import pii_salt, runtime_access
+from mesh_assets.access import runtime_access
 from mesh_assets.contracts import Table
 from mesh_assets.dbt_project import dbt_executable, load_manifest, project_dir, project_yaml_files
 from mesh_assets.errors import ContractError, MeshError, PortError, TransformError, failure_class
@@ -115,30 +115,22 @@ def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, input
         TransformError: an input has no published snapshot, or the model fails (dbt's message, file and fix).
         TransientError: the model failed on I/O, a lost connection or memory (mesh_assets.errors.is_transient).
     """
-    from mesh_assets.materialize import BuiltRelation
+    from mesh_assets.materialize import BuiltRelation, input_snapshots
 
     governance = mesh.settings.governance
     access = runtime_access(table.domain, inputs, producers, governance)
     folder = new_step_folder(mesh.settings, f"dbt-{table.dbt_model}-")
     try:
         database = folder / f"{PROFILE}.duckdb"
-        masked = any(a.masked for a in access.values())
         allowed = [str(folder)]
         con = duckdb.connect(str(database))
         try:
-            if masked:
-                engine.enable_masking(con, pii_salt(governance))
-            for ref in inputs:
-                try:
-                    snapshot = storage.port(ref.key).current_snapshot()
-                except PortError as exc:
-                    raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
-                engine.register_view(con, ref.schema, ref.table, snapshot.glob,
-                                     access[ref.key].masked if ref.key in access else ())
+            for ref, snapshot in input_snapshots(table, inputs, storage, access):
+                engine.register_view(con, ref.schema, ref.table, snapshot.glob)
                 allowed.append(snapshot.path)
         finally:
             con.close()
-        _write_profile(folder, database, engine, allowed, governance.pii_salt_env if masked else None)
+        _write_profile(folder, database, engine, allowed)
         for path in project_yaml_files(mesh.root):  # what dbt is about to read: no alias bomb, no huge file
             try:
                 read_yaml_text(path)
@@ -165,12 +157,11 @@ def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, input
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _write_profile(folder: Path, database: Path, engine: DuckDBEngine, allowed: list[str],
-                   salt_env: str | None) -> None:
-    """The step's dbt profile: its DuckDB file, the engine's limits, the mesh's plugin (masking, lockdown)."""
+def _write_profile(folder: Path, database: Path, engine: DuckDBEngine, allowed: list[str]) -> None:
+    """The step's dbt profile: its DuckDB file, the engine's limits, the mesh's plugin (file lockdown)."""
     config = {k: v for k, v in {"threads": engine.threads, "memory_limit": engine.memory_limit,
                                 "temp_directory": engine.temp_directory}.items() if v}
-    plugin = {"allowed_directories": allowed, **({"pii_salt_env": salt_env} if salt_env else {})}
+    plugin = {"allowed_directories": allowed}
     profile = {PROFILE: {"target": TARGET, "outputs": {TARGET: {
         "type": "duckdb", "path": str(database), "schema": "main", "threads": 1, "config_options": config,
         "plugins": [{"module": "mesh_assets.dbt_plugin", "config": plugin}]}}}}

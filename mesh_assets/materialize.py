@@ -4,8 +4,13 @@
 2. compare the output's columns and types with the contract (``schema``; for bronze also ``schema_drift``)
    before writing anything;
 3. write a new snapshot with ``COPY … TO … (FORMAT parquet)`` (bronze: also its rejects snapshot);
-4. run the contract's rules on that snapshot, and profile it;
-5. publish (swap the pointers) only if no blocking check failed; prune old snapshots.
+4. run the contract's rules on that snapshot, and profile it (sensitive columns: counts only);
+5. publish (swap the pointers) only if no blocking check failed, an output port with sensitive columns after
+   writing its masked copy (:func:`write_masked_copy`); prune old snapshots.
+
+Other domains' ports are read from the folder of their current snapshot only: the masked copy when the
+reading domain sees sensitive columns masked, the clear files otherwise. No step connection has a masking
+function: masking is done once, by the producer, when it publishes.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from typing import Any
 import duckdb
 import sqlglot
 
-from mesh_assets.access import pii_salt, runtime_access
-from mesh_assets.checks import run_rules
+from mesh_assets.access import pii_salt, runtime_access, sensitive_columns
+from mesh_assets.checks import redact_samples, run_rules
 from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
 from mesh_assets.errors import MeshError, PortError, TransformError, error_message, failure_class
@@ -38,13 +43,14 @@ from mesh_assets.ingestion import (
     source_files,
 )
 from mesh_assets.outcomes import CheckOutcome, schema_outcome, weighted_passes
-from mesh_assets.ports import Port, Snapshot
+from mesh_assets.ports import MASKED, Port, Snapshot
 from mesh_assets.python_transforms import python_source, run_transform
 from mesh_assets.profile import profile_relation, write_profile
 from mesh_assets.settings import MeshSettings
 from mesh_assets.sql_functions import FunctionNotAllowed, check_sql
 from mesh_assets.sql_inputs import PREVIOUS, InputRef
 from resources import DuckDBEngine, PortStorage
+from resources.duckdb_engine import MASK_FUNCTION
 
 BUILT = "built"  # the catalog a built output (a dbt model's DuckDB file) is attached as, read-only
 PYTHON_OUTPUT = "python_output"  # the view of a Python transform's returned relation
@@ -104,7 +110,11 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
     references = references or {}
     reads = [ref for ref in [*inputs, *references.values()] if ref.key != table.key]  # self: the audited snapshot
     access = runtime_access(table.domain, reads, producers or {}, settings.governance)
-    input_folders = [f"{storage.root}/{'/'.join(ref.key)}" for ref in reads]
+    masking = masking_for(table, engine, settings)
+    sensitive = sensitive_columns(table, settings.governance)
+    snapshots = list(input_snapshots(table, reads, storage, access))
+    # of the ports it reads, a step reaches the folder of the current snapshot only (the masked copy when masked)
+    input_folders = [snapshot.path for _, snapshot in snapshots]
     if built is not None:
         input_folders.append(str(Path(built.database).parent))
     files = source_files(table, settings.landing_path) if table.layer == "bronze" else []
@@ -114,10 +124,8 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         if built is not None:
             database = built.database.replace("'", "''")
             con.execute(f"ATTACH '{database}' AS {BUILT} (READ_ONLY)")
-        if any(a.masked for a in access.values()):
-            engine.enable_masking(con, pii_salt(settings.governance))
-        for ref, snapshot, masked in input_snapshots(table, reads, storage, access):
-            engine.register_view(con, ref.schema, ref.table, snapshot.glob, masked)
+        for ref, snapshot in snapshots:
+            engine.register_view(con, ref.schema, ref.table, snapshot.glob)
         first: list[CheckOutcome] = list(built.outcomes) if built is not None else []
         drift = None
         if table.layer == "bronze":
@@ -176,9 +184,9 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
                 rejects = (rejects_port, rejects_snapshot, rejected)
             engine.register_view(con, table.layer, table.name, snapshot.glob)
             targets = {name: f"{ref.schema}.{ref.table}" for name, ref in references.items()}
-            outcomes = [*first, *run_rules(con, f"{table.layer}.{table.name}", table, settings.checks.sample_rows,
-                                           targets)]
-            profile = profile_relation(con, f"{table.layer}.{table.name}")
+            outcomes = redact_samples([*first, *run_rules(con, f"{table.layer}.{table.name}", table,
+                                                          settings.checks.sample_rows, targets)], sensitive)
+            profile = profile_relation(con, f"{table.layer}.{table.name}", sensitive=sensitive)
             write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
             transform_sql = built.sql if built is not None else sql
             metadata: dict[str, Any] = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin,
@@ -192,7 +200,7 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
                            for r in inputs}
                 metadata["column_lineage"] = column_lineage(transform_sql, inputs, columns)
             published = publish_if_passed(outcomes, written, rows, rejects[2] if rejects else None, run_id,
-                                          "duckdb", settings)
+                                          "duckdb", settings, masking)
             return TableResult(published, snapshot.id, rows, outcomes, metadata,
                                (rejects[1].id, rejects[2]) if rejects else None, profile)
     finally:
@@ -238,19 +246,74 @@ def _copy(con: duckdb.DuckDBPyConnection, sql: str, snapshot: Snapshot, origin: 
 
 
 def input_snapshots(table: Table, reads: list[InputRef], storage: PortStorage, access: dict[tuple[str, str, str], Any]
-                    ) -> Iterator[tuple[InputRef, Snapshot, tuple[str, ...]]]:
-    """Each port in ``reads`` with its current snapshot and the columns to mask for ``table``'s domain
-    (``access``: port key → ``mesh_assets.access.Access``), for either engine to register.
+                    ) -> Iterator[tuple[InputRef, Snapshot]]:
+    """Each port in ``reads`` with the files ``table``'s domain reads, for any engine to register as a plain
+    view: the current snapshot's masked copy when ``access`` (port key → ``mesh_assets.access.Access``) masks
+    columns, else the current snapshot.
 
     Raises:
-        TransformError: a port has no published snapshot (the message names the table and the port).
+        TransformError: a port has no published snapshot, or must be read masked and its current snapshot has
+            no masked copy (the message names the table, the port and says to run the producer again).
     """
     for ref in reads:
+        masked = access[ref.key].masked if ref.key in access else ()
+        port = storage.port(ref.key)
         try:
-            snapshot = storage.port(ref.key).current_snapshot()
+            snapshot = port.current_masked(masked) if masked else port.current_snapshot()
         except PortError as exc:
             raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
-        yield ref, snapshot, tuple(access[ref.key].masked) if ref.key in access else ()
+        yield ref, snapshot
+
+
+@dataclass(frozen=True)
+class Masking:
+    """How the masked copy of an output port's snapshots is written: ``columns`` (the sensitive ones) become
+    HMAC-SHA256 hex digests keyed by ``salt``, on a connection of ``engine``."""
+
+    engine: DuckDBEngine
+    columns: tuple[str, ...]
+    salt: bytes = field(repr=False)
+
+
+def masking_for(table: Table, engine: DuckDBEngine, settings: MeshSettings) -> Masking | None:
+    """The masking of ``table``'s published snapshots: ``None`` unless it is an output port (gold) with
+    sensitive columns (``governance.sensitive_classifications``).
+
+    Raises:
+        MeshError: the salt variable is unset or too short (mesh_assets.access.pii_salt), before anything runs.
+    """
+    columns = sensitive_columns(table, settings.governance) if table.layer == "gold" else ()
+    return Masking(engine, columns, pii_salt(settings.governance)) if columns else None
+
+
+def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking) -> Snapshot:
+    """Write the masked copy of ``snapshot`` (any engine's Parquet files) into ``port``'s masked folder and
+    return it: the same rows and columns, each of ``masking.columns`` replaced by the HMAC-SHA256 hex digest
+    (RFC 2104, 64 characters, VARCHAR) of its value as text; null stays null. One ``COPY`` on a private DuckDB
+    connection allowed only the two folders, on which no other SQL runs, so the masking function and its
+    salt are never within reach of a transform's or a reader's query. ``_masked.json`` is written last.
+
+    Raises:
+        TransientError: the files cannot be read or written (I/O); TransformError: another DuckDB error.
+    """
+    target = port.masked(snapshot.id)
+    port.fs.makedirs(f"{port.path}/{MASKED}/{snapshot.id}", exist_ok=True)
+    engine = masking.engine
+    con = engine.connect(port.url(port.path), allowed_directories=[snapshot.path, target.path])
+    try:
+        engine.enable_masking(con, masking.salt)
+        replace = ", ".join(f'{MASK_FUNCTION}(CAST("{c}" AS VARCHAR)) AS "{c}"' for c in masking.columns)
+        source, data_file = snapshot.glob.replace("'", "''"), target.data_file.replace("'", "''")
+        try:
+            con.execute(f"COPY (SELECT * REPLACE ({replace}) FROM read_parquet('{source}')) TO '{data_file}' "
+                        "(FORMAT parquet, COMPRESSION zstd)").fetchall()
+        except duckdb.Error as exc:
+            raise _failure(exc)(f"{'/'.join(port.key)}: writing the masked copy of snapshot {snapshot.id} failed: "
+                                f"{_message(exc)}. Nothing was published") from None
+    finally:
+        engine.close(con, f"{'__'.join(port.key)}__masked")
+    port.mark_masked(snapshot.id, masking.columns)
+    return target
 
 
 @contextlib.contextmanager
@@ -266,18 +329,26 @@ def discard_on_failure(written: list[tuple[Port, Snapshot]]) -> Iterator[None]:
 
 
 def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Snapshot]], rows: int,
-                      rejected: int | None, run_id: str, engine: str, settings: MeshSettings) -> bool:
-    """The publish step of write–audit–publish, for both engines: when no blocking check in ``outcomes`` failed,
-    publish ``written`` (the table's snapshot first in the list, then its rejects snapshot, ``rejected`` rows)
-    — the rejects first, so the table never points at data whose rejects are not visible — recording rows,
-    run, engine and the severity-weighted check results in the pointer; otherwise mark every written snapshot
-    unpublished, naming the failed checks. Returns whether it published."""
+                      rejected: int | None, run_id: str, engine: str, settings: MeshSettings,
+                      masking: Masking | None = None) -> bool:
+    """The publish step of write–audit–publish, for every engine: when no blocking check in ``outcomes``
+    failed, write the table's masked copy when ``masking`` says so (:func:`write_masked_copy`: a published
+    snapshot always has it), then publish ``written`` (the table's snapshot first in the list, then its rejects
+    snapshot, ``rejected`` rows) — the rejects first, so the table never points at data whose rejects are not
+    visible — recording rows, run, engine and the severity-weighted check results in the pointer; otherwise
+    mark every written snapshot unpublished, naming the failed checks. Returns whether it published.
+
+    Raises:
+        TransientError, TransformError: the masked copy could not be written; nothing is published then.
+    """
     if any(o.blocking and not o.passed for o in outcomes):
         failed = ", ".join(o.name for o in outcomes if o.blocking and not o.passed)
         for written_port, written_snapshot in written:
             written_port.mark_unpublished(written_snapshot.id, f"blocking check(s) failed: {failed}")
         return False
     (port, snapshot), *rejects = written
+    if masking is not None:
+        write_masked_copy(port, snapshot, masking)
     for rejects_port, rejects_snapshot in rejects:
         _publish(rejects_port, rejects_snapshot, {"rows": rejected, "run_id": run_id}, settings)
     passed, total = weighted_passes(outcomes, settings.checks.severity_weights)

@@ -4,6 +4,8 @@ Layout of the port ``<domain>/<layer>/<table>`` under the storage root::
 
     <root>/<domain>/<layer>/<table>/
         snapshots/<snapshot id>/part-0.parquet   immutable once written
+        masked/<snapshot id>/part-0.parquet      the same rows, sensitive columns masked (output ports with
+                                                  sensitive columns only); _masked.json lists those columns
         _current.json                             {"snapshot": id, "rows": n, "published_at": …, "run_id": …}
 
 A snapshot id is ``<UTC time %Y%m%dT%H%M%S%fZ>-<run id prefix>``, so ids sort by creation time. Readers
@@ -16,6 +18,11 @@ A snapshot folder records how it ended: ``_published.json`` (it passed its audit
 written, ``_writer.json`` names the writing process (host, pid, its start time). A snapshot with neither
 ending whose writer is gone — a process killed mid-write — is an orphan: the next write of the port deletes it
 (:meth:`Port.clean_orphans`).
+
+The masked copy of a snapshot (mesh_assets.materialize.write_masked_copy) sits in a sibling folder, never under
+the clear one, so a reader can be allowed the one without the other: DuckDB's ``allowed_directories`` and
+object-store permissions both work by path prefix. It belongs to its snapshot: discarding, pruning and orphan
+cleaning delete both.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ DATA_FILE = "part-0.parquet"
 PUBLISHED = "_published.json"  # in a snapshot folder: the snapshot passed its audit and was published
 UNPUBLISHED = "_unpublished.json"  # a blocking check failed: never published, kept for inspection
 WRITER = "_writer.json"  # the process writing the snapshot
+MASKED = "masked"  # beside snapshots/: the masked copy of each snapshot of a port with sensitive columns
+MASKED_COLUMNS = "_masked.json"  # in a masked copy's folder, written last: {"snapshot": id, "columns": [...]}
 # An unfinished snapshot written from another host, whose process cannot be checked, is an orphan after this
 # long (seconds); Iceberg's remove_orphan_files waits 3 days for the same reason (a write may still be running).
 ORPHAN_AGE = 86400
@@ -138,6 +147,53 @@ class Port:
         self.fs.pipe_file(f"{path}/{WRITER}", json.dumps({"run_id": run_id, **process_owner()}).encode())
         return Snapshot(snapshot_id, self.url(path))
 
+    def masked(self, snapshot_id: str) -> Snapshot:
+        """Where the masked copy of ``snapshot_id`` lives (it may not exist). Raises :class:`PortError` for a
+        string that is not a snapshot id."""
+        self.snapshot(snapshot_id)  # validates the id before a path is built from it
+        return Snapshot(snapshot_id, self.url(f"{self.path}/{MASKED}/{snapshot_id}"))
+
+    def mark_masked(self, snapshot_id: str, columns: tuple[str, ...] | list[str]) -> None:
+        """Record that the masked copy of ``snapshot_id`` is complete, with ``columns`` masked."""
+        self.fs.pipe_file(f"{self.path}/{MASKED}/{snapshot_id}/{MASKED_COLUMNS}", json.dumps(
+            {"snapshot": snapshot_id, "columns": list(columns)}).encode())
+
+    def masked_columns(self, snapshot_id: str) -> tuple[str, ...] | None:
+        """The columns masked in the complete masked copy of ``snapshot_id``; ``None`` when it has none (a
+        snapshot published before masked copies were written, or a copy whose writer died)."""
+        self.snapshot(snapshot_id)
+        try:
+            with self.fs.open(f"{self.path}/{MASKED}/{snapshot_id}/{MASKED_COLUMNS}", "r") as handle:
+                columns = json.load(handle).get("columns")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return tuple(columns) if isinstance(columns, list) else None
+
+    def current_masked(self, columns: tuple[str, ...] | list[str]) -> Snapshot:
+        """The masked copy of the current snapshot, for a reader who must see ``columns`` masked.
+
+        Raises:
+            PortError: nothing was published, or the current snapshot has no masked copy masking every one of
+                ``columns`` (published before masked copies existed, or before a column was classified): the
+                message says to run the producer again. The clear files are never offered instead.
+        """
+        snapshot = self.current_snapshot()
+        done = self.masked_columns(snapshot.id)
+        missing = [c for c in columns if c not in (done or ())]
+        if missing:
+            what = "has no masked copy" if done is None else f"has a masked copy that leaves {', '.join(missing)} clear"
+            raise PortError(f"port {'/'.join(self.key)}: its current snapshot {snapshot.id} {what}, so readers "
+                            f"without a PII grant cannot read it; run its producer again (mesh run --domain "
+                            f"{self.key[0]}) to publish a snapshot with a masked copy")
+        return self.masked(snapshot.id)
+
+    def _remove(self, snapshot_id: str) -> None:
+        """Delete the snapshot ``snapshot_id`` and its masked copy, the copy first (a copy never outlives its
+        snapshot, even when the deletion is interrupted)."""
+        for folder in (f"{self.path}/{MASKED}/{snapshot_id}", f"{self.path}/snapshots/{snapshot_id}"):
+            if self.fs.exists(folder):
+                self.fs.rm(folder, recursive=True)
+
     def _marked(self, snapshot_id: str, marker: str) -> bool:
         return self.fs.exists(f"{self.path}/snapshots/{snapshot_id}/{marker}")
 
@@ -160,7 +216,7 @@ class Port:
                 return False
         except PortError:  # a broken pointer: keep everything for `mesh rollback`
             return False
-        self.fs.rm(f"{self.path}/snapshots/{snapshot_id}", recursive=True)
+        self._remove(snapshot_id)
         return True
 
     def orphans(self, max_age: float = ORPHAN_AGE) -> list[str]:
@@ -183,10 +239,17 @@ class Port:
         return owner_gone(writer, created.timestamp(), max_age)
 
     def clean_orphans(self, max_age: float = ORPHAN_AGE) -> list[str]:
-        """Delete the port's orphaned snapshots (:meth:`orphans`) and return their ids."""
+        """Delete the port's orphaned snapshots (:meth:`orphans`) with their masked copies, and masked copies
+        whose snapshot is gone; return the ids of the orphaned snapshots."""
         doomed = self.orphans(max_age)
         for snapshot_id in doomed:
-            self.fs.rm(f"{self.path}/snapshots/{snapshot_id}", recursive=True)
+            self._remove(snapshot_id)
+        folder = f"{self.path}/{MASKED}"
+        if self.fs.exists(folder):
+            kept = set(self.snapshot_ids())
+            for path in self.fs.ls(folder, detail=False):
+                if path.rstrip("/").rsplit("/", 1)[-1] not in kept:
+                    self.fs.rm(path, recursive=True)
         return doomed
 
     def current(self) -> dict[str, Any] | None:
@@ -281,5 +344,5 @@ class Port:
         ids = [s for s in self.snapshot_ids() if self.finished(s)]
         doomed = [s for s in ids[: max(len(ids) - keep, 0)] if s != current]
         for snapshot_id in doomed:
-            self.fs.rm(f"{self.path}/snapshots/{snapshot_id}", recursive=True)
+            self._remove(snapshot_id)
         return doomed

@@ -8,19 +8,25 @@ A profile is a list with one dict per column, in column order::
      "approx_distinct": int,                # DuckDB approx_count_distinct (HyperLogLog, a few % off)
      "min": str | None, "max": str | None,  # DuckDB's text form (CAST … AS VARCHAR); None when all null
      "mean": float | None,                  # numeric columns only: avg cast to DOUBLE
-     "top_values": [{"value": str, "rows": int}, …]}  # most frequent non-null values first
+     "top_values": [{"value": str, "rows": int}, …],  # most frequent non-null values first
+     "sensitive": bool}                     # present and true for a sensitive column (below)
 
 All per-column aggregates come from ONE ``SELECT`` (one scan of the Parquet behind a view); top values cost
 one extra ``GROUP BY`` per low-cardinality column, since only those are worth listing. Nested and other
 unorderable types (LIST, ARRAY, STRUCT, MAP, UNION, VARIANT, GEOMETRY, …) get rows, nulls and
 approx_distinct only: their min/max/mean are None and they have no top values.
+
+A sensitive column (classified ``pii`` or as ``governance.sensitive_classifications`` says) gets counts only:
+rows, nulls, null_percent and approx_distinct. Its min, max, mean and top values are never computed, because a
+profile goes where readers without a PII grant look: ``profile.json`` beside the snapshot, the Dagster event
+log, the catalog.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import dagster as dg
@@ -45,7 +51,7 @@ _UI_CHARS = 40  # longest value shown in a cell of the Dagster UI table; the JSO
 
 
 def profile_relation(con: duckdb.DuckDBPyConnection | SqlSession, relation: str, top_values: int = 5,
-                     low_cardinality: int = 50) -> list[dict[str, Any]]:
+                     low_cardinality: int = 50, sensitive: Collection[str] = ()) -> list[dict[str, Any]]:
     """The profile (see the module docstring) of the table or view ``relation``, e.g. ``silver.orders``, of a
     DuckDB connection or an engine's :class:`SqlSession` (on Spark the same queries run translated; types are
     spelled as DuckDB spells them, text forms are Spark's).
@@ -54,6 +60,7 @@ def profile_relation(con: duckdb.DuckDBPyConnection | SqlSession, relation: str,
     trusted names only. Top values (at most ``top_values``, ties by value) are listed only for orderable
     columns whose approx_distinct ≤ ``low_cardinality``; other columns get an empty list. Values and min/max
     are strings in DuckDB's text form (``1992-01-02``, ``901.00``, ``true``); NULL is never a top value.
+    Columns named in ``sensitive`` get counts only (module docstring).
 
     Raises:
         ValueError: ``top_values`` or ``low_cardinality`` is negative.
@@ -72,6 +79,8 @@ def profile_relation(con: duckdb.DuckDBPyConnection | SqlSession, relation: str,
     for name, type_id, _ in columns:
         q = _quote(name)
         selects += [f"count({q})", f"approx_count_distinct({q})"]
+        if name in sensitive:
+            continue
         if type_id in _ORDERABLE:
             selects += [f"CAST(min({q}) AS VARCHAR)", f"CAST(max({q}) AS VARCHAR)"]
         if type_id in _NUMERIC:
@@ -83,7 +92,8 @@ def profile_relation(con: duckdb.DuckDBPyConnection | SqlSession, relation: str,
     for name, type_id, type_name in columns:
         nulls = rows - next(values)
         approx_distinct = next(values)
-        orderable = type_id in _ORDERABLE
+        hidden = name in sensitive
+        orderable = type_id in _ORDERABLE and not hidden
         minimum, maximum = (next(values), next(values)) if orderable else (None, None)
         profile.append({
             "column": name,
@@ -94,11 +104,19 @@ def profile_relation(con: duckdb.DuckDBPyConnection | SqlSession, relation: str,
             "approx_distinct": approx_distinct,
             "min": minimum,
             "max": maximum,
-            "mean": next(values) if type_id in _NUMERIC else None,
+            "mean": next(values) if type_id in _NUMERIC and not hidden else None,
             "top_values": (_top_values(query, relation, name, top_values)
                            if orderable and 0 < approx_distinct <= low_cardinality and top_values else []),
+            **({"sensitive": True} if hidden else {}),
         })
     return profile
+
+
+def redact_profile(profile: list[dict[str, Any]], sensitive: Collection[str]) -> list[dict[str, Any]]:
+    """``profile`` with the columns named in ``sensitive`` reduced to counts (module docstring), for a
+    profile stored before its columns were classified, or by an older version; other columns unchanged."""
+    return [{**c, "min": None, "max": None, "mean": None, "top_values": [], "sensitive": True}
+            if c.get("column") in sensitive else c for c in profile]
 
 
 def _top_values(query: Callable[[str], list[tuple[Any, ...]]], relation: str, column: str, limit: int
@@ -117,8 +135,8 @@ def profile_metadata(profile: list[dict[str, Any]]) -> dg.TableMetadataValue:
     """The profile as a Dagster table (one record per column) for an asset's materialization metadata.
 
     Record fields: column, type, null_percent (0–100), approx_distinct, min, max, mean, top_values — the
-    last rendered as ``F (3), O (2)`` (value, rows). Strings longer than 40 characters are cut with ``…``
-    so the UI table stays readable; ``write_profile`` keeps them whole.
+    last rendered as ``F (3), O (2)`` (value, rows), or ``sensitive: counts only``. Strings longer than 40
+    characters are cut with ``…`` so the UI table stays readable; ``write_profile`` keeps them whole.
     """
     schema = dg.TableSchema(columns=[
         dg.TableColumn("column", "string"), dg.TableColumn("type", "string"),
@@ -134,7 +152,8 @@ def profile_metadata(profile: list[dict[str, Any]]) -> dg.TableMetadataValue:
         "min": _short(c["min"]),
         "max": _short(c["max"]),
         "mean": c["mean"],
-        "top_values": ", ".join(f"{_short(t['value'])} ({t['rows']})" for t in c["top_values"]),
+        "top_values": ("sensitive: counts only" if c.get("sensitive") else
+                       ", ".join(f"{_short(t['value'])} ({t['rows']})" for t in c["top_values"])),
     }) for c in profile]
     return dg.MetadataValue.table(records=records, schema=schema)
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import duckdb
 
-from mesh_assets.access import Access, AccessError, decide, pii_salt
-from mesh_assets.errors import MeshError
+from mesh_assets.access import Access, AccessError, decide
+from mesh_assets.errors import MeshError, PortError
 from mesh_assets.mesh import Mesh, load_mesh
 from mesh_assets.settings import find_mesh_root
 from mesh_assets.sql_functions import FunctionNotAllowed, check_functions
 from mesh_assets.sql_inputs import SqlInputError, parse_select
 from mesh_assets.definitions import duckdb_engine
-from mesh_assets.ports import Port
+from mesh_assets.ports import Port, Snapshot
 from resources import DuckDBEngine, PortStorage
 
 
@@ -51,11 +51,13 @@ def readable_ports(mesh: Mesh, domain: str | None) -> list[tuple[Port, Access]]:
     return readable
 
 
-def _masking_salt(mesh: Mesh, access: Access) -> bytes | None:
-    """The salt, or ``None`` (with a warning on stderr: the port is left out) when it is not set."""
+def reader_files(port: Port, access: Access) -> Snapshot | None:
+    """The files a reader with ``access`` reads of ``port``: the current snapshot's masked copy when columns
+    are masked for it, else the current snapshot. ``None`` (with a warning on stderr: the port is left out)
+    when the masked copy is missing; the clear files are never offered instead."""
     try:
-        return pii_salt(mesh.settings.governance)
-    except MeshError as exc:
+        return port.current_masked(access.masked) if access.masked else port.current_snapshot()
+    except PortError as exc:
         print(f"warning: {access.port} left out: {exc}", file=sys.stderr)
         return None
 
@@ -66,30 +68,26 @@ def connect(root: Path | str | None = None, domain: str | None = None, sandbox: 
     ``domain`` may read (``None``: a reader outside the domains, who sees public ports only), in the mesh at
     ``root`` (default: the mesh around the current directory).
 
-    Sensitive columns are masked (HMAC-SHA256 hex) unless ``domain`` owns the port or holds a PII grant
-    (mesh_assets.access). Ports never published, and domains whose contracts do not load, are left out with a
-    warning on stderr; so are ports to be masked while the salt variable is unset. With ``sandbox`` (``mesh
-    sql``), SQL on the connection reads only those ports' folders and a spill folder of its own (never the
-    steps' spill folder or their private folders): no other file, no write.
+    A port whose sensitive columns are masked for ``domain`` (it neither owns the port nor holds a PII grant;
+    mesh_assets.access) is a view over the masked copy its producer published (HMAC-SHA256 hex digests); any
+    other, over the current snapshot's files. No masking function is on the connection. Ports never published,
+    ports to be masked whose current snapshot has no masked copy, and domains whose contracts do not load are
+    left out with a warning on stderr. With ``sandbox`` (``mesh sql``), SQL on the connection reads only the
+    folders of those files and a spill folder of its own (never the steps' spill folder or their private
+    folders): not the port's folder, nor older snapshots, nor the clear files of a masked port; no other file,
+    no write.
 
     Raises:
         MeshError: no mesh at ``root``, or ``domain`` is not one of its domains.
     """
     mesh = load_mesh(find_mesh_root(root))
-    readable = readable_ports(mesh, domain)
+    views = [(port, files) for port, access in readable_ports(mesh, domain)
+             if (files := reader_files(port, access)) is not None]
     engine = _private_spill(duckdb_engine(mesh.settings)) if sandbox else duckdb_engine(mesh.settings)
-    folders = [port.url(port.path) for port, _ in readable]
-    con = engine.connect(mesh.settings.storage_url, allowed_directories=folders if sandbox else None)
-    masking = False
-    for port, access in readable:
-        if access.masked and not masking:
-            salt = _masking_salt(mesh, access)
-            if salt is None:
-                continue
-            engine.enable_masking(con, salt)
-            masking = True
-            atexit.register(con.close)  # a connection holding a Python function is closed before exit
-        engine.register_view(con, port.key[0], port.key[2], port.current_snapshot().glob, access.masked)
+    con = engine.connect(mesh.settings.storage_url,
+                         allowed_directories=[files.path for _, files in views] if sandbox else None)
+    for port, files in views:
+        engine.register_view(con, port.key[0], port.key[2], files.glob)
     return con
 
 
@@ -107,8 +105,8 @@ def export_duckdb(path: Path, root: Path | str | None = None, domain: str | None
 
     A port read in clear is a view over its current snapshot's Parquet files (no copy; it shows that
     snapshot until the next export, and breaks once retention deletes it: export after each run). A port with
-    masked columns is a table holding the masked values, because a BI tool has no masking function and the
-    salt must not be written into the file. The file is replaced atomically.
+    masked columns is a table holding the values of its masked copy, so the file names no path of the port. The
+    file is replaced atomically.
 
     Raises:
         MeshError: no mesh at ``root``, ``domain`` is not one of its domains, or the file is named like a domain.
@@ -122,27 +120,21 @@ def export_duckdb(path: Path, root: Path | str | None = None, domain: str | None
                         "DuckDB (catalog or schema?); name it otherwise, e.g. mesh.duckdb")
     staged = path.with_name(f".{path.name}.tmp")
     staged.unlink(missing_ok=True)
-    exported, masking = [], False
+    exported = []
     con = duckdb.connect(str(staged))
     try:
         for port, access in readable_ports(mesh, domain):
             schema, name = port.key[0], port.key[2]
-            glob = port.current_snapshot().glob
+            files = reader_files(port, access)
+            if files is None:
+                continue
             if access.masked:
-                if not masking:
-                    salt = _masking_salt(mesh, access)
-                    if salt is None:
-                        continue
-                    engine.enable_masking(con, salt)
-                    masking = True
-                engine.register_view(con, "mesh_staging", name, glob, access.masked)
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-                con.execute(f'CREATE TABLE "{schema}"."{name}" AS SELECT * FROM mesh_staging."{name}"')
-                con.execute(f'DROP VIEW mesh_staging."{name}"')
+                glob = files.glob.replace("'", "''")
+                con.execute(f'CREATE TABLE "{schema}"."{name}" AS SELECT * FROM read_parquet(\'{glob}\')')
             else:
-                engine.register_view(con, schema, name, glob)
+                engine.register_view(con, schema, name, files.glob)
             exported.append(f"{schema}.{name}")
-        con.execute("DROP SCHEMA IF EXISTS mesh_staging")
     finally:
         con.close()
     staged.replace(path)

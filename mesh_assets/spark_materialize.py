@@ -1,10 +1,11 @@
 """One table's materialization on Spark: the same write–audit–publish as on DuckDB (mesh_assets.materialize).
 
-1. register every input as a temporary view over its port's current snapshot (sensitive columns masked);
+1. register every input as a temporary view over its port's current snapshot (its masked copy when masked);
 2. translate the transform from DuckDB's dialect with sqlglot and compare its output with the contract;
 3. write a new snapshot of Parquet files (bronze: also its rejects snapshot), cast to the contract's types;
 4. run the contract's rules and the profile on that snapshot, in Spark;
-5. publish only if no blocking check failed.
+5. publish only if no blocking check failed (an output port with sensitive columns with its masked copy,
+   written by DuckDB from the Spark-written files: mesh_assets.materialize.publish_if_passed).
 
 Types: Spark's typing rules differ from DuckDB's in width and precision (a sum of ``DECIMAL(15,2)`` is
 ``DECIMAL(25,2)`` on Spark, ``DECIMAL(38,2)`` on DuckDB; a sum of integers is ``BIGINT``, not ``HUGEINT``). Such a
@@ -15,20 +16,18 @@ Parquet types whichever engine wrote it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from pathlib import Path
 from typing import Any
 
-from mesh_assets.access import pii_salt, runtime_access
-from mesh_assets.checks import run_rules
+from mesh_assets.access import runtime_access, sensitive_columns
+from mesh_assets.checks import redact_samples, run_rules
 from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
 from mesh_assets.errors import MeshError, PortError, failure_class
 from mesh_assets.ingestion import (REJECTS_SAMPLE, detect_drift, drift_outcome, ingestion_outcomes, rejects_key,
                                    source_files)
 from mesh_assets.materialize import (TableResult, _normalised_types, _relative, discard_on_failure, input_snapshots,
-                                     publish_if_passed, step_sandbox)
+                                     masking_for, publish_if_passed, step_sandbox)
 from mesh_assets.outcomes import CheckOutcome, schema_outcome
 from mesh_assets.ports import Port, Snapshot
 from mesh_assets.profile import profile_relation, write_profile
@@ -64,6 +63,8 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
     references = references or {}
     reads = [ref for ref in [*inputs, *references.values()] if ref.key != table.key]
     access = runtime_access(table.domain, reads, producers or {}, settings.governance)
+    masking = masking_for(table, duckdb, settings)
+    sensitive = sensitive_columns(table, settings.governance)
     origin = (f"ingestion of {table.source.path}" if table.source is not None
               else _relative(Path(table.transform_origin), settings.root))
     spark_sql = ""
@@ -82,9 +83,8 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
     directories, allowed_files = step_sandbox(table, storage, settings, [], files)  # the driver reads no port
     con = duckdb.connect(storage.root, allowed_directories=directories, allowed_files=allowed_files)
     try:
-        mask = _mask_function(pii_salt(settings.governance)) if any(a.masked for a in access.values()) else None
-        for ref, snapshot, masked in input_snapshots(table, reads, storage, access):
-            _register(session, ref.schema, ref.table, snapshot, mask, masked)
+        for ref, snapshot in input_snapshots(table, reads, storage, access):
+            _register(session, ref.schema, ref.table, snapshot)
         first: list[CheckOutcome] = []
         drift = rejected = None
         if table.layer == "bronze":
@@ -145,8 +145,9 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
             sql_session = SparkSqlSession(session)
             targets = {name: f"{ref.schema}.{ref.table}" for name, ref in references.items()}
             relation = f"{table.layer}.{table.name}"
-            outcomes = [*first, *run_rules(sql_session, relation, table, settings.checks.sample_rows, targets)]
-            profile = profile_relation(sql_session, relation)
+            outcomes = redact_samples([*first, *run_rules(sql_session, relation, table, settings.checks.sample_rows,
+                                                          targets)], sensitive)
+            profile = profile_relation(sql_session, relation, sensitive=sensitive)
             write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
             metadata: dict[str, Any] = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin,
                                         "sql": sql, "engine": "spark", **(python_source(table) if table.python else {})}
@@ -158,7 +159,7 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
                                                  sql_session.columns(f"{r.schema}.{r.table}")} for r in inputs}
                 metadata["column_lineage"] = column_lineage(sql, inputs, columns)
             published = publish_if_passed(outcomes, written, rows, rejects[2] if rejects else None, run_id,
-                                          "spark", settings)
+                                          "spark", settings, masking)
             return TableResult(published, snapshot.id, rows, outcomes, metadata,
                                (rejects[1].id, rejects[2]) if rejects else None, profile)
     except (PySparkException, Py4JError) as exc:
@@ -172,16 +173,10 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
                 session.catalog.dropTempView(view.name)
 
 
-def _register(session: Any, schema: str, name: str, snapshot: Snapshot, mask: Any = None,
-              masked: tuple[str, ...] | list[str] = ()) -> None:
-    """The temporary view ``<schema>__<name>`` over ``snapshot``'s Parquet files; each column of ``masked``
-    reads as its HMAC-SHA256 hex digest, as on DuckDB."""
-    from pyspark.sql import functions as F
-
-    frame = _read(session, snapshot)
-    for column in masked:
-        frame = frame.withColumn(column, mask(F.col(f"`{column}`").cast("STRING")))
-    frame.createOrReplaceTempView(view_name(schema, name))
+def _register(session: Any, schema: str, name: str, snapshot: Snapshot) -> None:
+    """The temporary view ``<schema>__<name>`` over ``snapshot``'s Parquet files (a port's snapshot or its
+    masked copy)."""
+    _read(session, snapshot).createOrReplaceTempView(view_name(schema, name))
 
 
 def _register_previous(session: Any, port: Port, table: Table) -> None:
@@ -212,14 +207,3 @@ def _read(session: Any, snapshot: Snapshot) -> Any:
     """``snapshot``'s Parquet files as a DataFrame (its folder also holds JSON: the profile, the markers)."""
     return session.read.option("pathGlobFilter", "*.parquet").parquet(SparkEngine.path(snapshot.path))
 
-
-def _mask_function(salt: bytes) -> Any:
-    """A Spark UDF: HMAC-SHA256 keyed by ``salt`` (RFC 2104), 64 hex characters, null stays null; the same
-    digest as DuckDB's ``mesh_mask`` (resources/duckdb_engine.py). The salt travels to executors inside the
-    function, never in SQL text or a query plan."""
-    from pyspark.sql.functions import udf
-
-    def mask(value: str | None) -> str | None:
-        return None if value is None else hmac.new(salt, value.encode(), hashlib.sha256).hexdigest()
-
-    return udf(mask, "string")

@@ -112,22 +112,20 @@ class DuckDBEngine(dg.ConfigurableResource):
         con.close()
 
     @staticmethod
-    def register_view(con: duckdb.DuckDBPyConnection, schema: str, name: str, parquet_glob: str,
-                      masked: Sequence[str] = ()) -> None:
-        """Create the view ``schema.name`` over the Parquet files matching ``parquet_glob``; each column of
-        ``masked`` reads as its HMAC-SHA256 hex digest (VARCHAR; null stays null), which needs
-        :meth:`enable_masking` on ``con`` first."""
+    def register_view(con: duckdb.DuckDBPyConnection, schema: str, name: str, parquet_glob: str) -> None:
+        """Create the view ``schema.name`` over the Parquet files matching ``parquet_glob`` (a port's snapshot,
+        or its masked copy for readers who see sensitive columns masked: the view itself masks nothing)."""
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         path = parquet_glob.replace("'", "''")
-        replace = ", ".join(f'{MASK_FUNCTION}(CAST("{c}" AS VARCHAR)) AS "{c}"' for c in masked)
-        columns = f"* REPLACE ({replace})" if replace else "*"
-        con.execute(f"CREATE OR REPLACE VIEW \"{schema}\".\"{name}\" AS SELECT {columns} FROM read_parquet('{path}')")
+        con.execute(f"CREATE OR REPLACE VIEW \"{schema}\".\"{name}\" AS SELECT * FROM read_parquet('{path}')")
 
     @staticmethod
     def enable_masking(con: duckdb.DuckDBPyConnection, salt: bytes) -> None:
-        """Register the masking function on ``con``: HMAC-SHA256 keyed by ``salt`` (RFC 2104), 64 hex
-        characters. The salt stays in this process's memory: it is in no SQL text a query could read back
-        (``duckdb_views()`` shows the function's name only)."""
+        """Register the masking function ``mesh_mask`` on ``con``: HMAC-SHA256 keyed by ``salt`` (RFC 2104), 64
+        hex characters, null stays null. Only the private connection that writes a port's masked copy
+        (mesh_assets.materialize.write_masked_copy) has it: on a connection running a reader's or a
+        transform's SQL it would be an oracle (any guessable value could be masked and compared). The salt stays
+        in this process's memory, in no SQL text."""
         def mask(values: pa.Array) -> pa.Array:
             return pa.array([None if v is None else hmac.new(salt, v.encode(), hashlib.sha256).hexdigest()
                              for v in values.to_pylist()], pa.string())

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from mesh_assets.errors import PortError
-from mesh_assets.materialize import materialize_table
+from mesh_assets.materialize import Masking, materialize_table, write_masked_copy
 from mesh_assets.mesh import Mesh
 from mesh_assets.ports import Port
 from resources import DuckDBEngine, PortStorage
@@ -70,6 +72,33 @@ def test_retention_keeps_the_newest_and_the_current(tmp_path: Path) -> None:
     assert _read(port) == [0]
 
 
+def test_a_masked_copy_is_a_sibling_of_its_snapshot_and_goes_with_it(tmp_path: Path) -> None:
+    port = Port(str(tmp_path), ("d", "gold", "t"))
+    masking = Masking(DuckDBEngine(), ("v",), b"a-salt-of-16-characters")
+    ids = []
+    for i in range(3):
+        ids.append(_write(port, [i], run_id=f"run-{i}"))
+        copy = write_masked_copy(port, port.snapshot(ids[-1]), masking)
+        port.publish(ids[-1])
+    assert copy.path == f"{port.path}/masked/{ids[-1]}"  # beside snapshots/, never inside it
+    assert not copy.path.startswith(port.current_snapshot().path)
+    digest = hmac.new(b"a-salt-of-16-characters", b"2", hashlib.sha256).hexdigest()
+    assert duckdb.sql(f"SELECT v FROM read_parquet('{port.current_masked(['v']).glob}')").fetchall() == [(digest,)]
+    with pytest.raises(PortError, match="leaves w clear.*run its producer again"):
+        port.current_masked(["v", "w"])
+    assert port.prune(keep=2) == [ids[0]]
+    assert sorted(p.name for p in Path(port.path, "masked").iterdir()) == ids[1:]
+    unaudited = _write(port, [9], run_id="run-9")
+    write_masked_copy(port, port.snapshot(unaudited), masking)
+    assert port.discard(unaudited) and not Path(port.path, "masked", unaudited).exists()
+    Path(port.path, "snapshots", ids[1]).rename(Path(port.path, "gone"))  # a copy whose snapshot is gone
+    port.clean_orphans()
+    assert sorted(p.name for p in Path(port.path, "masked").iterdir()) == [ids[2]]
+    Path(port.path, "masked", ids[2], "_masked.json").unlink()  # as published before masked copies existed
+    with pytest.raises(PortError, match=f"snapshot {ids[2]} has no masked copy.*mesh run --domain d"):
+        port.current_masked(["v"])
+
+
 def test_crash_between_writing_and_publishing_keeps_previous_snapshot(
     tiny_mesh: Mesh, land, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -104,6 +133,7 @@ def test_a_mesh_runs_on_an_fsspec_object_store(tiny_root: Path, instance, monkey
     from mesh_assets import connect
     from mesh_assets.mesh import load_mesh
     from mesh_assets.runner import run_mesh
+    from test_access import classify_customer_pii, masked
 
     root = f"memory://lake-{uuid.uuid4().hex}"
     monkeypatch.setenv("MESH_STORAGE_ROOT", root)
@@ -114,3 +144,7 @@ def test_a_mesh_runs_on_an_fsspec_object_store(tiny_root: Path, instance, monkey
     assert port.current()["rows"] == 2
     rows = connect(tiny_root).execute("SELECT customer, total FROM shop.order_totals ORDER BY 1").fetchall()
     assert [(c, str(t)) for c, t in rows] == [("ann", "11.50"), ("bob", "20.00")]
+    classify_customer_pii(tiny_root)  # the masked copy is written and read through the file system too
+    assert run_mesh(load_mesh(tiny_root), instance, ["shop"]).success
+    rows = connect(tiny_root, sandbox=True).execute("SELECT customer FROM shop.order_totals ORDER BY 1").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(masked(c) for c in ("ann", "bob"))

@@ -254,3 +254,28 @@ def test_write_profile_is_strict_json_with_non_finite_means(tmp_path) -> None:
 
     written = json.loads((tmp_path / "profile.json").read_text(), parse_constant=refuse)
     assert written["columns"][0]["mean"] is None and written["columns"][0]["rows"] == 2
+
+
+def test_sensitive_columns_get_counts_only_and_their_values_are_never_queried(con):
+    """A profile goes where readers without a PII grant look, so sensitive columns keep counts and null rates:
+    no min, max, mean or top value is computed, let alone stored or shown."""
+    executed: list[str] = []
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(con, name)
+
+        def execute(self, query, *args):
+            executed.append(query)
+            return con.execute(query, *args)
+
+    p = by_column(profile_relation(Recording(), "silver.orders", sensitive=("status", "amount")))  # type: ignore[arg-type]
+    for name in ("status", "amount"):
+        assert (p[name]["rows"], p[name]["nulls"], p[name]["sensitive"]) == (8, {"status": 1, "amount": 2}[name], True)
+        assert (p[name]["min"], p[name]["max"], p[name]["mean"], p[name]["top_values"]) == (None, None, None, [])
+    assert p["paid"]["top_values"] and "sensitive" not in p["paid"]  # the others as before
+    assert not any(q in query for query in executed for q in ('min("status")', 'max("amount")', 'avg("amount")'))
+    assert any('min("order_id")' in query for query in executed)
+    assert not any('GROUP BY "status"' in query for query in executed)
+    records = profile_metadata(list(p.values())).records
+    assert next(r for r in records if r.data["column"] == "status").data["top_values"] == "sensitive: counts only"

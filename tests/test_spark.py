@@ -6,8 +6,6 @@ Spark runs ``local[*]`` in this process (Java 17); the JVM starts once for the m
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import shutil
 from pathlib import Path
@@ -211,14 +209,21 @@ def test_a_record_that_is_not_utf8_is_rejected_on_spark_as_on_duckdb(tiny_root: 
     assert _rejects(tiny_root, "error_types") == [("INVALID ENCODING",)]
 
 
-def test_masking_on_spark_is_the_duckdb_hmac() -> None:
-    from mesh_assets.spark_materialize import _mask_function
+def test_masking_on_spark_reads_the_masked_copy_of_the_duckdb_hmac(tiny_root: Path, instance) -> None:
+    """A port Spark wrote gets its masked copy from the shared publishing code, and a consumer on Spark reads
+    that copy: the same HMAC-SHA256 digests as on DuckDB, with no masking function in the Spark session."""
+    from mesh_assets import connect
+    from test_access import classify_customer_pii, masked
+    from test_governance import add_consumer
 
-    session = SparkEngine(spark_config=spark_config("local[2]", {})).session()
-    frame = session.createDataFrame([("Customer#000000001",), (None,)], "c_name STRING")
-    masked = frame.select(_mask_function(TEST_SALT.encode())("c_name").alias("m")).collect()
-    digest = hmac.new(TEST_SALT.encode(), b"Customer#000000001", hashlib.sha256).hexdigest()
-    assert [r.m for r in masked] == [digest, None]
+    add_consumer(tiny_root)
+    classify_customer_pii(tiny_root)
+    summary, rows = _tiny_on_spark(tiny_root, instance, {})
+    assert summary.success and rows["billing/gold/invoices"] == 2
+    invoices = connect(tiny_root, "billing").sql("SELECT customer FROM billing.invoices").fetchall()
+    assert sorted(r[0] for r in invoices) == sorted(masked(c) for c in ("ann", "bob"))
+    port = PortStorage(root=load_mesh(tiny_root).settings.storage_url).port(("shop", "gold", "order_totals"))
+    assert port.masked_columns(port.current_snapshot().id) == ("customer",)
 
 
 def test_sql_on_spark_cannot_read_a_path() -> None:

@@ -47,6 +47,7 @@ from mesh_assets.freshness import layer_default_slas
 from mesh_assets.graph import Key, upstream_keys
 from mesh_assets.mesh import Domain, Mesh
 from mesh_assets.ports import Port
+from mesh_assets.profile import redact_profile
 from mesh_assets.rules import Rule
 
 MARKER = ".mesh-catalog"
@@ -204,6 +205,15 @@ def _prepare(out: Path, mesh_root: Path) -> None:
                               encoding="utf-8")
 
 
+def _snapshot_glob(port: Port, snapshot_id: str, sensitive: tuple[str, ...]) -> str | None:
+    """The files of the snapshot a catalog reader is shown: its masked copy when the table has ``sensitive``
+    columns (None without a complete one), else the snapshot itself."""
+    if not sensitive:
+        return port.snapshot(snapshot_id).glob
+    masked = port.masked_columns(snapshot_id)
+    return port.masked(snapshot_id).glob if masked is not None and set(sensitive) <= set(masked) else None
+
+
 def _product_view(mesh: Mesh, domain: Domain, product: DataProduct, instance: dg.DagsterInstance | None,
                   runs: dict[Key, LastRun], requests: list[AccessRequest], now: datetime, graph: AssetGraph,
                   owners: dict[Key, tuple[str, str]]) -> ProductView:
@@ -214,6 +224,7 @@ def _product_view(mesh: Mesh, domain: Domain, product: DataProduct, instance: dg
         pointer, problem = read_pointer(port)
         slas = list(table.slas) or layer_default_slas(mesh.settings, table.layer)
         port_name = f"{table.domain}.{table.name}"
+        sensitive = sensitive_columns(table, mesh.settings.governance)
         column_rules: dict[str, list[Rule]] = {}
         table_rules = []
         for rule in table.rules:
@@ -229,11 +240,11 @@ def _product_view(mesh: Mesh, domain: Domain, product: DataProduct, instance: dg
             freshness=freshness(pointer, slas, now, domain.timezone),
             last_run=runs.get(table.key),
             checks=latest_checks(instance, table),
-            profile=read_profile(port, pointer["snapshot"]) if pointer else [],
-            snapshot_glob=port.snapshot(pointer["snapshot"]).glob if pointer else None,
+            profile=redact_profile(read_profile(port, pointer["snapshot"]), sensitive) if pointer else [],
+            snapshot_glob=_snapshot_glob(port, pointer["snapshot"], sensitive) if pointer else None,
             grants=[g for g in product.grants if g.covers(table.name)] if table.layer == "gold" else [],
             pending=[r for r in requests if r.port == port_name and r.status == "pending"],
-            sensitive=sensitive_columns(table, mesh.settings.governance),
+            sensitive=sensitive,
             column_rules=column_rules,
             table_rules=table_rules,
         ))

@@ -1,0 +1,267 @@
+"""Attacks on PII masking, as the security review ran them (items 1–3 of "Security that holds"), on the tiny
+mesh: a reader of `mesh sql` without a PII grant must get no clear value of a sensitive column, whatever it
+queries, and neither must profiles, check samples, event metadata or the catalog.
+
+Setup (:func:`attacked`): domain ``shop`` with ``customer`` classified ``pii`` in every table, named like TPC-H
+customers (``Customer#000000007``), so the issue's dictionary attack applies; domain ``billing`` reads
+``shop.order_totals`` without a PII grant; two runs, so an older snapshot is retained beside the current one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+
+from conftest import land_orders
+from mesh_assets import connect, load_mesh
+from mesh_assets.catalog import build_catalog
+from mesh_assets.errors import MeshError
+from mesh_assets.query import read_only_query
+from mesh_assets.runner import run_mesh
+from test_access import masked
+from test_governance import add_consumer, mesh_cli
+
+PORT = Path(".mesh/lake/shop/gold/order_totals")
+NAMES = [f"Customer#{i:09d}" for i in range(1, 21)]
+
+
+def _classify(root: Path) -> None:
+    """``customer`` is PII in every table of ``shop``; order totals above 15 fail a warning rule whose failing
+    rows are sampled with their key, the customer."""
+    for name in ("orders", "customers"):
+        path = root / "domains/shop/products" / f"{name}.yaml"
+        contract = yaml.safe_load(path.read_text())
+        for table in contract["schema"]:
+            for column in table["properties"]:
+                if column["name"] == "customer":
+                    column["classification"] = "pii"
+                if table["name"] == "order_totals" and column["name"] == "total":
+                    column["quality"] = [{"id": "total_is_small", "metric": "invalidValues",
+                                          "arguments": {"validValues": [1.5, 10.0]}, "mustBe": 0,
+                                          "severity": "warning"}]
+        path.write_text(yaml.safe_dump(contract, sort_keys=False))
+
+
+def _land(root: Path, orders: int) -> None:
+    lines = [f"{i},{NAMES[i % len(NAMES)]},{10 + i}.00" for i in range(1, orders + 1)]
+    land_orders(root, "order_id,customer,amount\n" + "\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def attacked(tiny_root: Path, instance) -> tuple[Path, list[str]]:
+    """The mesh described in the module docstring, run twice; with the run ids."""
+    add_consumer(tiny_root)
+    _classify(tiny_root)
+    (tiny_root / ".mesh/landing/shop/customers.csv").write_text(
+        "customer,segment,since\n" + "".join(f"{n},retail,2020-01-15\n" for n in NAMES))
+    runs = []
+    for orders in (30, 40):
+        _land(tiny_root, orders)
+        summary = run_mesh(load_mesh(tiny_root), instance)
+        assert summary.success, [(a.key, a.status, a.failed_checks) for a in summary.assets]
+        runs.append(summary.run_id)
+    return tiny_root, runs
+
+
+def clear_values(root: Path) -> set[str]:
+    """Every value of ``customer`` in every file under the storage root that has the column, read directly."""
+    values: set[str] = set()
+    for path in (root / ".mesh/lake").rglob("*.parquet"):
+        columns = [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()]
+        if "customer" in columns:
+            values |= {r[0] for r in duckdb.sql(f"SELECT customer FROM read_parquet('{path}')").fetchall()}
+    return values & set(NAMES)  # the digests of masked copies and of billing's port are not clear values
+
+
+def test_no_reader_reads_the_clear_files_of_a_masked_port(attacked) -> None:
+    """Item 1: `select … from read_parquet('<port's folder>/snapshots/*/part-0.parquet')` from `mesh sql`."""
+    root, _ = attacked
+    folder = (root / PORT).resolve()
+    snapshots = sorted(p.name for p in (folder / "snapshots").iterdir())
+    assert len(snapshots) == 2  # the current snapshot and an older one, retained
+    attacks = [f"select customer, total from read_parquet('{folder}/snapshots/*/part-0.parquet')",
+               *(f"select customer from read_parquet('{folder}/snapshots/{s}/part-0.parquet')" for s in snapshots),
+               f"select * from read_parquet('{folder}/**/*.parquet')",
+               f"select * from read_parquet('{folder}/masked/*/part-0.parquet')",  # older masked copies too
+               f"select * from glob('{folder}/*')"]
+    con = connect(root, sandbox=True)
+    assert sorted(r[0] for r in con.sql("SELECT customer FROM shop.order_totals").fetchall()) == \
+        sorted(masked(n) for n in NAMES)  # the port itself reads masked
+    for attack in attacks:
+        with pytest.raises(duckdb.PermissionException, match="Permission Error"):
+            con.sql(read_only_query(attack)).fetchall()
+    shown = mesh_cli(root, "sql", attacks[0], "--format", "csv")
+    assert shown.returncode != 0 and "Permission Error" in shown.stderr
+    assert not set(NAMES) & set(shown.stdout.split())
+
+
+def test_the_masking_function_is_no_oracle(attacked, instance) -> None:
+    """Item 2: `… join range(1,150001) on mesh_mask('Customer#'||lpad(i,9,'0')) = c_name`, from `mesh sql`
+    and from a consumer's transform."""
+    root, _ = attacked
+    con = connect(root, sandbox=True)
+    attack = ("select customer from shop.order_totals join range(1, 150001) t(i) "
+              "on mesh_mask('Customer#' || lpad(i::varchar, 9, '0')) = customer")
+    with pytest.raises(duckdb.CatalogException, match="mesh_mask"):
+        con.sql(read_only_query(attack)).fetchall()
+    # no function of the connection computes the mask: every one taking a text, tried on a clear value
+    functions = con.sql("SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'scalar' "
+                        "AND parameter_types = ['VARCHAR']").fetchall()
+    assert len(functions) > 50
+    digest = masked(NAMES[0])
+    for (function,) in functions:
+        try:
+            result = con.execute(f'SELECT CAST("{function}"(?) AS VARCHAR)', [NAMES[0]]).fetchall()
+        except duckdb.Error:
+            continue
+        assert result != [(digest,)], function
+    # a consumer's step masks nothing either: its transform cannot call the function
+    (root / "domains/billing/sql/gold/invoices.sql").write_text(
+        "select mesh_mask(customer) as customer, total from shop.order_totals")
+    summary = run_mesh(load_mesh(root), instance, ["billing"])
+    assert not summary.success
+    errors = " ".join(str(e.dagster_event.step_failure_data.error.message) for e in
+                      instance.all_logs(summary.run_id, of_type=dg.DagsterEventType.STEP_FAILURE))
+    assert "mesh_mask does not exist" in errors
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside ``value`` (lists, dicts, tuples), for searching."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return [] if value is None else [str(value)]
+
+
+def _leaks(text: str, names: set[str]) -> list[str]:
+    return sorted(n for n in names if n in text)
+
+
+def test_profiles_samples_events_and_catalog_hold_no_clear_value(attacked, instance, tmp_path) -> None:
+    """Item 3: min/max/top values of PII columns in `profile.json`, the Dagster event log and the catalog; and
+    the failing-row samples of checks."""
+    root, runs = attacked
+    names = clear_values(root)
+    assert names == set(NAMES)
+    profiles = list((root / ".mesh/lake").rglob("profile.json"))
+    assert len(profiles) >= 8  # every table, both runs
+    for path in profiles:
+        assert _leaks(path.read_text(), names) == [], path
+    gold = json.loads(next((root / PORT / "snapshots").glob("*/profile.json")).read_text())["columns"]
+    customer = next(c for c in gold if c["column"] == "customer")
+    assert customer["rows"] == 20 and customer["nulls"] == 0  # counts stay
+    assert customer["min"] is None and customer["max"] is None and customer["top_values"] == []
+
+    sampled = False
+    for run_id in runs:
+        for record in instance.all_logs(run_id):
+            event = record.dagster_event
+            if event is None:
+                continue
+            text = dg.serialize_value(record)
+            assert _leaks(text, names) == [], (event.event_type_value, _leaks(text, names))
+            evaluation = event.event_specific_data  # an AssetCheckEvaluation for a check's event
+            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION and evaluation.check_name == "total_is_small":
+                sample = evaluation.metadata["sample"].value
+                assert sample and all(row["customer"] == "<masked>" for row in sample)
+                sampled = True
+    assert sampled  # the attack had a sample to look at
+
+    out = tmp_path / "catalog"
+    build_catalog(load_mesh(root), out, instance)
+    current = json.loads((root / PORT / "_current.json").read_text())["snapshot"]
+    assert f"{(root / PORT).resolve()}/masked/{current}/*.parquet" in (out / "products/shop.orders.html").read_text()
+    for page in out.rglob("*"):
+        if page.is_file() and page.suffix in (".html", ".js", ".json"):
+            assert _leaks(page.read_text(encoding="utf-8"), names) == [], page
+
+
+# --- fuzz: 10,000 reader queries over the masked port -------------------------------------------------------
+
+COLUMNS = {"shop.order_totals": ["customer", "total"], "billing.invoices": ["customer", "total"]}
+TEXT = ["upper({})", "lower({})", "reverse({})", "substr({}, 1, 9)", "left({}, 12)", "right({}, 4)",
+        "replace({}, 'a', 'b')", "concat({}, '-x')", "trim({})", "md5({})", "sha256({})", "hash({})",
+        "length({})", "regexp_replace({}, '[0-9]', '', 'g')", "split_part({}, '#', 1)", "CAST({} AS VARCHAR)",
+        "CAST({} AS BLOB)", "to_json({})", "list_value({})", "struct_pack(v := {})", "string_split({}, 'a')",
+        "{} || ''", "coalesce({}, 'none')", "nullif({}, 'x')", "unhex({})", "from_hex({})", "lpad({}, 20, '_')",
+        "format('{{}}', {})", "printf('%s', {})", "CAST({} AS VARCHAR[])", "try_cast({} AS INTEGER)",
+        "encode({})", "ascii({})", "base64(CAST({} AS BLOB))"]
+AGGREGATES = ["min({})", "max({})", "string_agg({}, ',')", "list({})", "first({})", "any_value({})",
+              "arg_min({}, total)", "count(DISTINCT {})", "mode({})", "histogram({})", "approx_top_k({}, 3)"]
+FILTERS = ["customer LIKE 'Customer#%'", "customer = 'Customer#000000001'", "customer > 'a'", "total > 20",
+           "customer IN (SELECT 'Customer#' || lpad(i::varchar, 9, '0') FROM range(1, 30) t(i))",
+           "starts_with(customer, 'C')", "customer IS NOT NULL", "length(customer) = 64", "true"]
+
+
+def _paths(root: Path) -> tuple[list[str], list[str]]:
+    """Every file and folder under the storage root."""
+    files, folders = [], []
+    for here, dirs, names in os.walk(root / ".mesh/lake"):
+        folders.append(here)
+        files += [f"{here}/{n}" for n in names]
+    return files, folders
+
+
+def _query(rng: random.Random, files: list[str], folders: list[str]) -> str:
+    table = rng.choice(list(COLUMNS))
+    column = rng.choice(COLUMNS[table])
+    kind = rng.randrange(8)
+    expr = rng.choice(TEXT).format(column)
+    where = rng.choice(FILTERS)
+    if kind == 0:
+        return f"SELECT {expr} FROM {table} WHERE {where}"
+    if kind == 1:
+        return f"SELECT {rng.choice(AGGREGATES).format(column)} FROM {table} WHERE {where}"
+    if kind == 2:  # the oracle join, with whatever function is at hand
+        function = rng.choice(["mesh_mask", "md5", "sha256", "hash", "upper"])
+        return (f"SELECT t.i, {expr} FROM {table} JOIN range(1, {rng.randrange(2, 60)}) t(i) "
+                f"ON {function}('Customer#' || lpad(t.i::varchar, 9, '0')) = customer")
+    if kind == 3:
+        reader = rng.choice(["read_parquet", "read_text", "read_blob", "read_csv", "read_json_auto",
+                             "parquet_metadata", "parquet_schema"])
+        path = rng.choice(files + [f"{f}/*.parquet" for f in folders] + [f"{f}/**" for f in folders])
+        return f"SELECT * FROM {reader}('{path}')"
+    if kind == 4:
+        return f"SELECT * FROM glob('{rng.choice(folders)}/{rng.choice(['*', '**', '*/*', '*/*/*.parquet'])}')"
+    if kind == 5:
+        other = rng.choice(list(COLUMNS))
+        return (f"SELECT a.customer, b.{rng.choice(COLUMNS[other])} FROM {table} a JOIN {other} b "
+                f"ON a.customer = b.customer WHERE {where.replace('customer', 'a.customer')}")
+    if kind == 6:
+        return rng.choice(["SELECT * FROM duckdb_views()", "SELECT * FROM duckdb_settings()",
+                           "SELECT * FROM duckdb_functions() WHERE NOT internal", "SELECT * FROM duckdb_tables()",
+                           "SELECT * FROM duckdb_secrets()", "SELECT * FROM duckdb_temporary_files()",
+                           "SELECT current_setting('allowed_directories')", "SELECT * FROM pragma_database_list"])
+    return (f"SELECT {column}, count(*) FROM {table} GROUP BY ALL HAVING count(*) > {rng.randrange(3)} "
+            f"ORDER BY {rng.randrange(1, 3)} LIMIT {rng.randrange(1, 30)}")
+
+
+def test_fuzzed_reader_queries_never_return_a_clear_value(attacked) -> None:
+    """10,000 generated queries of a reader without a PII grant, through `mesh sql`'s path (one read-only query
+    on the sandboxed connection): none returns a clear value of a PII column, or a value holding one."""
+    root, _ = attacked
+    names = clear_values(root)
+    assert names == set(NAMES)
+    files, folders = _paths(root)
+    con = connect(root, sandbox=True)
+    rng = random.Random(20261201)
+    answered = 0
+    for _ in range(10_000):
+        sql = _query(rng, files, folders)
+        try:
+            rows = con.sql(read_only_query(sql)).fetchall()
+        except (duckdb.Error, MeshError):
+            continue  # refusals are fine
+        answered += 1
+        for value in _strings(rows):
+            assert value not in names and not _leaks(value, names), (sql, value)
+    assert answered > 3000  # most queries ran: the fuzz reached the data
