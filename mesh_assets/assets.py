@@ -1,4 +1,4 @@
-"""Tables of data contracts → Dagster assets, asset checks, freshness policies and automation (DESIGN.md §2).
+"""Tables of data contracts → Dagster assets, asset checks, freshness policies and automation (docs/architecture.md).
 
 No `from __future__ import annotations` here: Dagster reads the compute function's annotations at run time.
 """

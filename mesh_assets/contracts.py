@@ -47,7 +47,7 @@ COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # A Python transform's column customProperties derivedFrom: "<schema>.<table>.<column>" (mesh_assets.classification).
 DERIVED_FROM = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
 MIN_DECLASSIFIED_REASON = 10  # characters: a reason, not "yes" or "true"
-# Columns bronze ingestion adds to every row (DESIGN.md §5).
+# Columns bronze ingestion adds to every row (docs/architecture.md).
 LINEAGE_COLUMNS = {"_source_file": "VARCHAR", "_ingested_at": "TIMESTAMP WITH TIME ZONE", "_run_id": "VARCHAR"}
 # DuckDB type of each ODCS logicalType when the contract gives no physicalType, and the type families allowed.
 DEFAULT_PHYSICAL = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN",

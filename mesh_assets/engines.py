@@ -1,4 +1,4 @@
-"""Which engine builds a table: DuckDB (embedded, the default) or Spark (a cluster), DESIGN.md §4.
+"""Which engine builds a table: DuckDB (embedded, the default) or Spark (a cluster) (docs/architecture.md).
 
 The most specific choice wins:
 

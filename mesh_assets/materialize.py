@@ -1,4 +1,4 @@
-"""One table's materialization: write–audit–publish on a fresh in-memory DuckDB (DESIGN.md §3).
+"""One table's materialization: write–audit–publish on a fresh in-memory DuckDB (docs/architecture.md).
 
 1. register every input as a view over its port's current snapshot;
 2. compare the output's columns and types with the contract (``schema``; for bronze also ``schema_drift``)

@@ -1,4 +1,4 @@
-"""Output ports: versioned Parquet snapshots with an atomically swapped pointer (DESIGN.md §3).
+"""Output ports: versioned Parquet snapshots with an atomically swapped pointer (docs/architecture.md).
 
 Layout of the port ``<domain>/<layer>/<table>`` under the storage root::
 

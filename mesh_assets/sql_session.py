@@ -1,4 +1,4 @@
-"""One SQL interface over both engines, so checks and profiles are written once (DESIGN.md §4).
+"""One SQL interface over both engines, so checks and profiles are written once (docs/architecture.md).
 
 SQL in the mesh is written in DuckDB's dialect: transforms, contract ``sql`` rules and the framework's own
 queries. A :class:`DuckDBSession` runs it as it is; a :class:`SparkSqlSession` translates it with sqlglot

@@ -1,6 +1,6 @@
 """The DuckDB engine: one fresh in-memory connection per step, inputs as views over port snapshots.
 
-Nothing is shared between steps, so nothing can be locked (DESIGN.md §3): DuckDB allows one writer per
+Nothing is shared between steps, so nothing can be locked (docs/architecture.md): DuckDB allows one writer per
 database file, which breaks a shared ``.duckdb`` file under a multiprocess executor.
 """
 

@@ -1,6 +1,6 @@
 """A run killed with SIGKILL during ingestion, transform, checks or publish leaves every port on a published
 snapshot, readable (the killed table's port on its previous one); the next run succeeds and deletes the
-orphaned staging snapshots (DESIGN.md §3, docs/operations.md)."""
+orphaned staging snapshots (docs/architecture.md, docs/operations.md)."""
 
 from __future__ import annotations
 
