@@ -75,8 +75,9 @@ def generate(root: Path, domains: int, products: int, rows: int = 50) -> list[st
         folder = root / "domains" / domain
         (folder / "products").mkdir(parents=True)
         (folder / "sql" / "gold").mkdir(parents=True)
-        (folder / "domain.yaml").write_text(f"name: {domain}\nteam: team-{domain}\ndescription: Synthetic "
-                                            f"domain {domain}.\ningestion_schedule: '0 1 * * *'\n")
+        (folder / "domain.yaml").write_text(f"name: {domain}\nteam: team-{domain}\nmembers: [owner-{domain}@example.com]\n"
+                                            f"description: Synthetic domain {domain}.\n"
+                                            "ingestion_schedule: '0 1 * * *'\n")
         for j in range(products):
             product = f"p{j:03d}"
             (folder / "products" / f"{product}.yaml").write_text(_BRONZE.format(domain=domain, product=product))

@@ -23,7 +23,7 @@ from mesh_assets.access import runtime_access, sensitive_columns
 from mesh_assets.checks import redact_samples, run_rules
 from mesh_assets.column_lineage import column_lineage
 from mesh_assets.contracts import Table
-from mesh_assets.errors import MeshError, PortError, failure_class
+from mesh_assets.errors import MeshError, PortError, TransformError, failure_class
 from mesh_assets.ingestion import (REJECTS_SAMPLE, detect_drift, drift_outcome, ingestion_outcomes, rejects_key,
                                    source_files)
 from mesh_assets.materialize import (TableResult, _normalised_types, _relative, discard_on_failure, input_snapshots,

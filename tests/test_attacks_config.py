@@ -104,14 +104,16 @@ def test_an_alias_bomb_in_products_stops_mesh_run_with_a_message(tiny_root: Path
     _assert_refused_by_message(_limited([str(MESH), "run"], tiny_root), 2, bomb)
 
 
-def test_an_alias_bomb_in_an_access_request_stops_access_list_with_a_message(tiny_root: Path) -> None:
+def test_an_alias_bomb_in_an_access_request_is_listed_as_invalid_with_a_message(tiny_root: Path) -> None:
     request = _shop(tiny_root) / "access" / "2026-01-01-shop-orders.yaml"
     request.parent.mkdir()
     request.write_text(BOMB + "id: 2026-01-01-shop-orders\nport: shop.order_totals\nconsumer: shop\npurpose: *h\n"
                        "pii: false\nrequested_by: eve@example.com\nrequested_at: '2026-01-01T00:00:00+00:00'\n"
                        "status: pending\n")
-    _assert_refused_by_message(_limited([str(MESH), "access", "list"], tiny_root), 2, request)
-    assert "access request files" in _limited([str(MESH), "access", "list"], tiny_root).stderr
+    listed = _limited([str(MESH), "access", "list", "--format", "json"], tiny_root)
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr and "memory" not in listed.stderr.lower()
+    row = next(r for r in json.loads(listed.stdout) if r["file"].endswith(request.name))
+    assert row["valid"] is False and "access request files" in row["problem"] and REFUSAL in row["problem"]
 
 
 def test_an_oversized_contract_is_refused_with_its_size(tiny_root: Path) -> None:

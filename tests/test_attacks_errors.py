@@ -108,11 +108,11 @@ def test_a_transient_error_is_retried_and_the_last_failure_is_the_real_error(tin
     _settings(tiny_root, "retries: {max_retries: 2, delay_seconds: 0}\n")
     original, calls = materialize.profile_relation, []
 
-    def flaky(con, relation):
+    def flaky(con, relation, **options):
         calls.append(relation)
         if relation == "silver.orders" and (calls.count(relation) == 1 or always):
             raise duckdb.IOException("IO Error: Could not read from file: connection reset by peer")
-        return original(con, relation)
+        return original(con, relation, **options)
 
     always = False
     monkeypatch.setattr(materialize, "profile_relation", flaky)
