@@ -30,7 +30,7 @@ from dagster_dbt.asset_utils import build_dbt_specs
 from mesh_assets.access import runtime_access
 from mesh_assets.contracts import Table
 from mesh_assets.dbt_project import dbt_executable, load_manifest, project_dir, project_yaml_files
-from mesh_assets.errors import ContractError, MeshError, PortError, TransformError, failure_class
+from mesh_assets.errors import ContractError, MeshError, TransformError, failure_class
 from mesh_assets.mesh import Mesh
 from mesh_assets.outcomes import CheckOutcome
 from mesh_assets.sql_inputs import InputRef

@@ -308,8 +308,8 @@ def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking) -> Snaps
             con.execute(f"COPY (SELECT * REPLACE ({replace}) FROM read_parquet('{source}')) TO '{data_file}' "
                         "(FORMAT parquet, COMPRESSION zstd)").fetchall()
         except duckdb.Error as exc:
-            raise _failure(exc)(f"{'/'.join(port.key)}: writing the masked copy of snapshot {snapshot.id} failed: "
-                                f"{_message(exc)}. Nothing was published") from None
+            raise failure_class(exc)(f"{'/'.join(port.key)}: writing the masked copy of snapshot {snapshot.id} "
+                                     f"failed: {error_message(exc)}. Nothing was published") from None
     finally:
         engine.close(con, f"{'__'.join(port.key)}__masked")
     port.mark_masked(snapshot.id, masking.columns)
