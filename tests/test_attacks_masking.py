@@ -26,10 +26,13 @@ from sqlglot import exp
 from conftest import land_orders
 from mesh_assets import connect, load_mesh
 from mesh_assets.catalog import build_catalog
-from mesh_assets.errors import MeshError
+from mesh_assets.errors import MeshError, TransformError
+from mesh_assets.materialize import Masking, write_masked_copy
+from mesh_assets.ports import Port
 from mesh_assets.query import read_only_query
 from mesh_assets.runner import run_mesh
 from mesh_assets.sql_functions import ALLOWED_FUNCTIONS, allowed
+from resources import DuckDBEngine
 from test_access import masked
 from test_governance import add_consumer, mesh_cli
 
@@ -309,3 +312,15 @@ def _functions_called(parser: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
         elif isinstance(node, list):
             stack += node
     return names
+
+
+def test_a_masked_copy_that_cannot_be_written_fails_with_the_port_named(tmp_path: Path) -> None:
+    """A snapshot whose data files are missing (the staged files lost) gives a failure naming the port and the
+    snapshot, and the copy is never marked complete, so no reader is pointed at it."""
+    port = Port(str(tmp_path / "lake"), ("shop", "gold", "order_totals"))
+    snapshot = port.new_snapshot("run1")
+    masking = Masking(DuckDBEngine(), ("customer",), b"salt-of-the-tests-0123456789")
+    with pytest.raises(TransformError, match=rf"shop/gold/order_totals: writing the masked copy of snapshot "
+                                             rf"{snapshot.id} failed: .*Nothing was published"):
+        write_masked_copy(port, snapshot, masking)
+    assert port.masked_columns(snapshot.id) is None
