@@ -302,10 +302,16 @@ def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking) -> Snaps
     con = engine.connect(port.url(port.path), allowed_directories=[snapshot.path, target.path])
     try:
         engine.enable_masking(con, masking.salt)
-        replace = ", ".join(f'{MASK_FUNCTION}(CAST("{c}" AS VARCHAR)) AS "{c}"' for c in masking.columns)
         source, data_file = snapshot.glob.replace("'", "''"), target.data_file.replace("'", "''")
+        # each distinct value is hashed once (a customer's name repeats on every one of its order lines) and
+        # joined back; a null matches nothing and stays null
+        digests = ", ".join(f'd{i} AS (SELECT v, {MASK_FUNCTION}(CAST(v AS VARCHAR)) AS m FROM (SELECT DISTINCT '
+                            f'"{c}" AS v FROM source WHERE "{c}" IS NOT NULL))' for i, c in enumerate(masking.columns))
+        replace = ", ".join(f'd{i}.m AS "{c}"' for i, c in enumerate(masking.columns))
+        joins = " ".join(f'LEFT JOIN d{i} ON source."{c}" = d{i}.v' for i, c in enumerate(masking.columns))
         try:
-            con.execute(f"COPY (SELECT * REPLACE ({replace}) FROM read_parquet('{source}')) TO '{data_file}' "
+            con.execute(f"COPY (WITH source AS (SELECT * FROM read_parquet('{source}')), {digests} "
+                        f"SELECT source.* REPLACE ({replace}) FROM source {joins}) TO '{data_file}' "
                         "(FORMAT parquet, COMPRESSION zstd)").fetchall()
         except duckdb.Error as exc:
             raise failure_class(exc)(f"{'/'.join(port.key)}: writing the masked copy of snapshot {snapshot.id} "
