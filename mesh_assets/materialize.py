@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from mesh_assets.profile import profile_relation, write_profile
 from mesh_assets.settings import MeshSettings
 from mesh_assets.sql_functions import FunctionNotAllowed, check_sql
 from mesh_assets.sql_inputs import PREVIOUS, InputRef
+from mesh_assets.step_folders import new_spill_folder
 from resources import DuckDBEngine, PortStorage
 from resources.duckdb_engine import MASK_FUNCTION
 
@@ -119,7 +121,9 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         input_folders.append(str(Path(built.database).parent))
     files = source_files(table, settings.landing_path) if table.layer == "bronze" else []
     directories, allowed_files = step_sandbox(table, storage, settings, input_folders, files)
-    con = engine.connect(storage.root, allowed_directories=directories, allowed_files=allowed_files)
+    spill = new_spill_folder(settings)  # DuckDB lets a connection read its spill folder: one of its own
+    con = engine.connect(storage.root, allowed_directories=directories, allowed_files=allowed_files,
+                         spill_directory=str(spill))
     try:
         if built is not None:
             database = built.database.replace("'", "''")
@@ -205,6 +209,7 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
                                (rejects[1].id, rejects[2]) if rejects else None, profile)
     finally:
         engine.close(con, "__".join(table.key))
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def step_sandbox(table: Table, storage: PortStorage, settings: MeshSettings, input_folders: Sequence[str],

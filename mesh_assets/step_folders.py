@@ -2,7 +2,8 @@
 killed step left behind, with the processes it started.
 
 A step's folder is ``<mesh root>/.mesh/steps/<prefix><random>``: outside DuckDB's ``temp_directory``, which
-DuckDB lets every sandboxed connection read, so neither ``mesh sql`` nor another step's SQL can read it. It
+DuckDB lets a sandboxed connection read, so neither ``mesh sql`` nor another step's SQL can read it. Each step's
+DuckDB connection spills to a folder of its own, ``<temp_directory>/spill-<random>``, for the same reason. It
 names its owner in ``_writer.json`` (host, pid, process start time), as a port's staging snapshot does
 (mesh_assets.ports). The processes a step starts carry the folder in their environment (``DBT_PROFILES_DIR``,
 which dagster-dbt sets for ``dbt build``), which tells which processes belong to which folder.
@@ -24,6 +25,7 @@ from mesh_assets.ports import WRITER, owner_gone, process_owner
 from mesh_assets.settings import MeshSettings
 
 STEPS_DIR = ".mesh/steps"  # under the mesh root
+SPILL_PREFIX = "spill-"  # a step's own spill folder inside DuckDB's
 FOLDER_ENV = "DBT_PROFILES_DIR"  # in a step's child processes: the step's folder
 _TERMINATE_WAIT = 5.0  # seconds a terminated process gets to exit before it is killed
 
@@ -36,7 +38,20 @@ def steps_path(settings: MeshSettings) -> Path:
 def new_step_folder(settings: MeshSettings, prefix: str) -> Path:
     """A new private folder ``<prefix><random>`` under :func:`steps_path`, owned by this process
     (``_writer.json``), after cleaning the folders killed steps left (:func:`clean_step_folders`)."""
-    root = steps_path(settings)
+    return _owned_folder(settings, steps_path(settings), prefix)
+
+
+def new_spill_folder(settings: MeshSettings) -> Path:
+    """A new spill folder ``spill-<random>`` of one step's DuckDB connection, inside DuckDB's spill folder
+    (``duckdb.temp_directory``, so it stays on the disk chosen for spilling) and owned by this process: DuckDB
+    lets a sandboxed connection read its own spill folder, so each step gets one and reads no other step's
+    spilled data. Cleaned like a step folder when its owner is killed."""
+    local = "://" not in settings.duckdb_temp_path
+    return _owned_folder(settings, Path(settings.duckdb_temp_path).resolve() if local else steps_path(settings),
+                         SPILL_PREFIX)
+
+
+def _owned_folder(settings: MeshSettings, root: Path, prefix: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     clean_step_folders(settings)
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=root)).resolve()
@@ -48,10 +63,12 @@ def clean_step_folders(settings: MeshSettings) -> list[Path]:
     """Delete every step folder whose owner process is gone (:func:`mesh_assets.ports.owner_gone`; a folder
     without an owner yet is judged by its age), first terminating the processes whose environment names it
     (``DBT_PROFILES_DIR``; SIGTERM, then SIGKILL after 5 s). Folders ``dbt-*`` that older versions left in
-    DuckDB's spill folder are judged the same way. Returns the deleted folders."""
+    DuckDB's spill folder, and the steps' own spill folders there, are judged the same way. Returns the
+    deleted folders."""
     root = steps_path(settings)
-    # before step folders had their own root, dbt steps used DuckDB's spill folder (no owner recorded there)
-    legacy = Path(settings.duckdb_temp_path).glob("dbt-*") if "://" not in settings.duckdb_temp_path else []
+    # steps' spill folders, and dbt folders of versions that kept them in DuckDB's spill folder (no owner there)
+    spill = Path(settings.duckdb_temp_path)
+    legacy = [*spill.glob("dbt-*"), *spill.glob(f"{SPILL_PREFIX}*")] if "://" not in settings.duckdb_temp_path else []
     dead = []
     for folder in sorted([*(root.iterdir() if root.is_dir() else []), *legacy]):
         if not folder.is_dir():

@@ -41,7 +41,7 @@ class DuckDBEngine(dg.ConfigurableResource):
 
     def connect(self, storage_root: str | None = None, *,
                 allowed_directories: Sequence[str] | None = None,
-                allowed_files: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
+                allowed_files: Sequence[str] = (), spill_directory: str | None = None) -> duckdb.DuckDBPyConnection:
         """A new in-memory connection. For a non-local ``storage_root`` (``s3://``, ``gs://``, ``abfs://``) the
         root's fsspec file system is registered so DuckDB reads and writes ports through it.
 
@@ -52,7 +52,9 @@ class DuckDBEngine(dg.ConfigurableResource):
         Anything else (``read_csv('/etc/passwd')``, ``COPY … TO '/tmp/x'``, ``ATTACH``, ``glob('/etc/*')``,
         URLs, installing or loading extensions) raises ``duckdb.PermissionException`` ("Permission Error: Cannot
         access file …"). DuckDB resolves symbolic links and ``..`` before comparing, so neither escapes.
-        Spilling to ``temp_directory`` and Python functions (``create_function``) keep working. A query cannot
+        Spilling to ``temp_directory`` and Python functions (``create_function``) keep working; since DuckDB
+        lets the connection read its spill folder, a step passes ``spill_directory``, a folder of its own, so
+        its SQL cannot read what other steps spilled. A query cannot
         undo it: with external access off DuckDB refuses to re-enable it or to change ``allowed_directories``,
         ``allowed_paths`` or ``temp_directory`` (DuckDB 2.0). ``lock_configuration`` is not set: Ibis, which the
         checks run through, sets ``timezone`` and ``python_enable_replacements`` on the connection it is given.
@@ -64,8 +66,9 @@ class DuckDBEngine(dg.ConfigurableResource):
             con.execute(f"SET threads = {int(self.threads)}")
         if self.memory_limit:
             con.execute(f"SET memory_limit = '{self.memory_limit}'")
-        if self.temp_directory:
-            con.execute(f"SET temp_directory = '{self.temp_directory}'")
+        spill = spill_directory or self.temp_directory
+        if spill:
+            con.execute(f"SET temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
         con.execute("SET preserve_insertion_order = false")  # lets COPY stream large results in parallel
         con.execute("SET enable_progress_bar = false")  # the run shows its own progress
         if storage_root and "://" in storage_root:

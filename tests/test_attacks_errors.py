@@ -22,7 +22,7 @@ from mesh_assets.ports import WRITER, process_owner
 from mesh_assets.query import connect
 from mesh_assets.runner import run_mesh
 from mesh_assets.step_folders import FOLDER_ENV, steps_path
-from resources import PortStorage
+from resources import DuckDBEngine, PortStorage
 
 from conftest import land_orders
 
@@ -228,3 +228,28 @@ def test_mesh_sql_cannot_read_step_folders_or_the_spill_folder(tiny_root: Path) 
     for path in (folder / "profiles.yml", spill / "dbt-old-xyz" / "profiles.yml"):
         with pytest.raises(duckdb.PermissionException):
             con.execute(f"SELECT * FROM read_text('{path}')").fetchall()
+
+
+def test_each_step_spills_to_a_folder_of_its_own(tiny_root: Path, instance, monkeypatch) -> None:
+    """DuckDB lets a sandboxed connection read its spill folder: a step's is its own (inside
+    ``duckdb.temp_directory``), deleted after the step, and another step's spilled data is out of its reach."""
+    settings = load_mesh(tiny_root).settings
+    made = []
+    original = materialize.new_spill_folder
+    monkeypatch.setattr(materialize, "new_spill_folder", lambda s: made.append(original(s)) or made[-1])
+    status, _, failures = _run(tiny_root, instance)
+    steps = [key for key in status if not key.endswith("__rejects")]  # a bronze step also writes its rejects
+    assert failures == {} and len(made) == len(steps) == 4
+    temp = Path(settings.duckdb_temp_path).resolve()
+    assert len(set(made)) == len(made) and all(f.parent == temp and f.name.startswith("spill-") for f in made)
+    assert not any(f.exists() for f in made)
+    other = original(settings)  # a step running now, with data spilled
+    (other / "spilled.bin").write_text("Customer#000000001")
+    mine = original(settings)
+    con = DuckDBEngine().connect(str(tiny_root), allowed_directories=[str(mine)], spill_directory=str(mine))
+    try:
+        assert con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] == str(mine)
+        with pytest.raises(duckdb.PermissionException):
+            con.execute(f"SELECT * FROM read_text('{other / 'spilled.bin'}')").fetchall()
+    finally:
+        con.close()
