@@ -309,15 +309,15 @@ def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking) -> Snaps
         engine.enable_masking(con, masking.salt)
         source, data_file = snapshot.glob.replace("'", "''"), target.data_file.replace("'", "''")
         # each distinct value is hashed once (a customer's name repeats on every one of its order lines) and
-        # joined back; a null matches nothing and stays null
-        digests = ", ".join(f'd{i} AS (SELECT v, {MASK_FUNCTION}(CAST(v AS VARCHAR)) AS m FROM (SELECT DISTINCT '
-                            f'"{c}" AS v FROM source WHERE "{c}" IS NOT NULL))' for i, c in enumerate(masking.columns))
+        # joined back, a null matching nothing and staying null; the files are scanned again for the distinct
+        # values rather than shared through a CTE, which DuckDB would hold whole in memory
         replace = ", ".join(f'd{i}.m AS "{c}"' for i, c in enumerate(masking.columns))
-        joins = " ".join(f'LEFT JOIN d{i} ON source."{c}" = d{i}.v' for i, c in enumerate(masking.columns))
+        joins = " ".join(f'LEFT JOIN (SELECT v, {MASK_FUNCTION}(CAST(v AS VARCHAR)) AS m FROM (SELECT DISTINCT '
+                         f'"{c}" AS v FROM read_parquet(\'{source}\') WHERE "{c}" IS NOT NULL)) d{i} '
+                         f'ON s."{c}" = d{i}.v' for i, c in enumerate(masking.columns))
         try:
-            con.execute(f"COPY (WITH source AS (SELECT * FROM read_parquet('{source}')), {digests} "
-                        f"SELECT source.* REPLACE ({replace}) FROM source {joins}) TO '{data_file}' "
-                        "(FORMAT parquet, COMPRESSION zstd)").fetchall()
+            con.execute(f"COPY (SELECT s.* REPLACE ({replace}) FROM read_parquet('{source}') s {joins}) "
+                        f"TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)").fetchall()
         except duckdb.Error as exc:
             raise failure_class(exc)(f"{'/'.join(port.key)}: writing the masked copy of snapshot {snapshot.id} "
                                      f"failed: {error_message(exc)}. Nothing was published") from None
