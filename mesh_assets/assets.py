@@ -224,9 +224,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                                                    run_id=context.run.run_id, references=references,
                                                    producers=producers, built=built)
             except Exception as exc:  # every stage and engine: one classification, a message for people
-                # an engine's or the framework's own error keeps its traceback as the cause, for whoever debugs it
-                raise step_failure(table, exc, context.retry_number, settings.retries.max_retries) from (
-                    None if isinstance(exc, MeshError) else exc)
+                raise step_failure(table, exc, context.retry_number, settings.retries.max_retries) from None
             check_results = [_check_result(key, o) for o in result.outcomes]
             if result.failed_blocking:
                 yield from check_results
