@@ -184,14 +184,21 @@ def test_a_secret_in_any_file_of_a_domain_is_an_error_with_file_and_line(tiny_ro
     assert AWS_EXAMPLE_KEY not in str(found[0]) and PASSWORD not in str(found[0])
 
 
+def _add_custom_properties(root: Path, lines: list[str]) -> tuple[Path, int]:
+    """Insert ``lines`` (YAML) among the customProperties of the tiny mesh's first table, after its ``layer``;
+    return the contract and the 0-based index of the first inserted line."""
+    contract = _shop(root) / "products" / "orders.yaml"
+    text = contract.read_text().splitlines()
+    at = text.index("        value: bronze") + 1
+    text[at:at] = lines
+    contract.write_text("\n".join(text) + "\n")
+    return contract, at
+
+
 def test_a_secret_named_odcs_property_value_pair_is_an_error(tiny_root: Path) -> None:
-    contract = _shop(tiny_root) / "products" / "orders.yaml"
-    lines = contract.read_text().splitlines()
-    at = lines.index("        value: bronze") + 1
-    lines[at:at] = ["      - {property: db_password, value: hunter2-secret}",
-                    "      - property: apiToken",
-                    "        value: tok-1a2b3c"]
-    contract.write_text("\n".join(lines) + "\n")
+    contract, at = _add_custom_properties(tiny_root, ["      - {property: db_password, value: hunter2-secret}",
+                                                      "      - property: apiToken",
+                                                      "        value: tok-1a2b3c"])
     found = sorted((f for f in _secret_findings(tiny_root) if f.file == contract), key=lambda f: f.line)
     assert [(f.line, f.field) for f in found] == [
         (at + 1, "schema[0].customProperties[1].value"), (at + 3, "schema[0].customProperties[2].value")]
@@ -200,14 +207,10 @@ def test_a_secret_named_odcs_property_value_pair_is_an_error(tiny_root: Path) ->
 
 
 def test_environment_references_are_not_secrets(tiny_root: Path) -> None:
-    contract = _shop(tiny_root) / "products" / "orders.yaml"
-    lines = contract.read_text().splitlines()
-    at = lines.index("        value: bronze") + 1
-    lines[at:at] = ["      - {property: db_password, value: MESH_DB_PASSWORD}",
-                    "      - {property: db_password_env, value: MESH_DB_PASSWORD}",
-                    "      - {property: api_token, value: '${MESH_API_TOKEN}'}",
-                    "      - {property: tokens_per_minute, value: 600}"]
-    contract.write_text("\n".join(lines) + "\n")
+    contract, _ = _add_custom_properties(tiny_root, ["      - {property: db_password, value: MESH_DB_PASSWORD}",
+                                                     "      - {property: db_password_env, value: MESH_DB_PASSWORD}",
+                                                     "      - {property: api_token, value: '${MESH_API_TOKEN}'}",
+                                                     "      - {property: tokens_per_minute, value: 600}"])
     _write_lines(_shop(tiny_root) / "python" / "gold" / "top_customers.py", [
         "import os", 'DB_PASSWORD = os.environ["MESH_DB_PASSWORD"]', 'API_KEY = "${MESH_API_KEY}"'])
     _write_lines(tiny_root / "dbt" / "models" / "shop" / "order_summary.sql", [
