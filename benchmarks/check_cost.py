@@ -23,7 +23,7 @@ from mesh_assets.mesh import load_mesh
 from mesh_assets.profile import profile_relation
 from mesh_assets.rules import Rule
 from mesh_assets.settings import find_mesh_root
-from resources import PortStorage
+from mesh_assets.port_storage import PortStorage
 
 
 def _failing(rules: tuple[Rule, ...], table) -> tuple[Rule, ...]:

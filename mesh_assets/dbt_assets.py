@@ -6,11 +6,12 @@ mesh's spec (key ``[domain, gold, table]``, group, owners, contract schema, fres
 sources keyed by their ``meta.dagster.asset_key``. The step's asset also carries the contract's checks, so it is
 one multi-asset of its own rather than ``@dbt_assets`` itself, which takes no extra checks.
 
-Step (:func:`dbt_build`): a private folder per step holds a DuckDB file in which the model's inputs are views over
-their ports' current snapshots (the masked copy where the access rules mask columns); ``dbt build`` runs the
-model and its tests there, with a profile written for this step only, so parallel steps and domains share no
-DuckDB file and cannot lock each other. The framework then audits and publishes the built table like any other output
-(``materialize_table``): the dbt tests block publishing like the contract's checks.
+Step: dbt is one more engine of the one write–audit–publish (:class:`DbtEngine`, mesh_assets.engine). Its session
+is a DuckDB step whose build (:func:`dbt_build`) runs the model: a private folder per step holds a DuckDB file in
+which the model's inputs are views over the snapshots the framework registered (the masked copy where the access
+rules mask columns); ``dbt build`` runs the model and its tests there, with a profile written for this step only,
+so parallel steps and domains share no DuckDB file and cannot lock each other. The framework then audits and
+publishes the built table like any other output: the dbt tests block publishing like the contract's checks.
 
 No ``from __future__ import annotations``: Dagster reads the compute function's annotations at run time.
 """
@@ -19,7 +20,7 @@ import contextlib
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import duckdb
@@ -27,19 +28,20 @@ import yaml
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 from dagster_dbt.asset_utils import build_dbt_specs
 
-from mesh_assets.access import runtime_access
 from mesh_assets.contracts import Table
 from mesh_assets.dbt_project import dbt_executable, load_manifest, project_dir, project_yaml_files
+from mesh_assets.duckdb_engine import DuckDBEngine, DuckDBStep
+from mesh_assets.engine import BuildJob, Output, Sandbox
 from mesh_assets.errors import ContractError, MeshError, TransformError, failure_class
 from mesh_assets.mesh import Mesh
 from mesh_assets.outcomes import CheckOutcome
-from mesh_assets.sql_inputs import InputRef
+from mesh_assets.ports import Snapshot
 from mesh_assets.step_folders import new_step_folder
 from mesh_assets.yaml_source import read_yaml_text
-from resources import DuckDBEngine, PortStorage
 
 DBT_SELECT_TAG = "dagster_dbt/select"  # the op tag dagster-dbt reads the step's dbt selection from
 PROFILE, TARGET = "mesh", "step"
+BUILT = "built"  # the catalog the model's DuckDB file is attached as to the step's connection, read-only
 
 
 class MeshDbtTranslator(DagsterDbtTranslator):
@@ -75,11 +77,11 @@ def model_unique_id(manifest: Mapping[str, Any], table: Table) -> str:
 
 
 def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: list[dg.AssetCheckSpec],
-                    inputs: list[InputRef], producers: dict[tuple[str, str, str], Path],
                     step: Callable[..., Iterator[Any]], retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
     """The asset of ``table``, built by its dbt model: ``spec`` and ``check_specs`` are the mesh's (from the
-    contract), the dbt tests of the model are added as asset checks, and ``step`` (the write–audit–publish step
-    of mesh_assets.assets) runs with :func:`dbt_build` as its builder, under ``retry_policy`` like every step.
+    contract), the dbt tests of the model are added as asset checks, and ``step(context, engine)`` (the
+    write–audit–publish step of mesh_assets.assets) runs on a :class:`DbtEngine`, under ``retry_policy`` like
+    every step.
 
     Raises:
         MeshError: no manifest, or the manifest lacks the model.
@@ -91,70 +93,107 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
                                         exclude="", selector="", io_manager_key=None, project=None)
 
     @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=[*check_specs, *dbt_checks],
-                    op_tags={DBT_SELECT_TAG: unique_id.split(".")[-1]}, retry_policy=retry_policy)
-    def _dbt_model(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
-        def build(engine: DuckDBEngine, storage: PortStorage):
-            return dbt_build(context, mesh, table, inputs, producers, engine, storage)
-
-        yield from step(context, duckdb, ports, build)
+                    op_tags={DBT_SELECT_TAG: unique_id.split(".")[-1]}, retry_policy=retry_policy,
+                    required_resource_keys={"duckdb", "ports"})
+    def _dbt_model(context: dg.AssetExecutionContext):
+        yield from step(context, DbtEngine(context, mesh, context.resources.duckdb))
 
     return _dbt_model
 
 
-@contextlib.contextmanager
-def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, inputs: list[InputRef],
-              producers: dict[tuple[str, str, str], Path], engine: DuckDBEngine, storage: PortStorage
-              ) -> Iterator[Any]:
-    """Build ``table``'s dbt model and its tests in a private DuckDB file; yield the ``BuiltRelation`` to audit
-    and publish. The step's private folder (mesh_assets.step_folders: owned by this process, out of every
-    sandbox's reach; the folders of killed steps are cleaned first) is deleted afterwards, unless the engine
-    records its statements for ``mesh bench``.
+class DbtEngine:
+    """dbt as an engine of write–audit–publish (mesh_assets.engine.Engine): a DuckDB step session whose build
+    runs the table's dbt model (:class:`DbtStep`). ``duckdb`` gives the connections' limits; the pointer records
+    ``duckdb`` as the writer (dbt-duckdb)."""
+
+    name: ClassVar[str] = "duckdb"
+
+    def __init__(self, context: dg.AssetExecutionContext, mesh: Mesh, duckdb: DuckDBEngine):
+        self.context, self.mesh, self.duckdb = context, mesh, duckdb
+
+    @contextlib.contextmanager
+    def open(self, table: Table, sandbox: Sandbox) -> Iterator["DbtStep"]:
+        """A DuckDB step session confined to ``sandbox`` and the step's private folder (mesh_assets.step_folders:
+        owned by this process, out of every other sandbox's reach; the folders of killed steps are cleaned
+        first), which is deleted afterwards unless the engine records its statements for ``mesh bench``."""
+        folder = new_step_folder(self.mesh.settings, f"dbt-{table.dbt_model}-")
+        try:
+            con = self.duckdb.connect(sandbox.storage_root, allowed_directories=[*sandbox.directories, str(folder)],
+                                      allowed_files=sandbox.files, spill_directory=sandbox.spill)
+            try:
+                yield DbtStep(self, con, folder)
+            finally:
+                self.duckdb.close(con, "__".join(table.key))
+        finally:
+            if not self.duckdb.query_log:  # `mesh bench` replays the step's statements, which attach the model
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+class DbtStep(DuckDBStep):
+    """A DuckDB step session whose :meth:`build` runs the dbt model; the relations registered for the model's
+    inputs become views in the model's DuckDB file."""
+
+    def __init__(self, engine: DbtEngine, con: duckdb.DuckDBPyConnection, folder: Path):
+        super().__init__(engine.duckdb, con)
+        self.dbt, self.folder = engine, folder
+        self.registered: dict[tuple[str, str], Snapshot] = {}
+
+    def register(self, schema: str, name: str, snapshot: Snapshot) -> None:
+        super().register(schema, name, snapshot)
+        self.registered[(schema, name)] = snapshot
+
+    def build(self, job: BuildJob) -> Output:
+        """Run the model and its tests (:func:`dbt_build`) and attach its DuckDB file read-only: the output is
+        the model's table, the dbt tests' results are the build's outcomes."""
+        inputs = [(ref.schema, ref.table, self.registered[(ref.schema, ref.table)]) for ref in job.inputs]
+        database, outcomes, metadata = dbt_build(self.dbt.context, self.dbt.mesh, job.table, self.folder, inputs,
+                                                 self.engine)
+        self.con.execute(f"ATTACH '{str(database).replace(chr(39), chr(39) * 2)}' AS {BUILT} (READ_ONLY)")
+        return Output(f'SELECT * FROM {BUILT}.main."{job.table.dbt_model}"', job.sql, outcomes=tuple(outcomes),
+                      metadata=metadata)
+
+
+def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, folder: Path,
+              inputs: list[tuple[str, str, Snapshot]], engine: DuckDBEngine
+              ) -> tuple[Path, list[CheckOutcome], dict[str, Any]]:
+    """Build ``table``'s dbt model and its tests in a DuckDB file in the step's private ``folder``, whose views
+    ``<schema>.<name>`` are over the ``inputs``' snapshots; return the file, the dbt tests' outcomes and the
+    materialization metadata (``dbt_seconds``).
 
     Raises:
-        AccessError: an input may no longer be read.
-        TransformError: an input has no published snapshot, or the model fails (dbt's message, file and fix).
+        TransformError: the model fails (dbt's message, file and fix).
         TransientError: the model failed on I/O, a lost connection or memory (mesh_assets.errors.is_transient).
     """
-    from mesh_assets.materialize import BuiltRelation, input_snapshots
-
-    governance = mesh.settings.governance
-    access = runtime_access(table.domain, inputs, producers, governance)
-    folder = new_step_folder(mesh.settings, f"dbt-{table.dbt_model}-")
+    database = folder / f"{PROFILE}.duckdb"
+    allowed = [str(folder)]
+    con = duckdb.connect(str(database))
     try:
-        database = folder / f"{PROFILE}.duckdb"
-        allowed = [str(folder)]
-        con = duckdb.connect(str(database))
-        try:
-            for ref, snapshot in input_snapshots(table, inputs, storage, access):
-                engine.register_view(con, ref.schema, ref.table, snapshot.glob)
-                allowed.append(snapshot.path)
-        finally:
-            con.close()
-        _write_profile(folder, database, engine, allowed)
-        for path in project_yaml_files(mesh.root):  # what dbt is about to read: no alias bomb, no huge file
-            try:
-                read_yaml_text(path)
-            except ContractError as exc:
-                raise TransformError(f"{'/'.join(table.key)}: the dbt project cannot be read safely: {exc}") from None
-        dbt = DbtCliResource(project_dir=str(project_dir(mesh.root)), profiles_dir=str(folder),
-                             dbt_executable=dbt_executable())
-        invocation = dbt.cli(["build"], context=context, raise_on_error=False, target_path=folder / "target")
-        outcomes = [_outcome(event) for event in invocation.stream() if isinstance(event, dg.AssetCheckResult)]
-        try:
-            results = invocation.get_artifact("run_results.json").get("results", [])
-        except (OSError, ValueError):  # dbt stopped before running anything (project or profile error)
-            results = []
-        model = next((r for r in results if r.get("unique_id", "").startswith("model.")), None)
-        origin = str(table.transform.relative_to(mesh.root)) if table.transform else table.dbt_model
-        if model is None or model.get("status") != "success":
-            message = (model or {}).get("message") or _log_tail(folder / "target")
-            raise failure_class(message)(f"{'/'.join(table.key)}: dbt model {table.dbt_model} ({origin}) failed: "
-                                         f"{message}. Nothing was published; the previous snapshot stays current")
-        yield BuiltRelation(str(database), f'main."{table.dbt_model}"', table.transform_sql() or "", origin,
-                            tuple(outcomes), {"dbt_seconds": round(float(model.get("execution_time") or 0), 3)})
+        for schema, name, snapshot in inputs:
+            engine.register_view(con, schema, name, snapshot.glob)
+            allowed.append(snapshot.path)
     finally:
-        if not engine.query_log:  # `mesh bench` replays the step's statements, which attach the built table
-            shutil.rmtree(folder, ignore_errors=True)
+        con.close()
+    _write_profile(folder, database, engine, allowed)
+    for path in project_yaml_files(mesh.root):  # what dbt is about to read: no alias bomb, no huge file
+        try:
+            read_yaml_text(path)
+        except ContractError as exc:
+            raise TransformError(f"{'/'.join(table.key)}: the dbt project cannot be read safely: {exc}") from None
+    dbt = DbtCliResource(project_dir=str(project_dir(mesh.root)), profiles_dir=str(folder),
+                         dbt_executable=dbt_executable())
+    invocation = dbt.cli(["build"], context=context, raise_on_error=False, target_path=folder / "target")
+    outcomes = [_outcome(event) for event in invocation.stream() if isinstance(event, dg.AssetCheckResult)]
+    try:
+        results = invocation.get_artifact("run_results.json").get("results", [])
+    except (OSError, ValueError):  # dbt stopped before running anything (project or profile error)
+        results = []
+    model = next((r for r in results if r.get("unique_id", "").startswith("model.")), None)
+    origin = str(table.transform.relative_to(mesh.root)) if table.transform else table.dbt_model
+    if model is None or model.get("status") != "success":
+        message = (model or {}).get("message") or _log_tail(folder / "target")
+        raise failure_class(message)(f"{'/'.join(table.key)}: dbt model {table.dbt_model} ({origin}) failed: "
+                                     f"{message}. Nothing was published; the previous snapshot stays current")
+    return database, outcomes, {"dbt_seconds": round(float(model.get("execution_time") or 0), 3)}
 
 
 def _write_profile(folder: Path, database: Path, engine: DuckDBEngine, allowed: list[str]) -> None:

@@ -1,5 +1,5 @@
 """The dbt-duckdb plugin of the mesh: it gives the connection dbt opens for a model what a step's own DuckDB
-connection has (resources/duckdb_engine.py), so a dbt model runs under the same rules as a SQL transform.
+connection has (mesh_assets/duckdb_engine.py), so a dbt model runs under the same rules as a SQL transform.
 
 - ``allowed_directories``: the connection's file access is locked down to these directories once dbt-duckdb
   has set it up: the folders of the snapshots the model reads (masked copies where masked) and the step's own
@@ -15,7 +15,7 @@ from typing import Any
 from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 
-from resources.duckdb_engine import DuckDBEngine
+from mesh_assets.duckdb_engine import DuckDBEngine
 
 
 class Plugin(BasePlugin):

@@ -44,12 +44,14 @@ if TYPE_CHECKING:
 class Sandbox:
     """What a step's SQL may touch: ``directories`` (local paths or fsspec URLs: the folders of the snapshots
     it reads, its own port, its rejects port) and single local ``files`` (a bronze table's source files).
-    ``storage_root`` is the ports' root, whose fsspec file system an engine registers when it is not local.
+    ``storage_root`` is the ports' root, whose fsspec file system an engine registers when it is not local;
+    ``spill`` a folder of the step's own to spill to (DuckDB lets a connection read its spill folder).
     Built by :func:`mesh_assets.write_audit_publish.step_sandbox`."""
 
     storage_root: str
     directories: tuple[str, ...]
     files: tuple[str, ...] = ()
+    spill: str | None = None
 
 
 @dataclass

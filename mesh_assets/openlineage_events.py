@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from openlineage.client.event_v2 import InputDataset, OutputDataset, RunEvent
     from openlineage.client.transport import Transport
 
-    from mesh_assets.materialize import TableResult
+    from mesh_assets.write_audit_publish import TableResult
     from mesh_assets.mesh import Mesh
 
 EVENTS_FILE = "events.jsonl"
