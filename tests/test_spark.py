@@ -23,6 +23,7 @@ from mesh_assets.runner import RunSummary, run_mesh
 from mesh_assets.sql_session import to_spark
 from mesh_assets.port_storage import PortStorage
 from mesh_assets.spark_engine import SparkEngine, spark_config
+from mesh_assets.spark_ingestion import spark_path
 
 pytestmark = pytest.mark.spark  # an integration tier: `make test-fast` leaves it out
 
