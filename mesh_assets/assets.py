@@ -154,8 +154,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     for notice in notices:
         log.warning("%s reads %s", "/".join(table.key), notice)
     storage_url = mesh.settings.storage_url
-    engine = table_engine(mesh.settings, domain, product, table)  # the resource key of its engine
-    kind = "duckdb" if engine == "dbt" else engine  # a dbt model runs on dbt-duckdb (kinds: dbt, duckdb)
+    engine_key = table_engine(mesh.settings, domain, product, table)  # the resource key of its engine, or dbt
+    kind = "duckdb" if engine_key == "dbt" else engine_key  # a dbt model runs on dbt-duckdb (kinds: dbt, duckdb)
     description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
                                        f"({product.status}): {product.description}")
     spec = dg.AssetSpec(
@@ -242,15 +242,15 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             raise
         lineage.complete(result)
 
-    if engine == "dbt":
+    if engine_key == "dbt":
         from mesh_assets.dbt_assets import dbt_model_asset
 
         return dbt_model_asset(mesh, table, spec, check_specs, step, retry_policy(settings))
 
     @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs,
-                    retry_policy=retry_policy(settings), required_resource_keys={"duckdb", "ports", engine})
+                    retry_policy=retry_policy(settings), required_resource_keys={"duckdb", "ports", engine_key})
     def _materialize(context: dg.AssetExecutionContext):
-        yield from step(context, getattr(context.resources, engine))
+        yield from step(context, getattr(context.resources, engine_key))
 
     return _materialize
 
