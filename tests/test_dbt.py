@@ -189,7 +189,8 @@ def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, tmp_path: 
     with pytest.raises(MeshError, match=r"customer_profile.sql: line \d+: function read_text\(\) is not allowed"):
         build_mesh_definitions(load_mesh(root), ["customers"])
     # were the function allow-list bypassed, the model's connection still reads only the ports it reads
-    monkeypatch.setattr("mesh_assets.sql_inputs.check_functions", lambda tree, origin=None: None)
+    monkeypatch.setattr("mesh_assets.sql_inputs.check_functions", lambda tree, origin=None: None)  # at load
+    monkeypatch.setattr("mesh_assets.write_audit_publish.check_sql", lambda sql, origin=None: None)  # at run
     before = Port(str(lake), PROFILE).current()["snapshot"]
     job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(list(PROFILE))],
