@@ -25,7 +25,8 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from mesh_assets.access import AccessError, decide
-from mesh_assets.contracts import SNAKE_CASE, load_contract
+from mesh_assets.contract_model import SNAKE_CASE
+from mesh_assets.contracts import load_contract
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.identity import current_user, is_identity, is_member, same_identity

@@ -28,7 +28,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 from dagster_dbt.asset_utils import build_dbt_specs
 
 from mesh_assets.access import runtime_access
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.dbt_project import dbt_executable, load_manifest, project_dir, project_yaml_files
 from mesh_assets.errors import ContractError, MeshError, TransformError, failure_class
 from mesh_assets.mesh import Mesh
@@ -150,7 +150,7 @@ def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, input
             message = (model or {}).get("message") or _log_tail(folder / "target")
             raise failure_class(message)(f"{'/'.join(table.key)}: dbt model {table.dbt_model} ({origin}) failed: "
                                          f"{message}. Nothing was published; the previous snapshot stays current")
-        yield BuiltRelation(str(database), f'main."{table.dbt_model}"', table.transform_sql() or "", origin,
+        yield BuiltRelation(str(database), f'main."{table.dbt_model}"', table.sql or "", origin,
                             tuple(outcomes), {"dbt_seconds": round(float(model.get("execution_time") or 0), 3)})
     finally:
         if not engine.query_log:  # `mesh bench` replays the step's statements, which attach the built table

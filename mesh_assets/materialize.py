@@ -29,7 +29,7 @@ import sqlglot
 from mesh_assets.access import pii_salt, runtime_access, sensitive_columns
 from mesh_assets.checks import redact_samples, run_rules
 from mesh_assets.column_lineage import column_lineage
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.errors import MeshError, PortError, TransformError, error_message, failure_class
 from mesh_assets.ingestion import (
     REJECTS_COLUMNS,
@@ -150,7 +150,7 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
             run_transform(table, frames, con, duckdb.DuckDBPyRelation, "duckdb").create_view(PYTHON_OUTPUT)
             sql = f"SELECT * FROM {PYTHON_OUTPUT}"
         else:
-            sql = (table.transform_sql() or "").strip().rstrip(";")
+            sql = (table.sql or "").strip().rstrip(";")
             origin = _relative(Path(table.transform_origin), settings.root)
             try:  # again at run: the file may have changed since the definitions were loaded
                 check_sql(sql, origin)

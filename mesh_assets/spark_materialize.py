@@ -22,7 +22,7 @@ from typing import Any
 from mesh_assets.access import runtime_access, sensitive_columns
 from mesh_assets.checks import redact_samples, run_rules
 from mesh_assets.column_lineage import column_lineage
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.errors import MeshError, PortError, TransformError, failure_class
 from mesh_assets.ingestion import (REJECTS_SAMPLE, detect_drift, drift_outcome, ingestion_outcomes, rejects_key,
                                    source_files)
@@ -70,7 +70,7 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
     spark_sql = ""
     if table.layer != "bronze" and not table.python:
         try:  # before Spark starts: Spark SQL has no sandbox of its own, so the allow-list is the only one
-            spark_sql = to_spark((table.transform_sql() or "").strip().rstrip(";"))
+            spark_sql = to_spark((table.sql or "").strip().rstrip(";"))
         except FunctionNotAllowed as exc:
             raise TransformError(f"{'/'.join(table.key)}: {origin}: {exc}. Nothing was published") from None
     try:
@@ -104,7 +104,7 @@ def materialize_table_spark(table: Table, inputs: list[InputRef], *, spark: Spar
             frame = run_transform(table, frames, session, DataFrame, "spark")
             sql = python_source(table)["sql"]
         else:
-            sql = (table.transform_sql() or "").strip().rstrip(";")
+            sql = (table.sql or "").strip().rstrip(";")
             _register_previous(session, storage.port(table.key), table)
             frame = session.sql(spark_sql)
         expected = _normalised_types(con, table.output_columns)
