@@ -18,7 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh_assets.contracts import DataProduct, Grant, Table, load_contract
+from mesh_assets.contract_model import DataProduct, Grant, Table
+from mesh_assets.contracts import load_contract
 from mesh_assets.errors import MeshError
 from mesh_assets.mesh import Domain, Mesh
 from mesh_assets.settings import GovernanceSettings

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from mesh_assets.access import authorize_input, deprecation_notice
-from mesh_assets.contracts import DataProduct, Table
+from mesh_assets.contract_model import DataProduct, Table
 from mesh_assets.engine import Engine
 from mesh_assets.engines import table_engine
 from mesh_assets.errors import MeshError, error_message, is_transient
@@ -41,7 +41,7 @@ def table_inputs(mesh: Mesh, domain: Domain, table: Table) -> list[InputRef]:
         MeshError: unparsable SQL, an unknown own table, an unknown port of another domain.
         AccessError: a private port of another domain, or a restricted one without a grant.
     """
-    sql = table.transform_sql()
+    sql = table.sql
     if sql is None and not table.python:
         return []
     try:
@@ -135,7 +135,7 @@ def _automation(table: Table, domain: Domain) -> dg.AutomationCondition:
 
 def _code_version(product: DataProduct, table: Table) -> str:
     digest = hashlib.sha256(product.path.read_bytes())
-    source = table.transform.read_text(encoding="utf-8") if table.python and table.transform else table.transform_sql()
+    source = table.transform.read_text(encoding="utf-8") if table.python and table.transform else table.sql
     if source is not None:
         digest.update(source.encode())
     return digest.hexdigest()[:16]

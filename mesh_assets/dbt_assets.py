@@ -28,7 +28,7 @@ import yaml
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 from dagster_dbt.asset_utils import build_dbt_specs
 
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.dbt_project import dbt_executable, load_manifest, project_dir, project_yaml_files
 from mesh_assets.duckdb_engine import DuckDBEngine, DuckDBStep
 from mesh_assets.engine import BuildJob, Output, Sandbox

@@ -24,7 +24,7 @@ import fsspec
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.engine import BuildJob, EngineError, Output, Sandbox
 from mesh_assets.errors import MeshError, error_message, is_transient
 from mesh_assets.ingestion import REJECTS_COLUMNS, ingestion_sql, records_read, rejects_sql

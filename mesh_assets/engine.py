@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import duckdb
 
-    from mesh_assets.contracts import Table
+    from mesh_assets.contract_model import Table
     from mesh_assets.ingestion import Drift
     from mesh_assets.outcomes import CheckOutcome
     from mesh_assets.ports import Snapshot

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from mesh_assets.contracts import DataProduct, Table
+from mesh_assets.contract_model import DataProduct, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.mesh import Domain
 from mesh_assets.settings import ENGINES, MeshSettings

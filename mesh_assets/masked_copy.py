@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from mesh_assets.access import pii_salt, sensitive_columns
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.duckdb_engine import MASK_FUNCTION, DuckDBEngine
 from mesh_assets.errors import error_message, failure_class
 from mesh_assets.ports import MASKED, Port, Snapshot

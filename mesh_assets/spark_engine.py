@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import sqlglot
 from dagster_pyspark import LazyPySparkResource
 
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.duckdb_engine import DuckDBEngine
 from mesh_assets.engine import BuildJob, EngineError, Output, Sandbox
 from mesh_assets.errors import MeshError, is_transient

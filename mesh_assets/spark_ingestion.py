@@ -25,7 +25,7 @@ from typing import Any
 
 import fsspec
 
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.ingestion import REJECTS_COLUMNS, Drift
 from mesh_assets.sql_session import spark_type
 

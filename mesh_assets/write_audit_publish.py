@@ -30,7 +30,7 @@ import sqlglot
 from mesh_assets.access import runtime_access, sensitive_columns
 from mesh_assets.checks import redact_samples, run_rules
 from mesh_assets.column_lineage import column_lineage
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.duckdb_engine import DuckDBEngine, contract_types
 from mesh_assets.engine import BuildJob, Engine, EngineSession, Output, Sandbox
 from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
@@ -156,8 +156,8 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
 
 
 def _transform(table: Table, settings: MeshSettings) -> tuple[str, str]:
-    """``(sql, origin)``: a SQL transform checked against the function allow-list again (the file may have
-    changed since the definitions were loaded), and where the transform comes from.
+    """``(sql, origin)``: a SQL transform (resolved when its contract was loaded) checked against the function
+    allow-list again before it runs, and where the transform comes from.
 
     Raises:
         TransformError: the SQL does not parse or calls a function not on the allow-list.
@@ -167,7 +167,7 @@ def _transform(table: Table, settings: MeshSettings) -> tuple[str, str]:
     origin = _relative(Path(table.transform_origin), settings.root)
     if table.python:
         return "", origin
-    sql = (table.transform_sql() or "").strip().rstrip(";")
+    sql = (table.sql or "").strip().rstrip(";")
     try:
         check_sql(sql, origin)
     except (FunctionNotAllowed, sqlglot.errors.SqlglotError) as exc:

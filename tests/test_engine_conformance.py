@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from mesh_assets.contracts import Column, Table
+from mesh_assets.contract_model import Column, Table
 from mesh_assets.duckdb_engine import DuckDBEngine, contract_types
 from mesh_assets.engine import BuildJob, Engine, EngineSession, Sandbox
 from mesh_assets.ports import Port, Snapshot
