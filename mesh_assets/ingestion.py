@@ -218,11 +218,13 @@ def _permissive_read(table: Table, files: list[str], header: list[str], parallel
             f"encoding = 'latin-1'{store})")
 
 
-def ingestion_sql(table: Table, drift: Drift, run_id: str, max_line_size: int = MAX_LINE_SIZE) -> str:
+def ingestion_sql(table: Table, drift: Drift, run_id: str, max_line_size: int = MAX_LINE_SIZE, *,
+                  store_rejects: bool = True) -> str:
     """The SELECT of the accepted records: the contract's columns and DuckDB types plus ``_source_file``
     (VARCHAR), ``_ingested_at`` (TIMESTAMP WITH TIME ZONE, the transaction start) and ``_run_id``. Records
     that do not parse, or are longer than ``max_line_size`` bytes, go to DuckDB's rejects tables
-    (``store_rejects``), read by :func:`rejects_sql`.
+    (``store_rejects``), read by :func:`rejects_sql`; without ``store_rejects`` (the benchmarks' minimal
+    pipeline) such a record fails the query instead.
     Files are grouped by header so that, when drift is tolerated, each is read by column name."""
     by_header: dict[tuple[str, ...], list[str]] = {}
     for path, header in drift.headers.items():
@@ -245,7 +247,7 @@ def ingestion_sql(table: Table, drift: Drift, run_id: str, max_line_size: int = 
         selects.append(
             f"SELECT {picked}, filename AS _source_file, now() AS _ingested_at, '{run_id}' AS _run_id "
             f"FROM read_csv({_file_list(files)}, {_options(table, max_line_size)}, columns = {{{columns}}}, "
-            f"auto_detect = false, filename = true, strict_mode = true, store_rejects = true)")
+            f"auto_detect = false, filename = true, strict_mode = true, store_rejects = {str(store_rejects).lower()})")
     if not selects:  # only empty files: no records, the contract's shape
         empty = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in types.items())
         return (f"SELECT {empty}, NULL::VARCHAR AS _source_file, now() AS _ingested_at, "
