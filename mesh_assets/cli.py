@@ -562,8 +562,9 @@ def bench(
                                                    help="Generate a synthetic mesh of this many domains.")] = 0,
     products_per_domain: Annotated[int, typer.Option("--products-per-domain", min=1)] = 20,
 ) -> None:
-    """Benchmark the reference mesh against plain DuckDB running the same SQL (or a synthetic mesh's load,
-    validate and per-asset overhead with --synthetic-domains)."""
+    """Benchmark the reference mesh against plain DuckDB running the same SQL and against the minimal pipeline
+    (its own SQL only, no checks, profile, rejects, masking or Dagster), or a synthetic mesh's load,
+    validate and per-asset overhead with --synthetic-domains."""
     from benchmarks.mesh_bench import bench_tpch, report
     from benchmarks.synthetic import bench_synthetic
 
