@@ -29,7 +29,7 @@ from rich.table import Table as RichTable
 from benchmarks.measure import Measurement, environment, measure, median
 from benchmarks.minimal import plan
 from domains.tpch import land_tpch
-from mesh_assets.materialize import BUILT
+from mesh_assets.dbt_assets import BUILT
 from mesh_assets.mesh import Mesh, load_mesh
 
 
@@ -65,7 +65,7 @@ def rebuild_dbt_models(log: Path, mesh: Mesh) -> int:
             if re.fullmatch(rf"ATTACH '.*' AS {BUILT} \(READ_ONLY\)", statement, flags=re.S):
                 statement = f"ATTACH ':memory:' AS {BUILT}"
             elif not built and (read := re.search(rf"FROM {BUILT}\.(\S+?)(?:\)|\s|$)", statement)):
-                sql = (table.transform_sql() or "").strip().rstrip(";")
+                sql = (table.sql or "").strip().rstrip(";")
                 rewritten.append(f"CREATE TABLE {BUILT}.{read.group(1)} AS {sql}")
                 built = True
             rewritten.append(statement)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.ingestion import detect_drift, ingestion_sql, source_files
 from mesh_assets.mesh import Mesh
 from mesh_assets.sql_inputs import PREVIOUS, InputRef, find_inputs
@@ -60,7 +60,7 @@ def _ordered(mesh: Mesh) -> list[Table]:
 
 
 def _inputs(table: Table) -> list[InputRef]:
-    sql = table.transform_sql()
+    sql = table.sql
     return find_inputs(sql, table.domain) if sql else []
 
 
@@ -90,7 +90,7 @@ def plan(mesh: Mesh, landing_zone: str, out: Path) -> list[str]:
             elif table.python:
                 raise ValueError(f"{'/'.join(table.key)} is a Python transform: the minimal pipeline runs SQL only")
             else:
-                sql = (table.transform_sql() or "").strip().rstrip(";")
+                sql = (table.sql or "").strip().rstrip(";")
                 for ref in _inputs(table):
                     source = out / ref.key[0] / ref.key[1] / f"{ref.key[2]}.parquet"
                     statements += [f'CREATE SCHEMA IF NOT EXISTS "{ref.schema}"',
