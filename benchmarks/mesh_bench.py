@@ -1,4 +1,4 @@
-"""``mesh bench``: the mesh against the physical limit — plain DuckDB running the very same SQL.
+"""``python -m benchmarks``: the mesh against the physical limit — plain DuckDB running the very same SQL.
 
 For the reference mesh at TPC-H scale factor ``sf``, each repetition:
 

@@ -1,4 +1,4 @@
-"""The minimal pipeline: the mesh's own bronze→silver→gold SQL and nothing else, the floor ``mesh bench``
+"""The minimal pipeline: the mesh's own bronze→silver→gold SQL and nothing else, the floor ``python -m benchmarks``
 compares a mesh run with.
 
 :func:`plan` turns a mesh into one script of DuckDB statements, in dependency order: each bronze table's typed

@@ -77,7 +77,7 @@ def test_synthetic_mesh_validates_with_cross_domain_edges(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_mesh_bench_synthetic_prints_json(tmp_path: Path) -> None:
     (tmp_path / "mesh.yaml").write_text("name: bench\n")
-    result = subprocess.run([sys.executable, "-m", "mesh_assets.cli", "bench", "--root", str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--root", str(tmp_path),
                              "--synthetic-domains", "2", "--products-per-domain", "2", "--json"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
