@@ -23,10 +23,8 @@ import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from conftest import REPO
-from domains.tpch import land_tpch
 from mesh_assets.errors import MeshError
 from mesh_assets.instance_config import POSTGRES_URL_ENV, instance_config, postgres_url
-from test_tpch_mesh import SCALE_FACTOR
 
 pytestmark = pytest.mark.postgres  # an integration tier: `make test-fast` leaves it out
 
@@ -94,10 +92,9 @@ def mesh(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "200", **env})
 
 
-def test_mesh_run_records_runs_and_events_in_postgres(server_url: str, tmp_path: Path,
+def test_mesh_run_records_runs_and_events_in_postgres(server_url: str, tpch_landing: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    landing, home = tmp_path / "landing", tmp_path / "dagster_home"
-    land_tpch(landing, SCALE_FACTOR)
+    landing, home = tpch_landing, tmp_path / "dagster_home"
     env = {"DAGSTER_HOME": str(home), POSTGRES_URL_ENV: server_url, "MESH_LANDING_ZONE": str(landing),
            "MESH_STORAGE_ROOT": str(tmp_path / "lake")}
 
