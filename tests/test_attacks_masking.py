@@ -270,6 +270,7 @@ def _query(rng: random.Random, files: list[str], folders: list[str]) -> str:
             f"ORDER BY {rng.randrange(1, 3)} LIMIT {rng.randrange(1, 30)}")
 
 
+@pytest.mark.slow  # a fuzzing campaign: 10,000 queries
 def test_fuzzed_reader_queries_never_return_a_clear_value(attacked) -> None:
     """10,000 generated queries of a reader without a PII grant, through `mesh sql`'s path (one read-only query
     on the sandboxed connection): none returns a clear value of a PII column, or a value holding one, and none
