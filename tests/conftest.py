@@ -43,13 +43,24 @@ RAW_DDL = {
 }
 
 
+def isolate(mp: pytest.MonkeyPatch) -> None:
+    """Through ``mp``: no storage root or landing zone from the environment (never the repository's own lake),
+    and PII masked with a known salt."""
+    mp.delenv("MESH_STORAGE_ROOT", raising=False)
+    mp.delenv("MESH_LANDING_ZONE", raising=False)
+    mp.setenv("MESH_PII_SALT", TEST_SALT)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_storage(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never touch the repository's own lake or landing zone through the environment, and mask PII with
-    a known salt."""
-    monkeypatch.delenv("MESH_STORAGE_ROOT", raising=False)
-    monkeypatch.delenv("MESH_LANDING_ZONE", raising=False)
-    monkeypatch.setenv("MESH_PII_SALT", TEST_SALT)
+    """Every test runs :func:`isolate`d (module- and session-scoped fixtures call it themselves)."""
+    isolate(monkeypatch)
+
+
+def copy_mesh(source: Path, target: Path) -> Path:
+    """A copy of the mesh folder ``source`` at ``target``: contracts, landing zone and lake (``.mesh``). A mesh
+    materialized once per module is copied for each test that changes it, much cheaper than running it again."""
+    return Path(shutil.copytree(source, target, symlinks=True))
 
 
 def make_tiny_root(parent: Path) -> Path:

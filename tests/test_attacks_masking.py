@@ -13,7 +13,6 @@ import json
 import os
 import random
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
-from conftest import TEST_SALT, land_orders, make_tiny_root
+from conftest import copy_mesh, isolate, land_orders, make_tiny_root
 from mesh_assets import connect, load_mesh
 from mesh_assets.catalog import build_catalog
 from mesh_assets.errors import MeshError, TransformError
@@ -74,9 +73,7 @@ def attacked_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pa
     (root / ".mesh/landing/shop/customers.csv").write_text(
         "customer,segment,since\n" + "".join(f"{n},retail,2020-01-15\n" for n in NAMES))
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
-        mp.delenv("MESH_STORAGE_ROOT", raising=False)
-        mp.delenv("MESH_LANDING_ZONE", raising=False)
-        mp.setenv("MESH_PII_SALT", TEST_SALT)
+        isolate(mp)
         runs = []
         for orders in (30, 40):
             _land(root, orders)
@@ -89,9 +86,7 @@ def attacked_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pa
 @pytest.fixture
 def attacked(attacked_once, tmp_path: Path) -> tuple[Path, list[str]]:
     """A copy of the module's attacked mesh, its lake included, in the test's own folder; with the run ids."""
-    root = tmp_path / "tiny"
-    shutil.copytree(attacked_once[0], root, symlinks=True)
-    return root, attacked_once[1]
+    return copy_mesh(attacked_once[0], tmp_path / "tiny"), attacked_once[1]
 
 
 def clear_values(root: Path) -> set[str]:

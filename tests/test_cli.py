@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TEST_SALT, make_tiny_root
+from conftest import copy_mesh, isolate, make_tiny_root
 
 MESH = str(Path(sys.executable).parent / "mesh")
 
@@ -28,10 +28,8 @@ def ran_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The tiny mesh after one `mesh run`, once for the module: its folder and its DAGSTER_HOME (read only)."""
     base = tmp_path_factory.mktemp("ran")
     root, home = make_tiny_root(base), base / "dagster_home"
-    with pytest.MonkeyPatch.context() as mp:  # the autouse fixture's environment, for the module
-        mp.delenv("MESH_STORAGE_ROOT", raising=False)
-        mp.delenv("MESH_LANDING_ZONE", raising=False)
-        mp.setenv("MESH_PII_SALT", TEST_SALT)
+    with pytest.MonkeyPatch.context() as mp:
+        isolate(mp)
         result = mesh(root, "run", home=home)
     assert result.returncode == 0, result.stderr
     return root, home
@@ -41,9 +39,8 @@ def ran_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def ran(ran_once: tuple[Path, Path], tiny_root: Path, tmp_path: Path) -> tuple[Path, Path]:
     """A copy of :func:`ran_once` (the mesh folder, its lake, and DAGSTER_HOME) in place of the test's tiny mesh."""
     shutil.rmtree(tiny_root)
-    shutil.copytree(ran_once[0], tiny_root, symlinks=True)
-    home = shutil.copytree(ran_once[1], tmp_path / "dagster_home", symlinks=True)
-    return tiny_root, home
+    copy_mesh(ran_once[0], tiny_root)
+    return tiny_root, Path(shutil.copytree(ran_once[1], tmp_path / "dagster_home", symlinks=True))
 
 
 def test_run_prints_a_summary_and_records_in_dagster_home(ran) -> None:
