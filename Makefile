@@ -35,12 +35,15 @@ ui: setup  # the instance `mesh run` records into: SQLite, or Postgres with MESH
 validate: setup
 	$(VENV)/bin/mesh validate
 
+# Tests run on two pytest-xdist workers; the tests reading the session's reference run share one (conftest.py).
+PYTEST := $(VENV)/bin/pytest -n 2 --dist loadgroup
+
 test: setup  # governance first (CI runs it), then the tests
 	$(VENV)/bin/mesh validate
-	$(VENV)/bin/pytest
+	$(PYTEST)
 
 test-fast: setup  # the unmarked tier: the core on tiny data, no Spark, daemon, Postgres, browser or TPC-H mesh
-	$(VENV)/bin/pytest -m "not (spark or daemon or postgres or browser or slow)"
+	$(PYTEST) -m "not (spark or daemon or postgres or browser or slow)"
 
 bench: setup  # the mesh against plain DuckDB running the same SQL, at SF (docs/performance.md)
 	$(VENV)/bin/mesh bench --sf $(SF) --json

@@ -44,8 +44,10 @@ RAW_DDL = {
 
 
 def isolate(mp: pytest.MonkeyPatch) -> None:
-    """Through ``mp``: no storage root or landing zone from the environment (never the repository's own lake),
+    """Through ``mp``: no storage root, landing zone or ``DAGSTER_HOME`` from the environment (never the
+    repository's own lake or instance: a mesh run records in ``<mesh>/.dagster`` unless a test says otherwise),
     and PII masked with a known salt."""
+    mp.delenv("DAGSTER_HOME", raising=False)
     mp.delenv("MESH_STORAGE_ROOT", raising=False)
     mp.delenv("MESH_LANDING_ZONE", raising=False)
     mp.setenv("MESH_PII_SALT", TEST_SALT)
@@ -192,3 +194,13 @@ def reference_run(tpch_landing: Path, tmp_path_factory: pytest.TempPathFactory) 
                 mp.setenv(name, value)
             summary = run_mesh(load_mesh(REPO), instance)
         yield ReferenceRun(summary, tpch_landing, lake, instance)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), the tests that read the session's
+    reference run go to one worker, so the reference mesh runs once, not once per worker."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if "reference_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("reference_run"))
