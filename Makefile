@@ -35,8 +35,9 @@ ui: setup  # the instance `mesh run` records into: SQLite, or Postgres with MESH
 validate: setup
 	$(VENV)/bin/mesh validate
 
-# Tests run on two pytest-xdist workers; the tests reading the session's reference run share one (conftest.py).
-PYTEST := $(VENV)/bin/pytest -n 2 --dist loadgroup
+# Tests run on two pytest-xdist workers, file by file (a module-scoped mesh is built once); each worker that gets
+# a test of the reference run (tests/conftest.py) runs the reference mesh once.
+PYTEST := $(VENV)/bin/pytest -n 2 --dist loadfile
 
 test: setup  # governance first (CI runs it), then the tests
 	$(VENV)/bin/mesh validate

@@ -195,12 +195,3 @@ def reference_run(tpch_landing: Path, tmp_path_factory: pytest.TempPathFactory) 
             summary = run_mesh(load_mesh(REPO), instance)
         yield ReferenceRun(summary, tpch_landing, lake, instance)
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), the tests that read the session's
-    reference run go to one worker, so the reference mesh runs once, not once per worker."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        if "reference_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("reference_run"))
