@@ -21,7 +21,6 @@ from mesh_assets.definitions import build_domain_definitions, build_mesh_definit
 from mesh_assets.errors import MeshError
 from mesh_assets.freshness import freshness_policy
 from mesh_assets.ports import Port
-from mesh_assets.runner import run_mesh
 from mesh_assets.validation import validate
 
 pytestmark = pytest.mark.slow  # an integration tier: `make test-fast` leaves it out
