@@ -35,12 +35,16 @@ ui: setup  # the instance `mesh run` records into: SQLite, or Postgres with MESH
 validate: setup
 	$(VENV)/bin/mesh validate
 
+# Tests run on two pytest-xdist workers, file by file (a module-scoped mesh is built once); each worker that gets
+# a test of the reference run (tests/conftest.py) runs the reference mesh once.
+PYTEST := $(VENV)/bin/pytest -n 2 --dist loadfile
+
 test: setup  # governance first (CI runs it), then the tests
 	$(VENV)/bin/mesh validate
-	$(VENV)/bin/pytest
+	$(PYTEST)
 
 test-fast: setup  # the unmarked tier: the core on tiny data, no Spark, daemon, Postgres, browser or TPC-H mesh
-	$(VENV)/bin/pytest -m "not (spark or daemon or postgres or browser or slow)"
+	$(PYTEST) -m "not (spark or daemon or postgres or browser or slow)"
 
 bench: setup  # the mesh against plain DuckDB running the same SQL, at SF (docs/performance.md)
 	$(VENV)/bin/python -m benchmarks --sf $(SF) --json

@@ -1,40 +1,84 @@
-"""Shared fixtures: a one-domain mesh copied into a temporary folder, and a Dagster instance per test."""
+"""Shared fixtures: a one-domain mesh copied into a temporary folder, a Dagster instance per test, and — once for
+the whole test run — TPC-H landed at a small scale factor and the reference mesh materialized from it."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
+from domains.tpch import TABLES, land_tpch
 from mesh_assets.mesh import Mesh, load_mesh
+from mesh_assets.runner import RunSummary, run_mesh
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 TEST_SALT = "salt-of-the-tests-0123456789"
 VALID_ORDERS = "order_id,customer,amount\n1,ann,10.00\n2,bob,20.00\n3, ann ,1.50\n"
 CUSTOMERS = "customer,segment,since\nann,retail,2020-01-15\nbob,retail,2021-06-01\ncy,wholesale,2019-03-03\ndee,wholesale,2022-12-31\nzoe,retail,2023-07-04\n"
+TPCH_SCALE_FACTOR = 0.01  # about 87,000 rows: every TPC-H query still returns rows
+# TPC-H specification §1.4.1 column types (as in dbgen's dss.ddl), so the reference never borrows our contracts.
+RAW_DDL = {
+    "nation": "n_nationkey INTEGER, n_name VARCHAR, n_regionkey INTEGER, n_comment VARCHAR",
+    "region": "r_regionkey INTEGER, r_name VARCHAR, r_comment VARCHAR",
+    "part": "p_partkey INTEGER, p_name VARCHAR, p_mfgr VARCHAR, p_brand VARCHAR, p_type VARCHAR, p_size INTEGER, "
+            "p_container VARCHAR, p_retailprice DECIMAL(15,2), p_comment VARCHAR",
+    "supplier": "s_suppkey INTEGER, s_name VARCHAR, s_address VARCHAR, s_nationkey INTEGER, s_phone VARCHAR, "
+                "s_acctbal DECIMAL(15,2), s_comment VARCHAR",
+    "partsupp": "ps_partkey INTEGER, ps_suppkey INTEGER, ps_availqty INTEGER, ps_supplycost DECIMAL(15,2), "
+                "ps_comment VARCHAR",
+    "customer": "c_custkey INTEGER, c_name VARCHAR, c_address VARCHAR, c_nationkey INTEGER, c_phone VARCHAR, "
+                "c_acctbal DECIMAL(15,2), c_mktsegment VARCHAR, c_comment VARCHAR",
+    "orders": "o_orderkey INTEGER, o_custkey INTEGER, o_orderstatus VARCHAR, o_totalprice DECIMAL(15,2), "
+              "o_orderdate DATE, o_orderpriority VARCHAR, o_clerk VARCHAR, o_shippriority INTEGER, o_comment VARCHAR",
+    "lineitem": "l_orderkey INTEGER, l_partkey INTEGER, l_suppkey INTEGER, l_linenumber INTEGER, "
+                "l_quantity DECIMAL(15,2), l_extendedprice DECIMAL(15,2), l_discount DECIMAL(15,2), "
+                "l_tax DECIMAL(15,2), l_returnflag VARCHAR, l_linestatus VARCHAR, l_shipdate DATE, "
+                "l_commitdate DATE, l_receiptdate DATE, l_shipinstruct VARCHAR, l_shipmode VARCHAR, l_comment VARCHAR",
+}
+
+
+def isolate(mp: pytest.MonkeyPatch) -> None:
+    """Through ``mp``: no storage root, landing zone or ``DAGSTER_HOME`` from the environment (never the
+    repository's own lake or instance: a mesh run records in ``<mesh>/.dagster`` unless a test says otherwise),
+    and PII masked with a known salt."""
+    mp.delenv("DAGSTER_HOME", raising=False)
+    mp.delenv("MESH_STORAGE_ROOT", raising=False)
+    mp.delenv("MESH_LANDING_ZONE", raising=False)
+    mp.setenv("MESH_PII_SALT", TEST_SALT)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_storage(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never touch the repository's own lake or landing zone through the environment, and mask PII with
-    a known salt."""
-    monkeypatch.delenv("MESH_STORAGE_ROOT", raising=False)
-    monkeypatch.delenv("MESH_LANDING_ZONE", raising=False)
-    monkeypatch.setenv("MESH_PII_SALT", TEST_SALT)
+    """Every test runs :func:`isolate`d (module- and session-scoped fixtures call it themselves)."""
+    isolate(monkeypatch)
 
 
-@pytest.fixture
-def tiny_root(tmp_path: Path) -> Path:
-    """A copy of ``tests/fixtures/tiny_mesh`` (domain ``shop``: bronze raw_orders → silver orders → gold
-    order_totals; bronze raw_customers, referenced by silver orders) with three valid orders landed."""
-    root = tmp_path / "tiny"
+def copy_mesh(source: Path, target: Path) -> Path:
+    """A copy of the mesh folder ``source`` at ``target``: contracts, landing zone and lake (``.mesh``). A mesh
+    materialized once per module is copied for each test that changes it, much cheaper than running it again."""
+    return Path(shutil.copytree(source, target, symlinks=True))
+
+
+def make_tiny_root(parent: Path) -> Path:
+    """A copy of ``tests/fixtures/tiny_mesh`` at ``parent/tiny`` (domain ``shop``: bronze raw_orders → silver
+    orders → gold order_totals; bronze raw_customers, referenced by silver orders) with three valid orders landed."""
+    root = parent / "tiny"
     shutil.copytree(FIXTURES / "tiny_mesh", root)
     land_orders(root, VALID_ORDERS)
     (root / ".mesh" / "landing" / "shop" / "customers.csv").write_text(CUSTOMERS)
     return root
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    """The tiny mesh of :func:`make_tiny_root` in the test's own folder."""
+    return make_tiny_root(tmp_path)
 
 
 def land_orders(root: Path, csv_text: str) -> None:
@@ -91,3 +135,63 @@ def webhook():
     receiver = _Receiver()
     yield receiver
     receiver.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tpch_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A landing zone holding TPC-H at :data:`TPCH_SCALE_FACTOR` (``tpch/<table>.csv``), generated once for the
+    whole test run. Read-only: a test that lands other files copies it first."""
+    landing = tmp_path_factory.mktemp("tpch_landing")
+    land_tpch(landing, TPCH_SCALE_FACTOR)
+    return landing
+
+
+@pytest.fixture(scope="session")
+def tpch_raw(tpch_landing: Path) -> duckdb.DuckDBPyConnection:
+    """The landed TPC-H files as DuckDB tables typed by the TPC-H specification (:data:`RAW_DDL`), the reference
+    the mesh's results are compared with."""
+    con = duckdb.connect()
+    for table in TABLES:
+        con.execute(f"CREATE TABLE {table} ({RAW_DDL[table]})")
+        con.execute(f"COPY {table} FROM '{tpch_landing / 'tpch' / f'{table}.csv'}' (HEADER, DELIMITER ',')")
+    return con
+
+
+def _reference_env(landing: Path, lake: Path) -> dict[str, str]:
+    return {"MESH_LANDING_ZONE": str(landing), "MESH_STORAGE_ROOT": str(lake), "MESH_PII_SALT": TEST_SALT,
+            "MESH_ENGINE": "duckdb"}
+
+
+@dataclass(frozen=True)
+class ReferenceRun:
+    """The reference mesh (``REPO``) materialized once on DuckDB from :func:`tpch_landing`.
+
+    Shared by every test of the run, so read-only: a test that runs anything copies the lake
+    (:meth:`copy_lake`) and records into an instance of its own."""
+
+    summary: RunSummary
+    landing: Path  # the landing zone, holding tpch/<table>.csv
+    lake: Path  # the storage root the run published into
+    instance: dg.DagsterInstance  # the instance that recorded the run
+
+    def env(self, lake: Path | None = None) -> dict[str, str]:
+        """The environment the run had (with ``lake`` as the storage root, if given): set it to read its ports."""
+        return _reference_env(self.landing, lake or self.lake)
+
+    def copy_lake(self, target: Path) -> Path:
+        """A copy of the published lake at ``target`` (every port, snapshot and masked copy), to run into."""
+        shutil.copytree(self.lake, target)
+        return target
+
+
+@pytest.fixture(scope="session")
+def reference_run(tpch_landing: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceRun]:
+    """The whole reference mesh run once per test run (see :class:`ReferenceRun`)."""
+    lake = tmp_path_factory.mktemp("reference_lake")
+    with dg.instance_for_test() as instance:
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in _reference_env(tpch_landing, lake).items():
+                mp.setenv(name, value)
+            summary = run_mesh(load_mesh(REPO), instance)
+        yield ReferenceRun(summary, tpch_landing, lake, instance)
+

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
-from conftest import land_orders
+from conftest import copy_mesh, isolate, land_orders, make_tiny_root
 from mesh_assets import connect, load_mesh
 from mesh_assets.catalog import build_catalog
 from mesh_assets.errors import MeshError, TransformError
@@ -62,20 +63,30 @@ def _land(root: Path, orders: int) -> None:
     land_orders(root, "order_id,customer,amount\n" + "\n".join(lines) + "\n")
 
 
-@pytest.fixture
-def attacked(tiny_root: Path, instance) -> tuple[Path, list[str]]:
-    """The mesh described in the module docstring, run twice; with the run ids."""
-    add_consumer(tiny_root)
-    _classify(tiny_root)
-    (tiny_root / ".mesh/landing/shop/customers.csv").write_text(
+@pytest.fixture(scope="module")
+def attacked_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[str], dg.DagsterInstance]]:
+    """The mesh described in the module docstring, run twice once for the module: its folder, the run ids and
+    the instance that recorded them (read only: tests change copies, :func:`attacked`)."""
+    root = make_tiny_root(tmp_path_factory.mktemp("attacked"))
+    add_consumer(root)
+    _classify(root)
+    (root / ".mesh/landing/shop/customers.csv").write_text(
         "customer,segment,since\n" + "".join(f"{n},retail,2020-01-15\n" for n in NAMES))
-    runs = []
-    for orders in (30, 40):
-        _land(tiny_root, orders)
-        summary = run_mesh(load_mesh(tiny_root), instance)
-        assert summary.success, [(a.key, a.status, a.failed_checks) for a in summary.assets]
-        runs.append(summary.run_id)
-    return tiny_root, runs
+    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+        isolate(mp)
+        runs = []
+        for orders in (30, 40):
+            _land(root, orders)
+            summary = run_mesh(load_mesh(root), instance)
+            assert summary.success, [(a.key, a.status, a.failed_checks) for a in summary.assets]
+            runs.append(summary.run_id)
+        yield root, runs, instance
+
+
+@pytest.fixture
+def attacked(attacked_once, tmp_path: Path) -> tuple[Path, list[str]]:
+    """A copy of the module's attacked mesh, its lake included, in the test's own folder; with the run ids."""
+    return copy_mesh(attacked_once[0], tmp_path / "tiny"), attacked_once[1]
 
 
 def clear_values(root: Path) -> set[str]:
@@ -154,10 +165,11 @@ def _leaks(text: str, names: set[str]) -> list[str]:
     return sorted(n for n in names if n in text)
 
 
-def test_profiles_samples_events_and_catalog_hold_no_clear_value(attacked, instance, tmp_path) -> None:
+def test_profiles_samples_events_and_catalog_hold_no_clear_value(attacked, attacked_once, tmp_path) -> None:
     """Item 3: min/max/top values of PII columns in `profile.json`, the Dagster event log and the catalog; and
     the failing-row samples of checks."""
     root, runs = attacked
+    instance = attacked_once[2]
     names = clear_values(root)
     assert names == set(NAMES)
     profiles = list((root / ".mesh/lake").rglob("profile.json"))
@@ -253,6 +265,7 @@ def _query(rng: random.Random, files: list[str], folders: list[str]) -> str:
             f"ORDER BY {rng.randrange(1, 3)} LIMIT {rng.randrange(1, 30)}")
 
 
+@pytest.mark.slow  # a fuzzing campaign: 10,000 queries
 def test_fuzzed_reader_queries_never_return_a_clear_value(attacked) -> None:
     """10,000 generated queries of a reader without a PII grant, through `mesh sql`'s path (one read-only query
     on the sandboxed connection): none returns a clear value of a PII column, or a value holding one, and none

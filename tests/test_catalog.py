@@ -10,12 +10,14 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from conftest import land_orders
+from conftest import isolate, land_orders, make_tiny_root
 from mesh_assets import load_mesh
 from mesh_assets.catalog import build_catalog, find_instance
 from mesh_assets.errors import MeshError
@@ -45,11 +47,12 @@ def section(html: str, anchor: str) -> str:
     return html[start:min(ends) if ends else len(html)]
 
 
-@pytest.fixture
-def two_domains(tiny_root: Path, instance) -> Path:
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dg.DagsterInstance]]:
     """The tiny mesh with a hostile column description, a deprecated product with contacts, a second domain
-    ``billing`` reading ``shop.order_totals`` and one order whose amount fails a warning rule, materialized in
-    ``instance``."""
+    ``billing`` reading ``shop.order_totals`` and one order whose amount fails a warning rule, materialized once
+    for the module: its folder and the instance that recorded the run (both read only)."""
+    tiny_root = make_tiny_root(tmp_path_factory.mktemp("catalog"))
     contract = tiny_root / ORDERS
     text = contract.read_text()
     assert "description: Sum of amounts in EUR." in text
@@ -66,9 +69,23 @@ support:
     - {username: ann@example.com, name: Ann, role: owner}"""))
     add_consumer(tiny_root)
     land_orders(tiny_root, "order_id,customer,amount\n1,ann,10.00\n2,bob,20.00\n3,ann,3.00\n")
-    summary = run_mesh(load_mesh(tiny_root), instance)
-    assert summary.success, [(a.key, a.status, a.failed_checks) for a in summary.assets]
-    return tiny_root
+    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+        isolate(mp)
+        summary = run_mesh(load_mesh(tiny_root), instance)
+        assert summary.success, [(a.key, a.status, a.failed_checks) for a in summary.assets]
+        yield tiny_root, instance
+
+
+@pytest.fixture
+def two_domains(materialized: tuple[Path, dg.DagsterInstance]) -> Path:
+    """The folder of :func:`materialized` (read only)."""
+    return materialized[0]
+
+
+@pytest.fixture
+def instance(materialized: tuple[Path, dg.DagsterInstance]) -> dg.DagsterInstance:
+    """In this module, the instance that recorded :func:`materialized`'s run (read only)."""
+    return materialized[1]
 
 
 def test_catalog_pages_and_search_index(two_domains: Path, instance, tmp_path: Path) -> None:

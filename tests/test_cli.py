@@ -6,11 +6,14 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import copy_mesh, isolate, make_tiny_root
 
 MESH = str(Path(sys.executable).parent / "mesh")
 
@@ -20,12 +23,24 @@ def mesh(root: Path, *args: str, home: Path) -> subprocess.CompletedProcess:
     return subprocess.run([MESH, *args, "--root", str(root)], capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.fixture
-def ran(tiny_root: Path, tmp_path: Path) -> tuple[Path, Path]:
-    home = tmp_path / "dagster_home"
-    result = mesh(tiny_root, "run", home=home)
+@pytest.fixture(scope="module")
+def ran_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny mesh after one `mesh run`, once for the module: its folder and its DAGSTER_HOME (read only)."""
+    base = tmp_path_factory.mktemp("ran")
+    root, home = make_tiny_root(base), base / "dagster_home"
+    with pytest.MonkeyPatch.context() as mp:
+        isolate(mp)
+        result = mesh(root, "run", home=home)
     assert result.returncode == 0, result.stderr
-    return tiny_root, home
+    return root, home
+
+
+@pytest.fixture
+def ran(ran_once: tuple[Path, Path], tiny_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of :func:`ran_once` (the mesh folder, its lake, and DAGSTER_HOME) in place of the test's tiny mesh."""
+    shutil.rmtree(tiny_root)
+    copy_mesh(ran_once[0], tiny_root)
+    return tiny_root, Path(shutil.copytree(ran_once[1], tmp_path / "dagster_home", symlinks=True))
 
 
 def test_run_prints_a_summary_and_records_in_dagster_home(ran) -> None:

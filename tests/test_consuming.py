@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
+from conftest import copy_mesh, isolate, make_tiny_root
 from mesh_assets import connect, load_mesh
 from mesh_assets.errors import MeshError
 from mesh_assets.query import export_duckdb
@@ -16,13 +19,23 @@ from test_access import classify_customer_pii, masked, restrict
 from test_governance import add_consumer, mesh_cli
 
 
+@pytest.fixture(scope="module")
+def two_domains_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny mesh plus a billing domain reading shop.order_totals, whose customer names are PII, materialized
+    once for the module (read only: tests change copies, :func:`two_domains`)."""
+    root = make_tiny_root(tmp_path_factory.mktemp("two_domains"))
+    add_consumer(root)
+    classify_customer_pii(root)
+    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+        isolate(mp)
+        assert run_mesh(load_mesh(root), instance).success
+    return root
+
+
 @pytest.fixture
-def two_domains(tiny_root, instance):
-    """The tiny mesh plus a billing domain reading shop.order_totals, whose customer names are PII."""
-    add_consumer(tiny_root)
-    classify_customer_pii(tiny_root)
-    assert run_mesh(load_mesh(tiny_root), instance).success
-    return tiny_root
+def two_domains(two_domains_once: Path, tmp_path: Path) -> Path:
+    """A copy of :func:`two_domains_once`, its lake included, in the test's own folder."""
+    return copy_mesh(two_domains_once, tmp_path / "tiny")
 
 
 def test_notebook_connection_shows_what_the_reader_may_read(two_domains) -> None:

@@ -103,7 +103,8 @@ def _latest(instance: dg.DagsterInstance, key: list[str]) -> dg.EventLogEntry | 
     return instance.get_latest_materialization_event(dg.AssetKey(key))
 
 
-def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path: Path, home: Path) -> None:
+def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path: Path, home: Path,
+                                                                       tpch_landing: Path) -> None:
     root = tmp_path / "mesh"
     root.mkdir()
     for name in ("mesh.yaml", "dagster.yaml"):
@@ -115,7 +116,7 @@ def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path:
     _settings(root, automation={"landing_interval_seconds": 5, "automation_interval_seconds": 5,
                                 "landing_settle_seconds": 3})
     landing = root / ".mesh" / "landing"
-    land_tpch(landing, 0.01)
+    shutil.copytree(tpch_landing, landing)  # SF 0.01, landed once for the test session
     _mesh_run(root)  # the mesh as published before new data lands
     dagster_home(root)
     instance = dg.DagsterInstance.get()

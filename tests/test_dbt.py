@@ -1,7 +1,8 @@
 """Gold tables built by dbt models (docs/dbt.md): bound to their data contracts at load, audited and published
 like any other asset, checked by ``mesh validate``, and safe to run for several domains at once.
 
-The reference mesh's customers and supply domains run once at TPC-H SF 0.01 into temporary storage."""
+The reference mesh runs once per test session at TPC-H SF 0.01 (tests/conftest.py); this module's tests run
+into a copy of its lake, each with an instance of its own."""
 
 from __future__ import annotations
 
@@ -13,20 +14,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from domains.tpch import land_tpch
+from conftest import ReferenceRun
 from mesh_assets import load_mesh
 from mesh_assets.dbt_project import parse_project
 from mesh_assets.definitions import build_domain_definitions, build_mesh_definitions
 from mesh_assets.errors import MeshError
 from mesh_assets.freshness import freshness_policy
 from mesh_assets.ports import Port
-from mesh_assets.runner import run_mesh
 from mesh_assets.validation import validate
 
 pytestmark = pytest.mark.slow  # an integration tier: `make test-fast` leaves it out
 
 REPO = Path(__file__).parent.parent
-SALT = "salt-of-the-tests-0123456789"  # conftest's TEST_SALT; the run's child processes do not import conftest
 PROFILE = ("customers", "gold", "customer_profile")
 CATALOG = ("supply", "gold", "part_catalog")
 
@@ -44,16 +43,10 @@ def dbt_job(domain: str) -> dg.JobDefinition:
 
 
 @pytest.fixture(scope="module")
-def dbt_run(tmp_path_factory: pytest.TempPathFactory):
-    """customers and supply materialized once (their dbt models included); the environment points at the lake."""
-    base = tmp_path_factory.mktemp("dbt")
-    land_tpch(base / "landing", 0.01)
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
-        mp.setenv("MESH_LANDING_ZONE", str(base / "landing"))
-        mp.setenv("MESH_STORAGE_ROOT", str(base / "lake"))
-        mp.setenv("MESH_PII_SALT", SALT)
-        summary = run_mesh(load_mesh(REPO), instance, ["customers", "supply"])
-        yield summary, instance, base / "lake"
+def dbt_run(reference_run: ReferenceRun, tmp_path_factory: pytest.TempPathFactory):
+    """The reference run the test session shares (its dbt models included): its summary and instance (read
+    only), and a copy of its lake for this module's tests, which publish into it."""
+    return reference_run.summary, reference_run.instance, reference_run.copy_lake(tmp_path_factory.mktemp("dbt") / "lake")
 
 
 @pytest.fixture(autouse=True)
@@ -61,8 +54,8 @@ def _lake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> No
     """Tests using the run read its lake (conftest's autouse fixture unsets the storage root per test)."""
     if "dbt_run" in request.fixturenames:
         lake = request.getfixturevalue("dbt_run")[2]
-        monkeypatch.setenv("MESH_STORAGE_ROOT", str(lake))
-        monkeypatch.setenv("MESH_LANDING_ZONE", str(lake.parent / "landing"))
+        for name, value in request.getfixturevalue("reference_run").env(lake).items():
+            monkeypatch.setenv(name, value)
 
 
 def _asset(defs: dg.Definitions, key: tuple[str, str, str]) -> dg.AssetsDefinition:
@@ -117,10 +110,10 @@ def test_dbt_model_is_audited_and_published_as_a_port_snapshot(dbt_run) -> None:
     assert evaluations == {"unique_customer_profile_c_custkey": True, "c_mktsegment_valid": True, "schema": True}
 
 
-def test_two_domains_dbt_models_run_in_parallel_multiprocess_runs(dbt_run) -> None:
+def test_two_domains_dbt_models_run_in_parallel_multiprocess_runs(dbt_run, instance) -> None:
     """Each step builds its model in a DuckDB file of its own: no "Could not set lock on file". The two runs are
     two processes, as two code locations' runs are, on the same persistent instance."""
-    _, instance, lake = dbt_run
+    lake = dbt_run[2]
     ref = dg.serialize_value(instance.get_ref())
     runs = {name: subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, ref, name], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent)
@@ -162,8 +155,8 @@ def _mesh_copy(tmp_path: Path) -> Path:
     return root
 
 
-def test_a_failing_dbt_test_blocks_publishing(dbt_run, tmp_path: Path) -> None:
-    _, instance, lake = dbt_run
+def test_a_failing_dbt_test_blocks_publishing(dbt_run, instance, tmp_path: Path) -> None:
+    lake = dbt_run[2]
     root = _mesh_copy(tmp_path)
     properties = root / "dbt" / "models" / "customers" / "customer_profile.yml"
     properties.write_text(properties.read_text().replace(
@@ -180,8 +173,9 @@ def test_a_failing_dbt_test_blocks_publishing(dbt_run, tmp_path: Path) -> None:
     assert Port(str(lake), PROFILE).current()["snapshot"] == before  # the previous snapshot stays current
 
 
-def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, tmp_path: Path, monkeypatch) -> None:
-    _, instance, lake = dbt_run
+def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, instance, tmp_path: Path, monkeypatch
+                                                             ) -> None:
+    lake = dbt_run[2]
     root = _mesh_copy(tmp_path)
     model = root / "dbt" / "models" / "customers" / "customer_profile.sql"
     model.write_text(model.read_text().replace(

@@ -11,8 +11,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from mesh_assets import build_domain_definitions
+from mesh_assets.cli import app
 from mesh_assets.errors import MeshError
 from mesh_assets.validation import validate
 
@@ -90,14 +92,15 @@ def test_policy_violations_name_file_line_rule_and_fix(tiny_root: Path, edit, ru
         sql = tiny_root / "domains/shop/sql/gold/order_totals.sql"
         sql.write_text(sql.read_text().replace("as total", 'as "Total"'))
     edit_contract(tiny_root, edit)
-    result = mesh_cli(tiny_root, "validate", "--format", "json")
-    assert result.returncode == 1, result.stdout
+    # `mesh validate` in this process (test_reference_mesh_passes_every_policy_and_reports_json runs the command)
+    result = CliRunner().invoke(app, ["validate", "--format", "json", "--root", str(tiny_root)])
+    assert result.exit_code == 1, result.stdout
     found = [f for f in json.loads(result.stdout)["findings"] if f["rule"] == rule]
     assert len(found) == 1, result.stdout
     assert found[0]["file"] == str(ORDERS) and found[0]["field"] == field and found[0]["line"] > 0
     assert says in found[0]["message"] and found[0]["fix"]
-    text = mesh_cli(tiny_root, "validate")
-    assert text.returncode == 1 and f"[{rule}]" in text.stderr and f"{ORDERS}:{found[0]['line']}" in text.stderr
+    text = CliRunner().invoke(app, ["validate", "--root", str(tiny_root)])
+    assert text.exit_code == 1 and f"[{rule}]" in text.stderr and f"{ORDERS}:{found[0]['line']}" in text.stderr
 
 
 def test_a_reserved_word_column_is_refused(tiny_root: Path) -> None:

@@ -12,11 +12,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from conftest import TEST_SALT
-from test_tpch_mesh import RAW_DDL, SCALE_FACTOR
+from conftest import ReferenceRun
 from typer.testing import CliRunner
 
-from domains.tpch import TABLES, land_tpch
 from mesh_assets import connect, load_mesh
 from mesh_assets.access import AccessError
 from mesh_assets.assets import domain_assets
@@ -26,8 +24,6 @@ from mesh_assets.errors import ContractError
 from mesh_assets.contract_model import Condition, Label
 from mesh_assets.labels import labels_sql
 from mesh_assets.runner import run_mesh
-
-pytestmark = pytest.mark.slow  # an integration tier: `make test-fast` leaves it out
 
 REPO = Path(__file__).parent.parent
 DIMENSIONS = ("customer_nation", "c_mktsegment")
@@ -75,26 +71,17 @@ FROM totals, data_end
 
 
 @pytest.fixture(scope="module")
-def mesh_run(tmp_path_factory: pytest.TempPathFactory):
-    """The reference mesh materialized once at SF 0.01 into temporary storage: (summary, connection as a reader
-    outside the domains, raw TPC-H connection, environment, instance)."""
-    base = tmp_path_factory.mktemp("metrics")
-    landing, lake = base / "landing", base / "lake"
-    land_tpch(landing, SCALE_FACTOR)
-    env = {"MESH_LANDING_ZONE": str(landing), "MESH_STORAGE_ROOT": str(lake), "MESH_PII_SALT": TEST_SALT}
-    raw = duckdb.connect()
-    for table in TABLES:
-        raw.execute(f"CREATE TABLE {table} ({RAW_DDL[table]})")
-        raw.execute(f"COPY {table} FROM '{landing / 'tpch' / f'{table}.csv'}' (HEADER, DELIMITER ',')")
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
-        for name, value in env.items():
+def reader(reference_run: ReferenceRun) -> duckdb.DuckDBPyConnection:
+    """The shared reference run read as a reader outside the domains."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in reference_run.env().items():
             mp.setenv(name, value)
-        summary = run_mesh(load_mesh(REPO), instance)
-        yield summary, connect(REPO), raw, env, instance
+        return connect(REPO)
 
 
-def test_metrics_and_labels_ports_materialize_with_their_checks(mesh_run) -> None:
-    summary = mesh_run[0]
+@pytest.mark.slow  # the reference mesh on TPC-H
+def test_metrics_and_labels_ports_materialize_with_their_checks(reference_run: ReferenceRun) -> None:
+    summary = reference_run.summary
     assets = {a.key: a for a in summary.assets}
     assert summary.success, [(a.key, a.status, a.failed_checks) for a in summary.assets]
     for key in ("sales/gold/order_lines_wide__metrics", "customers/gold/customer_profile__labels"):
@@ -102,8 +89,9 @@ def test_metrics_and_labels_ports_materialize_with_their_checks(mesh_run) -> Non
         assert assets[key].checks_passed >= 4  # schema, primary_key, *_required
 
 
-def test_metric_values_equal_plain_duckdb_on_raw_files(mesh_run) -> None:
-    con, raw = mesh_run[1], mesh_run[2]
+@pytest.mark.slow  # the reference mesh on TPC-H
+def test_metric_values_equal_plain_duckdb_on_raw_files(reader, tpch_raw) -> None:
+    con, raw = reader, tpch_raw
     expected = {(m, p, n, s): v for m, p, n, s, v in raw.execute(RAW_METRICS).fetchall()}
     rows = con.execute("SELECT metric, period, dimensions, value FROM sales.order_lines_wide__metrics").fetchall()
     actual = {}
@@ -118,8 +106,9 @@ def test_metric_values_equal_plain_duckdb_on_raw_files(mesh_run) -> None:
     assert all(isinstance(p, dt.date) and p.day == 1 for _, p, _, _ in actual)
 
 
-def test_label_values_equal_plain_duckdb_on_raw_files(mesh_run) -> None:
-    con, raw = mesh_run[1], mesh_run[2]
+@pytest.mark.slow  # the reference mesh on TPC-H
+def test_label_values_equal_plain_duckdb_on_raw_files(reader, tpch_raw) -> None:
+    con, raw = reader, tpch_raw
     expected = sorted(raw.execute(RAW_LABELS).fetchall())
     actual = sorted(con.execute("SELECT c_custkey, label, value FROM customers.customer_profile__labels").fetchall())
     assert actual == expected
@@ -128,13 +117,16 @@ def test_label_values_equal_plain_duckdb_on_raw_files(mesh_run) -> None:
     assert tiers == {"high", "medium", "low"} and risks == {"true", "false"}  # the thresholds separate customers
 
 
-def test_unchanged_labels_keep_since_across_runs(mesh_run, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in mesh_run[3].items():
+@pytest.mark.slow  # the reference mesh on TPC-H
+def test_unchanged_labels_keep_since_across_runs(reference_run: ReferenceRun, instance, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    lake = reference_run.copy_lake(tmp_path / "lake")  # this test runs customers again: a copy of the shared lake
+    for name, value in reference_run.env(lake).items():
         monkeypatch.setenv(name, value)
     query = "SELECT c_custkey, label, value, since FROM customers.customer_profile__labels"
     before = sorted(connect(REPO).execute(query).fetchall())
     assert len({since for *_, since in before}) == 1  # one run, one time
-    summary = run_mesh(load_mesh(REPO), mesh_run[4], ["customers"])
+    summary = run_mesh(load_mesh(REPO), instance, ["customers"])
     assert summary.success
     after = sorted(connect(REPO).execute(query).fetchall())
     assert after == before
@@ -276,12 +268,14 @@ def test_label_queries_follow_the_access_rules(tmp_path: Path) -> None:
     assert "mesh access request supply.supplier_profile --for customers" in str(info.value)
 
 
-def test_the_catalog_shows_metric_and_label_definitions(mesh_run, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.slow  # the reference mesh on TPC-H
+def test_the_catalog_shows_metric_and_label_definitions(reference_run: ReferenceRun, tmp_path: Path,
+                                                       monkeypatch) -> None:
     from mesh_assets.catalog import build_catalog
 
-    for name, value in mesh_run[3].items():
+    for name, value in reference_run.env().items():
         monkeypatch.setenv(name, value)
-    build_catalog(load_mesh(REPO), tmp_path / "catalog", mesh_run[4])
+    build_catalog(load_mesh(REPO), tmp_path / "catalog", reference_run.instance)
     sales = (tmp_path / "catalog" / "products" / "sales.order_lines_wide.html").read_text()
     assert "<h3>Metrics" in sales and all(f"<code>{m}</code>" in sales for m in
                                          ("revenue", "order_count", "average_discount", "late_shipment_rate"))

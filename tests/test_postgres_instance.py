@@ -23,12 +23,8 @@ import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from conftest import REPO
-from domains.tpch import land_tpch
 from mesh_assets.errors import MeshError
 from mesh_assets.instance_config import POSTGRES_URL_ENV, instance_config, postgres_url
-from test_tpch_mesh import SCALE_FACTOR
-
-pytestmark = pytest.mark.postgres  # an integration tier: `make test-fast` leaves it out
 
 MESH = str(Path(sys.executable).parent / "mesh")
 REPO_CONFIG = yaml.safe_load((REPO / "dagster.yaml").read_text())
@@ -94,10 +90,10 @@ def mesh(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "200", **env})
 
 
-def test_mesh_run_records_runs_and_events_in_postgres(server_url: str, tmp_path: Path,
+@pytest.mark.postgres  # starts a PostgreSQL server
+def test_mesh_run_records_runs_and_events_in_postgres(server_url: str, tpch_landing: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    landing, home = tmp_path / "landing", tmp_path / "dagster_home"
-    land_tpch(landing, SCALE_FACTOR)
+    landing, home = tpch_landing, tmp_path / "dagster_home"
     env = {"DAGSTER_HOME": str(home), POSTGRES_URL_ENV: server_url, "MESH_LANDING_ZONE": str(landing),
            "MESH_STORAGE_ROOT": str(tmp_path / "lake")}
 
@@ -141,6 +137,7 @@ def test_mesh_run_records_runs_and_events_in_postgres(server_url: str, tmp_path:
     con.close()
 
 
+@pytest.mark.slow  # `mesh` in a child process
 def test_without_postgres_the_instance_is_the_repository_sqlite_config(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(POSTGRES_URL_ENV, raising=False)
@@ -169,6 +166,7 @@ def test_a_bad_postgres_url_is_refused_with_the_fix(url: str) -> None:
     assert POSTGRES_URL_ENV in message and "postgresql+psycopg2://" in message and "hunter2" not in message
 
 
+@pytest.mark.slow  # `mesh` in child processes
 @pytest.mark.parametrize("command", ["instance", "run"])
 def test_the_commands_stop_on_a_bad_postgres_url_before_writing(command: str, tiny_root: Path,
                                                                  tmp_path: Path) -> None:
@@ -180,6 +178,7 @@ def test_the_commands_stop_on_a_bad_postgres_url_before_writing(command: str, ti
     assert not (tmp_path / "home" / "dagster.yaml").exists()
 
 
+@pytest.mark.slow  # `mesh` in a child process
 def test_a_postgres_server_that_cannot_be_reached_is_named_without_its_password(tmp_path: Path) -> None:
     url = f"postgresql+psycopg2://mesh:hunter2@127.0.0.1:{_free_port()}/dagster"  # nothing listens there
     result = mesh("instance", env={POSTGRES_URL_ENV: url, "DAGSTER_HOME": str(tmp_path / "home")})

@@ -19,6 +19,8 @@ from mesh_assets.port_storage import PortStorage
 
 from conftest import FIXTURES, land_orders
 
+pytestmark = pytest.mark.slow  # six `mesh run` child processes, four of them killed at a stage
+
 KILLER = FIXTURES / "kill_at_stage.py"
 STAGES = [("ingestion", "bronze"), ("transform", "silver"), ("checks", "gold"), ("publish", "gold")]
 NEW_ORDERS = "order_id,customer,amount\n1,ann,10.00\n2,bob,20.00\n3,cy,5.00\n4,dee,7.50\n"

@@ -62,6 +62,7 @@ def check_results(root: Path) -> dict[str, tuple[bool, dict]]:
         return out
 
 
+@pytest.mark.slow  # `mesh` commands in child processes, run twice
 def test_new_domain_and_product_publish_then_block_bad_data(tmp_path: Path) -> None:
     root = empty_mesh(tmp_path)
     source = orders_csv(tmp_path / "orders.csv")
@@ -105,6 +106,7 @@ def test_new_domain_and_product_publish_then_block_bad_data(tmp_path: Path) -> N
     assert port.current_snapshot().id == published
 
 
+@pytest.mark.slow  # a pytest session in a child process
 def test_new_domain_files_workspace_and_generated_test(tmp_path: Path) -> None:
     root = empty_mesh(tmp_path)
     (root / "workspace.yaml").write_text("# our locations\nload_from:\n  # the first\n"
@@ -228,6 +230,7 @@ def tutorial_script() -> str:
     return "\n".join(re.findall(r"^```bash\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE))
 
 
+@pytest.mark.slow  # the whole tutorial, command by command, in child processes
 def test_tutorial_commands_run_in_order(tmp_path: Path) -> None:
     script = tutorial_script()
     assert "mesh new domain" in script and "mesh new product" in script and "mesh run" in script

@@ -14,8 +14,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from conftest import TEST_SALT
-from domains.tpch import land_tpch
+from conftest import TEST_SALT, ReferenceRun
 from mesh_assets.definitions import build_mesh_definitions
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.mesh import load_mesh
@@ -28,7 +27,6 @@ from mesh_assets.spark_ingestion import spark_path
 pytestmark = pytest.mark.spark  # an integration tier: `make test-fast` leaves it out
 
 REPO = Path(__file__).parent.parent
-SCALE_FACTOR = 0.01
 FINANCE = ("forecasting_revenue_change", "local_supplier_volume", "pricing_summary_report",
            "returned_item_reporting", "shipping_priority")
 DBT_TABLES = {"customers/gold/customer_profile", "supply/gold/part_catalog", "sales/gold/order_lines_wide"}
@@ -65,16 +63,8 @@ def _run(root: Path, landing: Path, lake: Path, engine: str | None
 
 
 @pytest.fixture(scope="module")
-def landed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    landing = tmp_path_factory.mktemp("landing")
-    land_tpch(landing, SCALE_FACTOR)
-    return landing
-
-
-@pytest.fixture(scope="module")
-def duckdb_run(landed: Path, tmp_path_factory: pytest.TempPathFactory):
-    lake = tmp_path_factory.mktemp("lake_duckdb")
-    return (*_run(REPO, landed, lake, "duckdb")[:2], lake)
+def landed(tpch_landing: Path) -> Path:
+    return tpch_landing
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +99,9 @@ def _same_rows(a: list[tuple], b: list[tuple]) -> bool:
     return True
 
 
-def test_whole_mesh_on_spark_publishes_every_port_with_every_check_passing(spark_run, duckdb_run) -> None:
-    spark, duck = spark_run[0], duckdb_run[0]
+def test_whole_mesh_on_spark_publishes_every_port_with_every_check_passing(spark_run, reference_run: ReferenceRun
+                                                                            ) -> None:
+    spark, duck = spark_run[0], reference_run.summary
     assert spark.success, [(a.key, a.status, a.failed_checks) for a in spark.assets if a.status != "materialized"]
     assert duck.success
     assert len(spark.assets) == len(duck.assets) == 34
@@ -119,28 +110,28 @@ def test_whole_mesh_on_spark_publishes_every_port_with_every_check_passing(spark
            {a.key: (a.checks_passed, a.checks_failed) for a in duck.assets}
 
 
-def test_every_port_has_the_duckdb_row_count_and_parquet_types(spark_run, duckdb_run) -> None:
+def test_every_port_has_the_duckdb_row_count_and_parquet_types(spark_run, reference_run) -> None:
     spark_rows = {a.key: a.rows for a in spark_run[0].assets}
-    assert spark_rows == {a.key: a.rows for a in duckdb_run[0].assets}
+    assert spark_rows == {a.key: a.rows for a in reference_run.summary.assets}
     assert spark_rows["sales/bronze/lineitem"] > 50_000
     for key in spark_rows:
-        types = [duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{_port(run[2], key)}')").fetchall()
-                 for run in (spark_run, duckdb_run)]
+        types = [duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{_port(lake, key)}')").fetchall()
+                 for lake in (spark_run[2], reference_run.lake)]
         assert [(c[0], c[1]) for c in types[0]] == [(c[0], c[1]) for c in types[1]], key
 
 
 @pytest.mark.parametrize("report", FINANCE)
-def test_finance_report_on_spark_equals_the_duckdb_run(spark_run, duckdb_run, report: str) -> None:
+def test_finance_report_on_spark_equals_the_duckdb_run(spark_run, reference_run, report: str) -> None:
     key = f"finance/gold/{report}"
-    expected = _rows(duckdb_run[2], key)
+    expected = _rows(reference_run.lake, key)
     assert expected
     assert _same_rows(_rows(spark_run[2], key), expected)
 
 
-def test_silver_and_gold_built_on_spark_hold_the_duckdb_rows(spark_run, duckdb_run) -> None:
+def test_silver_and_gold_built_on_spark_hold_the_duckdb_rows(spark_run, reference_run) -> None:
     for key in ("supply/gold/supplier_profile", "customers/gold/nations", "sales/silver/order_lines",
                 "sales/gold/order_lines_wide__metrics", "customers/gold/customer_profile__labels"):
-        assert _same_rows(_rows(spark_run[2], key), _rows(duckdb_run[2], key)), key
+        assert _same_rows(_rows(spark_run[2], key), _rows(reference_run.lake, key)), key
 
 
 def test_kinds_and_ports_name_the_engine_that_really_ran(spark_run) -> None:
@@ -156,7 +147,7 @@ def test_kinds_and_ports_name_the_engine_that_really_ran(spark_run) -> None:
     assert "cast_by_engine" not in checks[("sales/silver/order_lines", "schema")]
 
 
-def test_mixed_mesh_one_domain_on_spark(tmp_path: Path, landed: Path, duckdb_run) -> None:
+def test_mixed_mesh_one_domain_on_spark(tmp_path: Path, landed: Path, reference_run) -> None:
     root = _copy_mesh(tmp_path / "mesh")
     descriptor = root / "domains" / "supply" / "domain.yaml"
     descriptor.write_text(descriptor.read_text() + "engine: spark\n")
@@ -165,12 +156,12 @@ def test_mixed_mesh_one_domain_on_spark(tmp_path: Path, landed: Path, duckdb_run
     assert summary.success, [(a.key, a.status) for a in summary.assets if a.status != "materialized"]
     on_spark = {key for key, k in kinds.items() if "spark" in k}
     assert on_spark == {key for key in kinds if key.startswith("supply/") and key != "supply/gold/part_catalog"}
-    assert {a.key: a.rows for a in summary.assets} == {a.key: a.rows for a in duckdb_run[0].assets}
+    assert {a.key: a.rows for a in summary.assets} == {a.key: a.rows for a in reference_run.summary.assets}
     for report in FINANCE:
-        assert _same_rows(_rows(lake, f"finance/gold/{report}"), _rows(duckdb_run[2], f"finance/gold/{report}"))
+        assert _same_rows(_rows(lake, f"finance/gold/{report}"), _rows(reference_run.lake, f"finance/gold/{report}"))
     # a DuckDB domain reads the Spark-written port: sales' dbt model joins supply's part catalog, itself built
     # from silver parts written by Spark
-    assert _same_rows(_rows(lake, "supply/silver/parts"), _rows(duckdb_run[2], "supply/silver/parts"))
+    assert _same_rows(_rows(lake, "supply/silver/parts"), _rows(reference_run.lake, "supply/silver/parts"))
 
 
 def _tiny_on_spark(root: Path, instance, landed: dict[str, str]) -> tuple[RunSummary, dict[str, int | None]]:

@@ -12,6 +12,8 @@ import pytest
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 
+pytestmark = pytest.mark.slow  # loads the four reference code locations (Dagster's CLI and code servers)
+
 REPO = Path(__file__).parent.parent
 DOMAINS = ("customers", "supply", "sales", "finance")
 
