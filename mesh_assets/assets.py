@@ -201,8 +201,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     def step(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage, build=None,
              spark: SparkEngine | None = None):
         """The step: write–audit–publish on the table's engine. ``build(duckdb, ports)``, if given, is a context
-        manager that first builds the output elsewhere (a dbt model) and yields the ``BuiltRelation`` to
-        publish; ``spark`` is given to Spark tables."""
+        manager that first writes the output into a staged snapshot of the port (a dbt model) and yields
+        the ``StagedBuild`` to audit there and publish; ``spark`` is given to Spark tables."""
         from mesh_assets.materialize import materialize_table  # DuckDB, ibis, Pandera: only where steps run
         from mesh_assets.openlineage_events import StepLineage
 

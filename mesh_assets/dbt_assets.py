@@ -6,40 +6,45 @@ mesh's spec (key ``[domain, gold, table]``, group, owners, contract schema, fres
 sources keyed by their ``meta.dagster.asset_key``. The step's asset also carries the contract's checks, so it is
 one multi-asset of its own rather than ``@dbt_assets`` itself, which takes no extra checks.
 
-Step (:func:`dbt_build`): a private folder per step holds a DuckDB file in which the model's inputs are views over
-their ports' current snapshots (the masked copy where the access rules mask columns); ``dbt build`` runs the
-model and its tests there, with a profile written for this step only, so parallel steps and domains share no
-DuckDB file and cannot lock each other. The framework then audits and publishes the built table like any other output
-(``materialize_table``): the dbt tests block publishing like the contract's checks.
+Step (:func:`dbt_build`): dbt builds the model straight into a new staged snapshot of the port (the
+``mesh_snapshot`` materialization, dbt/macros/mesh_snapshot.sql) on an in-memory DuckDB connection of its own, in
+which the mesh's plugin registers the model's inputs as views over their ports' current snapshots (the masked copy
+where the access rules mask columns) and locks file access down to them; nothing is shared between steps, so
+parallel steps and domains cannot lock each other. dbt's tests run on the staged rows. The framework then audits
+the staged snapshot in place and publishes it like any other output (``materialize_table``): the dbt tests block
+publishing like the contract's checks. Every step uses the same dbt profile, so dbt reuses the parse state of
+``dbt parse`` (dbt/target/partial_parse.msgpack) instead of parsing the project again.
 
 No ``from __future__ import annotations``: Dagster reads the compute function's annotations at run time.
 """
 
 import contextlib
+import io
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
+import sqlglot
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 from dagster_dbt.asset_utils import build_dbt_specs
 
 from mesh_assets.access import runtime_access
 from mesh_assets.contracts import Table
-from mesh_assets.dbt_project import dbt_executable, load_manifest, project_dir, project_yaml_files
+from mesh_assets.dbt_plugin import write_step_file
+from mesh_assets.dbt_project import PROFILE, dbt_executable, load_manifest, project_dir, project_yaml_files
 from mesh_assets.errors import ContractError, MeshError, TransformError, failure_class
 from mesh_assets.mesh import Mesh
 from mesh_assets.outcomes import CheckOutcome
 from mesh_assets.sql_inputs import InputRef
-from mesh_assets.step_folders import new_step_folder
+from mesh_assets.sql_functions import FunctionNotAllowed, check_sql
+from mesh_assets.step_folders import new_spill_folder, new_step_folder
 from mesh_assets.yaml_source import read_yaml_text
 from resources import DuckDBEngine, PortStorage
 
 DBT_SELECT_TAG = "dagster_dbt/select"  # the op tag dagster-dbt reads the step's dbt selection from
-PROFILE, TARGET = "mesh", "step"
 
 
 class MeshDbtTranslator(DagsterDbtTranslator):
@@ -105,67 +110,92 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
 def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, inputs: list[InputRef],
               producers: dict[tuple[str, str, str], Path], engine: DuckDBEngine, storage: PortStorage
               ) -> Iterator[Any]:
-    """Build ``table``'s dbt model and its tests in a private DuckDB file; yield the ``BuiltRelation`` to audit
-    and publish. The step's private folder (mesh_assets.step_folders: owned by this process, out of every
-    sandbox's reach; the folders of killed steps are cleaned first) is deleted afterwards, unless the engine
-    records its statements for ``mesh bench``.
+    """Build ``table``'s dbt model straight into a new staged snapshot of its port and run its dbt tests on it;
+    yield the ``StagedBuild`` for the framework to audit in place and publish (or discard). The rows are
+    written once, by dbt's ``mesh_snapshot`` materialization (dbt/macros/mesh_snapshot.sql), on dbt's in-memory
+    DuckDB connection, which the mesh's plugin (mesh_assets.dbt_plugin) gives the step's inputs as views and
+    locks down to them, the staged snapshot's folder and a spill folder of its own. The profile is the same in
+    every step (``PROFILE``), so dbt reuses the parse state of ``dbt parse``. dbt's output goes to the step's log.
+
+    The step's private folder (mesh_assets.step_folders: the profile, the plugin's step file, dbt's target;
+    owned by this process, out of every sandbox's reach; the folders of killed steps are cleaned first) is
+    deleted afterwards, and the staged snapshot with it when anything raises.
 
     Raises:
         AccessError: an input may no longer be read.
-        TransformError: an input has no published snapshot, or the model fails (dbt's message, file and fix).
+        TransformError: an input has no published snapshot, the model calls a function off the allow-list, or
+            the model fails (dbt's message, file and fix).
         TransientError: the model failed on I/O, a lost connection or memory (mesh_assets.errors.is_transient).
     """
-    from mesh_assets.materialize import BuiltRelation, input_snapshots
+    from mesh_assets.materialize import StagedBuild, input_snapshots
 
-    governance = mesh.settings.governance
-    access = runtime_access(table.domain, inputs, producers, governance)
-    folder = new_step_folder(mesh.settings, f"dbt-{table.dbt_model}-")
-    try:
-        database = folder / f"{PROFILE}.duckdb"
-        allowed = [str(folder)]
-        con = duckdb.connect(str(database))
+    origin = str(table.transform.relative_to(mesh.root)) if table.transform else table.dbt_model
+    sql = (table.transform_sql() or "").strip().rstrip(";")
+    try:  # again at run: the model may have changed since the definitions were loaded
+        check_sql(sql, origin)
+    except (FunctionNotAllowed, sqlglot.errors.SqlglotError) as exc:
+        raise TransformError(f"{'/'.join(table.key)}: {exc}. Nothing was published") from None
+    access = runtime_access(table.domain, inputs, producers, mesh.settings.governance)
+    snapshots = list(input_snapshots(table, inputs, storage, access))
+    for path in project_yaml_files(mesh.root):  # what dbt is about to read: no alias bomb, no huge file
         try:
-            for ref, snapshot in input_snapshots(table, inputs, storage, access):
-                engine.register_view(con, ref.schema, ref.table, snapshot.glob)
-                allowed.append(snapshot.path)
-        finally:
-            con.close()
-        _write_profile(folder, database, engine, allowed)
-        for path in project_yaml_files(mesh.root):  # what dbt is about to read: no alias bomb, no huge file
-            try:
-                read_yaml_text(path)
-            except ContractError as exc:
-                raise TransformError(f"{'/'.join(table.key)}: the dbt project cannot be read safely: {exc}") from None
+            read_yaml_text(path)
+        except ContractError as exc:
+            raise TransformError(f"{'/'.join(table.key)}: the dbt project cannot be read safely: {exc}") from None
+    port = storage.port(table.key)
+    staged = port.new_snapshot(context.run.run_id)
+    folder = new_step_folder(mesh.settings, f"dbt-{table.dbt_model}-")
+    spill = new_spill_folder(mesh.settings)
+    try:
+        write_step_file(folder, inputs=[(ref.schema, ref.table, snapshot.glob) for ref, snapshot in snapshots],
+                        location=staged.data_file, storage_root=storage.root,
+                        allowed_directories=[staged.path, *(snapshot.path for _, snapshot in snapshots)],
+                        spill=str(spill), threads=engine.threads, memory_limit=engine.memory_limit)
+        (folder / "profiles.yml").write_text(yaml.safe_dump(PROFILE), encoding="utf-8")
         dbt = DbtCliResource(project_dir=str(project_dir(mesh.root)), profiles_dir=str(folder),
                              dbt_executable=dbt_executable())
-        invocation = dbt.cli(["build"], context=context, raise_on_error=False, target_path=folder / "target")
-        outcomes = [_outcome(event) for event in invocation.stream() if isinstance(event, dg.AssetCheckResult)]
+        with _to_step_log(context):
+            invocation = dbt.cli(["build"], context=context, raise_on_error=False, target_path=folder / "target")
+            outcomes = [_outcome(event) for event in invocation.stream() if isinstance(event, dg.AssetCheckResult)]
         try:
             results = invocation.get_artifact("run_results.json").get("results", [])
         except (OSError, ValueError):  # dbt stopped before running anything (project or profile error)
             results = []
         model = next((r for r in results if r.get("unique_id", "").startswith("model.")), None)
-        origin = str(table.transform.relative_to(mesh.root)) if table.transform else table.dbt_model
         if model is None or model.get("status") != "success":
             message = (model or {}).get("message") or _log_tail(folder / "target")
             raise failure_class(message)(f"{'/'.join(table.key)}: dbt model {table.dbt_model} ({origin}) failed: "
                                          f"{message}. Nothing was published; the previous snapshot stays current")
-        yield BuiltRelation(str(database), f'main."{table.dbt_model}"', table.transform_sql() or "", origin,
-                            tuple(outcomes), {"dbt_seconds": round(float(model.get("execution_time") or 0), 3)})
+        yield StagedBuild(staged, sql, origin, tuple(outcomes),
+                          {"dbt_seconds": round(float(model.get("execution_time") or 0), 3)})
+    except BaseException:
+        port.discard(staged.id)
+        raise
     finally:
-        if not engine.query_log:  # `mesh bench` replays the step's statements, which attach the built table
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(spill, ignore_errors=True)
 
 
-def _write_profile(folder: Path, database: Path, engine: DuckDBEngine, allowed: list[str]) -> None:
-    """The step's dbt profile: its DuckDB file, the engine's limits, the mesh's plugin (file lockdown)."""
-    config = {k: v for k, v in {"threads": engine.threads, "memory_limit": engine.memory_limit,
-                                "temp_directory": engine.temp_directory}.items() if v}
-    plugin = {"allowed_directories": allowed}
-    profile = {PROFILE: {"target": TARGET, "outputs": {TARGET: {
-        "type": "duckdb", "path": str(database), "schema": "main", "threads": 1, "config_options": config,
-        "plugins": [{"module": "mesh_assets.dbt_plugin", "config": plugin}]}}}}
-    (folder / "profiles.yml").write_text(yaml.safe_dump(profile), encoding="utf-8")
+@contextlib.contextmanager
+def _to_step_log(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Send what dagster-dbt prints of dbt's events (one line each, on ``sys.stdout``) to the step's log, at info
+    level: the run's event log and the UI have them; the terminal of ``mesh run`` shows its own progress only."""
+
+    class StepLog(io.TextIOBase):
+        def __init__(self) -> None:
+            self.pending = ""
+
+        def write(self, text: str) -> int:
+            *lines, self.pending = (self.pending + text).split("\n")
+            for line in lines:
+                if line.strip():
+                    context.log.info(f"dbt: {line}")
+            return len(text)
+
+    log = StepLog()
+    with contextlib.redirect_stdout(log):
+        yield
+    log.write("\n")
 
 
 def _outcome(event: dg.AssetCheckResult) -> CheckOutcome:

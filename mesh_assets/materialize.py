@@ -54,19 +54,18 @@ from mesh_assets.step_folders import new_spill_folder
 from resources import DuckDBEngine, PortStorage
 from resources.duckdb_engine import MASK_FUNCTION
 
-BUILT = "built"  # the catalog a built output (a dbt model's DuckDB file) is attached as, read-only
 PYTHON_OUTPUT = "python_output"  # the view of a Python transform's returned relation
 
 
 @dataclass(frozen=True)
-class BuiltRelation:
-    """A table's output built outside the step's connection (a dbt model, mesh_assets.dbt_assets), to publish
-    instead of running its transform: ``relation`` in the DuckDB file ``database``. ``sql`` is the transform in
-    mesh names (for column lineage and display), ``origin`` its file; ``outcomes`` are the builder's own checks
-    (dbt tests), which block publishing like the contract's."""
+class StagedBuild:
+    """A table's output already written, by its builder, into ``snapshot``, a new unpublished snapshot of its
+    port (a dbt model, mesh_assets.dbt_assets): the framework audits it there and publishes or discards it, so
+    the rows are written once. ``sql`` is the transform in mesh names (for column lineage and display),
+    ``origin`` its file; ``outcomes`` are the builder's own checks (dbt tests), which block publishing like the
+    contract's."""
 
-    database: str
-    relation: str
+    snapshot: Snapshot
     sql: str
     origin: str
     outcomes: tuple[CheckOutcome, ...] = ()
@@ -95,14 +94,14 @@ class TableResult:
 def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEngine, storage: PortStorage,
                       settings: MeshSettings, run_id: str, references: dict[str, InputRef] | None = None,
                       producers: dict[tuple[str, str, str], Path] | None = None,
-                      built: BuiltRelation | None = None) -> TableResult:
+                      built: StagedBuild | None = None) -> TableResult:
     """Build ``table`` from its inputs into a new snapshot of its port and publish it if its checks allow.
 
     ``inputs`` are the ports the transform reads; ``references`` the tables its foreign-key rules check
     against, by rule name (the table itself for a self-reference); ``producers`` the contract file of each
     other domain's port among them. Those ports are read as their contracts allow now (mesh_assets.access):
-    sensitive columns masked unless granted. ``built`` is the output a dbt model already built: it is audited
-    and published instead of running the transform.
+    sensitive columns masked unless granted. ``built`` is the staged snapshot a dbt model already wrote: it is
+    audited and published (or discarded) where it is, instead of running the transform.
 
     Raises:
         AccessError: the table reads a port its domain may no longer read.
@@ -117,17 +116,12 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
     snapshots = list(input_snapshots(table, reads, storage, access))
     # of the ports it reads, a step reaches the folder of the current snapshot only (the masked copy when masked)
     input_folders = [snapshot.path for _, snapshot in snapshots]
-    if built is not None:
-        input_folders.append(str(Path(built.database).parent))
     files = source_files(table, settings.landing_path) if table.layer == "bronze" else []
     directories, allowed_files = step_sandbox(table, storage, settings, input_folders, files)
     spill = new_spill_folder(settings)  # DuckDB lets a connection read its spill folder: one of its own
     con = engine.connect(storage.root, allowed_directories=directories, allowed_files=allowed_files,
                          spill_directory=str(spill))
     try:
-        if built is not None:
-            database = built.database.replace("'", "''")
-            con.execute(f"ATTACH '{database}' AS {BUILT} (READ_ONLY)")
         for ref, snapshot in snapshots:
             engine.register_view(con, ref.schema, ref.table, snapshot.glob)
         first: list[CheckOutcome] = list(built.outcomes) if built is not None else []
@@ -141,7 +135,7 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
             sql = ingestion_sql(table, drift, run_id, settings.ingestion.max_line_size)
             origin = f"ingestion of {table.source.path}"
         elif built is not None:
-            sql, origin = f'SELECT * FROM {BUILT}.{built.relation}', built.origin
+            sql, origin = f"SELECT * FROM {_parquet(built.snapshot)}", built.origin
         elif table.python:
             origin = _relative(Path(table.transform_origin), settings.root)
             _register_previous(con, engine, storage.port(table.key), table)
@@ -160,18 +154,25 @@ def materialize_table(table: Table, inputs: list[InputRef], *, engine: DuckDBEng
         actual = _describe(con, sql, origin, table)
         expected = _normalised_types(con, table.output_columns)
         schema = schema_outcome(table, actual, expected)
-        if not schema.passed and getattr(settings.schema_drift, table.layer) == "warn":
+        if not schema.passed and getattr(settings.schema_drift, table.layer) == "warn" and built is None:
             schema.blocking, schema.severity = False, "warning"
             sql = _conform(sql, actual, expected)
         first.append(schema)
-        if not schema.passed and schema.blocking:
-            return TableResult(False, None, None, first, {"transform": origin})
         port = storage.port(table.key)
+        if not schema.passed and schema.blocking:
+            if built is not None:  # staged data the contract refuses: never published
+                port.mark_unpublished(built.snapshot.id, "blocking check(s) failed: schema")
+            return TableResult(False, built.snapshot.id if built else None, None, first, {"transform": origin})
         written: list[tuple[Port, Snapshot]] = []
         with discard_on_failure(written):
-            snapshot = port.new_snapshot(run_id)
-            written.append((port, snapshot))
-            rows = _copy(con, sql, snapshot, origin, table)
+            if built is not None:  # audited where its builder wrote it
+                snapshot = built.snapshot
+                written.append((port, snapshot))
+                rows = int(con.execute(f"SELECT count(*) FROM {_parquet(snapshot)}").fetchall()[0][0])
+            else:
+                snapshot = port.new_snapshot(run_id)
+                written.append((port, snapshot))
+                rows = _copy(con, sql, snapshot, origin, table)
             rejects = None
             if drift is not None:
                 rejects_port = storage.port(rejects_key(table))
@@ -239,6 +240,11 @@ def _register_previous(con: duckdb.DuckDBPyConnection, engine: DuckDBEngine, por
         empty = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in table.output_columns.items())
         con.execute(f'CREATE SCHEMA IF NOT EXISTS {PREVIOUS}')
         con.execute(f'CREATE VIEW {PREVIOUS}."{table.name}" AS SELECT {empty} WHERE false')
+
+
+def _parquet(snapshot: Snapshot) -> str:
+    """The SQL reading ``snapshot``'s Parquet files."""
+    return "read_parquet('" + snapshot.glob.replace("'", "''") + "')"
 
 
 def _copy(con: duckdb.DuckDBPyConnection, sql: str, snapshot: Snapshot, origin: str, table: Table) -> int:
