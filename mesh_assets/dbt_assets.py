@@ -19,7 +19,7 @@ No ``from __future__ import annotations``: Dagster reads the compute function's 
 """
 
 import contextlib
-import io
+import functools
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -28,13 +28,20 @@ from typing import Any
 import dagster as dg
 import sqlglot
 import yaml
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
+from dagster_dbt import DagsterDbtTranslator, DbtProject
 from dagster_dbt.asset_utils import build_dbt_specs
 
 from mesh_assets.access import runtime_access
 from mesh_assets.contracts import Table
-from mesh_assets.dbt_plugin import write_step_file
-from mesh_assets.dbt_project import PROFILE, dbt_executable, load_manifest, project_dir, project_yaml_files
+from mesh_assets.dbt_plugin import DbtStep, dbt_step
+from mesh_assets.dbt_project import (
+    MANIFEST,
+    PROFILE,
+    load_manifest,
+    newer_than_manifest,
+    project_dir,
+    project_yaml_files,
+)
 from mesh_assets.errors import ContractError, MeshError, TransformError, failure_class
 from mesh_assets.mesh import Mesh
 from mesh_assets.outcomes import CheckOutcome
@@ -44,7 +51,6 @@ from mesh_assets.step_folders import new_spill_folder, new_step_folder
 from mesh_assets.yaml_source import read_yaml_text
 from resources import DuckDBEngine, PortStorage
 
-DBT_SELECT_TAG = "dagster_dbt/select"  # the op tag dagster-dbt reads the step's dbt selection from
 
 
 class MeshDbtTranslator(DagsterDbtTranslator):
@@ -96,7 +102,7 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
                                         exclude="", selector="", io_manager_key=None, project=None)
 
     @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=[*check_specs, *dbt_checks],
-                    op_tags={DBT_SELECT_TAG: unique_id.split(".")[-1]}, retry_policy=retry_policy)
+                    retry_policy=retry_policy)
     def _dbt_model(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
         def build(engine: DuckDBEngine, storage: PortStorage):
             return dbt_build(context, mesh, table, inputs, producers, engine, storage)
@@ -111,63 +117,64 @@ def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, input
               producers: dict[tuple[str, str, str], Path], engine: DuckDBEngine, storage: PortStorage
               ) -> Iterator[Any]:
     """Build ``table``'s dbt model straight into a new staged snapshot of its port and run its dbt tests on it;
-    yield the ``StagedBuild`` for the framework to audit in place and publish (or discard). The rows are
-    written once, by dbt's ``mesh_snapshot`` materialization (dbt/macros/mesh_snapshot.sql), on dbt's in-memory
-    DuckDB connection, which the mesh's plugin (mesh_assets.dbt_plugin) gives the step's inputs as views and
-    locks down to them, the staged snapshot's folder and a spill folder of its own. The profile is the same in
-    every step (``PROFILE``), so dbt reuses the parse state of ``dbt parse``. dbt's output goes to the step's log.
+    yield the ``StagedBuild`` for the framework to audit in place and publish (or discard).
 
-    The step's private folder (mesh_assets.step_folders: the profile, the plugin's step file, dbt's target;
-    owned by this process, out of every sandbox's reach; the folders of killed steps are cleaned first) is
-    deleted afterwards, and the staged snapshot with it when anything raises.
+    dbt runs in this process (``dbtRunner``) on the manifest the code location loads (``dbt/target/
+    manifest.json``): no dbt process to start, no parsing. Its ``mesh_snapshot`` materialization
+    (dbt/macros/mesh_snapshot.sql) writes the rows once, on dbt's in-memory DuckDB connection, which the mesh's
+    plugin (mesh_assets.dbt_plugin) gives the step's inputs as views and locks down to them, the staged
+    snapshot's folder and a spill folder of its own. dbt's messages go to the step's log (info level), not to
+    the terminal. The step's private folder (mesh_assets.step_folders: the profile, dbt's target and log; out
+    of every sandbox's reach) is deleted afterwards, and the staged snapshot with it when anything raises.
 
     Raises:
         AccessError: an input may no longer be read.
-        TransformError: an input has no published snapshot, the model calls a function off the allow-list, or
-            the model fails (dbt's message, file and fix).
+        TransformError: an input has no published snapshot, the model calls a function off the allow-list, the
+            dbt project changed after its manifest was made (run ``make dbt-manifest``), or the model fails
+            (dbt's message, file and fix).
         TransientError: the model failed on I/O, a lost connection or memory (mesh_assets.errors.is_transient).
     """
     from mesh_assets.materialize import StagedBuild, input_snapshots
 
+    name = "/".join(table.key)
     origin = str(table.transform.relative_to(mesh.root)) if table.transform else table.dbt_model
+    changed = newer_than_manifest(mesh.root)
+    if changed:
+        raise TransformError(f"{name}: {changed[0]} changed after the dbt manifest was made; run "
+                             "`make dbt-manifest` (dbt parse) so the step runs what the file says. Nothing was published")
     sql = (table.transform_sql() or "").strip().rstrip(";")
     try:  # again at run: the model may have changed since the definitions were loaded
         check_sql(sql, origin)
     except (FunctionNotAllowed, sqlglot.errors.SqlglotError) as exc:
-        raise TransformError(f"{'/'.join(table.key)}: {exc}. Nothing was published") from None
-    access = runtime_access(table.domain, inputs, producers, mesh.settings.governance)
-    snapshots = list(input_snapshots(table, inputs, storage, access))
+        raise TransformError(f"{name}: {exc}. Nothing was published") from None
     for path in project_yaml_files(mesh.root):  # what dbt is about to read: no alias bomb, no huge file
         try:
             read_yaml_text(path)
         except ContractError as exc:
-            raise TransformError(f"{'/'.join(table.key)}: the dbt project cannot be read safely: {exc}") from None
+            raise TransformError(f"{name}: the dbt project cannot be read safely: {exc}") from None
+    access = runtime_access(table.domain, inputs, producers, mesh.settings.governance)
+    snapshots = list(input_snapshots(table, inputs, storage, access))
+    manifest = _dbt_manifest(mesh.root)
     port = storage.port(table.key)
     staged = port.new_snapshot(context.run.run_id)
     folder = new_step_folder(mesh.settings, f"dbt-{table.dbt_model}-")
     spill = new_spill_folder(mesh.settings)
     try:
-        write_step_file(folder, inputs=[(ref.schema, ref.table, snapshot.glob) for ref, snapshot in snapshots],
-                        location=staged.data_file, storage_root=storage.root,
-                        allowed_directories=[staged.path, *(snapshot.path for _, snapshot in snapshots)],
-                        spill=str(spill), threads=engine.threads, memory_limit=engine.memory_limit)
         (folder / "profiles.yml").write_text(yaml.safe_dump(PROFILE), encoding="utf-8")
-        dbt = DbtCliResource(project_dir=str(project_dir(mesh.root)), profiles_dir=str(folder),
-                             dbt_executable=dbt_executable())
-        with _to_step_log(context):
-            invocation = dbt.cli(["build"], context=context, raise_on_error=False, target_path=folder / "target")
-            outcomes = [_outcome(event) for event in invocation.stream() if isinstance(event, dg.AssetCheckResult)]
-        try:
-            results = invocation.get_artifact("run_results.json").get("results", [])
-        except (OSError, ValueError):  # dbt stopped before running anything (project or profile error)
-            results = []
-        model = next((r for r in results if r.get("unique_id", "").startswith("model.")), None)
-        if model is None or model.get("status") != "success":
-            message = (model or {}).get("message") or _log_tail(folder / "target")
-            raise failure_class(message)(f"{'/'.join(table.key)}: dbt model {table.dbt_model} ({origin}) failed: "
+        step = DbtStep(inputs=tuple((ref.schema, ref.table, snapshot.glob) for ref, snapshot in snapshots),
+                       location=staged.data_file, storage_root=storage.root,
+                       allowed_directories=(staged.path, *(snapshot.path for _, snapshot in snapshots)),
+                       spill=str(spill), threads=engine.threads, memory_limit=engine.memory_limit)
+        result = _invoke(context, step, manifest, table.dbt_model or "", project_dir(mesh.root), folder)
+        results = list(getattr(result.result, "results", None) or [])
+        model = next((r for r in results if r.node.unique_id.startswith("model.")), None)
+        if model is None or _status(model) != "success":
+            message = ((model.message if model is not None else None) or
+                       (str(result.exception) if result.exception else None) or _log_tail(folder / "target"))
+            raise failure_class(message)(f"{name}: dbt model {table.dbt_model} ({origin}) failed: "
                                          f"{message}. Nothing was published; the previous snapshot stays current")
-        yield StagedBuild(staged, sql, origin, tuple(outcomes),
-                          {"dbt_seconds": round(float(model.get("execution_time") or 0), 3)})
+        outcomes = tuple(_outcome(r) for r in results if r.node.unique_id.startswith("test."))
+        yield StagedBuild(staged, sql, origin, outcomes, {"dbt_seconds": round(float(model.execution_time or 0), 3)})
     except BaseException:
         port.discard(staged.id)
         raise
@@ -176,33 +183,81 @@ def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, input
         shutil.rmtree(spill, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _to_step_log(context: dg.AssetExecutionContext) -> Iterator[None]:
-    """Send what dagster-dbt prints of dbt's events (one line each, on ``sys.stdout``) to the step's log, at info
-    level: the run's event log and the UI have them; the terminal of ``mesh run`` shows its own progress only."""
+@functools.lru_cache(maxsize=2)
+def _writable_manifest(path: str, _mtime: int) -> Any:
+    from dbt.artifacts.schemas.manifest import WritableManifest
 
-    class StepLog(io.TextIOBase):
-        def __init__(self) -> None:
-            self.pending = ""
-
-        def write(self, text: str) -> int:
-            *lines, self.pending = (self.pending + text).split("\n")
-            for line in lines:
-                if line.strip():
-                    context.log.info(f"dbt: {line}")
-            return len(text)
-
-    log = StepLog()
-    with contextlib.redirect_stdout(log):
-        yield
-    log.write("\n")
+    return WritableManifest.read_and_check_versions(path)
 
 
-def _outcome(event: dg.AssetCheckResult) -> CheckOutcome:
-    """A dbt test's result as a check outcome of the step (blocking when the test's severity is error)."""
-    blocking = event.severity == dg.AssetCheckSeverity.ERROR
-    return CheckOutcome(event.check_name or "", event.passed, blocking, "error" if blocking else "warning",
-                        event.description or f"dbt test {event.check_name}", dict(event.metadata))
+def _dbt_manifest(root: Path) -> Any:
+    """dbt's ``Manifest`` of the mesh's dbt project, from ``dbt/target/manifest.json`` (read once per process
+    and file version; a new ``Manifest`` each call, as dbt fills in the nodes it compiles). A generic test
+    (``test_metadata``) is made a ``GenericTestNode`` again: read back from JSON, dbt takes it for a singular
+    test and cannot compile it.
+
+    Raises:
+        MeshError: the manifest is missing or unreadable; the message says how to make it.
+    """
+    from dbt.contracts.graph.manifest import Manifest
+    from dbt.contracts.graph.nodes import GenericTestNode
+
+    path = project_dir(root) / MANIFEST
+    raw = load_manifest(root)
+    try:
+        manifest = Manifest.from_writable_manifest(_writable_manifest(str(path), path.stat().st_mtime_ns))
+    except (OSError, ValueError) as exc:
+        raise MeshError(f"{path}: the dbt manifest is missing or unreadable ({type(exc).__name__}); make it with "
+                        "`make dbt-manifest` or `mesh dbt parse` (runs dbt parse)") from None
+    for unique_id, node in raw.get("nodes", {}).items():
+        if node.get("resource_type") == "test" and node.get("test_metadata"):
+            manifest.nodes[unique_id] = GenericTestNode.from_dict(node)
+    return manifest
+
+
+def _invoke(context: dg.AssetExecutionContext, step: DbtStep, manifest: Any, model: str, project: Path,
+            folder: Path) -> Any:
+    """``dbt build --select <model>`` in this process on ``manifest`` with the step's profile and target in
+    ``folder``; dbt's messages at info level and above go to the step's log. Returns dbt's ``dbtRunnerResult``.
+    dbt-duckdb keeps its DuckDB environment for the process: it is closed after the build, so the next step
+    gets a connection of its own."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    from dbt.cli.main import dbtRunner
+
+    def to_step_log(event: Any) -> None:
+        if event.info.level in ("info", "warn", "error") and event.info.msg:
+            context.log.info(f"dbt: {event.info.msg}")
+
+    target = folder / "target"
+    args = ["build", "--select", model, "--project-dir", str(project), "--profiles-dir", str(folder),
+            "--target-path", str(target), "--log-path", str(target), "--log-level", "none",
+            "--log-level-file", "info", "--no-write-json", "--no-populate-cache", "--no-version-check",
+            "--no-send-anonymous-usage-stats"]
+    with dbt_step(step):
+        DuckDBConnectionManager.close_all_connections()
+        try:
+            return dbtRunner(manifest=manifest, callbacks=[to_step_log]).invoke(args)
+        finally:
+            with contextlib.suppress(Exception):  # none open when dbt stopped before connecting
+                DuckDBConnectionManager.env().close()
+            DuckDBConnectionManager.close_all_connections()
+
+
+def _status(result: Any) -> str:
+    """A dbt node result's status as dbt writes it in run_results.json (``success``, ``pass``, ``warn``…)."""
+    return str(getattr(result.status, "value", result.status))
+
+
+def _outcome(result: Any) -> CheckOutcome:
+    """A dbt test's result as a check outcome of the step, named as dagster-dbt names its asset check (the test
+    node's name): passed when dbt says ``pass``; blocking unless dbt says ``warn`` (the test's severity)."""
+    status = _status(result)
+    name = result.node.name
+    metadata = {"status": status, **({} if result.failures is None else
+                                     {"dagster_dbt/failed_row_count": result.failures})}
+    blocking = status != "warn"
+    return CheckOutcome(name, status == "pass", blocking, "error" if blocking else "warning",
+                        result.message or f"dbt test {name}", metadata)
 
 
 def _log_tail(target: Path) -> str:

@@ -206,6 +206,21 @@ def load_manifest(root: Path) -> dict[str, Any]:
                         "`make dbt-manifest` or `mesh dbt parse` (runs dbt parse)") from None
 
 
+def newer_than_manifest(root: Path) -> list[Path]:
+    """The files of the dbt project of the mesh at ``root`` (models, properties, sources, macros,
+    ``dbt_project.yml``; not its generated folders) changed after its manifest was made, sorted: a step runs
+    the manifest's models, so these changes would not run before ``dbt parse``. Every file when there is no
+    manifest."""
+    base = project_dir(root)
+    try:
+        made = (base / MANIFEST).stat().st_mtime_ns
+    except OSError:
+        made = -1
+    return sorted(p for p in base.rglob("*")
+                  if p.suffix in {".sql", ".yml", ".yaml"} and p.is_file()
+                  and not (set(p.relative_to(base).parts[:1]) & GENERATED_DIRS) and p.stat().st_mtime_ns > made)
+
+
 @functools.lru_cache(maxsize=4)
 def _manifest(path: str, _mtime: int) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
