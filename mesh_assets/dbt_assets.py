@@ -6,7 +6,7 @@ mesh's spec (key ``[domain, gold, table]``, group, owners, contract schema, fres
 sources keyed by their ``meta.dagster.asset_key``. The step's asset also carries the contract's checks, so it is
 one multi-asset of its own rather than ``@dbt_assets`` itself, which takes no extra checks.
 
-Step (:func:`dbt_build`): dbt builds the model straight into a new staged snapshot of the port (the
+Step (:func:`staged_model`, :func:`dbt_build`): dbt builds the model straight into a new staged snapshot of the port (the
 ``mesh_snapshot`` materialization, dbt/macros/mesh_snapshot.sql) on an in-memory DuckDB connection of its own, in
 which the mesh's plugin registers the model's inputs as views over their ports' current snapshots (the masked copy
 where the access rules mask columns) and locks file access down to them; nothing is shared between steps, so
@@ -21,7 +21,7 @@ No ``from __future__ import annotations``: Dagster reads the compute function's 
 import contextlib
 import functools
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,11 @@ import sqlglot
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DbtProject
 from dagster_dbt.asset_utils import build_dbt_specs
+from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+from dbt.artifacts.schemas.manifest import WritableManifest
+from dbt.cli.main import dbtRunner
+from dbt.contracts.graph.manifest import Manifest
+from dbt.contracts.graph.nodes import GenericTestNode
 
 from mesh_assets.access import runtime_access
 from mesh_assets.contracts import Table
@@ -45,6 +50,7 @@ from mesh_assets.dbt_project import (
 from mesh_assets.errors import ContractError, MeshError, TransformError, failure_class
 from mesh_assets.mesh import Mesh
 from mesh_assets.outcomes import CheckOutcome
+from mesh_assets.ports import Snapshot
 from mesh_assets.sql_inputs import InputRef
 from mesh_assets.sql_functions import FunctionNotAllowed, check_sql
 from mesh_assets.step_folders import new_spill_folder, new_step_folder
@@ -90,13 +96,14 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
                     step: Callable[..., Iterator[Any]], retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
     """The asset of ``table``, built by its dbt model: ``spec`` and ``check_specs`` are the mesh's (from the
     contract), the dbt tests of the model are added as asset checks, and ``step`` (the write–audit–publish step
-    of mesh_assets.assets) runs with :func:`dbt_build` as its builder, under ``retry_policy`` like every step.
+    of mesh_assets.assets) runs with :func:`staged_model` as its builder, under ``retry_policy`` like every step.
 
     Raises:
         MeshError: no manifest, or the manifest lacks the model.
     """
     manifest = load_manifest(mesh.root)
     unique_id = model_unique_id(manifest, table)
+    _dbt_manifest(mesh.root)  # read for dbt once, at load: the step converts what is cached
     translator = MeshDbtTranslator({unique_id: spec})
     specs, dbt_checks = build_dbt_specs(translator=translator, manifest=manifest, select=unique_id.split(".")[-1],
                                         exclude="", selector="", io_manager_key=None, project=None)
@@ -105,7 +112,7 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
                     retry_policy=retry_policy)
     def _dbt_model(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
         def build(engine: DuckDBEngine, storage: PortStorage):
-            return dbt_build(context, mesh, table, inputs, producers, engine, storage)
+            return staged_model(context, mesh, table, inputs, producers, engine, storage)
 
         yield from step(context, duckdb, ports, build)
 
@@ -113,68 +120,39 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
 
 
 @contextlib.contextmanager
-def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, inputs: list[InputRef],
-              producers: dict[tuple[str, str, str], Path], engine: DuckDBEngine, storage: PortStorage
-              ) -> Iterator[Any]:
-    """Build ``table``'s dbt model straight into a new staged snapshot of its port and run its dbt tests on it;
-    yield the ``StagedBuild`` for the framework to audit in place and publish (or discard).
-
-    dbt runs in this process (``dbtRunner``) on the manifest the code location loads (``dbt/target/
-    manifest.json``): no dbt process to start, no parsing. Its ``mesh_snapshot`` materialization
-    (dbt/macros/mesh_snapshot.sql) writes the rows once, on dbt's in-memory DuckDB connection, which the mesh's
-    plugin (mesh_assets.dbt_plugin) gives the step's inputs as views and locks down to them, the staged
-    snapshot's folder and a spill folder of its own. dbt's messages go to the step's log (info level), not to
-    the terminal. The step's private folder (mesh_assets.step_folders: the profile, dbt's target and log; out
-    of every sandbox's reach) is deleted afterwards, and the staged snapshot with it when anything raises.
+def staged_model(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, inputs: list[InputRef],
+                 producers: dict[tuple[str, str, str], Path], engine: DuckDBEngine, storage: PortStorage
+                 ) -> Iterator[Any]:
+    """The build of a dbt model's step: check the model's SQL against the function allow-list again (it may
+    have changed since the definitions loaded), find the snapshots its inputs are read from (the masked copy
+    where the access rules mask columns), create a new staged snapshot of the port and a private folder, run
+    :func:`dbt_build` into it, and yield the ``StagedBuild`` for the framework to audit in place and publish.
+    The staged snapshot is discarded when anything raises; the folders are deleted at the end.
 
     Raises:
         AccessError: an input may no longer be read.
-        TransformError: an input has no published snapshot, the model calls a function off the allow-list, the
-            dbt project changed after its manifest was made (run ``make dbt-manifest``), or the model fails
-            (dbt's message, file and fix).
-        TransientError: the model failed on I/O, a lost connection or memory (mesh_assets.errors.is_transient).
+        TransformError: an input has no published snapshot, the model calls a function off the allow-list, or
+            :func:`dbt_build` fails.
+        TransientError: see :func:`dbt_build`.
     """
     from mesh_assets.materialize import StagedBuild, input_snapshots
 
-    name = "/".join(table.key)
-    origin = str(table.transform.relative_to(mesh.root)) if table.transform else table.dbt_model
-    changed = newer_than_manifest(mesh.root)
-    if changed:
-        raise TransformError(f"{name}: {changed[0]} changed after the dbt manifest was made; run "
-                             "`make dbt-manifest` (dbt parse) so the step runs what the file says. Nothing was published")
+    origin = str(table.transform.relative_to(mesh.root)) if table.transform else table.dbt_model or ""
     sql = (table.transform_sql() or "").strip().rstrip(";")
-    try:  # again at run: the model may have changed since the definitions were loaded
+    try:
         check_sql(sql, origin)
     except (FunctionNotAllowed, sqlglot.errors.SqlglotError) as exc:
-        raise TransformError(f"{name}: {exc}. Nothing was published") from None
-    for path in project_yaml_files(mesh.root):  # what dbt is about to read: no alias bomb, no huge file
-        try:
-            read_yaml_text(path)
-        except ContractError as exc:
-            raise TransformError(f"{name}: the dbt project cannot be read safely: {exc}") from None
+        raise TransformError(f"{'/'.join(table.key)}: {exc}. Nothing was published") from None
     access = runtime_access(table.domain, inputs, producers, mesh.settings.governance)
-    snapshots = list(input_snapshots(table, inputs, storage, access))
-    manifest = _dbt_manifest(mesh.root)
+    snapshots = [(ref.schema, ref.table, snapshot) for ref, snapshot in input_snapshots(table, inputs, storage, access)]
     port = storage.port(table.key)
     staged = port.new_snapshot(context.run.run_id)
     folder = new_step_folder(mesh.settings, f"dbt-{table.dbt_model}-")
     spill = new_spill_folder(mesh.settings)
     try:
-        (folder / "profiles.yml").write_text(yaml.safe_dump(PROFILE), encoding="utf-8")
-        step = DbtStep(inputs=tuple((ref.schema, ref.table, snapshot.glob) for ref, snapshot in snapshots),
-                       location=staged.data_file, storage_root=storage.root,
-                       allowed_directories=(staged.path, *(snapshot.path for _, snapshot in snapshots)),
-                       spill=str(spill), threads=engine.threads, memory_limit=engine.memory_limit)
-        result = _invoke(context, step, manifest, table.dbt_model or "", project_dir(mesh.root), folder)
-        results = list(getattr(result.result, "results", None) or [])
-        model = next((r for r in results if r.node.unique_id.startswith("model.")), None)
-        if model is None or _status(model) != "success":
-            message = ((model.message if model is not None else None) or
-                       (str(result.exception) if result.exception else None) or _log_tail(folder / "target"))
-            raise failure_class(message)(f"{name}: dbt model {table.dbt_model} ({origin}) failed: "
-                                         f"{message}. Nothing was published; the previous snapshot stays current")
-        outcomes = tuple(_outcome(r) for r in results if r.node.unique_id.startswith("test."))
-        yield StagedBuild(staged, sql, origin, outcomes, {"dbt_seconds": round(float(model.execution_time or 0), 3)})
+        outcomes, metadata = dbt_build(context, mesh, table, staged, snapshots, engine, folder=folder,
+                                       spill=str(spill), storage_root=storage.root)
+        yield StagedBuild(staged, sql, origin, tuple(outcomes), metadata)
     except BaseException:
         port.discard(staged.id)
         raise
@@ -183,10 +161,57 @@ def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, input
         shutil.rmtree(spill, ignore_errors=True)
 
 
+def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, staged: Snapshot,
+              inputs: Sequence[tuple[str, str, Snapshot]], engine: DuckDBEngine, *, folder: Path, spill: str,
+              storage_root: str) -> tuple[list[CheckOutcome], dict[str, Any]]:
+    """Build ``table``'s dbt model into the staged snapshot ``staged`` and run its dbt tests on it; return the
+    tests' outcomes and the materialization metadata (``dbt_seconds``). ``inputs`` are the model's inputs as
+    ``(schema, table, snapshot)`` (the snapshots the step reads: masked copies where masked); ``folder`` is
+    the step's private folder (profile, dbt's target and log), ``spill`` a spill folder of the step's own,
+    ``storage_root`` the ports' root. The caller creates, audits and publishes or discards ``staged``.
+
+    dbt runs in this process (``dbtRunner``) on the manifest the code location loads (``dbt/target/
+    manifest.json``): no dbt process to start, no parsing. Its ``mesh_snapshot`` materialization
+    (dbt/macros/mesh_snapshot.sql) writes the rows once, into ``staged``, on dbt's in-memory DuckDB connection,
+    which the mesh's plugin (mesh_assets.dbt_plugin) gives the inputs as views, the engine's limits, and file
+    access to the inputs' folders, ``staged``'s and ``spill`` only. dbt's messages go to the step's log.
+
+    Raises:
+        TransformError: the dbt project changed after its manifest was made (run ``make dbt-manifest``), cannot
+            be read safely, or the model fails (dbt's message, file and fix).
+        TransientError: the model failed on I/O, a lost connection or memory (mesh_assets.errors.is_transient).
+    """
+    name = "/".join(table.key)
+    origin = str(table.transform.relative_to(mesh.root)) if table.transform else table.dbt_model
+    changed = newer_than_manifest(mesh.root)
+    if changed:
+        raise TransformError(f"{name}: {changed[0]} changed after the dbt manifest was made; run `make "
+                             "dbt-manifest` (dbt parse) so the step runs what the file says. Nothing was published")
+    for path in project_yaml_files(mesh.root):  # what dbt is about to read: no alias bomb, no huge file
+        try:
+            read_yaml_text(path)
+        except ContractError as exc:
+            raise TransformError(f"{name}: the dbt project cannot be read safely: {exc}") from None
+    manifest = _dbt_manifest(mesh.root)
+    (folder / "profiles.yml").write_text(yaml.safe_dump(PROFILE), encoding="utf-8")
+    step = DbtStep(inputs=tuple((schema, relation, snapshot.glob) for schema, relation, snapshot in inputs),
+                   location=staged.data_file, storage_root=storage_root,
+                   allowed_directories=(staged.path, *(snapshot.path for *_, snapshot in inputs)),
+                   spill=spill, threads=engine.threads, memory_limit=engine.memory_limit, query_log=engine.query_log)
+    result = _invoke(context, step, manifest, table.dbt_model or "", project_dir(mesh.root), folder)
+    results = list(getattr(result.result, "results", None) or [])
+    model = next((r for r in results if r.node.unique_id.startswith("model.")), None)
+    if model is None or _status(model) != "success":
+        message = ((model.message if model is not None else None) or
+                   (str(result.exception) if result.exception else None) or _log_tail(folder / "target"))
+        raise failure_class(message)(f"{name}: dbt model {table.dbt_model} ({origin}) failed: {message}. Nothing "
+                                     "was published; the previous snapshot stays current")
+    outcomes = [_outcome(r) for r in results if r.node.unique_id.startswith("test.")]
+    return outcomes, {"dbt_seconds": round(float(model.execution_time or 0), 3)}
+
+
 @functools.lru_cache(maxsize=2)
 def _writable_manifest(path: str, _mtime: int) -> Any:
-    from dbt.artifacts.schemas.manifest import WritableManifest
-
     return WritableManifest.read_and_check_versions(path)
 
 
@@ -199,9 +224,6 @@ def _dbt_manifest(root: Path) -> Any:
     Raises:
         MeshError: the manifest is missing or unreadable; the message says how to make it.
     """
-    from dbt.contracts.graph.manifest import Manifest
-    from dbt.contracts.graph.nodes import GenericTestNode
-
     path = project_dir(root) / MANIFEST
     raw = load_manifest(root)
     try:
@@ -221,9 +243,6 @@ def _invoke(context: dg.AssetExecutionContext, step: DbtStep, manifest: Any, mod
     ``folder``; dbt's messages at info level and above go to the step's log. Returns dbt's ``dbtRunnerResult``.
     dbt-duckdb keeps its DuckDB environment for the process: it is closed after the build, so the next step
     gets a connection of its own."""
-    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    from dbt.cli.main import dbtRunner
-
     def to_step_log(event: Any) -> None:
         if event.info.level in ("info", "warn", "error") and event.info.msg:
             context.log.info(f"dbt: {event.info.msg}")
@@ -233,14 +252,14 @@ def _invoke(context: dg.AssetExecutionContext, step: DbtStep, manifest: Any, mod
             "--target-path", str(target), "--log-path", str(target), "--log-level", "none",
             "--log-level-file", "info", "--no-write-json", "--no-populate-cache", "--no-version-check",
             "--no-send-anonymous-usage-stats"]
-    with dbt_step(step):
-        DuckDBConnectionManager.close_all_connections()
-        try:
-            return dbtRunner(manifest=manifest, callbacks=[to_step_log]).invoke(args)
-        finally:
-            with contextlib.suppress(Exception):  # none open when dbt stopped before connecting
-                DuckDBConnectionManager.env().close()
+    try:
+        with dbt_step(step):
             DuckDBConnectionManager.close_all_connections()
+            return dbtRunner(manifest=manifest, callbacks=[to_step_log]).invoke(args)
+    finally:
+        with contextlib.suppress(Exception):  # none open when dbt stopped before connecting
+            DuckDBConnectionManager.env().close()
+        DuckDBConnectionManager.close_all_connections()
 
 
 def _status(result: Any) -> str:

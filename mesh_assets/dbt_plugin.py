@@ -11,7 +11,9 @@ the plugin:
   the access rules mask columns), and the one-row view ``main.__mesh_step`` whose ``location`` is the Parquet file
   of the step's staged snapshot, where the ``mesh_snapshot`` materialization (``dbt/macros``) writes the model;
 - locks file access down to the snapshot folders the model reads, the staged snapshot's folder and the spill
-  folder (``DuckDBEngine.restrict``). No masking function is registered.
+  folder (``DuckDBEngine.restrict``). No masking function is registered;
+- with the engine's ``query_log`` set, records the connection's statements there, as the framework's own
+  connections do, so ``mesh bench`` replays dbt's work too.
 
 Outside :func:`dbt_step` (``dbt parse``, ``dbt compile`` by hand) the connection may touch no file at all.
 """
@@ -48,9 +50,11 @@ class DbtStep:
     spill: str
     threads: int | None = None
     memory_limit: str | None = None
+    query_log: str | None = None
 
 
 _current: DbtStep | None = None
+_opened: list[DuckDBPyConnection] = []  # the connections opened for the current step, to log their statements
 _lock = threading.Lock()
 
 
@@ -69,6 +73,10 @@ def dbt_step(step: DbtStep) -> Iterator[None]:
         _current = step
         yield
     finally:
+        if step.query_log:
+            for conn in _opened:
+                DuckDBEngine(query_log=step.query_log).close(conn, "dbt")
+        _opened.clear()
         _current = None
         _lock.release()
 
@@ -84,6 +92,9 @@ class Plugin(BasePlugin):
         if step is None:
             DuckDBEngine.restrict(conn, [])
             return
+        if step.query_log:
+            conn.execute("CALL enable_logging('QueryLog')")
+            _opened.append(conn)
         if step.threads:
             conn.execute(f"SET threads = {int(step.threads)}")
         if step.memory_limit:

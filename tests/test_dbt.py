@@ -12,9 +12,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from domains.tpch import land_tpch
 from mesh_assets import load_mesh
+from mesh_assets import dbt_project
 from mesh_assets.dbt_project import parse_project
 from mesh_assets.definitions import build_domain_definitions, build_mesh_definitions
 from mesh_assets.errors import MeshError
@@ -115,6 +117,21 @@ def test_dbt_model_is_audited_and_published_as_a_port_snapshot(dbt_run) -> None:
     evaluations = {name: evaluations[name] for name in ("unique_customer_profile_c_custkey", "c_mktsegment_valid",
                                                         "schema")}
     assert evaluations == {"unique_customer_profile_c_custkey": True, "c_mktsegment_valid": True, "schema": True}
+    # dbt ran on the manifest, without parsing the project again, and its messages are in the step's log
+    messages = [e.user_message for e in instance.all_logs(summary.run_id)
+                if e.step_key == "customers__gold__customer_profile" and e.user_message]
+    assert any(m.startswith("dbt: ") and "mesh_snapshot model main.customer_profile" in m for m in messages), messages
+    assert not any("partial parsing" in m.lower() for m in messages), messages
+    # the rows were written once, by dbt, into the published snapshot: no DuckDB file, no step folder left
+    snapshot = Port(str(lake), PROFILE).current_snapshot()
+    assert [p.suffix for p in Path(snapshot.path).iterdir() if p.suffix in {".parquet", ".duckdb"}] == [".parquet"]
+    assert not list((REPO / ".mesh" / "steps").glob("dbt-customer_profile-*"))
+
+
+def test_every_step_and_dbt_parse_use_one_profile() -> None:
+    """dbt reuses the parse state only while the profile stays the same: dbt/profiles.yml (used by `dbt parse`)
+    is the profile each step writes."""
+    assert yaml.safe_load((REPO / "dbt" / "profiles.yml").read_text()) == dbt_project.PROFILE
 
 
 def test_two_domains_dbt_models_run_in_parallel_multiprocess_runs(dbt_run) -> None:
@@ -188,8 +205,11 @@ def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, tmp_path: 
         "    c.c_comment,\n", "    (SELECT max(content) FROM read_text('/etc/passwd')) AS c_comment,\n"))
     with pytest.raises(MeshError, match=r"customer_profile.sql: line \d+: function read_text\(\) is not allowed"):
         build_mesh_definitions(load_mesh(root), ["customers"])
-    # were the function allow-list bypassed, the model's connection still reads only the ports it reads
+    # were the function allow-list bypassed (at load and at run), the model's connection still reads only the
+    # ports it reads
     monkeypatch.setattr("mesh_assets.sql_inputs.check_functions", lambda tree, origin=None: None)
+    monkeypatch.setattr("mesh_assets.dbt_assets.check_sql", lambda sql, origin=None: None)
+    parse_project(root)  # a step runs the manifest's model
     before = Port(str(lake), PROFILE).current()["snapshot"]
     job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(list(PROFILE))],
