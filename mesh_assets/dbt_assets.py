@@ -6,14 +6,14 @@ mesh's spec (key ``[domain, gold, table]``, group, owners, contract schema, fres
 sources keyed by their ``meta.dagster.asset_key``. The step's asset also carries the contract's checks, so it is
 one multi-asset of its own rather than ``@dbt_assets`` itself, which takes no extra checks.
 
-Step (:func:`staged_model`, :func:`dbt_build`): dbt builds the model straight into a new staged snapshot of the port (the
-``mesh_snapshot`` materialization, dbt/macros/mesh_snapshot.sql) on an in-memory DuckDB connection of its own, in
-which the mesh's plugin registers the model's inputs as views over their ports' current snapshots (the masked copy
-where the access rules mask columns) and locks file access down to them; nothing is shared between steps, so
-parallel steps and domains cannot lock each other. dbt's tests run on the staged rows. The framework then audits
-the staged snapshot in place and publishes it like any other output (``materialize_table``): the dbt tests block
-publishing like the contract's checks. Every step uses the same dbt profile, so dbt reuses the parse state of
-``dbt parse`` (dbt/target/partial_parse.msgpack) instead of parsing the project again.
+Step (:func:`staged_model`, :func:`dbt_build`): ``dbt build`` runs in the step's process on the manifest the code
+location loads (no dbt process, no parsing) and writes the model straight into a new staged snapshot of the port
+(the ``mesh_snapshot`` materialization, dbt/macros/mesh_snapshot.sql), on an in-memory DuckDB connection of its
+own, in which the mesh's plugin registers the model's inputs as views over their ports' current snapshots (the
+masked copy where the access rules mask columns) and locks file access down to them; nothing is shared between
+steps, so parallel steps and domains cannot lock each other. dbt's tests run on the staged rows. The framework
+then audits the staged snapshot in place and publishes it like any other output (``materialize_table``): the
+dbt tests block publishing like the contract's checks.
 
 No ``from __future__ import annotations``: Dagster reads the compute function's annotations at run time.
 """

@@ -208,7 +208,8 @@ def load_manifest(root: Path) -> dict[str, Any]:
 
 def newer_than_manifest(root: Path) -> list[Path]:
     """The files of the dbt project of the mesh at ``root`` (models, properties, sources, macros,
-    ``dbt_project.yml``; not its generated folders) changed after its manifest was made, sorted: a step runs
+    ``dbt_project.yml``, ``profiles.yml``; not its generated folders nor dbt's own ``.user.yml``) changed after
+    its manifest was made, sorted: a step runs
     the manifest's models, so these changes would not run before ``dbt parse``. Every file when there is no
     manifest."""
     base = project_dir(root)
@@ -217,7 +218,7 @@ def newer_than_manifest(root: Path) -> list[Path]:
     except OSError:
         made = -1
     return sorted(p for p in base.rglob("*")
-                  if p.suffix in {".sql", ".yml", ".yaml"} and p.is_file()
+                  if p.suffix in {".sql", ".yml", ".yaml"} and not p.name.startswith(".") and p.is_file()
                   and not (set(p.relative_to(base).parts[:1]) & GENERATED_DIRS) and p.stat().st_mtime_ns > made)
 
 
@@ -243,4 +244,6 @@ def parse_project(root: Path) -> Path:
     if done.returncode:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise MeshError(f"dbt parse failed in {folder}:\n{tail}")
-    return folder / MANIFEST
+    manifest = folder / MANIFEST
+    manifest.touch()  # newer than every file it was made from (mesh_assets.dbt_project.newer_than_manifest)
+    return manifest
