@@ -220,6 +220,22 @@ def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, tmp_path: 
     assert Port(str(lake), PROFILE).current()["snapshot"] == before
 
 
+def test_a_model_changed_after_the_manifest_is_not_run_and_says_how_to_fix(dbt_run, tmp_path: Path) -> None:
+    """A step runs the manifest's model: an edit not yet parsed fails the step with the file and the fix."""
+    _, instance, lake = dbt_run
+    root = _mesh_copy(tmp_path)
+    model = root / "dbt" / "models" / "customers" / "customer_profile.sql"
+    model.write_text(model.read_text() + "\n")
+    before = Port(str(lake), PROFILE).current()["snapshot"]
+    job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(list(PROFILE))],
+                                    raise_on_error=False)
+    failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+    assert len(failures) == 1 and "customer_profile.sql changed after the dbt manifest" in failures[0], failures
+    assert "make dbt-manifest" in failures[0]
+    assert Port(str(lake), PROFILE).current()["snapshot"] == before
+
+
 @pytest.mark.parametrize(("file", "old", "new", "rule", "field", "words"), [
     ("dbt/models/supply/part_catalog.sql", "    p.p_container,\n", "", "dbt/dropped_column", "p_container",
      ["part_catalog", "p_container", "supply/gold/part_catalog"]),
