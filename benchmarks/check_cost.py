@@ -21,9 +21,9 @@ from mesh_assets.checks import run_rules
 from mesh_assets.definitions import duckdb_engine
 from mesh_assets.mesh import load_mesh
 from mesh_assets.profile import profile_relation
-from mesh_assets.rules import Rule
+from mesh_assets.contract_model import Rule
 from mesh_assets.settings import find_mesh_root
-from resources import PortStorage
+from mesh_assets.port_storage import PortStorage
 
 
 def _failing(rules: tuple[Rule, ...], table) -> tuple[Rule, ...]:

@@ -15,7 +15,7 @@ import duckdb
 
 from mesh_assets.access import pii_salt
 from mesh_assets.settings import GovernanceSettings
-from resources.duckdb_engine import MASK_FUNCTION, DuckDBEngine
+from mesh_assets.duckdb_engine import DuckDBEngine, MASK_FUNCTION
 
 
 def replay(folder: Path) -> int:

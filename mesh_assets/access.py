@@ -5,7 +5,7 @@
 - Columns whose ``classification`` is sensitive (``governance.sensitive_classifications``, default ``pii``) are
   masked for every reader but the owner domain and the domains granted ``pii``: the reader sees
   HMAC-SHA256(salt, value) as 64 hex characters (RFC 2104), so masked values still join and count alike.
-  The producer writes them once, into the masked copy of each snapshot (mesh_assets.materialize); readers
+  The producer writes them once, into the masked copy of each snapshot (mesh_assets.masked_copy); readers
   read that copy.
 - The decision is taken at definitions load (a consumer's SQL reading a port it may not read fails the load
   and ``mesh validate``) and again at run time from the producer's contract as it is then (a revoked grant
@@ -18,7 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh_assets.contracts import DataProduct, Grant, Table, load_contract
+from mesh_assets.contract_model import DataProduct, Grant, Table
+from mesh_assets.contracts import load_contract
 from mesh_assets.errors import MeshError
 from mesh_assets.mesh import Domain, Mesh
 from mesh_assets.settings import GovernanceSettings

@@ -5,7 +5,7 @@ A request is one YAML file ``<domains_dir>/<producer>/access/<id>.yaml`` in the 
 producer's owners review it like any change of their domain. Fields: ``id``, ``port`` (``<domain>.<table>``),
 ``consumer``, ``purpose``, ``pii``, ``requested_by``, ``requested_at``, ``status`` (``pending``, ``approved``,
 ``denied``, ``revoked``), and after a decision ``decided_by``, ``decided_at``, ``reason``. Approval adds an ODCS
-``roles[]`` entry to the producer's contract (:class:`mesh_assets.contracts.Grant`), comments and layout of the
+``roles[]`` entry to the producer's contract (:class:`mesh_assets.contract_model.Grant`), comments and layout of the
 contract kept (ruamel.yaml round trip).
 
 Decisions are tied to identities (mesh_assets.identity): the requester is a member of the consumer domain's
@@ -25,7 +25,8 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from mesh_assets.access import AccessError, decide
-from mesh_assets.contracts import SNAKE_CASE, load_contract
+from mesh_assets.contract_model import SNAKE_CASE
+from mesh_assets.contracts import load_contract
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.identity import current_user, is_identity, is_member, same_identity
@@ -465,7 +466,7 @@ def grant_findings(mesh: Mesh, domain: Domain, requests: list[RequestFile]) -> l
 
 def _grant_indexes(path: Path) -> list[int | None]:
     """The ``roles[]`` index of each grant of the contract at ``path``, in the order
-    :class:`mesh_assets.contracts.DataProduct` lists them (roles with a ``domain`` custom property)."""
+    :class:`mesh_assets.contract_model.DataProduct` lists them (roles with a ``domain`` custom property)."""
     roles = (load_yaml(path).data or {}).get("roles") or []
     return [i for i, role in enumerate(roles) if isinstance(role, dict) and any(
         isinstance(p, dict) and p.get("property") == "domain" for p in role.get("customProperties") or [])]

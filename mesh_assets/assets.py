@@ -4,7 +4,6 @@ No `from __future__ import annotations` here: Dagster reads the compute function
 """
 
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -14,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from mesh_assets.access import authorize_input, deprecation_notice
-from mesh_assets.contracts import DataProduct, Table
+from mesh_assets.contract_model import DataProduct, Table
+from mesh_assets.engine import Engine
 from mesh_assets.engines import table_engine
 from mesh_assets.errors import MeshError, error_message, is_transient
 from mesh_assets.freshness import freshness_policy
@@ -24,10 +24,10 @@ from mesh_assets.mesh import Domain, Mesh
 from mesh_assets.settings import MeshSettings
 from mesh_assets.outcomes import CheckOutcome, weighted_passes
 from mesh_assets.sql_inputs import InputRef, SqlInputError, declared_inputs, find_inputs
-from resources import DuckDBEngine, PortStorage, SparkEngine
+from mesh_assets.port_storage import PortStorage
 
 if TYPE_CHECKING:
-    from mesh_assets.materialize import TableResult
+    from mesh_assets.write_audit_publish import TableResult
 
 LAYER_TAG, PRODUCT_TAG, VISIBILITY_TAG, STATUS_TAG = "mesh/layer", "mesh/product", "mesh/visibility", "mesh/status"
 log = logging.getLogger("mesh_assets")
@@ -41,7 +41,7 @@ def table_inputs(mesh: Mesh, domain: Domain, table: Table) -> list[InputRef]:
         MeshError: unparsable SQL, an unknown own table, an unknown port of another domain.
         AccessError: a private port of another domain, or a restricted one without a grant.
     """
-    sql = table.transform_sql()
+    sql = table.sql
     if sql is None and not table.python:
         return []
     try:
@@ -135,7 +135,7 @@ def _automation(table: Table, domain: Domain) -> dg.AutomationCondition:
 
 def _code_version(product: DataProduct, table: Table) -> str:
     digest = hashlib.sha256(product.path.read_bytes())
-    source = table.transform.read_text(encoding="utf-8") if table.python and table.transform else table.transform_sql()
+    source = table.transform.read_text(encoding="utf-8") if table.python and table.transform else table.sql
     if source is not None:
         digest.update(source.encode())
     return digest.hexdigest()[:16]
@@ -154,7 +154,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     for notice in notices:
         log.warning("%s reads %s", "/".join(table.key), notice)
     storage_url = mesh.settings.storage_url
-    engine = table_engine(mesh.settings, domain, product, table)
+    engine_key = table_engine(mesh.settings, domain, product, table)  # the resource key of its engine, or dbt
+    kind = "duckdb" if engine_key == "dbt" else engine_key  # a dbt model runs on dbt-duckdb (kinds: dbt, duckdb)
     description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
                                        f"({product.status}): {product.description}")
     spec = dg.AssetSpec(
@@ -163,7 +164,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         description=description,
         group_name=domain.name,
         owners=[f"team:{product.team}"],
-        kinds={engine, "parquet"},
+        kinds={kind, "parquet"},
         tags={LAYER_TAG: table.layer, PRODUCT_TAG: product.name, VISIBILITY_TAG: table.visibility,
               STATUS_TAG: product.status or "active"},
         metadata={
@@ -191,38 +192,29 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                                           blocking={"schema_drift": drift_blocking, "rejected_rows": rejects_blocking,
                                                     "row_conservation": True}[name])
                         for name, text in FRAMEWORK_CHECKS.items()]
-        specs.append(_rejects_spec(table, product, domain, key, engine))
+        specs.append(_rejects_spec(table, product, domain, key, kind))
     check_specs += [dg.AssetCheckSpec(r.name, asset=key, blocking=r.blocking, description=r.description,
                                       metadata={"severity": r.severity, **({"dimension": r.dimension}
                                                                             if r.dimension else {})})
                     for r in table.rules]
     settings = mesh.settings
 
-    def step(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage, build=None,
-             spark: SparkEngine | None = None):
-        """The step: write–audit–publish on the table's engine. ``build(duckdb, ports)``, if given, is a context
-        manager that first writes the output into a staged snapshot of the port (a dbt model) and yields
-        the ``StagedBuild`` to audit there and publish; ``spark`` is given to Spark tables."""
-        from mesh_assets.materialize import materialize_table  # DuckDB, ibis, Pandera: only where steps run
+    def step(context: dg.AssetExecutionContext, engine: Engine):
+        """The step: write–audit–publish (mesh_assets.write_audit_publish) on ``engine``, the table's engine
+        chosen when the definitions loaded, with the ``duckdb`` and ``ports`` resources."""
         from mesh_assets.openlineage_events import StepLineage
+        from mesh_assets.write_audit_publish import write_audit_publish  # DuckDB, ibis, Pandera: where steps run
 
+        ports = context.resources.ports
         lineage = StepLineage(mesh, table, [*inputs, *references.values()], dagster_run_id=context.run.run_id,
                               dagster_job=context.run.job_name, log=context.log)
         lineage.start()
         result = None
         try:
             try:
-                if spark is not None:
-                    from mesh_assets.spark_materialize import materialize_table_spark
-
-                    result = materialize_table_spark(table, inputs, spark=spark, duckdb=duckdb, storage=ports,
-                                                     settings=settings, run_id=context.run.run_id,
-                                                     references=references, producers=producers)
-                else:
-                    with build(duckdb, ports) if build is not None else contextlib.nullcontext() as built:
-                        result = materialize_table(table, inputs, engine=duckdb, storage=ports, settings=settings,
-                                                   run_id=context.run.run_id, references=references,
-                                                   producers=producers, built=built)
+                result = write_audit_publish(table, inputs, engine=engine, duckdb=context.resources.duckdb,
+                                             storage=ports, settings=settings, run_id=context.run.run_id,
+                                             references=references, producers=producers)
             except Exception as exc:  # every stage and engine: one classification, a message for people
                 raise step_failure(table, exc, context.retry_number, settings.retries.max_retries) from None
             check_results = [_check_result(key, o) for o in result.outcomes]
@@ -250,24 +242,15 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             raise
         lineage.complete(result)
 
-    if table.dbt_model is not None:
+    if engine_key == "dbt":
         from mesh_assets.dbt_assets import dbt_model_asset
 
-        return dbt_model_asset(mesh, table, spec, check_specs, inputs, producers, step, retry_policy(settings))
-
-    if engine == "spark":
-        @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs,
-                        retry_policy=retry_policy(settings))
-        def _materialize_spark(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage,
-                               spark: SparkEngine):
-            yield from step(context, duckdb, ports, spark=spark)
-
-        return _materialize_spark
+        return dbt_model_asset(mesh, table, spec, check_specs, step, retry_policy(settings))
 
     @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs,
-                    retry_policy=retry_policy(settings))
-    def _materialize(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
-        yield from step(context, duckdb, ports)
+                    retry_policy=retry_policy(settings), required_resource_keys={"duckdb", "ports", engine_key})
+    def _materialize(context: dg.AssetExecutionContext):
+        yield from step(context, getattr(context.resources, engine_key))
 
     return _materialize
 

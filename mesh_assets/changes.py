@@ -26,12 +26,11 @@ import sqlglot
 from packaging.version import InvalidVersion, Version
 from sqlglot import exp
 
-from mesh_assets.contracts import Column, DataProduct, Table
+from mesh_assets.contract_model import Column, DataProduct, Rule, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.mesh import DOMAIN_FILE, load_domain
 from mesh_assets.policies import is_output_port
-from mesh_assets.rules import Rule
 from mesh_assets.yaml_source import format_location, load_yaml
 
 # MAJOR.MINOR.PATCH with an optional pre-release or build suffix (semver.org); `packaging` then orders versions,

@@ -27,10 +27,9 @@ import pandera.ibis as pa
 from pandera.api.ibis.types import IbisData
 from pandera.backends.ibis.register import register_ibis_backends
 
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Rule, Table
 from mesh_assets.errors import TransformError
 from mesh_assets.outcomes import CheckOutcome
-from mesh_assets.rules import Rule
 from mesh_assets.sql_session import DuckDBSession, QueryError, SqlSession
 
 ROW_LEVEL = ("not_null", "bound", "length", "pattern", "valid_values", "not_missing")

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mesh_assets.column_lineage import column_sources
-from mesh_assets.contracts import DataProduct, Table
+from mesh_assets.contract_model import DataProduct, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.findings import Finding
 from mesh_assets.mesh import Domain, Mesh
@@ -121,7 +121,7 @@ class _Tracer:
     def _lineage(self, domain: Domain, table: Table) -> _Lineage:
         if table.layer == "bronze":
             return _Lineage({})
-        sql = table.transform_sql()
+        sql = table.sql
         refs = declared_inputs(table.inputs, domain.name) if table.python else find_inputs(sql or "", domain.name)
         columns: dict[tuple[str, str], dict[str, str]] = {(PREVIOUS, table.name): table.output_columns}
         # keyed "<schema>.<table>.<column>" in lower case: DuckDB and sqlglot fold unquoted names
@@ -217,7 +217,7 @@ def _column_finding(product: DataProduct, i: int, j: int, table: Table, column: 
     message = (f"column '{column}' of {table.layer} table '{table.name}' is computed from {listed} but is "
                f"{classified}, so its values would reach readers without a PII grant unmasked"
                + (f" ({note})" if note else ""))
-    if table.sql is not None:  # a metrics or labels port: generated, its columns cannot be classified
+    if table.generated:  # a metrics or labels port: its columns cannot be classified
         return Finding("error", RULE, message, "leave sensitive columns out of the metrics or labels declaration "
                        "(dimensions, expression, label query), or aggregate a column of the table that declares "
                        "declassified with a reason", product.path, None, None, domain.name)

@@ -341,7 +341,7 @@ def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option(
           OutputFormat.table) -> None:
     """List every table's port (and bronze rejects port): current snapshot, rows, publication time."""
     from mesh_assets.ingestion import rejects_key
-    from resources import PortStorage
+    from mesh_assets.port_storage import PortStorage
 
     try:
         mesh = _mesh(root)
@@ -539,7 +539,7 @@ def rollback(
     root: RootOption = None,
 ) -> None:
     """Make an earlier published snapshot of a port current again (readers see it at once)."""
-    from resources import PortStorage
+    from mesh_assets.port_storage import PortStorage
 
     try:
         mesh = _mesh(root)

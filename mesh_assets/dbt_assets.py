@@ -6,14 +6,16 @@ mesh's spec (key ``[domain, gold, table]``, group, owners, contract schema, fres
 sources keyed by their ``meta.dagster.asset_key``. The step's asset also carries the contract's checks, so it is
 one multi-asset of its own rather than ``@dbt_assets`` itself, which takes no extra checks.
 
-Step (:func:`staged_model`, :func:`dbt_build`): ``dbt build`` runs in the step's process on the manifest the code
-location loads (no dbt process, no parsing) and writes the model straight into a new staged snapshot of the port
-(the ``mesh_snapshot`` materialization, dbt/macros/mesh_snapshot.sql), on an in-memory DuckDB connection of its
-own, in which the mesh's plugin registers the model's inputs as views over their ports' current snapshots (the
-masked copy where the access rules mask columns) and locks file access down to them; nothing is shared between
-steps, so parallel steps and domains cannot lock each other. dbt's tests run on the staged rows. The framework
-then audits the staged snapshot in place and publishes it like any other output (``materialize_table``): the
-dbt tests block publishing like the contract's checks.
+Step: dbt is one more engine of the one write–audit–publish (:class:`DbtEngine`, mesh_assets.engine). Its session
+is a DuckDB step whose build (:func:`dbt_build`) runs ``dbt build`` in the step's process on the manifest the code
+location loads (no dbt process, no parsing), and writes the model straight into a new staged snapshot of the port
+that the framework gives it (``BuildJob.stage``; the ``mesh_snapshot`` materialization,
+dbt/macros/mesh_snapshot.sql), on an in-memory DuckDB connection of its own, in which the mesh's plugin registers
+the model's inputs as views over the snapshots the framework registered (the masked copy where the access rules
+mask columns) and locks file access down to them; nothing is shared between steps, so parallel steps and domains
+cannot lock each other. dbt's tests run on the staged rows. The framework then audits the staged snapshot in
+place and publishes or discards it like any other output: the rows are written once, and the dbt tests block
+publishing like the contract's checks.
 
 No ``from __future__ import annotations``: Dagster reads the compute function's annotations at run time.
 """
@@ -23,10 +25,10 @@ import functools
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
-import sqlglot
+import duckdb
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DbtProject
 from dagster_dbt.asset_utils import build_dbt_specs
@@ -36,9 +38,8 @@ from dbt.cli.main import dbtRunner
 from dbt.contracts.graph.manifest import Manifest
 from dbt.contracts.graph.nodes import GenericTestNode
 
-from mesh_assets.access import runtime_access
-from mesh_assets.contracts import Table
-from mesh_assets.dbt_plugin import DbtStep, dbt_step
+from mesh_assets.contract_model import Table
+from mesh_assets.dbt_plugin import StepConnection, dbt_step
 from mesh_assets.dbt_project import (
     MANIFEST,
     PROFILE,
@@ -47,16 +48,14 @@ from mesh_assets.dbt_project import (
     project_dir,
     project_yaml_files,
 )
+from mesh_assets.duckdb_engine import DuckDBEngine, DuckDBStep
+from mesh_assets.engine import BuildJob, Output, Sandbox
 from mesh_assets.errors import ContractError, MeshError, TransformError, failure_class
 from mesh_assets.mesh import Mesh
 from mesh_assets.outcomes import CheckOutcome
 from mesh_assets.ports import Snapshot
-from mesh_assets.sql_inputs import InputRef
-from mesh_assets.sql_functions import FunctionNotAllowed, check_sql
-from mesh_assets.step_folders import new_spill_folder, new_step_folder
+from mesh_assets.step_folders import new_step_folder
 from mesh_assets.yaml_source import read_yaml_text
-from resources import DuckDBEngine, PortStorage
-
 
 
 class MeshDbtTranslator(DagsterDbtTranslator):
@@ -92,11 +91,11 @@ def model_unique_id(manifest: Mapping[str, Any], table: Table) -> str:
 
 
 def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: list[dg.AssetCheckSpec],
-                    inputs: list[InputRef], producers: dict[tuple[str, str, str], Path],
                     step: Callable[..., Iterator[Any]], retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
     """The asset of ``table``, built by its dbt model: ``spec`` and ``check_specs`` are the mesh's (from the
-    contract), the dbt tests of the model are added as asset checks, and ``step`` (the write–audit–publish step
-    of mesh_assets.assets) runs with :func:`staged_model` as its builder, under ``retry_policy`` like every step.
+    contract), the dbt tests of the model are added as asset checks, and ``step(context, engine)`` (the
+    write–audit–publish step of mesh_assets.assets) runs on a :class:`DbtEngine`, under ``retry_policy`` like
+    every step.
 
     Raises:
         MeshError: no manifest, or the manifest lacks the model.
@@ -109,56 +108,73 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
                                         exclude="", selector="", io_manager_key=None, project=None)
 
     @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=[*check_specs, *dbt_checks],
-                    retry_policy=retry_policy)
-    def _dbt_model(context: dg.AssetExecutionContext, duckdb: DuckDBEngine, ports: PortStorage):
-        def build(engine: DuckDBEngine, storage: PortStorage):
-            return staged_model(context, mesh, table, inputs, producers, engine, storage)
-
-        yield from step(context, duckdb, ports, build)
+                    retry_policy=retry_policy, required_resource_keys={"duckdb", "ports"})
+    def _dbt_model(context: dg.AssetExecutionContext):
+        yield from step(context, DbtEngine(context, mesh, context.resources.duckdb))
 
     return _dbt_model
 
 
-@contextlib.contextmanager
-def staged_model(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, inputs: list[InputRef],
-                 producers: dict[tuple[str, str, str], Path], engine: DuckDBEngine, storage: PortStorage
-                 ) -> Iterator[Any]:
-    """The build of a dbt model's step: check the model's SQL against the function allow-list again (it may
-    have changed since the definitions loaded), find the snapshots its inputs are read from (the masked copy
-    where the access rules mask columns), create a new staged snapshot of the port and a private folder, run
-    :func:`dbt_build` into it, and yield the ``StagedBuild`` for the framework to audit in place and publish.
-    The staged snapshot is discarded when anything raises; the folders are deleted at the end.
+class DbtEngine:
+    """dbt as an engine of write–audit–publish (mesh_assets.engine.Engine): a DuckDB step session whose build
+    runs the table's dbt model into the staged snapshot (:class:`DbtStep`). ``duckdb`` gives the connections'
+    limits; the pointer records ``duckdb`` as the writer (dbt-duckdb)."""
 
-    Raises:
-        AccessError: an input may no longer be read.
-        TransformError: an input has no published snapshot, the model calls a function off the allow-list, or
-            :func:`dbt_build` fails.
-        TransientError: see :func:`dbt_build`.
-    """
-    from mesh_assets.materialize import StagedBuild, input_snapshots
+    name: ClassVar[str] = "duckdb"
 
-    origin = str(table.transform.relative_to(mesh.root)) if table.transform else table.dbt_model or ""
-    sql = (table.transform_sql() or "").strip().rstrip(";")
-    try:
-        check_sql(sql, origin)
-    except (FunctionNotAllowed, sqlglot.errors.SqlglotError) as exc:
-        raise TransformError(f"{'/'.join(table.key)}: {exc}. Nothing was published") from None
-    access = runtime_access(table.domain, inputs, producers, mesh.settings.governance)
-    snapshots = [(ref.schema, ref.table, snapshot) for ref, snapshot in input_snapshots(table, inputs, storage, access)]
-    port = storage.port(table.key)
-    staged = port.new_snapshot(context.run.run_id)
-    folder = new_step_folder(mesh.settings, f"dbt-{table.dbt_model}-")
-    spill = new_spill_folder(mesh.settings)
-    try:
-        outcomes, metadata = dbt_build(context, mesh, table, staged, snapshots, engine, folder=folder,
-                                       spill=str(spill), storage_root=storage.root)
-        yield StagedBuild(staged, sql, origin, tuple(outcomes), metadata)
-    except BaseException:
-        port.discard(staged.id)
-        raise
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(spill, ignore_errors=True)
+    def __init__(self, context: dg.AssetExecutionContext, mesh: Mesh, duckdb: DuckDBEngine):
+        self.context, self.mesh, self.duckdb = context, mesh, duckdb
+
+    @contextlib.contextmanager
+    def open(self, table: Table, sandbox: Sandbox) -> Iterator["DbtStep"]:
+        """A DuckDB step session confined to ``sandbox``, with a private folder for dbt's profile, target and
+        log (mesh_assets.step_folders: owned by this process, out of every sandbox's reach; the folders of
+        killed steps are cleaned first), deleted when the session ends."""
+        folder = new_step_folder(self.mesh.settings, f"dbt-{table.dbt_model}-")
+        try:
+            con = self.duckdb.connect(sandbox.storage_root, allowed_directories=sandbox.directories,
+                                      allowed_files=sandbox.files, spill_directory=sandbox.spill)
+            try:
+                yield DbtStep(self, con, folder, sandbox)
+            finally:
+                self.duckdb.close(con, "__".join(table.key))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class DbtStep(DuckDBStep):
+    """A DuckDB step session whose :meth:`build` runs the dbt model (:func:`dbt_build`) on the snapshots
+    registered for the model's inputs, in the step's ``sandbox``, with ``folder`` as dbt's private folder."""
+
+    def __init__(self, engine: DbtEngine, con: duckdb.DuckDBPyConnection, folder: Path, sandbox: Sandbox):
+        super().__init__(engine.duckdb, con)
+        self.dbt, self.folder, self.sandbox = engine, folder, sandbox
+        self.registered: dict[tuple[str, str], Snapshot] = {}
+
+    def register(self, schema: str, name: str, snapshot: Snapshot) -> None:
+        super().register(schema, name, snapshot)
+        self.registered[(schema, name)] = snapshot
+
+    def build(self, job: BuildJob) -> Output:
+        """Run the model and its tests (:func:`dbt_build`) into a new staged snapshot (``job.stage``): the
+        output is that snapshot's Parquet files, already written, with their row count; the dbt tests' results
+        are the build's outcomes.
+
+        Raises:
+            MeshError: ``job`` has no ``stage`` (the framework gives every build one).
+            TransformError, TransientError: see :func:`dbt_build`.
+        """
+        if job.stage is None:
+            raise MeshError(f"{'/'.join(job.table.key)}: a dbt model writes its own snapshot; the build needs "
+                            "BuildJob.stage")
+        inputs = [(ref.schema, ref.table, self.registered[(ref.schema, ref.table)]) for ref in job.inputs]
+        staged = job.stage()
+        outcomes, metadata = dbt_build(self.dbt.context, self.dbt.mesh, job.table, staged, inputs, self.engine,
+                                       folder=self.folder, spill=self.sandbox.spill or str(self.folder),
+                                       storage_root=self.sandbox.storage_root)
+        relation = "SELECT * FROM read_parquet('" + staged.glob.replace("'", "''") + "')"
+        rows = int(self.query(f"SELECT count(*) FROM ({relation})")[0][0])
+        return Output(relation, job.sql, staged=staged, rows=rows, outcomes=tuple(outcomes), metadata=metadata)
 
 
 def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, staged: Snapshot,
@@ -194,7 +210,7 @@ def dbt_build(context: dg.AssetExecutionContext, mesh: Mesh, table: Table, stage
             raise TransformError(f"{name}: the dbt project cannot be read safely: {exc}") from None
     manifest = _dbt_manifest(mesh.root)
     (folder / "profiles.yml").write_text(yaml.safe_dump(PROFILE), encoding="utf-8")
-    step = DbtStep(inputs=tuple((schema, relation, snapshot.glob) for schema, relation, snapshot in inputs),
+    step = StepConnection(inputs=tuple((schema, relation, snapshot.glob) for schema, relation, snapshot in inputs),
                    location=staged.data_file, storage_root=storage_root,
                    allowed_directories=(staged.path, *(snapshot.path for *_, snapshot in inputs)),
                    spill=spill, threads=engine.threads, memory_limit=engine.memory_limit, query_log=engine.query_log)
@@ -237,7 +253,7 @@ def _dbt_manifest(root: Path) -> Any:
     return manifest
 
 
-def _invoke(context: dg.AssetExecutionContext, step: DbtStep, manifest: Any, model: str, project: Path,
+def _invoke(context: dg.AssetExecutionContext, step: StepConnection, manifest: Any, model: str, project: Path,
             folder: Path) -> Any:
     """``dbt build --select <model>`` in this process on ``manifest`` with the step's profile and target in
     ``folder``; dbt's messages at info level and above go to the step's log. Returns dbt's ``dbtRunnerResult``.

@@ -18,10 +18,10 @@ import yaml
 from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
 
-from mesh_assets.contracts import DataProduct, Table
+from mesh_assets.contract_model import DataProduct, Table
 from mesh_assets.dbt_project import domain_sources, project_dir, properties_file, properties_text
 from mesh_assets.errors import ContractError, MeshError
-from mesh_assets.findings import Finding
+from mesh_assets.findings import Finding, contract_findings
 from mesh_assets.mesh import Domain, Mesh
 from mesh_assets.sql_inputs import find_inputs
 from mesh_assets.yaml_source import read_yaml_text
@@ -64,8 +64,6 @@ def sync_properties(mesh: Mesh) -> list[Path]:
 
 def dbt_findings(mesh: Mesh, domain: Domain) -> list[Finding]:
     """Every problem of ``domain``'s dbt models against their data contracts (see the module docstring)."""
-    from mesh_assets.validation import contract_findings  # validation imports this module
-
     findings: list[Finding] = []
     for _, table in dbt_tables(domain):
         assert table.transform is not None
@@ -102,10 +100,9 @@ def _column_findings(mesh: Mesh, domain: Domain, table: Table) -> list[Finding]:
     """A finding per contracted column the model does not select, and per column it selects beyond them."""
     assert table.transform is not None
     try:
-        sql = table.transform_sql() or ""
-        selected, line = _selected_columns(mesh, domain, sql)
+        selected, line = _selected_columns(mesh, domain, table.sql or "")
     except (MeshError, sqlglot.errors.SqlglotError):
-        return []  # unreadable models are reported when their asset is built (structure/asset)
+        return []  # models whose SQL does not parse are reported when their asset is built (structure/asset)
     if selected is None:
         return []
     findings = []

@@ -1,5 +1,5 @@
 """The dbt-duckdb plugin of the mesh: it gives the connection dbt opens for a model what a step's own DuckDB
-connection has (resources/duckdb_engine.py), so a dbt model runs under the same rules as a SQL transform.
+connection has (mesh_assets/duckdb_engine.py), so a dbt model runs under the same rules as a SQL transform.
 
 The profile naming this plugin is the same for every step and for ``dbt parse`` (mesh_assets.dbt_project
 ``PROFILE``, ``dbt/profiles.yml``). What differs per step is given by :func:`dbt_step`, around the step's dbt
@@ -31,13 +31,13 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 from fsspec.implementations.local import LocalFileSystem
 
-from resources.duckdb_engine import DuckDBEngine
+from mesh_assets.duckdb_engine import DuckDBEngine
 
 STEP_VIEW = "__mesh_step"  # main.__mesh_step(location): where the model's rows are written
 
 
 @dataclass(frozen=True)
-class DbtStep:
+class StepConnection:
     """What one step's dbt connection gets: ``inputs`` as ``(schema, table, parquet glob)``, the staged data
     file ``location``, the ``storage_root`` (an object store's file system is registered), the directories the
     connection may touch besides its ``spill`` folder (a folder of the step's own), and the engine's limits
@@ -53,13 +53,13 @@ class DbtStep:
     query_log: str | None = None
 
 
-_current: DbtStep | None = None
+_current: StepConnection | None = None
 _opened: list[DuckDBPyConnection] = []  # the connections opened for the current step, to log their statements
 _lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def dbt_step(step: DbtStep) -> Iterator[None]:
+def dbt_step(step: StepConnection) -> Iterator[None]:
     """Within the block, the connections dbt-duckdb opens in this process get ``step``'s inputs and sandbox.
     One step at a time per process (dbt's own state is per process too).
 

@@ -1,5 +1,6 @@
 """The mesh's dbt project (``<mesh root>/dbt``, docs/dbt.md): model files, sources, and the model properties
-generated from the data contracts. No dbt or dagster-dbt import here: contracts and ``mesh validate`` use it.
+generated from the data contracts. No dbt or dagster-dbt import here: the contract loader (which renders each
+model when its contract loads) and ``mesh validate`` use it.
 
 - A gold table whose contract says ``customProperties`` ``transform: dbt:<model>`` is built by
   ``dbt/models/<domain>/<model>.sql``.
@@ -19,18 +20,16 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
+from mesh_assets.contract_model import Table
 from mesh_assets.errors import MeshError
 from mesh_assets.settings import find_mesh_root
 from mesh_assets.yaml_source import read_yaml_text
-
-if TYPE_CHECKING:
-    from mesh_assets.contracts import Table
 
 DBT_DIR = "dbt"
 GENERATED_DIRS = frozenset({"target", "logs", "dbt_packages"})  # dbt's default artifact, log and package folders

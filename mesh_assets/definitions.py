@@ -13,8 +13,9 @@ from mesh_assets.graph import cycle_message, find_cycle
 from mesh_assets.mesh import Domain, Mesh, load_mesh
 from mesh_assets.sensors import freshness_alert_sensor, landing_zone_sensor, run_failure_alert_sensor
 from mesh_assets.settings import MeshSettings, find_mesh_root
-from resources import DuckDBEngine, PortStorage, SparkEngine
-from resources.spark_engine import spark_config
+from mesh_assets.duckdb_engine import DuckDBEngine
+from mesh_assets.port_storage import PortStorage
+from mesh_assets.spark_engine import SparkEngine, spark_config
 
 
 def duckdb_engine(settings: MeshSettings) -> DuckDBEngine:
@@ -25,7 +26,8 @@ def duckdb_engine(settings: MeshSettings) -> DuckDBEngine:
 
 
 def mesh_resources(settings: MeshSettings) -> dict[str, object]:
-    """The resources every asset uses, configured from ``mesh.yaml`` and the environment."""
+    """The resources every asset uses, configured from ``mesh.yaml`` and the environment: ``duckdb``, ``spark``
+    (the engines a table's step may run on, mesh_assets.engines) and ``ports`` (the port storage)."""
     return {
         "duckdb": duckdb_engine(settings),
         "ports": PortStorage(root=settings.storage_url, retention=settings.retention.snapshots),

@@ -1,4 +1,6 @@
-"""Which engine builds a table: DuckDB (embedded, the default) or Spark (a cluster) (docs/architecture.md).
+"""Which engine builds a table: DuckDB (embedded, the default), Spark (a cluster) or dbt (a table bound to a dbt
+model) (docs/architecture.md). The choice is made once, when the definitions load: it names the Dagster resource
+the table's step runs its write–audit–publish on (mesh_assets.engine).
 
 The most specific choice wins:
 
@@ -8,16 +10,16 @@ The most specific choice wins:
 4. the domain: ``engine`` in ``domain.yaml``;
 5. the mesh: ``engine`` in ``mesh.yaml`` (default ``duckdb``).
 
-A table bound to a dbt model always runs on dbt-duckdb (docs/dbt.md): dbt-spark is not wired in, so an
-inherited or overriding ``spark`` leaves it on DuckDB, and ``engine: spark`` on the table itself is refused when
-the contract is loaded. Both engines read and write the same Parquet ports, so mixing them is safe.
+A table bound to a dbt model always runs on dbt (dbt-duckdb, docs/dbt.md): dbt-spark is not wired in, so an
+inherited or overriding ``spark`` leaves it on dbt-duckdb, and ``engine: spark`` on the table itself is refused
+when the contract is loaded. Both engines read and write the same Parquet ports, so mixing them is safe.
 """
 
 from __future__ import annotations
 
 import os
 
-from mesh_assets.contracts import DataProduct, Table
+from mesh_assets.contract_model import DataProduct, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.mesh import Domain
 from mesh_assets.settings import ENGINES, MeshSettings
@@ -38,7 +40,7 @@ def engine_override() -> str | None:
 
 
 def table_engine(settings: MeshSettings, domain: Domain, product: DataProduct, table: Table) -> str:
-    """The engine that builds ``table``: ``"duckdb"`` or ``"spark"`` (see the module docstring)."""
+    """The engine that builds ``table``: ``"duckdb"``, ``"spark"`` or ``"dbt"`` (see the module docstring)."""
     if table.dbt_model is not None:
-        return "duckdb"
+        return "dbt"
     return engine_override() or table.engine or product.engine or domain.engine or settings.engine

@@ -3,11 +3,16 @@ secret, each naming the file, the line where known, the rule and the fix."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from mesh_assets.errors import ContractError
+
 Severity = Literal["error", "warning"]
+_PROBLEM = re.compile(r"^(?P<field>.+?)(?: \(line (?P<line>\d+)\))?: (?P<message>.*)$", re.DOTALL)
+_AT_LINE = re.compile(r"^line (?P<line>\d+), column \d+: ")  # a problem of the YAML text, not of a field
 
 
 @dataclass(frozen=True)
@@ -52,3 +57,19 @@ class Finding:
         return {"severity": self.severity, "rule": self.rule, "domain": self.domain,
                 "file": str(file) if file else None, "line": self.line, "field": self.field,
                 "message": self.message, "fix": self.fix}
+
+
+def contract_findings(exc: ContractError, domain: str | None) -> list[Finding]:
+    """One ``structure/contract`` error per problem of ``exc`` (problems written ``<field> (line N): <message>``
+    by mesh_assets.yaml_source), with its file, field and line."""
+    out = []
+    for problem in exc.problems:
+        match = _PROBLEM.match(problem)
+        if match and not match["field"].startswith("line "):
+            out.append(Finding("error", "structure/contract", match["message"], "", exc.path,
+                               int(match["line"]) if match["line"] else None, match["field"], domain))
+        else:
+            at = _AT_LINE.match(problem)
+            out.append(Finding("error", "structure/contract", problem, "", exc.path,
+                               int(at["line"]) if at else None, None, domain))
+    return out

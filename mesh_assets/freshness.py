@@ -11,7 +11,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from mesh_assets.contracts import Sla, Table, parse_sla
+from mesh_assets.contract_model import Sla, Table
+from mesh_assets.contract_sla import parse_sla
 from mesh_assets.errors import ContractError
 from mesh_assets.settings import MESH_FILE, MeshSettings
 

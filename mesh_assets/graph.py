@@ -3,7 +3,7 @@ runs through several domains (Dagster checks cycles only inside one ``Definition
 
 from __future__ import annotations
 
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.errors import MeshError
 from mesh_assets.mesh import Mesh
 from mesh_assets.sql_inputs import SqlInputError, declared_inputs, find_inputs
@@ -17,11 +17,10 @@ def upstream_keys(mesh: Mesh, table: Table) -> set[Key]:
     Unparsable SQL or unknown names give no edge here (``mesh validate`` reports them on their own)."""
     keys: set[Key] = set()
     try:
-        sql = table.transform_sql()
         refs = declared_inputs(table.inputs, table.domain) if table.python else \
-            find_inputs(sql, table.domain) if sql is not None else []
+            find_inputs(table.sql, table.domain) if table.sql is not None else []
         keys |= {ref.key for ref in refs}
-    except (SqlInputError, OSError, MeshError):  # MeshError: a dbt model that does not render
+    except SqlInputError:
         pass
     for rule in table.rules:
         if rule.kind == "foreign_key":

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from mesh_assets.outcomes import CheckOutcome
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.errors import TransformError
 from mesh_assets.ports import REJECTS_SUFFIX
 

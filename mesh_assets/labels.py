@@ -34,57 +34,28 @@ of the run that first produced the current value: the SQL compares with the port
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlglot import exp
 
+from mesh_assets.contract_model import Column, Condition, Label, Table
 from mesh_assets.metrics import DeclarationError, declarations, parse_expression, required_rules
 from mesh_assets.rules import primary_key_rule
 from mesh_assets.sql_inputs import PREVIOUS, SqlInputError, parse_select
-
-if TYPE_CHECKING:
-    from mesh_assets.contracts import Table
 
 LABEL_FIELDS = ("name", "description", "entity", "query", "rule")
 LABELS_SUFFIX = "__labels"
 RESERVED = ("label", "value", "since")
 
 
-@dataclass(frozen=True)
-class Condition:
-    """One ``{value, when}`` of a label rule; ``when`` ``None`` is the default value."""
-
-    value: str
-    when: str | None = None
-
-
-@dataclass(frozen=True)
-class Label:
-    """One label of a gold table's entity ``entity`` (key columns), computed per row of ``query``: ``expression``
-    (a SQL expression) or else the first of ``conditions`` that holds."""
-
-    name: str
-    description: str
-    entity: tuple[str, ...]
-    query: str
-    expression: str | None = None
-    conditions: tuple[Condition, ...] = ()
-
-    def value_sql(self) -> str:
-        """The label's value per row of the query, as a DuckDB expression of type VARCHAR."""
-        if self.expression is not None:
-            return f"CAST(({self.expression}) AS VARCHAR)"
-        whens = " ".join(f"WHEN ({c.when}) THEN {_literal(c.value)}" for c in self.conditions if c.when is not None)
-        default = next((_literal(c.value) for c in self.conditions if c.when is None), "NULL")
-        return f"CAST(CASE {whens} ELSE {default} END AS VARCHAR)" if whens else f"CAST({default} AS VARCHAR)"
-
-    def definition(self, product: str, table: str) -> dict[str, Any]:
-        """The label as a JSON-able dict (asset metadata)."""
-        rule: Any = self.expression if self.expression is not None else [
-            {"value": c.value, **({"when": c.when} if c.when is not None else {})} for c in self.conditions]
-        return {"product": product, "table": table, "name": self.name, "description": self.description,
-                "entity": list(self.entity), "query": self.query, "rule": rule}
+def value_sql(label: Label) -> str:
+    """The value of ``label`` per row of its query, as a DuckDB expression of type VARCHAR: its expression, or a
+    ``CASE`` over its conditions (the first that holds; the default last, else NULL)."""
+    if label.expression is not None:
+        return f"CAST(({label.expression}) AS VARCHAR)"
+    whens = " ".join(f"WHEN ({c.when}) THEN {_literal(c.value)}" for c in label.conditions if c.when is not None)
+    default = next((_literal(c.value) for c in label.conditions if c.when is None), "NULL")
+    return f"CAST(CASE {whens} ELSE {default} END AS VARCHAR)" if whens else f"CAST({default} AS VARCHAR)"
 
 
 def parse_labels(value: Any, table: str, columns: dict[str, str], primary_key: list[str]) -> list[Label]:
@@ -179,7 +150,7 @@ def labels_sql(table: str, labels: tuple[Label, ...] | list[Label], entity: dict
     keys = list(entity)
     branches = "\n    UNION ALL\n".join(
         "    SELECT " + ", ".join(f"CAST(q.{_quote(k)} AS {t}) AS {_quote(k)}" for k, t in entity.items())
-        + f", {_literal(lb.name)} AS label, {lb.value_sql()} AS value\n    FROM ({lb.query}) AS q" for lb in labels)
+        + f", {_literal(lb.name)} AS label, {value_sql(lb)} AS value\n    FROM ({lb.query}) AS q" for lb in labels)
     join = " AND ".join(f"p.{_quote(k)} = c.{_quote(k)}" for k in keys)
     return (f"/* labels of gold.{table}, generated from its contract */\n"
             f"WITH label_values AS (\n{branches}\n)\n"
@@ -193,8 +164,6 @@ def labels_sql(table: str, labels: tuple[Label, ...] | list[Label], entity: dict
 def labels_table(table: Table) -> Table:
     """The gold table ``<table>__labels`` holding the current value of each of ``table.labels`` per entity:
     same product, visibility and SLAs as ``table``; checks ``primary_key`` (entity, label) and required."""
-    from mesh_assets.contracts import Column, Table  # contracts imports this module
-
     entity = table.labels[0].entity
     by_name = {c.name: c for c in table.columns}
     names = ", ".join(lb.name for lb in table.labels)

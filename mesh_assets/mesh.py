@@ -7,7 +7,8 @@ from pathlib import Path
 
 from dagster._utils.schedules import is_valid_cron_string  # the validator Dagster applies to schedules
 
-from mesh_assets.contracts import SNAKE_CASE, DataProduct, Table, load_contract
+from mesh_assets.contract_model import SNAKE_CASE, DataProduct, Table
+from mesh_assets.contracts import load_contract
 from mesh_assets.errors import ContractError, ContractsError, MeshError
 from mesh_assets.identity import is_identity
 from mesh_assets.ports import REJECTS_SUFFIX

@@ -25,17 +25,14 @@ column is NULL are left out; each metric is grouped by all its dimensions (no ro
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
 
-from mesh_assets.rules import Rule, constraint_rules, primary_key_rule
-
-if TYPE_CHECKING:
-    from mesh_assets.contracts import Column, Table
+from mesh_assets.contract_model import Column, Metric, Rule, Table
+from mesh_assets.rules import constraint_rules, primary_key_rule
 
 GRAINS = ("day", "week", "month", "quarter", "year")
 DECLARATION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")  # metric and label names, matched in full
@@ -50,27 +47,6 @@ class DeclarationError(ValueError):
     def __init__(self, location: list[str | int], message: str):
         self.location = location
         super().__init__(message)
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One metric of a gold table: ``expression`` aggregates the table's rows per ``grain`` period of ``time``
-    and per combination of ``dimensions``; ``unit`` is free text (``USD``, ``orders``, ``ratio``)."""
-
-    name: str
-    description: str
-    owner: str
-    expression: str
-    dimensions: tuple[str, ...]
-    time: str
-    grain: str
-    unit: str = ""
-
-    def definition(self, product: str, table: str) -> dict[str, Any]:
-        """The metric as a JSON-able dict (what ``mesh metrics`` and the asset metadata show)."""
-        return {"product": product, "table": table, "name": self.name, "description": self.description,
-                "owner": self.owner, "expression": self.expression, "dimensions": list(self.dimensions),
-                "time": self.time, "grain": self.grain, "unit": self.unit}
 
 
 def declarations(value: Any, kind: str, fields: tuple[str, ...], example: str) -> Iterator[tuple[int, dict, str]]:
@@ -196,8 +172,6 @@ def metrics_sql(table: str, metrics: list[Metric] | tuple[Metric, ...]) -> str:
 def metrics_table(table: Table, team: str) -> Table:
     """The gold table ``<table>__metrics`` computing ``table.metrics``: same product, visibility and SLAs as
     ``table``; checks ``primary_key`` (metric, period, dimensions) and ``value_required``."""
-    from mesh_assets.contracts import Column, Table  # contracts imports this module
-
     names = ", ".join(m.name for m in table.metrics)
     columns = (
         Column("metric", "string", "VARCHAR", f"Metric name, one of {names} (see the metrics metadata of "

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mesh_assets.contracts import LINEAGE_COLUMNS, Table
+from mesh_assets.contract_model import LINEAGE_COLUMNS, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.ingestion import REJECTS_COLUMNS, rejects_key, source_files
 from mesh_assets.settings import MeshSettings
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from openlineage.client.event_v2 import InputDataset, OutputDataset, RunEvent
     from openlineage.client.transport import Transport
 
-    from mesh_assets.materialize import TableResult
+    from mesh_assets.write_audit_publish import TableResult
     from mesh_assets.mesh import Mesh
 
 EVENTS_FILE = "events.jsonl"

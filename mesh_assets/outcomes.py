@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 
 
 @dataclass

@@ -9,7 +9,7 @@ import functools
 
 import duckdb
 
-from mesh_assets.contracts import SNAKE_CASE, DataProduct, Table
+from mesh_assets.contract_model import SNAKE_CASE, DataProduct, Table
 from mesh_assets.findings import Finding
 from mesh_assets.settings import GovernanceSettings
 from mesh_assets.yaml_source import YamlDocument, format_location, load_yaml

@@ -19,7 +19,7 @@ written, ``_writer.json`` names the writing process (host, pid, its start time).
 ending whose writer is gone — a process killed mid-write — is an orphan: the next write of the port deletes it
 (:meth:`Port.clean_orphans`).
 
-The masked copy of a snapshot (mesh_assets.materialize.write_masked_copy) sits in a sibling folder, never under
+The masked copy of a snapshot (mesh_assets.masked_copy.write_masked_copy) sits in a sibling folder, never under
 the clear one, so a reader can be allowed the one without the other: DuckDB's ``allowed_directories`` and
 object-store permissions both work by path prefix. It belongs to its snapshot: discarding, pruning and orphan
 cleaning delete both.

@@ -19,7 +19,8 @@ from mesh_assets.sql_functions import FunctionNotAllowed, check_functions
 from mesh_assets.sql_inputs import SqlInputError, parse_select
 from mesh_assets.definitions import duckdb_engine
 from mesh_assets.ports import Port, Snapshot
-from resources import DuckDBEngine, PortStorage
+from mesh_assets.duckdb_engine import DuckDBEngine
+from mesh_assets.port_storage import PortStorage
 
 
 def readable_ports(mesh: Mesh, domain: str | None) -> list[tuple[Port, Access]]:

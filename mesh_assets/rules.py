@@ -9,8 +9,11 @@ rules whose threshold is "0 failing rows". Sources: ODCS v3.1 "Data quality" (li
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
+
+from mesh_assets.contract_model import Rule
+from mesh_assets.sql_functions import FunctionNotAllowed, check_functions
+from mesh_assets.sql_inputs import SqlInputError, parse_select
 
 OPERATORS = (
     "mustBe",
@@ -45,65 +48,6 @@ TYPE_OPTIONS = {
 CHECK_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One check on one table.
-
-    Attributes:
-        name: the Dagster asset check name (``^[A-Za-z0-9_]+$``, unique per table).
-        kind: what is measured — row-level predicates ``not_null``, ``bound``, ``length``, ``pattern``,
-            ``valid_values``, ``not_missing`` (failing rows are the rows where the predicate is false);
-            ``duplicates`` (rows repeating an earlier row's value of ``columns``); ``primary_key``
-            (duplicates plus rows with a null key column); ``foreign_key`` (rows whose non-null ``columns``
-            match no row of the referenced table); ``row_count``; ``sql`` (a query's single value).
-        columns: the columns the rule reads (empty for table-level rules).
-        params: kind-specific parameters (``op``/``value`` for bound, ``min``/``max`` for length,
-            ``pattern``, ``values``, ``query``; ``domain``/``table``/``columns`` of a foreign key's target,
-            ``domain`` None for the rule's own domain).
-        operator, threshold: the ODCS comparison of the measured value (``mustBe`` 0 for constraints).
-        unit: ``rows`` or ``percent`` (percent of rows checked).
-        severity: ``error`` (blocking), ``warning`` or ``info`` (recorded only).
-        description: the rule in words, shown on the check.
-        source: the rule as written in the contract (for reports).
-        dimension: the ODCS quality dimension, if given.
-    """
-
-    name: str
-    kind: str
-    columns: tuple[str, ...] = ()
-    params: dict[str, Any] = field(default_factory=dict)
-    operator: str = "mustBe"
-    threshold: Any = 0
-    unit: str = "rows"
-    severity: str = "error"
-    description: str = ""
-    source: dict[str, Any] = field(default_factory=dict)
-    dimension: str | None = None
-
-    @property
-    def blocking(self) -> bool:
-        return self.severity == "error"
-
-    def passes(self, value: float) -> bool:
-        """Whether the measured ``value`` satisfies the rule's operator and threshold."""
-        t = self.threshold
-        return {
-            "mustBe": lambda: value == t,
-            "mustNotBe": lambda: value != t,
-            "mustBeGreaterThan": lambda: value > t,
-            "mustBeGreaterOrEqualTo": lambda: value >= t,
-            "mustBeLessThan": lambda: value < t,
-            "mustBeLessOrEqualTo": lambda: value <= t,
-            "mustBeBetween": lambda: t[0] <= value <= t[1],
-            "mustNotBeBetween": lambda: not (t[0] <= value <= t[1]),
-        }[self.operator]()
-
-    @property
-    def expectation(self) -> str:
-        """The threshold in words, e.g. ``mustBe 0 rows``."""
-        return f"{self.operator} {self.threshold} {self.unit}"
-
-
 class RuleError(ValueError):
     """A rule in a contract cannot be checked; ``location`` is its path in the contract."""
 
@@ -115,9 +59,6 @@ class RuleError(ValueError):
 def _check_query(query: str, location: list[str | int]) -> None:
     """Refuse a ``sql`` rule's query unless it is one query calling only the functions of
     mesh_assets.sql_functions (``{object}`` and ``{property}`` stand for the table and the column)."""
-    from mesh_assets.sql_functions import FunctionNotAllowed, check_functions
-    from mesh_assets.sql_inputs import SqlInputError, parse_select
-
     try:
         check_functions(parse_select(query.replace("{object}", "rule_object").replace("{property}", "rule_property")))
     except (SqlInputError, FunctionNotAllowed) as exc:

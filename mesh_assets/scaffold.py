@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from mesh_assets.codeowners import BEGIN, codeowners_path, write_codeowners
-from mesh_assets.contracts import SNAKE_CASE
+from mesh_assets.contract_model import SNAKE_CASE
 from mesh_assets.errors import MeshError
 from mesh_assets.identity import current_user
 from mesh_assets.inference import SAMPLE_ROWS, Inference, infer

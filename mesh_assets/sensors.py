@@ -21,7 +21,7 @@ import dagster as dg
 import fsspec
 
 from mesh_assets.alerts import Alert, send_alert
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.freshness import freshness_policy
 from mesh_assets.ingestion import rejects_key
 from mesh_assets.mesh import Domain

@@ -13,7 +13,7 @@
   overrides every choice): the mesh-wide engine; a domain, product or table may choose its own
   (mesh_assets.engines, docs/scaling.md).
 - ``spark.master`` (default ``local[*]``; env ``MESH_SPARK_MASTER``) and ``spark.conf`` (any Spark property;
-  env ``MESH_SPARK_CONF``, a JSON object, is merged over it): the Spark engine (resources/spark_engine.py).
+  env ``MESH_SPARK_CONF``, a JSON object, is merged over it): the Spark engine (mesh_assets/spark_engine.py).
 - ``checks.sample_rows`` (int, default 10): failing rows kept as a sample per check.
 - ``checks.severity_weights`` (default error 3, warning 2, info 1): weights of the product quality score.
 - ``schema_drift.<layer>`` (``fail`` or ``warn``, default ``fail``): whether a table whose source (bronze) or

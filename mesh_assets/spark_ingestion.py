@@ -25,12 +25,17 @@ from typing import Any
 
 import fsspec
 
-from mesh_assets.contracts import Table
+from mesh_assets.contract_model import Table
 from mesh_assets.ingestion import REJECTS_COLUMNS, Drift
 from mesh_assets.sql_session import spark_type
-from resources.spark_engine import SparkEngine
 
 CORRUPT = "_corrupt_record"
+
+
+def spark_path(url: str) -> str:
+    """A port or landing path as Spark's Hadoop file systems name it: fsspec's ``s3://`` is ``s3a://``;
+    ``gs://``, ``abfs://``, ``abfss://`` and local paths are unchanged."""
+    return "s3a://" + url[len("s3://"):] if url.startswith("s3://") else url
 
 
 def _quoted(name: str) -> str:
@@ -68,7 +73,7 @@ def ingest(spark: Any, table: Table, drift: Drift, run_id: str) -> tuple[Any, An
     by_header: dict[tuple[str, ...], list[str]] = {}
     for path, header in drift.headers.items():
         if header:
-            by_header.setdefault(tuple(header), []).append(SparkEngine.path(path))
+            by_header.setdefault(tuple(header), []).append(spark_path(path))
     accepted_parts, rejected_parts = [], []
     for header, files in by_header.items():
         schema = ", ".join([f"{_quoted(h)} {types.get(h, 'STRING')}" for h in header] + [f"{CORRUPT} STRING"])
@@ -106,17 +111,17 @@ def records_read(spark: Any, table: Table, drift: Drift) -> int:
             total += _reader(spark, table, path).count()
         elif header:
             schema = ", ".join(f"{_quoted(h)} STRING" for h in header)
-            total += _csv_reader(spark, table, schema).csv(SparkEngine.path(path)).count()
+            total += _csv_reader(spark, table, schema).csv(spark_path(path)).count()
     return total
 
 
 def _reader(spark: Any, table: Table, path: str) -> Any:
     assert table.source is not None
     if table.source.format == "parquet":
-        return spark.read.parquet(SparkEngine.path(path))
+        return spark.read.parquet(spark_path(path))
     with fsspec.open(path, "rb") as handle:
         array = handle.read(4096).lstrip()[:1] == b"["
-    return spark.read.option("multiLine", array).json(SparkEngine.path(path))
+    return spark.read.option("multiLine", array).json(spark_path(path))
 
 
 def _typed(spark: Any, table: Table, path: str, types: dict[str, str]) -> Any:

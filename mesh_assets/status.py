@@ -16,7 +16,7 @@ import dagster as dg
 from mesh_assets.catalog.facts import freshness, latest_checks, read_pointer
 from mesh_assets.freshness import layer_default_slas
 from mesh_assets.mesh import Mesh
-from resources import PortStorage
+from mesh_assets.port_storage import PortStorage
 
 COLUMNS = ["port", "visibility", "team", "freshness", "sla_state", "sla", "last_update", "rows", "checks"]
 

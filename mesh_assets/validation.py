@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,14 +29,12 @@ from mesh_assets.codeowners import codeowners_findings
 from mesh_assets.dbt_checks import dbt_findings
 from mesh_assets.dbt_project import project_yaml_files
 from mesh_assets.errors import ContractError, ContractsError, MeshError
-from mesh_assets.findings import Finding
+from mesh_assets.findings import Finding, contract_findings
 from mesh_assets.graph import cycle_message, find_cycle
 from mesh_assets.mesh import Domain, Mesh, load_mesh
 from mesh_assets.policies import policy_findings
 from mesh_assets.yaml_source import read_yaml_text
 
-_PROBLEM = re.compile(r"^(?P<field>.+?)(?: \(line (?P<line>\d+)\))?: (?P<message>.*)$", re.DOTALL)
-_AT_LINE = re.compile(r"^line (?P<line>\d+), column \d+: ")  # a problem of the YAML text, not of a field
 
 
 @dataclass
@@ -54,21 +51,6 @@ class Report:
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "warning"]
-
-
-def contract_findings(exc: ContractError, domain: str | None) -> list[Finding]:
-    """One ``structure/contract`` error per problem of ``exc``, with its field and line."""
-    out = []
-    for problem in exc.problems:
-        match = _PROBLEM.match(problem)
-        if match and not match["field"].startswith("line "):
-            out.append(Finding("error", "structure/contract", match["message"], "", exc.path,
-                               int(match["line"]) if match["line"] else None, match["field"], domain))
-        else:
-            at = _AT_LINE.match(problem)
-            out.append(Finding("error", "structure/contract", problem, "", exc.path,
-                               int(at["line"]) if at else None, None, domain))
-    return out
 
 
 def _error_finding(exc: MeshError, domain: str | None) -> list[Finding]:

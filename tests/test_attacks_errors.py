@@ -15,14 +15,15 @@ import duckdb
 import psutil
 import pytest
 
-from mesh_assets import materialize
+from mesh_assets import write_audit_publish
 from mesh_assets.errors import TransformError, TransientError, failure_class, is_transient
 from mesh_assets.mesh import load_mesh
 from mesh_assets.ports import WRITER, process_owner
 from mesh_assets.query import connect
 from mesh_assets.runner import run_mesh
 from mesh_assets.step_folders import FOLDER_ENV, steps_path
-from resources import DuckDBEngine, PortStorage
+from mesh_assets.duckdb_engine import DuckDBEngine
+from mesh_assets.port_storage import PortStorage
 
 from conftest import land_orders
 
@@ -97,7 +98,7 @@ def test_a_permanent_error_fails_at_once_in_every_stage(tiny_root: Path, instanc
             raise duckdb.ConversionException("Conversion Error: Could not convert string 'x' to INT32")
 
         with monkeypatch.context() as patch:
-            patch.setattr(materialize, stage, broken)
+            patch.setattr(write_audit_publish, stage, broken)
             status, retries, failures = _run(tiny_root, instance)
         assert retries == [], stage
         assert "Conversion Error" in failures[ORDERS][1] and "products/orders.yaml" in failures[ORDERS][1], stage
@@ -106,7 +107,7 @@ def test_a_permanent_error_fails_at_once_in_every_stage(tiny_root: Path, instanc
 def test_a_transient_error_is_retried_and_the_last_failure_is_the_real_error(tiny_root: Path, instance,
                                                                              monkeypatch) -> None:
     _settings(tiny_root, "retries: {max_retries: 2, delay_seconds: 0}\n")
-    original, calls = materialize.profile_relation, []
+    original, calls = write_audit_publish.profile_relation, []
 
     def flaky(con, relation, **options):
         calls.append(relation)
@@ -115,7 +116,7 @@ def test_a_transient_error_is_retried_and_the_last_failure_is_the_real_error(tin
         return original(con, relation, **options)
 
     always = False
-    monkeypatch.setattr(materialize, "profile_relation", flaky)
+    monkeypatch.setattr(write_audit_publish, "profile_relation", flaky)
     status, retries, failures = _run(tiny_root, instance)
     assert retries == [SILVER] and failures == {}
     assert status["shop/silver/orders"][0] == "materialized"
@@ -235,8 +236,8 @@ def test_each_step_spills_to_a_folder_of_its_own(tiny_root: Path, instance, monk
     ``duckdb.temp_directory``), deleted after the step, and another step's spilled data is out of its reach."""
     settings = load_mesh(tiny_root).settings
     made = []
-    original = materialize.new_spill_folder
-    monkeypatch.setattr(materialize, "new_spill_folder", lambda s: made.append(original(s)) or made[-1])
+    original = write_audit_publish.new_spill_folder
+    monkeypatch.setattr(write_audit_publish, "new_spill_folder", lambda s: made.append(original(s)) or made[-1])
     status, _, failures = _run(tiny_root, instance)
     steps = [key for key in status if not key.endswith("__rejects")]  # a bronze step also writes its rejects
     assert failures == {} and len(made) == len(steps) == 4

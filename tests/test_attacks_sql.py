@@ -21,12 +21,13 @@ from typer.testing import CliRunner
 from mesh_assets.cli import app
 from mesh_assets.definitions import build_mesh_definitions
 from mesh_assets.errors import MeshError, TransformError
-from mesh_assets.materialize import step_sandbox
+from mesh_assets.write_audit_publish import step_sandbox, write_audit_publish
 from mesh_assets.mesh import load_mesh
 from mesh_assets.sql_functions import FunctionNotAllowed, check_sql
 from mesh_assets.sql_session import to_spark
 from mesh_assets.validation import validate
-from resources import DuckDBEngine, PortStorage
+from mesh_assets.duckdb_engine import DuckDBEngine
+from mesh_assets.port_storage import PortStorage
 
 SHOP = Path("domains") / "shop"
 ORDERS = SHOP / "products" / "orders.yaml"
@@ -113,8 +114,8 @@ def test_a_steps_sandbox_is_exactly_its_declared_inputs(tiny_root: Path) -> None
     duckdb.sql("COPY (SELECT 1 AS order_id) TO '" + str(input_file) + "' (FORMAT parquet)")
 
     silver = tables["orders"]
-    directories, files = step_sandbox(silver, storage, mesh.settings, [raw_orders.path])
-    con = DuckDBEngine().connect(storage.root, allowed_directories=directories, allowed_files=files)
+    sandbox = step_sandbox(silver, storage, mesh.settings, [raw_orders.path])
+    con = DuckDBEngine().connect(storage.root, allowed_directories=sandbox.directories, allowed_files=sandbox.files)
     assert con.execute(f"SELECT * FROM read_parquet('{input_file}')").fetchall() == [(1,)]
     for path in (landed, tiny_root / ".mesh" / "landing" / "shop" / "orders.csv"):
         with pytest.raises(duckdb.PermissionException):
@@ -127,8 +128,8 @@ def test_a_steps_sandbox_is_exactly_its_declared_inputs(tiny_root: Path) -> None
 
     bronze = tables["raw_orders"]
     mine = str(tiny_root / ".mesh" / "landing" / "shop" / "orders.csv")
-    directories, files = step_sandbox(bronze, storage, mesh.settings, [], [mine])
-    con = DuckDBEngine().connect(storage.root, allowed_directories=directories, allowed_files=files)
+    sandbox = step_sandbox(bronze, storage, mesh.settings, [], [mine])
+    con = DuckDBEngine().connect(storage.root, allowed_directories=sandbox.directories, allowed_files=sandbox.files)
     assert len(con.execute(f"SELECT * FROM read_csv('{mine}')").fetchall()) == 3
     for path in (landed, tiny_root / ".mesh" / "landing" / "shop" / "customers.csv"):
         with pytest.raises(duckdb.PermissionException):
@@ -188,16 +189,16 @@ def test_reflect_in_a_transform_is_refused_on_spark_without_starting_spark(tiny_
             to_spark(f"select {call} from silver.orders")
 
     # at run, before a Spark session is asked for
-    from mesh_assets.spark_materialize import materialize_table_spark
-
     class NoSpark:
-        def session(self):
+        name = "spark"
+
+        def open(self, table, sandbox):
             raise AssertionError("Spark was started")
 
     mesh = load_mesh(tiny_root)
     table = next(t for t in mesh.domain("shop").tables if t.name == "order_totals")
     with pytest.raises(TransformError, match=r"order_totals.sql: line 2: function reflect\(\) is not allowed"):
-        materialize_table_spark(table, [], spark=NoSpark(), duckdb=DuckDBEngine(),
+        write_audit_publish(table, [], engine=NoSpark(), duckdb=DuckDBEngine(),
                                 storage=PortStorage(root=mesh.settings.storage_url), settings=mesh.settings,
                                 run_id="r1")
 

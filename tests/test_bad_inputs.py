@@ -13,7 +13,7 @@ import pytest
 
 from mesh_assets.mesh import Mesh, load_mesh
 from mesh_assets.runner import RunSummary, run_mesh
-from resources import PortStorage
+from mesh_assets.port_storage import PortStorage
 
 CORPUS = Path(__file__).parent / "fixtures" / "bad_inputs"
 ORDERS = "shop/bronze/raw_orders"

@@ -9,7 +9,7 @@ import dagster as dg
 
 from mesh_assets.mesh import Mesh
 from mesh_assets.runner import run_mesh
-from resources import PortStorage
+from mesh_assets.port_storage import PortStorage
 
 SILVER = dg.AssetKey(["shop", "silver", "orders"])
 GOLD = dg.AssetKey(["shop", "gold", "order_totals"])

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from mesh_assets.checks import run_rules
-from mesh_assets.contracts import Column, Table
+from mesh_assets.contract_model import Column, Table
 from mesh_assets.rules import constraint_rules, primary_key_rule, quality_rule
 
 COLUMNS = ["id", "code", "price", "day"]

@@ -101,6 +101,37 @@ def test_malformed_contract_names_file_field_and_fix(tiny_root: Path, edit, fiel
     assert "(line " in line or field == "(top level)", message
 
 
+def test_each_table_carries_its_sql_resolved_at_load(tiny_root: Path) -> None:
+    sql = tiny_root / "domains" / "shop" / "sql" / "silver" / "orders.sql"
+    text = sql.read_text()
+    bronze, silver, _ = load_contract(tiny_root / CONTRACT, "shop", "shop-team").tables
+    sql.write_text("select 1 as one")  # the table keeps what its contract resolved when it loaded
+    assert silver.sql == text and silver.transform == sql.resolve() and not silver.generated
+    assert bronze.sql is None and bronze.transform is None
+
+
+def test_an_sql_file_that_is_not_text_names_contract_field_file_and_fix(tiny_root: Path) -> None:
+    (tiny_root / "domains" / "shop" / "sql" / "silver" / "orders.sql").write_bytes(b"select '\xff\xfe' as bad")
+    with pytest.raises(ContractError) as caught:
+        load_contract(tiny_root / CONTRACT, "shop", "shop-team")
+    says = "transform file sql/silver/orders.sql is not UTF-8 text; save it as UTF-8"
+    line = next((ln for ln in str(caught.value).splitlines() if says in ln), None)
+    assert line is not None and line.strip().startswith("- schema[1].customProperties (line "), str(caught.value)
+
+
+def test_a_dbt_model_the_mesh_cannot_render_fails_its_contract_with_the_model_file(tiny_root: Path) -> None:
+    model = tiny_root / "dbt" / "models" / "shop" / "order_totals.sql"
+    model.parent.mkdir(parents=True)
+    model.write_text("select customer, sum(amount) as total from {{ ref('orders') }} group by customer\n")
+    path = _write_variant(tiny_root, lambda d: d["schema"][2]["customProperties"].append(
+        {"property": "transform", "value": "dbt:order_totals"}))
+    with pytest.raises(ContractError) as caught:
+        load_contract(path, "shop", "shop-team")
+    line = next((ln for ln in str(caught.value).splitlines() if "ref('orders')" in ln), "")
+    assert line.strip().startswith("- schema[2].customProperties (line "), str(caught.value)
+    assert f"{model}: ref('orders')" in line and "read it with source()" in line
+
+
 def test_yaml_syntax_error_gives_the_line(tiny_root: Path) -> None:
     path = tiny_root / CONTRACT
     path.write_text(path.read_text().replace("name: orders\nversion", "name: [orders\nversion", 1))

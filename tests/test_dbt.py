@@ -205,10 +205,9 @@ def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, tmp_path: 
         "    c.c_comment,\n", "    (SELECT max(content) FROM read_text('/etc/passwd')) AS c_comment,\n"))
     with pytest.raises(MeshError, match=r"customer_profile.sql: line \d+: function read_text\(\) is not allowed"):
         build_mesh_definitions(load_mesh(root), ["customers"])
-    # were the function allow-list bypassed (at load and at run), the model's connection still reads only the
-    # ports it reads
-    monkeypatch.setattr("mesh_assets.sql_inputs.check_functions", lambda tree, origin=None: None)
-    monkeypatch.setattr("mesh_assets.dbt_assets.check_sql", lambda sql, origin=None: None)
+    # were the function allow-list bypassed, the model's connection still reads only the ports it reads
+    monkeypatch.setattr("mesh_assets.sql_inputs.check_functions", lambda tree, origin=None: None)  # at load
+    monkeypatch.setattr("mesh_assets.write_audit_publish.check_sql", lambda sql, origin=None: None)  # at run
     parse_project(root)  # a step runs the manifest's model
     before = Port(str(lake), PROFILE).current()["snapshot"]
     job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()

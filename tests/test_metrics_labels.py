@@ -23,7 +23,8 @@ from mesh_assets.assets import domain_assets
 from mesh_assets.cli import app
 from mesh_assets.contracts import load_contract
 from mesh_assets.errors import ContractError
-from mesh_assets.labels import Condition, Label, labels_sql
+from mesh_assets.contract_model import Condition, Label
+from mesh_assets.labels import labels_sql
 from mesh_assets.runner import run_mesh
 
 pytestmark = pytest.mark.slow  # an integration tier: `make test-fast` leaves it out

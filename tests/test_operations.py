@@ -19,7 +19,7 @@ from mesh_assets.ports import Port
 from mesh_assets.sensors import LANDING_FILES_TAG
 from mesh_assets.settings import AlertSettings, load_settings
 from mesh_assets.status import port_status
-from resources import PortStorage
+from mesh_assets.port_storage import PortStorage
 
 from conftest import CUSTOMERS, land_orders
 

@@ -10,10 +10,12 @@ import duckdb
 import pytest
 
 from mesh_assets.errors import PortError
-from mesh_assets.materialize import Masking, materialize_table, write_masked_copy
+from mesh_assets.masked_copy import Masking, write_masked_copy
+from mesh_assets.write_audit_publish import write_audit_publish
 from mesh_assets.mesh import Mesh
 from mesh_assets.ports import Port
-from resources import DuckDBEngine, PortStorage
+from mesh_assets.duckdb_engine import DuckDBEngine
+from mesh_assets.port_storage import PortStorage
 
 
 def _write(port: Port, values: list[int], run_id: str = "run-1") -> str:
@@ -106,8 +108,8 @@ def test_crash_between_writing_and_publishing_keeps_previous_snapshot(
     bronze = domain.table("bronze", "raw_orders")
     storage = PortStorage(root=tiny_mesh.settings.storage_url)
     engine = DuckDBEngine()
-    kwargs = dict(engine=engine, storage=storage, settings=tiny_mesh.settings)
-    first = materialize_table(bronze, [], run_id="run-1", **kwargs)
+    kwargs = dict(engine=engine, duckdb=engine, storage=storage, settings=tiny_mesh.settings)
+    first = write_audit_publish(bronze, [], run_id="run-1", **kwargs)
     assert first.published and first.rows == 3
 
     land("order_id,customer,amount\n7,zoe,5.00\n")
@@ -117,7 +119,7 @@ def test_crash_between_writing_and_publishing_keeps_previous_snapshot(
 
     monkeypatch.setattr(Port, "publish", crash)
     with pytest.raises(KeyboardInterrupt):
-        materialize_table(bronze, [], run_id="run-2", **kwargs)
+        write_audit_publish(bronze, [], run_id="run-2", **kwargs)
     port = storage.port(bronze.key)
     assert len(port.snapshot_ids()) == 2  # the new snapshot was written …
     assert port.current()["snapshot"] == first.snapshot_id  # … but the previous one stays current

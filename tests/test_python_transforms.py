@@ -14,7 +14,7 @@ import pytest
 from mesh_assets.errors import MeshError
 from mesh_assets.mesh import load_mesh
 from mesh_assets.runner import run_mesh
-from resources import PortStorage
+from mesh_assets.port_storage import PortStorage
 
 TOTALS = ("shop", "gold", "order_totals")
 # Both engines in one function: it branches on the frame it receives (docs/contracts.md).

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from mesh_assets.mesh import load_mesh
-from resources import PortStorage
+from mesh_assets.port_storage import PortStorage
 
 from conftest import FIXTURES, land_orders
 

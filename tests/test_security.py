@@ -19,7 +19,7 @@ from mesh_assets.definitions import build_mesh_definitions
 from mesh_assets.errors import MeshError, PortError
 from mesh_assets.mesh import load_mesh
 from mesh_assets.ports import REJECTS_SUFFIX, Port
-from resources import DuckDBEngine
+from mesh_assets.duckdb_engine import DuckDBEngine
 
 HOSTILE = {
     "double quote": 'a"b',

@@ -21,7 +21,7 @@ from mesh_assets.inference import SAMPLE_ROWS, infer
 from mesh_assets.mesh import load_mesh
 from mesh_assets.runner import run_mesh
 from mesh_assets.scaffold import create_domain, create_product
-from resources import PortStorage
+from mesh_assets.port_storage import PortStorage
 
 BIN = Path(sys.executable).parent
 MESH = str(BIN / "mesh")

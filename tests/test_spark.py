@@ -21,8 +21,9 @@ from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.mesh import load_mesh
 from mesh_assets.runner import RunSummary, run_mesh
 from mesh_assets.sql_session import to_spark
-from resources import PortStorage
-from resources.spark_engine import SparkEngine, spark_config
+from mesh_assets.port_storage import PortStorage
+from mesh_assets.spark_engine import SparkEngine, spark_config
+from mesh_assets.spark_ingestion import spark_path
 
 pytestmark = pytest.mark.spark  # an integration tier: `make test-fast` leaves it out
 
@@ -310,4 +311,4 @@ def test_spark_configuration_comes_from_mesh_yaml_then_the_environment(monkeypat
     monkeypatch.setenv("MESH_SPARK_CONF", "spark.executor.memory=8g")
     with pytest.raises(ValueError, match="MESH_SPARK_CONF is not JSON"):
         spark_config("local[*]", {})
-    assert SparkEngine.path("s3://bucket/mesh") == "s3a://bucket/mesh"
+    assert spark_path("s3://bucket/mesh") == "s3a://bucket/mesh"

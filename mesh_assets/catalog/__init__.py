@@ -41,14 +41,13 @@ from mesh_assets.catalog.facts import (
     read_profile,
 )
 from mesh_assets.catalog.lineage import AssetGraph, Lineage, build_graph, label, lineage_svg
-from mesh_assets.contracts import DataProduct, Grant, Table
+from mesh_assets.contract_model import DataProduct, Grant, Rule, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.freshness import layer_default_slas
 from mesh_assets.graph import Key, upstream_keys
 from mesh_assets.mesh import Domain, Mesh
 from mesh_assets.ports import Port
 from mesh_assets.profile import redact_profile
-from mesh_assets.rules import Rule
 
 MARKER = ".mesh-catalog"
 _OWNED = ("index.html", "products", "assets")  # what a rebuild replaces in an existing catalog folder

@@ -13,7 +13,7 @@ import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._utils.schedules import get_latest_completed_cron_tick
 
-from mesh_assets.contracts import Sla, Table
+from mesh_assets.contract_model import Sla, Table
 from mesh_assets.errors import PortError
 from mesh_assets.ingestion import FRAMEWORK_CHECKS
 from mesh_assets.ports import Port

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from mesh_assets.contracts import DataProduct, Table
+from mesh_assets.contract_model import DataProduct, Table
 from mesh_assets.graph import Key
 
 NODE_HEIGHT, LANE_HEIGHT, LANE_WIDTH, ROW_GAP, COLUMN_GAP, MARGIN = 44, 4, 40, 12, 56, 12

@@ -1,17 +1,22 @@
-"""The DuckDB engine: one fresh in-memory connection per step, inputs as views over port snapshots.
+"""The DuckDB engine (mesh_assets.engine): one fresh in-memory connection per step, inputs as views over port
+snapshots, the output written with ``COPY … TO … (FORMAT parquet)``.
 
 Nothing is shared between steps, so nothing can be locked (docs/architecture.md): DuckDB allows one writer per
-database file, which breaks a shared ``.duckdb`` file under a multiprocess executor.
+database file, which breaks a shared ``.duckdb`` file under a multiprocess executor. :class:`DuckDBEngine` is
+also the Dagster resource (``duckdb``) that holds the connections' limits; every other engine uses it for what
+is not the table's data (type names, landed files' headers, masked copies).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import dagster as dg
 import duckdb
@@ -19,7 +24,16 @@ import fsspec
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
+from mesh_assets.contract_model import Table
+from mesh_assets.engine import BuildJob, EngineError, Output, Sandbox
+from mesh_assets.errors import MeshError, error_message, is_transient
+from mesh_assets.ingestion import REJECTS_COLUMNS, ingestion_sql, records_read, rejects_sql
+from mesh_assets.ports import Snapshot
+from mesh_assets.python_transforms import run_transform
+from mesh_assets.sql_inputs import PREVIOUS
+
 MASK_FUNCTION = "mesh_mask"
+PYTHON_OUTPUT = "python_output"  # the view of a Python transform's returned relation
 
 
 class DuckDBEngine(dg.ConfigurableResource):
@@ -34,10 +48,22 @@ class DuckDBEngine(dg.ConfigurableResource):
             ``mesh bench`` replays them without the framework to measure its overhead).
     """
 
+    name: ClassVar[str] = "duckdb"
     threads: int | None = None
     memory_limit: str | None = None
     temp_directory: str | None = None
     query_log: str | None = None
+
+    @contextlib.contextmanager
+    def open(self, table: Table, sandbox: Sandbox) -> Iterator[DuckDBStep]:
+        """A step's session (mesh_assets.engine.Engine.open): a new connection confined to ``sandbox``,
+        spilling to ``sandbox.spill``; closed with :meth:`close` (its statements logged) when the block ends."""
+        con = self.connect(sandbox.storage_root, allowed_directories=sandbox.directories,
+                           allowed_files=sandbox.files, spill_directory=sandbox.spill)
+        try:
+            yield DuckDBStep(self, con)
+        finally:
+            self.close(con, "__".join(table.key))
 
     def connect(self, storage_root: str | None = None, *,
                 allowed_directories: Sequence[str] | None = None,
@@ -126,7 +152,7 @@ class DuckDBEngine(dg.ConfigurableResource):
     def enable_masking(con: duckdb.DuckDBPyConnection, salt: bytes) -> None:
         """Register the masking function ``mesh_mask`` on ``con``: HMAC-SHA256 keyed by ``salt`` (RFC 2104), 64
         hex characters, null stays null. Only the private connection that writes a port's masked copy
-        (mesh_assets.materialize.write_masked_copy) has it: on a connection running a reader's or a
+        (mesh_assets.masked_copy.write_masked_copy) has it: on a connection running a reader's or a
         transform's SQL it would be an oracle (any guessable value could be masked and compared). The salt stays
         in this process's memory, in no SQL text."""
         def mask(values: pa.Array) -> pa.Array:
@@ -134,3 +160,94 @@ class DuckDBEngine(dg.ConfigurableResource):
                              for v in values.to_pylist()], pa.string())
 
         con.create_function(MASK_FUNCTION, mask, ["VARCHAR"], "VARCHAR", type="arrow")
+
+
+class DuckDBStep:
+    """A step's session on DuckDB (mesh_assets.engine.EngineSession): relations are SQL text over the views
+    of one sandboxed in-memory connection ``con``, which is also the session's ``driver``."""
+
+    def __init__(self, engine: DuckDBEngine, con: duckdb.DuckDBPyConnection):
+        self.engine, self.con, self.driver = engine, con, con
+
+    def register(self, schema: str, name: str, snapshot: Snapshot) -> None:
+        self.engine.register_view(self.con, schema, name, snapshot.glob)
+
+    def register_empty(self, schema: str, name: str, columns: Mapping[str, str]) -> None:
+        empty = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns.items())
+        self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        self.con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT {empty} WHERE false')
+
+    def relation(self, sql: str) -> str:
+        return sql
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql).fetchall()
+
+    def build(self, job: BuildJob) -> Output:
+        """Bronze: DuckDB's typed ``read_csv`` (or Parquet, JSON) of the files with rejects kept
+        (mesh_assets.ingestion); Python: the view of the relation ``transform(inputs, con)`` returns; SQL:
+        the transform itself."""
+        table = job.table
+        if job.drift is not None:
+            sql = ingestion_sql(table, job.drift, job.run_id, job.settings.ingestion.max_line_size)
+            return Output(sql, sql)
+        if table.python:
+            frames = {f"{r.schema}.{r.table}": self.con.sql(f'SELECT * FROM "{r.schema}"."{r.table}"')
+                      for r in job.inputs}
+            frames[f"{PREVIOUS}.{table.name}"] = self.con.sql(f'SELECT * FROM {PREVIOUS}."{table.name}"')
+            run_transform(table, frames, self.con, duckdb.DuckDBPyRelation, "duckdb").create_view(PYTHON_OUTPUT)
+            return Output(f"SELECT * FROM {PYTHON_OUTPUT}", f"SELECT * FROM {PYTHON_OUTPUT}")
+        return Output(job.sql, job.sql)
+
+    def describe(self, relation: str) -> dict[str, str]:
+        return {name: ctype for name, ctype, *_ in self.con.execute(f"DESCRIBE {relation}").fetchall()}
+
+    def engine_casts(self, actual: Mapping[str, str], expected: Mapping[str, str]) -> dict[str, str]:
+        """None: the SQL is DuckDB's, so a type that differs is the SQL's to cast (silently casting would hide
+        lost precision)."""
+        return {}
+
+    def conform(self, relation: str, actual: Mapping[str, str], expected: Mapping[str, str]) -> str:
+        if dict(actual) == dict(expected):
+            return relation
+        columns = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' if c in actual else f'CAST(NULL AS {t}) AS "{c}"'
+                            for c, t in expected.items())
+        return f"SELECT {columns} FROM ({relation}) AS drifted"
+
+    def write(self, relation: str, snapshot: Snapshot) -> int:
+        data_file = snapshot.data_file.replace("'", "''")
+        return int(self.con.execute(f"COPY ({relation}) TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)"
+                                    ).fetchall()[0][0])
+
+    def rejects(self, job: BuildJob) -> str:
+        """The records the typed scan rejected (DuckDB's ``reject_errors``), or an empty relation of the same
+        shape when no file was scanned (Parquet, JSON, no file)."""
+        scanned = self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'"
+                                   ).fetchall()
+        if scanned[0][0]:
+            return rejects_sql(job.run_id)
+        return "SELECT " + ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in REJECTS_COLUMNS.items()) + " WHERE false"
+
+    def records_read(self, job: BuildJob) -> int:
+        assert job.drift is not None
+        return records_read(self.con, job.table, job.drift, job.settings.ingestion.max_line_size)
+
+    def checks_session(self) -> duckdb.DuckDBPyConnection:
+        return self.con
+
+    def classify(self, exc: BaseException) -> EngineError | None:
+        return EngineError(error_message(exc), is_transient(exc)) if isinstance(exc, duckdb.Error) else None
+
+
+def contract_types(con: duckdb.DuckDBPyConnection, columns: Mapping[str, str]) -> dict[str, str]:
+    """Contract types (column → ``physicalType``) as DuckDB prints them (``INT`` → ``INTEGER``,
+    ``DECIMAL(15,2)`` kept), for comparison with :meth:`DuckDBStep.describe`, on any DuckDB connection ``con``.
+
+    Raises:
+        MeshError: a type is not a DuckDB type.
+    """
+    select = ", ".join(f'CAST(NULL AS {ctype}) AS "{name}"' for name, ctype in columns.items())
+    try:
+        return {name: ctype for name, ctype, *_ in con.execute(f"DESCRIBE SELECT {select}").fetchall()}
+    except duckdb.Error as exc:
+        raise MeshError(f"a physicalType is not a DuckDB type: {error_message(exc)}") from None

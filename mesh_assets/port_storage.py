@@ -1,4 +1,4 @@
-"""The port storage resource: where every output port's snapshots live."""
+"""The port storage resource: where every output port's snapshots live, and how many are kept."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ class PortStorage(dg.ConfigurableResource):
 
     Attributes:
         root: the storage root (``mesh.yaml`` ``storage_root``, env ``MESH_STORAGE_ROOT``).
-        retention: snapshots kept per port, the current one included (``mesh.yaml`` ``retention.snapshots``).
+        retention: snapshots kept per port, the current one included (``mesh.yaml`` ``retention.snapshots``):
+            each publication prunes older ones (mesh_assets.write_audit_publish.publish_if_passed).
     """
 
     root: str
