@@ -44,8 +44,8 @@ test-fast: setup  # the unmarked tier: the core on tiny data, no Spark, daemon, 
 	$(VENV)/bin/pytest -m "not (spark or daemon or postgres or browser or slow)"
 
 bench: setup  # the mesh against plain DuckDB running the same SQL, at SF (docs/performance.md)
-	$(VENV)/bin/mesh bench --sf $(SF) --json
-	$(VENV)/bin/mesh bench --synthetic-domains 50 --products-per-domain 20 --json
+	$(VENV)/bin/python -m benchmarks --sf $(SF) --json
+	$(VENV)/bin/python -m benchmarks --synthetic-domains 50 --products-per-domain 20 --json
 
 bench-checks: setup  # checks + profile passing vs failing, on the mesh `make run` materialized
 	$(VENV)/bin/python -m benchmarks.check_cost

@@ -1,14 +1,17 @@
-"""``mesh bench``: the mesh against the physical limit — plain DuckDB running the very same SQL.
+"""``python -m benchmarks``: the mesh against the physical limit — plain DuckDB running the very same SQL.
 
 For the reference mesh at TPC-H scale factor ``sf``, each repetition:
 
 1. runs ``mesh run`` in a fresh Dagster instance and storage root, recording every DuckDB statement
    (``MESH_DUCKDB_QUERY_LOG``): ingestion, transforms, checks, profiles, publishing;
 2. replays those statements with plain DuckDB in a new process (``benchmarks.raw_replay``): the same SQL with
-   no Dagster and no framework.
+   no Dagster and no framework;
+3. runs the minimal pipeline (``benchmarks.minimal``) in a new process: the mesh's own bronze→silver→gold SQL
+   once, into plain Parquet files, with no checks, profile, rejects, masking or Dagster.
 
-Both are measured as whole process trees (wall and CPU seconds, peak RSS); the medians and the ratios
-mesh/raw are reported, and ``--json`` prints them as one JSON object on the last line. TPC-H data is landed
+All three are measured as whole process trees (wall and CPU seconds, peak RSS); the medians and the ratios
+mesh/raw (what the framework costs over the SQL it runs) and mesh/minimal (what quality and governance cost
+over the data work) are reported, and ``--json`` prints them as one JSON object on the last line. TPC-H data is landed
 once per scale factor under ``<root>/.mesh/bench/``.
 """
 
@@ -23,7 +26,9 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from benchmarks.measure import Measurement, environment, measure, median
+from benchmarks.minimal import plan
 from domains.tpch import land_tpch
+from mesh_assets.mesh import load_mesh
 
 
 def run_pair(root: Path, work: Path, landing: Path, domains: list[str] | None = None
@@ -40,8 +45,22 @@ def run_pair(root: Path, work: Path, landing: Path, domains: list[str] | None = 
     return mesh, raw, statements
 
 
+def run_minimal(root: Path, work: Path, landing: Path) -> Measurement:
+    """The minimal pipeline of the mesh at ``root`` over ``landing``, planned here and run (measured) in a new
+    process, its Parquet files under ``work/minimal``."""
+    out = work / "minimal"
+    script = work / "minimal.json"
+    script.write_text(json.dumps(plan(load_mesh(root), str(landing), out)))
+    return measure([sys.executable, "-m", "benchmarks.minimal", str(script)], environment(), work / "minimal.log")
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else float("nan")
+
+
 def bench_tpch(root: Path, sf: float, repeat: int, console: Console) -> dict[str, float | int]:
-    """The medians of ``repeat`` mesh/raw pairs at scale factor ``sf``, as the JSON fields of ``--json``."""
+    """The medians of ``repeat`` mesh/raw/minimal runs at scale factor ``sf``, as the JSON fields of ``--json``
+    (seconds, bytes, and the ratios mesh/raw and mesh/minimal)."""
     landing = root / ".mesh" / "bench" / f"landing-sf{sf}"
     if land_tpch(landing, sf):
         console.print(f"landed TPC-H SF {sf} in {landing}")
@@ -49,10 +68,11 @@ def bench_tpch(root: Path, sf: float, repeat: int, console: Console) -> dict[str
     for i in range(repeat):
         with tempfile.TemporaryDirectory(prefix="mesh-bench-", dir=root / ".mesh" / "bench") as tmp:
             mesh, raw, statements = run_pair(root, Path(tmp), landing)
+            minimal = run_minimal(root, Path(tmp), landing)
         console.print(f"run {i + 1}/{repeat}: mesh {mesh.wall_s:.1f} s, raw {raw.wall_s:.1f} s "
-                      f"({statements} statements)")
-        pairs.append((mesh, raw))
-    mesh, raw = median([p[0] for p in pairs]), median([p[1] for p in pairs])
+                      f"({statements} statements), minimal {minimal.wall_s:.1f} s")
+        pairs.append((mesh, raw, minimal))
+    mesh, raw, minimal = (median([p[i] for p in pairs]) for i in range(3))
     return {
         "sf": sf, "repeat": repeat, "statements": statements,
         "mesh_wall_s": round(mesh.wall_s, 2), "raw_wall_s": round(raw.wall_s, 2),
@@ -61,6 +81,11 @@ def bench_tpch(root: Path, sf: float, repeat: int, console: Console) -> dict[str
         "ratio_cpu": round(mesh.cpu_s / raw.cpu_s, 3),
         "mesh_peak_rss_bytes": mesh.peak_rss_bytes, "raw_peak_rss_bytes": raw.peak_rss_bytes,
         "ratio_rss": round(mesh.peak_rss_bytes / raw.peak_rss_bytes, 3),
+        "minimal_wall_s": round(minimal.wall_s, 2), "minimal_cpu_s": round(minimal.cpu_s, 2),
+        "minimal_peak_rss_bytes": minimal.peak_rss_bytes,
+        "ratio_minimal_wall": _ratio(mesh.wall_s, minimal.wall_s),
+        "ratio_minimal_cpu": _ratio(mesh.cpu_s, minimal.cpu_s),
+        "ratio_minimal_rss": _ratio(mesh.peak_rss_bytes, minimal.peak_rss_bytes),
     }
 
 

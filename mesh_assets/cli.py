@@ -552,32 +552,5 @@ def rollback(
     out.print(f"{port}: snapshot {snapshot} is current again", highlight=False)
 
 
-@app.command()
-def bench(
-    root: RootOption = None,
-    sf: Annotated[float, typer.Option("--sf", help="TPC-H scale factor.")] = 1.0,
-    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Runs; medians are reported.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on the last line.")] = False,
-    synthetic_domains: Annotated[int, typer.Option("--synthetic-domains", min=0,
-                                                   help="Generate a synthetic mesh of this many domains.")] = 0,
-    products_per_domain: Annotated[int, typer.Option("--products-per-domain", min=1)] = 20,
-) -> None:
-    """Benchmark the reference mesh against plain DuckDB running the same SQL (or a synthetic mesh's load,
-    validate and per-asset overhead with --synthetic-domains)."""
-    from benchmarks.mesh_bench import bench_tpch, report
-    from benchmarks.synthetic import bench_synthetic
-
-    try:
-        mesh_root = find_mesh_root(root)
-        (mesh_root / ".mesh" / "bench").mkdir(parents=True, exist_ok=True)
-        if synthetic_domains:
-            result = bench_synthetic(mesh_root, synthetic_domains, products_per_domain, err)
-        else:
-            result = bench_tpch(mesh_root, int(sf) if sf == int(sf) else sf, repeat, err)
-    except (MeshError, RuntimeError) as exc:
-        raise _fail(exc, 1) from None
-    report(result, as_json, out)
-
-
 if __name__ == "__main__":
     app()

@@ -45,7 +45,7 @@ class DuckDBEngine(dg.ConfigurableResource):
         temp_directory: where DuckDB spills intermediate results beyond ``memory_limit`` (``None``: DuckDB's
             default, ``.tmp`` in the working directory).
         query_log: a folder to record every statement of every connection in (env ``MESH_DUCKDB_QUERY_LOG``;
-            ``mesh bench`` replays them without the framework to measure its overhead).
+            ``python -m benchmarks`` replays them without the framework to measure its overhead).
     """
 
     name: ClassVar[str] = "duckdb"

@@ -11,8 +11,9 @@ A profile is a list with one dict per column, in column order::
      "top_values": [{"value": str, "rows": int}, …],  # most frequent non-null values first
      "sensitive": bool}                     # present and true for a sensitive column (below)
 
-All per-column aggregates come from ONE ``SELECT`` (one scan of the Parquet behind a view); top values cost
-one extra ``GROUP BY`` per low-cardinality column, since only those are worth listing. Nested and other
+All per-column aggregates come from ONE ``SELECT`` (one scan of the Parquet behind a view); the top values of
+every low-cardinality column (only those are worth listing) from one more: a ``GROUP BY GROUPING SETS`` with
+one set per column. Nested and other
 unorderable types (LIST, ARRAY, STRUCT, MAP, UNION, VARIANT, GEOMETRY, …) get rows, nulls and
 approx_distinct only: their min/max/mean are None and they have no top values.
 
@@ -105,10 +106,15 @@ def profile_relation(con: duckdb.DuckDBPyConnection | SqlSession, relation: str,
             "min": minimum,
             "max": maximum,
             "mean": next(values) if type_id in _NUMERIC and not hidden else None,
-            "top_values": (_top_values(query, relation, name, top_values)
-                           if orderable and 0 < approx_distinct <= low_cardinality and top_values else []),
+            "top_values": [],
             **({"sensitive": True} if hidden else {}),
         })
+    listed = [c["column"] for c, (_, type_id, _) in zip(profile, columns)
+              if type_id in _ORDERABLE and c["column"] not in sensitive and 0 < c["approx_distinct"] <= low_cardinality]
+    if listed and top_values:
+        tops = _top_values(query, relation, listed, top_values)
+        for column in profile:
+            column["top_values"] = tops.get(column["column"], column["top_values"])
     return profile
 
 
@@ -119,12 +125,25 @@ def redact_profile(profile: list[dict[str, Any]], sensitive: Collection[str]) ->
             if c.get("column") in sensitive else c for c in profile]
 
 
-def _top_values(query: Callable[[str], list[tuple[Any, ...]]], relation: str, column: str, limit: int
-                ) -> list[dict[str, Any]]:
-    q = _quote(column)
-    result = query(f"SELECT CAST({q} AS VARCHAR), count(*) FROM {relation} WHERE {q} IS NOT NULL "
-                   f"GROUP BY {q} ORDER BY count(*) DESC, {q} LIMIT {limit}")
-    return [{"value": value, "rows": count} for value, count in result]
+def _top_values(query: Callable[[str], list[tuple[Any, ...]]], relation: str, columns: list[str], limit: int
+                ) -> dict[str, list[dict[str, Any]]]:
+    """The ``limit`` most frequent non-null values of each of ``columns`` (ties by value), by column, from one
+    scan: one grouping set per column. In the rows of a column's set the other columns are null, so the set of
+    a row is its one non-null column (the set's own null group, all null, is left out), and ordering a set's
+    rows by every column in turn orders them by its own."""
+    quoted = [_quote(c) for c in columns]
+    which = "CASE " + " ".join(f"WHEN {q} IS NOT NULL THEN {i}" for i, q in enumerate(quoted)) + " END"
+    value = "coalesce(" + ", ".join(f"CAST({q} AS VARCHAR)" for q in quoted) + ")" if len(quoted) > 1 \
+        else f"CAST({quoted[0]} AS VARCHAR)"
+    grouped = (f"SELECT {', '.join(quoted)}, count(*) AS n FROM {relation} "
+               f"GROUP BY GROUPING SETS ({', '.join(f'({q})' for q in quoted)})")
+    ranked = (f"SELECT {which} AS c, {value} AS v, n, row_number() OVER (PARTITION BY {which} ORDER BY n DESC, "
+              f"{', '.join(quoted)}) AS r FROM ({grouped}) AS g WHERE {which} IS NOT NULL")
+    result = query(f"SELECT c, v, n FROM ({ranked}) AS t WHERE r <= {int(limit)} ORDER BY c, r")
+    tops: dict[str, list[dict[str, Any]]] = {}
+    for index, text, count in result:
+        tops.setdefault(columns[index], []).append({"value": text, "rows": count})
+    return tops
 
 
 def _quote(name: str) -> str:

@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from benchmarks.measure import environment, measure
+from benchmarks.minimal import plan, run
 from benchmarks.raw_replay import replay
 from benchmarks.synthetic import generate
 from mesh_assets.mesh import load_mesh
@@ -44,6 +45,23 @@ def test_recorded_statements_replay_to_the_same_ports(tiny_root: Path, tmp_path:
     assert duckdb.sql(f"SELECT * FROM '{gold}' ORDER BY ALL").fetchall() == before
 
 
+def test_minimal_pipeline_writes_what_the_mesh_publishes(tiny_root: Path, tmp_path: Path, instance) -> None:
+    """The minimal pipeline runs the mesh's own SQL: every silver and gold table holds the rows the mesh
+    published, and bronze the same accepted records (the lineage columns aside)."""
+    mesh = load_mesh(tiny_root)
+    assert run_mesh(mesh, instance).success
+    out = tmp_path / "minimal"
+    (tmp_path / "script.json").write_text(json.dumps(plan(mesh, mesh.settings.landing_path, out)))
+    assert run(tmp_path / "script.json") > 4
+    lake = tiny_root / ".mesh" / "lake"
+    for table in [t for d in mesh.domains() for t in d.tables]:
+        published = next((lake / "/".join(table.key) / "snapshots").glob("*/*.parquet"))
+        columns = ", ".join(f'"{c.name}"' for c in table.columns) if table.layer == "bronze" else "*"
+        minimal = out / table.domain / table.layer / f"{table.name}.parquet"
+        assert (duckdb.sql(f"SELECT {columns} FROM '{minimal}' ORDER BY ALL").fetchall()
+                == duckdb.sql(f"SELECT {columns} FROM '{published}' ORDER BY ALL").fetchall()), table.key
+
+
 def test_synthetic_mesh_validates_with_cross_domain_edges(tmp_path: Path) -> None:
     names = generate(tmp_path / "mesh", 3, 4)
     assert names == ["d000", "d001", "d002"]
@@ -59,7 +77,7 @@ def test_synthetic_mesh_validates_with_cross_domain_edges(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_mesh_bench_synthetic_prints_json(tmp_path: Path) -> None:
     (tmp_path / "mesh.yaml").write_text("name: bench\n")
-    result = subprocess.run([sys.executable, "-m", "mesh_assets.cli", "bench", "--root", str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--root", str(tmp_path),
                              "--synthetic-domains", "2", "--products-per-domain", "2", "--json"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
