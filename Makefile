@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml
 
 # The dbt manifest each domain's code location loads (docs/dbt.md), made once here, never at load.
 DBT_MANIFEST := dbt/target/manifest.json
-$(DBT_MANIFEST): $(VENV)/.installed dbt/dbt_project.yml $(shell find dbt/models -name '*.sql' -o -name '*.yml')
+$(DBT_MANIFEST): $(VENV)/.installed dbt/dbt_project.yml dbt/profiles.yml $(shell find dbt/models dbt/macros -name '*.sql' -o -name '*.yml')
 	$(VENV)/bin/dbt parse --project-dir dbt --profiles-dir dbt --quiet
+	touch $@
 
 dbt-manifest: $(DBT_MANIFEST)
 

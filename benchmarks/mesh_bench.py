@@ -18,7 +18,6 @@ once per scale factor under ``<root>/.mesh/bench/``.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -29,8 +28,7 @@ from rich.table import Table as RichTable
 from benchmarks.measure import Measurement, environment, measure, median
 from benchmarks.minimal import plan
 from domains.tpch import land_tpch
-from mesh_assets.dbt_assets import BUILT
-from mesh_assets.mesh import Mesh, load_mesh
+from mesh_assets.mesh import load_mesh
 
 
 def run_pair(root: Path, work: Path, landing: Path, domains: list[str] | None = None
@@ -42,36 +40,9 @@ def run_pair(root: Path, work: Path, landing: Path, domains: list[str] | None = 
     selection = [arg for d in domains or [] for arg in ("--domain", d)]
     mesh = measure([sys.executable, "-m", "mesh_assets.cli", "run", "--root", str(root), *selection], env,
                    work / "mesh.log")
-    rebuild_dbt_models(log, load_mesh(root))
     raw = measure([sys.executable, "-m", "benchmarks.raw_replay", str(log)], env, work / "raw.log")
     statements = int((work / "raw.log").read_text().split()[0])
     return mesh, raw, statements
-
-
-def rebuild_dbt_models(log: Path, mesh: Mesh) -> int:
-    """Make the recorded statements of each dbt model's step replayable, and return how many steps were
-    changed. Such a step attached the DuckDB file dbt built the model in (deleted with the step's folder) and
-    read the model's table from it; dbt's own connection is not recorded. In the log, the file becomes an
-    in-memory catalog and the model's SQL (rendered in mesh names, over the views the step registered) builds
-    the table there, just before the step first reads it: the replay does dbt's work as plain SQL."""
-    models = {"__".join(t.key): t for d in mesh.domains() for t in d.tables if t.dbt_model}
-    changed = 0
-    for path in log.glob("*.json"):
-        table = models.get(path.stem.split("-", 1)[1])
-        if table is None:
-            continue
-        statements, rewritten, built = json.loads(path.read_text()), [], False
-        for statement in statements:
-            if re.fullmatch(rf"ATTACH '.*' AS {BUILT} \(READ_ONLY\)", statement, flags=re.S):
-                statement = f"ATTACH ':memory:' AS {BUILT}"
-            elif not built and (read := re.search(rf"FROM {BUILT}\.(\S+?)(?:\)|\s|$)", statement)):
-                sql = (table.sql or "").strip().rstrip(";")
-                rewritten.append(f"CREATE TABLE {BUILT}.{read.group(1)} AS {sql}")
-                built = True
-            rewritten.append(statement)
-        path.write_text(json.dumps(rewritten))
-        changed += 1
-    return changed
 
 
 def run_minimal(root: Path, work: Path, landing: Path) -> Measurement:

@@ -5,8 +5,9 @@ A step's folder is ``<mesh root>/.mesh/steps/<prefix><random>``: outside DuckDB'
 DuckDB lets a sandboxed connection read, so neither ``mesh sql`` nor another step's SQL can read it. Each step's
 DuckDB connection spills to a folder of its own, ``<temp_directory>/spill-<random>``, for the same reason. It
 names its owner in ``_writer.json`` (host, pid, process start time), as a port's staging snapshot does
-(mesh_assets.ports). The processes a step starts carry the folder in their environment (``DBT_PROFILES_DIR``,
-which dagster-dbt sets for ``dbt build``), which tells which processes belong to which folder.
+(mesh_assets.ports). A process a step starts carries the folder in its environment (``DBT_PROFILES_DIR``, as
+the ``dbt build`` processes of earlier versions did; dbt now runs in the step's own process), which tells which
+processes belong to which folder.
 
 :func:`clean_step_folders` runs at the start of each ``mesh run`` and of each dbt step: a folder whose owner is
 gone (the same rule as orphaned snapshots) is deleted, after its processes still running are terminated.

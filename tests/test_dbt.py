@@ -13,9 +13,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from conftest import ReferenceRun
 from mesh_assets import load_mesh
+from mesh_assets import dbt_project
 from mesh_assets.dbt_project import parse_project
 from mesh_assets.definitions import build_domain_definitions, build_mesh_definitions
 from mesh_assets.errors import MeshError
@@ -108,6 +110,21 @@ def test_dbt_model_is_audited_and_published_as_a_port_snapshot(dbt_run) -> None:
     evaluations = {name: evaluations[name] for name in ("unique_customer_profile_c_custkey", "c_mktsegment_valid",
                                                         "schema")}
     assert evaluations == {"unique_customer_profile_c_custkey": True, "c_mktsegment_valid": True, "schema": True}
+    # dbt ran on the manifest, without parsing the project again, and its messages are in the step's log
+    messages = [e.user_message for e in instance.all_logs(summary.run_id)
+                if e.step_key == "customers__gold__customer_profile" and e.user_message]
+    assert any(m.startswith("dbt: ") and "mesh_snapshot model main.customer_profile" in m for m in messages), messages
+    assert not any("partial parsing" in m.lower() for m in messages), messages
+    # the rows were written once, by dbt, into the published snapshot: no DuckDB file, no step folder left
+    snapshot = Port(str(lake), PROFILE).current_snapshot()
+    assert [p.suffix for p in Path(snapshot.path).iterdir() if p.suffix in {".parquet", ".duckdb"}] == [".parquet"]
+    assert not list((REPO / ".mesh" / "steps").glob("dbt-customer_profile-*"))
+
+
+def test_every_step_and_dbt_parse_use_one_profile() -> None:
+    """dbt reuses the parse state only while the profile stays the same: dbt/profiles.yml (used by `dbt parse`)
+    is the profile each step writes."""
+    assert yaml.safe_load((REPO / "dbt" / "profiles.yml").read_text()) == dbt_project.PROFILE
 
 
 def test_two_domains_dbt_models_run_in_parallel_multiprocess_runs(dbt_run, instance) -> None:
@@ -185,6 +202,7 @@ def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, instance, 
     # were the function allow-list bypassed, the model's connection still reads only the ports it reads
     monkeypatch.setattr("mesh_assets.sql_inputs.check_functions", lambda tree, origin=None: None)  # at load
     monkeypatch.setattr("mesh_assets.write_audit_publish.check_sql", lambda sql, origin=None: None)  # at run
+    parse_project(root)  # a step runs the manifest's model
     before = Port(str(lake), PROFILE).current()["snapshot"]
     job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(list(PROFILE))],
@@ -192,6 +210,22 @@ def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, instance, 
     failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
     assert len(failures) == 1 and "dbt model customer_profile" in failures[0], failures
     assert "/etc/passwd" in failures[0] and "Permission Error" in failures[0], failures[0]
+    assert Port(str(lake), PROFILE).current()["snapshot"] == before
+
+
+def test_a_model_changed_after_the_manifest_is_not_run_and_says_how_to_fix(dbt_run, tmp_path: Path) -> None:
+    """A step runs the manifest's model: an edit not yet parsed fails the step with the file and the fix."""
+    _, instance, lake = dbt_run
+    root = _mesh_copy(tmp_path)
+    model = root / "dbt" / "models" / "customers" / "customer_profile.sql"
+    model.write_text(model.read_text() + "\n")
+    before = Port(str(lake), PROFILE).current()["snapshot"]
+    job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(list(PROFILE))],
+                                    raise_on_error=False)
+    failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+    assert len(failures) == 1 and "customer_profile.sql changed after the dbt manifest" in failures[0], failures
+    assert "make dbt-manifest" in failures[0]
     assert Port(str(lake), PROFILE).current()["snapshot"] == before
 
 
