@@ -28,7 +28,7 @@ from rich.table import Table as RichTable
 from benchmarks.measure import Measurement, environment, measure, median
 from benchmarks.minimal import plan
 from domains.tpch import land_tpch
-from mesh_assets.mesh import load_mesh
+from mesh_assets.contract.mesh import load_mesh
 
 
 def run_pair(root: Path, work: Path, landing: Path, domains: list[str] | None = None
@@ -38,7 +38,7 @@ def run_pair(root: Path, work: Path, landing: Path, domains: list[str] | None = 
     env = environment(DAGSTER_HOME=str(work / "dagster_home"), MESH_STORAGE_ROOT=str(work / "lake"),
                       MESH_LANDING_ZONE=str(landing), MESH_DUCKDB_QUERY_LOG=str(log))
     selection = [arg for d in domains or [] for arg in ("--domain", d)]
-    mesh = measure([sys.executable, "-m", "mesh_assets.cli", "run", "--root", str(root), *selection], env,
+    mesh = measure([sys.executable, "-m", "mesh_assets.cli.main", "run", "--root", str(root), *selection], env,
                    work / "mesh.log")
     raw = measure([sys.executable, "-m", "benchmarks.raw_replay", str(log)], env, work / "raw.log")
     statements = int((work / "raw.log").read_text().split()[0])

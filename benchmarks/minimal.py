@@ -21,10 +21,10 @@ from pathlib import Path
 
 import duckdb
 
-from mesh_assets.contract_model import Table
-from mesh_assets.ingestion import detect_drift, ingestion_sql, source_files
-from mesh_assets.mesh import Mesh
-from mesh_assets.sql_inputs import PREVIOUS, InputRef, find_inputs
+from mesh_assets.contract.model import Table
+from mesh_assets.engine.ingestion import detect_drift, ingestion_sql, source_files
+from mesh_assets.contract.mesh import Mesh
+from mesh_assets.sql.inputs import PREVIOUS, InputRef, find_inputs
 
 RUN_ID = "minimal"  # the _run_id column of the bronze tables
 

@@ -96,7 +96,7 @@ def generate(root: Path, domains: int, products: int, rows: int = 50) -> list[st
 def load_times(root: Path) -> dict[str, object]:
     """In this process: the framework's import seconds, then each code location's build seconds."""
     started = time.perf_counter()
-    from mesh_assets.definitions import build_domain_definitions  # noqa: PLC0415 - the import is measured
+    from mesh_assets.orchestration.definitions import build_domain_definitions  # noqa: PLC0415 - the import is measured
 
     imported = time.perf_counter() - started
     seconds = {}
@@ -124,7 +124,7 @@ def bench_synthetic(mesh_root: Path, domains: int, products: int, console: Conso
         build = list(loaded["build_s"].values())
         console.print(f"import {loaded['import_s']:.2f} s; build per location: median {statistics.median(build):.3f} s,"
                       f" max {max(build):.3f} s")
-        validate = measure([sys.executable, "-m", "mesh_assets.cli", "validate", "--root", str(root)],
+        validate = measure([sys.executable, "-m", "mesh_assets.cli.main", "validate", "--root", str(root)],
                            environment(), Path(tmp) / "validate.log")
         console.print(f"mesh validate: {validate.wall_s:.2f} s")
         steps = {}

@@ -11,9 +11,9 @@
   ``duckdb.temp_directory`` (path, default ``.mesh/tmp``): where DuckDB spills what exceeds the memory limit.
 - ``engine`` (``duckdb`` or ``spark``, default ``duckdb``; env ``MESH_ENGINE``, set by ``mesh run --engine``,
   overrides every choice): the mesh-wide engine; a domain, product or table may choose its own
-  (mesh_assets.engines, docs/scaling.md).
+  (mesh_assets.engine.choice, docs/scaling.md).
 - ``spark.master`` (default ``local[*]``; env ``MESH_SPARK_MASTER``) and ``spark.conf`` (any Spark property;
-  env ``MESH_SPARK_CONF``, a JSON object, is merged over it): the Spark engine (mesh_assets/spark_engine.py).
+  env ``MESH_SPARK_CONF``, a JSON object, is merged over it): the Spark engine (mesh_assets/engine/spark_engine.py).
 - ``checks.sample_rows`` (int, default 10): failing rows kept as a sample per check.
 - ``checks.severity_weights`` (default error 3, warning 2, info 1): weights of the product quality score.
 - ``schema_drift.<layer>`` (``fail`` or ``warn``, default ``fail``): whether a table whose source (bronze) or
@@ -88,7 +88,7 @@ class DriftSettings(_Strict):
 
 
 class IngestionSettings(_Strict):
-    """Bronze ingestion (mesh_assets.ingestion): ``rejects``, the severity of rejected source records;
+    """Bronze ingestion (mesh_assets.engine.ingestion): ``rejects``, the severity of rejected source records;
     ``max_line_size``, the longest CSV record read, in bytes (DuckDB's default 2,000,000; at most 1 GB, since a
     record is held in memory whole): a longer one is rejected, with this setting named as the fix."""
 
@@ -120,7 +120,7 @@ class GovernanceSettings(_Strict):
     - ``pii_salt_env``: the environment variable holding the salt of masked values (never the salt itself).
     - ``reserved_words``: names refused for tables and columns on top of DuckDB's reserved keywords.
     - ``owners``: the governance group's identities (e-mail addresses or ``@handles``), code owners of
-      ``mesh.yaml``, the domains folder and ``CODEOWNERS`` (mesh_assets.codeowners).
+      ``mesh.yaml``, the domains folder and ``CODEOWNERS`` (mesh_assets.governance.codeowners).
     """
 
     policies: PolicySettings = PolicySettings()
@@ -144,7 +144,7 @@ class _OpenLineageHttp(_Strict):
 
 
 class OpenLineageSettings(_Strict):
-    """Where the OpenLineage events of every step go (mesh_assets/openlineage_events.py).
+    """Where the OpenLineage events of every step go (mesh_assets/orchestration/openlineage_events.py).
 
     - ``transport``: ``file`` (default), ``http`` (Marquez, DataHub or any OpenLineage HTTP receiver),
       ``console`` (the ``openlineage.client`` logger, level INFO) or ``none``.
@@ -186,7 +186,7 @@ class AutomationSettings(_Strict):
 class RetrySettings(_Strict):
     """The ``dagster.RetryPolicy`` of every step. Transient failures (I/O errors, a lost connection, a killed
     executor, out of memory: ``mesh_assets.errors.is_transient``) are retried; contract violations, bad data and
-    bad SQL never are (``mesh_assets.assets.step_failure``).
+    bad SQL never are (``mesh_assets.orchestration.assets.step_failure``).
 
     - ``max_retries`` (default 3; 0 turns retries off).
     - ``delay_seconds`` (default 10): the wait before the first retry.
@@ -214,8 +214,8 @@ class _Webhook(_Strict):
 
 
 class AlertSettings(_Strict):
-    """Where a failed run or a port that missed its SLA is reported (mesh_assets.alerts). Every alert is a log
-    line (logger ``mesh_assets.alerts``, level ERROR); a team listed under ``webhooks`` also gets a JSON POST.
+    """Where a failed run or a port that missed its SLA is reported (mesh_assets.orchestration.alerts). Every alert is a log
+    line (logger ``mesh_assets.orchestration.alerts``, level ERROR); a team listed under ``webhooks`` also gets a JSON POST.
 
     - ``webhooks.<team>.url``: the team's webhook, or ``webhooks.<team>.url_env``: the environment variable
       holding it (Slack and Teams webhook URLs are secrets; they never belong in ``mesh.yaml``).

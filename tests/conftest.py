@@ -13,8 +13,8 @@ import duckdb
 import pytest
 
 from domains.tpch import TABLES, land_tpch
-from mesh_assets.mesh import Mesh, load_mesh
-from mesh_assets.runner import RunSummary, run_mesh
+from mesh_assets.contract.mesh import Mesh, load_mesh
+from mesh_assets.orchestration.runner import RunSummary, run_mesh
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent

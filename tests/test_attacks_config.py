@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh_assets.validation import validate
+from mesh_assets.cli.validate import validate
 MAX_FILE_BYTES = 1024 * 1024  # the documented limit of a YAML file of the mesh, and of a file the secrets scan reads
 
 REPO = Path(__file__).parent.parent
@@ -92,7 +92,7 @@ def test_an_alias_bomb_is_a_validate_finding_naming_the_file(tiny_root: Path, wh
 @pytest.mark.parametrize("where", ["products", "domain.yaml", "mesh.yaml"])
 def test_an_alias_bomb_stops_the_code_location_load_with_a_mesh_error(tiny_root: Path, where: str) -> None:
     bomb = _bomb_in(tiny_root, where)
-    script = ("import sys\nfrom mesh_assets.definitions import build_domain_definitions\n"
+    script = ("import sys\nfrom mesh_assets.orchestration.definitions import build_domain_definitions\n"
               "from mesh_assets.errors import MeshError\n"
               f"try:\n    build_domain_definitions({str(_shop(tiny_root))!r})\n"
               "except MeshError as exc:\n    print(exc)\n    sys.exit(3)\n")
@@ -231,7 +231,7 @@ def test_binary_and_oversized_files_are_findings_not_silently_skipped(tiny_root:
 
 
 def test_the_reference_mesh_stays_clean() -> None:
-    from mesh_assets.secrets import mesh_files, scan_secrets
+    from mesh_assets.governance.secrets import mesh_files, scan_secrets
 
     files = mesh_files(REPO, "domains")
     assert REPO / "dbt" / "README.md" in files and any(f.suffix == ".sql" for f in files)
@@ -240,7 +240,7 @@ def test_the_reference_mesh_stays_clean() -> None:
 
 
 def test_the_scan_lists_every_file_but_generated_ones(tiny_root: Path) -> None:
-    from mesh_assets.secrets import mesh_files
+    from mesh_assets.governance.secrets import mesh_files
 
     notes = _shop(tiny_root) / "sql" / "notes.yaml"
     notes.write_text("not: loaded by the mesh\n")

@@ -3,7 +3,7 @@
 The attack: ``finance`` holds a PII grant on ``customers.customer_profile`` and republished ``c_name``, ``c_phone``
 and ``c_address`` in its public port ``finance.returned_item_reporting`` unclassified, so any reader saw them in
 clear. ``mesh validate`` now refuses a column computed from a sensitive column unless it is classified sensitive
-or declassified with a reason (mesh_assets.classification).
+or declassified with a reason (mesh_assets.governance.classification).
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from mesh_assets.access import decide
+from mesh_assets.governance.access import decide
 from mesh_assets.catalog import build_catalog
-from mesh_assets.changes import compare_products
-from mesh_assets.classification import classification_findings
-from mesh_assets.column_lineage import column_sources
-from mesh_assets.contracts import load_contract
+from mesh_assets.governance.changes import compare_products
+from mesh_assets.governance.classification import classification_findings
+from mesh_assets.sql.lineage import column_sources
+from mesh_assets.contract.loader import load_contract
 from mesh_assets.errors import MeshError
-from mesh_assets.mesh import load_mesh
-from mesh_assets.validation import validate
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.cli.validate import validate
 
 REPO = Path(__file__).parent.parent
 Q10 = Path("domains/finance/products/returned_item_reporting.yaml")

@@ -1,7 +1,7 @@
 """Attacks through SQL text a domain writes (issue "Security that holds", items 4–6), on the tiny mesh:
 
 4. a transform, a contract ``sql`` rule or a ``mesh sql`` reader query reading raw landing files with a table
-   function — refused by the function allow-list (mesh_assets.sql_functions) at validate, load and run; and a
+   function — refused by the function allow-list (mesh_assets.sql.functions) at validate, load and run; and a
    step's DuckDB sandbox holds exactly its declared inputs, so even unvalidated SQL reads no other file;
 5. ``reflect`` (a JVM call on Spark) in a transform — refused before translation, without starting Spark;
 6. SQL injection through a column's ``physicalType`` — a finding with the file, the line and the field, never
@@ -18,16 +18,16 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mesh_assets.cli import app
-from mesh_assets.definitions import build_mesh_definitions
+from mesh_assets.cli.main import app
+from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.errors import MeshError, TransformError
-from mesh_assets.write_audit_publish import step_sandbox, write_audit_publish
-from mesh_assets.mesh import load_mesh
-from mesh_assets.sql_functions import FunctionNotAllowed, check_sql
-from mesh_assets.sql_session import to_spark
-from mesh_assets.validation import validate
-from mesh_assets.duckdb_engine import DuckDBEngine
-from mesh_assets.port_storage import PortStorage
+from mesh_assets.engine.write_audit_publish import step_sandbox, write_audit_publish
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.sql.functions import FunctionNotAllowed, check_sql
+from mesh_assets.engine.sql_session import to_spark
+from mesh_assets.cli.validate import validate
+from mesh_assets.engine.duckdb_engine import DuckDBEngine
+from mesh_assets.engine.port_storage import PortStorage
 
 SHOP = Path("domains") / "shop"
 ORDERS = SHOP / "products" / "orders.yaml"
@@ -239,8 +239,8 @@ def test_physical_types_are_stored_as_parsed(tiny_root: Path) -> None:
 
 
 def test_the_documented_allow_list_is_the_enforced_one() -> None:
-    """docs/governance.md lists exactly the functions mesh_assets.sql_functions allows."""
-    from mesh_assets.sql_functions import ALLOWED_FUNCTIONS
+    """docs/governance.md lists exactly the functions mesh_assets.sql.functions allows."""
+    from mesh_assets.sql.functions import ALLOWED_FUNCTIONS
 
     text = (Path(__file__).parent.parent / "docs" / "governance.md").read_text()
     section = text.split("### Functions SQL may call", 1)[1].split("\n#", 1)[0]

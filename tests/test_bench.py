@@ -15,8 +15,8 @@ from benchmarks.measure import environment, measure
 from benchmarks.minimal import plan, run
 from benchmarks.raw_replay import replay
 from benchmarks.synthetic import generate
-from mesh_assets.mesh import load_mesh
-from mesh_assets.runner import run_mesh
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.orchestration.runner import run_mesh
 
 
 def test_measure_sees_the_memory_of_a_child_process(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_synthetic_mesh_validates_with_cross_domain_edges(tmp_path: Path) -> Non
     assert names == ["d000", "d001", "d002"]
     mesh = load_mesh(tmp_path / "mesh")
     assert sum(len(d.tables) for d in mesh.domains()) == 3 * 4 * 2
-    result = subprocess.run([sys.executable, "-m", "mesh_assets.cli", "validate", "--root", str(tmp_path / "mesh")],
+    result = subprocess.run([sys.executable, "-m", "mesh_assets.cli.main", "validate", "--root", str(tmp_path / "mesh")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     sql = (tmp_path / "mesh" / "domains" / "d001" / "sql" / "gold" / "summary_p000.sql").read_text()

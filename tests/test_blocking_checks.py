@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import dagster as dg
 
-from mesh_assets.mesh import Mesh
-from mesh_assets.runner import run_mesh
-from mesh_assets.port_storage import PortStorage
+from mesh_assets.contract.mesh import Mesh
+from mesh_assets.orchestration.runner import run_mesh
+from mesh_assets.engine.port_storage import PortStorage
 
 SILVER = dg.AssetKey(["shop", "silver", "orders"])
 GOLD = dg.AssetKey(["shop", "gold", "order_totals"])
@@ -134,7 +134,7 @@ def test_orphan_foreign_key_blocks_with_orphan_counts(tiny_mesh: Mesh, instance:
 
 
 def test_silver_drift_tolerated_when_mesh_yaml_says_warn(tiny_root, instance: dg.DagsterInstance) -> None:
-    from mesh_assets.mesh import load_mesh
+    from mesh_assets.contract.mesh import load_mesh
 
     (tiny_root / "mesh.yaml").write_text((tiny_root / "mesh.yaml").read_text() + "schema_drift:\n  silver: warn\n")
     sql = tiny_root / "domains" / "shop" / "sql" / "silver" / "orders.sql"

@@ -21,7 +21,7 @@ from conftest import isolate, land_orders, make_tiny_root
 from mesh_assets import load_mesh
 from mesh_assets.catalog import build_catalog, find_instance
 from mesh_assets.errors import MeshError
-from mesh_assets.runner import run_mesh
+from mesh_assets.orchestration.runner import run_mesh
 from test_governance import add_consumer
 
 MESH = str(Path(sys.executable).parent / "mesh")

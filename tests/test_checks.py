@@ -7,9 +7,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mesh_assets.checks import run_rules
-from mesh_assets.contract_model import Column, Table
-from mesh_assets.rules import constraint_rules, primary_key_rule, quality_rule
+from mesh_assets.engine.checks import run_rules
+from mesh_assets.contract.model import Column, Table
+from mesh_assets.contract.rules import constraint_rules, primary_key_rule, quality_rule
 
 COLUMNS = ["id", "code", "price", "day"]
 
@@ -110,7 +110,7 @@ def test_sql_rule_returning_text_fails_with_a_reason(con) -> None:
 
 
 def test_composite_foreign_key_counts_orphans(con) -> None:
-    from mesh_assets.rules import relationship_rule
+    from mesh_assets.contract.rules import relationship_rule
 
     con.execute("CREATE SCHEMA gold")
     con.execute("CREATE TABLE gold.codes AS SELECT * FROM (VALUES (1, 'AA'), (2, 'AB')) v(k, c)")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mesh_assets.contracts import load_contract
+from mesh_assets.contract.loader import load_contract
 from mesh_assets.errors import ContractError, MeshError
-from mesh_assets.mesh import load_domain, load_mesh
+from mesh_assets.contract.mesh import load_domain, load_mesh
 
 CONTRACT = Path("domains/shop/products/orders.yaml")
 

@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from domains.tpch import land_tpch
-from mesh_assets.runner import dagster_home
-from mesh_assets.sensors import LANDING_FILES_TAG, TRIGGER_TAG
+from mesh_assets.orchestration.runner import dagster_home
+from mesh_assets.orchestration.sensors import LANDING_FILES_TAG, TRIGGER_TAG
 
 from conftest import REPO
 

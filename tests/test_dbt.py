@@ -17,13 +17,13 @@ import yaml
 
 from conftest import ReferenceRun
 from mesh_assets import load_mesh
-from mesh_assets import dbt_project
-from mesh_assets.dbt_project import parse_project
-from mesh_assets.definitions import build_domain_definitions, build_mesh_definitions
+from mesh_assets.contract import dbt_project
+from mesh_assets.contract.dbt_project import parse_project
+from mesh_assets.orchestration.definitions import build_domain_definitions, build_mesh_definitions
 from mesh_assets.errors import MeshError
-from mesh_assets.freshness import freshness_policy
-from mesh_assets.ports import Port
-from mesh_assets.validation import validate
+from mesh_assets.orchestration.freshness import freshness_policy
+from mesh_assets.engine.ports import Port
+from mesh_assets.cli.validate import validate
 
 pytestmark = pytest.mark.slow  # an integration tier: `make test-fast` leaves it out
 
@@ -200,8 +200,8 @@ def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, instance, 
     with pytest.raises(MeshError, match=r"customer_profile.sql: line \d+: function read_text\(\) is not allowed"):
         build_mesh_definitions(load_mesh(root), ["customers"])
     # were the function allow-list bypassed, the model's connection still reads only the ports it reads
-    monkeypatch.setattr("mesh_assets.sql_inputs.check_functions", lambda tree, origin=None: None)  # at load
-    monkeypatch.setattr("mesh_assets.write_audit_publish.check_sql", lambda sql, origin=None: None)  # at run
+    monkeypatch.setattr("mesh_assets.sql.inputs.check_functions", lambda tree, origin=None: None)  # at load
+    monkeypatch.setattr("mesh_assets.engine.write_audit_publish.check_sql", lambda sql, origin=None: None)  # at run
     parse_project(root)  # a step runs the manifest's model
     before = Port(str(lake), PROFILE).current()["snapshot"]
     job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()

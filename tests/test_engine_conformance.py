@@ -1,4 +1,4 @@
-"""Conformance of every engine to the engine interface (mesh_assets.engine), on a handful of in-memory rows.
+"""Conformance of every engine to the engine interface (mesh_assets.engine.interface), on a handful of in-memory rows.
 
 Each test runs once per engine: DuckDB in the fast tier, Spark marked ``spark`` (it starts a JVM). An engine
 passes when it registers a port's snapshot as a relation, runs queries over it, describes relations in
@@ -17,11 +17,11 @@ from typing import Any
 import duckdb
 import pytest
 
-from mesh_assets.contract_model import Column, Table
-from mesh_assets.duckdb_engine import DuckDBEngine, contract_types
-from mesh_assets.engine import BuildJob, Engine, EngineSession, Sandbox
-from mesh_assets.ports import Port, Snapshot
-from mesh_assets.profile import profile_relation
+from mesh_assets.contract.model import Column, Table
+from mesh_assets.engine.duckdb_engine import DuckDBEngine, contract_types
+from mesh_assets.engine.interface import BuildJob, Engine, EngineSession, Sandbox
+from mesh_assets.engine.ports import Port, Snapshot
+from mesh_assets.engine.profile import profile_relation
 from mesh_assets.settings import MeshSettings
 
 CONTRACT = {"order_id": "INTEGER", "amount": "DECIMAL(15,2)", "day": "DATE", "placed_at": "TIMESTAMP",
@@ -39,7 +39,7 @@ def _duckdb() -> Engine:
 
 
 def _spark() -> Engine:
-    from mesh_assets.spark_engine import SparkEngine, spark_config
+    from mesh_assets.engine.spark_engine import SparkEngine, spark_config
 
     return SparkEngine(spark_config=spark_config("local[1]", {}))
 

@@ -14,9 +14,9 @@ import yaml
 from typer.testing import CliRunner
 
 from mesh_assets import build_domain_definitions
-from mesh_assets.cli import app
+from mesh_assets.cli.main import app
 from mesh_assets.errors import MeshError
-from mesh_assets.validation import validate
+from mesh_assets.cli.validate import validate
 
 MESH = str(Path(sys.executable).parent / "mesh")
 REPO = Path(__file__).parent.parent

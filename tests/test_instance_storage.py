@@ -7,12 +7,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mesh_assets.instance_storage import PooledSqliteEventLogStorage
-from mesh_assets.mesh import Mesh
-from mesh_assets.runner import run_mesh
+from mesh_assets.orchestration.instance_storage import PooledSqliteEventLogStorage
+from mesh_assets.contract.mesh import Mesh
+from mesh_assets.orchestration.runner import run_mesh
 
 CONFIG = """event_log_storage:
-  module: mesh_assets.instance_storage
+  module: mesh_assets.orchestration.instance_storage
   class: PooledSqliteEventLogStorage
 """
 

@@ -16,14 +16,14 @@ from conftest import ReferenceRun
 from typer.testing import CliRunner
 
 from mesh_assets import connect, load_mesh
-from mesh_assets.access import AccessError
-from mesh_assets.assets import domain_assets
-from mesh_assets.cli import app
-from mesh_assets.contracts import load_contract
+from mesh_assets.governance.access import AccessError
+from mesh_assets.orchestration.assets import domain_assets
+from mesh_assets.cli.main import app
+from mesh_assets.contract.loader import load_contract
 from mesh_assets.errors import ContractError
-from mesh_assets.contract_model import Condition, Label
-from mesh_assets.labels import labels_sql
-from mesh_assets.runner import run_mesh
+from mesh_assets.contract.model import Condition, Label
+from mesh_assets.contract.labels import labels_sql
+from mesh_assets.orchestration.runner import run_mesh
 
 REPO = Path(__file__).parent.parent
 DIMENSIONS = ("customer_nation", "c_mktsegment")

@@ -15,9 +15,9 @@ import dagster as dg
 import pytest
 
 from mesh_assets.errors import ContractError
-from mesh_assets.mesh import load_mesh
-from mesh_assets.openlineage_events import port_namespace, step_run_id
-from mesh_assets.runner import run_mesh
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.orchestration.openlineage_events import port_namespace, step_run_id
+from mesh_assets.orchestration.runner import run_mesh
 from mesh_assets.settings import load_settings
 
 TABLES = sorted(["shop.bronze.raw_customers", "shop.bronze.raw_orders", "shop.silver.orders", "shop.gold.order_totals"])

@@ -12,14 +12,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mesh_assets.alerts import Alert, send_alert
-from mesh_assets.definitions import build_domain_definitions
-from mesh_assets.mesh import load_mesh
-from mesh_assets.ports import Port
-from mesh_assets.sensors import LANDING_FILES_TAG
+from mesh_assets.orchestration.alerts import Alert, send_alert
+from mesh_assets.orchestration.definitions import build_domain_definitions
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.engine.ports import Port
+from mesh_assets.orchestration.sensors import LANDING_FILES_TAG
 from mesh_assets.settings import AlertSettings, load_settings
-from mesh_assets.status import port_status
-from mesh_assets.port_storage import PortStorage
+from mesh_assets.consumption.status import port_status
+from mesh_assets.engine.port_storage import PortStorage
 
 from conftest import CUSTOMERS, land_orders
 
@@ -130,7 +130,7 @@ def test_failed_run_alerts_the_owning_team(tiny_root: Path, instance, webhook, c
     context = dg.build_run_status_sensor_context(
         sensor_name=sensor.name, dagster_instance=instance, dagster_run=result.dagster_run,
         dagster_event=result.get_run_failure_event()).for_run_failure()
-    with caplog.at_level("ERROR", logger="mesh_assets.alerts"):
+    with caplog.at_level("ERROR", logger="mesh_assets.orchestration.alerts"):
         sensor(context)
 
     assert len(webhook.bodies) == 1

@@ -10,12 +10,12 @@ import duckdb
 import pytest
 
 from mesh_assets.errors import PortError
-from mesh_assets.masked_copy import Masking, write_masked_copy
-from mesh_assets.write_audit_publish import write_audit_publish
-from mesh_assets.mesh import Mesh
-from mesh_assets.ports import Port
-from mesh_assets.duckdb_engine import DuckDBEngine
-from mesh_assets.port_storage import PortStorage
+from mesh_assets.engine.masked_copy import Masking, write_masked_copy
+from mesh_assets.engine.write_audit_publish import write_audit_publish
+from mesh_assets.contract.mesh import Mesh
+from mesh_assets.engine.ports import Port
+from mesh_assets.engine.duckdb_engine import DuckDBEngine
+from mesh_assets.engine.port_storage import PortStorage
 
 
 def _write(port: Port, values: list[int], run_id: str = "run-1") -> str:
@@ -133,8 +133,8 @@ def test_a_mesh_runs_on_an_fsspec_object_store(tiny_root: Path, instance, monkey
     import uuid
 
     from mesh_assets import connect
-    from mesh_assets.mesh import load_mesh
-    from mesh_assets.runner import run_mesh
+    from mesh_assets.contract.mesh import load_mesh
+    from mesh_assets.orchestration.runner import run_mesh
     from test_access import classify_customer_pii, masked
 
     root = f"memory://lake-{uuid.uuid4().hex}"

@@ -24,7 +24,7 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 
 from conftest import REPO
 from mesh_assets.errors import MeshError
-from mesh_assets.instance_config import POSTGRES_URL_ENV, instance_config, postgres_url
+from mesh_assets.orchestration.instance_config import POSTGRES_URL_ENV, instance_config, postgres_url
 
 MESH = str(Path(sys.executable).parent / "mesh")
 REPO_CONFIG = yaml.safe_load((REPO / "dagster.yaml").read_text())

@@ -1,4 +1,4 @@
-"""Data profiles (mesh_assets.profile) on small real DuckDB tables: exact aggregates, quoting, types,
+"""Data profiles (mesh_assets.engine.profile) on small real DuckDB tables: exact aggregates, quoting, types,
 the query budget, the Dagster metadata value and the JSON file."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import duckdb
 import fsspec
 import pytest
 
-from mesh_assets.profile import profile_metadata, profile_relation, write_profile
+from mesh_assets.engine.profile import profile_metadata, profile_relation, write_profile
 
 
 @pytest.fixture

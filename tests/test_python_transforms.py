@@ -1,4 +1,4 @@
-"""Python transforms (mesh_assets.python_transforms): a function receives the engine's native frames — DuckDB
+"""Python transforms (mesh_assets.engine.python_transforms): a function receives the engine's native frames — DuckDB
 relations or Spark DataFrames — and its result is audited and published like a SQL transform's."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import duckdb
 import pytest
 
 from mesh_assets.errors import MeshError
-from mesh_assets.mesh import load_mesh
-from mesh_assets.runner import run_mesh
-from mesh_assets.port_storage import PortStorage
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.orchestration.runner import run_mesh
+from mesh_assets.engine.port_storage import PortStorage
 
 TOTALS = ("shop", "gold", "order_totals")
 # Both engines in one function: it branches on the frame it receives (docs/contracts.md).
@@ -93,7 +93,7 @@ def test_a_python_transform_declares_its_inputs(tiny_root: Path) -> None:
 
 def test_declared_inputs_follow_the_access_rules_of_sql(tiny_root: Path) -> None:
     _bind(tiny_root, PYTHON, inputs="[shop.orders]")
-    from mesh_assets.definitions import build_mesh_definitions
+    from mesh_assets.orchestration.definitions import build_mesh_definitions
 
     with pytest.raises(MeshError, match="is this domain's own table: write gold.orders"):
         build_mesh_definitions(load_mesh(tiny_root))

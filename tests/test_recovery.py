@@ -14,8 +14,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from mesh_assets.mesh import load_mesh
-from mesh_assets.port_storage import PortStorage
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.engine.port_storage import PortStorage
 
 from conftest import FIXTURES, land_orders
 

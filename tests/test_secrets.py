@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
-from mesh_assets.secrets import all_mesh_yaml, scan_secrets
+from mesh_assets.governance.secrets import all_mesh_yaml, scan_secrets
 
 REPO = Path(__file__).parent.parent
 AWS_EXAMPLE_KEY = "AKIAIOSFODNN7EXAMPLE"  # AWS's documented example access key id
@@ -133,7 +133,7 @@ def test_short_secrets_pass_the_pre_screen(tiny_root: Path, secret: str, detecto
 
 
 def test_the_pre_screen_was_reviewed_for_every_detector() -> None:
-    """`_CANDIDATE` in mesh_assets/secrets.py is derived from these detectors' regexes: a detect-secrets upgrade
+    """`_CANDIDATE` in mesh_assets/governance/secrets.py is derived from these detectors' regexes: a detect-secrets upgrade
     that adds or renames one must be checked against it (and the list below updated)."""
     assert sorted(c.__name__ for c in get_mapping_from_secret_type_to_class().values()) == [
         "AWSKeyDetector", "ArtifactoryDetector", "AzureStorageKeyDetector", "Base64HighEntropyString",

@@ -16,12 +16,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mesh_assets.cli import app
-from mesh_assets.inference import SAMPLE_ROWS, infer
-from mesh_assets.mesh import load_mesh
-from mesh_assets.runner import run_mesh
-from mesh_assets.scaffold import create_domain, create_product
-from mesh_assets.port_storage import PortStorage
+from mesh_assets.cli.main import app
+from mesh_assets.cli.inference import SAMPLE_ROWS, infer
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.orchestration.runner import run_mesh
+from mesh_assets.cli.scaffold import create_domain, create_product
+from mesh_assets.engine.port_storage import PortStorage
 
 BIN = Path(sys.executable).parent
 MESH = str(BIN / "mesh")
@@ -188,7 +188,7 @@ def test_inference_of_a_large_file_reads_a_bounded_sample(tmp_path: Path) -> Non
                f"repeat('x', 80) AS note FROM range(1, 2000001) t(i)) TO '{big}' (HEADER)")
     size_mb = big.stat().st_size / 2**20
     # peak RSS of a fresh process: imports first, then the inference; loading the file whole takes > 2 × its size
-    script = ("import resource; from mesh_assets.inference import infer; "
+    script = ("import resource; from mesh_assets.cli.inference import infer; "
               "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
               f"i = infer([{str(big)!r}]); "
               "print(i.rows, i.sampled, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)")

@@ -15,14 +15,14 @@ import duckdb
 import pytest
 
 from conftest import TEST_SALT, ReferenceRun
-from mesh_assets.definitions import build_mesh_definitions
+from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.errors import ContractError, MeshError
-from mesh_assets.mesh import load_mesh
-from mesh_assets.runner import RunSummary, run_mesh
-from mesh_assets.sql_session import to_spark
-from mesh_assets.port_storage import PortStorage
-from mesh_assets.spark_engine import SparkEngine, spark_config
-from mesh_assets.spark_ingestion import spark_path
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.orchestration.runner import RunSummary, run_mesh
+from mesh_assets.engine.sql_session import to_spark
+from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.spark_engine import SparkEngine, spark_config
+from mesh_assets.engine.spark_ingestion import spark_path
 
 pytestmark = pytest.mark.spark  # an integration tier: `make test-fast` leaves it out
 
@@ -221,7 +221,7 @@ def test_masking_on_spark_reads_the_masked_copy_of_the_duckdb_hmac(tiny_root: Pa
 def test_sql_on_spark_cannot_read_a_path() -> None:
     from pyspark.errors import AnalysisException
 
-    from mesh_assets.sql_session import QueryError, SparkSqlSession
+    from mesh_assets.engine.sql_session import QueryError, SparkSqlSession
 
     session = SparkSqlSession(SparkEngine(spark_config=spark_config("local[2]", {})).session())
     with pytest.raises(AnalysisException, match="TABLE_OR_VIEW_NOT_FOUND"):  # spark.sql.runSQLOnFiles=false
@@ -266,7 +266,7 @@ def test_unknown_engines_are_refused_with_the_fix(tiny_root: Path, monkeypatch: 
         load_mesh(tiny_root).domain("shop")
     monkeypatch.setenv("MESH_ENGINE", "polars")
     with pytest.raises(MeshError, match="MESH_ENGINE='polars' is not an engine"):
-        from mesh_assets.engines import engine_override
+        from mesh_assets.engine.choice import engine_override
         engine_override()
 
 

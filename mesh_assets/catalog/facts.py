@@ -13,13 +13,13 @@ import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._utils.schedules import get_latest_completed_cron_tick
 
-from mesh_assets.contract_model import Sla, Table
+from mesh_assets.contract.model import Sla, Table
 from mesh_assets.errors import PortError
-from mesh_assets.ingestion import FRAMEWORK_CHECKS
-from mesh_assets.ports import Port
+from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS
+from mesh_assets.engine.ports import Port
 
 PROFILE_FILE = "profile.json"
-# Check metadata shown in the catalog, in this order (mesh_assets.outcomes.CheckOutcome documents them).
+# Check metadata shown in the catalog, in this order (mesh_assets.engine.outcomes.CheckOutcome documents them).
 _CHECK_FIELDS = ("rows_checked", "failing_rows", "observed_value", "pass_rate", "expectation")
 
 
@@ -49,7 +49,7 @@ def describe_sla(slas: list[Sla]) -> str:
 def freshness(current: dict[str, Any] | None, slas: list[Sla], now: datetime, timezone: str = "UTC") -> Freshness:
     """The freshness of a port whose pointer is ``current`` (``_current.json``; None: never published) under
     ``slas`` (the table's own or its layer's default), as Dagster's freshness policies judge it
-    (``mesh_assets.freshness``): a cron ``frequency`` wants a publication at or after the latest completed
+    (``mesh_assets.orchestration.freshness``): a cron ``frequency`` wants a publication at or after the latest completed
     tick minus the frequency; otherwise ``latency`` (else the first SLA) wants one within its duration."""
     sla_text = describe_sla(slas)
     published = _timestamp(current.get("published_at")) if current else None
@@ -93,7 +93,7 @@ def read_pointer(port: Port) -> tuple[dict[str, Any] | None, str]:
 
 
 def read_profile(port: Port, snapshot_id: str) -> list[dict[str, Any]]:
-    """The ``columns`` of ``profile.json`` beside the snapshot (mesh_assets.profile); empty when missing or
+    """The ``columns`` of ``profile.json`` beside the snapshot (mesh_assets.engine.profile); empty when missing or
     unreadable."""
     try:
         with port.fs.open(f"{port.path}/snapshots/{snapshot_id}/{PROFILE_FILE}", "r", encoding="utf-8") as handle:
@@ -130,7 +130,7 @@ class LastRun:
 
 
 def check_names(table: Table) -> list[str]:
-    """The asset checks of ``table``, as ``mesh_assets.assets.table_asset`` declares them."""
+    """The asset checks of ``table``, as ``mesh_assets.orchestration.assets.table_asset`` declares them."""
     framework = list(FRAMEWORK_CHECKS) if table.layer == "bronze" else []
     return ["schema", *framework, *(r.name for r in table.rules)]
 
@@ -171,7 +171,7 @@ def latest_checks(instance: dg.DagsterInstance | None, table: Table) -> list[Che
         if evaluation is None:
             results.append(CheckResult(key.name, "no result", stale_run=stale))
             continue
-        # the step records blocking checks with severity ERROR (mesh_assets.assets._check_result)
+        # the step records blocking checks with severity ERROR (mesh_assets.orchestration.assets._check_result)
         blocking = evaluation.severity == dg.AssetCheckSeverity.ERROR
         status = "passed" if evaluation.passed else ("failed" if blocking else "warning")
         details = {name: _show(name, _value(evaluation.metadata[name])) for name in _CHECK_FIELDS

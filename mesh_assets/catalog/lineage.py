@@ -1,6 +1,6 @@
 """Lineage of a data product across domains, and its drawing as an inline SVG (no script, no network).
 
-The mesh's asset graph (``mesh_assets.graph.upstream_keys``) is reduced to what a reader of a product page
+The mesh's asset graph (``mesh_assets.contract.graph.upstream_keys``) is reduced to what a reader of a product page
 cares about: every table of the product's own domain, and the output ports (gold tables) of other domains,
 upstream or downstream of the product. Other domains' private tables (bronze, silver) are passed through:
 ``a.port → (b's silver) → b.port`` is drawn as the edge ``a.port → b.port``.
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from mesh_assets.contract_model import DataProduct, Table
-from mesh_assets.graph import Key
+from mesh_assets.contract.model import DataProduct, Table
+from mesh_assets.contract.graph import Key
 
 NODE_HEIGHT, LANE_HEIGHT, LANE_WIDTH, ROW_GAP, COLUMN_GAP, MARGIN = 44, 4, 40, 12, 56, 12
 # of the 12 px monospace name and the 11 px sans-serif line under it; generous so text never overflows its box
@@ -98,7 +98,7 @@ def _visible_neighbours(start: Key, step: dict[Key, set[Key]], visible: Callable
 
 def build_graph(tables: Iterable[Table], upstream_of: Callable[[Table], set[Key]]) -> AssetGraph:
     """The :class:`AssetGraph` of ``tables``, each table's inputs given by ``upstream_of`` (normally
-    ``lambda t: mesh_assets.graph.upstream_keys(mesh, t)``)."""
+    ``lambda t: mesh_assets.contract.graph.upstream_keys(mesh, t)``)."""
     return AssetGraph({t.key: set(upstream_of(t)) for t in tables})
 
 

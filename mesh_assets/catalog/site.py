@@ -28,8 +28,8 @@ import dagster as dg
 import jinja2
 from markupsafe import Markup
 
-from mesh_assets.access import sensitive_columns
-from mesh_assets.access_requests import AccessRequest, list_requests
+from mesh_assets.governance.access import sensitive_columns
+from mesh_assets.governance.access_requests import AccessRequest, list_requests
 from mesh_assets.catalog.facts import (
     CheckResult,
     Freshness,
@@ -41,13 +41,13 @@ from mesh_assets.catalog.facts import (
     read_profile,
 )
 from mesh_assets.catalog.lineage import AssetGraph, Lineage, build_graph, label, lineage_svg
-from mesh_assets.contract_model import DataProduct, Grant, Rule, Table
+from mesh_assets.contract.model import DataProduct, Grant, Rule, Table
 from mesh_assets.errors import MeshError
-from mesh_assets.freshness import layer_default_slas
-from mesh_assets.graph import Key, upstream_keys
-from mesh_assets.mesh import Domain, Mesh
-from mesh_assets.ports import Port
-from mesh_assets.profile import redact_profile
+from mesh_assets.orchestration.freshness import layer_default_slas
+from mesh_assets.contract.graph import Key, upstream_keys
+from mesh_assets.contract.mesh import Domain, Mesh
+from mesh_assets.engine.ports import Port
+from mesh_assets.engine.profile import redact_profile
 
 MARKER = ".mesh-catalog"
 _OWNED = ("index.html", "products", "assets")  # what a rebuild replaces in an existing catalog folder
@@ -178,7 +178,7 @@ def build_catalog(mesh: Mesh, out: Path | str, instance: dg.DagsterInstance | No
 def find_instance(root: Path) -> dg.DagsterInstance | None:
     """The Dagster instance ``mesh run`` records into (``DAGSTER_HOME``, default ``<root>/.dagster``), or
     ``None`` when that folder does not exist: the mesh was never run here, and none is created for it."""
-    from mesh_assets.runner import open_instance  # imports the definitions machinery; only when needed
+    from mesh_assets.orchestration.runner import open_instance  # imports the definitions machinery; only when needed
 
     home = Path(os.environ.get("DAGSTER_HOME") or root / ".dagster")
     return open_instance(root) if home.is_dir() else None

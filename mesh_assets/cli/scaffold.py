@@ -1,0 +1,375 @@
+"""Self-serve scaffolding: ``mesh new domain`` and ``mesh new product`` (docs/tutorial.md).
+
+A new domain is a package ``<domains_dir>/<name>/`` (``__init__.py``, ``definitions.py``, ``domain.yaml``,
+``products/``, ``sql/silver``, ``sql/gold``, ``README.md``), an entry in ``workspace.yaml`` and a test that its
+code location loads. A new product is a draft ODCS v3.1 contract inferred from landed files
+(mesh_assets.cli.inference) with a bronze table reading them, a silver table and a public gold output port, plus
+their SQL: it validates and runs at once, and its owners then refine descriptions and rules.
+
+The source files are copied into the landing zone, under ``<domain>/<product>/``, and the contract's source
+glob points there: the mesh then reads only its own landing zone (the sandbox of every step), and the next
+deliveries land in the same folder.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mesh_assets.governance.codeowners import BEGIN, codeowners_path, write_codeowners
+from mesh_assets.contract.model import SNAKE_CASE
+from mesh_assets.errors import MeshError
+from mesh_assets.contract.identity import current_user
+from mesh_assets.cli.inference import SAMPLE_ROWS, Inference, infer
+from mesh_assets.contract.mesh import DOMAIN_FILE, load_mesh
+from mesh_assets.governance.policies import duckdb_reserved_words
+
+WORKSPACE_FILE = "workspace.yaml"
+_WORKSPACE_HEADER = "# One Dagster code location per domain. `dagster dev -w workspace.yaml` loads this file.\n"
+# Prefixes of the bronze and silver tables of a product: table names are unique within a contract.
+BRONZE_PREFIX, SILVER_PREFIX = "raw_", "clean_"
+MAX_PRODUCT_NAME = 63 - len(SILVER_PREFIX)
+
+
+@dataclass
+class Created:
+    """What a scaffolding command wrote: ``files`` relative to the mesh root; ``notes`` for the person."""
+
+    files: list[str]
+    notes: list[str]
+
+
+def _check_name(kind: str, name: str, max_length: int = 63) -> None:
+    """Raise :class:`MeshError` unless ``name`` is snake_case, at most ``max_length`` characters and no SQL
+    reserved word (names become SQL schemas, tables and storage paths)."""
+    if not SNAKE_CASE.fullmatch(name) or len(name) > max_length:
+        raise MeshError(f"'{name}' is not a valid {kind} name: use snake_case (a lower-case letter, then lower-case "
+                        f"letters, digits and '_'), at most {max_length} characters, e.g. "
+                        f"'{_suggest(name)[:max_length] or 'my_' + kind}'")
+    if name in duckdb_reserved_words():
+        raise MeshError(f"'{name}' is a reserved SQL word and cannot name a {kind}; pick another, e.g. '{name}s'")
+
+
+def _suggest(name: str) -> str:
+    out = "".join(c.lower() if c.isalnum() else "_" for c in name).strip("_")
+    while "__" in out:
+        out = out.replace("__", "_")
+    return out if out[:1].isalpha() else f"d_{out}" if out else ""
+
+
+def create_domain(root: Path, name: str, team: str, description: str | None = None,
+                  members: list[str] | None = None) -> Created:
+    """Create domain ``name`` owned by ``team`` in the mesh at ``root``: its package, its ``workspace.yaml``
+    code location (comments and layout of the file kept) and ``tests/test_domain_<name>.py``. ``members`` are
+    the team's identities written to ``domain.yaml`` (default: ``git config user.email``); the repository's
+    ``CODEOWNERS`` block, when there is one, is regenerated to include the new domain.
+
+    Raises:
+        MeshError: a bad name or team, no or a bad member, an existing domain, a code location or test of that
+            name already there.
+    """
+    _check_name("domain", name)
+    if not team.strip():
+        raise MeshError("--team must name the owner team, e.g. --team customer-success")
+    members = [current_user(m, "--member") for m in members] if members else [current_user(None, "--member")]
+    mesh = load_mesh(root)
+    folder = mesh.settings.domains_path / name
+    if folder.exists():
+        raise MeshError(f"domain '{name}' already exists ({_rel(folder, root)}); pick another name, or add a "
+                        f"product to it: mesh new product {name} <product> --from <file>")
+    test = root / "tests" / f"test_domain_{name}.py"
+    if test.exists():
+        raise MeshError(f"{_rel(test, root)} already exists; remove it or pick another domain name")
+    module = ".".join([*Path(mesh.settings.domains_dir).parts, name, "definitions"])
+    workspace = _workspace_with(root / WORKSPACE_FILE, module, name)
+    description = description or f"Data products of the {name} domain, owned by {team}."
+    (folder / "products").mkdir(parents=True)
+    for layer in ("silver", "gold"):
+        (folder / "sql" / layer).mkdir(parents=True)
+        (folder / "sql" / layer / ".gitkeep").touch()
+    (folder / "products" / ".gitkeep").touch()
+    files = {
+        folder / "__init__.py": f'"""The {name} domain."""\n',
+        folder / "definitions.py": _DEFINITIONS.format(name=name),
+        folder / DOMAIN_FILE: yaml.safe_dump({"name": name, "team": team, "members": members,
+                                              "description": description,
+                                              "ingestion_schedule": "0 0 * * *", "timezone": "UTC"},
+                                             sort_keys=False, allow_unicode=True),
+        folder / "README.md": _README.format(name=name, team=team, description=description,
+                                             domains=mesh.settings.domains_dir),
+        test: _TEST.format(name=name, domain_path=repr(_rel(folder, root))),
+    }
+    test.parent.mkdir(exist_ok=True)
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")
+    (root / WORKSPACE_FILE).write_text(workspace, encoding="utf-8")
+    written = [*files, root / WORKSPACE_FILE]
+    owners = codeowners_path(root)
+    if owners.is_file() and BEGIN in owners.read_text(encoding="utf-8"):
+        written.append(write_codeowners(load_mesh(root)))
+    return Created([_rel(p, root) for p in written],
+                    [f"add a product: mesh new product {name} <product> --from <file.csv>"])
+
+
+def _workspace_with(path: Path, module: str, location: str) -> str:
+    """The text of ``workspace.yaml`` with one more ``python_module`` code location (created if missing)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    from mesh_assets.yaml_source import read_yaml_text
+
+    rt = YAML()
+    rt.indent(mapping=2, sequence=4, offset=2)
+    rt.width = 4096
+    data = rt.load(read_yaml_text(path)) if path.is_file() else None
+    if data is None:
+        data = rt.load(_WORKSPACE_HEADER + "load_from: []\n")
+    if not isinstance(data, dict) or not isinstance(data.get("load_from") or [], list):
+        raise MeshError(f"{path}: expected load_from: [a list of code locations]; fix the file first")
+    if data.get("load_from") is None or not data["load_from"]:
+        data["load_from"] = CommentedSeq()
+    for entry in data["load_from"]:
+        spec = (entry or {}).get("python_module") if isinstance(entry, dict) else None
+        if isinstance(spec, dict) and location in (spec.get("location_name"), spec.get("module_name")):
+            raise MeshError(f"{path}: code location '{location}' is already declared; remove it or pick "
+                            "another domain name")
+    entry = CommentedMap(module_name=module, location_name=location, working_directory=".")
+    entry.fa.set_flow_style()
+    data["load_from"].append(CommentedMap(python_module=entry))
+    out = io.StringIO()
+    rt.dump(data, out)
+    return out.getvalue()
+
+
+def create_product(root: Path, domain: str, name: str, source: str, sample_rows: int = SAMPLE_ROWS) -> Created:
+    """Create product ``name`` of ``domain`` from the files matching ``source`` (a path or a glob; CSV,
+    Parquet or JSON): copy them into ``<landing zone>/<domain>/<name>/``, infer a draft contract from at most
+    ``sample_rows`` records and write it with its silver and gold SQL.
+
+    Raises:
+        MeshError: a bad name, an unknown domain, an existing product or table, no matching file, files that
+            cannot be read, or column names the mesh's naming policy refuses (the message says how to fix each).
+    """
+    _check_name("product", name, MAX_PRODUCT_NAME)
+    mesh = load_mesh(root)
+    if domain not in mesh.domain_names:
+        raise MeshError(f"no domain '{domain}' in {_rel(mesh.settings.domains_path, root)}; create it first: "
+                        f"mesh new domain {domain} --team <team>")
+    folder = mesh.settings.domains_path / domain
+    contract = folder / "products" / f"{name}.yaml"
+    tables = {"bronze": BRONZE_PREFIX + name, "silver": SILVER_PREFIX + name, "gold": name}
+    sql = {layer: folder / "sql" / layer / f"{tables[layer]}.sql" for layer in ("silver", "gold")}
+    for path in (contract, *sql.values()):
+        if path.exists():
+            raise MeshError(f"{_rel(path, root)} already exists; pick another product name or edit that one")
+    taken = {t.key for t in mesh.domain(domain).tables}
+    clash = [f"{layer}.{t}" for layer, t in tables.items() if (domain, layer, t) in taken]
+    if clash:
+        raise MeshError(f"domain '{domain}' already has table(s) {', '.join(clash)}; pick another product name")
+    files = sorted(f for f in glob.glob(str(Path(source).expanduser()), recursive=True) if Path(f).is_file())
+    if not files:
+        raise MeshError(f"no file matches --from {source}; give a CSV, Parquet or JSON file or a quoted glob "
+                        "(e.g. --from 'exports/orders_*.csv')")
+    inference = infer(files, sample_rows)
+    _check_columns(inference)
+    landing = Path(mesh.settings.landing_path)
+    if "://" in str(landing):
+        raise MeshError(f"the landing zone {landing} is an object store; land the files there yourself and write "
+                        "the contract by hand (docs/contracts.md)")
+    target = landing / domain / name
+    target.mkdir(parents=True, exist_ok=True)
+    landed = []
+    for path in files:
+        dest = target / Path(path).name
+        if dest.resolve() != Path(path).resolve():
+            shutil.copyfile(path, dest)
+        landed.append(dest)
+    suffix = Path(files[0]).suffix.lower()
+    team = mesh.domain(domain).team
+    source_glob = f"{domain}/{name}/*{suffix}"
+    data = draft_contract(inference, domain, name, team, tables, source_glob)
+    contract.write_text(_HEADER.format(domain=domain, name=name) + _dump(data), encoding="utf-8")
+    columns = [c.name for c in inference.columns]
+    sql["silver"].write_text(_select(f"{domain}.silver.{tables['silver']}: the landed records, typed, without "
+                                     "lineage columns. Clean here (trim, cast, filter).", columns,
+                                     f"bronze.{tables['bronze']}"), encoding="utf-8")
+    distinct = not inference.primary_key
+    sql["gold"].write_text(_select(f"{domain}.gold.{name}: the output port. Shape it for consumers (joins, "
+                                   "renames, aggregates) and update the contract to match.", columns,
+                                   f"silver.{tables['silver']}", distinct), encoding="utf-8")
+    notes = [f"landed {len(landed)} file(s) in {_rel(target, root)}",
+             f"inferred {len(columns)} column(s) from {inference.rows:,} record(s)"
+             + (f" (a sample: the files hold more than {inference.rows:,})" if inference.sampled else ""),
+             "primary key: " + (", ".join(inference.primary_key) or "none found (gold keeps distinct rows)")]
+    notes += [f"valid values of {c.name}: {', '.join(map(str, c.valid_values))}" for c in inference.columns
+              if c.valid_values]
+    notes += [f"range of {c.name}: {c.minimum} .. {c.maximum}" for c in inference.columns if c.minimum is not None]
+    notes.append(f"review the descriptions and rules, then: mesh validate && mesh run --domain {domain}")
+    return Created([_rel(p, root) for p in (contract, *sql.values(), *landed)], notes)
+
+
+def _check_columns(inference: Inference) -> None:
+    """Refuse column names the naming policy would refuse, naming each and the fix."""
+    reserved = duckdb_reserved_words()
+    bad = [c.name for c in inference.columns if not SNAKE_CASE.fullmatch(c.name) or c.name in reserved]
+    if bad:
+        where = "header" if inference.format == "csv" else "field names"
+        raise MeshError(f"{inference.files[0]}: column name(s) {', '.join(repr(b) for b in bad)} are not snake_case "
+                        f"or are reserved SQL words; rename them in the file's {where} (e.g. "
+                        f"{', '.join(repr(_suggest(b) + ('_value' if b in reserved else '')) for b in bad)}) and "
+                        "run the command again")
+
+
+def draft_contract(inference: Inference, domain: str, name: str, team: str, tables: dict[str, str],
+                   source_glob: str) -> dict[str, Any]:
+    """The draft ODCS v3.1 contract (a plain mapping) of product ``name``: a bronze table reading
+    ``source_glob`` (relative to the landing zone), a silver table and a public gold output port named by
+    ``tables`` (layer → table), each with the inferred columns and rules, a 1-day latency SLA on the port."""
+    sample = (f" Inferred from the first {inference.rows:,} records only (the files hold more): ranges were "
+              "not inferred and valid values only warn; review them on the whole data."
+              if inference.sampled else f" Inferred from all {inference.rows:,} records of the landed files.")
+    source: dict[str, Any] = {"path": source_glob, "format": inference.format}
+    if inference.format == "csv":
+        source.update(delimiter=inference.delimiter, header=True)
+    files = ", ".join(Path(f).name for f in inference.files[:3]) + (" …" if len(inference.files) > 3 else "")
+    layers = [
+        ("bronze", f"Records of {name} as landed from {files} (draft).",
+         [{"property": "layer", "value": "bronze"}, {"property": "source", "value": source}]),
+        ("silver", f"Typed records of {name} without lineage columns (draft).",
+         [{"property": "layer", "value": "silver"}]),
+        ("gold", (f"The {name} output port: one row per "
+                  f"{', '.join(inference.primary_key) or 'distinct record'} (draft)."),
+         [{"property": "layer", "value": "gold"}, {"property": "visibility", "value": "public"}]),
+    ]
+    schema = [{"name": tables[layer], "physicalType": "table", "description": text, "customProperties": custom,
+               "properties": [_property(c, inference) for c in inference.columns],
+               "quality": [{"id": "has_rows", "description": "The table is never published empty.",
+                            "dimension": "completeness", "metric": "rowCount", "mustBeGreaterThan": 0}]
+               + ([] if inference.primary_key else
+                  [{"id": "no_duplicate_rows", "description": "No record appears twice.",
+                    "dimension": "uniqueness", "metric": "duplicateValues",
+                    "arguments": {"properties": [c.name for c in inference.columns]}, "mustBe": 0}])}
+              for layer, text, custom in layers]
+    return {
+        "apiVersion": "v3.1.0", "kind": "DataContract", "id": f"{domain}-{name}".replace("_", "-"),
+        "name": name, "version": "0.1.0", "status": "draft", "domain": domain, "dataProduct": name,
+        "team": {"name": team},
+        "description": {"purpose": f"Draft data product {name} of the {domain} domain, generated by mesh new "
+                                   f"product from {files}. Describe what it is for." + sample,
+                        "usage": f"Read the port {domain}.{name}"
+                                 + (f"; join on {', '.join(inference.primary_key)}." if inference.primary_key
+                                    else ".")},
+        "slaProperties": [{"property": "latency", "value": 1, "unit": "d", "element": name,
+                           "description": f"{name} reflects landed data at most 1 day old."}],
+        "schema": schema,
+    }
+
+
+def _property(col: Any, inference: Inference) -> dict[str, Any]:
+    prop: dict[str, Any] = {"name": col.name, "logicalType": col.logical_type, "physicalType": col.physical_type}
+    if col.name in inference.primary_key:
+        prop.update(primaryKey=True, primaryKeyPosition=inference.primary_key.index(col.name) + 1)
+    if col.nulls == 0 and inference.rows:
+        prop["required"] = True
+    facts = f"{col.distinct:,} distinct value(s), {col.nulls:,} null(s) in the {inference.rows:,} records read"
+    prop["description"] = f"{col.name} ({col.logical_type}; {facts}). Draft: describe its meaning and unit."
+    if col.examples:
+        prop["examples"] = col.examples
+    if col.minimum is not None:
+        prop["logicalTypeOptions"] = {"minimum": col.minimum, "maximum": col.maximum}
+    if col.valid_values:
+        rule = {"id": f"{col.name}_valid_values", "description": f"Only the {len(col.valid_values)} value(s) "
+                f"seen when the product was created.", "dimension": "conformity", "metric": "invalidValues",
+                "arguments": {"validValues": col.valid_values}, "mustBe": 0}
+        if inference.sampled:
+            rule["severity"] = "warning"
+        prop["quality"] = [rule]
+    return prop
+
+
+def _select(comment: str, columns: list[str], source: str, distinct: bool = False) -> str:
+    listed = ",\n".join(f"    {c}" for c in columns)  # snake_case, no reserved word: see _check_columns
+    return f"/* {comment} */\nSELECT{' DISTINCT' if distinct else ''}\n{listed}\nFROM {source}\n"
+
+
+def _dump(data: dict[str, Any]) -> str:
+    out = io.StringIO()
+    yaml.dump(data, out, Dumper=_NoAliases, sort_keys=False, allow_unicode=True, width=120)
+    return out.getvalue()
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Writes a value shared by several tables in full each time: people read contracts, not anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
+_HEADER = """\
+# Draft data contract (ODCS v3.1) of {domain}.{name}, inferred by `mesh new product` from the landed data.
+# Review every description and rule; bump version to 1.0.0 and set status: active when consumers may rely on it.
+"""
+_DEFINITIONS = '''"""Dagster code location of the {name} domain, built from its data contracts."""
+
+from pathlib import Path
+
+from mesh_assets import build_domain_definitions
+
+defs = build_domain_definitions(Path(__file__).parent)
+'''
+_README = """# Domain `{name}`
+
+{description}
+
+Owner team: `{team}`. One Dagster code location (`{domains}/{name}/definitions.py`, listed in `workspace.yaml`).
+
+## Adding a data product
+
+From a file you have (CSV, Parquet or JSON; a quoted glob for several files):
+
+```bash
+mesh new product {name} <product> --from <file-or-glob>
+mesh validate
+mesh run --domain {name}
+```
+
+This lands the file(s) in the landing zone under `{name}/<product>/`, writes a draft contract in
+`products/<product>.yaml` (columns, types, required columns, primary key, valid values, ranges, inferred from
+the data) and `sql/silver/clean_<product>.sql`, `sql/gold/<product>.sql`. Then describe every column, review
+the rules, and shape the gold SQL for consumers.
+
+By hand: one ODCS v3.1 contract in `products/` and one SQL file per silver or gold table in `sql/<layer>/`, as
+described in docs/contracts.md of the framework. `mesh validate` says what is wrong and how to fix it.
+"""
+_TEST = '''"""The {name} domain's code location loads (written by `mesh new domain`; keep it passing)."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from mesh_assets import build_domain_definitions
+from mesh_assets.contract.mesh import load_domain
+from mesh_assets.settings import find_mesh_root
+
+DOMAIN = find_mesh_root(Path(__file__).parent) / {domain_path}
+
+
+def test_{name}_definitions_load() -> None:
+    defs = build_domain_definitions(DOMAIN)
+    assert isinstance(defs, dg.Definitions)
+    keys = {{tuple(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys()}}
+    assert {{t.key for t in load_domain(DOMAIN).tables}} <= keys
+'''

@@ -1,0 +1,144 @@
+"""``mesh validate``: every check the governance group runs on the mesh, as one list of :class:`Finding`.
+
+1. structure — ``mesh.yaml``, domain descriptors and contracts parse; every table builds into an asset (its SQL
+   parses, its inputs exist and may be read); no dependency cycle crosses domains;
+2. policies — ``governance.policies`` of ``mesh.yaml`` on every contract (mesh_assets.governance.policies);
+3. access — grants name existing domains; each grant rests on a valid approved request file and every request
+   file is valid (mesh_assets.governance.access_requests); every domain lists its members and ``CODEOWNERS`` is in sync
+   (mesh_assets.governance.codeowners); readers of deprecated ports are warned;
+4. security — no secret-looking literal in the mesh's files (mesh_assets.governance.secrets); every column computed from a
+   sensitive column is classified sensitive or declassified with a reason (mesh_assets.governance.classification);
+5. change management — with a base git ref, breaking changes of output ports need a major version bump
+   (mesh_assets.governance.changes);
+6. dbt — each dbt model selects its contract's columns, its dbt contract is in sync, its sources name their
+   ports (mesh_assets.governance.dbt_checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from mesh_assets.governance.access import AccessError
+from mesh_assets.governance.access_requests import grant_findings, read_requests
+from mesh_assets.orchestration.assets import table_asset
+from mesh_assets.governance.classification import classification_findings
+from mesh_assets.governance.codeowners import codeowners_findings
+from mesh_assets.governance.dbt_checks import dbt_findings
+from mesh_assets.contract.dbt_project import project_yaml_files
+from mesh_assets.errors import ContractError, ContractsError, MeshError
+from mesh_assets.findings import Finding, contract_findings
+from mesh_assets.contract.graph import cycle_message, find_cycle
+from mesh_assets.contract.mesh import Domain, Mesh, load_mesh
+from mesh_assets.governance.policies import policy_findings
+from mesh_assets.yaml_source import read_yaml_text
+
+
+
+@dataclass
+class Report:
+    """The findings of one validation and, per domain that loaded, its asset and check counts."""
+
+    findings: list[Finding] = field(default_factory=list)
+    domains: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+
+def _error_finding(exc: MeshError, domain: str | None) -> list[Finding]:
+    if isinstance(exc, ContractError):
+        return contract_findings(exc, domain)
+    rule = f"access/{exc.reason}" if isinstance(exc, AccessError) else "structure/asset"
+    return [Finding("error", rule, str(exc), "", None, None, None, domain)]
+
+
+def validate(root: Path, base: str | None = None) -> Report:
+    """Validate the mesh at ``root`` (see the module docstring); ``base`` a git ref to compare contracts with.
+
+    Raises:
+        MeshError: ``base`` is given but is no git ref of ``root``'s repository.
+    """
+    report = Report()
+    try:
+        mesh = load_mesh(root)
+    except ContractError as exc:
+        report.findings += contract_findings(exc, None)
+        return report
+    loaded: list[Domain] = []
+    for name in mesh.domain_names:
+        try:
+            loaded.append(mesh.domain(name))
+        except ContractError as exc:
+            report.findings += contract_findings(exc, name)
+        except ContractsError as exc:
+            report.findings += [f for error in exc.errors for f in contract_findings(error, name)]
+        except MeshError as exc:
+            report.findings.append(Finding("error", "structure/contract", str(exc), "", None, None, None, name))
+    for domain in loaded:
+        report.findings += _domain_findings(mesh, domain, report)
+    requests = read_requests(mesh)
+    report.findings += [p for r in requests for p in r.problems]
+    for domain in loaded:
+        report.findings += grant_findings(mesh, domain, requests)
+    report.findings += codeowners_findings(mesh)
+    report.findings += classification_findings(mesh, loaded)
+    cycle = find_cycle(mesh, [d.name for d in loaded])
+    if cycle:
+        report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",
+                                       "read an earlier layer or split the product", domain=cycle[0][0]))
+    reported = {f.file for f in report.findings}
+    for path in project_yaml_files(mesh.root):  # dbt reads them all in a step; an alias bomb would stop it
+        if path in reported:  # a domain's dbt check read it already
+            continue
+        try:
+            read_yaml_text(path)
+        except ContractError as exc:
+            report.findings += contract_findings(exc, None)
+    from mesh_assets.governance.secrets import mesh_files, scan_secrets  # detect-secrets: only when validating
+
+    report.findings += scan_secrets(mesh_files(mesh.root, mesh.settings.domains_dir))
+    if base:
+        from mesh_assets.governance.changes import breaking_change_findings
+
+        current = {p.path: p for d in loaded for p in d.products}
+        report.findings += breaking_change_findings(mesh.root, mesh.settings.domains_dir, base, current,
+                                                    mesh.settings.governance.sensitive_classifications)
+    report.findings = list(dict.fromkeys(report.findings))  # one unreadable file is reached by several checks
+    failed = {f.domain for f in report.errors}
+    report.domains = {name: counts for name, counts in report.domains.items() if name not in failed}
+    return report
+
+
+def _domain_findings(mesh: Mesh, domain: Domain, report: Report) -> list[Finding]:
+    findings: list[Finding] = []
+    assets = checks = 0
+    for product in domain.products:
+        findings += policy_findings(product, mesh.settings.governance)
+        for grant in product.grants:
+            if grant.domain not in mesh.domain_names:
+                findings.append(Finding("warning", "access/grant", f"grant '{grant.role}' names domain "
+                                        f"'{grant.domain}', which is not in the mesh", "fix or remove the grant",
+                                        product.path, None, "roles", domain.name))
+        for table in product.tables:
+            try:
+                asset = table_asset(mesh, domain, product, table)
+            except MeshError as exc:
+                findings += _error_finding(exc, domain.name)
+                continue
+            assets, checks = assets + 1, checks + len(list(asset.check_specs))
+            notices = asset.specs_by_key[dg.AssetKey(list(table.key))].metadata.get("deprecated_inputs")
+            for notice in notices.split("\n") if notices else []:
+                findings.append(Finding("warning", "access/deprecated", f"{'/'.join(table.key)} reads {notice}",
+                                        "move to the successor port before the end of support",
+                                        table.transform or table.contract_path, None, None, domain.name))
+    findings += dbt_findings(mesh, domain)
+    report.domains[domain.name] = (assets, checks)
+    return findings

@@ -1,0 +1,1 @@
+"""The contract model and its loading: data products, tables, columns, SLAs, grants, metrics, labels, the mesh."""

@@ -1,0 +1,166 @@
+"""The mesh on disk: ``mesh.yaml``, one folder per domain, one data contract per data product."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster._utils.schedules import is_valid_cron_string  # the validator Dagster applies to schedules
+
+from mesh_assets.contract.model import SNAKE_CASE, DataProduct, Table
+from mesh_assets.contract.loader import load_contract
+from mesh_assets.errors import ContractError, ContractsError, MeshError
+from mesh_assets.contract.identity import is_identity
+from mesh_assets.contract.model import REJECTS_SUFFIX
+from mesh_assets.settings import ENGINES, LAYERS, MeshSettings, load_settings
+from mesh_assets.sql.inputs import PREVIOUS
+from mesh_assets.yaml_source import load_yaml
+
+DOMAIN_FILE = "domain.yaml"
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A domain: its descriptor (``domain.yaml``) and its data products (``products/*.yaml``).
+
+    ``members`` are the identities of the owner team (``domain.yaml`` ``members``): who may approve access to
+    its ports, request access for it, and review changes of its folder (``CODEOWNERS``).
+    """
+
+    name: str
+    team: str
+    description: str
+    path: Path
+    ingestion_schedule: str
+    timezone: str
+    products: tuple[DataProduct, ...]
+    engine: str | None = None  # domain.yaml engine: the domain's engine choice (mesh_assets.engine.choice)
+    members: tuple[str, ...] = ()  # domain.yaml members: the team's identities (mesh_assets.contract.identity)
+
+    @property
+    def tables(self) -> list[Table]:
+        return [t for p in self.products for t in p.tables]
+
+    def table(self, layer: str, name: str) -> Table | None:
+        return next((t for t in self.tables if t.layer == layer and t.name == name), None)
+
+    def product_of(self, table: Table) -> DataProduct:
+        """The data product whose contract declares ``table``."""
+        return next(p for p in self.products if table in p.tables)
+
+
+def load_domain(path: Path) -> Domain:
+    """Load the domain in folder ``path``: its descriptor and every contract under ``products/``.
+
+    Raises:
+        ContractError: the descriptor or one contract is malformed.
+        MeshError: several contracts are malformed (every message is included), or a table is declared twice.
+    """
+    path = Path(path).resolve()
+    descriptor = path / DOMAIN_FILE
+    doc = load_yaml(descriptor)
+    data = doc.data
+    problems = []
+    if not isinstance(data, dict):
+        raise ContractError(descriptor, ["(top level): expected name, team, description, ingestion_schedule"])
+    if data.get("name") != path.name:
+        problems.append(doc.problem(["name"], f"must equal the folder name; set name: {path.name}"))
+    if not SNAKE_CASE.fullmatch(path.name):
+        problems.append(doc.problem(["name"], "domain names are snake_case"))
+    elif path.name in (*LAYERS, PREVIOUS):  # SQL names <layer>.<t> and previous.<t> mean the domain's own
+        problems.append(doc.problem(["name"], f"'{path.name}' is reserved in SQL names; rename the domain"))
+    for field in ("team", "description"):
+        if not isinstance(data.get(field), str) or not data.get(field):
+            problems.append(doc.problem([field], f"set the domain's {field}"))
+    schedule = data.get("ingestion_schedule", "0 0 * * *")
+    if not isinstance(schedule, str) or not is_valid_cron_string(schedule):
+        problems.append(doc.problem(["ingestion_schedule"], f"{schedule!r} is not a cron expression, "
+                                                              "e.g. '0 2 * * *' (02:00 daily)"))
+    if data.get("engine") not in (None, *ENGINES):
+        problems.append(doc.problem(["engine"], f"engine {data['engine']!r} is unknown; use one of "
+                                                f"{', '.join(ENGINES)} or leave it out to use the mesh's"))
+    members = data.get("members", [])
+    if not isinstance(members, list):
+        problems.append(doc.problem(["members"], "list the team's members, e.g. members: [alice@example.com]"))
+        members = []
+    for i, member in enumerate(members):
+        if not is_identity(member):
+            problems.append(doc.problem(["members", i], f"{member!r} is not an identity; write an e-mail "
+                                                        "address (alice@example.com) or a git host handle (@alice)"))
+    unknown = set(data) - {"name", "team", "members", "description", "ingestion_schedule", "timezone", "engine"}
+    if unknown:
+        problems.append(doc.problem([], f"unknown field(s) {', '.join(sorted(unknown))}"))
+    if problems:
+        raise ContractError(descriptor, problems)
+    products, errors = [], []
+    for contract in sorted((path / "products").glob("*.yaml")):
+        try:
+            products.append(load_contract(contract, path.name, data["team"]))
+        except ContractError as exc:
+            errors.append(exc)
+    if errors:
+        raise ContractsError(errors)
+    keys: dict[tuple[str, str, str], Path] = {}
+    for product in products:
+        for table in product.tables:
+            # a bronze table also owns the key of its rejects port
+            owned = [table.key, (*table.key[:2], table.name + REJECTS_SUFFIX)] if table.layer == "bronze" else [table.key]
+            for key in owned:
+                if key in keys:
+                    raise MeshError(f"{product.path}: asset key {'/'.join(key)} is also declared in "
+                                    f"{keys[key]}; an asset key belongs to exactly one table. Rename the table")
+                keys[key] = product.path
+    return Domain(path.name, data["team"], data["description"], path, schedule,
+                  str(data.get("timezone") or "UTC"), tuple(products), data.get("engine"),
+                  tuple(m.strip() for m in members))
+
+
+class Mesh:
+    """All domains under ``<root>/<domains_dir>``, loaded lazily one domain at a time, so a code location
+    only parses the contracts it reads (its own and those of the ports it consumes)."""
+
+    def __init__(self, settings: MeshSettings):
+        self.settings = settings
+        self._domains: dict[str, Domain] = {}
+
+    @property
+    def root(self) -> Path:
+        return self.settings.root
+
+    @property
+    def domain_names(self) -> list[str]:
+        base = self.settings.domains_path
+        return sorted(p.name for p in base.iterdir() if (p / DOMAIN_FILE).is_file()) if base.is_dir() else []
+
+    def domain(self, name: str) -> Domain:
+        """The domain ``name``, loaded once. Raises :class:`MeshError` when there is no such domain folder."""
+        if name not in self._domains:
+            if name not in self.domain_names:
+                raise MeshError(f"no domain '{name}' in {self.settings.domains_path}; "
+                                f"the domains are {', '.join(self.domain_names) or '(none)'}")
+            self._domains[name] = load_domain(self.settings.domains_path / name)
+        return self._domains[name]
+
+    def is_loaded(self, name: str) -> bool:
+        """Whether domain ``name`` was loaded already (its contracts parsed)."""
+        return name in self._domains
+
+    def domains(self) -> list[Domain]:
+        return [self.domain(n) for n in self.domain_names]
+
+    def output_port(self, domain: str, table: str) -> Table:
+        """The gold table ``<domain>.<table>`` (an output port).
+
+        Raises:
+            MeshError: no such domain or gold table (the message lists the domain's ports).
+        """
+        found = self.domain(domain).table("gold", table)
+        if found is None:
+            ports = ", ".join(f"{domain}.{t.name}" for t in self.domain(domain).tables if t.layer == "gold")
+            raise MeshError(f"'{domain}.{table}' is not an output port; {domain} publishes {ports or 'none'}")
+        return found
+
+
+def load_mesh(root: Path | str) -> Mesh:
+    """The mesh whose ``mesh.yaml`` is in ``root``. Raises :class:`ContractError` for a malformed ``mesh.yaml``."""
+    return Mesh(load_settings(root))

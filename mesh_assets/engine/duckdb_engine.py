@@ -1,0 +1,253 @@
+"""The DuckDB engine (mesh_assets.engine.interface): one fresh in-memory connection per step, inputs as views over port
+snapshots, the output written with ``COPY … TO … (FORMAT parquet)``.
+
+Nothing is shared between steps, so nothing can be locked (docs/architecture.md): DuckDB allows one writer per
+database file, which breaks a shared ``.duckdb`` file under a multiprocess executor. :class:`DuckDBEngine` is
+also the Dagster resource (``duckdb``) that holds the connections' limits; every other engine uses it for what
+is not the table's data (type names, landed files' headers, masked copies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import dagster as dg
+import duckdb
+import fsspec
+import pyarrow as pa
+from fsspec.implementations.local import LocalFileSystem
+
+from mesh_assets.contract.model import Table
+from mesh_assets.engine.interface import BuildJob, EngineError, Output, Sandbox
+from mesh_assets.errors import MeshError, error_message, is_transient
+from mesh_assets.engine.ingestion import REJECTS_COLUMNS, ingestion_sql, records_read, rejects_sql
+from mesh_assets.engine.ports import Snapshot
+from mesh_assets.engine.python_transforms import run_transform
+from mesh_assets.sql.inputs import PREVIOUS
+
+MASK_FUNCTION = "mesh_mask"
+PYTHON_OUTPUT = "python_output"  # the view of a Python transform's returned relation
+
+
+class DuckDBEngine(dg.ConfigurableResource):
+    """Opens in-memory DuckDB connections with the mesh's limits.
+
+    Attributes:
+        threads: worker threads per connection (``None``: DuckDB's default, the number of cores).
+        memory_limit: DuckDB memory limit such as ``"4GB"`` (``None``: DuckDB's default, 80 % of RAM).
+        temp_directory: where DuckDB spills intermediate results beyond ``memory_limit`` (``None``: DuckDB's
+            default, ``.tmp`` in the working directory).
+        query_log: a folder to record every statement of every connection in (env ``MESH_DUCKDB_QUERY_LOG``;
+            ``python -m benchmarks`` replays them without the framework to measure its overhead).
+    """
+
+    name: ClassVar[str] = "duckdb"
+    threads: int | None = None
+    memory_limit: str | None = None
+    temp_directory: str | None = None
+    query_log: str | None = None
+
+    @contextlib.contextmanager
+    def open(self, table: Table, sandbox: Sandbox) -> Iterator[DuckDBStep]:
+        """A step's session (mesh_assets.engine.interface.Engine.open): a new connection confined to ``sandbox``,
+        spilling to ``sandbox.spill``; closed with :meth:`close` (its statements logged) when the block ends."""
+        con = self.connect(sandbox.storage_root, allowed_directories=sandbox.directories,
+                           allowed_files=sandbox.files, spill_directory=sandbox.spill)
+        try:
+            yield DuckDBStep(self, con)
+        finally:
+            self.close(con, "__".join(table.key))
+
+    def connect(self, storage_root: str | None = None, *,
+                allowed_directories: Sequence[str] | None = None,
+                allowed_files: Sequence[str] = (), spill_directory: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A new in-memory connection. For a non-local ``storage_root`` (``s3://``, ``gs://``, ``abfs://``) the
+        root's fsspec file system is registered so DuckDB reads and writes ports through it.
+
+        ``allowed_directories`` (default ``None``: no restriction) locks the connection's file access down once
+        its own setup is done: SQL on it may then read and write only under these directories (local paths or
+        fsspec URLs: a step's own port, the ports it reads); ``allowed_files`` adds single local files (a bronze
+        step's source files, so it reads no other file of their landing folder).
+        Anything else (``read_csv('/etc/passwd')``, ``COPY … TO '/tmp/x'``, ``ATTACH``, ``glob('/etc/*')``,
+        URLs, installing or loading extensions) raises ``duckdb.PermissionException`` ("Permission Error: Cannot
+        access file …"). DuckDB resolves symbolic links and ``..`` before comparing, so neither escapes.
+        Spilling to ``temp_directory`` and Python functions (``create_function``) keep working; since DuckDB
+        lets the connection read its spill folder, a step passes ``spill_directory``, a folder of its own, so
+        its SQL cannot read what other steps spilled. A query cannot
+        undo it: with external access off DuckDB refuses to re-enable it or to change ``allowed_directories``,
+        ``allowed_paths`` or ``temp_directory`` (DuckDB 2.0). ``lock_configuration`` is not set: Ibis, which the
+        checks run through, sets ``timezone`` and ``python_enable_replacements`` on the connection it is given.
+        """
+        con = duckdb.connect(":memory:")
+        if self.query_log:
+            con.execute("CALL enable_logging('QueryLog')")
+        if self.threads:
+            con.execute(f"SET threads = {int(self.threads)}")
+        if self.memory_limit:
+            con.execute(f"SET memory_limit = '{self.memory_limit}'")
+        spill = spill_directory or self.temp_directory
+        if spill:
+            con.execute(f"SET temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
+        con.execute("SET preserve_insertion_order = false")  # lets COPY stream large results in parallel
+        con.execute("SET enable_progress_bar = false")  # the run shows its own progress
+        if storage_root and "://" in storage_root:
+            fs, _ = fsspec.core.url_to_fs(storage_root)
+            if not isinstance(fs, LocalFileSystem):
+                con.register_filesystem(fs)
+        if allowed_directories is not None:
+            self.restrict(con, allowed_directories, allowed_files)
+        return con
+
+    @staticmethod
+    def restrict(con: duckdb.DuckDBPyConnection, allowed_directories: Sequence[str],
+                 allowed_files: Sequence[str] = ()) -> None:
+        """Lock ``con``'s file access down to ``allowed_directories`` and the local ``allowed_files`` (see
+        :meth:`connect`); also used on the connection dbt-duckdb opens for a model (mesh_assets.engine.dbt_plugin)."""
+        prefixes = []
+        for location in allowed_directories:
+            if not location:
+                continue
+            if "://" in location and not location.startswith("file://"):
+                # A registered fsspec file system may list paths with a leading '/' (memory://), which
+                # DuckDB then sees as proto:///path: allow both spellings of the same place.
+                protocol, path = location.split("://", 1)
+                prefixes += [f"{protocol}://{path.strip('/')}/", f"{protocol}:///{path.strip('/')}/"]
+            else:
+                local = Path(location.removeprefix("file://")).expanduser().resolve()
+                prefixes.append(f"{str(local).rstrip('/')}/")
+        listed = ", ".join("'" + p.replace("'", "''") + "'" for p in prefixes)
+        con.execute(f"SET allowed_directories = [{listed}]")  # must precede disabling external access
+        files = ", ".join("'" + str(Path(f).resolve()).replace("'", "''") + "'" for f in allowed_files)
+        con.execute(f"SET allowed_paths = [{files}]")
+        con.execute("SET enable_external_access = false")
+
+    def close(self, con: duckdb.DuckDBPyConnection, label: str) -> None:
+        """Close ``con``; with ``query_log`` set, first write its statements, in order, to
+        ``<query_log>/<nanoseconds>-<label>.json`` (a JSON list of SQL strings)."""
+        if self.query_log:
+            rows = con.execute("SELECT message FROM duckdb_logs WHERE type = 'QueryLog' ORDER BY timestamp"
+                               ).fetchall()
+            statements = [r[0] for r in rows if "duckdb_logs" not in r[0]]
+            folder = Path(self.query_log)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{time.time_ns()}-{label}.json").write_text(json.dumps(statements))
+        con.close()
+
+    @staticmethod
+    def register_view(con: duckdb.DuckDBPyConnection, schema: str, name: str, parquet_glob: str) -> None:
+        """Create the view ``schema.name`` over the Parquet files matching ``parquet_glob`` (a port's snapshot,
+        or its masked copy for readers who see sensitive columns masked: the view itself masks nothing)."""
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        path = parquet_glob.replace("'", "''")
+        con.execute(f"CREATE OR REPLACE VIEW \"{schema}\".\"{name}\" AS SELECT * FROM read_parquet('{path}')")
+
+    @staticmethod
+    def enable_masking(con: duckdb.DuckDBPyConnection, salt: bytes) -> None:
+        """Register the masking function ``mesh_mask`` on ``con``: HMAC-SHA256 keyed by ``salt`` (RFC 2104), 64
+        hex characters, null stays null. Only the private connection that writes a port's masked copy
+        (mesh_assets.engine.masked_copy.write_masked_copy) has it: on a connection running a reader's or a
+        transform's SQL it would be an oracle (any guessable value could be masked and compared). The salt stays
+        in this process's memory, in no SQL text."""
+        def mask(values: pa.Array) -> pa.Array:
+            return pa.array([None if v is None else hmac.new(salt, v.encode(), hashlib.sha256).hexdigest()
+                             for v in values.to_pylist()], pa.string())
+
+        con.create_function(MASK_FUNCTION, mask, ["VARCHAR"], "VARCHAR", type="arrow")
+
+
+class DuckDBStep:
+    """A step's session on DuckDB (mesh_assets.engine.interface.EngineSession): relations are SQL text over the views
+    of one sandboxed in-memory connection ``con``, which is also the session's ``driver``."""
+
+    def __init__(self, engine: DuckDBEngine, con: duckdb.DuckDBPyConnection):
+        self.engine, self.con, self.driver = engine, con, con
+
+    def register(self, schema: str, name: str, snapshot: Snapshot) -> None:
+        self.engine.register_view(self.con, schema, name, snapshot.glob)
+
+    def register_empty(self, schema: str, name: str, columns: Mapping[str, str]) -> None:
+        empty = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns.items())
+        self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        self.con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT {empty} WHERE false')
+
+    def relation(self, sql: str) -> str:
+        return sql
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql).fetchall()
+
+    def build(self, job: BuildJob) -> Output:
+        """Bronze: DuckDB's typed ``read_csv`` (or Parquet, JSON) of the files with rejects kept
+        (mesh_assets.engine.ingestion); Python: the view of the relation ``transform(inputs, con)`` returns; SQL:
+        the transform itself."""
+        table = job.table
+        if job.drift is not None:
+            sql = ingestion_sql(table, job.drift, job.run_id, job.settings.ingestion.max_line_size)
+            return Output(sql, sql)
+        if table.python:
+            frames = {f"{r.schema}.{r.table}": self.con.sql(f'SELECT * FROM "{r.schema}"."{r.table}"')
+                      for r in job.inputs}
+            frames[f"{PREVIOUS}.{table.name}"] = self.con.sql(f'SELECT * FROM {PREVIOUS}."{table.name}"')
+            run_transform(table, frames, self.con, duckdb.DuckDBPyRelation, "duckdb").create_view(PYTHON_OUTPUT)
+            return Output(f"SELECT * FROM {PYTHON_OUTPUT}", f"SELECT * FROM {PYTHON_OUTPUT}")
+        return Output(job.sql, job.sql)
+
+    def describe(self, relation: str) -> dict[str, str]:
+        return {name: ctype for name, ctype, *_ in self.con.execute(f"DESCRIBE {relation}").fetchall()}
+
+    def engine_casts(self, actual: Mapping[str, str], expected: Mapping[str, str]) -> dict[str, str]:
+        """None: the SQL is DuckDB's, so a type that differs is the SQL's to cast (silently casting would hide
+        lost precision)."""
+        return {}
+
+    def conform(self, relation: str, actual: Mapping[str, str], expected: Mapping[str, str]) -> str:
+        if dict(actual) == dict(expected):
+            return relation
+        columns = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' if c in actual else f'CAST(NULL AS {t}) AS "{c}"'
+                            for c, t in expected.items())
+        return f"SELECT {columns} FROM ({relation}) AS drifted"
+
+    def write(self, relation: str, snapshot: Snapshot) -> int:
+        data_file = snapshot.data_file.replace("'", "''")
+        return int(self.con.execute(f"COPY ({relation}) TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)"
+                                    ).fetchall()[0][0])
+
+    def rejects(self, job: BuildJob) -> str:
+        """The records the typed scan rejected (DuckDB's ``reject_errors``), or an empty relation of the same
+        shape when no file was scanned (Parquet, JSON, no file)."""
+        scanned = self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'"
+                                   ).fetchall()
+        if scanned[0][0]:
+            return rejects_sql(job.run_id)
+        return "SELECT " + ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in REJECTS_COLUMNS.items()) + " WHERE false"
+
+    def records_read(self, job: BuildJob) -> int:
+        assert job.drift is not None
+        return records_read(self.con, job.table, job.drift, job.settings.ingestion.max_line_size)
+
+    def checks_session(self) -> duckdb.DuckDBPyConnection:
+        return self.con
+
+    def classify(self, exc: BaseException) -> EngineError | None:
+        return EngineError(error_message(exc), is_transient(exc)) if isinstance(exc, duckdb.Error) else None
+
+
+def contract_types(con: duckdb.DuckDBPyConnection, columns: Mapping[str, str]) -> dict[str, str]:
+    """Contract types (column → ``physicalType``) as DuckDB prints them (``INT`` → ``INTEGER``,
+    ``DECIMAL(15,2)`` kept), for comparison with :meth:`DuckDBStep.describe`, on any DuckDB connection ``con``.
+
+    Raises:
+        MeshError: a type is not a DuckDB type.
+    """
+    select = ", ".join(f'CAST(NULL AS {ctype}) AS "{name}"' for name, ctype in columns.items())
+    try:
+        return {name: ctype for name, ctype, *_ in con.execute(f"DESCRIBE SELECT {select}").fetchall()}
+    except duckdb.Error as exc:
+        raise MeshError(f"a physicalType is not a DuckDB type: {error_message(exc)}") from None

@@ -1,0 +1,78 @@
+"""The masked copy of an output port's snapshot, written once by its producer when it publishes
+(docs/governance.md#pii-masking).
+
+Other domains read an output port's sensitive columns masked unless granted (mesh_assets.governance.access): they read the
+masked copy's folder, never the clear files. No step connection has a masking function; only the private
+connection that writes the copy does, whatever engine wrote the snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from mesh_assets.governance.access import pii_salt, sensitive_columns
+from mesh_assets.contract.model import Table
+from mesh_assets.engine.duckdb_engine import MASK_FUNCTION, DuckDBEngine
+from mesh_assets.errors import error_message, failure_class
+from mesh_assets.engine.ports import MASKED, Port, Snapshot
+from mesh_assets.settings import MeshSettings
+
+
+@dataclass(frozen=True)
+class Masking:
+    """How the masked copy of an output port's snapshots is written: ``columns`` (the sensitive ones) become
+    HMAC-SHA256 hex digests keyed by ``salt``, on a connection of ``engine``."""
+
+    engine: DuckDBEngine
+    columns: tuple[str, ...]
+    salt: bytes = field(repr=False)
+
+
+def masking_for(table: Table, engine: DuckDBEngine, settings: MeshSettings) -> Masking | None:
+    """The masking of ``table``'s published snapshots: ``None`` unless it is an output port (gold) with
+    sensitive columns (``governance.sensitive_classifications``).
+
+    Raises:
+        MeshError: the salt variable is unset or too short (mesh_assets.governance.access.pii_salt), before anything runs.
+    """
+    columns = sensitive_columns(table, settings.governance) if table.layer == "gold" else ()
+    return Masking(engine, columns, pii_salt(settings.governance)) if columns else None
+
+
+def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking) -> Snapshot:
+    """Write the masked copy of ``snapshot`` (any engine's Parquet files) into ``port``'s masked folder and
+    return it: the same rows and columns, each of ``masking.columns`` replaced by the HMAC-SHA256 hex digest
+    (RFC 2104, 64 characters, VARCHAR) of its value as text; null stays null. One ``COPY`` on a private DuckDB
+    connection allowed only the two folders, on which no other SQL runs, so the masking function and its
+    salt are never within reach of a transform's or a reader's query. ``_masked.json`` is written last.
+
+    Raises:
+        TransientError: the files cannot be read or written (I/O); TransformError: another DuckDB error.
+    """
+    target = port.masked(snapshot.id)
+    port.fs.makedirs(f"{port.path}/{MASKED}/{snapshot.id}", exist_ok=True)
+    engine = masking.engine
+    con = engine.connect(port.url(port.path), allowed_directories=[snapshot.path, target.path])
+    try:
+        engine.enable_masking(con, masking.salt)
+        source, data_file = snapshot.glob.replace("'", "''"), target.data_file.replace("'", "''")
+        # each distinct value is hashed once (a customer's name repeats on every one of its order lines) and
+        # joined back, a null matching nothing and staying null; the files are scanned again for the distinct
+        # values rather than shared through a CTE, which DuckDB would hold whole in memory
+        replace = ", ".join(f'd{i}.m AS "{c}"' for i, c in enumerate(masking.columns))
+        joins = " ".join(f'LEFT JOIN (SELECT v, {MASK_FUNCTION}(CAST(v AS VARCHAR)) AS m FROM (SELECT DISTINCT '
+                         f'"{c}" AS v FROM read_parquet(\'{source}\') WHERE "{c}" IS NOT NULL)) d{i} '
+                         f'ON s."{c}" = d{i}.v' for i, c in enumerate(masking.columns))
+        try:
+            con.execute(f"COPY (SELECT s.* REPLACE ({replace}) FROM read_parquet('{source}') s {joins}) "
+                        f"TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)").fetchall()
+        except duckdb.Error as exc:
+            raise failure_class(exc)(f"{'/'.join(port.key)}: writing the masked copy of snapshot {snapshot.id} "
+                                     f"failed: {error_message(exc)}. Nothing was published") from None
+    finally:
+        engine.close(con, f"{'__'.join(port.key)}__masked")
+    port.mark_masked(snapshot.id, masking.columns)
+    return target
+

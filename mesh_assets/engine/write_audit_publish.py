@@ -1,0 +1,351 @@
+"""One table's step: write–audit–publish, written once over the engine interface (mesh_assets.engine.interface).
+
+1. register every input as a relation over its port's current snapshot (its masked copy when the table's domain
+   reads it masked), and ``previous.<table>``, in a session confined to the step's sandbox (:func:`step_sandbox`);
+2. build the output on the table's engine (bronze: after comparing the files' headers with the contract,
+   ``schema_drift``) and compare its columns and types with the contract (``schema``) before writing anything;
+3. conform it to the contract and write a new, staged snapshot (bronze: also its rejects snapshot), unless the
+   build wrote it itself (a dbt model);
+4. run the contract's rules on that snapshot, and profile it (sensitive columns: counts only);
+5. publish (swap the pointers) only if no blocking check failed, an output port with sensitive columns after
+   writing its masked copy (mesh_assets.engine.masked_copy); prune old snapshots. Otherwise the staged snapshots are
+   marked unpublished; a step that fails discards them.
+
+Other domains' ports are read from the folder of their current snapshot only: the masked copy when the reading
+domain sees sensitive columns masked, the clear files otherwise. No step session has a masking function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+
+from mesh_assets.governance.access import runtime_access, sensitive_columns
+from mesh_assets.engine.checks import redact_samples, run_rules
+from mesh_assets.sql.lineage import column_lineage
+from mesh_assets.contract.model import Table
+from mesh_assets.engine.duckdb_engine import DuckDBEngine, contract_types
+from mesh_assets.engine.interface import BuildJob, Engine, EngineSession, Output, Sandbox
+from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
+from mesh_assets.engine.ingestion import (REJECTS_SAMPLE, detect_drift, drift_outcome, ingestion_outcomes, rejects_key,
+                                   source_files)
+from mesh_assets.engine.masked_copy import Masking, masking_for, write_masked_copy
+from mesh_assets.engine.outcomes import CheckOutcome, schema_outcome, weighted_passes
+from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.ports import Port, Snapshot
+from mesh_assets.engine.profile import profile_relation, write_profile
+from mesh_assets.engine.python_transforms import python_source
+from mesh_assets.settings import MeshSettings
+from mesh_assets.sql.functions import FunctionNotAllowed, check_sql
+from mesh_assets.sql.inputs import PREVIOUS, InputRef
+from mesh_assets.engine.step_folders import new_spill_folder
+
+REJECTS_SCHEMA = "_rejects"  # the relation a bronze step's staged rejects are read from for their sample
+
+
+@dataclass
+class TableResult:
+    """What a materialization did: ``published`` is False when a blocking check failed (the snapshots stay
+    unpublished and the previous ones current). ``metadata`` is recorded on the Dagster materialization;
+    ``rejects`` is ``(snapshot id, rows)`` of a bronze table's rejects port."""
+
+    published: bool
+    snapshot_id: str | None
+    rows: int | None
+    outcomes: list[CheckOutcome]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    rejects: tuple[str, int] | None = None
+    profile: list[dict[str, Any]] | None = None
+
+    @property
+    def failed_blocking(self) -> list[CheckOutcome]:
+        return [o for o in self.outcomes if o.blocking and not o.passed]
+
+
+def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine, duckdb: DuckDBEngine,
+                        storage: PortStorage, settings: MeshSettings, run_id: str,
+                        references: dict[str, InputRef] | None = None,
+                        producers: dict[tuple[str, str, str], Path] | None = None) -> TableResult:
+    """Build ``table`` from its inputs on ``engine`` into a new snapshot of its port and publish it if its checks
+    allow (the module docstring). ``duckdb`` writes the masked copy at publication, whatever the engine.
+
+    ``inputs`` are the ports the transform reads; ``references`` the tables its foreign-key rules check
+    against, by rule name (the table itself for a self-reference); ``producers`` the contract file of each
+    other domain's port among them. Those ports are read as their contracts allow now (mesh_assets.governance.access):
+    sensitive columns masked unless granted.
+
+    Raises:
+        MeshError: the salt variable is unset, or the engine cannot start (the message says how to fix it).
+        AccessError: the table reads a port its domain may no longer read.
+        TransformError: an input has no published snapshot, the source files, SQL, Python or dbt model fail (the
+            message names the table, the file and the fix). Nothing is published then.
+        TransientError: the engine failed on I/O, a lost connection or memory (mesh_assets.errors.is_transient;
+            retried by the step's retry policy).
+    """
+    references = references or {}
+    reads = [ref for ref in [*inputs, *references.values()] if ref.key != table.key]  # self: the audited snapshot
+    access = runtime_access(table.domain, reads, producers or {}, settings.governance)
+    masking = masking_for(table, duckdb, settings)
+    sensitive = sensitive_columns(table, settings.governance)
+    snapshots = list(input_snapshots(table, reads, storage, access))
+    sql, origin = _transform(table, settings)  # before an engine starts: the allow-list is Spark's only sandbox
+    files = source_files(table, settings.landing_path) if table.layer == "bronze" else []
+    spill = new_spill_folder(settings)  # DuckDB lets a connection read its spill folder: one of its own
+    # of the ports it reads, a step reaches the folder of the current snapshot only (the masked copy when masked)
+    sandbox = step_sandbox(table, storage, settings, [snapshot.path for _, snapshot in snapshots], files, str(spill))
+    port = storage.port(table.key)
+    written: list[tuple[Port, Snapshot]] = []
+
+    def stage() -> Snapshot:
+        snapshot = port.new_snapshot(run_id)
+        written.append((port, snapshot))
+        return snapshot
+
+    try:
+        with engine.open(table, sandbox) as session, discard_on_failure(written):
+            for ref, snapshot in snapshots:
+                session.register(ref.schema, ref.table, snapshot)
+            if table.layer != "bronze":
+                _register_previous(session, port, table)
+            job = BuildJob(table, inputs, sql, origin, run_id, settings, stage=stage)
+            first: list[CheckOutcome] = []
+            if table.layer == "bronze":
+                job.drift = detect_drift(session.driver, table, files)
+                first.append(drift_outcome(job.drift, settings.schema_drift.bronze == "fail"))
+                if first[0].blocking and not first[0].passed:
+                    return TableResult(False, None, None, first, {"transform": origin})
+            with _engine_errors(session, table, origin):
+                output = session.build(job)
+                actual = session.describe(output.relation)
+            first += output.outcomes
+            expected = contract_types(session.driver, table.output_columns)
+            cast = session.engine_casts(actual, expected)
+            schema = schema_outcome(table, {c: expected[c] if c in cast else t for c, t in actual.items()}, expected)
+            if cast:
+                schema.metadata["cast_by_engine"] = cast
+            if not schema.passed and getattr(settings.schema_drift, table.layer) == "warn":
+                schema.blocking, schema.severity = False, "warning"
+            first.append(schema)
+            if not schema.passed and schema.blocking:
+                _discard(written)
+                return TableResult(False, None, None, first, {"transform": origin})
+            with _engine_errors(session, table, origin):
+                snapshot, rows = _stage(session, output, actual, expected, stage, written)
+                rejects = _stage_rejects(session, job, storage, rows, written, first)
+            session.register(table.layer, table.name, snapshot)
+            targets = {name: f"{ref.schema}.{ref.table}" for name, ref in references.items()}
+            relation, checks = f"{table.layer}.{table.name}", session.checks_session()
+            outcomes = redact_samples([*first, *run_rules(checks, relation, table, settings.checks.sample_rows,
+                                                          targets)], sensitive)
+            profile = profile_relation(checks, relation, sensitive=sensitive)
+            write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
+            metadata = _metadata(table, inputs, session, output, snapshot, origin, engine.name, access)
+            published = publish_if_passed(outcomes, written, rows, rejects[1] if rejects else None, run_id,
+                                          engine.name, settings, storage.retention, masking)
+            return TableResult(published, snapshot.id, rows, outcomes, metadata,
+                               (rejects[0].id, rejects[1]) if rejects else None, profile)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _transform(table: Table, settings: MeshSettings) -> tuple[str, str]:
+    """``(sql, origin)``: a SQL transform (resolved when its contract was loaded) checked against the function
+    allow-list again before it runs, and where the transform comes from.
+
+    Raises:
+        TransformError: the SQL does not parse or calls a function not on the allow-list.
+    """
+    if table.source is not None:
+        return "", f"ingestion of {table.source.path}"
+    origin = _relative(Path(table.transform_origin), settings.root)
+    if table.python:
+        return "", origin
+    sql = (table.sql or "").strip().rstrip(";")
+    try:
+        check_sql(sql, origin)
+    except (FunctionNotAllowed, sqlglot.errors.SqlglotError) as exc:
+        raise TransformError(f"{'/'.join(table.key)}: {exc}. Nothing was published") from None
+    return sql, origin
+
+
+def _stage(session: EngineSession, output: Output, actual: dict[str, str], expected: dict[str, str],
+           stage: Any, written: list[tuple[Port, Snapshot]]) -> tuple[Snapshot, int]:
+    """The staged snapshot of the output conformed to the contract, and its rows: the build's own when it
+    wrote one that needs no cast, else a new one written by the engine (the build's, if any, discarded)."""
+    relation = session.conform(output.relation, actual, expected)
+    if output.staged is not None and output.rows is not None and relation is output.relation:
+        return output.staged, output.rows
+    _discard(written)
+    snapshot = stage()
+    return snapshot, session.write(relation, snapshot)
+
+
+def _stage_rejects(session: EngineSession, job: BuildJob, storage: PortStorage, accepted: int,
+                   written: list[tuple[Port, Snapshot]], outcomes: list[CheckOutcome]
+                   ) -> tuple[Snapshot, int] | None:
+    """A bronze step's rejects: written to a new snapshot of the rejects port (appended to ``written``), with
+    ``rejected_rows`` and ``row_conservation`` appended to ``outcomes``; ``(snapshot, rows)``, or None when
+    the engine keeps no record-level rejects for the format (both checks still run)."""
+    if job.drift is None:
+        return None
+    settings, table = job.settings, job.table
+    rejected = session.rejects(job)
+    if rejected is None:
+        outcomes += ingestion_outcomes(session.records_read(job), accepted, [], 0, settings.ingestion.rejects)
+        return None
+    rejects_port = storage.port(rejects_key(table))
+    snapshot = rejects_port.new_snapshot(job.run_id)
+    written.append((rejects_port, snapshot))
+    rows = session.write(rejected, snapshot)
+    session.register(REJECTS_SCHEMA, table.name, snapshot)
+    sample = session.query(f'SELECT {", ".join(REJECTS_SAMPLE.values())} FROM {REJECTS_SCHEMA}."{table.name}" '
+                           f"LIMIT {settings.checks.sample_rows}")
+    outcomes += ingestion_outcomes(session.records_read(job), accepted, [dict(zip(REJECTS_SAMPLE, r)) for r in sample],
+                                   rows, settings.ingestion.rejects)
+    return snapshot, rows
+
+
+def _metadata(table: Table, inputs: list[InputRef], session: EngineSession, output: Output, snapshot: Snapshot,
+              origin: str, engine: str, access: dict[tuple[str, str, str], Any]) -> dict[str, Any]:
+    """The materialization's metadata: snapshot, port, transform, SQL (or Python source), the inputs read
+    masked, and the column lineage read from the SQL."""
+    metadata: dict[str, Any] = {"snapshot": snapshot.id, "port": snapshot.path, "transform": origin,
+                                "sql": output.sql, "engine": engine, **output.metadata,
+                                **(python_source(table) if table.python else {})}
+    masked = {a.port: list(a.masked) for a in access.values() if a.masked}
+    if masked:
+        metadata["masked_inputs"] = masked
+    if inputs and not table.python:  # column lineage is read from SQL
+        columns = {(r.schema, r.table): session.describe(session.relation(f'SELECT * FROM "{r.schema}"."{r.table}"'))
+                   for r in inputs}
+        metadata["column_lineage"] = column_lineage(output.sql, inputs, columns)
+    return metadata
+
+
+@contextlib.contextmanager
+def _engine_errors(session: EngineSession, table: Table, origin: str) -> Iterator[None]:
+    """Turn the engine's own errors (:meth:`EngineSession.classify`) into a :class:`TransformError` or, when a
+    second try may pass, a :class:`TransientError`, naming the table and its transform."""
+    try:
+        yield
+    except MeshError:
+        raise
+    except Exception as exc:
+        error = session.classify(exc)
+        if error is None:
+            raise
+        raise (TransientError if error.transient else TransformError)(
+            f"{'/'.join(table.key)}: {origin} failed: {error.message}. Nothing was published; the previous "
+            "snapshot stays current") from None
+
+
+def step_sandbox(table: Table, storage: PortStorage, settings: MeshSettings, input_folders: Sequence[str],
+                 source: Sequence[str] = (), spill: str | None = None) -> Sandbox:
+    """What a step's SQL may touch: exactly its declared inputs and its own output. ``input_folders`` are the
+    folders of what it reads (the ports its SQL names or its contract declares); its own port
+    (``previous.<table>`` and the new snapshot) and, for bronze, its rejects port are added. A bronze table
+    reads its ``source`` files (the files its ``source.path`` matches) and nothing else of the landing zone; on
+    an object store, where files are matched by DuckDB, the folder of the glob's fixed prefix instead. Nothing
+    else — not the landing zone, not the rest of its domain's folder — is reachable; ``spill`` is the step's own
+    spill folder."""
+    own = [table.key, *([rejects_key(table)] if table.layer == "bronze" else [])]
+    directories = [*input_folders, *(f"{storage.root}/{'/'.join(key)}" for key in own)]
+    if "://" in settings.landing_path and table.source is not None:
+        fixed = re.split(r"[*?\[]", table.source.path)[0].rpartition("/")[0]
+        directories.append(f"{settings.landing_path.rstrip('/')}/{fixed}".rstrip("/"))
+        return Sandbox(storage.root, tuple(directories), (), spill)
+    return Sandbox(storage.root, tuple(directories), tuple(source), spill)
+
+
+def _register_previous(session: EngineSession, port: Port, table: Table) -> None:
+    """The relation ``previous.<table>``: the table's own published snapshot (an empty relation of the
+    contract's shape before the first publication), for transforms that carry values over from one run to the
+    next."""
+    try:
+        session.register(PREVIOUS, table.name, port.current_snapshot())
+    except PortError:
+        session.register_empty(PREVIOUS, table.name, table.output_columns)
+
+
+def input_snapshots(table: Table, reads: list[InputRef], storage: PortStorage, access: dict[tuple[str, str, str], Any]
+                    ) -> Iterator[tuple[InputRef, Snapshot]]:
+    """Each port in ``reads`` with the files ``table``'s domain reads, for any engine to register as a plain
+    relation: the current snapshot's masked copy when ``access`` (port key → ``mesh_assets.governance.access.Access``)
+    masks columns, else the current snapshot.
+
+    Raises:
+        TransformError: a port has no published snapshot, or must be read masked and its current snapshot has
+            no masked copy (the message names the table, the port and says to run the producer again).
+    """
+    for ref in reads:
+        masked = access[ref.key].masked if ref.key in access else ()
+        port = storage.port(ref.key)
+        try:
+            snapshot = port.current_masked(masked) if masked else port.current_snapshot()
+        except PortError as exc:
+            raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
+        yield ref, snapshot
+
+
+def _discard(written: list[tuple[Port, Snapshot]]) -> None:
+    """Delete every snapshot in ``written`` and empty it."""
+    for port, snapshot in written:
+        port.discard(snapshot.id)
+    written.clear()
+
+
+@contextlib.contextmanager
+def discard_on_failure(written: list[tuple[Port, Snapshot]]) -> Iterator[None]:
+    """Delete every snapshot in ``written`` (filled inside the block) if the block raises: a step that fails
+    leaves no staging snapshot behind, whichever engine wrote it."""
+    try:
+        yield
+    except Exception:
+        _discard(written)
+        raise
+
+
+def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Snapshot]], rows: int,
+                      rejected: int | None, run_id: str, engine: str, settings: MeshSettings, keep: int,
+                      masking: Masking | None = None) -> bool:
+    """The publish step of write–audit–publish: when no blocking check in ``outcomes`` failed, write the table's
+    masked copy when ``masking`` says so (:func:`write_masked_copy`: a published snapshot always has it), then
+    publish ``written`` (the table's snapshot first in the list, then its rejects snapshot, ``rejected`` rows)
+    — the rejects first, so the table never points at data whose rejects are not visible — recording rows, run,
+    engine and the severity-weighted check results in the pointer, and prune each port to ``keep`` snapshots
+    (``PortStorage.retention``, from ``mesh.yaml`` ``retention.snapshots``); otherwise mark every written
+    snapshot unpublished, naming the failed checks. Returns whether it published.
+
+    Raises:
+        TransientError, TransformError: the masked copy could not be written; nothing is published then.
+    """
+    if any(o.blocking and not o.passed for o in outcomes):
+        failed = ", ".join(o.name for o in outcomes if o.blocking and not o.passed)
+        for written_port, written_snapshot in written:
+            written_port.mark_unpublished(written_snapshot.id, f"blocking check(s) failed: {failed}")
+        return False
+    (port, snapshot), *rejects = written
+    if masking is not None:
+        write_masked_copy(port, snapshot, masking)
+    for rejects_port, rejects_snapshot in rejects:
+        rejects_port.publish(rejects_snapshot.id, {"rows": rejected, "run_id": run_id})
+        rejects_port.prune(keep)
+    passed, total = weighted_passes(outcomes, settings.checks.severity_weights)
+    port.publish(snapshot.id, {"rows": rows, "run_id": run_id, "engine": engine,
+                               "quality": {"passed": passed, "total": total}})
+    port.prune(keep)
+    return True
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

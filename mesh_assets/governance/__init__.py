@@ -1,0 +1,1 @@
+"""Federated computational governance: grants and access requests, policies, breaking changes, classification, owners, secrets."""

@@ -1,0 +1,119 @@
+"""Governance policies of ``mesh.yaml`` (``governance.policies``) checked on every data contract.
+
+Each policy's level (``error``, ``warning``, ``off``) is set by the governance group; see docs/governance.md.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import duckdb
+
+from mesh_assets.contract.model import SNAKE_CASE, DataProduct, Table
+from mesh_assets.findings import Finding
+from mesh_assets.settings import GovernanceSettings
+from mesh_assets.yaml_source import YamlDocument, format_location, load_yaml
+
+
+@functools.cache
+def duckdb_reserved_words() -> frozenset[str]:
+    """DuckDB's reserved keywords (``duckdb_keywords()``, category ``reserved``): names that need quoting in
+    every query, so a table or column named so breaks consumers' hand-written SQL."""
+    with duckdb.connect() as con:
+        rows = con.execute("SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category = 'reserved'"
+                           ).fetchall()
+    return frozenset(r[0].lower() for r in rows)
+
+
+def is_output_port(table: Table) -> bool:
+    """A gold table other domains may read: visibility ``public`` or ``restricted``."""
+    return table.layer == "gold" and table.visibility != "private"
+
+
+def policy_findings(product: DataProduct, governance: GovernanceSettings) -> list[Finding]:
+    """Every policy ``product`` breaks, at the level ``governance.policies`` sets (``off`` policies skipped).
+
+    Rules (rule name ``policy/<name>``): ``owner_team`` — ``team.name`` set; ``descriptions`` — the product and
+    every table and column of an output port described; ``port_sla`` — every output port has a ``latency`` or
+    ``frequency`` SLA in its contract; ``gold_primary_key`` — every gold table has a primary key, a
+    ``duplicateValues`` rule, or a blocking ``rowCount`` rule allowing at most one row (whose key is empty); ``classification`` — values among ``governance.classifications``; ``naming`` —
+    snake_case table and column names that are no DuckDB reserved keyword nor in ``governance.reserved_words``.
+    """
+    checker = _Checker(product, governance)
+    checker.run()
+    return checker.findings
+
+
+class _Checker:
+    def __init__(self, product: DataProduct, governance: GovernanceSettings):
+        self.product, self.governance = product, governance
+        self.levels = governance.policies.model_dump()
+        self.findings: list[Finding] = []
+
+    @functools.cached_property
+    def doc(self) -> YamlDocument:
+        return load_yaml(self.product.path)
+
+    def add(self, policy: str, location: list[str | int], message: str, fix: str) -> None:
+        level = self.levels[policy]
+        if level == "off":
+            return
+        self.findings.append(Finding(level, f"policy/{policy}", message, fix, self.product.path,
+                                     self.doc.line_of(location), format_location(location), self.product.domain))
+
+    def run(self) -> None:
+        product = self.product
+        if not product.team_declared:
+            self.add("owner_team", ["team"], f"data product '{product.name}' names no owner team",
+                     f"set team: {{name: {product.team}}}")
+        if not product.description:
+            self.add("descriptions", ["description"], f"data product '{product.name}' has no description",
+                     "set description.purpose (what it is for) and description.usage (how to read it)")
+        reserved = duckdb_reserved_words() | {w.lower() for w in self.governance.reserved_words}
+        allowed = set(self.governance.classifications)
+        # a loaded contract keeps every table and column in file order, so positions are the contract's indexes
+        for i, table in enumerate(product.tables):
+            port = is_output_port(table)
+            if port and not table.description:
+                self.add("descriptions", ["schema", i, "description"],
+                         f"output port '{table.name}' has no description", "describe what one row is")
+            if port and not table.slas:
+                self.add("port_sla", ["schema", i], f"output port '{table.name}' has no SLA",
+                         f"add slaProperties: [{{property: latency, value: 1, unit: d, element: {table.name}}}]")
+            if table.layer == "gold" and not _keyed(table):
+                self.add("gold_primary_key", ["schema", i, "properties"],
+                         f"gold table '{table.name}' has no primary key",
+                         "mark its key column(s) primaryKey: true (with primaryKeyPosition)")
+            if table.name in reserved:
+                self.add("naming", ["schema", i, "name"], f"table name '{table.name}' is a reserved SQL word",
+                         "rename the table")
+            for j, column in enumerate(table.columns):
+                where: list[str | int] = ["schema", i, "properties", j]
+                if port and not column.description:
+                    self.add("descriptions", [*where, "description"],
+                             f"column '{column.name}' of output port '{table.name}' has no description",
+                             "describe its meaning and unit")
+                if column.classification is not None and column.classification not in allowed:
+                    self.add("classification", [*where, "classification"],
+                             f"classification '{column.classification}' of column '{column.name}' is not allowed",
+                             f"use one of {', '.join(sorted(allowed))} (mesh.yaml governance.classifications)")
+                if not SNAKE_CASE.fullmatch(column.name) or column.name in reserved:
+                    self.add("naming", [*where, "name"],
+                             f"column name '{column.name}' is not snake_case or is a reserved SQL word",
+                             "rename it, e.g. prefix it with the entity ('o_orderdate', not 'date')"
+                             if column.name in reserved else f"rename it '{_snake(column.name)}'")
+
+
+def _keyed(table: Table) -> bool:
+    for rule in table.rules:
+        if rule.kind in ("primary_key", "duplicates"):
+            return True
+        at_most_one = {"mustBe": 1, "mustBeLessOrEqualTo": 1, "mustBeLessThan": 2}.get(rule.operator)
+        if rule.kind == "row_count" and rule.blocking and at_most_one is not None and rule.threshold <= at_most_one:
+            return True
+    return False
+
+
+def _snake(name: str) -> str:
+    out = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+    return out.replace("__", "_")

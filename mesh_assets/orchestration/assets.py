@@ -1,0 +1,368 @@
+"""Tables of data contracts → Dagster assets, asset checks, freshness policies and automation (docs/architecture.md).
+
+No `from __future__ import annotations` here: Dagster reads the compute function's annotations at run time.
+"""
+
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from mesh_assets.governance.access import authorize_input, deprecation_notice
+from mesh_assets.contract.model import DataProduct, Table
+from mesh_assets.engine.interface import Engine
+from mesh_assets.engine.choice import table_engine
+from mesh_assets.errors import MeshError, error_message, is_transient
+from mesh_assets.orchestration.freshness import freshness_policy
+from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS, rejects_key
+from mesh_assets.engine.profile import profile_metadata
+from mesh_assets.contract.mesh import Domain, Mesh
+from mesh_assets.settings import MeshSettings
+from mesh_assets.engine.outcomes import CheckOutcome, weighted_passes
+from mesh_assets.sql.inputs import InputRef, SqlInputError, declared_inputs, find_inputs
+from mesh_assets.engine.port_storage import PortStorage
+
+if TYPE_CHECKING:
+    from mesh_assets.engine.write_audit_publish import TableResult
+
+LAYER_TAG, PRODUCT_TAG, VISIBILITY_TAG, STATUS_TAG = "mesh/layer", "mesh/product", "mesh/visibility", "mesh/status"
+log = logging.getLogger("mesh_assets")
+
+
+def table_inputs(mesh: Mesh, domain: Domain, table: Table) -> list[InputRef]:
+    """The ports ``table``'s SQL reads, found with sqlglot (a Python transform's: declared in its contract), and
+    checked against the mesh's access rules.
+
+    Raises:
+        MeshError: unparsable SQL, an unknown own table, an unknown port of another domain.
+        AccessError: a private port of another domain, or a restricted one without a grant.
+    """
+    sql = table.sql
+    if sql is None and not table.python:
+        return []
+    try:
+        refs = declared_inputs(table.inputs, domain.name) if table.python else find_inputs(sql or "", domain.name)
+    except SqlInputError as exc:
+        raise MeshError(f"{table.transform_origin}: {exc}") from None
+    for ref in refs:
+        authorize_input(mesh, domain, ref, table.transform_origin)
+    return refs
+
+
+def reference_targets(mesh: Mesh, domain: Domain, table: Table) -> dict[str, InputRef]:
+    """The table each ``foreign_key`` rule of ``table`` references, by rule name.
+
+    ``<table>.<column>`` names a table of the same domain (by name, in any layer); ``<domain>.<table>`` another
+    domain's output port. Raises :class:`MeshError` for an unknown, ambiguous or unreadable target.
+    """
+    targets = {}
+    for rule in table.rules:
+        if rule.kind != "foreign_key":
+            continue
+        other, name = rule.params["domain"], rule.params["table"]
+        if other is None or other == domain.name:
+            layers = [t.layer for t in domain.tables if t.name == name]
+            if len(layers) != 1:
+                raise MeshError(f"{table.contract_path}: relationship {rule.name} references table '{name}', "
+                                f"which domain '{domain.name}' declares {len(layers)} times; name one table")
+            ref = InputRef(layers[0], name, (domain.name, layers[0], name))
+        else:
+            ref = InputRef(other, name, (other, "gold", name))
+        authorize_input(mesh, domain, ref, f"{table.contract_path} (relationship {rule.name})")
+        target = mesh.output_port(other, name) if ref.cross_domain else domain.table(ref.schema, name)
+        missing = [c for c in rule.params["columns"] if c not in {col.name for col in target.columns}]
+        if missing:
+            raise MeshError(f"{table.contract_path}: relationship {rule.name} references "
+                            f"{ref.schema}.{name}.{missing[0]}, which is not a column of that table")
+        targets[rule.name] = ref
+    return targets
+
+
+def _producer(mesh: Mesh, ref: InputRef) -> DataProduct:
+    return mesh.domain(ref.schema).product_of(mesh.output_port(ref.schema, ref.table))
+
+
+def producer_contracts(mesh: Mesh, refs: list[InputRef]) -> dict[tuple[str, str, str], Path]:
+    """The contract file of each other domain's port in ``refs`` (re-read at run time to decide access)."""
+    return {ref.key: _producer(mesh, ref).path for ref in refs if ref.cross_domain}
+
+
+def deprecated_inputs(mesh: Mesh, refs: list[InputRef]) -> list[str]:
+    """A notice per other domain's port in ``refs`` that its producer deprecated."""
+    notices = {deprecation_notice(_producer(mesh, ref), f"{ref.schema}.{ref.table}") for ref in refs
+               if ref.cross_domain}
+    return sorted(n for n in notices if n)
+
+
+def _governance_metadata(product: DataProduct, table: Table, notices: list[str]) -> dict[str, Any]:
+    """What the UI shows of governance: deprecation, grants of an output port, deprecated inputs."""
+    metadata: dict[str, Any] = {}
+    if product.deprecated:
+        metadata["deprecation"] = deprecation_notice(product, f"{table.domain}.{table.name}")
+    if table.layer == "gold" and product.grants:
+        metadata["grants"] = dg.MetadataValue.json(
+            [{"domain": g.domain, "tables": list(g.tables) or "all", "pii": g.pii, "purpose": g.purpose,
+              "approved_by": g.approved_by, "approved_at": g.approved_at} for g in product.grants if g.covers(table.name)])
+    if notices:
+        metadata["deprecated_inputs"] = "\n".join(notices)
+    return metadata
+
+
+def column_schema(table: Table) -> dg.TableSchema:
+    """The table's ``dagster/column_schema``: the contract's columns (and bronze lineage columns)."""
+    columns = [
+        dg.TableColumn(c.name, c.physical_type, c.description,
+                       dg.TableColumnConstraints(nullable=not c.required, unique=c.unique,
+                                                 other=["primary key"] if c.primary_key_position else []),
+                       tags={"classification": c.classification} if c.classification else {})
+        for c in table.columns
+    ]
+    if table.layer == "bronze":
+        columns += [dg.TableColumn(name, ctype, "lineage column added by ingestion")
+                    for name, ctype in table.output_columns.items() if name not in {c.name for c in table.columns}]
+    return dg.TableSchema(columns=columns)
+
+
+def _automation(table: Table, domain: Domain) -> dg.AutomationCondition:
+    if table.layer == "bronze":
+        return dg.AutomationCondition.on_cron(domain.ingestion_schedule, domain.timezone)
+    return dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def _code_version(product: DataProduct, table: Table) -> str:
+    digest = hashlib.sha256(product.path.read_bytes())
+    source = table.transform.read_text(encoding="utf-8") if table.python and table.transform else table.sql
+    if source is not None:
+        digest.update(source.encode())
+    return digest.hexdigest()[:16]
+
+
+def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) -> dg.AssetsDefinition:
+    """One asset keyed ``[domain, layer, table]`` with one asset check per contract rule plus ``schema``; for a
+    bronze table also ``schema_drift``, ``rejected_rows``, ``row_conservation`` and the ``<table>__rejects``
+    asset, materialized by the same step."""
+    inputs = table_inputs(mesh, domain, table)
+    references = reference_targets(mesh, domain, table)
+    key = dg.AssetKey(list(table.key))
+    upstream = {ref.key for ref in [*inputs, *references.values()]} - {table.key}
+    notices = deprecated_inputs(mesh, [*inputs, *references.values()])
+    producers = producer_contracts(mesh, [*inputs, *references.values()])
+    for notice in notices:
+        log.warning("%s reads %s", "/".join(table.key), notice)
+    storage_url = mesh.settings.storage_url
+    engine_key = table_engine(mesh.settings, domain, product, table)  # the resource key of its engine, or dbt
+    kind = "duckdb" if engine_key == "dbt" else engine_key  # a dbt model runs on dbt-duckdb (kinds: dbt, duckdb)
+    description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
+                                       f"({product.status}): {product.description}")
+    spec = dg.AssetSpec(
+        key,
+        deps=[dg.AssetKey(list(k)) for k in sorted(upstream)],
+        description=description,
+        group_name=domain.name,
+        owners=[f"team:{product.team}"],
+        kinds={kind, "parquet"},
+        tags={LAYER_TAG: table.layer, PRODUCT_TAG: product.name, VISIBILITY_TAG: table.visibility,
+              STATUS_TAG: product.status or "active"},
+        metadata={
+            "dagster/column_schema": column_schema(table),
+            "contract": dg.MetadataValue.path(str(product.path)),
+            "contract_id": product.id,
+            "contract_version": product.version,
+            "port": dg.MetadataValue.path(f"{storage_url}/{'/'.join(table.key)}"),
+            **({"primary_key": ", ".join(table.primary_key)} if table.primary_key else {}),
+            **_governance_metadata(product, table, notices),
+            **{kind: dg.MetadataValue.json([d.definition(product.name, table.name) for d in declared])
+               for kind, declared in (("metrics", table.metrics), ("labels", table.labels)) if declared},
+        },
+        freshness_policy=freshness_policy(table, mesh.settings, domain.timezone),
+        automation_condition=_automation(table, domain),
+        code_version=_code_version(product, table),
+    )
+    drift_blocking = getattr(mesh.settings.schema_drift, table.layer) == "fail"
+    check_specs = [dg.AssetCheckSpec("schema", asset=key, blocking=drift_blocking,
+                                     description="the output has the contract's columns and types")]
+    specs = [spec]
+    if table.layer == "bronze":
+        rejects_blocking = mesh.settings.ingestion.rejects == "error"
+        check_specs += [dg.AssetCheckSpec(name, asset=key, description=text,
+                                          blocking={"schema_drift": drift_blocking, "rejected_rows": rejects_blocking,
+                                                    "row_conservation": True}[name])
+                        for name, text in FRAMEWORK_CHECKS.items()]
+        specs.append(_rejects_spec(table, product, domain, key, kind))
+    check_specs += [dg.AssetCheckSpec(r.name, asset=key, blocking=r.blocking, description=r.description,
+                                      metadata={"severity": r.severity, **({"dimension": r.dimension}
+                                                                            if r.dimension else {})})
+                    for r in table.rules]
+    settings = mesh.settings
+
+    def step(context: dg.AssetExecutionContext, engine: Engine):
+        """The step: write–audit–publish (mesh_assets.engine.write_audit_publish) on ``engine``, the table's engine
+        chosen when the definitions loaded, with the ``duckdb`` and ``ports`` resources."""
+        from mesh_assets.orchestration.openlineage_events import StepLineage
+        from mesh_assets.engine.write_audit_publish import write_audit_publish  # DuckDB, ibis, Pandera: where steps run
+
+        ports = context.resources.ports
+        lineage = StepLineage(mesh, table, [*inputs, *references.values()], dagster_run_id=context.run.run_id,
+                              dagster_job=context.run.job_name, log=context.log)
+        lineage.start()
+        result = None
+        try:
+            try:
+                result = write_audit_publish(table, inputs, engine=engine, duckdb=context.resources.duckdb,
+                                             storage=ports, settings=settings, run_id=context.run.run_id,
+                                             references=references, producers=producers)
+            except Exception as exc:  # every stage and engine: one classification, a message for people
+                raise step_failure(table, exc, context.retry_number, settings.retries.max_retries) from None
+            check_results = [_check_result(key, o) for o in result.outcomes]
+            if result.failed_blocking:
+                yield from check_results
+                names = ", ".join(f"{o.name} ({o.metadata.get('failing_rows', o.metadata.get('problems'))})"
+                                  for o in result.failed_blocking)
+                raise dg.Failure(
+                    description=(f"{'/'.join(table.key)}: blocking check(s) failed: {names}. Snapshot "
+                                 f"{result.snapshot_id or '(none written)'} was not published; the previous "
+                                 f"snapshot stays current and downstream assets do not run.{_first_reject(result)}"),
+                    metadata={"unpublished_snapshot": result.snapshot_id or ""},
+                    allow_retries=False,
+                )
+            score = product_quality_score(table, product, result.outcomes, ports, settings.checks.severity_weights)
+            yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(result, settings, score),
+                                       check_results=check_results)
+            if result.rejects is not None:
+                snapshot_id, rejected = result.rejects
+                yield dg.MaterializeResult(asset_key=dg.AssetKey(list(rejects_key(table))),
+                                           metadata={"dagster/row_count": rejected, "snapshot": snapshot_id})
+        except Exception as exc:  # every way a step fails ends its OpenLineage run with FAIL
+            message = exc.description if isinstance(exc, dg.Failure) else None
+            lineage.fail(message or f"{type(exc).__name__}: {exc}", result)
+            raise
+        lineage.complete(result)
+
+    if engine_key == "dbt":
+        from mesh_assets.orchestration.dbt_assets import dbt_model_asset
+
+        return dbt_model_asset(mesh, table, spec, check_specs, step, retry_policy(settings))
+
+    @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs,
+                    retry_policy=retry_policy(settings), required_resource_keys={"duckdb", "ports", engine_key})
+    def _materialize(context: dg.AssetExecutionContext):
+        yield from step(context, getattr(context.resources, engine_key))
+
+    return _materialize
+
+
+def retry_policy(settings: MeshSettings) -> dg.RetryPolicy | None:
+    """Every step's retry policy from ``mesh.yaml`` ``retries`` (None when ``max_retries`` is 0). A step fails
+    with :func:`step_failure`, which the policy retries only for a transient error."""
+    retries = settings.retries
+    if retries.max_retries == 0:
+        return None
+    return dg.RetryPolicy(max_retries=retries.max_retries, delay=retries.delay_seconds,
+                          backoff=dg.Backoff.EXPONENTIAL if retries.backoff == "exponential" else dg.Backoff.LINEAR,
+                          jitter={"plus_minus": dg.Jitter.PLUS_MINUS, "full": dg.Jitter.FULL, "none": None}[retries.jitter])
+
+
+def step_failure(table: Table, exc: Exception, attempt: int, max_retries: int) -> dg.Failure:
+    """The ``dg.Failure`` a step raises for ``exc``, whatever its stage and engine. Its description is the real
+    error, for people: a :class:`MeshError`'s message (the table, the file, the line when known, the fix), or
+    the engine's message with the table and its contract. Only a transient error
+    (:func:`mesh_assets.errors.is_transient`) lets the retry policy run the step again, and not on its last
+    attempt (``attempt``: 0 for the first, ``max_retries`` from ``mesh.yaml``): Dagster would then report only
+    "Exceeded max_retries", so the last attempt fails with the error itself and the number of attempts."""
+    if isinstance(exc, MeshError):
+        message = str(exc)
+    else:
+        message = (f"{'/'.join(table.key)} ({table.contract_path}) failed: {type(exc).__name__}: "
+                   f"{error_message(exc)}. Nothing was published; the previous snapshot stays current")
+    transient = is_transient(exc)
+    retry = transient and attempt < max_retries
+    if transient and not retry:
+        message += (f". A transient error: failed on each of {attempt + 1} attempt(s) (mesh.yaml "
+                    f"retries.max_retries: {max_retries}); check the storage, the network or the memory limit")
+    return dg.Failure(description=message, allow_retries=retry)
+
+
+def _rejects_spec(table: Table, product: DataProduct, domain: Domain, key: dg.AssetKey, engine: str
+                  ) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        dg.AssetKey(list(rejects_key(table))),
+        deps=[key],
+        description=f"Records of {table.source.path if table.source else 'the source'} that {table.name} "
+                    "could not read with its contract's types: file, line, raw line and reason.",
+        group_name=domain.name,
+        owners=[f"team:{product.team}"],
+        kinds={engine, "parquet"},
+        tags={LAYER_TAG: table.layer, PRODUCT_TAG: product.name, VISIBILITY_TAG: "private"},
+        metadata={"dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, ctype) for name, ctype in REJECTS_COLUMNS.items()])},
+    )
+
+
+def product_quality_score(table: Table, product: DataProduct, outcomes: list[CheckOutcome],
+                          storage: PortStorage, weights: dict[str, float]) -> float:
+    """The data product's quality score (0–1): passed checks weighted by severity over all checks, for this
+    table's new results and the current snapshot of each other table of the product (recorded at publication).
+    Tables never published count as nothing. 1 when there is no check."""
+    passed, total = weighted_passes(outcomes, weights)
+    for other in product.tables:
+        if other.key != table.key:
+            quality = (storage.port(other.key).current() or {}).get("quality") or {}
+            passed, total = passed + quality.get("passed", 0), total + quality.get("total", 0)
+    return round(passed / total, 4) if total else 1.0
+
+
+def _first_reject(result: "TableResult") -> str:
+    """When ``rejected_rows`` blocks publishing: the first rejected record's file, line and reason (which names
+    the fix), and where the others are."""
+    rejected = next((o for o in result.failed_blocking if o.name == "rejected_rows"), None)
+    if rejected is None or not rejected.metadata.get("sample"):
+        return ""
+    first = rejected.metadata["sample"][0]
+    return (f" First rejected record: {first.get('file')} line {first.get('line_number')}: "
+            f"{str(first.get('reason') or first.get('error_types'))[:1000]}. Every rejected record, with its "
+            "reason, is in the table's __rejects port.")
+
+
+def _materialization_metadata(result: "TableResult", settings, product_score: float) -> dict[str, Any]:
+    passed, total = weighted_passes(result.outcomes, settings.checks.severity_weights)
+    metadata: dict[str, Any] = {
+        "dagster/row_count": result.rows,
+        "snapshot": result.metadata["snapshot"],
+        "dagster/uri": result.metadata["port"],
+        "transform": result.metadata["transform"],
+        "sql": dg.MetadataValue.md(f"```{result.metadata.get('language', 'sql')}\n{result.metadata['sql']}\n```"),
+        "quality_score": round(passed / total, 4) if total else 1.0,
+        "product_quality_score": product_score,
+        "checks_passed": sum(o.passed for o in result.outcomes),
+        "checks_failed": sum(not o.passed for o in result.outcomes),
+    }
+    if result.metadata.get("masked_inputs"):
+        metadata["masked_inputs"] = dg.MetadataValue.json(result.metadata["masked_inputs"])
+    if result.metadata.get("column_lineage"):
+        metadata["dagster/column_lineage"] = result.metadata["column_lineage"]
+    if result.profile is not None:
+        metadata["profile"] = profile_metadata(result.profile)
+    return metadata
+
+
+def _check_result(key: dg.AssetKey, outcome: CheckOutcome) -> dg.AssetCheckResult:
+    metadata: dict[str, Any] = {}
+    for name, value in outcome.metadata.items():
+        if name == "sql":
+            metadata[name] = dg.MetadataValue.md(f"```sql\n{value}\n```")
+        elif isinstance(value, (dict, list)):
+            metadata[name] = dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
+        else:
+            metadata[name] = value
+    severity = dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(asset_key=key, check_name=outcome.name, passed=outcome.passed, severity=severity,
+                               metadata=metadata, description=outcome.description)
+
+
+def domain_assets(mesh: Mesh, domain: Domain) -> list[dg.AssetsDefinition]:
+    """Every table of every data product of ``domain`` as an asset."""
+    return [table_asset(mesh, domain, p, t) for p in domain.products for t in p.tables]

@@ -1,0 +1,99 @@
+"""Dagster ``Definitions``: one per domain (a code location) and one combined for the command-line run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from mesh_assets.orchestration.assets import LAYER_TAG, domain_assets
+from mesh_assets.errors import MeshError
+from mesh_assets.contract.graph import cycle_message, find_cycle
+from mesh_assets.contract.mesh import Domain, Mesh, load_mesh
+from mesh_assets.orchestration.sensors import freshness_alert_sensor, landing_zone_sensor, run_failure_alert_sensor
+from mesh_assets.settings import MeshSettings, find_mesh_root
+from mesh_assets.engine.duckdb_engine import DuckDBEngine
+from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.spark_engine import SparkEngine, spark_config
+
+
+def duckdb_engine(settings: MeshSettings) -> DuckDBEngine:
+    """The DuckDB engine configured by ``mesh.yaml`` (``duckdb.*``) and ``MESH_DUCKDB_QUERY_LOG``."""
+    return DuckDBEngine(threads=settings.duckdb.threads, memory_limit=settings.duckdb.memory_limit,
+                        temp_directory=settings.duckdb_temp_path,
+                        query_log=os.environ.get("MESH_DUCKDB_QUERY_LOG"))
+
+
+def mesh_resources(settings: MeshSettings) -> dict[str, object]:
+    """The resources every asset uses, configured from ``mesh.yaml`` and the environment: ``duckdb``, ``spark``
+    (the engines a table's step may run on, mesh_assets.engine.choice) and ``ports`` (the port storage)."""
+    return {
+        "duckdb": duckdb_engine(settings),
+        "ports": PortStorage(root=settings.storage_url, retention=settings.retention.snapshots),
+        "spark": SparkEngine(spark_config=spark_config(settings.spark.master, settings.spark.conf)),
+    }
+
+
+def _automation_sensor(domain: Domain, settings: MeshSettings) -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        f"{domain.name}_automation",
+        target=dg.AssetSelection.groups(domain.name),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=settings.automation.automation_interval_seconds,
+        description=f"Declarative automation of domain {domain.name}: bronze on its ingestion schedule, "
+                    "silver and gold when their inputs update and pass their blocking checks.",
+    )
+
+
+def check_acyclic(mesh: Mesh, domains: list[str], loaded_only: bool = False) -> None:
+    """Raise :class:`MeshError` naming the cycle when a table of ``domains`` depends on itself (see
+    :func:`find_cycle` for ``loaded_only``)."""
+    cycle = find_cycle(mesh, domains, loaded_only)
+    if cycle:
+        raise MeshError(f"dependency cycle: {cycle_message(cycle)}; a table cannot read, even through other "
+                        "domains, a port built from it. Read an earlier layer or split the product")
+
+
+def build_domain_definitions(domain_dir: Path | str) -> dg.Definitions:
+    """The code location of the domain in folder ``domain_dir``: its assets and checks, an ``<domain>_ingestion``
+    job, and its sensors, all RUNNING by default: declarative automation, the landing zone (when the domain
+    ingests) and the run-failure and freshness alerts (mesh_assets.orchestration.sensors). Only this domain's contracts and
+    the contracts of the ports it reads are parsed; no other domain's Python is imported.
+
+    Raises:
+        ContractError, MeshError: a malformed contract, an input that cannot be resolved, a dependency cycle
+            through another domain.
+        AccessError: a port read without the right to read it.
+    """
+    domain_dir = Path(domain_dir).resolve()
+    mesh = load_mesh(find_mesh_root(domain_dir))
+    domain = mesh.domain(domain_dir.name)
+    assets = domain_assets(mesh, domain)  # loads the domains it reads
+    # cycles through the domains it reads; longer ones fail mesh validate and mesh run
+    check_acyclic(mesh, [domain.name], loaded_only=True)
+    ingestion = dg.define_asset_job(
+        f"{domain.name}_ingestion",
+        selection=dg.AssetSelection.groups(domain.name) & dg.AssetSelection.tag(LAYER_TAG, "bronze"),
+        description=f"Ingest the landing-zone files of domain {domain.name} into its bronze tables.",
+    )
+    ingests = any(t.layer == "bronze" and t.source is not None for t in domain.tables)
+    settings = mesh.settings
+    sensors = [_automation_sensor(domain, settings), run_failure_alert_sensor(domain, settings),
+               freshness_alert_sensor(domain, settings)]
+    return dg.Definitions(
+        assets=assets,
+        sensors=[*sensors, landing_zone_sensor(domain, settings, ingestion)] if ingests else sensors,
+        jobs=[ingestion] if ingests else [],
+        resources=mesh_resources(settings),
+    )
+
+
+def build_mesh_definitions(mesh: Mesh, domains: list[str] | None = None) -> dg.Definitions:
+    """Every domain's assets (or those of ``domains``) in one ``Definitions``, so one process can materialize
+    the mesh in dependency order (a Dagster run cannot span code locations). Ports of domains left out are
+    read as currently published."""
+    selected = [d for d in mesh.domains() if not domains or d.name in domains]
+    check_acyclic(mesh, [d.name for d in selected])
+    assets = [a for d in selected for a in domain_assets(mesh, d)]
+    return dg.Definitions(assets=assets, resources=mesh_resources(mesh.settings))

@@ -1,0 +1,228 @@
+"""The command-line main job: materialize the whole mesh (or some domains) in dependency order in one
+process, recorded in the Dagster instance at ``DAGSTER_HOME`` so the UI shows the result."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import psutil
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
+
+from mesh_assets.orchestration.definitions import build_mesh_definitions
+from mesh_assets.errors import MeshError
+from mesh_assets.orchestration.instance_config import get_instance, write_instance_config
+from mesh_assets.contract.mesh import Mesh
+from mesh_assets.engine.step_folders import clean_step_folders
+
+HOST_TAG, PROCESS_TAG = "mesh/host", "mesh/process"  # where a `mesh run` runs: host, "<pid>:<start time>"
+_WATCHED = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
+            DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
+
+
+def dagster_home(root: Path) -> Path:
+    """``DAGSTER_HOME`` (default ``<root>/.dagster``), created and given the mesh's instance configuration
+    (``dagster.yaml``, with Postgres storage when ``MESH_POSTGRES_URL`` is set: :mod:`mesh_assets.orchestration.instance_config`);
+    the variable is set for this process so Dagster finds the instance.
+
+    Raises:
+        MeshError: ``MESH_POSTGRES_URL`` is not a postgresql+psycopg2:// URL.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or root / ".dagster").resolve()
+    write_instance_config(root, home)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+@dataclass
+class AssetSummary:
+    """One row of the run summary: ``status`` is materialized, failed or skipped; ``seconds`` of its step."""
+
+    key: str
+    status: str = "skipped"
+    rows: int | None = None
+    checks_passed: int = 0
+    checks_failed: int = 0
+    seconds: float | None = None
+    failed_checks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    success: bool
+    assets: list[AssetSummary]
+    seconds: float
+
+
+def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = None,
+             console: Console | None = None) -> RunSummary:
+    """Materialize every asset of ``domains`` (default: all) in one Dagster run with a progress bar.
+
+    Assets outside ``domains`` are not run; their ports are read as currently published.
+
+    Raises:
+        MeshError: an unknown domain, or contracts that do not load.
+    """
+    console = console or Console(stderr=True)
+    unknown = set(domains or []) - set(mesh.domain_names)
+    if unknown:
+        raise MeshError(f"unknown domain(s) {', '.join(sorted(unknown))}; the mesh has "
+                        f"{', '.join(mesh.domain_names)}")
+    defs = build_mesh_definitions(mesh, domains)
+    job = defs.resolve_implicit_global_asset_job_def()
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable
+            and (not domains or k.path[0] in domains)]
+    run_id = str(uuid.uuid4())
+    fail_abandoned_runs(instance)
+    clean_step_folders(mesh.settings)  # and the processes of steps killed with their run
+    process = psutil.Process()
+    tags = {HOST_TAG: socket.gethostname(), PROCESS_TAG: f"{process.pid}:{process.create_time()}"}
+    summaries = {k.to_user_string(): AssetSummary(k.to_user_string()) for k in keys}
+    steps: dict[str, list[str]] = {}  # step key → asset keys it materializes
+    for assets_def in defs.assets or []:
+        for key in assets_def.keys:  # type: ignore[union-attr]
+            if key.to_user_string() in summaries:
+                steps.setdefault(assets_def.node_def.name, []).append(key.to_user_string())  # type: ignore[union-attr]
+    started = time.monotonic()
+    done = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def execute() -> None:
+        try:
+            outcome["result"] = job.execute_in_process(
+                instance=instance, run_id=run_id, raise_on_error=False, asset_selection=keys, tags=tags,
+                # Progress is shown from the instance's events; Dagster's console log only warns.
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("starting", total=len(keys))
+        worker = threading.Thread(target=execute, name="mesh-run", daemon=True)
+        worker.start()
+        events = _EventReader(instance, run_id, summaries, steps)
+        while not done.wait(0.5):
+            events.update()
+            running = [s.key for s in summaries.values() if s.status == "running"]
+            finished = sum(s.status in ("materialized", "failed") for s in summaries.values())
+            progress.update(task, completed=finished, description=", ".join(running) or "scheduling")
+        worker.join()
+        events.update()
+        finished = sum(s.status in ("materialized", "failed") for s in summaries.values())
+        progress.update(task, completed=finished, description="done")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    result = outcome["result"]
+    success = bool(result.success) and all(s.status == "materialized" for s in summaries.values())  # type: ignore[attr-defined]
+    return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
+
+
+def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
+    """Mark as failed every ``mesh run`` of this host that the instance still shows in progress although its
+    process is gone (killed, or the machine restarted), and return their run ids. The daemon's run monitoring
+    does the same for runs it launched; ``mesh run`` executes in its own process, which nothing else watches."""
+    host = socket.gethostname()
+    abandoned = []
+    for run in instance.get_runs(dg.RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED],
+                                               tags={HOST_TAG: host})):
+        pid, _, started = run.tags.get(PROCESS_TAG, "").partition(":")
+        try:
+            alive = abs(psutil.Process(int(pid)).create_time() - float(started)) < 1
+        except (ValueError, psutil.Error):
+            alive = False
+        if not alive:
+            instance.report_run_failed(run, message=f"The process of this `mesh run` (pid {pid or '?'} on {host}) "
+                                                    "ended without finishing the run; marked failed by the next one.")
+            abandoned.append(run.run_id)
+    return abandoned
+
+
+class _EventReader:
+    """Folds a run's events, read incrementally from the instance (the single source of truth), into each
+    asset's summary; ``steps`` maps each step key to the asset keys it materializes."""
+
+    def __init__(self, instance: DagsterInstance, run_id: str, summaries: dict[str, AssetSummary],
+                 steps: dict[str, list[str]]):
+        self.instance, self.run_id, self.summaries, self.steps = instance, run_id, summaries, steps
+        self.cursor: str | None = None
+        self.starts: dict[str, float] = {}
+
+    def update(self) -> None:
+        while True:
+            page = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, of_type=_WATCHED, limit=1000)
+            for record in page.records:
+                self._fold(record.event_log_entry)
+            self.cursor = page.cursor
+            if not page.has_more:
+                return
+
+    def _fold(self, entry) -> None:
+        event = entry.dagster_event
+        if event is None:
+            return
+        data = event.event_specific_data
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            summary = self.summaries.get(data.materialization.asset_key.to_user_string())
+            if summary is not None:
+                row_count = data.materialization.metadata.get("dagster/row_count")
+                summary.rows = row_count.value if row_count is not None else None
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            summary = self.summaries.get(data.asset_key.to_user_string())
+            if summary is not None and data.passed:
+                summary.checks_passed += 1
+            elif summary is not None:
+                summary.checks_failed += 1
+                summary.failed_checks.append(data.check_name)
+        else:
+            step = event.step_key or ""
+            for key in self.steps.get(step, []):
+                summary = self.summaries[key]
+                if event.event_type == DagsterEventType.STEP_START:
+                    summary.status = "running"
+                    self.starts[step] = entry.timestamp
+                else:
+                    success = event.event_type == DagsterEventType.STEP_SUCCESS
+                    summary.status = "materialized" if success else "failed"
+                    if step in self.starts:
+                        summary.seconds = entry.timestamp - self.starts[step]
+
+
+def summary_table(summary: RunSummary) -> RichTable:
+    """The run summary as a table: asset, status, rows, checks passed/failed, seconds."""
+    table = RichTable(title=f"mesh run {summary.run_id} — {'succeeded' if summary.success else 'FAILED'} "
+                            f"in {summary.seconds:.1f} s")
+    for name, justify in (("asset", "left"), ("status", "left"), ("rows", "right"), ("checks passed", "right"),
+                          ("checks failed", "right"), ("seconds", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    styles = {"materialized": "green", "failed": "bold red", "skipped": "yellow", "running": "yellow"}
+    for row in summary.assets:
+        failed = str(row.checks_failed) + (f" ({', '.join(row.failed_checks)})" if row.failed_checks else "")
+        table.add_row(row.key, f"[{styles[row.status]}]{row.status}[/]",
+                      f"{row.rows:,}" if row.rows is not None else "", str(row.checks_passed), failed,
+                      f"{row.seconds:.2f}" if row.seconds is not None else "")
+    return table
+
+
+def open_instance(root: Path) -> DagsterInstance:
+    """The Dagster instance at ``DAGSTER_HOME`` (see :func:`dagster_home`).
+
+    Raises:
+        MeshError: a bad ``MESH_POSTGRES_URL``, or a Postgres server that cannot be reached.
+    """
+    dagster_home(root)
+    return get_instance()

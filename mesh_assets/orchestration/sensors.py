@@ -1,0 +1,179 @@
+"""A domain's sensors, run by the Dagster daemon (docs/operations.md), all RUNNING by default:
+
+- ``<domain>_landing_zone``: new or changed source files in the landing zone, once they stopped changing,
+  start an ingestion run of the bronze tables that read them, with the file names in the run tags. The domain's cron ingestion schedule
+  (``domain.yaml`` ``ingestion_schedule``, an automation condition of each bronze table) stays the fallback.
+- ``<domain>_run_failure_alert``: a failed run of the domain's code location alerts the teams owning the
+  failed steps' tables (mesh_assets.orchestration.alerts).
+- ``<domain>_freshness_alert``: a table whose freshness policy the freshness daemon judged FAIL alerts its
+  owning team once, and again when it recovers (PASS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+import fsspec
+
+from mesh_assets.orchestration.alerts import Alert, send_alert
+from mesh_assets.contract.model import Table
+from mesh_assets.orchestration.freshness import freshness_policy
+from mesh_assets.engine.ingestion import rejects_key
+from mesh_assets.contract.mesh import Domain
+from mesh_assets.settings import MeshSettings
+
+LANDING_FILES_TAG, TRIGGER_TAG = "mesh/landing_files", "mesh/trigger"
+_TAG_LIMIT = 2000  # characters of the file list kept in the run tag
+
+
+def landed_files(table: Table, landing_zone: str) -> dict[str, list[float]]:
+    """The landing-zone files matching the bronze ``table``'s ``source.path`` glob: path relative to the
+    landing zone → ``[size in bytes, modification time in seconds since the epoch]``. Empty when none match.
+    ``landing_zone`` is a folder or an fsspec URL (``s3://…``)."""
+    assert table.source is not None
+    fs, base = fsspec.core.url_to_fs(landing_zone)
+    base = base.rstrip("/")
+    files = {}
+    for path, info in fs.glob(f"{base}/{table.source.path}", detail=True).items():
+        if info.get("type") == "directory":
+            continue
+        files[path[len(base) + 1:] if path.startswith(base + "/") else path] = [info.get("size") or 0,
+                                                                               _modified(info)]
+    return files
+
+
+def _modified(info: dict[str, Any]) -> float:
+    """A file's modification time from fsspec's ``info`` (local ``mtime``, S3 ``LastModified``, GCS ``updated``)."""
+    value = info.get("mtime", info.get("LastModified", info.get("updated", info.get("last_modified", 0))))
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return float(value or 0)
+
+
+def changed_files(table: Table, files: dict[str, list[float]], seen: dict[str, list[float]] | None,
+                  last_materialized: float | None) -> list[str]:
+    """The files of ``table`` to ingest: those whose size or time differs from ``seen`` (what the sensor last
+    requested a run for). Before the sensor has seen the table (``seen`` None), those modified after the
+    table's last materialization (``last_materialized``, seconds since the epoch; None: never)."""
+    if seen is None:
+        return sorted(f for f, (_, modified) in files.items() if last_materialized is None
+                      or modified > last_materialized)
+    return sorted(f for f, fingerprint in files.items() if seen.get(f) != fingerprint)
+
+
+def landing_zone_sensor(domain: Domain, settings: MeshSettings,
+                        job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    """The sensor starting ``job`` (the domain's ingestion job) for the bronze tables whose landed files are new
+    or changed. Its cursor keeps each table's files as last requested; the run key is a digest of the files, so
+    one landing never starts two runs. A file modified less than ``automation.landing_settle_seconds`` ago is
+    taken to be still landing: its table waits for a later tick, so a half-written file is never ingested. A
+    run that fails is not requested again until the files change (the cron schedule retries)."""
+    tables = [t for t in domain.tables if t.layer == "bronze" and t.source is not None]
+
+    @dg.sensor(name=f"{domain.name}_landing_zone", job=job, default_status=dg.DefaultSensorStatus.RUNNING,
+               minimum_interval_seconds=settings.automation.landing_interval_seconds,
+               description=f"Starts ingestion of domain {domain.name} when files land in "
+                           f"{settings.landing_path} ({', '.join(t.source.path for t in tables)}).")  # type: ignore[union-attr]
+    def _sensor(context: dg.SensorEvaluationContext):
+        seen = json.loads(context.cursor) if context.cursor else {}
+        current, keys, changed, landing = {}, [], [], []
+        settled = time.time() - settings.automation.landing_settle_seconds
+        for table in tables:
+            name = "/".join(table.key)
+            files = landed_files(table, settings.landing_path)
+            if any(modified > settled for _, modified in files.values()):  # still being written: next tick
+                landing.append(table.source.path)  # type: ignore[union-attr]
+                if name in seen:
+                    current[name] = seen[name]
+                continue
+            current[name] = files
+            last = None
+            if name not in seen:
+                event = context.instance.get_latest_materialization_event(dg.AssetKey(list(table.key)))
+                last = event.timestamp if event is not None else None
+            files = changed_files(table, current[name], seen.get(name), last)
+            if files:
+                keys += [dg.AssetKey(list(table.key)), dg.AssetKey(list(rejects_key(table)))]
+                changed += files
+        context.update_cursor(json.dumps(current, sort_keys=True))
+        if not keys:
+            waiting = f"; waiting for {', '.join(landing)} to settle" if landing else ""
+            return dg.SkipReason(f"no new or changed file for the {len(tables)} bronze table(s) of "
+                                 f"{domain.name}{waiting}")
+        listed = ", ".join(sorted(set(changed)))
+        if len(listed) > _TAG_LIMIT:
+            listed = f"{listed[:_TAG_LIMIT]}… ({len(set(changed))} files)"
+        fingerprint = {f: current[n][f] for n in current for f in current[n] if f in changed}
+        return dg.RunRequest(
+            run_key=hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:32],
+            asset_selection=keys,
+            tags={LANDING_FILES_TAG: listed, TRIGGER_TAG: "landing_zone"},
+        )
+
+    return _sensor
+
+
+def run_failure_alert_sensor(domain: Domain, settings: MeshSettings) -> dg.SensorDefinition:
+    """The sensor alerting, for each failed run of the domain's code location, every team owning a table whose
+    step failed (the domain's team when no step failed, e.g. a run that could not start)."""
+    teams = {"__".join(t.key): p.team for p in domain.products for t in p.tables}
+
+    @dg.run_failure_sensor(name=f"{domain.name}_run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
+                           minimum_interval_seconds=settings.automation.alert_interval_seconds,
+                           description=f"Alerts the owning team when a run of domain {domain.name} fails.")
+    def _sensor(context: dg.RunFailureSensorContext):
+        run = context.dagster_run
+        failures: dict[str, list[str]] = {}
+        for event in context.get_step_failure_events():
+            data = event.step_failure_data
+            reason = (data.user_failure_data.description if data.user_failure_data and
+                      data.user_failure_data.description else data.error.message if data.error else "failed")
+            failures.setdefault(teams.get(event.step_key or "", domain.team), []).append(
+                f"{event.step_key}: {reason.strip()}")
+        if not failures:
+            failures[domain.team] = [context.failure_event.message or "the run failed"]
+        for team, steps in failures.items():
+            send_alert(Alert("run_failure", team, domain.name,
+                             f"run {run.run_id} ({run.job_name}) failed: " + "; ".join(steps),
+                             {"run_id": run.run_id, "job": run.job_name, "failed_steps": steps,
+                              "tags": dict(run.tags)}), settings.alerts)
+
+    return _sensor
+
+
+def freshness_alert_sensor(domain: Domain, settings: MeshSettings) -> dg.SensorDefinition:
+    """The sensor reading the freshness state the freshness daemon recorded for each table of the domain that
+    has a freshness policy: a move to FAIL alerts the owning team once; a later PASS sends a recovery."""
+    owners = {dg.AssetKey(list(t.key)): (p.team, t) for p in domain.products for t in p.tables
+              if freshness_policy(t, settings, domain.timezone) is not None}
+
+    @dg.sensor(name=f"{domain.name}_freshness_alert", default_status=dg.DefaultSensorStatus.RUNNING,
+               minimum_interval_seconds=settings.automation.alert_interval_seconds,
+               description=f"Alerts the owning team when a table of domain {domain.name} misses its SLA.")
+    def _sensor(context: dg.SensorEvaluationContext):
+        alerted = json.loads(context.cursor) if context.cursor else {}
+        sent = 0
+        for key, record in context.instance.get_freshness_state_records(list(owners)).items():
+            name, state = key.to_user_string(), record.freshness_state.value
+            team, table = owners[key]
+            if state == "FAIL" and alerted.get(name) != "FAIL":
+                kind, summary = "freshness", f"{name} missed its SLA (freshness FAIL since {record.updated_at:%Y-%m-%d %H:%M:%S} UTC)"
+            elif state == "PASS" and alerted.get(name) == "FAIL":
+                kind, summary = "freshness_recovered", f"{name} is fresh again"
+            else:
+                continue
+            send_alert(Alert(kind, team, domain.name, summary, {"asset": name, "state": state,
+                                                                 "contract": str(table.contract_path)}),
+                       settings.alerts)
+            alerted[name], sent = state, sent + 1
+        context.update_cursor(json.dumps(alerted, sort_keys=True))
+        return dg.SkipReason(f"{sent} freshness alert(s) sent")
+
+    return _sensor

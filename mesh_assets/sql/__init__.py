@@ -1,0 +1,1 @@
+"""SQL analysis shared by every layer: the function allow-list, the tables a query reads, column lineage."""
