@@ -16,6 +16,7 @@ import pytest
 from conftest import copy_mesh, isolate, make_tiny_root
 
 MESH = str(Path(sys.executable).parent / "mesh")
+pytestmark = pytest.mark.slow  # every test runs `mesh` sessions in child processes
 
 
 def mesh(root: Path, *args: str, home: Path) -> subprocess.CompletedProcess:
