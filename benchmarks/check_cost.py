@@ -16,14 +16,14 @@ import statistics
 import time
 from pathlib import Path
 
-from mesh_assets.orchestration.assets import reference_targets
-from mesh_assets.engine.checks import run_rules
-from mesh_assets.orchestration.definitions import duckdb_engine
 from mesh_assets.contract.mesh import load_mesh
-from mesh_assets.engine.profile import profile_relation
 from mesh_assets.contract.model import Rule
-from mesh_assets.settings import find_mesh_root
+from mesh_assets.engine.checks import run_rules
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.profile import profile_relation
+from mesh_assets.orchestration.assets import reference_targets
+from mesh_assets.orchestration.definitions import duckdb_engine
+from mesh_assets.settings import find_mesh_root
 
 
 def _failing(rules: tuple[Rule, ...], table) -> tuple[Rule, ...]:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import duckdb
 
+from mesh_assets.contract.mesh import Mesh
 from mesh_assets.contract.model import Table
 from mesh_assets.engine.ingestion import detect_drift, ingestion_sql, source_files
-from mesh_assets.contract.mesh import Mesh
 from mesh_assets.sql.inputs import PREVIOUS, InputRef, find_inputs
 
 RUN_ID = "minimal"  # the _run_id column of the bronze tables

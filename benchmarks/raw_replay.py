@@ -13,9 +13,9 @@ from pathlib import Path
 
 import duckdb
 
+from mesh_assets.engine.duckdb_engine import DuckDBEngine, MASK_FUNCTION
 from mesh_assets.governance.access import pii_salt
 from mesh_assets.settings import GovernanceSettings
-from mesh_assets.engine.duckdb_engine import DuckDBEngine, MASK_FUNCTION
 
 
 def replay(folder: Path) -> int:

@@ -8,10 +8,10 @@ Public API:
   view, PII masked per grants; :func:`export_duckdb` — the same as a DuckDB file for BI tools.
 """
 
-from mesh_assets.orchestration.definitions import build_domain_definitions, build_mesh_definitions
-from mesh_assets.errors import ContractError, MeshError, PortError, TransformError
-from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.consumption.query import connect, export_duckdb
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.errors import ContractError, MeshError, PortError, TransformError
+from mesh_assets.orchestration.definitions import build_domain_definitions, build_mesh_definitions
 
 __all__ = [
     "ContractError",

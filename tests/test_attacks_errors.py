@@ -15,15 +15,15 @@ import duckdb
 import psutil
 import pytest
 
-from mesh_assets.engine import write_audit_publish
-from mesh_assets.errors import TransformError, TransientError, failure_class, is_transient
-from mesh_assets.contract.mesh import load_mesh
-from mesh_assets.engine.ports import WRITER, process_owner
 from mesh_assets.consumption.query import connect
-from mesh_assets.orchestration.runner import run_mesh
-from mesh_assets.engine.step_folders import FOLDER_ENV, steps_path
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.engine import write_audit_publish
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.ports import WRITER, process_owner
+from mesh_assets.engine.step_folders import FOLDER_ENV, steps_path
+from mesh_assets.errors import TransformError, TransientError, failure_class, is_transient
+from mesh_assets.orchestration.runner import run_mesh
 
 from conftest import land_orders
 

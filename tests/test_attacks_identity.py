@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from mesh_assets import load_mesh
-from mesh_assets.governance.access_requests import request_access
 from mesh_assets.errors import MeshError
+from mesh_assets.governance.access_requests import request_access
 from test_access import PORT, restrict
 from test_governance import ORDERS, add_consumer, edit_contract, findings, mesh_cli
 

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from mesh_assets.governance.access import decide
 from mesh_assets.catalog import build_catalog
+from mesh_assets.cli.validate import validate
+from mesh_assets.contract.loader import load_contract
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.errors import MeshError
+from mesh_assets.governance.access import decide
 from mesh_assets.governance.changes import compare_products
 from mesh_assets.governance.classification import classification_findings
 from mesh_assets.sql.lineage import column_sources
-from mesh_assets.contract.loader import load_contract
-from mesh_assets.errors import MeshError
-from mesh_assets.contract.mesh import load_mesh
-from mesh_assets.cli.validate import validate
 
 REPO = Path(__file__).parent.parent
 Q10 = Path("domains/finance/products/returned_item_reporting.yaml")

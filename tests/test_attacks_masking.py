@@ -27,13 +27,13 @@ from sqlglot import exp
 from conftest import copy_mesh, isolate, land_orders, make_tiny_root
 from mesh_assets import connect, load_mesh
 from mesh_assets.catalog import build_catalog
-from mesh_assets.errors import MeshError, TransformError
+from mesh_assets.consumption.query import read_only_query
+from mesh_assets.engine.duckdb_engine import DuckDBEngine
 from mesh_assets.engine.masked_copy import Masking, write_masked_copy
 from mesh_assets.engine.ports import Port
-from mesh_assets.consumption.query import read_only_query
+from mesh_assets.errors import MeshError, TransformError
 from mesh_assets.orchestration.runner import run_mesh
 from mesh_assets.sql.functions import ALLOWED_FUNCTIONS, allowed
-from mesh_assets.engine.duckdb_engine import DuckDBEngine
 from test_access import masked
 from test_governance import add_consumer, mesh_cli
 

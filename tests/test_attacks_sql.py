@@ -19,15 +19,15 @@ import yaml
 from typer.testing import CliRunner
 
 from mesh_assets.cli.main import app
-from mesh_assets.orchestration.definitions import build_mesh_definitions
-from mesh_assets.errors import MeshError, TransformError
-from mesh_assets.engine.write_audit_publish import step_sandbox, write_audit_publish
-from mesh_assets.contract.mesh import load_mesh
-from mesh_assets.sql.functions import FunctionNotAllowed, check_sql
-from mesh_assets.engine.sql_session import to_spark
 from mesh_assets.cli.validate import validate
+from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.sql_session import to_spark
+from mesh_assets.engine.write_audit_publish import step_sandbox, write_audit_publish
+from mesh_assets.errors import MeshError, TransformError
+from mesh_assets.orchestration.definitions import build_mesh_definitions
+from mesh_assets.sql.functions import FunctionNotAllowed, check_sql
 
 SHOP = Path("domains") / "shop"
 ORDERS = SHOP / "products" / "orders.yaml"

@@ -12,8 +12,8 @@ import duckdb
 import pytest
 
 from mesh_assets.contract.mesh import Mesh, load_mesh
-from mesh_assets.orchestration.runner import RunSummary, run_mesh
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.orchestration.runner import RunSummary, run_mesh
 
 CORPUS = Path(__file__).parent / "fixtures" / "bad_inputs"
 ORDERS = "shop/bronze/raw_orders"

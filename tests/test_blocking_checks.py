@@ -8,8 +8,8 @@ from decimal import Decimal
 import dagster as dg
 
 from mesh_assets.contract.mesh import Mesh
-from mesh_assets.orchestration.runner import run_mesh
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.orchestration.runner import run_mesh
 
 SILVER = dg.AssetKey(["shop", "silver", "orders"])
 GOLD = dg.AssetKey(["shop", "gold", "order_totals"])

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from mesh_assets.governance.changes import breaking_change_findings, compare_products
-from mesh_assets.errors import MeshError
 from mesh_assets.contract.mesh import Mesh, load_domain
+from mesh_assets.errors import MeshError
+from mesh_assets.governance.changes import breaking_change_findings, compare_products
 
 ORDERS = Path("domains/shop/products/orders.yaml")
 Contract = dict[str, Any]

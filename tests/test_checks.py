@@ -7,9 +7,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mesh_assets.engine.checks import run_rules
 from mesh_assets.contract.model import Column, Table
 from mesh_assets.contract.rules import constraint_rules, primary_key_rule, quality_rule
+from mesh_assets.engine.checks import run_rules
 
 COLUMNS = ["id", "code", "price", "day"]
 

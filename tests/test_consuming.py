@@ -12,8 +12,8 @@ import pytest
 
 from conftest import copy_mesh, isolate, make_tiny_root
 from mesh_assets import connect, load_mesh
-from mesh_assets.errors import MeshError
 from mesh_assets.consumption.query import export_duckdb
+from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.runner import run_mesh
 from test_access import classify_customer_pii, masked, restrict
 from test_governance import add_consumer, mesh_cli

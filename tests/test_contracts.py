@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from mesh_assets.contract.loader import load_contract
-from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.contract.mesh import load_domain, load_mesh
+from mesh_assets.errors import ContractError, MeshError
 
 CONTRACT = Path("domains/shop/products/orders.yaml")
 

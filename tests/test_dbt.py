@@ -17,13 +17,13 @@ import yaml
 
 from conftest import ReferenceRun
 from mesh_assets import load_mesh
+from mesh_assets.cli.validate import validate
 from mesh_assets.contract import dbt_project
 from mesh_assets.contract.dbt_project import parse_project
-from mesh_assets.orchestration.definitions import build_domain_definitions, build_mesh_definitions
-from mesh_assets.errors import MeshError
-from mesh_assets.orchestration.freshness import freshness_policy
 from mesh_assets.engine.ports import Port
-from mesh_assets.cli.validate import validate
+from mesh_assets.errors import MeshError
+from mesh_assets.orchestration.definitions import build_domain_definitions, build_mesh_definitions
+from mesh_assets.orchestration.freshness import freshness_policy
 
 pytestmark = pytest.mark.slow  # an integration tier: `make test-fast` leaves it out
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from mesh_assets import build_domain_definitions
 from mesh_assets.cli.main import app
-from mesh_assets.errors import MeshError
 from mesh_assets.cli.validate import validate
+from mesh_assets.errors import MeshError
 
 MESH = str(Path(sys.executable).parent / "mesh")
 REPO = Path(__file__).parent.parent

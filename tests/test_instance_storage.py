@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mesh_assets.orchestration.instance_storage import PooledSqliteEventLogStorage
 from mesh_assets.contract.mesh import Mesh
+from mesh_assets.orchestration.instance_storage import PooledSqliteEventLogStorage
 from mesh_assets.orchestration.runner import run_mesh
 
 CONFIG = """event_log_storage:

@@ -16,13 +16,13 @@ from conftest import ReferenceRun
 from typer.testing import CliRunner
 
 from mesh_assets import connect, load_mesh
+from mesh_assets.cli.main import app
+from mesh_assets.contract.labels import labels_sql
+from mesh_assets.contract.loader import load_contract
+from mesh_assets.contract.model import Condition, Label
+from mesh_assets.errors import ContractError
 from mesh_assets.governance.access import AccessError
 from mesh_assets.orchestration.assets import domain_assets
-from mesh_assets.cli.main import app
-from mesh_assets.contract.loader import load_contract
-from mesh_assets.errors import ContractError
-from mesh_assets.contract.model import Condition, Label
-from mesh_assets.contract.labels import labels_sql
 from mesh_assets.orchestration.runner import run_mesh
 
 REPO = Path(__file__).parent.parent

@@ -14,8 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mesh_assets.errors import ContractError
 from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.errors import ContractError
 from mesh_assets.orchestration.openlineage_events import port_namespace, step_run_id
 from mesh_assets.orchestration.runner import run_mesh
 from mesh_assets.settings import load_settings

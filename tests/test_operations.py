@@ -12,14 +12,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mesh_assets.consumption.status import port_status
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.ports import Port
 from mesh_assets.orchestration.alerts import Alert, send_alert
 from mesh_assets.orchestration.definitions import build_domain_definitions
-from mesh_assets.contract.mesh import load_mesh
-from mesh_assets.engine.ports import Port
 from mesh_assets.orchestration.sensors import LANDING_FILES_TAG
 from mesh_assets.settings import AlertSettings, load_settings
-from mesh_assets.consumption.status import port_status
-from mesh_assets.engine.port_storage import PortStorage
 
 from conftest import CUSTOMERS, land_orders
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mesh_assets.errors import PortError
-from mesh_assets.engine.masked_copy import Masking, write_masked_copy
-from mesh_assets.engine.write_audit_publish import write_audit_publish
 from mesh_assets.contract.mesh import Mesh
-from mesh_assets.engine.ports import Port
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
+from mesh_assets.engine.masked_copy import Masking, write_masked_copy
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.ports import Port
+from mesh_assets.engine.write_audit_publish import write_audit_publish
+from mesh_assets.errors import PortError
 
 
 def _write(port: Port, values: list[int], run_id: str = "run-1") -> str:

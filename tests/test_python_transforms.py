@@ -11,10 +11,10 @@ import dagster as dg
 import duckdb
 import pytest
 
-from mesh_assets.errors import MeshError
 from mesh_assets.contract.mesh import load_mesh
-from mesh_assets.orchestration.runner import run_mesh
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.errors import MeshError
+from mesh_assets.orchestration.runner import run_mesh
 
 TOTALS = ("shop", "gold", "order_totals")
 # Both engines in one function: it branches on the frame it receives (docs/contracts.md).

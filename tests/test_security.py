@@ -15,11 +15,11 @@ import yaml
 from typer.testing import CliRunner
 
 from mesh_assets.cli.main import app
-from mesh_assets.orchestration.definitions import build_mesh_definitions
-from mesh_assets.errors import MeshError, PortError
 from mesh_assets.contract.mesh import load_mesh
-from mesh_assets.engine.ports import REJECTS_SUFFIX, Port
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
+from mesh_assets.engine.ports import REJECTS_SUFFIX, Port
+from mesh_assets.errors import MeshError, PortError
+from mesh_assets.orchestration.definitions import build_mesh_definitions
 
 HOSTILE = {
     "double quote": 'a"b',

@@ -16,12 +16,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mesh_assets.cli.main import app
 from mesh_assets.cli.inference import SAMPLE_ROWS, infer
-from mesh_assets.contract.mesh import load_mesh
-from mesh_assets.orchestration.runner import run_mesh
+from mesh_assets.cli.main import app
 from mesh_assets.cli.scaffold import create_domain, create_product
+from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.orchestration.runner import run_mesh
 
 BIN = Path(sys.executable).parent
 MESH = str(BIN / "mesh")

@@ -15,14 +15,14 @@ import duckdb
 import pytest
 
 from conftest import TEST_SALT, ReferenceRun
-from mesh_assets.orchestration.definitions import build_mesh_definitions
-from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.contract.mesh import load_mesh
-from mesh_assets.orchestration.runner import RunSummary, run_mesh
-from mesh_assets.engine.sql_session import to_spark
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.spark_engine import SparkEngine, spark_config
 from mesh_assets.engine.spark_ingestion import spark_path
+from mesh_assets.engine.sql_session import to_spark
+from mesh_assets.errors import ContractError, MeshError
+from mesh_assets.orchestration.definitions import build_mesh_definitions
+from mesh_assets.orchestration.runner import RunSummary, run_mesh
 
 pytestmark = pytest.mark.spark  # an integration tier: `make test-fast` leaves it out
 

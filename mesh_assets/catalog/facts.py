@@ -14,9 +14,9 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._utils.schedules import get_latest_completed_cron_tick
 
 from mesh_assets.contract.model import Sla, Table
-from mesh_assets.errors import PortError
 from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS
 from mesh_assets.engine.ports import Port
+from mesh_assets.errors import PortError
 
 PROFILE_FILE = "profile.json"
 # Check metadata shown in the catalog, in this order (mesh_assets.engine.outcomes.CheckOutcome documents them).

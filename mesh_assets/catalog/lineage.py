@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from mesh_assets.contract.model import DataProduct, Table
 from mesh_assets.contract.graph import Key
+from mesh_assets.contract.model import DataProduct, Table
 
 NODE_HEIGHT, LANE_HEIGHT, LANE_WIDTH, ROW_GAP, COLUMN_GAP, MARGIN = 44, 4, 40, 12, 56, 12
 # of the 12 px monospace name and the 11 px sans-serif line under it; generous so text never overflows its box

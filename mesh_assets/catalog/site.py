@@ -28,8 +28,6 @@ import dagster as dg
 import jinja2
 from markupsafe import Markup
 
-from mesh_assets.governance.access import sensitive_columns
-from mesh_assets.governance.access_requests import AccessRequest, list_requests
 from mesh_assets.catalog.facts import (
     CheckResult,
     Freshness,
@@ -41,13 +39,15 @@ from mesh_assets.catalog.facts import (
     read_profile,
 )
 from mesh_assets.catalog.lineage import AssetGraph, Lineage, build_graph, label, lineage_svg
-from mesh_assets.contract.model import DataProduct, Grant, Rule, Table
-from mesh_assets.errors import MeshError
-from mesh_assets.orchestration.freshness import layer_default_slas
 from mesh_assets.contract.graph import Key, upstream_keys
 from mesh_assets.contract.mesh import Domain, Mesh
+from mesh_assets.contract.model import DataProduct, Grant, Rule, Table
 from mesh_assets.engine.ports import Port
 from mesh_assets.engine.profile import redact_profile
+from mesh_assets.errors import MeshError
+from mesh_assets.governance.access import sensitive_columns
+from mesh_assets.governance.access_requests import AccessRequest, list_requests
+from mesh_assets.orchestration.freshness import layer_default_slas
 
 MARKER = ".mesh-catalog"
 _OWNED = ("index.html", "products", "assets")  # what a rebuild replaces in an existing catalog folder

@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from mesh_assets.errors import MeshError
 from mesh_assets.contract.mesh import Mesh, load_mesh
+from mesh_assets.errors import MeshError
 from mesh_assets.settings import find_mesh_root
 
 app = typer.Typer(help="Data products as data contracts, built into a data mesh on Dagster.",

@@ -22,12 +22,12 @@ from typing import Any
 
 import yaml
 
-from mesh_assets.governance.codeowners import BEGIN, codeowners_path, write_codeowners
+from mesh_assets.cli.inference import SAMPLE_ROWS, Inference, infer
+from mesh_assets.contract.identity import current_user
+from mesh_assets.contract.mesh import DOMAIN_FILE, load_mesh
 from mesh_assets.contract.model import SNAKE_CASE
 from mesh_assets.errors import MeshError
-from mesh_assets.contract.identity import current_user
-from mesh_assets.cli.inference import SAMPLE_ROWS, Inference, infer
-from mesh_assets.contract.mesh import DOMAIN_FILE, load_mesh
+from mesh_assets.governance.codeowners import BEGIN, codeowners_path, write_codeowners
 from mesh_assets.governance.policies import duckdb_reserved_words
 
 WORKSPACE_FILE = "workspace.yaml"

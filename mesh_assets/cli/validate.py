@@ -21,18 +21,18 @@ from pathlib import Path
 
 import dagster as dg
 
+from mesh_assets.contract.dbt_project import project_yaml_files
+from mesh_assets.contract.graph import cycle_message, find_cycle
+from mesh_assets.contract.mesh import Domain, Mesh, load_mesh
+from mesh_assets.errors import ContractError, ContractsError, MeshError
+from mesh_assets.findings import Finding, contract_findings
 from mesh_assets.governance.access import AccessError
 from mesh_assets.governance.access_requests import grant_findings, read_requests
-from mesh_assets.orchestration.assets import table_asset
 from mesh_assets.governance.classification import classification_findings
 from mesh_assets.governance.codeowners import codeowners_findings
 from mesh_assets.governance.dbt_checks import dbt_findings
-from mesh_assets.contract.dbt_project import project_yaml_files
-from mesh_assets.errors import ContractError, ContractsError, MeshError
-from mesh_assets.findings import Finding, contract_findings
-from mesh_assets.contract.graph import cycle_message, find_cycle
-from mesh_assets.contract.mesh import Domain, Mesh, load_mesh
 from mesh_assets.governance.policies import policy_findings
+from mesh_assets.orchestration.assets import table_asset
 from mesh_assets.yaml_source import read_yaml_text
 
 

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import duckdb
 
-from mesh_assets.governance.access import Access, AccessError, decide
-from mesh_assets.errors import MeshError, PortError
 from mesh_assets.contract.mesh import Mesh, load_mesh
+from mesh_assets.engine.duckdb_engine import DuckDBEngine
+from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.ports import Port, Snapshot
+from mesh_assets.errors import MeshError, PortError
+from mesh_assets.governance.access import Access, AccessError, decide
+from mesh_assets.orchestration.definitions import duckdb_engine
 from mesh_assets.settings import find_mesh_root
 from mesh_assets.sql.functions import FunctionNotAllowed, check_functions
 from mesh_assets.sql.inputs import SqlInputError, parse_select
-from mesh_assets.orchestration.definitions import duckdb_engine
-from mesh_assets.engine.ports import Port, Snapshot
-from mesh_assets.engine.duckdb_engine import DuckDBEngine
-from mesh_assets.engine.port_storage import PortStorage
 
 
 def readable_ports(mesh: Mesh, domain: str | None) -> list[tuple[Port, Access]]:

@@ -14,9 +14,9 @@ from typing import Any
 import dagster as dg
 
 from mesh_assets.catalog.facts import freshness, latest_checks, read_pointer
-from mesh_assets.orchestration.freshness import layer_default_slas
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.orchestration.freshness import layer_default_slas
 
 COLUMNS = ["port", "visibility", "team", "freshness", "sla_state", "sla", "last_update", "rows", "checks"]
 

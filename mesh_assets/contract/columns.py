@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from mesh_assets.contract.model import LINEAGE_COLUMNS, Column, Report, Rule
-from mesh_assets.contract.types import DEFAULT_PHYSICAL, physical_type
 from mesh_assets.contract.rules import RuleError, constraint_rules, quality_rule
+from mesh_assets.contract.types import DEFAULT_PHYSICAL, physical_type
 
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # A Python transform's column customProperties derivedFrom: "<schema>.<table>.<column>" (mesh_assets.governance.classification).

@@ -3,9 +3,9 @@ runs through several domains (Dagster checks cycles only inside one ``Definition
 
 from __future__ import annotations
 
+from mesh_assets.contract.mesh import Mesh
 from mesh_assets.contract.model import Table
 from mesh_assets.errors import MeshError
-from mesh_assets.contract.mesh import Mesh
 from mesh_assets.sql.inputs import SqlInputError, declared_inputs, find_inputs
 
 Key = tuple[str, str, str]

@@ -38,8 +38,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from mesh_assets.contract.model import Column, Condition, Label, Table
 from mesh_assets.contract.metrics import DeclarationError, declarations, parse_expression, required_rules
+from mesh_assets.contract.model import Column, Condition, Label, Table
 from mesh_assets.contract.rules import primary_key_rule
 from mesh_assets.sql.inputs import PREVIOUS, SqlInputError, parse_select
 

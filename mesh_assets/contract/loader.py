@@ -19,14 +19,14 @@ from open_data_contract_standard.model import OpenDataContractStandard
 
 from mesh_assets.contract.columns import custom_names, parse_columns
 from mesh_assets.contract.grants import parse_grants
+from mesh_assets.contract.labels import labels_table, parse_labels
+from mesh_assets.contract.metrics import DeclarationError, metrics_table, parse_metrics
 from mesh_assets.contract.model import SNAKE_CASE, VISIBILITIES, Column, DataProduct, Label, Metric, Sla, Source, Table
 from mesh_assets.contract.odcs import SUPPORTED_API_VERSIONS, validate_odcs
+from mesh_assets.contract.rules import RuleError, primary_key_rule, quality_rule, relationship_rule
 from mesh_assets.contract.sla import parse_slas
 from mesh_assets.contract.transform import resolve_transform
 from mesh_assets.errors import ContractError
-from mesh_assets.contract.labels import labels_table, parse_labels
-from mesh_assets.contract.metrics import DeclarationError, metrics_table, parse_metrics
-from mesh_assets.contract.rules import RuleError, primary_key_rule, quality_rule, relationship_rule
 from mesh_assets.settings import ENGINES, LAYERS
 from mesh_assets.yaml_source import YamlDocument, load_yaml
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from dagster._utils.schedules import is_valid_cron_string  # the validator Dagster applies to schedules
 
-from mesh_assets.contract.model import SNAKE_CASE, DataProduct, Table
-from mesh_assets.contract.loader import load_contract
-from mesh_assets.errors import ContractError, ContractsError, MeshError
 from mesh_assets.contract.identity import is_identity
+from mesh_assets.contract.loader import load_contract
+from mesh_assets.contract.model import SNAKE_CASE, DataProduct, Table
 from mesh_assets.contract.model import REJECTS_SUFFIX
+from mesh_assets.errors import ContractError, ContractsError, MeshError
 from mesh_assets.settings import ENGINES, LAYERS, MeshSettings, load_settings
 from mesh_assets.sql.inputs import PREVIOUS
 from mesh_assets.yaml_source import load_yaml

@@ -15,8 +15,8 @@ import jsonschema_rs
 import pydantic
 from open_data_contract_standard.model import OpenDataContractStandard
 
-from mesh_assets.errors import ContractError
 from mesh_assets.contract.rules import OPERATORS
+from mesh_assets.errors import ContractError
 from mesh_assets.yaml_source import YamlDocument
 
 SUPPORTED_API_VERSIONS = ("v3.1.0", "v3.2.0")

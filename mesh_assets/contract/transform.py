@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mesh_assets.contract.model import SNAKE_CASE, Report
 from mesh_assets.contract.dbt_project import DbtModelError, model_file, render_model
+from mesh_assets.contract.model import SNAKE_CASE, Report
 from mesh_assets.errors import MeshError
 
 DBT_TRANSFORM = "dbt:"  # customProperties transform "dbt:<model>": the table is built by a dbt model

@@ -28,9 +28,9 @@ from pandera.api.ibis.types import IbisData
 from pandera.backends.ibis.register import register_ibis_backends
 
 from mesh_assets.contract.model import Rule, Table
-from mesh_assets.errors import TransformError
 from mesh_assets.engine.outcomes import CheckOutcome
 from mesh_assets.engine.sql_session import DuckDBSession, QueryError, SqlSession
+from mesh_assets.errors import TransformError
 
 ROW_LEVEL = ("not_null", "bound", "length", "pattern", "valid_values", "not_missing")
 _BOUND_CHECKS = {">=": pa.Check.ge, ">": pa.Check.gt, "<=": pa.Check.le, "<": pa.Check.lt}

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 
+from mesh_assets.contract.mesh import Domain
 from mesh_assets.contract.model import DataProduct, Table
 from mesh_assets.errors import MeshError
-from mesh_assets.contract.mesh import Domain
 from mesh_assets.settings import ENGINES, MeshSettings
 
 ENGINE_ENV = "MESH_ENGINE"

@@ -25,11 +25,11 @@ import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from mesh_assets.contract.model import Table
-from mesh_assets.engine.interface import BuildJob, EngineError, Output, Sandbox
-from mesh_assets.errors import MeshError, error_message, is_transient
 from mesh_assets.engine.ingestion import REJECTS_COLUMNS, ingestion_sql, records_read, rejects_sql
+from mesh_assets.engine.interface import BuildJob, EngineError, Output, Sandbox
 from mesh_assets.engine.ports import Snapshot
 from mesh_assets.engine.python_transforms import run_transform
+from mesh_assets.errors import MeshError, error_message, is_transient
 from mesh_assets.sql.inputs import PREVIOUS
 
 MASK_FUNCTION = "mesh_mask"

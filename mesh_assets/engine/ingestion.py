@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
-from mesh_assets.engine.outcomes import CheckOutcome
 from mesh_assets.contract.model import Table
-from mesh_assets.errors import TransformError
 from mesh_assets.contract.model import REJECTS_SUFFIX
+from mesh_assets.engine.outcomes import CheckOutcome
+from mesh_assets.errors import TransformError
 
 REJECTS_COLUMNS = {"_source_file": "VARCHAR", "line_number": "BIGINT", "raw_line": "VARCHAR",
                    "error_types": "VARCHAR", "reason": "VARCHAR", "_ingested_at": "TIMESTAMP WITH TIME ZONE",

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from mesh_assets.governance.access import pii_salt, sensitive_columns
 from mesh_assets.contract.model import Table
 from mesh_assets.engine.duckdb_engine import MASK_FUNCTION, DuckDBEngine
-from mesh_assets.errors import error_message, failure_class
 from mesh_assets.engine.ports import MASKED, Port, Snapshot
+from mesh_assets.errors import error_message, failure_class
+from mesh_assets.governance.access import pii_salt, sensitive_columns
 from mesh_assets.settings import MeshSettings
 
 

@@ -27,13 +27,13 @@ from dagster_pyspark import LazyPySparkResource
 from mesh_assets.contract.model import Table
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
 from mesh_assets.engine.interface import BuildJob, EngineError, Output, Sandbox
-from mesh_assets.errors import MeshError, is_transient
 from mesh_assets.engine.ports import Snapshot
 from mesh_assets.engine.python_transforms import python_source, run_transform
 from mesh_assets.engine.spark_ingestion import ingest, records_read, spark_path
+from mesh_assets.engine.sql_session import SparkSqlSession, duckdb_type, same_family, spark_message, spark_type, to_spark, view_name
+from mesh_assets.errors import MeshError, is_transient
 from mesh_assets.sql.functions import FunctionNotAllowed
 from mesh_assets.sql.inputs import PREVIOUS
-from mesh_assets.engine.sql_session import SparkSqlSession, duckdb_type, same_family, spark_message, spark_type, to_spark, view_name
 
 MASTER_ENV, CONF_ENV = "MESH_SPARK_MASTER", "MESH_SPARK_CONF"
 # What the mesh needs of every session, whatever the configuration says:

@@ -27,25 +27,25 @@ from typing import Any
 
 import sqlglot
 
-from mesh_assets.governance.access import runtime_access, sensitive_columns
-from mesh_assets.engine.checks import redact_samples, run_rules
-from mesh_assets.sql.lineage import column_lineage
 from mesh_assets.contract.model import Table
+from mesh_assets.engine.checks import redact_samples, run_rules
 from mesh_assets.engine.duckdb_engine import DuckDBEngine, contract_types
-from mesh_assets.engine.interface import BuildJob, Engine, EngineSession, Output, Sandbox
-from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
 from mesh_assets.engine.ingestion import (REJECTS_SAMPLE, detect_drift, drift_outcome, ingestion_outcomes, rejects_key,
-                                   source_files)
+                                          source_files)
+from mesh_assets.engine.interface import BuildJob, Engine, EngineSession, Output, Sandbox
 from mesh_assets.engine.masked_copy import Masking, masking_for, write_masked_copy
 from mesh_assets.engine.outcomes import CheckOutcome, schema_outcome, weighted_passes
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.ports import Port, Snapshot
 from mesh_assets.engine.profile import profile_relation, write_profile
 from mesh_assets.engine.python_transforms import python_source
+from mesh_assets.engine.step_folders import new_spill_folder
+from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
+from mesh_assets.governance.access import runtime_access, sensitive_columns
 from mesh_assets.settings import MeshSettings
 from mesh_assets.sql.functions import FunctionNotAllowed, check_sql
 from mesh_assets.sql.inputs import PREVIOUS, InputRef
-from mesh_assets.engine.step_folders import new_spill_folder
+from mesh_assets.sql.lineage import column_lineage
 
 REJECTS_SCHEMA = "_rejects"  # the relation a bronze step's staged rejects are read from for their sample
 

@@ -18,10 +18,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh_assets.contract.model import DataProduct, Grant, Table
 from mesh_assets.contract.loader import load_contract
-from mesh_assets.errors import MeshError
 from mesh_assets.contract.mesh import Domain, Mesh
+from mesh_assets.contract.model import DataProduct, Grant, Table
+from mesh_assets.errors import MeshError
 from mesh_assets.settings import GovernanceSettings
 from mesh_assets.sql.inputs import InputRef
 

@@ -24,13 +24,13 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from mesh_assets.governance.access import AccessError, decide
-from mesh_assets.contract.model import SNAKE_CASE
+from mesh_assets.contract.identity import current_user, is_identity, is_member, same_identity
 from mesh_assets.contract.loader import load_contract
+from mesh_assets.contract.mesh import Domain, Mesh
+from mesh_assets.contract.model import SNAKE_CASE
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.findings import Finding
-from mesh_assets.contract.identity import current_user, is_identity, is_member, same_identity
-from mesh_assets.contract.mesh import Domain, Mesh
+from mesh_assets.governance.access import AccessError, decide
 from mesh_assets.yaml_source import YamlDocument, format_location, load_yaml, read_yaml_text
 
 REQUESTS_DIR = "access"

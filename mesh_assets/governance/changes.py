@@ -26,10 +26,10 @@ import sqlglot
 from packaging.version import InvalidVersion, Version
 from sqlglot import exp
 
+from mesh_assets.contract.mesh import DOMAIN_FILE, load_domain
 from mesh_assets.contract.model import Column, DataProduct, Rule, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.findings import Finding
-from mesh_assets.contract.mesh import DOMAIN_FILE, load_domain
 from mesh_assets.governance.policies import is_output_port
 from mesh_assets.yaml_source import format_location, load_yaml
 

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mesh_assets.sql.lineage import column_sources
+from mesh_assets.contract.mesh import Domain, Mesh
 from mesh_assets.contract.model import DataProduct, Table
 from mesh_assets.errors import MeshError
 from mesh_assets.findings import Finding
-from mesh_assets.contract.mesh import Domain, Mesh
 from mesh_assets.settings import LAYERS
 from mesh_assets.sql.inputs import PREVIOUS, InputRef, SqlInputError, declared_inputs, find_inputs
+from mesh_assets.sql.lineage import column_sources
 from mesh_assets.yaml_source import format_location, load_yaml
 
 RULE = "security/classification"

@@ -20,10 +20,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from mesh_assets.errors import MeshError
-from mesh_assets.findings import Finding
 from mesh_assets.contract.identity import is_identity
 from mesh_assets.contract.mesh import DOMAIN_FILE, Mesh
+from mesh_assets.errors import MeshError
+from mesh_assets.findings import Finding
 from mesh_assets.settings import MESH_FILE
 from mesh_assets.yaml_source import load_yaml
 

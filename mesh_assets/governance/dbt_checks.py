@@ -18,11 +18,11 @@ import yaml
 from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
 
-from mesh_assets.contract.model import DataProduct, Table
 from mesh_assets.contract.dbt_project import domain_sources, project_dir, properties_file, properties_text
+from mesh_assets.contract.mesh import Domain, Mesh
+from mesh_assets.contract.model import DataProduct, Table
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.findings import Finding, contract_findings
-from mesh_assets.contract.mesh import Domain, Mesh
 from mesh_assets.sql.inputs import find_inputs
 from mesh_assets.yaml_source import read_yaml_text
 

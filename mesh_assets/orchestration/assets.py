@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from mesh_assets.governance.access import authorize_input, deprecation_notice
-from mesh_assets.contract.model import DataProduct, Table
-from mesh_assets.engine.interface import Engine
-from mesh_assets.engine.choice import table_engine
-from mesh_assets.errors import MeshError, error_message, is_transient
-from mesh_assets.orchestration.freshness import freshness_policy
-from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS, rejects_key
-from mesh_assets.engine.profile import profile_metadata
 from mesh_assets.contract.mesh import Domain, Mesh
-from mesh_assets.settings import MeshSettings
+from mesh_assets.contract.model import DataProduct, Table
+from mesh_assets.engine.choice import table_engine
+from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS, rejects_key
+from mesh_assets.engine.interface import Engine
 from mesh_assets.engine.outcomes import CheckOutcome, weighted_passes
-from mesh_assets.sql.inputs import InputRef, SqlInputError, declared_inputs, find_inputs
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.profile import profile_metadata
+from mesh_assets.errors import MeshError, error_message, is_transient
+from mesh_assets.governance.access import authorize_input, deprecation_notice
+from mesh_assets.orchestration.freshness import freshness_policy
+from mesh_assets.settings import MeshSettings
+from mesh_assets.sql.inputs import InputRef, SqlInputError, declared_inputs, find_inputs
 
 if TYPE_CHECKING:
     from mesh_assets.engine.write_audit_publish import TableResult

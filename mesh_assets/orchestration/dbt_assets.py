@@ -38,8 +38,6 @@ from dbt.cli.main import dbtRunner
 from dbt.contracts.graph.manifest import Manifest
 from dbt.contracts.graph.nodes import GenericTestNode
 
-from mesh_assets.contract.model import Table
-from mesh_assets.engine.dbt_plugin import StepConnection, dbt_step
 from mesh_assets.contract.dbt_project import (
     MANIFEST,
     PROFILE,
@@ -48,13 +46,15 @@ from mesh_assets.contract.dbt_project import (
     project_dir,
     project_yaml_files,
 )
+from mesh_assets.contract.mesh import Mesh
+from mesh_assets.contract.model import Table
+from mesh_assets.engine.dbt_plugin import StepConnection, dbt_step
 from mesh_assets.engine.duckdb_engine import DuckDBEngine, DuckDBStep
 from mesh_assets.engine.interface import BuildJob, Output, Sandbox
-from mesh_assets.errors import ContractError, MeshError, TransformError, failure_class
-from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.outcomes import CheckOutcome
 from mesh_assets.engine.ports import Snapshot
 from mesh_assets.engine.step_folders import new_step_folder
+from mesh_assets.errors import ContractError, MeshError, TransformError, failure_class
 from mesh_assets.yaml_source import read_yaml_text
 
 

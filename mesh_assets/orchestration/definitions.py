@@ -7,15 +7,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from mesh_assets.orchestration.assets import LAYER_TAG, domain_assets
-from mesh_assets.errors import MeshError
 from mesh_assets.contract.graph import cycle_message, find_cycle
 from mesh_assets.contract.mesh import Domain, Mesh, load_mesh
-from mesh_assets.orchestration.sensors import freshness_alert_sensor, landing_zone_sensor, run_failure_alert_sensor
-from mesh_assets.settings import MeshSettings, find_mesh_root
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.spark_engine import SparkEngine, spark_config
+from mesh_assets.errors import MeshError
+from mesh_assets.orchestration.assets import LAYER_TAG, domain_assets
+from mesh_assets.orchestration.sensors import freshness_alert_sensor, landing_zone_sensor, run_failure_alert_sensor
+from mesh_assets.settings import MeshSettings, find_mesh_root
 
 
 def duckdb_engine(settings: MeshSettings) -> DuckDBEngine:

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mesh_assets.contract.model import LINEAGE_COLUMNS, Table
-from mesh_assets.errors import MeshError
 from mesh_assets.engine.ingestion import REJECTS_COLUMNS, rejects_key, source_files
+from mesh_assets.errors import MeshError
 from mesh_assets.settings import MeshSettings
 from mesh_assets.sql.inputs import InputRef
 

@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
-from mesh_assets.orchestration.definitions import build_mesh_definitions
-from mesh_assets.errors import MeshError
-from mesh_assets.orchestration.instance_config import get_instance, write_instance_config
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.step_folders import clean_step_folders
+from mesh_assets.errors import MeshError
+from mesh_assets.orchestration.definitions import build_mesh_definitions
+from mesh_assets.orchestration.instance_config import get_instance, write_instance_config
 
 HOST_TAG, PROCESS_TAG = "mesh/host", "mesh/process"  # where a `mesh run` runs: host, "<pid>:<start time>"
 _WATCHED = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,

@@ -20,11 +20,11 @@ from typing import Any
 import dagster as dg
 import fsspec
 
-from mesh_assets.orchestration.alerts import Alert, send_alert
-from mesh_assets.contract.model import Table
-from mesh_assets.orchestration.freshness import freshness_policy
-from mesh_assets.engine.ingestion import rejects_key
 from mesh_assets.contract.mesh import Domain
+from mesh_assets.contract.model import Table
+from mesh_assets.engine.ingestion import rejects_key
+from mesh_assets.orchestration.alerts import Alert, send_alert
+from mesh_assets.orchestration.freshness import freshness_policy
 from mesh_assets.settings import MeshSettings
 
 LANDING_FILES_TAG, TRIGGER_TAG = "mesh/landing_files", "mesh/trigger"
