@@ -75,7 +75,8 @@ def generate(root: Path, domains: int, products: int, rows: int = 50) -> list[st
         folder = root / "domains" / domain
         (folder / "products").mkdir(parents=True)
         (folder / "sql" / "gold").mkdir(parents=True)
-        (folder / "domain.yaml").write_text(f"name: {domain}\nteam: team-{domain}\nmembers: [owner-{domain}@example.com]\n"
+        (folder / "domain.yaml").write_text(f"name: {domain}\nteam: team-{domain}\n"
+                                            f"members: [owner-{domain}@example.com]\n"
                                             f"description: Synthetic domain {domain}.\n"
                                             "ingestion_schedule: '0 1 * * *'\n")
         for j in range(products):

@@ -214,8 +214,9 @@ class _Webhook(_Strict):
 
 
 class AlertSettings(_Strict):
-    """Where a failed run or a port that missed its SLA is reported (mesh_assets.orchestration.alerts). Every alert is a log
-    line (logger ``mesh_assets.orchestration.alerts``, level ERROR); a team listed under ``webhooks`` also gets a JSON POST.
+    """Where a failed run or a port that missed its SLA is reported (mesh_assets.orchestration.alerts). Every alert is a
+    log line (logger ``mesh_assets.orchestration.alerts``, level ERROR); a team listed under ``webhooks`` also gets a
+    JSON POST.
 
     - ``webhooks.<team>.url``: the team's webhook, or ``webhooks.<team>.url_env``: the environment variable
       holding it (Slack and Teams webhook URLs are secrets; they never belong in ``mesh.yaml``).

@@ -20,7 +20,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 TEST_SALT = "salt-of-the-tests-0123456789"
 VALID_ORDERS = "order_id,customer,amount\n1,ann,10.00\n2,bob,20.00\n3, ann ,1.50\n"
-CUSTOMERS = "customer,segment,since\nann,retail,2020-01-15\nbob,retail,2021-06-01\ncy,wholesale,2019-03-03\ndee,wholesale,2022-12-31\nzoe,retail,2023-07-04\n"
+CUSTOMERS = ("customer,segment,since\nann,retail,2020-01-15\nbob,retail,2021-06-01\ncy,wholesale,2019-03-03\n"
+             "dee,wholesale,2022-12-31\nzoe,retail,2023-07-04\n")
 TPCH_SCALE_FACTOR = 0.01  # about 87,000 rows: every TPC-H query still returns rows
 # TPC-H specification §1.4.1 column types (as in dbgen's dss.ddl), so the reference never borrows our contracts.
 RAW_DDL = {

@@ -190,7 +190,8 @@ def test_profiles_samples_events_and_catalog_hold_no_clear_value(attacked, attac
             text = dg.serialize_value(record)
             assert _leaks(text, names) == [], (event.event_type_value, _leaks(text, names))
             evaluation = event.event_specific_data  # an AssetCheckEvaluation for a check's event
-            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION and evaluation.check_name == "total_is_small":
+            if (event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+                    and evaluation.check_name == "total_is_small"):
                 sample = evaluation.metadata["sample"].value
                 assert sample and all(row["customer"] == "<masked>" for row in sample)
                 sampled = True

@@ -67,7 +67,8 @@ def test_synthetic_mesh_validates_with_cross_domain_edges(tmp_path: Path) -> Non
     assert names == ["d000", "d001", "d002"]
     mesh = load_mesh(tmp_path / "mesh")
     assert sum(len(d.tables) for d in mesh.domains()) == 3 * 4 * 2
-    result = subprocess.run([sys.executable, "-m", "mesh_assets.cli.main", "validate", "--root", str(tmp_path / "mesh")],
+    result = subprocess.run([sys.executable, "-m", "mesh_assets.cli.main", "validate", "--root",
+                             str(tmp_path / "mesh")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     sql = (tmp_path / "mesh" / "domains" / "d001" / "sql" / "gold" / "summary_p000.sql").read_text()

@@ -71,7 +71,8 @@ def _wait(what: str, condition: Callable[[], Any], timeout: float, processes: li
 
 
 @contextmanager
-def _running(command: list[str], root: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+def _running(command: list[str], root: Path, log: Path,
+             env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """``command`` started in ``root`` in its own process group, stopped (SIGTERM, then SIGKILL) at the end."""
     with log.open("w") as output:
         process = subprocess.Popen(command, cwd=root, stdout=output, stderr=subprocess.STDOUT,
@@ -111,7 +112,8 @@ def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path:
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "domains", root / "domains", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "dbt", root / "dbt", ignore=shutil.ignore_patterns("logs"))  # three gold models
-    domains = [e["python_module"]["location_name"] for e in yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]]
+    domains = [e["python_module"]["location_name"]
+               for e in yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]]
     _workspace(root, domains)
     _settings(root, automation={"landing_interval_seconds": 5, "automation_interval_seconds": 5,
                                 "landing_settle_seconds": 3})

@@ -48,7 +48,8 @@ def dbt_job(domain: str) -> dg.JobDefinition:
 def dbt_run(reference_run: ReferenceRun, tmp_path_factory: pytest.TempPathFactory):
     """The reference run the test session shares (its dbt models included): its summary and instance (read
     only), and a copy of its lake for this module's tests, which publish into it."""
-    return reference_run.summary, reference_run.instance, reference_run.copy_lake(tmp_path_factory.mktemp("dbt") / "lake")
+    return reference_run.summary, reference_run.instance, reference_run.copy_lake(
+        tmp_path_factory.mktemp("dbt") / "lake")
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,8 @@ def add_consumer(root: Path, sql: str = "select customer, total from shop.order_
     domain = root / "domains" / "billing"
     (domain / "products").mkdir(parents=True)
     (domain / "sql" / "gold").mkdir(parents=True)
-    (domain / "domain.yaml").write_text("name: billing\nteam: billing-team\nmembers: [bea@example.com, bob@example.com]\n"
+    (domain / "domain.yaml").write_text("name: billing\nteam: billing-team\n"
+                                       "members: [bea@example.com, bob@example.com]\n"
                                        "description: Invoices.\n")
     (domain / "sql" / "gold" / "invoices.sql").write_text(sql)
     contract = {
@@ -170,7 +171,8 @@ def test_deprecated_port_warns_its_readers_and_shows_in_metadata(tiny_root: Path
         {"property": "endOfSupport", "value": "2027-03-31"}, {"property": "replacedBy", "value": "shop.totals_v2"}]))
     warnings = [f for f in findings(tiny_root) if f["rule"] == "access/deprecated"]
     assert len(warnings) == 1 and warnings[0]["severity"] == "warning"
-    assert "shop.order_totals is deprecated, supported until 2027-03-31; move to shop.totals_v2" in warnings[0]["message"]
+    assert ("shop.order_totals is deprecated, supported until 2027-03-31; move to shop.totals_v2"
+            in warnings[0]["message"])
     assert mesh_cli(tiny_root, "validate").returncode == 0  # warnings do not fail
     billing = build_domain_definitions(tiny_root / "domains" / "billing")
     shop = build_domain_definitions(tiny_root / "domains" / "shop")

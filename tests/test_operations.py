@@ -120,7 +120,8 @@ def test_retry_policy_follows_mesh_yaml(tiny_root: Path) -> None:
 
 
 def test_failed_run_alerts_the_owning_team(tiny_root: Path, instance, webhook, caplog) -> None:
-    _append_settings(tiny_root, f"retries: {{max_retries: 0}}\nalerts:\n  webhooks:\n    shop-team: {{url: '{webhook.url}'}}\n")
+    _append_settings(tiny_root, f"retries: {{max_retries: 0}}\nalerts:\n  webhooks:\n"
+                                f"    shop-team: {{url: '{webhook.url}'}}\n")
     land_orders(tiny_root, "order_id,customer,amount\n1,ann,10.00\n2,bob,-5.00\n")
     defs = _defs(tiny_root)
     result = _materialize(defs, instance)

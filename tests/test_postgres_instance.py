@@ -48,7 +48,8 @@ def server_url() -> Iterator[str]:
     empty database for the instance; its URL. The server is stopped and its folder removed afterwards."""
     bin_dir = _postgres_bin()
     if bin_dir is None:
-        pytest.skip("no PostgreSQL server in /usr/lib/postgresql/*/bin (Debian package postgresql; .ci/run installs it)")
+        pytest.skip("no PostgreSQL server in /usr/lib/postgresql/*/bin (Debian package postgresql; "
+                    ".ci/run installs it)")
     as_server_user: list[str] = []
     owner = None
     if os.geteuid() == 0:  # initdb and postgres refuse to run as root

@@ -284,7 +284,8 @@ def test_sensitive_columns_get_counts_only_and_their_values_are_never_queried(co
             executed.append(query)
             return con.execute(query, *args)
 
-    p = by_column(profile_relation(Recording(), "silver.orders", sensitive=("status", "amount")))  # type: ignore[arg-type]
+    p = by_column(profile_relation(Recording(), "silver.orders",  # type: ignore[arg-type]
+                                   sensitive=("status", "amount")))
     for name in ("status", "amount"):
         assert (p[name]["rows"], p[name]["nulls"], p[name]["sensitive"]) == (8, {"status": 1, "amount": 2}[name], True)
         assert (p[name]["min"], p[name]["max"], p[name]["mean"], p[name]["top_values"]) == (None, None, None, [])

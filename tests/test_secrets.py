@@ -133,8 +133,8 @@ def test_short_secrets_pass_the_pre_screen(tiny_root: Path, secret: str, detecto
 
 
 def test_the_pre_screen_was_reviewed_for_every_detector() -> None:
-    """`_CANDIDATE` in mesh_assets/governance/secrets.py is derived from these detectors' regexes: a detect-secrets upgrade
-    that adds or renames one must be checked against it (and the list below updated)."""
+    """`_CANDIDATE` in mesh_assets/governance/secrets.py is derived from these detectors' regexes: a detect-secrets
+    upgrade that adds or renames one must be checked against it (and the list below updated)."""
     assert sorted(c.__name__ for c in get_mapping_from_secret_type_to_class().values()) == [
         "AWSKeyDetector", "ArtifactoryDetector", "AzureStorageKeyDetector", "Base64HighEntropyString",
         "BasicAuthDetector", "CloudantDetector", "DiscordBotTokenDetector", "GitHubTokenDetector",

@@ -6,8 +6,9 @@
 3. access — grants name existing domains; each grant rests on a valid approved request file and every request
    file is valid (mesh_assets.governance.access_requests); every domain lists its members and ``CODEOWNERS`` is in sync
    (mesh_assets.governance.codeowners); readers of deprecated ports are warned;
-4. security — no secret-looking literal in the mesh's files (mesh_assets.governance.secrets); every column computed from a
-   sensitive column is classified sensitive or declassified with a reason (mesh_assets.governance.classification);
+4. security — no secret-looking literal in the mesh's files (mesh_assets.governance.secrets); every column computed
+   from a sensitive column is classified sensitive or declassified with a reason
+   (mesh_assets.governance.classification);
 5. change management — with a base git ref, breaking changes of output ports need a major version bump
    (mesh_assets.governance.changes);
 6. dbt — each dbt model selects its contract's columns, its dbt contract is in sync, its sources name their

@@ -3,7 +3,8 @@
 
 A column needs a name of letters, digits and ``_`` (at most 63), unique in the table, and a ``logicalType``; its
 ``physicalType`` is parsed by mesh_assets.contract.types. Its ``customProperties`` may give the reason it is
-``declassified`` and, for a Python transform, the input columns it is ``derivedFrom`` (mesh_assets.governance.classification).
+``declassified`` and, for a Python transform, the input columns it is ``derivedFrom``
+(mesh_assets.governance.classification).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from mesh_assets.contract.rules import RuleError, constraint_rules, quality_rule
 from mesh_assets.contract.types import DEFAULT_PHYSICAL, physical_type
 
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-# A Python transform's column customProperties derivedFrom: "<schema>.<table>.<column>" (mesh_assets.governance.classification).
+# A Python transform's column customProperties derivedFrom: "<schema>.<table>.<column>"
+# (mesh_assets.governance.classification).
 DERIVED_FROM = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
 MIN_DECLASSIFIED_REASON = 10  # characters: a reason, not "yes" or "true"
 

@@ -5,8 +5,8 @@ user handle (``@alice``). Identities compare normalised: surrounding spaces drop
 ``Alice@Example.com`` and ``alice@example.com`` are one person (e-mail addresses and git host handles are
 case-insensitive in practice; RFC 5321 lets a mail server tell local parts apart by case, which no git host
 does). ``mesh`` only compares the identities written in files and given on the command line; what makes an
-identity real is the git host's review: ``CODEOWNERS`` (mesh_assets.governance.codeowners) makes a member of the producer's
-team approve every change of its folder, request files included.
+identity real is the git host's review: ``CODEOWNERS`` (mesh_assets.governance.codeowners) makes a member of the
+producer's team approve every change of its folder, request files included.
 """
 
 from __future__ import annotations

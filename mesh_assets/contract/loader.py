@@ -158,7 +158,8 @@ class _Builder:
             return None
         visibility = custom.get("visibility") or ("public" if layer == "gold" else "private")
         if visibility not in VISIBILITIES:
-            self.fail([*loc, "customProperties"], f"visibility {visibility!r} is unknown; use {', '.join(VISIBILITIES)}")
+            self.fail([*loc, "customProperties"], f"visibility {visibility!r} is unknown; use "
+                                                  f"{', '.join(VISIBILITIES)}")
         elif layer != "gold" and visibility != "private":
             self.fail([*loc, "customProperties"], f"{layer} tables are private to their domain; only gold tables "
                                                   "are output ports")

@@ -104,7 +104,8 @@ def load_domain(path: Path) -> Domain:
     for product in products:
         for table in product.tables:
             # a bronze table also owns the key of its rejects port
-            owned = [table.key, (*table.key[:2], table.name + REJECTS_SUFFIX)] if table.layer == "bronze" else [table.key]
+            owned = [table.key,
+                     (*table.key[:2], table.name + REJECTS_SUFFIX)] if table.layer == "bronze" else [table.key]
             for key in owned:
                 if key in keys:
                     raise MeshError(f"{product.path}: asset key {'/'.join(key)} is also declared in "

@@ -73,7 +73,8 @@ class Column:
 
 @dataclass(frozen=True)
 class Rule:
-    """One check on one table (parsed from the contract by mesh_assets.contract.rules, run by mesh_assets.engine.checks).
+    """One check on one table (parsed from the contract by mesh_assets.contract.rules, run by
+    mesh_assets.engine.checks).
 
     Attributes:
         name: the Dagster asset check name (``^[A-Za-z0-9_]+$``, unique per table).

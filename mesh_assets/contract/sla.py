@@ -1,6 +1,6 @@
 """The ``slaProperties[]`` section of a contract: ``latency`` and ``frequency`` become :class:`Sla` values per
-table (mesh_assets.orchestration.freshness maps them to Dagster freshness policies). Units follow ODCS v3.1 ("d, day, days",
-…); other SLA properties (availability, retention, …) are ODCS's and left alone."""
+table (mesh_assets.orchestration.freshness maps them to Dagster freshness policies). Units follow ODCS v3.1
+("d, day, days", …); other SLA properties (availability, retention, …) are ODCS's and left alone."""
 
 from __future__ import annotations
 

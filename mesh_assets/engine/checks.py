@@ -1,4 +1,5 @@
-"""Run a table's contract rules on a snapshot where it lies, as SQL on its engine, DuckDB or Spark (docs/architecture.md).
+"""Run a table's contract rules on a snapshot where it lies, as SQL on its engine, DuckDB or Spark
+(docs/architecture.md).
 
 Row-level rules are Pandera checks on Pandera's ibis backend (``in_range``, ``str_length``,
 ``str_contains``, ``isin``, …): each yields the boolean "row is valid" expression Pandera builds, and all of a

@@ -3,8 +3,8 @@ connection has (mesh_assets/engine/duckdb_engine.py), so a dbt model runs under 
 
 The profile naming this plugin is the same for every step and for ``dbt parse`` (mesh_assets.contract.dbt_project
 ``PROFILE``, ``dbt/profiles.yml``). What differs per step is given by :func:`dbt_step`, around the step's dbt
-invocation, which runs in the step's process (mesh_assets.orchestration.dbt_assets). On each connection dbt-duckdb opens then,
-the plugin:
+invocation, which runs in the step's process (mesh_assets.orchestration.dbt_assets). On each connection dbt-duckdb opens
+then, the plugin:
 
 - sets the engine's limits (``threads``, ``memory_limit``) and a spill folder of the step's own;
 - registers each input as a view ``<schema>.<table>`` over its port's current snapshot (the masked copy where

@@ -46,8 +46,8 @@ FRAMEWORK_CHECKS = {
 _SAMPLE_VALUES = 1000  # values per column read to tell a retyped column from a few bad values
 _OTHER_DELIMITERS = (";", "|", "\t", ",")
 MAX_LINE_SIZE = 2_000_000  # bytes of one CSV record, DuckDB's default (mesh.yaml ingestion.max_line_size)
-LINE_TOO_LONG = "LINE SIZE OVER MAXIMUM"
-_CHUNK = 1 << 24  # bytes of a CSV file read at a time to count its records  # DuckDB's reject error type of a record longer than max_line_size
+LINE_TOO_LONG = "LINE SIZE OVER MAXIMUM"  # DuckDB's reject error type of a record longer than max_line_size
+_CHUNK = 1 << 24  # bytes of a CSV file read at a time to count its records
 
 
 def rejects_key(table: Table) -> tuple[str, str, str]:

@@ -1,8 +1,8 @@
 """The engine interface: the few operations write–audit–publish needs of an engine (docs/architecture.md).
 
 A step's write–audit–publish (mesh_assets.engine.write_audit_publish) is written once. It asks its engine — DuckDB
-(mesh_assets.engine.duckdb_engine), Spark (mesh_assets.engine.spark_engine) or dbt (mesh_assets.orchestration.dbt_assets) — for a handful
-of primitives, in the spirit of dbt's adapter interface:
+(mesh_assets.engine.duckdb_engine), Spark (mesh_assets.engine.spark_engine) or dbt
+(mesh_assets.orchestration.dbt_assets) — for a handful of primitives, in the spirit of dbt's adapter interface:
 
 - :meth:`EngineSession.register` a port's snapshot (or an empty relation) as the relation ``<schema>.<name>``;
 - :meth:`EngineSession.relation` a query (DuckDB's dialect) as a lazy relation, :meth:`EngineSession.query`

@@ -1,8 +1,8 @@
 """The masked copy of an output port's snapshot, written once by its producer when it publishes
 (docs/governance.md#pii-masking).
 
-Other domains read an output port's sensitive columns masked unless granted (mesh_assets.governance.access): they read the
-masked copy's folder, never the clear files. No step connection has a masking function; only the private
+Other domains read an output port's sensitive columns masked unless granted (mesh_assets.governance.access): they read
+the masked copy's folder, never the clear files. No step connection has a masking function; only the private
 connection that writes the copy does, whatever engine wrote the snapshot.
 """
 
@@ -35,7 +35,8 @@ def masking_for(table: Table, engine: DuckDBEngine, settings: MeshSettings) -> M
     sensitive columns (``governance.sensitive_classifications``).
 
     Raises:
-        MeshError: the salt variable is unset or too short (mesh_assets.governance.access.pii_salt), before anything runs.
+        MeshError: the salt variable is unset or too short (mesh_assets.governance.access.pii_salt), before anything
+            runs.
     """
     columns = sensitive_columns(table, settings.governance) if table.layer == "gold" else ()
     return Masking(engine, columns, pii_salt(settings.governance)) if columns else None

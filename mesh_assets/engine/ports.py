@@ -227,7 +227,8 @@ class Port:
             current = (self.current() or {}).get("snapshot")
         except PortError:  # a broken pointer: keep everything for `mesh rollback`
             return []
-        return [s for s in self.snapshot_ids() if s != current and not self.finished(s) and self._writer_gone(s, max_age)]
+        return [s for s in self.snapshot_ids()
+                if s != current and not self.finished(s) and self._writer_gone(s, max_age)]
 
     def _writer_gone(self, snapshot_id: str, max_age: float) -> bool:
         try:

@@ -1,5 +1,5 @@
-"""The Spark engine (mesh_assets.engine.interface): dagster-pyspark's ``LazyPySparkResource``, so the JVM starts only when a
-Spark step runs.
+"""The Spark engine (mesh_assets.engine.interface): dagster-pyspark's ``LazyPySparkResource``, so the JVM starts only
+when a Spark step runs.
 
 ``local[*]`` by default; ``spark.master`` and any Spark property come from ``mesh.yaml`` ``spark`` or the
 environment (``MESH_SPARK_MASTER``, ``MESH_SPARK_CONF``), so moving to a cluster is configuration, not code
@@ -30,7 +30,15 @@ from mesh_assets.engine.interface import BuildJob, EngineError, Output, Sandbox
 from mesh_assets.engine.ports import Snapshot
 from mesh_assets.engine.python_transforms import python_source, run_transform
 from mesh_assets.engine.spark_ingestion import ingest, records_read, spark_path
-from mesh_assets.engine.sql_session import SparkSqlSession, duckdb_type, same_family, spark_message, spark_type, to_spark, view_name
+from mesh_assets.engine.sql_session import (
+    SparkSqlSession,
+    duckdb_type,
+    same_family,
+    spark_message,
+    spark_type,
+    to_spark,
+    view_name,
+)
 from mesh_assets.errors import MeshError, is_transient
 from mesh_assets.sql.functions import FunctionNotAllowed
 from mesh_assets.sql.inputs import PREVIOUS
@@ -86,8 +94,8 @@ class SparkEngine(LazyPySparkResource):
 
     @contextlib.contextmanager
     def open(self, table: Table, sandbox: Sandbox) -> Iterator[SparkStep]:
-        """A step's session (mesh_assets.engine.interface.Engine.open): a new Spark session, and a DuckDB connection on the
-        driver confined to ``sandbox`` (it samples landed files' headers, never the data). Its temporary views
+        """A step's session (mesh_assets.engine.interface.Engine.open): a new Spark session, and a DuckDB connection on
+        the driver confined to ``sandbox`` (it samples landed files' headers, never the data). Its temporary views
         and cached files are dropped when the block ends.
 
         Raises:
@@ -119,9 +127,9 @@ class SparkEngine(LazyPySparkResource):
 
 
 class SparkStep:
-    """A step's session on Spark (mesh_assets.engine.interface.EngineSession): relations are DataFrames; ``<schema>.<name>``
-    is the temporary view ``<schema>__<name>`` (mesh_assets.engine.sql_session.view_name); SQL in DuckDB's dialect is
-    translated by mesh_assets.engine.sql_session.to_spark."""
+    """A step's session on Spark (mesh_assets.engine.interface.EngineSession): relations are DataFrames;
+    ``<schema>.<name>`` is the temporary view ``<schema>__<name>`` (mesh_assets.engine.sql_session.view_name); SQL in
+    DuckDB's dialect is translated by mesh_assets.engine.sql_session.to_spark."""
 
     def __init__(self, session: Any, driver: Any):
         self.session, self.driver = session, driver

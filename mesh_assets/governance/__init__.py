@@ -1,1 +1,2 @@
-"""Federated computational governance: grants and access requests, policies, breaking changes, classification, owners, secrets."""
+"""Federated computational governance: grants and access requests, policies, breaking changes, classification, owners,
+secrets."""

@@ -11,8 +11,8 @@ contract kept (ruamel.yaml round trip).
 Decisions are tied to identities (mesh_assets.contract.identity): the requester is a member of the consumer domain's
 team, the approver a member of the producer domain's team and not the requester (``domain.yaml`` ``members``).
 ``mesh validate`` checks every request file and that each grant rests on a valid approved request
-(:func:`check_request_file`, :func:`grant_findings`); ``CODEOWNERS`` (mesh_assets.governance.codeowners) makes the git host
-require a producer member's review of every change of these files, which is what makes the identities real.
+(:func:`check_request_file`, :func:`grant_findings`); ``CODEOWNERS`` (mesh_assets.governance.codeowners) makes the git
+host require a producer member's review of every change of these files, which is what makes the identities real.
 """
 
 from __future__ import annotations

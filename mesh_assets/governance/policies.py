@@ -36,8 +36,9 @@ def policy_findings(product: DataProduct, governance: GovernanceSettings) -> lis
     Rules (rule name ``policy/<name>``): ``owner_team`` — ``team.name`` set; ``descriptions`` — the product and
     every table and column of an output port described; ``port_sla`` — every output port has a ``latency`` or
     ``frequency`` SLA in its contract; ``gold_primary_key`` — every gold table has a primary key, a
-    ``duplicateValues`` rule, or a blocking ``rowCount`` rule allowing at most one row (whose key is empty); ``classification`` — values among ``governance.classifications``; ``naming`` —
-    snake_case table and column names that are no DuckDB reserved keyword nor in ``governance.reserved_words``.
+    ``duplicateValues`` rule, or a blocking ``rowCount`` rule allowing at most one row (whose key is empty);
+    ``classification`` — values among ``governance.classifications``; ``naming`` — snake_case table and column names
+    that are no DuckDB reserved keyword nor in ``governance.reserved_words``.
     """
     checker = _Checker(product, governance)
     checker.run()

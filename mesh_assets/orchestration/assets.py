@@ -106,7 +106,8 @@ def _governance_metadata(product: DataProduct, table: Table, notices: list[str])
     if table.layer == "gold" and product.grants:
         metadata["grants"] = dg.MetadataValue.json(
             [{"domain": g.domain, "tables": list(g.tables) or "all", "pii": g.pii, "purpose": g.purpose,
-              "approved_by": g.approved_by, "approved_at": g.approved_at} for g in product.grants if g.covers(table.name)])
+              "approved_by": g.approved_by, "approved_at": g.approved_at}
+             for g in product.grants if g.covers(table.name)])
     if notices:
         metadata["deprecated_inputs"] = "\n".join(notices)
     return metadata
@@ -263,7 +264,8 @@ def retry_policy(settings: MeshSettings) -> dg.RetryPolicy | None:
         return None
     return dg.RetryPolicy(max_retries=retries.max_retries, delay=retries.delay_seconds,
                           backoff=dg.Backoff.EXPONENTIAL if retries.backoff == "exponential" else dg.Backoff.LINEAR,
-                          jitter={"plus_minus": dg.Jitter.PLUS_MINUS, "full": dg.Jitter.FULL, "none": None}[retries.jitter])
+                          jitter={"plus_minus": dg.Jitter.PLUS_MINUS, "full": dg.Jitter.FULL,
+                                  "none": None}[retries.jitter])
 
 
 def step_failure(table: Table, exc: Exception, attempt: int, max_retries: int) -> dg.Failure:

@@ -6,9 +6,9 @@ mesh's spec (key ``[domain, gold, table]``, group, owners, contract schema, fres
 sources keyed by their ``meta.dagster.asset_key``. The step's asset also carries the contract's checks, so it is
 one multi-asset of its own rather than ``@dbt_assets`` itself, which takes no extra checks.
 
-Step: dbt is one more engine of the one write–audit–publish (:class:`DbtEngine`, mesh_assets.engine.interface). Its session
-is a DuckDB step whose build (:func:`dbt_build`) runs ``dbt build`` in the step's process on the manifest the code
-location loads (no dbt process, no parsing), and writes the model straight into a new staged snapshot of the port
+Step: dbt is one more engine of the one write–audit–publish (:class:`DbtEngine`, mesh_assets.engine.interface). Its
+session is a DuckDB step whose build (:func:`dbt_build`) runs ``dbt build`` in the step's process on the manifest the
+code location loads (no dbt process, no parsing), and writes the model straight into a new staged snapshot of the port
 that the framework gives it (``BuildJob.stage``; the ``mesh_snapshot`` materialization,
 dbt/macros/mesh_snapshot.sql), on an in-memory DuckDB connection of its own, in which the mesh's plugin registers
 the model's inputs as views over the snapshots the framework registered (the masked copy where the access rules
@@ -94,8 +94,8 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
                     step: Callable[..., Iterator[Any]], retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
     """The asset of ``table``, built by its dbt model: ``spec`` and ``check_specs`` are the mesh's (from the
     contract), the dbt tests of the model are added as asset checks, and ``step(context, engine)`` (the
-    write–audit–publish step of mesh_assets.orchestration.assets) runs on a :class:`DbtEngine`, under ``retry_policy`` like
-    every step.
+    write–audit–publish step of mesh_assets.orchestration.assets) runs on a :class:`DbtEngine`, under
+    ``retry_policy`` like every step.
 
     Raises:
         MeshError: no manifest, or the manifest lacks the model.
@@ -116,8 +116,8 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
 
 
 class DbtEngine:
-    """dbt as an engine of write–audit–publish (mesh_assets.engine.interface.Engine): a DuckDB step session whose build
-    runs the table's dbt model into the staged snapshot (:class:`DbtStep`). ``duckdb`` gives the connections'
+    """dbt as an engine of write–audit–publish (mesh_assets.engine.interface.Engine): a DuckDB step session whose
+    build runs the table's dbt model into the staged snapshot (:class:`DbtStep`). ``duckdb`` gives the connections'
     limits; the pointer records ``duckdb`` as the writer (dbt-duckdb)."""
 
     name: ClassVar[str] = "duckdb"

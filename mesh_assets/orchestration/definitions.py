@@ -58,8 +58,8 @@ def check_acyclic(mesh: Mesh, domains: list[str], loaded_only: bool = False) -> 
 def build_domain_definitions(domain_dir: Path | str) -> dg.Definitions:
     """The code location of the domain in folder ``domain_dir``: its assets and checks, an ``<domain>_ingestion``
     job, and its sensors, all RUNNING by default: declarative automation, the landing zone (when the domain
-    ingests) and the run-failure and freshness alerts (mesh_assets.orchestration.sensors). Only this domain's contracts and
-    the contracts of the ports it reads are parsed; no other domain's Python is imported.
+    ingests) and the run-failure and freshness alerts (mesh_assets.orchestration.sensors). Only this domain's contracts
+    and the contracts of the ports it reads are parsed; no other domain's Python is imported.
 
     Raises:
         ContractError, MeshError: a malformed contract, an input that cannot be resolved, a dependency cycle

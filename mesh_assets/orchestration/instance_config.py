@@ -109,7 +109,8 @@ def write_instance_config(root: Path, home: Path, environ: Mapping[str, str] = o
         text = (root / "dagster.yaml").read_text(encoding="utf-8")
     else:
         text = (f"# The settings of the mesh at {root} (its dagster.yaml) with Postgres storage, because "
-                f"{POSTGRES_URL_ENV} is set; written by mesh_assets/orchestration/instance_config.py: edit the mesh's file.\n"
+                f"{POSTGRES_URL_ENV} is set; written by mesh_assets/orchestration/instance_config.py: "
+                "edit the mesh's file.\n"
                 + yaml.safe_dump(config, sort_keys=False))
     target = home / "dagster.yaml"
     if not target.is_file() or target.read_text(encoding="utf-8") != text:

@@ -31,8 +31,9 @@ _WATCHED = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterE
 
 def dagster_home(root: Path) -> Path:
     """``DAGSTER_HOME`` (default ``<root>/.dagster``), created and given the mesh's instance configuration
-    (``dagster.yaml``, with Postgres storage when ``MESH_POSTGRES_URL`` is set: :mod:`mesh_assets.orchestration.instance_config`);
-    the variable is set for this process so Dagster finds the instance.
+    (``dagster.yaml``, with Postgres storage when ``MESH_POSTGRES_URL`` is set:
+    :mod:`mesh_assets.orchestration.instance_config`); the variable is set for this process so Dagster finds the
+    instance.
 
     Raises:
         MeshError: ``MESH_POSTGRES_URL`` is not a postgresql+psycopg2:// URL.
@@ -128,7 +129,8 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     result = outcome["result"]
-    success = bool(result.success) and all(s.status == "materialized" for s in summaries.values())  # type: ignore[attr-defined]
+    success = bool(result.success) and all(s.status == "materialized"  # type: ignore[attr-defined]
+                                           for s in summaries.values())
     return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
 
 

@@ -1,8 +1,9 @@
 """A domain's sensors, run by the Dagster daemon (docs/operations.md), all RUNNING by default:
 
 - ``<domain>_landing_zone``: new or changed source files in the landing zone, once they stopped changing,
-  start an ingestion run of the bronze tables that read them, with the file names in the run tags. The domain's cron ingestion schedule
-  (``domain.yaml`` ``ingestion_schedule``, an automation condition of each bronze table) stays the fallback.
+  start an ingestion run of the bronze tables that read them, with the file names in the run tags. The domain's cron
+  ingestion schedule (``domain.yaml`` ``ingestion_schedule``, an automation condition of each bronze table) stays the
+  fallback.
 - ``<domain>_run_failure_alert``: a failed run of the domain's code location alerts the teams owning the
   failed steps' tables (mesh_assets.orchestration.alerts).
 - ``<domain>_freshness_alert``: a table whose freshness policy the freshness daemon judged FAIL alerts its
@@ -80,7 +81,8 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings,
     @dg.sensor(name=f"{domain.name}_landing_zone", job=job, default_status=dg.DefaultSensorStatus.RUNNING,
                minimum_interval_seconds=settings.automation.landing_interval_seconds,
                description=f"Starts ingestion of domain {domain.name} when files land in "
-                           f"{settings.landing_path} ({', '.join(t.source.path for t in tables)}).")  # type: ignore[union-attr]
+                           f"{settings.landing_path} "
+                           f"({', '.join(t.source.path for t in tables)}).")  # type: ignore[union-attr]
     def _sensor(context: dg.SensorEvaluationContext):
         seen = json.loads(context.cursor) if context.cursor else {}
         current, keys, changed, landing = {}, [], [], []
@@ -164,7 +166,8 @@ def freshness_alert_sensor(domain: Domain, settings: MeshSettings) -> dg.SensorD
             name, state = key.to_user_string(), record.freshness_state.value
             team, table = owners[key]
             if state == "FAIL" and alerted.get(name) != "FAIL":
-                kind, summary = "freshness", f"{name} missed its SLA (freshness FAIL since {record.updated_at:%Y-%m-%d %H:%M:%S} UTC)"
+                kind, summary = "freshness", (f"{name} missed its SLA (freshness FAIL since "
+                                              f"{record.updated_at:%Y-%m-%d %H:%M:%S} UTC)")
             elif state == "PASS" and alerted.get(name) == "FAIL":
                 kind, summary = "freshness_recovered", f"{name} is fresh again"
             else:

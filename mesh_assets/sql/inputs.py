@@ -30,7 +30,8 @@ class InputRef:
         return self.schema not in LAYERS
 
 
-# ``previous.<table>``: the table's own published snapshot (mesh_assets.engine.write_audit_publish), not a port it reads.
+# ``previous.<table>``: the table's own published snapshot (mesh_assets.engine.write_audit_publish), not a port it
+# reads.
 PREVIOUS = "previous"
 
 
