@@ -3,8 +3,8 @@
 A contract is first validated as ODCS (mesh_assets.contract.odcs: the JSON Schema shipped with the
 ``open-data-contract-standard`` package, then its Pydantic model), then built section by section into the
 values of mesh_assets.contract.model, checking what this framework needs: layers and sources here, columns and
-types (contract_columns, contract_types), rules (rules), SLAs (contract_sla), grants (contract_grants), metrics
-and labels (metrics, labels), and each table's transform, resolved once (contract_transform). Every problem
+types (columns, types), rules (rules), SLAs (sla), grants (grants), metrics and labels (metrics, labels), and
+each table's transform, resolved once (transform): the modules of this package. Every problem
 found is reported at once, each with its field, line and fix.
 """
 

@@ -3,11 +3,10 @@ grant, metric, label.
 
 This module is the ground floor of the framework: it imports the standard library only, so every other module
 (loading, checks, engines, governance, catalog) may import it, and none of it can import them. Loading and
-validation sit above it, one parser per contract section: ``contract_odcs`` (the ODCS JSON Schema and
-Pydantic model), ``contract_types`` (``physicalType``), ``contract_columns`` (``properties[]``),
-``contract_sla`` (``slaProperties[]``), ``contract_grants`` (``roles[]``), ``contract_transform`` (how a
-table is built), ``rules``, ``metrics`` and ``labels`` (quality and declarations), and ``contracts`` (the
-document as a whole, YAML → :class:`DataProduct`).
+validation sit above it in this package, one parser per contract section: ``odcs`` (the ODCS JSON Schema and
+Pydantic model), ``types`` (``physicalType``), ``columns`` (``properties[]``), ``sla`` (``slaProperties[]``),
+``grants`` (``roles[]``), ``transform`` (how a table is built), ``rules``, ``metrics`` and ``labels`` (quality
+and declarations), and ``loader`` (the document as a whole, YAML → :class:`DataProduct`).
 
 Every value here is frozen: a contract is resolved once when it loads, including each table's SQL (its file
 read, its dbt model rendered), so no caller reads a file to learn what a table is.
