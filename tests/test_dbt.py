@@ -205,13 +205,19 @@ def test_dbt_connection_is_locked_down_to_the_ports_it_reads(dbt_run, instance, 
     monkeypatch.setattr("mesh_assets.engine.write_audit_publish.check_sql", lambda sql, origin=None: None)  # at run
     parse_project(root)  # a step runs the manifest's model
     before = Port(str(lake), PROFILE).current()["snapshot"]
-    job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(list(PROFILE))],
-                                    raise_on_error=False)
-    failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+    failures = _profile_step_failures(root, instance)
     assert len(failures) == 1 and "dbt model customer_profile" in failures[0], failures
     assert "/etc/passwd" in failures[0] and "Permission Error" in failures[0], failures[0]
     assert Port(str(lake), PROFILE).current()["snapshot"] == before
+
+
+def _profile_step_failures(root: Path, instance: dg.DagsterInstance) -> list[str]:
+    """Materialize customer_profile (the dbt model) of the mesh at ``root`` into ``instance``; the messages of the
+    steps that failed."""
+    job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(list(PROFILE))],
+                                    raise_on_error=False)
+    return [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
 
 
 def test_a_model_changed_after_the_manifest_is_not_run_and_says_how_to_fix(dbt_run, tmp_path: Path) -> None:
@@ -221,10 +227,7 @@ def test_a_model_changed_after_the_manifest_is_not_run_and_says_how_to_fix(dbt_r
     model = root / "dbt" / "models" / "customers" / "customer_profile.sql"
     model.write_text(model.read_text() + "\n")
     before = Port(str(lake), PROFILE).current()["snapshot"]
-    job = build_mesh_definitions(load_mesh(root), ["customers"]).resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(list(PROFILE))],
-                                    raise_on_error=False)
-    failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+    failures = _profile_step_failures(root, instance)
     assert len(failures) == 1 and "customer_profile.sql changed after the dbt manifest" in failures[0], failures
     assert "make dbt-manifest" in failures[0]
     assert Port(str(lake), PROFILE).current()["snapshot"] == before

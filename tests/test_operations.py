@@ -7,12 +7,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from mesh_assets.catalog.facts import freshness, latest_cron_tick
 from mesh_assets.consumption.status import port_status
+from mesh_assets.contract.model import Sla
 from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.ports import Port
@@ -196,3 +199,19 @@ def test_mesh_status_lists_output_ports_with_freshness_and_checks(tiny_root: Pat
     assert row["checks"].endswith("passed") and "failed" not in row["checks"]
     assert row["last_update"] == PortStorage(root=mesh.settings.storage_url).port(
         ("shop", "gold", "order_totals")).current()["published_at"][:19] + "+00:00"
+
+
+def test_a_cron_sla_is_judged_against_its_latest_completed_tick() -> None:
+    """The tick at or before now, in the SLA's time zone: on the tick itself, between ticks, across a day."""
+    daily = "0 2 * * *"
+    assert latest_cron_tick(daily, datetime(2026, 12, 2, 2, 0, tzinfo=UTC)) == datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+    assert latest_cron_tick(daily, datetime(2026, 12, 2, 4, 36, 59, tzinfo=UTC)) == datetime(2026, 12, 2, 2, 0,
+                                                                                          tzinfo=UTC)
+    assert latest_cron_tick(daily, datetime(2026, 12, 2, 1, 59, 59, tzinfo=UTC)) == datetime(2026, 12, 1, 2, 0,
+                                                                                          tzinfo=UTC)
+    new_york = latest_cron_tick(daily, datetime(2026, 12, 2, 4, 36, tzinfo=UTC), "America/New_York")
+    assert new_york.astimezone(UTC) == datetime(2026, 12, 1, 7, 0, tzinfo=UTC)  # 02:00 EST, the day before
+    sla = [Sla("frequency", 3600, daily)]  # published within the hour before the 02:00 tick
+    now = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
+    assert freshness({"published_at": "2026-12-02T01:30:00+00:00"}, sla, now).state == "fresh"
+    assert freshness({"published_at": "2026-12-02T00:30:00+00:00"}, sla, now).state == "stale"

@@ -8,10 +8,10 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._utils.schedules import get_latest_completed_cron_tick
+from croniter import croniter
 
 from mesh_assets.contract.model import Sla, Table
 from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS
@@ -58,13 +58,21 @@ def freshness(current: dict[str, Any] | None, slas: list[Sla], now: datetime, ti
     cron = next((s for s in slas if s.property == "frequency" and s.schedule), None)
     window = next((s for s in slas if s.property == "latency"), None) or (slas[0] if slas else None)
     if cron is not None:
-        tick = get_latest_completed_cron_tick(cron.schedule, now, timezone)  # type: ignore[arg-type]
+        tick = latest_cron_tick(cron.schedule or "", now, timezone)
         expected = tick.astimezone(UTC) - timedelta(seconds=cron.seconds)
     elif window is not None:
         expected = now - timedelta(seconds=window.seconds)
     else:
         return Freshness("no SLA", sla_text, published)
     return Freshness("fresh" if published >= expected else "stale", sla_text, published, expected)
+
+
+def latest_cron_tick(schedule: str, now: datetime, timezone: str = "UTC") -> datetime:
+    """The latest tick of the cron expression ``schedule`` at or before ``now``, in ``timezone`` (an IANA name):
+    the tick a cron freshness policy judges against. Cron has minute resolution, so the search starts at the
+    minute after ``now``'s (croniter's ``get_prev`` returns the latest tick strictly before its start)."""
+    start = now.astimezone(ZoneInfo(timezone)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return croniter(schedule, start).get_prev(datetime)
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -164,7 +172,7 @@ def latest_checks(instance: dg.DagsterInstance | None, table: Table) -> list[Che
         summary = summaries.get(key)
         done = summary.last_completed_check_execution_record if summary else None
         last = summary.last_check_execution_record if summary else None
-        stale = (last.run_id if last is not None and last.status == AssetCheckExecutionRecordStatus.PLANNED
+        stale = (last.run_id if last is not None and last.status.value == "PLANNED"
                  and (done is None or last.run_id != done.run_id) else "")
         evaluation = done.event.dagster_event.event_specific_data if done and done.event and done.event.dagster_event \
             else None
