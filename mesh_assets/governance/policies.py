@@ -89,7 +89,7 @@ class _Checker:
                 self.add("naming", ["schema", i, "name"], f"table name '{table.name}' is a reserved SQL word",
                          "rename the table")
             for j, column in enumerate(table.columns):
-                where: list[str | int] = ["schema", i, "properties", j]
+                where: list[str | int] = list(column.location or ("schema", i, "properties", j))
                 if port and not column.description:
                     self.add("descriptions", [*where, "description"],
                              f"column '{column.name}' of output port '{table.name}' has no description",
