@@ -3,8 +3,9 @@
 A new domain is a package ``<domains_dir>/<name>/`` (``__init__.py``, ``definitions.py``, ``domain.yaml``,
 ``products/``, ``sql/silver``, ``sql/gold``, ``README.md``), an entry in ``workspace.yaml`` and a test that its
 code location loads. A new product is a draft ODCS v3.1 contract inferred from landed files
-(mesh_assets.cli.inference) with a bronze table reading them, a silver table and a public gold output port, plus
-their SQL: it validates and runs at once, and its owners then refine descriptions and rules.
+(mesh_assets.cli.inference) with a bronze table reading them, typed once, and a silver table and a public gold
+output port inheriting its columns and rules (``inheritColumns``), plus their SQL: it validates and runs at once,
+and its owners then refine descriptions and rules (inferred value rules are warnings until they promote them).
 
 The source files are copied into the landing zone, under ``<domain>/<product>/``, and the contract's source
 glob points there: the mesh then reads only its own landing zone (the sandbox of every step), and the next
