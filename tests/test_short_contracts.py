@@ -158,6 +158,14 @@ def test_a_wrong_inheritance_is_refused_with_its_line_and_fix(tmp_path: Path, va
     assert "schema[1].customProperties[1].value" in str(info.value) and "(line " in str(info.value)
 
 
+def test_a_column_overridden_twice_is_refused(tmp_path: Path) -> None:
+    props = [{"name": "name", "logicalType": "string", "unique": True},
+             {"name": "name", "logicalType": "string", "required": False}]
+    with pytest.raises(ContractError, match=r"schema\[1\]\.properties\[1\]\.name \(line \d+\): column 'name' "
+                                            "appears twice"):
+        load_contract(_contract(tmp_path, _silver("totals", props)), "d", "t")
+
+
 def test_a_problem_of_an_inherited_column_is_reported_once_at_the_column_it_comes_from(tmp_path: Path) -> None:
     path = _contract(tmp_path, _silver("totals"))
     path.write_text(path.read_text().replace("physicalType: DECIMAL(18,2)", "physicalType: DECIMALL"))

@@ -123,6 +123,10 @@ def _resolve(objects: list[Any], index: int, report: Report, seen: tuple[int, ..
     parent, (parent_name, listed, excluded, _), where = found
     inherited = {d.prop.get("name"): d for d in _resolve(objects, parent, report, (*seen, index))}
     mine = {d.prop.get("name"): d for d in own}
+    for name in dict.fromkeys(d.prop.get("name") for d in own if d.prop.get("name") in inherited):
+        twice = [d for d in own if d.prop.get("name") == name][1:]
+        for d in twice:  # an override is one entry: a second would silently replace the first
+            report([*d.location, "name"], f"column '{name}' appears twice")
     order = listed if listed is not None else [n for n in inherited if n not in (excluded or ())]
     unknown = [n for n in (listed or excluded or []) if n not in inherited and (excluded or n not in mine)]
     if unknown:
