@@ -217,10 +217,9 @@ def test_bad_metric_declarations_are_contract_errors(sales_copy: Path, declarati
 
 
 def test_metrics_only_on_gold_tables(sales_copy: Path) -> None:
-    text = sales_copy.read_text().replace(
-        "      - property: source\n        value:\n          path: tpch/orders.csv",
-        "      - property: metrics\n        value: []\n      - property: source\n        value:\n"
-        "          path: tpch/orders.csv", 1)
+    source = "      - property: source\n        value: {path: tpch/orders.csv"
+    assert source in sales_copy.read_text()
+    text = sales_copy.read_text().replace(source, "      - property: metrics\n        value: []\n" + source, 1)
     sales_copy.write_text(text)
     with pytest.raises(ContractError, match="only gold tables declare metrics"):
         load_contract(sales_copy, "sales", "sales-operations")

@@ -74,13 +74,17 @@ def test_new_domain_and_product_publish_then_block_bad_data(tmp_path: Path) -> N
     assert "primary key: order_id" in made.stdout and "valid values of status" in made.stdout
 
     contract = yaml.safe_load((root / "domains/shop/products/orders.yaml").read_text())
-    gold = {p["name"]: p for p in contract["schema"][2]["properties"]}
-    assert gold["order_id"]["primaryKey"] and gold["order_id"]["logicalType"] == "integer"
-    assert gold["amount"]["physicalType"] == "DECIMAL(18,2)"
-    assert gold["amount"]["logicalTypeOptions"] == {"minimum": 0, "maximum": 999.25}
-    assert gold["ordered_on"]["logicalType"] == "date" and gold["ordered_on"]["required"]
-    assert gold["status"]["quality"][0]["arguments"]["validValues"] == sorted(STATUSES)
-    assert gold["status"]["examples"] == sorted(STATUSES)
+    bronze = {p["name"]: p for p in contract["schema"][0]["properties"]}
+    assert "properties" not in contract["schema"][2]  # gold inherits bronze's columns
+    assert bronze["order_id"]["primaryKey"] and bronze["order_id"]["logicalType"] == "integer"
+    assert bronze["amount"]["physicalType"] == "DECIMAL(18,2)"  # the name says money
+    amount_range = bronze["amount"]["quality"][0]
+    assert amount_range["severity"] == "warning" and "logicalTypeOptions" not in bronze["amount"]
+    assert amount_range["query"] == 'SELECT count(*) FROM {object} WHERE "amount" < -446 OR "amount" > 1481'
+    assert bronze["ordered_on"]["logicalType"] == "date" and bronze["ordered_on"]["required"]
+    assert bronze["status"]["quality"][0]["arguments"]["validValues"] == sorted(STATUSES)
+    assert bronze["status"]["quality"][0]["severity"] == "warning"
+    assert bronze["status"]["examples"] == sorted(STATUSES)
     assert "all 40 records" in contract["description"]["purpose"]
     validated = mesh_cli(root, "validate", "--format", "json")
     assert json.loads(validated.stdout)["errors"] == 0, validated.stdout
@@ -90,19 +94,20 @@ def test_new_domain_and_product_publish_then_block_bad_data(tmp_path: Path) -> N
     checks = check_results(root)
     assert checks and all(passed for passed, _ in checks.values()), checks
     assert {"shop/gold/orders:primary_key", "shop/gold/orders:status_valid_values",
-            "shop/gold/orders:amount_minimum", "shop/bronze/raw_orders:amount_maximum"} <= set(checks)
+            "shop/gold/orders:amount_range", "shop/bronze/raw_orders:amount_range"} <= set(checks)
     port = PortStorage(root=load_mesh(root).settings.storage_url).port(("shop", "gold", "orders"))
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{port.current_snapshot().glob}')").fetchall() == [(40,)]
     published = port.current_snapshot().id
 
     with (root / ".mesh/landing/shop/orders/orders.csv").open("a") as landed:
-        landed.write("41,lost,10.00,2026-10-30,web\n")
+        landed.write("41,lost,10.00,2026-10-30,web\n40,open,10.00,2026-10-30,web\n")
     blocked = mesh_cli(root, "run", "--domain", "shop")
     assert blocked.returncode == 1
-    assert re.search(r"shop/bronze/raw_orders\s.*failed.*status_valid_values", blocked.stdout), blocked.stdout
-    assert "blocking check(s) failed: status_valid_values (1)" in blocked.stderr
-    passed, metadata = check_results(root)["shop/bronze/raw_orders:status_valid_values"]
-    assert not passed and metadata["failing_rows"] == 1
+    assert re.search(r"shop/bronze/raw_orders\s.*failed.*primary_key", blocked.stdout), blocked.stdout
+    assert "blocking check(s) failed: primary_key (1)" in blocked.stderr
+    checks = check_results(root)
+    passed, metadata = checks["shop/bronze/raw_orders:status_valid_values"]
+    assert not passed and metadata["failing_rows"] == 1  # recorded, as a warning that blocked nothing
     assert port.current_snapshot().id == published
 
 
@@ -208,7 +213,7 @@ def test_inference_of_a_large_file_reads_a_bounded_sample(tmp_path: Path) -> Non
     create_product(root, "events", "events", str(big), sample_rows=1000)
     contract = yaml.safe_load((root / "domains/events/products/events.yaml").read_text())
     assert "Inferred from the first 1,000 records only" in contract["description"]["purpose"]
-    assert contract["schema"][2]["properties"][1]["quality"][0]["severity"] == "warning"
+    assert contract["schema"][0]["properties"][1]["quality"][0]["severity"] == "warning"
 
 
 def test_composite_key_and_no_key(tmp_path: Path) -> None:
@@ -244,5 +249,5 @@ def test_tutorial_commands_run_in_order(tmp_path: Path) -> None:
     assert re.search(r"│ open\s+│ 7\s+│ 210\.97", done.stdout), done.stdout
     assert "blocking check(s) failed: status_valid_values (1)" in output
     assert "blocked by the check status_valid_values" in done.stdout
-    assert re.search(r"│ 20\s+│", done.stdout), done.stdout
+    assert re.search(r"│ 21\s+│", done.stdout), done.stdout
     assert "1 passed" in done.stdout

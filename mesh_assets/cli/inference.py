@@ -6,19 +6,22 @@ What is inferred, from at most :data:`SAMPLE_ROWS` records read with DuckDB (nev
   proven on the whole sample, for CSV, the file's own
   types for Parquet and JSON; DuckDB types map to an ODCS ``logicalType`` and the ``physicalType`` bronze
   ingestion reads. A CSV column with a type DuckDB guessed but plain ``CAST`` cannot read (e.g. dates written
-  ``15/01/2024``) stays ``VARCHAR``, since ingestion reads with plain casts. Decimal text with at most two
-  decimals (money) becomes ``DECIMAL(18,2)``, not ``DOUBLE``.
+  ``15/01/2024``) stays ``VARCHAR``, since ingestion reads with plain casts. Decimal text becomes money,
+  ``DECIMAL(18,2)``, only when the column's name says money (:data:`MONEY_NAME`: price, amount, cost, revenue,
+  total, …) and no value has more than two decimals; other decimal text stays ``DOUBLE`` (a measurement).
 - ``required: true`` for columns without a null in the sample;
 - a primary key: the first unique, non-null column (``id``/``*_id``/``*_key``/``*_code`` first), else the
   first unique pair among the first :data:`KEY_PAIR_COLUMNS` columns;
-- valid values (an ODCS ``invalidValues`` quality rule with ``arguments.validValues``) for text columns with at
-  most :data:`MAX_VALID_VALUES` distinct values and distinct/non-null at most :data:`MAX_VALID_RATIO`;
-- ranges (``logicalTypeOptions``) of numeric columns other than the key: ``minimum`` 0 when no value is negative
-  (else the smallest value), ``maximum`` the largest value;
+- valid values for text columns with at most :data:`MAX_VALID_VALUES` distinct values and distinct/non-null at
+  most :data:`MAX_VALID_RATIO`: the values seen, a warning (a sample never proves a code list closed);
+- a range of numeric columns other than the key: the observed minimum and maximum widened by
+  :data:`RANGE_MARGIN` of their span on each side (whole numbers), a warning too; a year column
+  (:data:`YEAR_NAME`) gets no maximum, so next year's data is not refused;
 - ``examples``: up to three distinct values.
 
-When only a sample was read, value rules (valid values, ranges) could be broken by the unread records: valid
-values are then a ``warning`` rule and ranges are left out, and the contract's description says so.
+Inferred value rules are never blocking: the sample's extremes and code lists describe the data read, not what
+the source promises; people promote a rule to blocking once they know it holds. When only a sample was read,
+ranges are left out and the contract's description says so.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,13 +54,22 @@ FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", "
 _INTEGER = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
             "UBIGINT"}
 _MONEY = r"^\s*-?[0-9]+(\.[0-9]{1,2})?\s*$"
+# Column names that say money (whole words of a snake_case name); only these become DECIMAL(18,2).
+MONEY_NAME = re.compile(r"(^|_)(price|prices|amount|amt|cost|costs|revenue|total|fee|fees|balance|salary|wage|wages|"
+                        r"income|payment|paid|charge|charges|tax|spend|budget|sales|profit|usd|eur|gbp)(_|$)")
+# Column names that say year: their range has no maximum (next year's rows are valid).
+YEAR_NAME = re.compile(r"(^|_)(year|yr)(_|$)")
+# How far an inferred range reaches beyond the values seen: this fraction of their span on each side (a
+# heuristic of this framework: wide enough for ordinary growth, narrow enough to flag a unit mix-up).
+RANGE_MARGIN = 0.5
 _KEY_NAME = re.compile(r"^(id|.+_(id|key|code|no|number))$")
 
 
 @dataclass
 class InferredColumn:
-    """One column: ``physical_type`` is a DuckDB type; ``minimum``/``maximum`` and ``valid_values`` are set
-    only when they become rules; ``distinct`` and ``nulls`` count the sample's values."""
+    """One column: ``physical_type`` is a DuckDB type; ``minimum``/``maximum`` (the widened range; ``maximum``
+    ``None`` for a year) and ``valid_values`` are set only when they become (warning) rules; ``distinct`` and
+    ``nulls`` count the sample's values."""
 
     name: str
     logical_type: str
@@ -158,7 +171,8 @@ def _csv_types(con: duckdb.DuckDBPyConnection, listed: str, first: str) -> tuple
 
 
 def _castable(con: duckdb.DuckDBPyConnection, types: dict[str, str]) -> dict[str, str]:
-    """Sniffed types bronze ingestion can read with plain casts; decimal text with ≤ 2 decimals as money."""
+    """Sniffed types bronze ingestion can read with plain casts; decimal text of a money column (its name,
+    :data:`MONEY_NAME`) with ≤ 2 decimals as DECIMAL(18,2)."""
     out = dict(types)
     checks = []
     for name, ctype in types.items():
@@ -166,7 +180,7 @@ def _castable(con: duckdb.DuckDBPyConnection, types: dict[str, str]) -> dict[str
             continue
         checks.append((name, "cast", (f'count(*) FILTER (WHERE "{name}" IS NOT NULL AND TRY_CAST("{name}" AS '
                                       f'{ctype}) IS NULL)')))
-        if ctype in ("DOUBLE", "FLOAT"):
+        if ctype in ("DOUBLE", "FLOAT") and MONEY_NAME.search(name.lower()):
             checks.append((name, "money", (f'count(*) FILTER (WHERE "{name}" IS NOT NULL AND NOT '
                                            f"regexp_full_match(\"{name}\", '{_MONEY}')) = 0 AND "
                                            f"count(*) FILTER (WHERE contains(\"{name}\", '.')) > 0")))
@@ -212,13 +226,20 @@ def _column(con: duckdb.DuckDBPyConnection, name: str, ctype: str, rows: int) ->
     non_null = rows - nulls
     if logical in ("integer", "number") and non_null:
         low, high = con.execute(f"SELECT min({q}), max({q}) FROM sample").fetchall()[0]
-        # no negative value seen: the rule is the sign (minimum 0), not the smallest value of this sample
-        col.minimum, col.maximum = (0 if low >= 0 else _plain(low)), _plain(high)
+        col.minimum, col.maximum = _widened(float(low), float(high), bool(YEAR_NAME.search(name.lower())))
     if (logical == "string" and non_null and 1 <= distinct <= MAX_VALID_VALUES
             and distinct / non_null <= MAX_VALID_RATIO):
         col.valid_values = [r[0] for r in con.execute(
             f"SELECT DISTINCT {value} AS v FROM sample WHERE {q} IS NOT NULL ORDER BY v").fetchall()]
     return col
+
+
+def _widened(low: float, high: float, year: bool) -> tuple[int, int | None]:
+    """The range a warning rule allows for values seen between ``low`` and ``high``: each side moved out by
+    :data:`RANGE_MARGIN` of the span (at least 1, and half the value when all values are equal), to whole
+    numbers; no maximum (``None``) for a ``year`` column."""
+    margin = max((high - low) * RANGE_MARGIN, abs(high) * RANGE_MARGIN if high == low else 0, 1)
+    return math.floor(low - margin), None if year else math.ceil(high + margin)
 
 
 def _plain(value: Any) -> Any:

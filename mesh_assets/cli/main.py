@@ -173,8 +173,11 @@ def validate(
     if output is ReportFormat.json:
         print(json.dumps({"errors": len(report.errors), "warnings": len(report.warnings),
                           "domains": {n: {"assets": a, "checks": c} for n, (a, c) in report.domains.items()},
-                          "findings": [f.to_dict(mesh_root) for f in report.findings]}, indent=2))
+                          "findings": [f.to_dict(mesh_root) for f in report.findings], "notes": report.notes},
+                         indent=2))
     else:
+        for note in report.notes:
+            err.print(f"note: {escape(note)}", highlight=False)
         for name, (assets, checks) in report.domains.items():
             err.print(f"[green]ok[/] {name}: {assets} assets, {checks} checks")
         for finding in report.findings:

@@ -3,8 +3,9 @@
 A new domain is a package ``<domains_dir>/<name>/`` (``__init__.py``, ``definitions.py``, ``domain.yaml``,
 ``products/``, ``sql/silver``, ``sql/gold``, ``README.md``), an entry in ``workspace.yaml`` and a test that its
 code location loads. A new product is a draft ODCS v3.1 contract inferred from landed files
-(mesh_assets.cli.inference) with a bronze table reading them, a silver table and a public gold output port, plus
-their SQL: it validates and runs at once, and its owners then refine descriptions and rules.
+(mesh_assets.cli.inference) with a bronze table reading them, typed once, and a silver table and a public gold
+output port inheriting its columns and rules (``inheritColumns``), plus their SQL: it validates and runs at once,
+and its owners then refine descriptions and rules (inferred value rules are warnings until they promote them).
 
 The source files are copied into the landing zone, under ``<domain>/<product>/``, and the contract's source
 glob points there: the mesh then reads only its own landing zone (the sandbox of every step), and the next
@@ -28,7 +29,7 @@ from mesh_assets.contract.mesh import DOMAIN_FILE, load_mesh
 from mesh_assets.contract.model import SNAKE_CASE
 from mesh_assets.errors import MeshError
 from mesh_assets.governance.codeowners import BEGIN, codeowners_path, write_codeowners
-from mesh_assets.governance.policies import duckdb_reserved_words
+from mesh_assets.governance.policies import DRAFT_MARKER, duckdb_reserved_words
 
 WORKSPACE_FILE = "workspace.yaml"
 _WORKSPACE_HEADER = "# One Dagster code location per domain. `dagster dev -w workspace.yaml` loads this file.\n"
@@ -207,9 +208,10 @@ def create_product(root: Path, domain: str, name: str, source: str, sample_rows:
              f"inferred {len(columns)} column(s) from {inference.rows:,} record(s)"
              + (f" (a sample: the files hold more than {inference.rows:,})" if inference.sampled else ""),
              "primary key: " + (", ".join(inference.primary_key) or "none found (gold keeps distinct rows)")]
-    notes += [f"valid values of {c.name}: {', '.join(map(str, c.valid_values))}" for c in inference.columns
-              if c.valid_values]
-    notes += [f"range of {c.name}: {c.minimum} .. {c.maximum}" for c in inference.columns if c.minimum is not None]
+    notes += [f"valid values of {c.name} (a warning): {', '.join(map(str, c.valid_values))}"
+              for c in inference.columns if c.valid_values]
+    notes += [f"range of {c.name} (a warning): {c.minimum} .. {'(no maximum)' if c.maximum is None else c.maximum}"
+              for c in inference.columns if c.minimum is not None]
     notes.append(f"review the descriptions and rules, then: mesh validate && mesh run --domain {domain}")
     return Created([_rel(p, root) for p in (contract, *sql.values(), *landed)], notes)
 
@@ -229,67 +231,84 @@ def _check_columns(inference: Inference) -> None:
 def draft_contract(inference: Inference, domain: str, name: str, team: str, tables: dict[str, str],
                    source_glob: str) -> dict[str, Any]:
     """The draft ODCS v3.1 contract (a plain mapping) of product ``name``: a bronze table reading
-    ``source_glob`` (relative to the landing zone), a silver table and a public gold output port named by
-    ``tables`` (layer → table), each with the inferred columns and rules, a 1-day latency SLA on the port."""
+    ``source_glob`` (relative to the landing zone) with every inferred column and rule, a silver table and a
+    public gold output port named by ``tables`` (layer → table) that inherit them (``inheritColumns``,
+    docs/contracts.md), a 1-day latency SLA on the port. Placeholder descriptions say ``Draft:``
+    (:data:`~mesh_assets.governance.policies.DRAFT_MARKER`): the ``descriptions`` policy refuses them once the
+    contract's status is ``active``."""
     sample = (f" Inferred from the first {inference.rows:,} records only (the files hold more): ranges were "
-              "not inferred and valid values only warn; review them on the whole data."
+              "not inferred; review the rules on the whole data."
               if inference.sampled else f" Inferred from all {inference.rows:,} records of the landed files.")
     source: dict[str, Any] = {"path": source_glob, "format": inference.format}
     if inference.format == "csv":
         source.update(delimiter=inference.delimiter, header=True)
     files = ", ".join(Path(f).name for f in inference.files[:3]) + (" …" if len(inference.files) > 3 else "")
-    layers = [
-        ("bronze", f"Records of {name} as landed from {files} (draft).",
-         [{"property": "layer", "value": "bronze"}, {"property": "source", "value": source}]),
-        ("silver", f"Typed records of {name} without lineage columns (draft).",
-         [{"property": "layer", "value": "silver"}]),
-        ("gold", (f"The {name} output port: one row per "
-                  f"{', '.join(inference.primary_key) or 'distinct record'} (draft)."),
-         [{"property": "layer", "value": "gold"}, {"property": "visibility", "value": "public"}]),
-    ]
-    schema = [{"name": tables[layer], "physicalType": "table", "description": text, "customProperties": custom,
-               "properties": [_property(c, inference) for c in inference.columns],
-               "quality": [{"id": "has_rows", "description": "The table is never published empty.",
-                            "dimension": "completeness", "metric": "rowCount", "mustBeGreaterThan": 0}]
-               + ([] if inference.primary_key else
-                  [{"id": "no_duplicate_rows", "description": "No record appears twice.",
-                    "dimension": "uniqueness", "metric": "duplicateValues",
-                    "arguments": {"properties": [c.name for c in inference.columns]}, "mustBe": 0}])}
-              for layer, text, custom in layers]
+    quality = [{"id": "has_rows", "description": "The table is never published empty.",
+                "dimension": "completeness", "metric": "rowCount", "mustBeGreaterThan": 0}]
+    if not inference.primary_key:
+        quality.append({"id": "no_duplicate_rows", "description": "No record appears twice.",
+                        "dimension": "uniqueness", "metric": "duplicateValues",
+                        "arguments": {"properties": [c.name for c in inference.columns]}, "mustBe": 0})
+    inherit = {"from": tables["bronze"], "quality": [q["id"] for q in quality]}
+    bronze = {"name": tables["bronze"], "physicalType": "table",
+              "description": f"Records of {name} as landed from {files} (draft).",
+              "customProperties": [{"property": "layer", "value": "bronze"},
+                                   {"property": "source", "value": source}],
+              "properties": [_property(c, inference) for c in inference.columns], "quality": quality}
+    silver = {"name": tables["silver"], "physicalType": "table",
+              "description": f"Typed records of {name} without lineage columns (draft).",
+              "customProperties": [{"property": "layer", "value": "silver"},
+                                   {"property": "inheritColumns", "value": inherit}]}
+    gold = {"name": tables["gold"], "physicalType": "table",
+            "description": (f"{DRAFT_MARKER} the {name} output port, one row per "
+                            f"{', '.join(inference.primary_key) or 'distinct record'}. Describe what a row is."),
+            "customProperties": [{"property": "layer", "value": "gold"}, {"property": "visibility", "value": "public"},
+                                 {"property": "inheritColumns", "value": {**inherit, "from": tables["silver"]}}]}
     return {
         "apiVersion": "v3.1.0", "kind": "DataContract", "id": f"{domain}-{name}".replace("_", "-"),
         "name": name, "version": "0.1.0", "status": "draft", "domain": domain, "dataProduct": name,
         "team": {"name": team},
-        "description": {"purpose": f"Draft data product {name} of the {domain} domain, generated by mesh new "
-                                   f"product from {files}. Describe what it is for." + sample,
+        "description": {"purpose": f"{DRAFT_MARKER} describe what data product {name} of the {domain} domain is "
+                                   f"for. Generated by mesh new product from {files}." + sample,
                         "usage": f"Read the port {domain}.{name}"
                                  + (f"; join on {', '.join(inference.primary_key)}." if inference.primary_key
                                     else ".")},
         "slaProperties": [{"property": "latency", "value": 1, "unit": "d", "element": name,
                            "description": f"{name} reflects landed data at most 1 day old."}],
-        "schema": schema,
+        "schema": [bronze, silver, gold],
     }
 
 
 def _property(col: Any, inference: Inference) -> dict[str, Any]:
+    """One bronze property, fully typed, with its inferred rules: value rules (ranges, valid values) are
+    ``quality`` rules of severity ``warning`` (mesh_assets.cli.inference)."""
     prop: dict[str, Any] = {"name": col.name, "logicalType": col.logical_type, "physicalType": col.physical_type}
     if col.name in inference.primary_key:
         prop.update(primaryKey=True, primaryKeyPosition=inference.primary_key.index(col.name) + 1)
     if col.nulls == 0 and inference.rows:
         prop["required"] = True
     facts = f"{col.distinct:,} distinct value(s), {col.nulls:,} null(s) in the {inference.rows:,} records read"
-    prop["description"] = f"{col.name} ({col.logical_type}; {facts}). Draft: describe its meaning and unit."
+    prop["description"] = f"{col.name} ({col.logical_type}; {facts}). {DRAFT_MARKER} describe its meaning and unit."
     if col.examples:
         prop["examples"] = col.examples
+    rules = []
     if col.minimum is not None:
-        prop["logicalTypeOptions"] = {"minimum": col.minimum, "maximum": col.maximum}
+        # the name is snake_case and no reserved word (_check_columns); the bounds are numbers we computed
+        quoted = f'"{col.name}"'
+        outside = f"{quoted} < {col.minimum}" + (f" OR {quoted} > {col.maximum}" if col.maximum is not None else "")
+        allowed = (f"below {col.minimum} (the values seen, widened by half their span; a year has no maximum)"
+                   if col.maximum is None else
+                   f"outside {col.minimum} .. {col.maximum} (the values seen, widened by half their span)")
+        rules.append({"id": f"{col.name}_range", "description": f"Warns on a value {allowed}.",
+                      "dimension": "accuracy", "type": "sql",
+                      "query": f"SELECT count(*) FROM {{object}} WHERE {outside}", "mustBe": 0, "severity": "warning"})
     if col.valid_values:
-        rule = {"id": f"{col.name}_valid_values", "description": f"Only the {len(col.valid_values)} value(s) "
-                f"seen when the product was created.", "dimension": "conformity", "metric": "invalidValues",
-                "arguments": {"validValues": col.valid_values}, "mustBe": 0}
-        if inference.sampled:
-            rule["severity"] = "warning"
-        prop["quality"] = [rule]
+        rules.append({"id": f"{col.name}_valid_values", "description": f"Warns on a value other than the "
+                      f"{len(col.valid_values)} seen when the product was created.", "dimension": "conformity",
+                      "metric": "invalidValues", "arguments": {"validValues": col.valid_values}, "mustBe": 0,
+                      "severity": "warning"})
+    if rules:
+        prop["quality"] = rules
     return prop
 
 
@@ -305,10 +324,19 @@ def _dump(data: dict[str, Any]) -> str:
 
 
 class _NoAliases(yaml.SafeDumper):
-    """Writes a value shared by several tables in full each time: people read contracts, not anchors."""
+    """Writes a value shared by several tables in full each time: people read contracts, not anchors; a list of
+    plain values on one line (``[a, b, c]``)."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def _list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flow = all(isinstance(v, (str, int, float, bool)) or v is None for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_NoAliases.add_representer(list, _list)
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -13,16 +13,22 @@
    (mesh_assets.governance.changes);
 6. dbt — each dbt model selects its contract's columns, its dbt contract is in sync, its sources name their
    ports (mesh_assets.governance.dbt_checks).
+
+The assets of dbt-built tables load from the dbt manifest (``dbt/target/manifest.json``), which is generated and
+not committed: on a fresh clone it is missing, so validation makes it first (``dbt parse``, what ``make
+dbt-manifest`` runs) and says so in a note. If dbt cannot make it, that is one finding of the dbt project, and the
+dbt-built tables are left out of the asset checks, so no domain is blamed for a file it does not own.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
-from mesh_assets.contract.dbt_project import project_yaml_files
+from mesh_assets.contract.dbt_project import MANIFEST, parse_project, project_dir, project_yaml_files
 from mesh_assets.contract.graph import cycle_message, find_cycle
 from mesh_assets.contract.mesh import Domain, Mesh, load_mesh
 from mesh_assets.errors import ContractError, ContractsError, MeshError
@@ -40,10 +46,12 @@ from mesh_assets.yaml_source import read_yaml_text
 
 @dataclass
 class Report:
-    """The findings of one validation and, per domain that loaded, its asset and check counts."""
+    """The findings of one validation, per domain that loaded its asset and check counts, and notes on what
+    validation did besides checking (e.g. made the dbt manifest)."""
 
     findings: list[Finding] = field(default_factory=list)
     domains: dict[str, tuple[int, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
@@ -83,8 +91,9 @@ def validate(root: Path, base: str | None = None) -> Report:
             report.findings += [f for error in exc.errors for f in contract_findings(error, name)]
         except MeshError as exc:
             report.findings.append(Finding("error", "structure/contract", str(exc), "", None, None, None, name))
+    dbt_ready = _dbt_manifest(mesh, loaded, report)
     for domain in loaded:
-        report.findings += _domain_findings(mesh, domain, report)
+        report.findings += _domain_findings(mesh, domain, report, dbt_ready)
     requests = read_requests(mesh)
     report.findings += [p for r in requests for p in r.problems]
     for domain in loaded:
@@ -118,7 +127,32 @@ def validate(root: Path, base: str | None = None) -> Report:
     return report
 
 
-def _domain_findings(mesh: Mesh, domain: Domain, report: Report) -> list[Finding]:
+def _dbt_manifest(mesh: Mesh, domains: list[Domain], report: Report) -> bool:
+    """Whether the dbt manifest the assets of dbt-built tables load from is there, made now if it was missing
+    (a fresh clone: ``dbt/target`` is not committed) with a note in ``report``. When dbt parse fails, its error is
+    one finding of the dbt project (no domain), and ``False`` says to leave the dbt-built tables out."""
+    if not any(t.dbt_model is not None for d in domains for t in d.tables):
+        return True
+    manifest = project_dir(mesh.root) / MANIFEST
+    if manifest.is_file():
+        return True
+    shown = manifest.relative_to(mesh.root) if manifest.is_relative_to(mesh.root) else manifest
+    started = time.monotonic()
+    try:
+        parse_project(mesh.root)
+    except (MeshError, OSError) as exc:
+        level = "error" if isinstance(exc, MeshError) else "warning"  # dbt failed, or could not start at all
+        report.findings.append(Finding(level, "dbt/parse", f"there is no dbt manifest ({shown}) and dbt parse could "
+                                       f"not make it: {exc}", "fix the dbt project as dbt says, then run `make "
+                                       "dbt-manifest` (or `mesh dbt parse`)", project_dir(mesh.root)))
+        report.notes.append("the tables built by dbt models were not checked: there is no dbt manifest")
+        return False
+    report.notes.append(f"made the dbt manifest {shown} with dbt parse ({time.monotonic() - started:.0f} s), as "
+                        "`make dbt-manifest` does: a fresh clone has none")
+    return True
+
+
+def _domain_findings(mesh: Mesh, domain: Domain, report: Report, dbt_ready: bool) -> list[Finding]:
     findings: list[Finding] = []
     assets = checks = 0
     for product in domain.products:
@@ -129,6 +163,8 @@ def _domain_findings(mesh: Mesh, domain: Domain, report: Report) -> list[Finding
                                         f"'{grant.domain}', which is not in the mesh", "fix or remove the grant",
                                         product.path, None, "roles", domain.name))
         for table in product.tables:
+            if table.dbt_model is not None and not dbt_ready:
+                continue  # no manifest to build its asset from: reported once, as the dbt project's finding
             try:
                 asset = table_asset(mesh, domain, product, table)
             except MeshError as exc:

@@ -4,7 +4,8 @@
 A column needs a name of letters, digits and ``_`` (at most 63), unique in the table, and a ``logicalType``; its
 ``physicalType`` is parsed by mesh_assets.contract.types. Its ``customProperties`` may give the reason it is
 ``declassified`` and, for a Python transform, the input columns it is ``derivedFrom``
-(mesh_assets.governance.classification).
+(mesh_assets.governance.classification). A table's properties arrive with their inherited columns resolved
+(mesh_assets.contract.inheritance), each at the location that declares it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from mesh_assets.contract.inheritance import DeclaredProperty
 from mesh_assets.contract.model import LINEAGE_COLUMNS, Column, Report, Rule
 from mesh_assets.contract.rules import RuleError, constraint_rules, quality_rule
 from mesh_assets.contract.types import DEFAULT_PHYSICAL, physical_type
@@ -28,17 +30,19 @@ def custom_names(prop: dict[str, Any]) -> set[Any]:
     return {p.get("property") for p in prop.get("customProperties") or [] if isinstance(p, dict)}
 
 
-def parse_columns(props: list[dict[str, Any]], loc: list[str | int], layer: str, report: Report
+def parse_columns(declared: list[DeclaredProperty], loc: list[str | int], layer: str, report: Report
                   ) -> tuple[list[Column], list[Rule]]:
-    """The columns of one table (``props`` its ``properties[]`` at ``loc``, in the layer ``layer``) and the rules
-    of their constraints and ``quality[]`` entries, in that order. A column that cannot be used (no name, a
-    duplicate, no ``logicalType``) is reported and left out; every other problem is reported too."""
-    if not props:
-        report(loc, "a table needs its columns in properties[]")
+    """The columns of one table (``declared`` its properties, inherited ones resolved; ``loc`` the table's
+    ``properties``, in the layer ``layer``) and the rules of their constraints and ``quality[]`` entries, in that
+    order. Each problem is reported at the entry that declares the column. A column that cannot be used (no
+    name, a duplicate, no ``logicalType``) is reported and left out; every other problem is reported too."""
+    if not declared:
+        report(loc, "a table needs its columns in properties[] (or inherits them: customProperties "
+                    "[{property: inheritColumns, value: <table>}])")
     columns: list[Column] = []
     rules: list[Rule] = []
-    for j, prop in enumerate(props):
-        where = [*loc, j]
+    for entry in declared:
+        prop, where = entry.prop, list(entry.location)
         name = prop.get("name")
         if not isinstance(name, str) or not COLUMN_NAME.fullmatch(name):
             report([*where, "name"], "every column needs a name of letters, digits and '_' (at most 63)")
@@ -66,16 +70,17 @@ def parse_columns(props: list[dict[str, Any]], loc: list[str | int], layer: str,
         declassified, derived_from = _lineage_properties(prop, [*where, "customProperties"], layer, report)
         columns.append(Column(name, logical, physical, str(prop.get("description") or ""),
                               bool(prop.get("required") or prop.get("primaryKey")), bool(prop.get("unique")),
-                              position, prop.get("classification"), declassified, derived_from))
+                              position, prop.get("classification"), declassified, derived_from,
+                              entry.location))
         try:
             rules.extend(constraint_rules(prop, where))
         except RuleError as exc:
             report(exc.location, str(exc))
     names = [c.name for c in columns]
-    for j, prop in enumerate(props):
-        for k, rule in enumerate(prop.get("quality") or []):
+    for entry in declared:
+        for k, rule in enumerate(entry.prop.get("quality") or []):
             try:
-                rules.append(quality_rule(rule, prop.get("name"), names, [*loc, j, "quality", k]))
+                rules.append(quality_rule(rule, entry.prop.get("name"), names, [*entry.location, "quality", k]))
             except RuleError as exc:
                 report(exc.location, str(exc))
     return columns, rules

@@ -19,6 +19,7 @@ from open_data_contract_standard.model import OpenDataContractStandard
 
 from mesh_assets.contract.columns import custom_names, parse_columns
 from mesh_assets.contract.grants import parse_grants
+from mesh_assets.contract.inheritance import DeclaredProperty, declared_properties, declared_quality
 from mesh_assets.contract.labels import labels_table, parse_labels
 from mesh_assets.contract.metrics import DeclarationError, metrics_table, parse_metrics
 from mesh_assets.contract.model import SNAKE_CASE, VISIBILITIES, Column, DataProduct, Label, Metric, Sla, Source, Table
@@ -55,7 +56,9 @@ class _Builder:
         self.problems: list[str] = []
 
     def fail(self, location: list[str | int], message: str) -> None:
-        self.problems.append(self.doc.problem(location, message))
+        problem = self.doc.problem(location, message)
+        if problem not in self.problems:  # an inherited column's problem is met by every table inheriting it
+            self.problems.append(problem)
 
     def build(self, odcs: OpenDataContractStandard) -> DataProduct:
         data = self.data
@@ -75,7 +78,10 @@ class _Builder:
         slas = parse_slas(data.get("slaProperties") or [], {o.get("name") for o in objects}, self.fail)
         tables, seen = [], set()
         for i, obj in enumerate(objects):
-            table = self._table(obj, ["schema", i], str(name), slas)
+            if not isinstance(obj, dict):
+                continue  # refused by the ODCS schema already
+            table = self._table(obj, ["schema", i], str(name), slas, declared_properties(objects, i, self.fail),
+                                declared_quality(objects, i, self.fail))
             if table is None:
                 continue
             if table.name in seen:
@@ -142,7 +148,8 @@ class _Builder:
             return None
 
     def _table(self, obj: dict[str, Any], loc: list[str | int], product: str,
-               slas: dict[str | None, list[Sla]]) -> Table | None:
+               slas: dict[str | None, list[Sla]], declared: list[DeclaredProperty],
+               quality: list[DeclaredProperty]) -> Table | None:
         name = obj.get("name")
         if not isinstance(name, str) or not SNAKE_CASE.fullmatch(name):
             self.fail([*loc, "name"], "every table needs a snake_case name of at most 63 characters")
@@ -171,20 +178,20 @@ class _Builder:
             self.fail([*loc, "customProperties"], f"engine spark: table {name} is built by dbt model {dbt_model}, "
                                                   "which runs on dbt-duckdb; remove the engine property "
                                                   "(docs/scaling.md)")
-        columns, rules = parse_columns(obj.get("properties") or [], [*loc, "properties"], layer, self.fail)
+        columns, rules = parse_columns(declared, [*loc, "properties"], layer, self.fail)
         python = transform is not None and transform.suffix == ".py"
-        for j, prop in enumerate(obj.get("properties") or []):
-            if not python and "derivedFrom" in custom_names(prop):
-                self.fail([*loc, "properties", j, "customProperties"],
+        for entry in declared:
+            if not python and "derivedFrom" in custom_names(entry.prop):
+                self.fail([*entry.location, "customProperties"],
                           "derivedFrom is declared by Python transforms only; the column lineage of SQL and dbt "
                           "models is read from their SQL. Remove it")
         names = [c.name for c in columns]
         keyed = [c for c in columns if c.primary_key_position is not None]
         if keyed:
             rules.insert(0, primary_key_rule([c.name for c in sorted(keyed, key=lambda c: c.primary_key_position)]))
-        for j, rule in enumerate(obj.get("quality") or []):
+        for entry in quality:
             try:
-                rules.append(quality_rule(rule, None, names, [*loc, "quality", j]))
+                rules.append(quality_rule(entry.prop, None, names, list(entry.location)))
             except RuleError as exc:
                 self.fail(exc.location, str(exc))
         for j, rel in enumerate(obj.get("relationships") or []):
@@ -192,13 +199,14 @@ class _Builder:
                 rules.append(relationship_rule(rel, None, name, names, [*loc, "relationships", j]))
             except RuleError as exc:
                 self.fail(exc.location, str(exc))
-        for j, prop in enumerate(obj.get("properties") or []):
+        for entry in declared:
+            prop = entry.prop
             for k, rel in enumerate(prop.get("relationships") or []):
                 if prop.get("name") not in names:
                     continue
                 try:
                     rules.append(relationship_rule(rel, prop["name"], name, names,
-                                                   [*loc, "properties", j, "relationships", k]))
+                                                   [*entry.location, "relationships", k]))
                 except RuleError as exc:
                     self.fail(exc.location, str(exc))
         seen: set[str] = {"schema"}

@@ -56,6 +56,10 @@ class Column:
     ``customProperties`` ``declassified``); ``derived_from`` the input columns a Python transform declares it is
     computed from (``derivedFrom``: ``<schema>.<table>.<column>`` names; ``None``: not declared). Both are read
     by mesh_assets.governance.classification.
+
+    ``location`` is where the contract declares the column (``("schema", i, "properties", j)``): the table's own
+    property, or the property of the table it inherits the column from (mesh_assets.contract.inheritance);
+    empty for the columns the framework generates (metrics and labels tables).
     """
 
     name: str
@@ -68,6 +72,7 @@ class Column:
     classification: str | None = None
     declassified: str | None = None
     derived_from: tuple[str, ...] | None = None
+    location: tuple[str | int, ...] = ()
 
 
 @dataclass(frozen=True)

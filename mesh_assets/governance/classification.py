@@ -229,6 +229,7 @@ def _column_finding(product: DataProduct, i: int, j: int, table: Table, column: 
 
 def _finding(product: DataProduct, i: int, j: int, message: str, fix: str, domain: Domain, *field: str
              ) -> Finding:
-    location: list[str | int] = ["schema", i, "properties", j, *field]
+    declared = product.tables[i].columns[j].location  # an inherited column: the property it inherits
+    location: list[str | int] = [*(declared or ("schema", i, "properties", j)), *field]
     return Finding("error", RULE, message, fix, product.path, load_yaml(product.path).line_of(location),
                    format_location(location), domain.name)

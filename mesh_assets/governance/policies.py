@@ -14,6 +14,11 @@ from mesh_assets.findings import Finding
 from mesh_assets.settings import GovernanceSettings
 from mesh_assets.yaml_source import YamlDocument, format_location, load_yaml
 
+# What marks a placeholder description (``mesh new product`` writes "Draft: describe its meaning and unit."):
+# the ``descriptions`` policy accepts one only while the contract's status is draft or proposed.
+DRAFT_MARKER = "Draft:"
+DRAFT_STATUSES = ("draft", "proposed")
+
 
 @functools.cache
 def duckdb_reserved_words() -> frozenset[str]:
@@ -34,7 +39,9 @@ def policy_findings(product: DataProduct, governance: GovernanceSettings) -> lis
     """Every policy ``product`` breaks, at the level ``governance.policies`` sets (``off`` policies skipped).
 
     Rules (rule name ``policy/<name>``): ``owner_team`` — ``team.name`` set; ``descriptions`` — the product and
-    every table and column of an output port described; ``port_sla`` — every output port has a ``latency`` or
+    every table and column of an output port described, and, unless the contract's status is ``draft`` or
+    ``proposed``, by no placeholder (a text holding :data:`DRAFT_MARKER`, as ``mesh new product`` writes);
+    ``port_sla`` — every output port has a ``latency`` or
     ``frequency`` SLA in its contract; ``gold_primary_key`` — every gold table has a primary key, a
     ``duplicateValues`` rule, or a blocking ``rowCount`` rule allowing at most one row (whose key is empty);
     ``classification`` — values among ``governance.classifications``; ``naming`` — snake_case table and column names
@@ -55,6 +62,15 @@ class _Checker:
     def doc(self) -> YamlDocument:
         return load_yaml(self.product.path)
 
+    def placeholder(self, text: str) -> bool:
+        """Whether ``text`` is a draft's placeholder the product's status no longer allows."""
+        return self.product.status not in DRAFT_STATUSES and DRAFT_MARKER in text
+
+    @property
+    def placeholder_fix(self) -> str:
+        return (f"write what it means in place of the draft's text ('{DRAFT_MARKER} …'), or keep status: draft "
+                "until every description is written")
+
     def add(self, policy: str, location: list[str | int], message: str, fix: str) -> None:
         level = self.levels[policy]
         if level == "off":
@@ -70,6 +86,9 @@ class _Checker:
         if not product.description:
             self.add("descriptions", ["description"], f"data product '{product.name}' has no description",
                      "set description.purpose (what it is for) and description.usage (how to read it)")
+        elif self.placeholder(product.description):
+            self.add("descriptions", ["description"], f"data product '{product.name}' still has the draft's "
+                     f"placeholder description, and its status is {product.status}", self.placeholder_fix)
         reserved = duckdb_reserved_words() | {w.lower() for w in self.governance.reserved_words}
         allowed = set(self.governance.classifications)
         # a loaded contract keeps every table and column in file order, so positions are the contract's indexes
@@ -78,6 +97,10 @@ class _Checker:
             if port and not table.description:
                 self.add("descriptions", ["schema", i, "description"],
                          f"output port '{table.name}' has no description", "describe what one row is")
+            elif port and self.placeholder(table.description):
+                self.add("descriptions", ["schema", i, "description"], f"output port '{table.name}' still has the "
+                         f"draft's placeholder description, and the contract's status is {product.status}",
+                         self.placeholder_fix)
             if port and not table.slas:
                 self.add("port_sla", ["schema", i], f"output port '{table.name}' has no SLA",
                          f"add slaProperties: [{{property: latency, value: 1, unit: d, element: {table.name}}}]")
@@ -89,11 +112,16 @@ class _Checker:
                 self.add("naming", ["schema", i, "name"], f"table name '{table.name}' is a reserved SQL word",
                          "rename the table")
             for j, column in enumerate(table.columns):
-                where: list[str | int] = ["schema", i, "properties", j]
+                where: list[str | int] = list(column.location or ("schema", i, "properties", j))
                 if port and not column.description:
                     self.add("descriptions", [*where, "description"],
                              f"column '{column.name}' of output port '{table.name}' has no description",
                              "describe its meaning and unit")
+                elif port and self.placeholder(column.description):
+                    self.add("descriptions", [*where, "description"],
+                             f"column '{column.name}' of output port '{table.name}' still has the draft's "
+                             f"placeholder description, and the contract's status is {product.status}",
+                             self.placeholder_fix)
                 if column.classification is not None and column.classification not in allowed:
                     self.add("classification", [*where, "classification"],
                              f"classification '{column.classification}' of column '{column.name}' is not allowed",
