@@ -46,12 +46,13 @@ print("heavy:", sorted(m for m in sys.modules if any(m == h or m.startswith(h + 
 
 
 def child(code: str, tmp_path: Path, **env: str) -> str:
-    """Run ``code`` in a child Python with this repository first on its path; its output (it must exit 0)."""
+    """Run ``code`` in a child Python with this repository first on its path; its output and error output (it
+    must exit 0)."""
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO), "MESH_STORAGE_ROOT": str(tmp_path / "lake"),
                                **env}, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    return done.stdout + done.stderr
 
 
 def test_import_and_a_duckdb_domain_load_no_extra(tiny_root: Path, tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ mesh = mesh_assets.load_mesh({str(tiny_root)!r})
 mesh_assets.build_mesh_definitions(mesh)
 {LOADED_HEAVY}
 """, tmp_path)
-    assert out.splitlines() == ["heavy: []", "heavy: []"]
+    assert [line for line in out.splitlines() if line.startswith("heavy:")] == ["heavy: []", "heavy: []"]
 
 
 def test_spark_is_imported_only_for_a_table_on_spark(tiny_root: Path, tmp_path: Path) -> None:
@@ -110,6 +111,19 @@ for event in result.all_events:
 """, tmp_path, MESH_ENGINE="spark")
     assert "failure: shop/gold/order_totals" in out
     assert "needs the extra [spark]" in out and "pip install 'mesh-assets[spark]'" in out
+
+
+def test_run_on_spark_without_the_extra_stops_at_once(tiny_root: Path, tmp_path: Path) -> None:
+    out = child(HIDE_EXTRAS + f"""
+from mesh_assets.cli.main import app
+try:
+    app(["run", "--engine", "spark", "--root", {str(tiny_root)!r}])
+except SystemExit as exc:
+    print("exit:", exc.code)
+""", tmp_path, COLUMNS="300")
+    assert "exit: 2" in out
+    assert "mesh run --engine spark needs the extra [spark]" in out and "mesh-assets[spark]" in out
+    assert not (tiny_root / ".dagster").exists()  # stopped before opening the instance
 
 
 def test_postgres_instance_without_the_extra_names_it(tmp_path: Path) -> None:
