@@ -70,7 +70,7 @@ def missing(extra: str) -> str | None:
     return None
 
 
-def check(extra: str, feature: str) -> None:
+def require_installed(extra: str, feature: str) -> None:
     """Raise :class:`MissingExtra` for ``feature`` (what needs it, for the message) when ``extra`` is not
     installed (:func:`missing`); import nothing.
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh_assets.extras import EXTRAS, MissingExtra, check, missing, require
+from mesh_assets.extras import EXTRAS, MissingExtra, missing, require, require_installed
 
 REPO = Path(__file__).parent.parent
 # What no DuckDB-only code location may import: the extras' packages, Ibis's pyspark backend, and the framework's
@@ -139,13 +139,13 @@ except MissingExtra as exc:
     assert "secret" not in out
 
 
-def test_require_and_check_name_the_extra() -> None:
+def test_require_names_the_extra() -> None:
     assert missing("dbt") is None and missing("spark") is None and missing("postgres") is None  # make setup's venv
     with pytest.raises(MissingExtra, match=r"pip install 'mesh-assets\[dbt\]'") as caught:
         require("dbt", "dagster_dbt_not_a_module", "the table t")
     assert str(caught.value).startswith("the table t needs the extra [dbt]")
     assert caught.value.module == "dagster_dbt_not_a_module"
-    check("spark", "Spark")  # installed: no error
+    require_installed("spark", "Spark")  # installed: no error
     with pytest.raises(KeyError):
         require("spaark", "pyspark", "x")
     assert set(EXTRAS) == {"spark", "dbt", "postgres"}

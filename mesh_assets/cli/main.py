@@ -62,14 +62,14 @@ def run(
 ) -> None:
     """Materialize every asset of the mesh (or of --domain) in dependency order, then print a summary."""
     from mesh_assets.engine.choice import ENGINE_ENV, ENGINE_EXTRAS
-    from mesh_assets.extras import check
+    from mesh_assets.extras import require_installed
     from mesh_assets.orchestration.runner import open_instance, run_mesh, summary_table
 
     if engine is not None:
         os.environ[ENGINE_ENV] = engine.value  # read when the definitions load, by mesh_assets.engine.choice
     try:
         if engine is not None and engine.value in ENGINE_EXTRAS:  # every table would fail on it: say so at once
-            check(ENGINE_EXTRAS[engine.value], f"mesh run --engine {engine.value}")
+            require_installed(ENGINE_EXTRAS[engine.value], f"mesh run --engine {engine.value}")
         mesh = _mesh(root)
         instance = open_instance(mesh.root)
         summary = run_mesh(mesh, instance, domain or None, console=err)
