@@ -78,7 +78,8 @@ def _drop(key):
          "schema[1].quality[1]", "exactly one operator"),
         (lambda d: d["schema"][1]["properties"][2]["logicalTypeOptions"].update(maxLength=3),
          "schema[1].properties[2].logicalTypeOptions", "'maxLength' was unexpected"),
-        (lambda d: d["schema"][1]["properties"][1]["relationships"].append({"to": "a.b.c.d"}),
+        (lambda d: (d.update(apiVersion="v3.2.0"),  # v3.1.0's schema refuses the form before the mesh can
+                    d["schema"][1]["properties"][1]["relationships"].append({"to": "a.b.c.d"})),
          "schema[1].properties[1].relationships[1].to", "'to' names columns of one table"),
         (lambda d: d["schema"][1].update(relationships=[{"from": ["orders.order_id", "orders.customer"],
                                                           "to": ["raw_customers.customer"]}]),

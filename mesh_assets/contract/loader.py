@@ -22,7 +22,7 @@ from mesh_assets.contract.grants import parse_grants
 from mesh_assets.contract.labels import labels_table, parse_labels
 from mesh_assets.contract.metrics import DeclarationError, metrics_table, parse_metrics
 from mesh_assets.contract.model import SNAKE_CASE, VISIBILITIES, Column, DataProduct, Label, Metric, Sla, Source, Table
-from mesh_assets.contract.odcs import SUPPORTED_API_VERSIONS, validate_odcs
+from mesh_assets.contract.odcs import validate_odcs
 from mesh_assets.contract.rules import RuleError, primary_key_rule, quality_rule, relationship_rule
 from mesh_assets.contract.sla import parse_slas
 from mesh_assets.contract.transform import resolve_transform
@@ -59,9 +59,6 @@ class _Builder:
 
     def build(self, odcs: OpenDataContractStandard) -> DataProduct:
         data = self.data
-        if data.get("apiVersion") not in SUPPORTED_API_VERSIONS:
-            self.fail(["apiVersion"], f"this mesh reads ODCS {' or '.join(SUPPORTED_API_VERSIONS)}; "
-                                      "set apiVersion: v3.1.0")
         if data.get("domain") != self.domain:
             self.fail(["domain"], f"is {data.get('domain')!r} but the contract lives in the domain folder "
                                   f"'{self.domain}'; set domain: {self.domain}")
