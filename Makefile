@@ -7,13 +7,33 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 # gets a random salt kept in .mesh/ (never committed), the same for every run of this checkout.
 export MESH_PII_SALT ?= $(shell mkdir -p .mesh && { test -s .mesh/pii_salt || $(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > .mesh/pii_salt; } && cat .mesh/pii_salt)
 
-.PHONY: setup dbt-manifest run ui test test-fast validate bench bench-checks clean
+.PHONY: setup constraints dbt-manifest run ui test test-fast validate bench bench-checks clean
 
-$(VENV)/.installed: pyproject.toml
+# Every extra (Spark, dbt, Postgres: mesh_assets/extras.py) and the test tools, at the versions of constraints.txt.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[test]"
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e ".[all,test]"
 	touch $@
+
+# constraints.txt: the whole dependency tree of mesh-assets[all,test], names and versions only (no index URL, no
+# hash). Run after changing a dependency in pyproject.toml: pip resolves it afresh in a throwaway venv.
+define CONSTRAINTS_PY
+import json, re, sys
+report = json.load(open(sys.argv[1]))
+pins = sorted((re.sub(r"[-_.]+", "-", i["metadata"]["name"]).lower(), i["metadata"]["version"])
+              for i in report["install"])
+print("# The whole dependency tree of mesh-assets[all,test], pinned; written by make constraints.")
+print("\n".join(f"{name}=={version}" for name, version in pins if name != "mesh-assets"))
+endef
+export CONSTRAINTS_PY
+constraints:
+	rm -rf .mesh/resolver && $(PYTHON) -m venv .mesh/resolver
+	.mesh/resolver/bin/pip install --quiet --upgrade pip
+	.mesh/resolver/bin/pip install --quiet --dry-run --ignore-installed --report .mesh/resolver/report.json \
+		-e ".[all,test]"
+	.mesh/resolver/bin/python -c "$$CONSTRAINTS_PY" .mesh/resolver/report.json > constraints.txt
+	rm -rf .mesh/resolver
 
 # The dbt manifest each domain's code location loads (docs/dbt.md), made once here, never at load.
 DBT_MANIFEST := dbt/target/manifest.json

@@ -48,7 +48,7 @@ def _mesh(root: Path | None) -> Mesh:
 
 
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
     return typer.Exit(code)
 
 
@@ -61,12 +61,15 @@ def run(
                          "(tables built by dbt models stay on dbt-duckdb).")] = None,
 ) -> None:
     """Materialize every asset of the mesh (or of --domain) in dependency order, then print a summary."""
-    from mesh_assets.engine.choice import ENGINE_ENV
+    from mesh_assets.engine.choice import ENGINE_ENV, ENGINE_EXTRAS
+    from mesh_assets.extras import require_installed
     from mesh_assets.orchestration.runner import open_instance, run_mesh, summary_table
 
     if engine is not None:
         os.environ[ENGINE_ENV] = engine.value  # read when the definitions load, by mesh_assets.engine.choice
     try:
+        if engine is not None and engine.value in ENGINE_EXTRAS:  # every table would fail on it: say so at once
+            require_installed(ENGINE_EXTRAS[engine.value], f"mesh run --engine {engine.value}")
         mesh = _mesh(root)
         instance = open_instance(mesh.root)
         summary = run_mesh(mesh, instance, domain or None, console=err)

@@ -25,6 +25,8 @@ from mesh_assets.errors import MeshError
 from mesh_assets.settings import ENGINES, MeshSettings
 
 ENGINE_ENV = "MESH_ENGINE"
+# The extra of the package (mesh_assets.extras) each engine but DuckDB needs.
+ENGINE_EXTRAS = {"spark": "spark", "dbt": "dbt"}
 
 
 def engine_override() -> str | None:

@@ -14,13 +14,14 @@ import dagster as dg
 
 from mesh_assets.contract.mesh import Domain, Mesh
 from mesh_assets.contract.model import DataProduct, Table
-from mesh_assets.engine.choice import table_engine
+from mesh_assets.engine.choice import ENGINE_EXTRAS, table_engine
 from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS, rejects_key
 from mesh_assets.engine.interface import Engine
 from mesh_assets.engine.outcomes import CheckOutcome, weighted_passes
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.profile import profile_metadata
 from mesh_assets.errors import MeshError, error_message, is_transient
+from mesh_assets.extras import MissingExtra, missing
 from mesh_assets.governance.access import authorize_input, deprecation_notice
 from mesh_assets.orchestration.freshness import freshness_policy
 from mesh_assets.settings import MeshSettings
@@ -145,7 +146,8 @@ def _code_version(product: DataProduct, table: Table) -> str:
 def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) -> dg.AssetsDefinition:
     """One asset keyed ``[domain, layer, table]`` with one asset check per contract rule plus ``schema``; for a
     bronze table also ``schema_drift``, ``rejected_rows``, ``row_conservation`` and the ``<table>__rejects``
-    asset, materialized by the same step."""
+    asset, materialized by the same step. When the table's engine needs an extra of the package that is not
+    installed (Spark, dbt: mesh_assets.extras), the definitions still load and the step fails naming the extra."""
     inputs = table_inputs(mesh, domain, table)
     references = reference_targets(mesh, domain, table)
     key = dg.AssetKey(list(table.key))
@@ -242,6 +244,17 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             lineage.fail(message or f"{type(exc).__name__}: {exc}", result)
             raise
         lineage.complete(result)
+
+    extra = ENGINE_EXTRAS.get(engine_key)
+    absent = missing(extra) if extra else None
+    if extra and absent:  # the step fails naming the extra; nothing of the engine is imported
+        unavailable = MissingExtra(extra, absent, f"{'/'.join(table.key)} ({table.contract_path})")
+
+        @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs)
+        def _unavailable(context: dg.AssetExecutionContext):
+            raise step_failure(table, unavailable, context.retry_number, 0)
+
+        return _unavailable
 
     if engine_key == "dbt":
         from mesh_assets.orchestration.dbt_assets import dbt_model_asset

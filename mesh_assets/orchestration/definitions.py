@@ -9,10 +9,11 @@ import dagster as dg
 
 from mesh_assets.contract.graph import cycle_message, find_cycle
 from mesh_assets.contract.mesh import Domain, Mesh, load_mesh
+from mesh_assets.engine.choice import table_engine
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
 from mesh_assets.engine.port_storage import PortStorage
-from mesh_assets.engine.spark_engine import SparkEngine, spark_config
 from mesh_assets.errors import MeshError
+from mesh_assets.extras import missing
 from mesh_assets.orchestration.assets import LAYER_TAG, domain_assets
 from mesh_assets.orchestration.sensors import freshness_alert_sensor, landing_zone_sensor, run_failure_alert_sensor
 from mesh_assets.settings import MeshSettings, find_mesh_root
@@ -25,14 +26,21 @@ def duckdb_engine(settings: MeshSettings) -> DuckDBEngine:
                         query_log=os.environ.get("MESH_DUCKDB_QUERY_LOG"))
 
 
-def mesh_resources(settings: MeshSettings) -> dict[str, object]:
-    """The resources every asset uses, configured from ``mesh.yaml`` and the environment: ``duckdb``, ``spark``
-    (the engines a table's step may run on, mesh_assets.engine.choice) and ``ports`` (the port storage)."""
-    return {
+def mesh_resources(settings: MeshSettings, domains: list[Domain]) -> dict[str, object]:
+    """The resources the assets of ``domains`` use, configured from ``mesh.yaml`` and the environment: ``duckdb``
+    and ``ports`` (the port storage) always, ``spark`` when a table of ``domains`` runs on Spark
+    (mesh_assets.engine.choice) and the ``spark`` extra is installed; pyspark is imported only then. Without the
+    extra, those tables' steps fail naming it (mesh_assets.orchestration.assets)."""
+    resources: dict[str, object] = {
         "duckdb": duckdb_engine(settings),
         "ports": PortStorage(root=settings.storage_url, retention=settings.retention.snapshots),
-        "spark": SparkEngine(spark_config=spark_config(settings.spark.master, settings.spark.conf)),
     }
+    on_spark = any(table_engine(settings, d, d.product_of(t), t) == "spark" for d in domains for t in d.tables)
+    if on_spark and missing("spark") is None:
+        from mesh_assets.engine.spark_engine import SparkEngine, spark_config
+
+        resources["spark"] = SparkEngine(spark_config=spark_config(settings.spark.master, settings.spark.conf))
+    return resources
 
 
 def _automation_sensor(domain: Domain, settings: MeshSettings) -> dg.AutomationConditionSensorDefinition:
@@ -85,7 +93,7 @@ def build_domain_definitions(domain_dir: Path | str) -> dg.Definitions:
         assets=assets,
         sensors=[*sensors, landing_zone_sensor(domain, settings, ingestion)] if ingests else sensors,
         jobs=[ingestion] if ingests else [],
-        resources=mesh_resources(settings),
+        resources=mesh_resources(settings, [domain]),
     )
 
 
@@ -96,4 +104,4 @@ def build_mesh_definitions(mesh: Mesh, domains: list[str] | None = None) -> dg.D
     selected = [d for d in mesh.domains() if not domains or d.name in domains]
     check_acyclic(mesh, [d.name for d in selected])
     assets = [a for d in selected for a in domain_assets(mesh, d)]
-    return dg.Definitions(assets=assets, resources=mesh_resources(mesh.settings))
+    return dg.Definitions(assets=assets, resources=mesh_resources(mesh.settings, selected))

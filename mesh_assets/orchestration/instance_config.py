@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import sqlalchemy.exc
 import yaml
 from dagster import DagsterInstance
-from dagster_postgres.utils import DagsterPostgresException
 
 from mesh_assets.errors import MeshError
+from mesh_assets.extras import require
 from mesh_assets.yaml_source import read_yaml_text
 
 POSTGRES_URL_ENV = "MESH_POSTGRES_URL"
@@ -124,11 +124,16 @@ def get_instance(environ: Mapping[str, str] = os.environ) -> DagsterInstance:
     Raises:
         MeshError: the Postgres server of ``MESH_POSTGRES_URL`` cannot be reached, or refuses the login or the
             database (the message names the server without its password).
+        MissingExtra: ``MESH_POSTGRES_URL`` is set and the ``postgres`` extra is not installed.
     """
+    url = postgres_url(environ)
+    unreachable: tuple[type[Exception], ...] = (sqlalchemy.exc.OperationalError,)
+    if url is not None:
+        postgres = require("postgres", "dagster_postgres.utils", f"{POSTGRES_URL_ENV} (the Dagster instance)")
+        unreachable += (postgres.DagsterPostgresException,)
     try:
         return DagsterInstance.get()
-    except (sqlalchemy.exc.OperationalError, DagsterPostgresException) as exc:
-        url = postgres_url(environ)
+    except unreachable as exc:
         if url is None:
             raise
         cause = exc.__cause__ if isinstance(exc.__cause__, sqlalchemy.exc.OperationalError) else exc
