@@ -170,7 +170,7 @@ def test_parquet_and_json_sources_end_to_end(tmp_path: Path, fmt: str, instance:
     contract = yaml.safe_load((root / "domains/shop/products/orders.yaml").read_text())
     assert contract["schema"][0]["customProperties"][1]["value"] == {"path": f"shop/orders/*.{fmt}", "format": fmt}
     summary = run_mesh(load_mesh(root), instance, ["shop"])
-    assert summary.success, [(a.key, a.status, a.failed_checks) for a in summary.assets]
+    assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
     assert {a.key: a.rows for a in summary.assets}["shop/gold/orders"] == 40
     # a typed source has no record-level rejects: a value that does not cast fails the step, naming the file
     bad = root / ".mesh/landing/shop/orders" / f"more.{fmt}"
