@@ -15,6 +15,7 @@ import dagster as dg
 import psutil
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
@@ -47,8 +48,9 @@ def dagster_home(root: Path) -> Path:
 @dataclass
 class AssetSummary:
     """One row of the run summary: ``status`` is materialized, failed or skipped; ``seconds`` of its step;
-    the failed checks apart by severity, each as ``name`` or ``name (N rows)``: ``warnings`` (WARN, the asset
-    was still published) and ``blocking`` (ERROR, it was not)."""
+    the failed checks apart by severity, each as ``name (N rows)``, ``name (observed V)`` (a rule measuring one
+    value: SQL, row count) or ``name``: ``warnings`` (WARN, the asset was still published) and ``blocking``
+    (ERROR, it was not)."""
 
     key: str
     status: str = "skipped"
@@ -191,7 +193,9 @@ class _EventReader:
                 summary.checks_passed += 1
             elif summary is not None:
                 rows = getattr(data.metadata.get("failing_rows"), "value", None)
-                name = data.check_name + (f" ({rows:,} row{'' if rows == 1 else 's'})" if isinstance(rows, int) else "")
+                observed = getattr(data.metadata.get("observed_value"), "value", None)
+                name = data.check_name + (f" ({rows:,} row{'' if rows == 1 else 's'})" if isinstance(rows, int)
+                                          else f" (observed {observed})" if observed is not None else "")
                 (summary.blocking if data.severity == dg.AssetCheckSeverity.ERROR else summary.warnings).append(name)
         else:
             step = event.step_key or ""
@@ -219,8 +223,8 @@ def summary_table(summary: RunSummary) -> RichTable:
     for row in summary.assets:
         table.add_row(row.key, f"[{styles[row.status]}]{row.status}[/]",
                       f"{row.rows:,}" if row.rows is not None else "", str(row.checks_passed),
-                      f"[yellow]{len(row.warnings)}: {', '.join(row.warnings)}[/]" if row.warnings else "0",
-                      f"[bold red]{len(row.blocking)}: {', '.join(row.blocking)}[/]" if row.blocking else "0",
+                      f"[yellow]{len(row.warnings)}: {escape(', '.join(row.warnings))}[/]" if row.warnings else "0",
+                      f"[bold red]{len(row.blocking)}: {escape(', '.join(row.blocking))}[/]" if row.blocking else "0",
                       f"{row.seconds:.2f}" if row.seconds is not None else "")
     return table
 
