@@ -73,6 +73,10 @@ def run(
     except MeshError as exc:
         raise _fail(exc) from None
     out.print(summary_table(summary))
+    warned = sum(len(a.warnings) for a in summary.assets)
+    if warned:
+        err.print(f"[yellow]{warned} check(s) failed as warnings[/] (recorded, not blocking); their counts and "
+                  "samples: mesh checks --failed", highlight=False)
     if not summary.success:
         failed = [a.key for a in summary.assets if a.status != "materialized"]
         err.print(f"[bold red]{len(failed)} asset(s) not materialized[/]; see the run in the UI (make ui) "
