@@ -244,5 +244,8 @@ def test_tutorial_commands_run_in_order(tmp_path: Path) -> None:
     assert re.search(r"│ open\s+│ 7\s+│ 210\.97", done.stdout), done.stdout
     assert "blocking check(s) failed: status_valid_values (1)" in output
     assert "blocked by the check status_valid_values" in done.stdout
+    failed = r"│ status_valid_values\s+│ ERROR\s+│ FAILED\s+│ 1 row, pass rate 95\.24 %"  # of 21 records
+    assert re.search(failed, done.stdout), done.stdout
+    assert "a blocking check failed" in done.stdout
     assert re.search(r"│ 20\s+│", done.stdout), done.stdout
     assert "1 passed" in done.stdout
