@@ -404,7 +404,7 @@ def checks(
     <root>/.dagster): severity (ERROR blocks, WARN does not), passed, failing rows, distinct failing keys, pass
     rate and a sample of failing rows (sensitive columns masked). Exit code 1 only when a blocking check failed."""
     from mesh_assets.catalog import find_instance
-    from mesh_assets.consumption.checks import describe_counts, latest_check_records, select_tables
+    from mesh_assets.catalog.checks import describe_counts, latest_check_records, select_tables
 
     try:
         mesh = _mesh(root)

@@ -1,5 +1,5 @@
 """``mesh status``: every output port with its freshness, last update and last check results (warnings and
-blocking failures apart, with their counts: :mod:`mesh_assets.consumption.checks`).
+blocking failures apart, with their counts: :mod:`mesh_assets.catalog.checks`).
 
 Freshness comes from two places, shown side by side: the state Dagster's freshness daemon last recorded for the
 asset (``PASS``, ``WARN``, ``FAIL``, ``UNKNOWN``; ``not evaluated`` when no daemon has judged it yet) and the
@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 
 from mesh_assets.catalog.facts import freshness, read_pointer
-from mesh_assets.consumption.checks import (CheckRecord, describe_counts, failure_summary,
+from mesh_assets.catalog.checks import (CheckRecord, describe_counts, failure_summary,
                                              latest_check_records)
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.port_storage import PortStorage
@@ -32,7 +32,7 @@ def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime |
     ``rows``, ``checks_passed`` (None without a recorded run), and the failed checks of the latest run that
     evaluated them, apart: ``warnings`` (severity WARN) and ``blocking`` (ERROR), each a list of
     ``{asset, check, severity, failing_rows, distinct_keys, pass_rate, observed_value}``
-    (:func:`mesh_assets.consumption.checks.failure_summary`). A broken pointer shows its problem as
+    (:func:`mesh_assets.catalog.checks.failure_summary`). A broken pointer shows its problem as
     ``sla_state``."""
     now = now or datetime.now(UTC)
     storage = PortStorage(root=mesh.settings.storage_url)

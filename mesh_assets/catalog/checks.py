@@ -1,5 +1,5 @@
-"""``mesh checks``: every asset check of the tables' latest runs, with its severity and counts, read from the
-Dagster instance.
+"""The latest check results of the tables, with their severity and counts, read from the Dagster instance: what
+the catalog, ``mesh status`` and ``mesh checks`` show.
 
 Which run: for each table, the latest run that evaluated its checks — the asset's latest run (Dagster's
 ``AssetRecord``, public), or, when that run did not reach the table's step (an upstream step failed), the run of
@@ -36,7 +36,8 @@ class CheckRecord:
     ``failing_rows`` and ``pass_rate`` (0–1) are set for row-counting rules, ``distinct_keys`` for a foreign key
     (its distinct orphan keys), ``observed_value`` for a rule that measures one value (a SQL rule, a row count);
     ``sample`` holds at most ``checks.sample_rows`` failing rows (sensitive columns masked). ``published``:
-    the run published the table (False when a blocking check of that run failed).
+    the run published the table (False when a blocking check of that run failed); ``stale_run``: the table's
+    later run that did not evaluate its checks (its step failed before them, or did not run), if any.
     """
 
     asset: str
@@ -55,6 +56,7 @@ class CheckRecord:
     run_id: str = ""
     evaluated_at: datetime | None = None
     published: bool = False
+    stale_run: str = ""
 
     @property
     def blocking_failure(self) -> bool:
@@ -126,7 +128,8 @@ def latest_check_records(instance: dg.DagsterInstance | None, tables: Iterable[T
                 by_run[run_id] = _evaluations(instance, run_id)
             found = [e for e in by_run[run_id] if e.dagster_event.event_specific_data.asset_key == key]
             if found:
-                out += [_record(e, run_id == published_run) for e in found]
+                stale = entry.last_run_id if entry.last_run_id and entry.last_run_id != run_id else ""
+                out += [_record(e, run_id == published_run, stale) for e in found]
                 break
     return out
 
@@ -143,7 +146,7 @@ def _evaluations(instance: dg.DagsterInstance, run_id: str) -> list[dg.EventLogE
             return entries
 
 
-def _record(entry: dg.EventLogEntry, published: bool) -> CheckRecord:
+def _record(entry: dg.EventLogEntry, published: bool, stale_run: str) -> CheckRecord:
     evaluation: dg.AssetCheckEvaluation = entry.dagster_event.event_specific_data  # type: ignore[union-attr]
     meta = {name: getattr(value, "value", value) for name, value in evaluation.metadata.items()}
     severity = evaluation.severity.value if evaluation.severity is not None else ERROR
@@ -158,7 +161,7 @@ def _record(entry: dg.EventLogEntry, published: bool) -> CheckRecord:
         observed_value=meta.get("observed_value"), rows_checked=_int(meta.get("rows_checked")),
         expectation=meta.get("expectation"), description=evaluation.description or "", error=error,
         sample=sample if isinstance(sample, list) else [], run_id=entry.run_id,
-        evaluated_at=datetime.fromtimestamp(entry.timestamp, UTC), published=published)
+        evaluated_at=datetime.fromtimestamp(entry.timestamp, UTC), published=published, stale_run=stale_run)
 
 
 def _int(value: Any) -> int | None:
