@@ -126,10 +126,12 @@ def latest_check_records(instance: dg.DagsterInstance | None, tables: Iterable[T
         for run_id in dict.fromkeys(r for r in (entry.last_run_id, published_run) if r):
             if run_id not in by_run:
                 by_run[run_id] = _evaluations(instance, run_id)
-            found = [e for e in by_run[run_id] if e.dagster_event.event_specific_data.asset_key == key]
+            # a step retried after its checks evaluates them again in the same run: its last evaluation counts
+            found = {e.dagster_event.event_specific_data.check_name: e for e in by_run[run_id]
+                     if e.dagster_event.event_specific_data.asset_key == key}
             if found:
                 stale = entry.last_run_id if entry.last_run_id and entry.last_run_id != run_id else ""
-                out += [_record(e, run_id == published_run, stale) for e in found]
+                out += [_record(e, run_id == published_run, stale) for e in found.values()]
                 break
     return out
 
