@@ -72,7 +72,7 @@ support:
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
         isolate(mp)
         summary = run_mesh(load_mesh(tiny_root), instance)
-        assert summary.success, [(a.key, a.status, a.failed_checks) for a in summary.assets]
+        assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
         yield tiny_root, instance
 
 

@@ -175,7 +175,7 @@ def test_parquet_and_json_sources_end_to_end(tmp_path: Path, fmt: str, instance:
     contract = yaml.safe_load((root / "domains/shop/products/orders.yaml").read_text())
     assert contract["schema"][0]["customProperties"][1]["value"] == {"path": f"shop/orders/*.{fmt}", "format": fmt}
     summary = run_mesh(load_mesh(root), instance, ["shop"])
-    assert summary.success, [(a.key, a.status, a.failed_checks) for a in summary.assets]
+    assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
     assert {a.key: a.rows for a in summary.assets}["shop/gold/orders"] == 40
     # a typed source has no record-level rejects: a value that does not cast fails the step, naming the file
     bad = root / ".mesh/landing/shop/orders" / f"more.{fmt}"
@@ -249,5 +249,8 @@ def test_tutorial_commands_run_in_order(tmp_path: Path) -> None:
     assert re.search(r"│ open\s+│ 7\s+│ 210\.97", done.stdout), done.stdout
     assert "blocking check(s) failed: status_valid_values (1)" in output
     assert "blocked by the check status_valid_values" in done.stdout
+    failed = r"│ status_valid_values\s+│ ERROR\s+│ FAILED\s+│ 1 row, pass rate 95\.24 %"  # of 21 records
+    assert re.search(failed, done.stdout), done.stdout
+    assert "a blocking check failed" in done.stdout
     assert re.search(r"│ 21\s+│", done.stdout), done.stdout
     assert "1 passed" in done.stdout

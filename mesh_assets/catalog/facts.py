@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from croniter import croniter
 
+from mesh_assets.catalog.checks import latest_check_records
 from mesh_assets.contract.model import Sla, Table
 from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS
 from mesh_assets.engine.ports import Port
@@ -161,31 +162,24 @@ def latest_runs(instance: dg.DagsterInstance | None, tables: list[Table]) -> dic
 
 
 def latest_checks(instance: dg.DagsterInstance | None, table: Table) -> list[CheckResult]:
-    """The latest result of every check of ``table`` in ``instance``; empty without an instance."""
+    """The latest result of every check of ``table`` in ``instance`` (the checks of its latest evaluating run,
+    :func:`mesh_assets.catalog.checks.latest_check_records`), in the order the asset declares them; a check that
+    run did not evaluate is ``no result``. Empty without an instance."""
     if instance is None:
         return []
-    asset_key = dg.AssetKey(list(table.key))
-    keys = [dg.AssetCheckKey(asset_key, name) for name in check_names(table)]
-    summaries = instance.event_log_storage.get_asset_check_summary_records(keys)
+    records = {r.check: r for r in latest_check_records(instance, [table])}
+    stale = next(iter(records.values())).stale_run if records else ""
     results = []
-    for key in keys:
-        summary = summaries.get(key)
-        done = summary.last_completed_check_execution_record if summary else None
-        last = summary.last_check_execution_record if summary else None
-        stale = (last.run_id if last is not None and last.status.value == "PLANNED"
-                 and (done is None or last.run_id != done.run_id) else "")
-        evaluation = done.event.dagster_event.event_specific_data if done and done.event and done.event.dagster_event \
-            else None
-        if evaluation is None:
-            results.append(CheckResult(key.name, "no result", stale_run=stale))
+    for name in check_names(table):
+        record = records.get(name)
+        if record is None:
+            results.append(CheckResult(name, "no result", stale_run=stale))
             continue
-        # the step records blocking checks with severity ERROR (mesh_assets.orchestration.assets._check_result)
-        blocking = evaluation.severity == dg.AssetCheckSeverity.ERROR
-        status = "passed" if evaluation.passed else ("failed" if blocking else "warning")
-        details = {name: _show(name, _value(evaluation.metadata[name])) for name in _CHECK_FIELDS
-                   if name in evaluation.metadata}
-        results.append(CheckResult(key.name, status, evaluation.description or "",
-                                   datetime.fromtimestamp(done.create_timestamp, UTC), done.run_id, details, stale))
+        status = "passed" if record.passed else ("warning" if record.warning else "failed")
+        details = {field: _show(field, value) for field in _CHECK_FIELDS
+                   if (value := getattr(record, field)) is not None}
+        results.append(CheckResult(name, status, record.description, record.evaluated_at, record.run_id, details,
+                                   stale))
     return results
 
 

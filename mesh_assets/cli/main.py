@@ -76,6 +76,10 @@ def run(
     except MeshError as exc:
         raise _fail(exc) from None
     out.print(summary_table(summary))
+    warned = sum(len(a.warnings) for a in summary.assets)
+    if warned:
+        err.print(f"[yellow]{warned} check(s) failed as warnings[/] (recorded, not blocking); their counts and "
+                  "samples: mesh checks --failed", highlight=False)
     if not summary.success:
         failed = [a.key for a in summary.assets if a.status != "materialized"]
         err.print(f"[bold red]{len(failed)} asset(s) not materialized[/]; see the run in the UI (make ui) "
@@ -369,21 +373,71 @@ def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option(
 def status(root: RootOption = None, output: Annotated[OutputFormat, typer.Option("--format", "-f")] =
            OutputFormat.table) -> None:
     """Every output port: freshness (the freshness daemon's state, and the pointer against the SLA now), last
-    update, rows and the last check results from the Dagster instance at DAGSTER_HOME (default <root>/.dagster).
-    Exit code 1 when a port is stale, failed its freshness policy or a blocking check."""
+    update, rows and the last check results from the Dagster instance at DAGSTER_HOME (default <root>/.dagster),
+    failed warnings and blocking checks apart, with their counts. Exit code 1 when a port is stale, failed its
+    freshness policy or a blocking check; failed warnings are listed and exit 0."""
     from mesh_assets.catalog import find_instance
-    from mesh_assets.consumption.status import COLUMNS, port_status
+    from mesh_assets.consumption.status import COLUMNS, as_text, port_status
 
     try:
         mesh = _mesh(root)
         rows = port_status(mesh, find_instance(mesh.root))
     except MeshError as exc:
         raise _fail(exc) from None
-    _emit(rows, output, COLUMNS)
+    _emit(rows if output is OutputFormat.json else [as_text(r) for r in rows], output, COLUMNS)
+    warned = [r["port"] for r in rows if r["warnings"]]
+    if warned:
+        err.print(f"[yellow]{len(warned)} port(s) with failed warnings (not blocking):[/] {', '.join(warned)}",
+                  highlight=False)
     unhealthy = [r["port"] for r in rows if r["freshness"] == "FAIL" or r["sla_state"] not in ("fresh", "no SLA")
-                 or "failed:" in r["checks"]]
+                 or r["blocking"]]
     if unhealthy:
         err.print(f"[bold red]{len(unhealthy)} port(s) need attention:[/] {', '.join(unhealthy)}", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def checks(
+    root: RootOption = None,
+    port: Annotated[str | None, typer.Option("--port", "-p", help="Only this table: <domain>.<table> (an output "
+                                             "port), <domain>/<layer>/<table>, or <domain>.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only the checks that failed (warnings and "
+                                                          "blocking).")] = False,
+    output: Annotated[ReportFormat, typer.Option("--format", "-f", help="text for people, json for tools "
+                                                 "(shape: docs/operations.md).")] = ReportFormat.text,
+) -> None:
+    """Every asset check of each table's latest run, from the Dagster instance at DAGSTER_HOME (default
+    <root>/.dagster): severity (ERROR blocks, WARN does not), passed, failing rows, distinct failing keys, pass
+    rate and a sample of failing rows (sensitive columns masked). Exit code 1 only when a blocking check failed."""
+    from mesh_assets.catalog import find_instance
+    from mesh_assets.catalog.checks import describe_counts, latest_check_records, select_tables
+
+    try:
+        mesh = _mesh(root)
+        tables = select_tables(mesh, port)
+        instance = find_instance(mesh.root)
+        records = latest_check_records(instance, tables)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    shown = [r for r in records if not r.passed] if failed else records
+    blocking = [r for r in records if r.blocking_failure]
+    warnings = [r for r in records if r.warning]
+    if output is ReportFormat.json:
+        print(json.dumps({"checks": [r.to_json() for r in shown]}, indent=2, default=str))
+    else:
+        table = RichTable("asset", "check", "severity", "result", "counts", "sample")
+        for r in shown:
+            result = "passed" if r.passed else ("[bold red]FAILED[/]" if r.blocking_failure else "[yellow]warning[/]")
+            sample = json.dumps(r.sample[0], default=str) if r.sample else ""
+            table.add_row(r.asset, r.check, r.severity, result, escape(describe_counts(r) or (r.error or "")),
+                          escape(sample[:80] + ("…" if len(sample) > 80 else "")))
+        out.print(table)
+        if instance is None:
+            err.print("no Dagster instance found (DAGSTER_HOME, default .dagster/): run mesh run first",
+                      highlight=False)
+        err.print(f"{len(records)} check(s): {sum(r.passed for r in records)} passed, {len(warnings)} warning(s), "
+                  f"{len(blocking)} blocking failure(s)", highlight=False)
+    if blocking:
         raise typer.Exit(1)
 
 

@@ -1,4 +1,5 @@
-"""``mesh status``: every output port with its freshness, last update and last check results.
+"""``mesh status``: every output port with its freshness, last update and last check results (warnings and
+blocking failures apart, with their counts: :mod:`mesh_assets.catalog.checks`).
 
 Freshness comes from two places, shown side by side: the state Dagster's freshness daemon last recorded for the
 asset (``PASS``, ``WARN``, ``FAIL``, ``UNKNOWN``; ``not evaluated`` when no daemon has judged it yet) and the
@@ -13,41 +14,58 @@ from typing import Any
 
 import dagster as dg
 
-from mesh_assets.catalog.facts import freshness, latest_checks, read_pointer
+from mesh_assets.catalog.facts import freshness, read_pointer
+from mesh_assets.catalog.checks import (CheckRecord, describe_counts, failure_summary,
+                                             latest_check_records)
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.orchestration.freshness import layer_default_slas
 
-COLUMNS = ["port", "visibility", "team", "freshness", "sla_state", "sla", "last_update", "rows", "checks"]
+COLUMNS = ["port", "visibility", "team", "freshness", "sla_state", "sla", "last_update", "rows", "checks_passed",
+           "warnings", "blocking"]
 
 
 def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime | None = None) -> list[dict[str, Any]]:
     """One row per output port (gold table that is not private), by domain: ``port`` (``domain.table``),
     ``visibility``, ``team``, ``freshness`` (the freshness daemon's state), ``sla_state`` (``fresh``, ``stale``,
     ``never published`` or ``no SLA`` from the pointer), ``sla`` in words, ``last_update`` (ISO 8601 UTC),
-    ``rows`` and ``checks`` (``N passed`` plus the failed ones by name, from the instance; empty without one).
-    A broken pointer shows its problem as ``sla_state``."""
+    ``rows``, ``checks_passed`` (None without a recorded run), and the failed checks of the latest run that
+    evaluated them, apart: ``warnings`` (severity WARN) and ``blocking`` (ERROR), each a list of
+    ``{asset, check, severity, failing_rows, distinct_keys, pass_rate, observed_value}``
+    (:func:`mesh_assets.catalog.checks.failure_summary`). A broken pointer shows its problem as
+    ``sla_state``."""
     now = now or datetime.now(UTC)
     storage = PortStorage(root=mesh.settings.storage_url)
     tables = [(d, p, t) for d in mesh.domains() for p in d.products for t in p.tables
               if t.layer == "gold" and t.visibility != "private"]
     keys = [dg.AssetKey(list(t.key)) for _, _, t in tables]
     states = instance.get_freshness_state_records(keys) if instance is not None else {}
+    by_asset: dict[str, list[CheckRecord]] = {}
+    for check in latest_check_records(instance, [t for _, _, t in tables]):
+        by_asset.setdefault(check.asset, []).append(check)
     rows = []
     for (domain, product, table), key in zip(tables, keys):
         pointer, problem = read_pointer(storage.port(table.key))
         judged = freshness(pointer, list(table.slas) or layer_default_slas(mesh.settings, table.layer), now,
                            domain.timezone)
         record = states.get(key)
-        checks = latest_checks(instance, table)
-        failed = [c.name for c in checks if c.status in ("failed", "warning")]
-        passed = sum(c.status == "passed" for c in checks)
+        checks = by_asset.get("/".join(table.key), [])
         rows.append({
             "port": f"{table.domain}.{table.name}", "visibility": table.visibility, "team": product.team,
             "freshness": record.freshness_state.value if record is not None else "not evaluated",
             "sla_state": problem or judged.state, "sla": judged.sla,
             "last_update": judged.published_at.isoformat(timespec="seconds") if judged.published_at else None,
             "rows": (pointer or {}).get("rows"),
-            "checks": (f"{passed} passed" + (f", failed: {', '.join(failed)}" if failed else "")) if checks else "",
+            "checks_passed": sum(c.passed for c in checks) if checks else None,
+            "warnings": [failure_summary(c) for c in checks if c.warning],
+            "blocking": [failure_summary(c) for c in checks if c.blocking_failure],
         })
     return rows
+
+
+def as_text(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` of :func:`port_status` for a table or CSV: each failed check as ``name (its counts)``."""
+    def words(failures: list[dict[str, Any]]) -> str:
+        return "; ".join(f"{f['check']} ({describe_counts(f)})" if describe_counts(f) else f["check"]
+                         for f in failures)
+    return {**row, "warnings": words(row["warnings"]), "blocking": words(row["blocking"])}

@@ -15,6 +15,7 @@ import dagster as dg
 import psutil
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
@@ -46,15 +47,18 @@ def dagster_home(root: Path) -> Path:
 
 @dataclass
 class AssetSummary:
-    """One row of the run summary: ``status`` is materialized, failed or skipped; ``seconds`` of its step."""
+    """One row of the run summary: ``status`` is materialized, failed or skipped; ``seconds`` of its step;
+    the failed checks apart by severity, each as ``name (N rows)``, ``name (observed V)`` (a rule measuring one
+    value: SQL, row count) or ``name``: ``warnings`` (WARN, the asset was still published) and ``blocking``
+    (ERROR, it was not)."""
 
     key: str
     status: str = "skipped"
     rows: int | None = None
     checks_passed: int = 0
-    checks_failed: int = 0
     seconds: float | None = None
-    failed_checks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    blocking: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -188,8 +192,11 @@ class _EventReader:
             if summary is not None and data.passed:
                 summary.checks_passed += 1
             elif summary is not None:
-                summary.checks_failed += 1
-                summary.failed_checks.append(data.check_name)
+                rows = getattr(data.metadata.get("failing_rows"), "value", None)
+                observed = getattr(data.metadata.get("observed_value"), "value", None)
+                name = data.check_name + (f" ({rows:,} row{'' if rows == 1 else 's'})" if isinstance(rows, int)
+                                          else f" (observed {observed})" if observed is not None else "")
+                (summary.blocking if data.severity == dg.AssetCheckSeverity.ERROR else summary.warnings).append(name)
         else:
             step = event.step_key or ""
             for key in self.steps.get(step, []):
@@ -205,17 +212,19 @@ class _EventReader:
 
 
 def summary_table(summary: RunSummary) -> RichTable:
-    """The run summary as a table: asset, status, rows, checks passed/failed, seconds."""
+    """The run summary as a table: asset, status, rows, checks passed, failed warnings (not blocking) and failed
+    blocking checks, each counted and named, seconds."""
     table = RichTable(title=f"mesh run {summary.run_id} — {'succeeded' if summary.success else 'FAILED'} "
                             f"in {summary.seconds:.1f} s")
     for name, justify in (("asset", "left"), ("status", "left"), ("rows", "right"), ("checks passed", "right"),
-                          ("checks failed", "right"), ("seconds", "right")):
+                          ("warnings", "left"), ("blocking", "left"), ("seconds", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     styles = {"materialized": "green", "failed": "bold red", "skipped": "yellow", "running": "yellow"}
     for row in summary.assets:
-        failed = str(row.checks_failed) + (f" ({', '.join(row.failed_checks)})" if row.failed_checks else "")
         table.add_row(row.key, f"[{styles[row.status]}]{row.status}[/]",
-                      f"{row.rows:,}" if row.rows is not None else "", str(row.checks_passed), failed,
+                      f"{row.rows:,}" if row.rows is not None else "", str(row.checks_passed),
+                      f"[yellow]{len(row.warnings)}: {escape(', '.join(row.warnings))}[/]" if row.warnings else "0",
+                      f"[bold red]{len(row.blocking)}: {escape(', '.join(row.blocking))}[/]" if row.blocking else "0",
                       f"{row.seconds:.2f}" if row.seconds is not None else "")
     return table
 

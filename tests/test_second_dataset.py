@@ -1,0 +1,103 @@
+"""The acceptance test of authoring at scale: a second public data set (OpenFlights airlines and countries,
+tests/fixtures/openflights) modelled from an empty folder only through `mesh new domain`, `mesh new product
+--from` and the edits docs/operations.md documents, with a foreign key whose known orphans are a warning; the
+run publishes and `mesh checks` / `mesh status` report the exact counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from test_self_serve import empty_mesh, mesh_cli
+
+DATA = Path(__file__).parent / "fixtures" / "openflights"
+ORPHANS = ("FROM {object} a WHERE a.country IS NOT NULL AND NOT EXISTS "
+           "(SELECT 1 FROM gold.countries c WHERE c.name = a.country)")
+# Today's spelling of a warning on a foreign key: SQL rules with severity warning counting orphan rows, distinct
+# orphan keys and null keys (docs/operations.md, "A foreign key with known orphans").
+RULES = [
+    {"id": "country_orphan_rows", "type": "sql", "query": "SELECT count(*) " + ORPHANS, "mustBe": 0,
+     "severity": "warning", "description": "Airlines whose country is not in the countries port."},
+    {"id": "country_orphan_keys", "type": "sql", "query": "SELECT count(DISTINCT a.country) " + ORPHANS,
+     "mustBe": 0, "severity": "warning", "description": "Country names the countries port does not know."},
+    {"id": "country_null_keys", "type": "sql", "query": "SELECT count(*) FROM {object} WHERE country IS NULL",
+     "mustBe": 0, "severity": "warning", "description": "Airlines without a country."},
+]
+GOLD_SQL = """SELECT a.airline_id, a.name, a.alias, a.iata, a.icao, a.callsign, a.country,
+       c.iso_code AS country_iso_code, a.active
+FROM silver.clean_airlines a
+LEFT JOIN (SELECT name, min(iso_code) AS iso_code FROM gold.countries GROUP BY name) c ON c.name = a.country
+"""
+
+
+def _edit(root: Path) -> None:
+    """The documented edits: the output port joins the countries port (deduplicated: two names are listed
+    twice) for the ISO code, and declares the known orphans of its country as warnings."""
+    path = root / "domains/aviation/products/airlines.yaml"
+    contract = yaml.safe_load(path.read_text())
+    gold = next(t for t in contract["schema"] if t["name"] == "airlines")
+    at = [p["name"] for p in gold["properties"]].index("country") + 1
+    gold["properties"].insert(at, {"name": "country_iso_code", "logicalType": "string", "physicalType": "VARCHAR",
+                                   "description": "ISO 3166 code of the country, from the countries port; null "
+                                                  "when the country is unknown."})
+    gold["quality"] += RULES
+    path.write_text(yaml.safe_dump(contract, sort_keys=False, width=120))
+    (root / "domains/aviation/sql/gold/airlines.sql").write_text(GOLD_SQL)
+
+
+def test_the_known_orphans_of_the_data_itself() -> None:
+    """The counts the mesh must report, measured on the committed files with DuckDB alone."""
+    airlines, countries = DATA / "airlines.csv", DATA / "countries.csv"
+    orphans = (f"FROM '{airlines}' a WHERE a.country IS NOT NULL AND a.country NOT IN "
+               f"(SELECT name FROM '{countries}' WHERE name IS NOT NULL)")
+    assert duckdb.sql(f"SELECT count(*), count(DISTINCT country) {orphans}").fetchall() == [(41, 20)]
+    nulls = duckdb.sql(f"SELECT count(*), count(*) FILTER (WHERE country IS NULL) FROM '{airlines}'")
+    assert nulls.fetchall() == [(1255, 4)]
+
+
+@pytest.mark.slow  # `mesh` commands in child processes
+def test_a_second_public_dataset_publishes_with_its_known_orphans_as_warnings(tmp_path: Path) -> None:
+    root = empty_mesh(tmp_path)
+    steps = [("new", "domain", "aviation", "--team", "aviation-team", "--member", "ana@example.com"),
+             ("new", "product", "aviation", "countries", "--from", str(DATA / "countries.csv")),
+             ("new", "product", "aviation", "airlines", "--from", str(DATA / "airlines.csv"))]
+    for step in steps:
+        done = mesh_cli(root, *step)
+        assert done.returncode == 0, done.stdout + done.stderr
+    _edit(root)
+    validated = mesh_cli(root, "validate", "--format", "json")
+    assert json.loads(validated.stdout)["errors"] == 0, validated.stdout
+
+    ran = mesh_cli(root, "run")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    line = next(ln for ln in ran.stdout.splitlines() if "aviation/gold/airlines " in ln)
+    assert "materialized" in line and "3: country_orphan_rows (observed 41)" in line
+
+    listed = mesh_cli(root, "checks", "--port", "aviation.airlines", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    checks = {c["check"]: c for c in json.loads(listed.stdout)["checks"]}
+    assert {name: (c["severity"], c["passed"], c["observed_value"]) for name, c in checks.items()
+            if name.startswith("country_")} == {"country_orphan_rows": ("WARN", False, 41),
+                                                "country_orphan_keys": ("WARN", False, 20),
+                                                "country_null_keys": ("WARN", False, 4)}
+    key = checks["primary_key"]
+    assert (key["severity"], key["passed"], key["failing_rows"], key["rows_checked"]) == ("ERROR", True, 0, 1255)
+    assert all(c["passed"] for name, c in checks.items() if not name.startswith("country_"))
+    assert all(c["published"] for c in checks.values())
+
+    failed = mesh_cli(root, "checks", "--failed", "--format", "json")
+    assert failed.returncode == 0
+    assert [(c["asset"], c["check"]) for c in json.loads(failed.stdout)["checks"]] == [
+        ("aviation/gold/airlines", r["id"]) for r in RULES]
+
+    status = mesh_cli(root, "status", "--format", "json")
+    assert status.returncode == 0, status.stderr
+    ports = {r["port"]: r for r in json.loads(status.stdout)}
+    assert ports["aviation.airlines"]["rows"] == 1255 and ports["aviation.airlines"]["blocking"] == []
+    assert [(w["check"], w["observed_value"]) for w in ports["aviation.airlines"]["warnings"]] == [
+        ("country_orphan_rows", 41), ("country_orphan_keys", 20), ("country_null_keys", 4)]
+    assert ports["aviation.countries"]["warnings"] == []
