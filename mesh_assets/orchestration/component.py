@@ -36,8 +36,8 @@ class DataProductsScaffolder(Scaffolder):
 
 @scaffold_with(DataProductsScaffolder)
 class DataProductsComponent(Component, Resolvable, Model):
-    """The data products of one domain: the assets, asset checks, ingestion job and sensors that
-    :func:`mesh_assets.build_domain_definitions` builds from the domain's data contracts.
+    """The data products of one domain, built from its data contracts: assets, asset checks, ingestion job and
+    sensors, exactly what :func:`mesh_assets.build_domain_definitions` builds for the domain folder.
 
     Attributes:
         domain_dir: the domain folder (holding ``domain.yaml`` and ``products/``), inside a mesh (a folder with
