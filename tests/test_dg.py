@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,3 +163,48 @@ def test_dg_on_a_domain_made_by_mesh_new_domain(tmp_path: Path, monkeypatch: pyt
     with dg.DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey(["billing", "bronze", "raw_invoices"]))
     assert event is not None and event.asset_materialization.metadata["dagster/row_count"].value == 2
+
+
+_LOCATIONS = ("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+              "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+
+
+def _locations(port: int) -> dict[str, str] | None:
+    """Each code location the webserver at ``port`` serves → its ``__typename`` once loaded, or None."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", json.dumps({"query": _LOCATIONS}).encode(),
+                                     {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    if not entries or any(e["loadStatus"] != "LOADED" for e in entries):
+        return None
+    return {e["name"]: e["locationOrLoadError"]["__typename"] for e in entries}
+
+
+@pytest.mark.daemon  # dg dev: a webserver, a daemon and four code servers
+def test_dg_dev_serves_every_domain(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tmp_path / "home"
+    home.mkdir()
+    with (tmp_path / "dg-dev.log").open("w") as log:
+        dev = subprocess.Popen([str(BIN / "dg"), "dev", "--use-active-venv", "--port", str(port)], cwd=REPO,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               env={**os.environ, "DAGSTER_HOME": str(home)})
+        try:
+            deadline, loaded = time.monotonic() + 600, None
+            while loaded is None and time.monotonic() < deadline and dev.poll() is None:
+                time.sleep(3)
+                loaded = _locations(port)
+        finally:
+            os.killpg(dev.pid, signal.SIGTERM)
+            try:
+                dev.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(dev.pid, signal.SIGKILL)
+                dev.wait()
+    assert loaded == dict.fromkeys(("customers", "supply", "sales", "finance"), "RepositoryLocation"), \
+        (tmp_path / "dg-dev.log").read_text()[-3000:]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import io
+import json
 import shutil
 import tomllib
 from dataclasses import dataclass
@@ -165,13 +166,16 @@ def _dg_workspace_with(path: Path, project: Path) -> str:
     if any(Path(p.get("path", "")) == project for p in projects if isinstance(p, dict)):
         raise MeshError(f"{path}: project {project.as_posix()} is already listed; remove it or pick another "
                         "domain name")
-    entry = f'\n[[workspace.projects]]\npath = "{project.as_posix()}"\n'
+    # a JSON string is a TOML basic string: the folder's name is quoted and escaped, never pasted
+    entry = f"\n[[workspace.projects]]\npath = {json.dumps(project.as_posix())}\n"
     out = text + ("" if text.endswith("\n") else "\n") + entry
     try:
-        tomllib.loads(out)
-    except tomllib.TOMLDecodeError as e:
-        raise MeshError(f"{path}: cannot append a [[workspace.projects]] table ({e}); list the projects as "
-                        "[[workspace.projects]] tables, one per domain, and run again") from e
+        listed = tomllib.loads(out)["workspace"]["projects"][-1]["path"]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, IndexError) as e:
+        listed = e
+    if listed != project.as_posix():
+        raise MeshError(f"{path}: cannot append a [[workspace.projects]] table ({listed}); list the projects as "
+                        "[[workspace.projects]] tables, one per domain, and run again")
     return out
 
 
