@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from mesh_assets import DataProductsComponent, build_domain_definitions
 from mesh_assets.cli.scaffold import create_domain, domain_package, write_dg_project
@@ -144,8 +145,6 @@ def test_dg_on_a_domain_made_by_mesh_new_domain(tmp_path: Path, monkeypatch: pyt
         assert done.returncode == 0, done.stdout + done.stderr
     billing, home = root / "domains" / "billing", tmp_path / "home"
 
-    checked = _dg(root, home, "check", "defs", "--use-active-venv")  # the workspace: four domains and billing
-    assert "All definitions loaded successfully." in checked.stdout
     assets, checks = _listed(billing, home)
     assert assets == {"billing/bronze/raw_invoices", "billing/bronze/raw_invoices__rejects",
                       "billing/silver/clean_invoices", "billing/gold/invoices"}
@@ -153,9 +152,14 @@ def test_dg_on_a_domain_made_by_mesh_new_domain(tmp_path: Path, monkeypatch: pyt
 
     components = json.loads(_dg(billing, home, "list", "components", "--json").stdout)
     assert "mesh_assets.DataProductsComponent" in {c["key"] for c in components["items"]}
-    shutil.rmtree(billing / "billing_domain" / "defs" / "data_products")
+    defs_yaml = billing / "billing_domain" / "defs" / "data_products" / "defs.yaml"
+    written = yaml.safe_load(defs_yaml.read_text())
+    shutil.rmtree(defs_yaml.parent)
     _dg(billing, home, "scaffold", "defs", "mesh_assets.DataProductsComponent", "data_products")
-    assert _listed(billing, home) == (assets, checks)
+    assert yaml.safe_load(defs_yaml.read_text()) == written  # what mesh new domain writes
+    checked = _dg(billing, home, "check", "defs")  # validates defs.yaml against the component, then loads it
+    assert "All component YAML validated successfully." in checked.stdout + checked.stderr
+    assert "All definitions loaded successfully." in checked.stdout
 
     # a bronze table is one step with its rejects table: select both
     _dg(billing, home, "launch", "--assets", 'key:"billing/bronze/raw_invoices*"')

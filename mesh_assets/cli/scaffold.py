@@ -2,9 +2,10 @@
 
 A new domain is a folder ``<domains_dir>/<name>/`` (``domain.yaml``, ``products/``, ``sql/silver``,
 ``sql/gold``, ``README.md``) that is also a ``dg`` project (:func:`write_dg_project`), listed in the mesh's ``dg``
-workspace (``dg.toml``) and in ``workspace.yaml``, and a test that its code location loads. A new product is a draft ODCS v3.1 contract inferred from landed files
-(mesh_assets.cli.inference) with a bronze table reading them, a silver table and a public gold output port, plus
-their SQL: it validates and runs at once, and its owners then refine descriptions and rules.
+workspace (``dg.toml``) and in ``workspace.yaml``, and a test that its code location loads. A new product is a
+draft ODCS v3.1 contract inferred from landed files (mesh_assets.cli.inference) with a bronze table reading them,
+a silver table and a public gold output port, plus their SQL: it validates and runs at once, and its owners then
+refine descriptions and rules.
 
 The source files are copied into the landing zone, under ``<domain>/<product>/``, and the contract's source
 glob points there: the mesh then reads only its own landing zone (the sandbox of every step), and the next
@@ -162,8 +163,9 @@ def _dg_workspace_with(path: Path, project: Path) -> str:
         raise MeshError(f"{path}: not valid TOML ({e}); fix the file first") from e
     if data.get("directory_type") != "workspace":
         raise MeshError(f'{path}: expected directory_type = "workspace" (the dg workspace of the mesh)')
-    projects = (data.get("workspace") or {}).get("projects") or []
-    if any(Path(p.get("path", "")) == project for p in projects if isinstance(p, dict)):
+    workspace = data.get("workspace")
+    projects = workspace.get("projects") if isinstance(workspace, dict) else None
+    if any(Path(str(p.get("path", ""))) == project for p in projects or [] if isinstance(p, dict)):
         raise MeshError(f"{path}: project {project.as_posix()} is already listed; remove it or pick another "
                         "domain name")
     # a JSON string is a TOML basic string: the folder's name is quoted and escaped, never pasted
