@@ -14,10 +14,11 @@ one asset per table of the domain's data contracts, their asset checks, the inge
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import dagster as dg
 from dagster.components import Component, ComponentLoadContext, Model, Resolvable, Scaffolder, ScaffoldRequest
-from dagster.components import scaffold_component, scaffold_with
+from dagster.components import Resolver, scaffold_component, scaffold_with
 
 from mesh_assets.contract.mesh import DOMAIN_FILE
 from mesh_assets.errors import MeshError
@@ -45,7 +46,9 @@ class DataProductsComponent(Component, Resolvable, Model):
             declares the component; default: the ``dg`` project root, which is the domain folder.
     """
 
-    domain_dir: str | None = None
+    domain_dir: Annotated[str | None, Resolver.default(description=(
+        "The domain folder (with domain.yaml), relative to this defs.yaml's folder; default: the project root."
+    ))] = None
 
     def domain_path(self, context: ComponentLoadContext) -> Path:
         """The resolved domain folder of this component, loaded in ``context``.
