@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from domains.tpch import land_tpch
+from mesh_assets.cli.scaffold import domain_package, write_dg_project
 from mesh_assets.orchestration.runner import dagster_home
 from mesh_assets.orchestration.sensors import LANDING_FILES_TAG, TRIGGER_TAG
 
@@ -40,9 +41,10 @@ FINANCE = ["forecasting_revenue_change", "local_supplier_volume", "pricing_summa
 
 
 def _workspace(root: Path, domains: list[str]) -> None:
-    """``workspace.yaml`` loading each domain's ``definitions.py`` from ``root`` (a copy of a mesh)."""
-    entries = [{"python_file": {"relative_path": f"domains/{d}/definitions.py", "location_name": d,
-                                "working_directory": "."}} for d in domains]
+    """``workspace.yaml`` loading each domain's dg project (``<domain>_domain.definitions``) from ``root`` (a copy
+    of a mesh)."""
+    entries = [{"python_module": {"module_name": f"{domain_package(d)}.definitions", "location_name": d,
+                                  "working_directory": f"domains/{d}"}} for d in domains]
     (root / "workspace.yaml").write_text(yaml.safe_dump({"load_from": entries}))
 
 
@@ -171,9 +173,7 @@ def _answers(url: str) -> bool:
 def test_tiny_sla_fails_without_materialization_and_passes_after_one(tiny_root: Path, home: Path, webhook) -> None:
     contract = tiny_root / "domains" / "shop" / "products" / "orders.yaml"
     contract.write_text(contract.read_text().replace("value: 2\n    unit: h", "value: 1\n    unit: m"))
-    (tiny_root / "domains" / "shop" / "definitions.py").write_text(
-        "from pathlib import Path\n\nfrom mesh_assets import build_domain_definitions\n\n"
-        "defs = build_domain_definitions(Path(__file__).parent)\n")
+    write_dg_project(tiny_root / "domains" / "shop", "shop")
     _workspace(tiny_root, ["shop"])
     _settings(tiny_root, automation={"automation_interval_seconds": 3600, "landing_interval_seconds": 3600,
                                      "alert_interval_seconds": 2},

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import dagster as dg
@@ -120,16 +121,26 @@ def test_new_domain_files_workspace_and_generated_test(tmp_path: Path) -> None:
     before = (root / "workspace.yaml").read_text()
     create_domain(root, "billing", "billing-team", "Invoices.", ["ben@example.com", "@bo"])
     folder = root / "domains" / "billing"
-    assert {p.name for p in folder.iterdir()} >= {"__init__.py", "definitions.py", "domain.yaml", "products",
-                                                  "sql", "README.md"}
+    assert {p.name for p in folder.iterdir()} >= {"dg.toml", "billing_domain", "domain.yaml", "products", "sql",
+                                                  "README.md"}
     assert (folder / "sql" / "silver").is_dir() and (folder / "sql" / "gold").is_dir()
-    assert "defs = build_domain_definitions(Path(__file__).parent)" in (folder / "definitions.py").read_text()
+    assert 'root_module = "billing_domain"' in (folder / "dg.toml").read_text()
+    assert "dg.load_from_defs_folder" in (folder / "billing_domain" / "definitions.py").read_text()
+    defs_yaml = yaml.safe_load((folder / "billing_domain" / "defs" / "data_products" / "defs.yaml").read_text())
+    assert defs_yaml["type"] == "mesh_assets.DataProductsComponent"
     assert "mesh new product billing" in (folder / "README.md").read_text()
     descriptor = yaml.safe_load((folder / "domain.yaml").read_text())
     assert descriptor["team"] == "billing-team" and descriptor["members"] == ["ben@example.com", "@bo"]
     after = (root / "workspace.yaml").read_text()
-    assert after == before + ("  - python_module: {module_name: domains.billing.definitions, location_name: "
-                              "billing, working_directory: .}\n")
+    assert after == before + ("  - python_module: {module_name: billing_domain.definitions, location_name: "
+                              "billing, working_directory: domains/billing}\n")
+    dg_workspace = tomllib.loads((root / "dg.toml").read_text())
+    assert dg_workspace["directory_type"] == "workspace"
+    assert dg_workspace["workspace"]["projects"] == [{"path": "domains/billing"}]
+    create_domain(root, "audit", "audit-team", "Audits.", ["ann@example.com"])
+    assert (root / "dg.toml").read_text().startswith("# The dg workspace")  # appended, comments kept
+    assert [p["path"] for p in tomllib.loads((root / "dg.toml").read_text())["workspace"]["projects"]] == [
+        "domains/billing", "domains/audit"]
     generated = subprocess.run([str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                 "tests/test_domain_billing.py"], cwd=root, capture_output=True, text=True,
                                timeout=300, check=False)

@@ -25,7 +25,7 @@ def test_dagster_definitions_validate_passes(tmp_path: Path) -> None:
                             timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     for domain in DOMAINS:
-        assert f"domains.{domain}.definitions" in result.stderr + result.stdout
+        assert f"{domain}_domain.definitions" in result.stderr + result.stdout
 
 
 @pytest.fixture(scope="module")

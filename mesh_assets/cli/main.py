@@ -110,8 +110,8 @@ def instance(root: RootOption = None) -> None:
     limit = queue.max_concurrent_runs if queue else "none"
     out.print(f"  run queue: at most {limit} runs in progress; run monitoring: {'on' if monitoring else 'off'}",
               highlight=False)
-    out.print("next, with this DAGSTER_HOME: dagster dev -w workspace.yaml, or dagster-daemon run -w workspace.yaml "
-              "and dagster-webserver -w workspace.yaml", highlight=False)
+    out.print("next, with this DAGSTER_HOME: dagster dev -w workspace.yaml (or dg dev --use-active-venv), or "
+              "dagster-daemon run -w workspace.yaml and dagster-webserver -w workspace.yaml", highlight=False)
 
 
 @app.command()
@@ -513,7 +513,7 @@ def new_domain(
                                                      "(repeat; default: git config user.email).")] = None,
     root: RootOption = None,
 ) -> None:
-    """Create a domain: its package, its code location in workspace.yaml and a test that it loads."""
+    """Create a domain: a dg project, its code location in dg.toml and workspace.yaml, a test that it loads."""
     from mesh_assets.cli.scaffold import create_domain
 
     try:

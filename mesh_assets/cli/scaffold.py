@@ -1,11 +1,12 @@
 """Self-serve scaffolding: ``mesh new domain`` and ``mesh new product`` (docs/tutorial.md).
 
-A new domain is a package ``<domains_dir>/<name>/`` (``__init__.py``, ``definitions.py``, ``domain.yaml``,
-``products/``, ``sql/silver``, ``sql/gold``, ``README.md``), an entry in ``workspace.yaml`` and a test that its
-code location loads. A new product is a draft ODCS v3.1 contract inferred from landed files
-(mesh_assets.cli.inference) with a bronze table reading them, typed once, and a silver table and a public gold
-output port inheriting its columns and rules (``inheritColumns``), plus their SQL: it validates and runs at once,
-and its owners then refine descriptions and rules (inferred value rules are warnings until they promote them).
+A new domain is a folder ``<domains_dir>/<name>/`` (``domain.yaml``, ``products/``, ``sql/silver``,
+``sql/gold``, ``README.md``) that is also a ``dg`` project (:func:`write_dg_project`), listed in the mesh's ``dg``
+workspace (``dg.toml``) and in ``workspace.yaml``, and a test that its code location loads. A new product is a
+draft ODCS v3.1 contract inferred from landed files (mesh_assets.cli.inference) with a bronze table reading them,
+typed once, and a silver table and a public gold output port inheriting its columns and rules
+(``inheritColumns``), plus their SQL: it validates and runs at once, and its owners then refine descriptions and
+rules (inferred value rules are warnings until they promote them).
 
 The source files are copied into the landing zone, under ``<domain>/<product>/``, and the contract's source
 glob points there: the mesh then reads only its own landing zone (the sandbox of every step), and the next
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import glob
 import io
+import json
 import shutil
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,9 @@ from mesh_assets.governance.codeowners import BEGIN, codeowners_path, write_code
 from mesh_assets.governance.policies import DRAFT_MARKER, duckdb_reserved_words
 
 WORKSPACE_FILE = "workspace.yaml"
+DG_FILE = "dg.toml"  # a dg workspace (the mesh root) or a dg project (a domain folder)
+_DG_WORKSPACE_HEADER = ('# The dg workspace: one dg project per domain (docs/architecture.md, "Code locations").\n'
+                        'directory_type = "workspace"\n\n[workspace]\n')
 _WORKSPACE_HEADER = "# One Dagster code location per domain. `dagster dev -w workspace.yaml` loads this file.\n"
 # Prefixes of the bronze and silver tables of a product: table names are unique within a contract.
 BRONZE_PREFIX, SILVER_PREFIX = "raw_", "clean_"
@@ -66,14 +72,15 @@ def _suggest(name: str) -> str:
 
 def create_domain(root: Path, name: str, team: str, description: str | None = None,
                   members: list[str] | None = None) -> Created:
-    """Create domain ``name`` owned by ``team`` in the mesh at ``root``: its package, its ``workspace.yaml``
-    code location (comments and layout of the file kept) and ``tests/test_domain_<name>.py``. ``members`` are
+    """Create domain ``name`` owned by ``team`` in the mesh at ``root``: its folder, a ``dg`` project
+    (:func:`write_dg_project`) listed in the mesh's ``dg.toml``, its ``workspace.yaml`` code location (comments
+    and layout of both files kept; each created if missing) and ``tests/test_domain_<name>.py``. ``members`` are
     the team's identities written to ``domain.yaml`` (default: ``git config user.email``); the repository's
     ``CODEOWNERS`` block, when there is one, is regenerated to include the new domain.
 
     Raises:
-        MeshError: a bad name or team, no or a bad member, an existing domain, a code location or test of that
-            name already there.
+        MeshError: a bad name or team, no or a bad member, an existing domain, a code location, dg project or
+            test of that name already there, a ``dg.toml`` that is not a dg workspace.
     """
     _check_name("domain", name)
     if not team.strip():
@@ -87,8 +94,9 @@ def create_domain(root: Path, name: str, team: str, description: str | None = No
     test = root / "tests" / f"test_domain_{name}.py"
     if test.exists():
         raise MeshError(f"{_rel(test, root)} already exists; remove it or pick another domain name")
-    module = ".".join([*Path(mesh.settings.domains_dir).parts, name, "definitions"])
-    workspace = _workspace_with(root / WORKSPACE_FILE, module, name)
+    project = Path(mesh.settings.domains_dir, name)
+    workspace = _workspace_with(root / WORKSPACE_FILE, f"{domain_package(name)}.definitions", name, project)
+    dg_workspace = _dg_workspace_with(root / DG_FILE, project)
     description = description or f"Data products of the {name} domain, owned by {team}."
     (folder / "products").mkdir(parents=True)
     for layer in ("silver", "gold"):
@@ -96,21 +104,19 @@ def create_domain(root: Path, name: str, team: str, description: str | None = No
         (folder / "sql" / layer / ".gitkeep").touch()
     (folder / "products" / ".gitkeep").touch()
     files = {
-        folder / "__init__.py": f'"""The {name} domain."""\n',
-        folder / "definitions.py": _DEFINITIONS.format(name=name),
         folder / DOMAIN_FILE: yaml.safe_dump({"name": name, "team": team, "members": members,
                                               "description": description,
                                               "ingestion_schedule": "0 0 * * *", "timezone": "UTC"},
                                              sort_keys=False, allow_unicode=True),
-        folder / "README.md": _README.format(name=name, team=team, description=description,
-                                             domains=mesh.settings.domains_dir),
+        folder / "README.md": _README.format(name=name, team=team, description=description),
         test: _TEST.format(name=name, domain_path=repr(_rel(folder, root))),
     }
     test.parent.mkdir(exist_ok=True)
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")
     (root / WORKSPACE_FILE).write_text(workspace, encoding="utf-8")
-    written = [*files, root / WORKSPACE_FILE]
+    (root / DG_FILE).write_text(dg_workspace, encoding="utf-8")
+    written = [*files, *write_dg_project(folder, name), root / WORKSPACE_FILE, root / DG_FILE]
     owners = codeowners_path(root)
     if owners.is_file() and BEGIN in owners.read_text(encoding="utf-8"):
         written.append(write_codeowners(load_mesh(root)))
@@ -118,8 +124,67 @@ def create_domain(root: Path, name: str, team: str, description: str | None = No
                     [f"add a product: mesh new product {name} <product> --from <file.csv>"])
 
 
-def _workspace_with(path: Path, module: str, location: str) -> str:
-    """The text of ``workspace.yaml`` with one more ``python_module`` code location (created if missing)."""
+def domain_package(name: str) -> str:
+    """The Python package of domain ``name``'s ``dg`` project (its ``root_module``), ``<name>_domain``: a name of
+    its own, so that no domain's package shadows another's, the framework's or the standard library's."""
+    return f"{name}_domain"
+
+
+def write_dg_project(folder: Path, name: str) -> list[Path]:
+    """Make the domain folder ``folder`` of domain ``name`` a ``dg`` project and return the files written:
+    ``dg.toml``, and the package ``<name>_domain/`` whose ``definitions.py`` loads its defs folder, which holds
+    one :class:`mesh_assets.DataProductsComponent` (``defs/data_products/defs.yaml``). Existing files are
+    overwritten."""
+    package = folder / domain_package(name)
+    files = {
+        folder / DG_FILE: _DG_PROJECT.format(package=domain_package(name)),
+        package / "__init__.py": f'"""The Dagster code of the {name} domain (a dg project)."""\n',
+        package / "definitions.py": _DEFINITIONS.format(name=name),
+        package / "defs" / "data_products" / "defs.yaml": _DEFS_YAML,
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return list(files)
+
+
+def _dg_workspace_with(path: Path, project: Path) -> str:
+    """The text of the ``dg`` workspace file ``path`` with one more project, at ``project`` (relative to the
+    workspace root; the file is created if missing). Appended as a ``[[workspace.projects]]`` table, so that
+    comments and layout stay.
+
+    Raises:
+        MeshError: the file is not TOML, not a workspace, lists its projects in a form a table cannot extend
+            (an inline array), or already lists that project.
+    """
+    text = path.read_text(encoding="utf-8") if path.is_file() else _DG_WORKSPACE_HEADER
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise MeshError(f"{path}: not valid TOML ({e}); fix the file first") from e
+    if data.get("directory_type") != "workspace":
+        raise MeshError(f'{path}: expected directory_type = "workspace" (the dg workspace of the mesh)')
+    workspace = data.get("workspace")
+    projects = workspace.get("projects") if isinstance(workspace, dict) else None
+    if any(Path(str(p.get("path", ""))) == project for p in projects or [] if isinstance(p, dict)):
+        raise MeshError(f"{path}: project {project.as_posix()} is already listed; remove it or pick another "
+                        "domain name")
+    # a JSON string is a TOML basic string: the folder's name is quoted and escaped, never pasted
+    entry = f"\n[[workspace.projects]]\npath = {json.dumps(project.as_posix())}\n"
+    out = text + ("" if text.endswith("\n") else "\n") + entry
+    try:
+        listed = tomllib.loads(out)["workspace"]["projects"][-1]["path"]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, IndexError) as e:
+        listed = e
+    if listed != project.as_posix():
+        raise MeshError(f"{path}: cannot append a [[workspace.projects]] table ({listed}); list the projects as "
+                        "[[workspace.projects]] tables, one per domain, and run again")
+    return out
+
+
+def _workspace_with(path: Path, module: str, location: str, project: Path) -> str:
+    """The text of ``workspace.yaml`` with one more ``python_module`` code location, ``module`` loaded from the
+    folder ``project`` (relative to the mesh root); the file is created if missing."""
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -140,7 +205,7 @@ def _workspace_with(path: Path, module: str, location: str) -> str:
         if isinstance(spec, dict) and location in (spec.get("location_name"), spec.get("module_name")):
             raise MeshError(f"{path}: code location '{location}' is already declared; remove it or pick "
                             "another domain name")
-    entry = CommentedMap(module_name=module, location_name=location, working_directory=".")
+    entry = CommentedMap(module_name=module, location_name=location, working_directory=project.as_posix())
     entry.fa.set_flow_style()
     data["load_from"].append(CommentedMap(python_module=entry))
     out = io.StringIO()
@@ -350,19 +415,39 @@ _HEADER = """\
 # Draft data contract (ODCS v3.1) of {domain}.{name}, inferred by `mesh new product` from the landed data.
 # Review every description and rule; bump version to 1.0.0 and set status: active when consumers may rely on it.
 """
-_DEFINITIONS = '''"""Dagster code location of the {name} domain, built from its data contracts."""
+_DEFINITIONS = '''"""Dagster code location of the {name} domain: the components of its defs folder."""
 
 from pathlib import Path
 
-from mesh_assets import build_domain_definitions
+import dagster as dg
 
-defs = build_domain_definitions(Path(__file__).parent)
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The components of ``defs/``, loaded when the code location starts (``dg dev``, ``dagster dev``)."""
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
 '''
+_DG_PROJECT = """\
+# A dg project: this domain's code location (docs/architecture.md, "Code locations").
+directory_type = "project"
+
+[project]
+root_module = "{package}"
+registry_modules = ["mesh_assets"]
+"""
+_DEFS_YAML = """\
+# The domain's data products, built from its data contracts (products/*.yaml).
+type: mesh_assets.DataProductsComponent
+attributes:
+  domain_dir: "{{ context.project_root }}"
+"""
 _README = """# Domain `{name}`
 
 {description}
 
-Owner team: `{team}`. One Dagster code location (`{domains}/{name}/definitions.py`, listed in `workspace.yaml`).
+Owner team: `{team}`. One Dagster code location: this folder is a `dg` project (`dg.toml`, the package
+`{name}_domain/`), listed in the mesh's `dg.toml` and `workspace.yaml`. Here, `dg list defs` lists its assets and
+checks, `dg check defs` loads them, `dg launch --assets '<key>'` materializes some.
 
 ## Adding a data product
 

@@ -1,1 +1,0 @@
-"""The customers domain of the reference mesh."""

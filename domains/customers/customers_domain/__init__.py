@@ -1,0 +1,1 @@
+"""The Dagster code of the customers domain (a dg project)."""

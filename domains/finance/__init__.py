@@ -1,1 +1,0 @@
-"""The finance domain of the reference mesh."""

@@ -1,0 +1,1 @@
+"""The Dagster code of the finance domain (a dg project)."""

@@ -1,1 +1,0 @@
-"""The sales domain of the reference mesh."""

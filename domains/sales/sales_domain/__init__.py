@@ -1,0 +1,1 @@
+"""The Dagster code of the sales domain (a dg project)."""

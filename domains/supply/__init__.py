@@ -1,1 +1,0 @@
-"""The supply domain of the reference mesh."""

@@ -1,0 +1,1 @@
+"""The Dagster code of the supply domain (a dg project)."""
