@@ -1,10 +1,11 @@
 """A gold table built by a dbt model: its asset through dagster-dbt, and its step (docs/dbt.md).
 
-Load: dagster-dbt builds the model's asset spec and one asset check per dbt test from the manifest
-(``build_dbt_specs``, what ``@dbt_assets`` uses), through :class:`MeshDbtTranslator`, which gives the model the
-mesh's spec (key ``[domain, gold, table]``, group, owners, contract schema, freshness, automation) and leaves
-sources keyed by their ``meta.dagster.asset_key``. The step's asset also carries the contract's checks, so it is
-one multi-asset of its own rather than ``@dbt_assets`` itself, which takes no extra checks.
+Load: dagster-dbt's public ``@dbt_assets`` builds the model's asset spec and one asset check per dbt test from
+the manifest, through :class:`MeshDbtTranslator`, which gives the model the mesh's spec (key ``[domain, gold,
+table]``, group, owners, contract schema, freshness, automation) and leaves sources keyed by their
+``meta.dagster.asset_key``. The step's asset also carries the contract's checks, which ``@dbt_assets`` does not
+take, so the mesh reads the specs and checks of that definition (``AssetsDefinition.specs``, ``.check_specs``)
+into one multi-asset of its own.
 
 Step: dbt is one more engine of the one write–audit–publish (mesh_assets.engine.dbt_engine): the step runs the
 model into a staged snapshot of the port, which the framework audits in place and publishes or discards.
@@ -17,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtProject
-from dagster_dbt.asset_utils import build_dbt_specs
+from dagster_dbt import DagsterDbtTranslator, DbtProject, dbt_assets
 
 from mesh_assets.contract.dbt_project import load_manifest
 from mesh_assets.contract.mesh import Mesh
@@ -59,6 +59,12 @@ def model_unique_id(manifest: Mapping[str, Any], table: Table) -> str:
                     f"models/{table.domain}/; run `make dbt-manifest` (dbt parse) after adding or moving a model")
 
 
+def _never_run(context: dg.AssetExecutionContext):
+    """The compute function of the ``@dbt_assets`` definition whose specs and checks the model's asset takes;
+    that definition is never part of a code location, so this never runs."""
+    raise NotImplementedError
+
+
 def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: list[dg.AssetCheckSpec],
                     step: Callable[..., Iterator[Any]], retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
     """The asset of ``table``, built by its dbt model: ``spec`` and ``check_specs`` are the mesh's (from the
@@ -73,8 +79,9 @@ def dbt_model_asset(mesh: Mesh, table: Table, spec: dg.AssetSpec, check_specs: l
     unique_id = model_unique_id(manifest, table)
     load_dbt_manifest(mesh.root)  # read for dbt once, at load: the step converts what is cached
     translator = MeshDbtTranslator({unique_id: spec})
-    specs, dbt_checks = build_dbt_specs(translator=translator, manifest=manifest, select=unique_id.split(".")[-1],
-                                        exclude="", selector="", io_manager_key=None, project=None)
+    dbt_definition = dbt_assets(manifest=manifest, select=unique_id.split(".")[-1],
+                                dagster_dbt_translator=translator)(_never_run)
+    specs, dbt_checks = list(dbt_definition.specs), list(dbt_definition.check_specs)
 
     @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=[*check_specs, *dbt_checks],
                     retry_policy=retry_policy, required_resource_keys={"duckdb", "ports"})

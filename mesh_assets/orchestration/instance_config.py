@@ -27,13 +27,14 @@ import yaml
 from dagster import DagsterInstance
 
 from mesh_assets.errors import MeshError
-from mesh_assets.extras import require
+from mesh_assets.extras import require_installed
 from mesh_assets.yaml_source import read_yaml_text
 
 POSTGRES_URL_ENV = "MESH_POSTGRES_URL"
 # The driver is named: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, and dagster-postgres installs psycopg2.
 _SCHEME = "postgresql+psycopg2"
 _STORAGE_KEYS = ("storage", "run_storage", "event_log_storage", "schedule_storage")
+_UNREACHABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)
 _EXAMPLE = f"{_SCHEME}://dagster:<password>@db.internal:5432/dagster"
 
 
@@ -127,16 +128,16 @@ def get_instance(environ: Mapping[str, str] = os.environ) -> DagsterInstance:
         MissingExtra: ``MESH_POSTGRES_URL`` is set and the ``postgres`` extra is not installed.
     """
     url = postgres_url(environ)
-    unreachable: tuple[type[Exception], ...] = (sqlalchemy.exc.OperationalError,)
     if url is not None:
-        postgres = require("postgres", "dagster_postgres.utils", f"{POSTGRES_URL_ENV} (the Dagster instance)")
-        unreachable += (postgres.DagsterPostgresException,)
+        require_installed("postgres", f"{POSTGRES_URL_ENV} (the Dagster instance)")
     try:
         return DagsterInstance.get()
-    except unreachable as exc:
-        if url is None:
+    except Exception as exc:
+        # dagster-postgres gives up after its retries with an exception of its private module whose cause is
+        # SQLAlchemy's error; the cause, public, says whether the server could not be reached.
+        cause = exc if isinstance(exc, _UNREACHABLE) else exc.__cause__
+        if url is None or not isinstance(cause, _UNREACHABLE):
             raise
-        cause = exc.__cause__ if isinstance(exc.__cause__, sqlalchemy.exc.OperationalError) else exc
         reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
         raise MeshError(f"cannot open the Dagster instance on Postgres {describe_server(url)} ({POSTGRES_URL_ENV}): "
                         f"{reason}; check that the server runs and the database exists, or unset "

@@ -144,8 +144,9 @@ def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
     does the same for runs it launched; ``mesh run`` executes in its own process, which nothing else watches."""
     host = socket.gethostname()
     abandoned = []
-    for run in instance.get_runs(dg.RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED],
-                                               tags={HOST_TAG: host})):
+    running = dg.RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED], tags={HOST_TAG: host})
+    for record in instance.get_run_records(running):
+        run = record.dagster_run
         pid, _, started = run.tags.get(PROCESS_TAG, "").partition(":")
         try:
             alive = abs(psutil.Process(int(pid)).create_time() - float(started)) < 1
