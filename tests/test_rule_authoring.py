@@ -17,7 +17,7 @@ from mesh_assets.cli.validate import validate
 from mesh_assets.contract.loader import load_contract
 from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.contract.model import Column, Table
-from mesh_assets.contract.rules import RuleError, quality_rule, relationship_rule
+from mesh_assets.contract.rules import RuleError, primary_key_severity, quality_rule, relationship_rule
 from mesh_assets.engine.checks import redact_samples, run_rules
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.errors import ContractError
@@ -99,6 +99,14 @@ def test_a_misplaced_or_unknown_severity_names_the_field_and_the_fix(tiny_root: 
     with pytest.raises(ContractError) as err:
         load_contract(tiny_root / ORDERS, "shop", "t")
     assert any(p.startswith(field) and says in p for p in err.value.problems), err.value.problems
+
+
+def test_the_key_columns_agree_on_the_primary_keys_severity() -> None:
+    first = {"name": "a", "primaryKey": True, "customProperties": _severity({"primaryKey": "warning"})}
+    assert primary_key_severity([first, {"name": "b", "primaryKey": True}], ["properties"]) == "warning"
+    with pytest.raises(RuleError, match=r"different severities \(a: warning, b: error\)"):
+        primary_key_severity([first, {"name": "b", "primaryKey": True, "customProperties": _severity("error")}],
+                             ["properties"])
 
 
 def test_warning_relationship_with_orphans_publishes_and_counts_orphans(tiny_root: Path, land,

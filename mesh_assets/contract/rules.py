@@ -52,9 +52,6 @@ TYPE_OPTIONS = {
     "boolean": (),
 }
 CHECK_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-# What a property's customProperties `severity` mapping may name: its constraints, by their ODCS keyword.
-CONSTRAINT_KEYWORDS = ("required", "unique", "enum", "primaryKey",
-                       *dict.fromkeys(k for keys in TYPE_OPTIONS.values() for k in keys if k != "timezone"))
 SEVERITY = "severity"  # the customProperties entry that sets a constraint's or a relationship's severity
 OBJECT, PROPERTY = "{object}", "{property}"  # what a sql rule's query writes for its table and its column
 
@@ -206,12 +203,16 @@ def primary_key_severity(props: list[dict[str, Any]], location: list[str | int])
     (:func:`constraint_severities`), ``error`` when none does. ``props`` are the table's properties as written.
 
     Raises:
-        RuleError: two key columns give it different severities.
+        RuleError: two key columns give it different severities (a malformed entry is reported with the
+            property's constraints, by :func:`constraint_rules`, and ignored here).
     """
     given: dict[str, str] = {}
     for j, prop in enumerate(props):
         if isinstance(prop, dict) and prop.get("primaryKey"):
-            severity = constraint_severities(prop, [*location, j]).get("primaryKey")
+            try:
+                severity = constraint_severities(prop, [*location, j]).get("primaryKey")
+            except RuleError:
+                continue
             if severity is not None:
                 given[str(prop.get("name"))] = severity
     if len(set(given.values())) > 1:
