@@ -274,7 +274,7 @@ def test_validate_plans_each_rule_against_the_tables_it_reads(tiny_root: Path, q
         assert errors[0].file == tiny_root / ORDERS
         assert errors[0].field == "schema[2].quality[0]" and errors[0].line is not None
         readable = "gold.order_totals, previous.order_totals" + (", silver.orders" if "silver" in query else "")
-        assert f"it may read {readable} (" in errors[0].fix
+        assert f"the query may read {readable}, with their contracts' columns" in errors[0].fix
     else:
         assert str(tiny_root / ORDERS) in errors[0].message and "fix the name" in errors[0].message
 

@@ -214,8 +214,8 @@ def rule_query_findings(mesh: Mesh, domain: Domain, table: Table) -> list[Findin
         findings.append(Finding(
             "error", "structure/quality_rule",
             f"quality rule '{rule.name}' of table {table.name}: its query cannot run on the tables it reads: {error}",
-            f"fix the query: it may read {readable} ({{object}} stands for {table.layer}.{table.name}, "
-            "{property} for the rule's column), with the columns of their contracts",
+            f"the query may read {readable}, with their contracts' columns ({{object}} is "
+            f"{table.layer}.{table.name}, {{property}} the rule's column)",
             table.contract_path, doc.line_of(list(rule.location)), format_location(list(rule.location)),
             domain.name))
     return findings
