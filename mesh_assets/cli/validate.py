@@ -108,7 +108,8 @@ def validate(root: Path, base: str | None = None) -> Report:
     cycle = find_cycle(mesh, [d.name for d in loaded])
     if cycle:
         report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",
-                                       "read an earlier layer or split the product", domain=cycle[0][0]))
+                                       "read an earlier layer, put a SQL rule that reads a later table on that "
+                                       "table, or split the product", domain=cycle[0][0]))
     reported = {f.file for f in report.findings}
     for path in project_yaml_files(mesh.root):  # dbt reads them all in a step; an alias bomb would stop it
         if path in reported:  # a domain's dbt check read it already
