@@ -287,3 +287,15 @@ def test_validate_refuses_a_rule_reading_a_private_table_of_another_domain(tiny_
     errors = validate(tiny_root).errors
     assert [(e.rule, e.domain) for e in errors] == [("access/private", "billing")]
     assert "quality rule peek" in errors[0].message and "shop.orders is private" in errors[0].message
+
+
+def test_a_rule_reading_a_downstream_table_is_a_cycle_validate_names(tiny_root: Path) -> None:
+    rule = {"id": "has_orders", "type": "sql", "mustBe": 0,
+            "query": "SELECT COUNT(*) FROM {object} c WHERE NOT EXISTS "
+                     "(SELECT 1 FROM silver.orders o WHERE o.customer = c.customer)"}
+    edit_contract(tiny_root, lambda d: d["schema"][0].update(quality=[rule]),
+                  Path("domains/shop/products/customers.yaml"))
+    errors = validate(tiny_root).errors
+    assert [e.rule for e in errors] == ["structure/cycle"], errors
+    assert "shop/bronze/raw_customers → shop/silver/orders → shop/bronze/raw_customers" in errors[0].message
+    assert "put a SQL rule that reads a later table on that table" in errors[0].fix
