@@ -136,8 +136,9 @@ def redact_samples(outcomes: list[CheckOutcome], sensitive: Collection[str]) -> 
     null), in place, and returned: in the failing-row ``sample`` of each check; a whole source record
     (``raw_line`` of rejects) when any column is sensitive, since it may hold them all; a SQL rule's
     non-numeric ``observed_value``, which may be a value of the table; and the engine's message of a SQL rule
-    whose query failed (only the kind of error stays, e.g. ``Conversion Error``). Check metadata goes to the Dagster event
-    log and OpenLineage, which readers of the port without a PII grant may see (docs/governance.md)."""
+    whose query failed (only the kind of error stays, e.g. ``Conversion Error``). Check metadata goes to the
+    Dagster event log and OpenLineage, which readers of the port without a PII grant may see
+    (docs/governance.md)."""
     if not sensitive:
         return outcomes
     hidden = {*sensitive, WHOLE_RECORD}

@@ -15,8 +15,8 @@ from mesh_assets.engine.duckdb_engine import DuckDBEngine, DuckDBStep
 
 
 def plan_query(query: str, relations: Mapping[tuple[str, str], Mapping[str, str]]) -> str | None:
-    """Why ``query`` (DuckDB dialect) cannot run on ``relations`` — ``(schema, table)`` → column → DuckDB type, each
-    an empty relation of those columns — as DuckDB's message on one line; ``None`` when it plans."""
+    """Why ``query`` (DuckDB dialect) cannot run on ``relations`` — ``(schema, table)`` → column → DuckDB type,
+    each an empty relation of those columns — as DuckDB's message on one line; ``None`` when it plans."""
     engine = DuckDBEngine(threads=1)
     con = engine.connect(allowed_directories=[])
     try:
