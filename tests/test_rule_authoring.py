@@ -102,11 +102,11 @@ def test_a_misplaced_or_unknown_severity_names_the_field_and_the_fix(tiny_root: 
 
 
 def test_the_key_columns_agree_on_the_primary_keys_severity() -> None:
-    first = {"name": "a", "primaryKey": True, "customProperties": _severity({"primaryKey": "warning"})}
-    assert primary_key_severity([first, {"name": "b", "primaryKey": True}], ["properties"]) == "warning"
+    first = ({"name": "a", "primaryKey": True, "customProperties": _severity({"primaryKey": "warning"})}, [0])
+    assert primary_key_severity([first, ({"name": "b", "primaryKey": True}, [1])], []) == "warning"
     with pytest.raises(RuleError, match=r"different severities \(a: warning, b: error\)"):
-        primary_key_severity([first, {"name": "b", "primaryKey": True, "customProperties": _severity("error")}],
-                             ["properties"])
+        primary_key_severity([first, ({"name": "b", "primaryKey": True, "customProperties": _severity("error")},
+                                      [1])], [])
 
 
 def test_warning_relationship_with_orphans_publishes_and_counts_orphans(tiny_root: Path, land,

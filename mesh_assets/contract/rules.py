@@ -198,19 +198,20 @@ def _keyword(source: dict[str, Any]) -> dict[str, Any]:
     return source.get("logicalTypeOptions") or source
 
 
-def primary_key_severity(props: list[dict[str, Any]], location: list[str | int]) -> str:
+def primary_key_severity(props: list[tuple[dict[str, Any], list[str | int]]], location: list[str | int]) -> str:
     """The severity of a table's primary key: what its key columns' ``severity`` entries give ``primaryKey``
-    (:func:`constraint_severities`), ``error`` when none does. ``props`` are the table's properties as written.
+    (:func:`constraint_severities`), ``error`` when none does. ``props`` are the table's properties (inherited
+    ones included), each with where the contract declares it; ``location`` is the table's ``properties``.
 
     Raises:
         RuleError: two key columns give it different severities (a malformed entry is reported with the
             property's constraints, by :func:`constraint_rules`, and ignored here).
     """
     given: dict[str, str] = {}
-    for j, prop in enumerate(props):
+    for prop, where in props:
         if isinstance(prop, dict) and prop.get("primaryKey"):
             try:
-                severity = constraint_severities(prop, [*location, j]).get("primaryKey")
+                severity = constraint_severities(prop, where).get("primaryKey")
             except RuleError:
                 continue
             if severity is not None:
