@@ -40,11 +40,11 @@ def _edit(root: Path) -> None:
     path = root / "domains/aviation/products/airlines.yaml"
     contract = yaml.safe_load(path.read_text())
     gold = next(t for t in contract["schema"] if t["name"] == "airlines")
-    at = [p["name"] for p in gold["properties"]].index("country") + 1
-    gold["properties"].insert(at, {"name": "country_iso_code", "logicalType": "string", "physicalType": "VARCHAR",
-                                   "description": "ISO 3166 code of the country, from the countries port; null "
-                                                  "when the country is unknown."})
-    gold["quality"] += RULES
+    # the draft's gold table inherits its columns (customProperties inheritColumns): the new one is added
+    gold.setdefault("properties", []).append(
+        {"name": "country_iso_code", "logicalType": "string", "physicalType": "VARCHAR",
+         "description": "ISO 3166 code of the country, from the countries port; null when the country is unknown."})
+    gold["quality"] = [*(gold.get("quality") or []), *RULES]
     path.write_text(yaml.safe_dump(contract, sort_keys=False, width=120))
     (root / "domains/aviation/sql/gold/airlines.sql").write_text(GOLD_SQL)
 

@@ -1,7 +1,8 @@
 """``mesh validate``: every check the governance group runs on the mesh, as one list of :class:`Finding`.
 
 1. structure — ``mesh.yaml``, domain descriptors and contracts parse; every table builds into an asset (its SQL
-   parses, its inputs exist and may be read); no dependency cycle crosses domains;
+   parses, its inputs exist and may be read); the query of every SQL rule plans against the columns of the
+   tables it reads (mesh_assets.engine.planning); no dependency cycle crosses domains;
 2. policies — ``governance.policies`` of ``mesh.yaml`` on every contract (mesh_assets.governance.policies);
 3. access — grants name existing domains; each grant rests on a valid approved request file and every request
    file is valid (mesh_assets.governance.access_requests); every domain lists its members and ``CODEOWNERS`` is in sync
@@ -31,16 +32,20 @@ import dagster as dg
 from mesh_assets.contract.dbt_project import MANIFEST, parse_project, project_dir, project_yaml_files
 from mesh_assets.contract.graph import cycle_message, find_cycle
 from mesh_assets.contract.mesh import Domain, Mesh, load_mesh
+from mesh_assets.contract.model import Table
+from mesh_assets.contract.rules import rule_inputs, rule_query
+from mesh_assets.engine.planning import plan_query
 from mesh_assets.errors import ContractError, ContractsError, MeshError
 from mesh_assets.findings import Finding, contract_findings
-from mesh_assets.governance.access import AccessError
+from mesh_assets.governance.access import AccessError, authorize_input
 from mesh_assets.governance.access_requests import grant_findings, read_requests
 from mesh_assets.governance.classification import classification_findings
 from mesh_assets.governance.codeowners import codeowners_findings
 from mesh_assets.governance.dbt_checks import dbt_findings
 from mesh_assets.governance.policies import policy_findings
 from mesh_assets.orchestration.assets import table_asset
-from mesh_assets.yaml_source import read_yaml_text
+from mesh_assets.sql.inputs import PREVIOUS
+from mesh_assets.yaml_source import format_location, load_yaml, read_yaml_text
 
 
 
@@ -103,7 +108,8 @@ def validate(root: Path, base: str | None = None) -> Report:
     cycle = find_cycle(mesh, [d.name for d in loaded])
     if cycle:
         report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",
-                                       "read an earlier layer or split the product", domain=cycle[0][0]))
+                                       "read an earlier layer, put a SQL rule that reads a later table on that "
+                                       "table, or split the product", domain=cycle[0][0]))
     reported = {f.file for f in report.findings}
     for path in project_yaml_files(mesh.root):  # dbt reads them all in a step; an alias bomb would stop it
         if path in reported:  # a domain's dbt check read it already
@@ -171,6 +177,7 @@ def _domain_findings(mesh: Mesh, domain: Domain, report: Report, dbt_ready: bool
                 findings += _error_finding(exc, domain.name)
                 continue
             assets, checks = assets + 1, checks + len(list(asset.check_specs))
+            findings += rule_query_findings(mesh, domain, table)
             notices = asset.specs_by_key[dg.AssetKey(list(table.key))].metadata.get("deprecated_inputs")
             for notice in notices.split("\n") if notices else []:
                 findings.append(Finding("warning", "access/deprecated", f"{'/'.join(table.key)} reads {notice}",
@@ -178,4 +185,38 @@ def _domain_findings(mesh: Mesh, domain: Domain, report: Report, dbt_ready: bool
                                         table.transform or table.contract_path, None, None, domain.name))
     findings += dbt_findings(mesh, domain)
     report.domains[domain.name] = (assets, checks)
+    return findings
+
+
+def rule_query_findings(mesh: Mesh, domain: Domain, table: Table) -> list[Finding]:
+    """One error per SQL rule of ``table`` whose query does not plan (an unknown table or column, a type error)
+    against empty relations of the contracts' columns: ``{object}`` the table, ``previous.<table>`` for silver
+    and gold, and each table the rule reads, with the columns its domain reads masked as VARCHAR (the masked
+    copy's type). The table's asset must have built (its rules' inputs exist and may be read)."""
+    findings: list[Finding] = []
+    doc = None
+    for rule in table.rules:
+        if rule.kind != "sql":
+            continue
+        relations = {(table.layer, table.name): table.output_columns}
+        if table.layer != "bronze":
+            relations[(PREVIOUS, table.name)] = table.output_columns
+        for ref in rule_inputs(rule, table):
+            read = domain.table(ref.schema, ref.table) if not ref.cross_domain else \
+                mesh.output_port(ref.schema, ref.table)
+            masked = authorize_input(mesh, domain, ref, str(table.contract_path)).masked
+            relations[(ref.schema, ref.table)] = {c: "VARCHAR" if c in masked else t
+                                                  for c, t in read.output_columns.items()}
+        error = plan_query(rule_query(rule, f"{table.layer}.{table.name}"), relations)
+        if error is None:
+            continue
+        doc = doc or load_yaml(table.contract_path)
+        readable = ", ".join(f"{s}.{n}" for s, n in relations)
+        findings.append(Finding(
+            "error", "structure/quality_rule",
+            f"quality rule '{rule.name}' of table {table.name}: its query cannot run on the tables it reads: {error}",
+            f"the query may read {readable}, with their contracts' columns ({{object}} is "
+            f"{table.layer}.{table.name}, {{property}} the rule's column)",
+            table.contract_path, doc.line_of(list(rule.location)), format_location(list(rule.location)),
+            domain.name))
     return findings

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.contract.model import Table
+from mesh_assets.contract.rules import rule_inputs
 from mesh_assets.errors import MeshError
 from mesh_assets.sql.inputs import SqlInputError, declared_inputs, find_inputs
 
@@ -12,8 +13,8 @@ Key = tuple[str, str, str]
 
 
 def upstream_keys(mesh: Mesh, table: Table) -> set[Key]:
-    """The asset keys ``table`` depends on: the ports its SQL reads (or its Python transform declares) and the
-    tables its relationships reference.
+    """The asset keys ``table`` depends on: the ports its SQL reads (or its Python transform declares), the
+    tables its relationships reference and the tables its SQL rules read.
     Unparsable SQL or unknown names give no edge here (``mesh validate`` reports them on their own)."""
     keys: set[Key] = set()
     try:
@@ -23,6 +24,10 @@ def upstream_keys(mesh: Mesh, table: Table) -> set[Key]:
     except SqlInputError:
         pass
     for rule in table.rules:
+        try:
+            keys |= {ref.key for ref in rule_inputs(rule, table)}
+        except SqlInputError:
+            pass
         if rule.kind == "foreign_key":
             other, name = rule.params["domain"], rule.params["table"]
             if other is None or other == table.domain:

@@ -24,7 +24,8 @@ from mesh_assets.contract.labels import labels_table, parse_labels
 from mesh_assets.contract.metrics import DeclarationError, metrics_table, parse_metrics
 from mesh_assets.contract.model import SNAKE_CASE, VISIBILITIES, Column, DataProduct, Label, Metric, Sla, Source, Table
 from mesh_assets.contract.odcs import validate_odcs
-from mesh_assets.contract.rules import RuleError, primary_key_rule, quality_rule, relationship_rule
+from mesh_assets.contract.rules import (RuleError, primary_key_rule, primary_key_severity, quality_rule,
+                                        relationship_rule)
 from mesh_assets.contract.sla import parse_slas
 from mesh_assets.contract.transform import resolve_transform
 from mesh_assets.errors import ContractError
@@ -188,7 +189,13 @@ class _Builder:
         names = [c.name for c in columns]
         keyed = [c for c in columns if c.primary_key_position is not None]
         if keyed:
-            rules.insert(0, primary_key_rule([c.name for c in sorted(keyed, key=lambda c: c.primary_key_position)]))
+            try:
+                severity = primary_key_severity([(e.prop, list(e.location)) for e in declared], [*loc, "properties"])
+            except RuleError as exc:
+                self.fail(exc.location, str(exc))
+                severity = "error"
+            rules.insert(0, primary_key_rule([c.name for c in sorted(keyed, key=lambda c: c.primary_key_position)],
+                                             severity))
         for entry in quality:
             try:
                 rules.append(quality_rule(entry.prop, None, names, list(entry.location)))

@@ -97,6 +97,8 @@ class Rule:
         description: the rule in words, shown on the check.
         source: the rule as written in the contract (for reports).
         dimension: the ODCS quality dimension, if given.
+        location: where the rule is written in its contract (``("schema", 0, "quality", 1)``; empty for rules
+            the framework derives), for messages that name the field and its line.
     """
 
     name: str
@@ -110,6 +112,7 @@ class Rule:
     description: str = ""
     source: dict[str, Any] = field(default_factory=dict)
     dimension: str | None = None
+    location: tuple[str | int, ...] = ()
 
     @property
     def blocking(self) -> bool:

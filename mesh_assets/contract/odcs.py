@@ -87,6 +87,10 @@ def _schema_message(err: Any, api_version: str) -> str:
         return f"'{kind.property}' is a required property (ODCS {api_version} requires it)"
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Enum):
         return f"{err.instance!r} is not allowed; use one of {', '.join(map(str, kind.options))}"
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.UnevaluatedProperties) and "severity" in kind.unexpected:
+        return (f"{err.message}: ODCS gives severity to quality rules only. Give a property's constraints or a "
+                "relationship theirs with customProperties: [{property: severity, value: warning}] "
+                "(docs/contracts.md, \"Severity of every rule\")")
     if (isinstance(kind, jsonschema_rs.ValidationErrorKind.OneOfNotValid) and "quality" in err.instance_path
             and not any(op in err.instance for op in OPERATORS)):
         return f"a quality rule needs exactly one operator: {', '.join(OPERATORS)} (e.g. mustBe: 0)"

@@ -4,16 +4,22 @@ A rule measures one number on a table (failing rows, a row count, or the value o
 with a threshold. Property constraints (``required``, ``unique``, ``primaryKey``, ``logicalTypeOptions``) are
 rules whose threshold is "0 failing rows". Sources: ODCS v3.1 "Data quality" (library metrics, operators,
 ``unit``, ``type: sql``) and "Logical type options"; https://bitol-io.github.io/open-data-contract-standard/.
+
+Every rule has a severity, ``error`` (blocking) by default. ODCS gives ``severity`` to ``quality[]`` rules only;
+its JSON Schema refuses it on a property or a relationship ("Unevaluated properties are not allowed"), so the
+severity of a constraint or a relationship is the framework's ``customProperties`` entry ``severity`` on the
+element that declares the rule (:func:`constraint_severities`, :func:`relationship_rule`; docs/contracts.md).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
-from mesh_assets.contract.model import Rule
+from mesh_assets.contract.model import Rule, Table
 from mesh_assets.sql.functions import FunctionNotAllowed, check_functions
-from mesh_assets.sql.inputs import SqlInputError, parse_select
+from mesh_assets.sql.inputs import InputRef, SqlInputError, find_inputs, parse_select
 
 OPERATORS = (
     "mustBe",
@@ -46,6 +52,8 @@ TYPE_OPTIONS = {
     "boolean": (),
 }
 CHECK_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+SEVERITY = "severity"  # the customProperties entry that sets a constraint's or a relationship's severity
+OBJECT, PROPERTY = "{object}", "{property}"  # what a sql rule's query writes for its table and its column
 
 
 class RuleError(ValueError):
@@ -60,18 +68,81 @@ def _check_query(query: str, location: list[str | int]) -> None:
     """Refuse a ``sql`` rule's query unless it is one query calling only the functions of
     mesh_assets.sql.functions (``{object}`` and ``{property}`` stand for the table and the column)."""
     try:
-        check_functions(parse_select(query.replace("{object}", "rule_object").replace("{property}", "rule_property")))
+        check_functions(parse_select(query.replace(OBJECT, "rule_object").replace(PROPERTY, "rule_property")))
     except (SqlInputError, FunctionNotAllowed) as exc:
         raise RuleError(location, f"the sql rule's query: {exc}") from None
 
 
+def rule_query(rule: Rule, relation: str) -> str:
+    """The query of a ``sql`` rule as it runs: ``{object}`` replaced by ``relation`` (``silver.orders``, the
+    audited table) and ``{property}`` by the rule's column, quoted (a column-level rule; a table-level rule's
+    ``{property}`` was refused when the contract loaded)."""
+    query = str(rule.params["query"]).replace(OBJECT, relation)
+    return query.replace(PROPERTY, f'"{rule.columns[0]}"') if rule.columns else query
+
+
+def rule_inputs(rule: Rule, table: Table) -> list[InputRef]:
+    """The tables a ``sql`` rule of ``table`` reads besides ``table`` itself, found in its query with sqlglot
+    (mesh_assets.sql.inputs: ``<layer>.<table>`` of its domain, ``<domain>.<table>`` for another domain's output
+    port); empty for every other kind of rule. ``previous.<table>`` (the table's published snapshot) is no input.
+
+    Raises:
+        SqlInputError: the query names a table the rules of mesh_assets.sql.inputs refuse.
+    """
+    if rule.kind != "sql":
+        return []
+    refs = find_inputs(rule_query(rule, f"{table.layer}.{table.name}"), table.domain)
+    return [ref for ref in refs if ref.key != table.key]
+
+
+def constraint_severities(column: dict[str, Any], location: list[str | int]) -> dict[str, str]:
+    """The severity of each constraint of one property, by ODCS keyword (``required``, ``enum``, ``maximum``, …;
+    ``primaryKey`` for the key the property belongs to), from its ``customProperties`` entry ``severity``: a
+    severity for every constraint of the property (``value: warning``) or one per keyword (``value: {maximum:
+    warning, enum: warning}``). Constraints it does not name are ``error``.
+
+    Raises:
+        RuleError: an unknown severity, a keyword that is no constraint of the property, or a malformed value.
+    """
+    entries = [(k, p) for k, p in enumerate(column.get("customProperties") or [])
+               if isinstance(p, dict) and p.get("property") == SEVERITY]
+    if not entries:
+        return {}
+    k, entry = entries[-1]
+    where: list[str | int] = [*location, "customProperties", k, "value"]
+    declared = [key for key in ("required", "unique", "enum", "primaryKey") if column.get(key)]
+    declared += list((column.get("logicalTypeOptions") or {}))
+    value = entry.get("value")
+    if isinstance(value, str):
+        value = dict.fromkeys(declared, value)
+    if not isinstance(value, dict) or not value:
+        raise RuleError(where, "write the severity of the property's constraints as one severity (value: warning) "
+                               "or per constraint (value: {maximum: warning, required: error})")
+    for key, severity in value.items():
+        if key not in declared:
+            raise RuleError([*where, key], f"'{key}' is no constraint of this property; name one of "
+                                           f"{', '.join(declared) or '(none: the property has no constraint)'}")
+        _severity(severity, [*where, key])
+    return {key: str(severity).lower() for key, severity in value.items()}
+
+
+def _severity(value: Any, where: list[str | int]) -> str:
+    severity = str(value or "").lower()
+    if severity not in SEVERITIES:
+        raise RuleError(where, f"'{value}' is not a severity; use error, warning or info")
+    return severity
+
+
 def constraint_rules(column: dict[str, Any], location: list[str | int]) -> list[Rule]:
-    """Rules from one property's constraints: ``required``, ``unique``, ``enum`` and ``logicalTypeOptions``.
+    """Rules from one property's constraints: ``required``, ``unique``, ``enum`` and ``logicalTypeOptions``,
+    each with the severity :func:`constraint_severities` gives it.
 
     ``column`` is the property as written in the contract. ``primaryKey`` is a table rule
-    (see :func:`primary_key_rule`). Raises :class:`RuleError` for an option the logical type has no meaning for.
+    (see :func:`primary_key_rule`). Raises :class:`RuleError` for an option the logical type has no meaning for,
+    or a severity :func:`constraint_severities` refuses.
     """
     name, logical = column["name"], column.get("logicalType")
+    severities = constraint_severities(column, location)
     rules: list[Rule] = []
     if column.get("required"):
         rules.append(Rule(f"{name}_required", "not_null", (name,), description=f"{name} is never null",
@@ -119,12 +190,42 @@ def constraint_rules(column: dict[str, Any], location: list[str | int]) -> list[
                 raise RuleError(where, f"format '{value}' cannot be checked; use one of {', '.join(FORMATS)}")
             rules.append(Rule(f"{name}_format", "pattern", (name,), {"pattern": FORMATS[value]},
                               description=f"{name} is a valid {value}", source=src, dimension="conformity"))
-    return rules
+    return [replace(rule, severity=severities.get(next(iter(_keyword(rule.source))), "error")) for rule in rules]
 
 
-def primary_key_rule(columns: list[str]) -> Rule:
-    """The ``primary_key`` rule: no duplicate and no null key, over ``columns`` in ``primaryKeyPosition`` order."""
-    return Rule("primary_key", "primary_key", tuple(columns),
+def _keyword(source: dict[str, Any]) -> dict[str, Any]:
+    """The constraint's ODCS keyword as the only key: ``{"maximum": 5}`` for ``logicalTypeOptions``."""
+    return source.get("logicalTypeOptions") or source
+
+
+def primary_key_severity(props: list[tuple[dict[str, Any], list[str | int]]], location: list[str | int]) -> str:
+    """The severity of a table's primary key: what its key columns' ``severity`` entries give ``primaryKey``
+    (:func:`constraint_severities`), ``error`` when none does. ``props`` are the table's properties (inherited
+    ones included), each with where the contract declares it; ``location`` is the table's ``properties``.
+
+    Raises:
+        RuleError: two key columns give it different severities (a malformed entry is reported with the
+            property's constraints, by :func:`constraint_rules`, and ignored here).
+    """
+    given: dict[str, str] = {}
+    for prop, where in props:
+        if isinstance(prop, dict) and prop.get("primaryKey"):
+            try:
+                severity = constraint_severities(prop, where).get("primaryKey")
+            except RuleError:
+                continue
+            if severity is not None:
+                given[str(prop.get("name"))] = severity
+    if len(set(given.values())) > 1:
+        raise RuleError(location, "the key columns give the primary key different severities "
+                                  f"({', '.join(f'{c}: {s}' for c, s in given.items())}); give them one")
+    return next(iter(given.values()), "error")
+
+
+def primary_key_rule(columns: list[str], severity: str = "error") -> Rule:
+    """The ``primary_key`` rule: no duplicate and no null key, over ``columns`` in ``primaryKeyPosition`` order,
+    of ``severity`` (:func:`primary_key_severity`)."""
+    return Rule("primary_key", "primary_key", tuple(columns), severity=severity,
                 description=f"({', '.join(columns)}) is unique and never null",
                 source={"primaryKey": list(columns)}, dimension="uniqueness")
 
@@ -137,9 +238,7 @@ def quality_rule(rule: dict[str, Any], column: str | None, columns: list[str],
     """
     rtype = rule.get("type", "library")
     metric = rule.get("metric") or rule.get("rule")
-    severity = (rule.get("severity") or "error").lower()
-    if severity not in SEVERITIES:
-        raise RuleError([*location, "severity"], f"'{severity}' is not a severity; use error, warning or info")
+    severity = _severity(rule.get("severity") or "error", [*location, "severity"])
     unit = (rule.get("unit") or "rows").lower()
     if unit not in ("rows", "percent"):
         raise RuleError([*location, "unit"], f"unit '{unit}' is not supported; use rows or percent")
@@ -153,8 +252,11 @@ def quality_rule(rule: dict[str, Any], column: str | None, columns: list[str],
         query = rule.get("query")
         if not query:
             raise RuleError([*location, "query"], "a sql rule needs a query returning one number")
+        if column is None and PROPERTY in str(query):
+            raise RuleError([*location, "query"], "{property} stands for the column of a property's rule; a "
+                                                  "table's rule names its columns")
         _check_query(str(query), [*location, "query"])
-        kind, cols, params = "sql", (), {"query": query}
+        kind, cols, params = "sql", ((column,) if column else ()), {"query": query}
         default_name = f"{base}_sql"
     elif rtype == "library" or metric:
         if metric not in METRICS:
@@ -207,7 +309,7 @@ def quality_rule(rule: dict[str, Any], column: str | None, columns: list[str],
         threshold = rule[operator]
     return Rule(name, kind, cols, params, operator, threshold, unit, severity,
                 rule.get("description") or f"{metric or 'sql'} {operator} {threshold} {unit}",
-                {k: v for k, v in rule.items() if v is not None}, rule.get("dimension"))
+                {k: v for k, v in rule.items() if v is not None}, rule.get("dimension"), tuple(location))
 
 
 def _check_regex(pattern: Any, where: list[str | int]) -> None:
@@ -223,8 +325,9 @@ def relationship_rule(rel: dict[str, Any], column: str | None, table: str, colum
     given, else schema level with ``from``).
 
     References use the ODCS shorthand: ``<table>.<column>`` in the same domain, or ``<domain>.<table>.<column>``
-    for another domain's gold output port; lists for composite keys. Raises :class:`RuleError` for fully
-    qualified (``…/id``) references, mismatched lengths, several target tables, or an unknown own column.
+    for another domain's gold output port; lists for composite keys. Its severity is its ``customProperties``
+    entry ``severity`` (``error`` without one). Raises :class:`RuleError` for fully qualified (``…/id``)
+    references, mismatched lengths, several target tables, an unknown own column or an unknown severity.
     """
     def refs(value: Any, field: str) -> list[list[str]]:
         items = value if isinstance(value, list) else [value]
@@ -260,8 +363,13 @@ def relationship_rule(rel: dict[str, Any], column: str | None, table: str, colum
     name = (rel.get("id") or f"{'_'.join(source)}_references_{target_table}").replace("-", "_")
     if not CHECK_NAME.fullmatch(name):
         raise RuleError([*location, "id"], f"'{name}' cannot name a check; use letters, digits and '_'")
+    severity = "error"
+    for k, entry in enumerate(rel.get("customProperties") or []):
+        if isinstance(entry, dict) and entry.get("property") == SEVERITY:
+            severity = _severity(entry.get("value"), [*location, "customProperties", k, "value"])
     where = f"{domain + '.' if domain else ''}{target_table}({', '.join(target_columns)})"
     return Rule(name, "foreign_key", tuple(source),
-                {"domain": domain, "table": target_table, "columns": target_columns},
+                {"domain": domain, "table": target_table, "columns": target_columns}, severity=severity,
                 description=f"every ({', '.join(source)}) exists in {where}",
-                source={k: v for k, v in rel.items() if v is not None}, dimension="consistency")
+                source={k: v for k, v in rel.items() if v is not None}, dimension="consistency",
+                location=tuple(location))

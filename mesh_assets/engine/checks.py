@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -29,9 +30,9 @@ from pandera.api.ibis.types import IbisData
 from pandera.backends.ibis.register import register_ibis_backends
 
 from mesh_assets.contract.model import Rule, Table
+from mesh_assets.contract.rules import rule_query
 from mesh_assets.engine.outcomes import CheckOutcome
 from mesh_assets.engine.sql_session import DuckDBSession, QueryError, SqlSession
-from mesh_assets.errors import TransformError
 
 ROW_LEVEL = ("not_null", "bound", "length", "pattern", "valid_values", "not_missing")
 _BOUND_CHECKS = {">=": pa.Check.ge, ">": pa.Check.gt, "<=": pa.Check.le, "<": pa.Check.lt}
@@ -46,13 +47,17 @@ def run_rules(con: duckdb.DuckDBPyConnection | SqlSession, relation: str, table:
     Cost: one aggregate scan for all row-level rules and the row count, one scan per uniqueness rule, per
     foreign key (an anti-join) and per SQL rule, plus one ``LIMIT sample_rows`` query per failing rule. Each
     query is compiled once; a passing check's ``sql`` is the query that measured it, a failing check's the
-    query that lists its failing rows.
+    query that lists its failing rows. A foreign key's check also records ``orphan_rows``,
+    ``distinct_orphan_keys`` and ``null_keys`` (rows with a null key part, which are not checked). A SQL rule may
+    read any relation of the session besides ``relation`` (the step registers the tables it reads); when its
+    query fails, its check fails with the engine's error and every other rule is still evaluated.
     """
     register_ibis_backends()
     session = DuckDBSession(con) if isinstance(con, duckdb.DuckDBPyConnection) else con
     t = session.table(relation)
     valid = {r.name: _valid_expr(t, r) for r in table.rules if r.kind in ROW_LEVEL}
-    null_keys = {r.name: _all_not_null(t, r.columns) for r in table.rules if r.kind == "primary_key"}
+    # primary keys: rows with a null key part (failing); foreign keys: rows with a null key part (not checked)
+    null_keys = {r.name: _all_not_null(t, r.columns) for r in table.rules if r.kind in ("primary_key", "foreign_key")}
     aggregate = t.aggregate(
         __rows=t.count(),
         **{f"f{i}": ibis.ifelse(expr, 0, 1).sum() for i, expr in enumerate([*valid.values(), *null_keys.values()])},
@@ -87,18 +92,18 @@ def run_rules(con: duckdb.DuckDBPyConnection | SqlSession, relation: str, table:
             measure_sql = ibis.to_sql(orphans.count())
             bad = _scalar(orphans.count())
             sample_expr = orphans.group_by(columns).aggregate(rows=orphans.count())
+            extra["orphan_rows"] = bad
             extra["distinct_orphan_keys"] = int(sample_expr.count().to_pyarrow().as_py()) if bad else 0
+            extra["null_keys"] = failing[f"{rule.name}__nulls"]  # rows not checked: a key part is null
         elif rule.kind == "row_count":
             bad = rows
         else:  # sql
-            measure_sql = rule.params["query"].replace("{object}", relation)
-            measure_sql = measure_sql.replace("{property}", rule.columns[0] if rule.columns else "")
+            measure_sql = rule_query(rule, relation)
             try:
                 result = session.query(measure_sql)
             except QueryError as exc:
-                raise TransformError(f"{table.contract_path}: quality rule '{rule.name}' of table {table.name}: "
-                                     f"its query failed: {exc} (on {session.engine}). Fix the query "
-                                     "({object} stands for the table, {property} for the column)") from None
+                outcomes.append(_query_failed(rule, rows, measure_sql, str(exc), session.engine))
+                continue
             bad = result[0][0] if result and result[0] else None
         outcome = _outcome(rule, rows, bad, sample_expr, sample_rows, measure_sql)
         outcome.metadata.update(extra)
@@ -106,6 +111,22 @@ def run_rules(con: duckdb.DuckDBPyConnection | SqlSession, relation: str, table:
     return outcomes
 
 
+def _query_failed(rule: Rule, rows: int, sql: str, message: str, engine: str) -> CheckOutcome:
+    """A failed check for a ``sql`` rule whose query failed on ``engine``: the error, for people, is in
+    ``error`` (values quoted in the engine's message replaced by ``'…'``: a value of the table must not reach
+    the check's metadata), ``query_failed`` is true; the rule's severity decides whether it blocks."""
+    kind, colon, _ = message.partition(":")
+    metadata: dict[str, Any] = {
+        "rows_checked": rows, "expectation": rule.expectation, "query_failed": True,
+        "error_type": kind.strip() if colon and len(kind) < 40 else "query error",
+        "error": f"the rule's query failed on {engine}: {QUOTED_VALUE.sub(chr(39) + '…' + chr(39), message)}. Fix "
+                 "the query in the contract ({object} stands for the table, {property} for the column; `mesh "
+                 "validate` plans it against the tables it reads)",
+        "rule": rule.source, "sql": sql}
+    return CheckOutcome(rule.name, False, rule.blocking, rule.severity, rule.description, metadata)
+
+
+QUOTED_VALUE = re.compile(r"'(?:[^']|'')*'")  # a string literal in an engine's message: possibly a value
 REDACTED = "<masked>"  # what a check sample shows instead of a sensitive column's value
 WHOLE_RECORD = "raw_line"  # a sample field holding a whole source record (a bronze table's rejects)
 
@@ -113,9 +134,11 @@ WHOLE_RECORD = "raw_line"  # a sample field holding a whole source record (a bro
 def redact_samples(outcomes: list[CheckOutcome], sensitive: Collection[str]) -> list[CheckOutcome]:
     """``outcomes`` with every clear value of a ``sensitive`` column replaced by ``<masked>`` (null stays
     null), in place, and returned: in the failing-row ``sample`` of each check; a whole source record
-    (``raw_line`` of rejects) when any column is sensitive, since it may hold them all; and a SQL rule's
-    non-numeric ``observed_value``, which may be a value of the table. Check metadata goes to the Dagster event
-    log and OpenLineage, which readers of the port without a PII grant may see (docs/governance.md)."""
+    (``raw_line`` of rejects) when any column is sensitive, since it may hold them all; a SQL rule's
+    non-numeric ``observed_value``, which may be a value of the table; and the engine's message of a SQL rule
+    whose query failed (only the kind of error stays, e.g. ``Conversion Error``). Check metadata goes to the
+    Dagster event log and OpenLineage, which readers of the port without a PII grant may see
+    (docs/governance.md)."""
     if not sensitive:
         return outcomes
     hidden = {*sensitive, WHOLE_RECORD}
@@ -125,7 +148,11 @@ def redact_samples(outcomes: list[CheckOutcome], sensitive: Collection[str]) -> 
             outcome.metadata["sample"] = [
                 {k: REDACTED if k in hidden and v is not None else v for k, v in row.items()}
                 if isinstance(row, dict) else REDACTED for row in sample]
-        if "error" in outcome.metadata and outcome.metadata.get("observed_value") is not None:  # not a number
+        if outcome.metadata.get("query_failed"):  # an engine's message may hold a value, quoted or not
+            outcome.metadata["error"] = (f"the rule's query failed ({outcome.metadata['error_type']}; the message "
+                                         "is not shown: the table has sensitive columns). Fix the query in the "
+                                         "contract")
+        elif "error" in outcome.metadata and outcome.metadata.get("observed_value") is not None:  # not a number
             outcome.metadata["observed_value"] = REDACTED
             outcome.metadata["error"] = "the rule's query returned a value that is not a number (not shown: the " \
                                         "table has sensitive columns)"

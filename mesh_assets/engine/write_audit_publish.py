@@ -71,14 +71,15 @@ class TableResult:
 
 def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine, duckdb: DuckDBEngine,
                         storage: PortStorage, settings: MeshSettings, run_id: str,
-                        references: dict[str, InputRef] | None = None,
+                        references: dict[str, InputRef] | None = None, rule_inputs: list[InputRef] | None = None,
                         producers: dict[tuple[str, str, str], Path] | None = None) -> TableResult:
     """Build ``table`` from its inputs on ``engine`` into a new snapshot of its port and publish it if its checks
     allow (the module docstring). ``duckdb`` writes the masked copy at publication, whatever the engine.
 
     ``inputs`` are the ports the transform reads; ``references`` the tables its foreign-key rules check
-    against, by rule name (the table itself for a self-reference); ``producers`` the contract file of each
-    other domain's port among them. Those ports are read as their contracts allow now (mesh_assets.governance.access):
+    against, by rule name (the table itself for a self-reference); ``rule_inputs`` the tables its SQL rules
+    read (registered like inputs, by the names the rules use); ``producers`` the contract file of each other
+    domain's port among them. Those ports are read as their contracts allow now (mesh_assets.governance.access):
     sensitive columns masked unless granted.
 
     Raises:
@@ -90,7 +91,8 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
             retried by the step's retry policy).
     """
     references = references or {}
-    reads = [ref for ref in [*inputs, *references.values()] if ref.key != table.key]  # self: the audited snapshot
+    reads = list({ref.key: ref for ref in [*inputs, *references.values(), *(rule_inputs or [])]
+                  if ref.key != table.key}.values())  # each port once; self: the audited snapshot
     access = runtime_access(table.domain, reads, producers or {}, settings.governance)
     masking = masking_for(table, duckdb, settings)
     sensitive = sensitive_columns(table, settings.governance)

@@ -14,6 +14,7 @@ import dagster as dg
 
 from mesh_assets.contract.mesh import Domain, Mesh
 from mesh_assets.contract.model import DataProduct, Table
+from mesh_assets.contract.rules import rule_inputs
 from mesh_assets.engine.choice import ENGINE_EXTRAS, table_engine
 from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS, rejects_key
 from mesh_assets.engine.interface import Engine
@@ -83,6 +84,28 @@ def reference_targets(mesh: Mesh, domain: Domain, table: Table) -> dict[str, Inp
     return targets
 
 
+def rule_reads(mesh: Mesh, domain: Domain, table: Table) -> list[InputRef]:
+    """The tables ``table``'s SQL rules read besides ``table`` itself (mesh_assets.contract.rules.rule_inputs),
+    each once, checked against the mesh's access rules like a transform's inputs.
+
+    Raises:
+        MeshError: a query names a table as no SQL may (the message names the contract and the rule), or an
+            unknown own table or port.
+        AccessError: a private port of another domain, or a restricted one without a grant.
+    """
+    refs: dict[tuple[str, str, str], InputRef] = {}
+    for rule in table.rules:
+        where = f"{table.contract_path} (quality rule {rule.name} of table {table.name})"
+        try:
+            found = rule_inputs(rule, table)
+        except SqlInputError as exc:
+            raise MeshError(f"{where}: {exc}") from None
+        for ref in found:
+            authorize_input(mesh, domain, ref, where)
+            refs.setdefault(ref.key, ref)
+    return list(refs.values())
+
+
 def _producer(mesh: Mesh, ref: InputRef) -> DataProduct:
     return mesh.domain(ref.schema).product_of(mesh.output_port(ref.schema, ref.table))
 
@@ -150,10 +173,12 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     installed (Spark, dbt: mesh_assets.extras), the definitions still load and the step fails naming the extra."""
     inputs = table_inputs(mesh, domain, table)
     references = reference_targets(mesh, domain, table)
+    rule_refs = rule_reads(mesh, domain, table)
+    reads = [*inputs, *references.values(), *rule_refs]
     key = dg.AssetKey(list(table.key))
-    upstream = {ref.key for ref in [*inputs, *references.values()]} - {table.key}
-    notices = deprecated_inputs(mesh, [*inputs, *references.values()])
-    producers = producer_contracts(mesh, [*inputs, *references.values()])
+    upstream = {ref.key for ref in reads} - {table.key}
+    notices = deprecated_inputs(mesh, reads)
+    producers = producer_contracts(mesh, reads)
     for notice in notices:
         log.warning("%s reads %s", "/".join(table.key), notice)
     storage_url = mesh.settings.storage_url
@@ -209,7 +234,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         from mesh_assets.engine.write_audit_publish import write_audit_publish  # DuckDB, ibis, Pandera: where steps run
 
         ports = context.resources.ports
-        lineage = StepLineage(mesh, table, [*inputs, *references.values()], dagster_run_id=context.run.run_id,
+        lineage = StepLineage(mesh, table, reads, dagster_run_id=context.run.run_id,
                               dagster_job=context.run.job_name, log=context.log)
         lineage.start()
         result = None
@@ -217,14 +242,13 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             try:
                 result = write_audit_publish(table, inputs, engine=engine, duckdb=context.resources.duckdb,
                                              storage=ports, settings=settings, run_id=context.run.run_id,
-                                             references=references, producers=producers)
+                                             references=references, rule_inputs=rule_refs, producers=producers)
             except Exception as exc:  # every stage and engine: one classification, a message for people
                 raise step_failure(table, exc, context.retry_number, settings.retries.max_retries) from None
             check_results = [_check_result(key, o) for o in result.outcomes]
             if result.failed_blocking:
                 yield from check_results
-                names = ", ".join(f"{o.name} ({o.metadata.get('failing_rows', o.metadata.get('problems'))})"
-                                  for o in result.failed_blocking)
+                names = ", ".join(f"{o.name} ({_failure(o)})" for o in result.failed_blocking)
                 raise dg.Failure(
                     description=(f"{'/'.join(table.key)}: blocking check(s) failed: {names}. Snapshot "
                                  f"{result.snapshot_id or '(none written)'} was not published; the previous "
@@ -328,6 +352,14 @@ def product_quality_score(table: Table, product: DataProduct, outcomes: list[Che
             quality = (storage.port(other.key).current() or {}).get("quality") or {}
             passed, total = passed + quality.get("passed", 0), total + quality.get("total", 0)
     return round(passed / total, 4) if total else 1.0
+
+
+def _failure(outcome: CheckOutcome) -> Any:
+    """What a failed check found, in a few words: its failing rows, problems, error or observed value."""
+    for name in ("failing_rows", "problems", "error", "observed_value"):
+        if name in outcome.metadata:
+            return outcome.metadata[name]
+    return None
 
 
 def _first_reject(result: "TableResult") -> str:
