@@ -15,18 +15,10 @@ import yaml
 from test_self_serve import empty_mesh, mesh_cli
 
 DATA = Path(__file__).parent / "fixtures" / "openflights"
-ORPHANS = ("FROM {object} a WHERE a.country IS NOT NULL AND NOT EXISTS "
-           "(SELECT 1 FROM gold.countries c WHERE c.name = a.country)")
-# Today's spelling of a warning on a foreign key: SQL rules with severity warning counting orphan rows, distinct
-# orphan keys and null keys (docs/operations.md, "A foreign key with known orphans").
-RULES = [
-    {"id": "country_orphan_rows", "type": "sql", "query": "SELECT count(*) " + ORPHANS, "mustBe": 0,
-     "severity": "warning", "description": "Airlines whose country is not in the countries port."},
-    {"id": "country_orphan_keys", "type": "sql", "query": "SELECT count(DISTINCT a.country) " + ORPHANS,
-     "mustBe": 0, "severity": "warning", "description": "Country names the countries port does not know."},
-    {"id": "country_null_keys", "type": "sql", "query": "SELECT count(*) FROM {object} WHERE country IS NULL",
-     "mustBe": 0, "severity": "warning", "description": "Airlines without a country."},
-]
+# The foreign key itself is the warning (docs/contracts.md, "Severity of every rule"): one check counting orphan
+# rows, distinct orphan keys and null keys (docs/operations.md, "A foreign key with known orphans").
+RELATIONSHIP = {"to": "countries.name", "customProperties": [{"property": "severity", "value": "warning"}]}
+CHECK = "country_references_countries"
 GOLD_SQL = """SELECT a.airline_id, a.name, a.alias, a.iata, a.icao, a.callsign, a.country,
        c.iso_code AS country_iso_code, a.active
 FROM silver.clean_airlines a
@@ -40,11 +32,12 @@ def _edit(root: Path) -> None:
     path = root / "domains/aviation/products/airlines.yaml"
     contract = yaml.safe_load(path.read_text())
     gold = next(t for t in contract["schema"] if t["name"] == "airlines")
-    # the draft's gold table inherits its columns (customProperties inheritColumns): the new one is added
-    gold.setdefault("properties", []).append(
+    # the draft's gold table inherits its columns (customProperties inheritColumns): the new one is added, and the
+    # inherited country column is overridden with its relationship only
+    gold.setdefault("properties", []).extend([
+        {"name": "country", "logicalType": "string", "relationships": [RELATIONSHIP]},
         {"name": "country_iso_code", "logicalType": "string", "physicalType": "VARCHAR",
-         "description": "ISO 3166 code of the country, from the countries port; null when the country is unknown."})
-    gold["quality"] = [*(gold.get("quality") or []), *RULES]
+         "description": "ISO 3166 code of the country, from the countries port; null when the country is unknown."}])
     path.write_text(yaml.safe_dump(contract, sort_keys=False, width=120))
     (root / "domains/aviation/sql/gold/airlines.sql").write_text(GOLD_SQL)
 
@@ -75,29 +68,29 @@ def test_a_second_public_dataset_publishes_with_its_known_orphans_as_warnings(tm
     ran = mesh_cli(root, "run")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     line = next(ln for ln in ran.stdout.splitlines() if "aviation/gold/airlines " in ln)
-    assert "materialized" in line and "3: country_orphan_rows (observed 41)" in line
+    assert "materialized" in line and f"1: {CHECK} (41 rows)" in line
 
     listed = mesh_cli(root, "checks", "--port", "aviation.airlines", "--format", "json")
     assert listed.returncode == 0, listed.stderr
     checks = {c["check"]: c for c in json.loads(listed.stdout)["checks"]}
-    assert {name: (c["severity"], c["passed"], c["observed_value"]) for name, c in checks.items()
-            if name.startswith("country_")} == {"country_orphan_rows": ("WARN", False, 41),
-                                                "country_orphan_keys": ("WARN", False, 20),
-                                                "country_null_keys": ("WARN", False, 4)}
+    fk = checks[CHECK]
+    assert (fk["severity"], fk["passed"], fk["failing_rows"], fk["distinct_keys"], fk["null_keys"]) == (
+        "WARN", False, 41, 20, 4)
+    assert fk["rows_checked"] == 1255 and len(fk["sample"]) > 0
     key = checks["primary_key"]
     assert (key["severity"], key["passed"], key["failing_rows"], key["rows_checked"]) == ("ERROR", True, 0, 1255)
-    assert all(c["passed"] for name, c in checks.items() if not name.startswith("country_"))
+    assert all(c["passed"] for name, c in checks.items() if name != CHECK)
     assert all(c["published"] for c in checks.values())
 
     failed = mesh_cli(root, "checks", "--failed", "--format", "json")
     assert failed.returncode == 0
     assert [(c["asset"], c["check"]) for c in json.loads(failed.stdout)["checks"]] == [
-        ("aviation/gold/airlines", r["id"]) for r in RULES]
+        ("aviation/gold/airlines", CHECK)]
 
     status = mesh_cli(root, "status", "--format", "json")
     assert status.returncode == 0, status.stderr
     ports = {r["port"]: r for r in json.loads(status.stdout)}
     assert ports["aviation.airlines"]["rows"] == 1255 and ports["aviation.airlines"]["blocking"] == []
-    assert [(w["check"], w["observed_value"]) for w in ports["aviation.airlines"]["warnings"]] == [
-        ("country_orphan_rows", 41), ("country_orphan_keys", 20), ("country_null_keys", 4)]
+    assert [(w["check"], w["failing_rows"], w["distinct_keys"], w["null_keys"])
+            for w in ports["aviation.airlines"]["warnings"]] == [(CHECK, 41, 20, 4)]
     assert ports["aviation.countries"]["warnings"] == []

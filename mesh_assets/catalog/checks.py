@@ -33,8 +33,8 @@ class CheckRecord:
     """One evaluation of an asset check.
 
     ``asset`` is the table's key as ``domain/layer/table``; ``severity`` ``ERROR`` (blocking) or ``WARN``;
-    ``failing_rows`` and ``pass_rate`` (0–1) are set for row-counting rules, ``distinct_keys`` for a foreign key
-    (its distinct orphan keys), ``observed_value`` for a rule that measures one value (a SQL rule, a row count);
+    ``failing_rows`` and ``pass_rate`` (0–1) are set for row-counting rules, ``distinct_keys`` and ``null_keys``
+    for a foreign key (its distinct orphan keys; its rows with a null key part, which it does not check), ``observed_value`` for a rule that measures one value (a SQL rule, a row count);
     ``sample`` holds at most ``checks.sample_rows`` failing rows (sensitive columns masked). ``published``:
     the run published the table (False when a blocking check of that run failed); ``stale_run``: the table's
     later run that did not evaluate its checks (its step failed before them, or did not run), if any.
@@ -46,6 +46,7 @@ class CheckRecord:
     passed: bool
     failing_rows: int | None = None
     distinct_keys: int | None = None
+    null_keys: int | None = None
     pass_rate: float | None = None
     observed_value: Any = None
     rows_checked: int | None = None
@@ -71,8 +72,8 @@ class CheckRecord:
     def to_json(self) -> dict[str, Any]:
         """The record in the documented JSON shape of ``mesh checks --format json`` (docs/operations.md)."""
         return {"asset": self.asset, "check": self.check, "severity": self.severity, "passed": self.passed,
-                "failing_rows": self.failing_rows, "distinct_keys": self.distinct_keys, "pass_rate": self.pass_rate,
-                "observed_value": self.observed_value, "rows_checked": self.rows_checked,
+                "failing_rows": self.failing_rows, "distinct_keys": self.distinct_keys,
+                "null_keys": self.null_keys, "pass_rate": self.pass_rate, "observed_value": self.observed_value, "rows_checked": self.rows_checked,
                 "expectation": self.expectation, "description": self.description, "error": self.error,
                 "sample": self.sample, "run_id": self.run_id,
                 "evaluated_at": self.evaluated_at.isoformat(timespec="seconds") if self.evaluated_at else None,
@@ -159,7 +160,8 @@ def _record(entry: dg.EventLogEntry, published: bool, stale_run: str) -> CheckRe
     return CheckRecord(
         asset=evaluation.asset_key.to_user_string(), check=evaluation.check_name, severity=severity,
         passed=bool(evaluation.passed), failing_rows=_int(meta.get("failing_rows")),
-        distinct_keys=_int(meta.get("distinct_orphan_keys")), pass_rate=_float(meta.get("pass_rate")),
+        distinct_keys=_int(meta.get("distinct_orphan_keys")),
+        null_keys=_int(meta.get("null_keys")), pass_rate=_float(meta.get("pass_rate")),
         observed_value=meta.get("observed_value"), rows_checked=_int(meta.get("rows_checked")),
         expectation=meta.get("expectation"), description=evaluation.description or "", error=error,
         sample=sample if isinstance(sample, list) else [], run_id=entry.run_id,
@@ -178,7 +180,7 @@ def failure_summary(record: CheckRecord) -> dict[str, Any]:
     """A failed check as ``mesh status`` lists it: ``check``, ``severity`` and its counts."""
     return {"asset": record.asset, "check": record.check, "severity": record.severity,
             "failing_rows": record.failing_rows, "distinct_keys": record.distinct_keys,
-            "pass_rate": record.pass_rate, "observed_value": record.observed_value}
+            "null_keys": record.null_keys, "pass_rate": record.pass_rate, "observed_value": record.observed_value}
 
 
 def describe_counts(record: CheckRecord | dict[str, Any]) -> str:
@@ -190,6 +192,8 @@ def describe_counts(record: CheckRecord | dict[str, Any]) -> str:
         words.append(f"{data['failing_rows']:,} row{'s' if data['failing_rows'] != 1 else ''}")
     if data.get("distinct_keys") is not None:
         words.append(f"{data['distinct_keys']:,} distinct key{'s' if data['distinct_keys'] != 1 else ''}")
+    if data.get("null_keys"):
+        words.append(f"{data['null_keys']:,} null key{'s' if data['null_keys'] != 1 else ''}")
     if data.get("pass_rate") is not None:
         words.append(f"pass rate {100 * data['pass_rate']:.2f} %")
     if data.get("observed_value") is not None and data.get("failing_rows") is None:

@@ -31,7 +31,7 @@ def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime |
     ``never published`` or ``no SLA`` from the pointer), ``sla`` in words, ``last_update`` (ISO 8601 UTC),
     ``rows``, ``checks_passed`` (None without a recorded run), and the failed checks of the latest run that
     evaluated them, apart: ``warnings`` (severity WARN) and ``blocking`` (ERROR), each a list of
-    ``{asset, check, severity, failing_rows, distinct_keys, pass_rate, observed_value}``
+    ``{asset, check, severity, failing_rows, distinct_keys, null_keys, pass_rate, observed_value}``
     (:func:`mesh_assets.catalog.checks.failure_summary`). A broken pointer shows its problem as
     ``sla_state``."""
     now = now or datetime.now(UTC)
