@@ -1,12 +1,13 @@
 """The Spark engine on a real cluster (docs/scaling.md): a standalone Spark master and one worker on loopback,
-started from the installed pyspark distribution, and the reference mesh run on it by ``mesh run --engine spark``
-with ``MESH_SPARK_MASTER=spark://127.0.0.1:<port>``. Its executors are JVMs of their own, started by the worker:
-they read the landing zone and the ports, and write the new data files, so a finance report equal to the DuckDB
-run's proves the whole path works off the driver.
+started from the installed pyspark distribution, and ``mesh run`` with ``MESH_SPARK_MASTER=spark://127.0.0.1:<port>``.
+The executors are JVMs of their own, started by the worker: they read the landing zone and the input ports and
+write the new data files, so finance reports equal to the DuckDB run's prove the path works off the driver.
 
-The mesh runs in a child process, so its SparkContext is its own (a ``local[*]`` context left by another test
-module in this process would otherwise be reused). The master's and worker's logs, and each executor's, are kept
-under the test's temporary folder and shown when something fails.
+The reference mesh runs mixed (``sales`` and ``finance`` on the cluster, the rest on DuckDB: every kind of Spark
+step, ports crossing engines both ways, in about a third of the time of the whole mesh on one executor core).
+Each ``mesh run`` is a child process, so its SparkContext is its own (a ``local[*]`` context left in this
+process by another test module would otherwise be reused). The master's, the worker's and each executor's logs
+are kept under the test's temporary folder and shown when something fails.
 """
 
 from __future__ import annotations
