@@ -17,7 +17,7 @@ import pytest
 from conftest import TEST_SALT, ReferenceRun
 from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.engine.port_storage import PortStorage
-from mesh_assets.engine.spark_engine import SparkEngine, spark_config
+from mesh_assets.engine.spark_engine import SparkEngine, executor_python, spark_config
 from mesh_assets.engine.spark_ingestion import spark_path
 from mesh_assets.engine.sql_session import to_spark
 from mesh_assets.errors import ContractError, MeshError
@@ -303,3 +303,15 @@ def test_spark_configuration_comes_from_mesh_yaml_then_the_environment(monkeypat
     with pytest.raises(ValueError, match="MESH_SPARK_CONF is not JSON"):
         spark_config("local[*]", {})
     assert spark_path("s3://bucket/mesh") == "s3a://bucket/mesh"
+
+
+def test_executors_run_the_driver_s_python_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spark's default, ``python3`` on a worker's PATH, is often a Python without pandas (tests/test_spark_cluster.py
+    runs a pandas_udf on such a worker)."""
+    import sys
+
+    monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
+    assert executor_python({}) == sys.executable
+    monkeypatch.setenv("PYSPARK_PYTHON", "/opt/py/bin/python3")
+    assert executor_python({}) == "/opt/py/bin/python3"
+    assert executor_python({"spark.pyspark.python": "/srv/venv/bin/python"}) == "/srv/venv/bin/python"

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -44,6 +45,7 @@ from mesh_assets.sql.functions import FunctionNotAllowed
 from mesh_assets.sql.inputs import PREVIOUS
 
 MASTER_ENV, CONF_ENV = "MESH_SPARK_MASTER", "MESH_SPARK_CONF"
+PYTHON_ENV, PYTHON_CONF = "PYSPARK_PYTHON", "spark.pyspark.python"
 # What the mesh needs of every session, whatever the configuration says:
 REQUIRED_CONF = {
     # TIMESTAMP WITH TIME ZONE as Parquet INT64 micros, adjusted to UTC (Spark's default INT96 is deprecated and
@@ -120,10 +122,26 @@ class SparkEngine(LazyPySparkResource):
                     session.catalog.dropTempView(view.name)
 
     def session(self) -> Any:
-        """A new ``pyspark.sql.SparkSession`` sharing this resource's SparkContext; starts the JVM on first use."""
+        """A new ``pyspark.sql.SparkSession`` sharing this resource's SparkContext; starts the JVM on first use,
+        with the executors' Python set by :func:`executor_python`."""
         # a failing query is reported by the step, in one line; pyspark would also log its JVM stack trace
         logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+        # pyspark reads the variable once, when the SparkContext starts, and ships it with every Python function
+        os.environ[PYTHON_ENV] = executor_python(self.spark_config)
         return self.spark_session.newSession()
+
+
+def executor_python(conf: Mapping[str, Any]) -> str:
+    """The Python interpreter executors run Python functions with (UDFs, pandas UDFs, ``mapInPandas`` in a
+    Python transform): ``spark.pyspark.python`` if configured (it wins over the variable, as in Spark), else
+    ``PYSPARK_PYTHON``, else this process's own interpreter (``sys.executable``).
+
+    Spark's own default is ``python3`` on each executor's ``PATH``, which on a worker is often another Python,
+    without pandas and pyarrow, or of another minor version (pyspark then refuses it). The driver's
+    interpreter is right on one machine and on a cluster whose workers hold the same environment at the same
+    path (one image for the run worker and the executors); elsewhere set one of the two (docs/scaling.md).
+    """
+    return str(conf.get(PYTHON_CONF) or os.environ.get(PYTHON_ENV) or sys.executable)
 
 
 class SparkStep:
