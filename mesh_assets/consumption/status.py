@@ -28,7 +28,7 @@ def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime |
     ``rows`` and ``checks`` (``N passed`` plus the failed ones by name, from the instance; empty without one).
     A broken pointer shows its problem as ``sla_state``."""
     now = now or datetime.now(UTC)
-    storage = PortStorage(root=mesh.settings.storage_url)
+    storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
     tables = [(d, p, t) for d in mesh.domains() for p in d.products for t in p.tables
               if t.layer == "gold" and t.visibility != "private"]
     keys = [dg.AssetKey(list(t.key)) for _, _, t in tables]

@@ -10,6 +10,7 @@ import dagster as dg
 from mesh_assets.contract.graph import cycle_message, find_cycle
 from mesh_assets.contract.mesh import Domain, Mesh, load_mesh
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
+from mesh_assets.engine.iceberg_catalog import catalog_uri
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.spark_engine import SparkEngine, spark_config
 from mesh_assets.errors import MeshError
@@ -27,10 +28,17 @@ def duckdb_engine(settings: MeshSettings) -> DuckDBEngine:
 
 def mesh_resources(settings: MeshSettings) -> dict[str, object]:
     """The resources every asset uses, configured from ``mesh.yaml`` and the environment: ``duckdb``, ``spark``
-    (the engines a table's step may run on, mesh_assets.engine.choice) and ``ports`` (the port storage)."""
+    (the engines a table's step may run on, mesh_assets.engine.choice) and ``ports`` (the port storage).
+
+    Raises:
+        MeshError: the storage root is not local and no Iceberg catalog URL is set
+            (mesh_assets.engine.iceberg_catalog.catalog_uri).
+    """
+    catalog_uri(settings.storage_url, settings.catalog.uri)  # a settings error at load, not at the first step
     return {
         "duckdb": duckdb_engine(settings),
-        "ports": PortStorage(root=settings.storage_url, retention=settings.retention.snapshots),
+        "ports": PortStorage(root=settings.storage_url, retention=settings.retention.snapshots,
+                             catalog_uri=settings.catalog.uri),
         "spark": SparkEngine(spark_config=spark_config(settings.spark.master, settings.spark.conf)),
     }
 
