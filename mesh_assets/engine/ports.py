@@ -19,8 +19,9 @@ A staging id is ``<UTC time %Y%m%dT%H%M%S%fZ>-<run id prefix>``, so ids sort by 
 run on them; :meth:`Port.publish` then makes ONE Iceberg commit that replaces the table's files with them (an
 overwrite registering the files as they are: no second write of the data), its snapshot summary carrying
 ``mesh.publication`` (the staging id), ``mesh.run-id`` and the rows. A crash before the commit leaves the
-previous snapshot current; the catalog's compare-and-swap makes a losing concurrent commit retry (at most
-:data:`COMMIT_ATTEMPTS` times) on the new current state, so no writer's commit is torn or lost unseen.
+previous snapshot current; the catalog's compare-and-swap (and pyiceberg's validation of an overwrite against
+commits made since it started) makes a losing concurrent commit retry (at most :data:`COMMIT_ATTEMPTS` times)
+on the new current state, so no writer's commit is torn or lost unseen.
 
 Readers (:meth:`Port.current_snapshot`) plan the scan through pyiceberg and get the exact list of files of a
 snapshot; a plan with delete files is refused (the mesh never writes any). A staging folder neither published
@@ -57,6 +58,7 @@ from pyiceberg.exceptions import (
     NoSuchNamespaceError,
     NoSuchTableError,
     TableAlreadyExistsError,
+    ValidationException,
 )
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
 from pyiceberg.table import Table as IcebergTable
@@ -446,9 +448,7 @@ class Port:
             return False
         if not self.is_masked_copy:
             self.masked_port().discard(snapshot_id)
-        folder = f"{self.path}/{DATA}/{snapshot_id}"
-        if self.fs.exists(folder):
-            self.fs.rm(folder, recursive=True)
+        self._rm(f"{self.path}/{DATA}/{snapshot_id}")
         return True
 
     def orphans(self, max_age: float = ORPHAN_AGE) -> list[str]:
@@ -475,7 +475,7 @@ class Port:
         the ids of the port's own."""
         doomed = self.orphans(max_age)
         for snapshot_id in doomed:
-            self.fs.rm(f"{self.path}/{DATA}/{snapshot_id}", recursive=True)
+            self._rm(f"{self.path}/{DATA}/{snapshot_id}")
         if not self.is_masked_copy:
             self.masked_port().clean_orphans(max_age)
         return doomed
@@ -515,7 +515,9 @@ class Port:
             try:
                 self._commit(table, files, schema, summary, columns or {}, sensitive)
                 break
-            except CommitFailedException:
+            # lost the catalog's compare-and-swap, or pyiceberg saw another writer's commit first (its conflict
+            # validation of an overwrite): retry on the new current state
+            except (CommitFailedException, ValidationException):
                 time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
         else:
             raise PortError(f"{'/'.join(self.key)}: the commit of {snapshot_id} lost to other writers "
@@ -632,7 +634,7 @@ class Port:
             if self._folder_referenced(snapshot_id, referenced):
                 continue
             if published or snapshot_id in refused[: max(len(refused) - keep, 0)]:
-                self.fs.rm(f"{self.path}/{DATA}/{snapshot_id}", recursive=True)
+                self._rm(f"{self.path}/{DATA}/{snapshot_id}")
         if table is not None:
             self._remove_unreferenced_metadata(table)
         if not self.is_masked_copy:
@@ -657,6 +659,13 @@ class Port:
                 pass
         self.prune(max(keep, len(publications)))
 
+    def _rm(self, path: str) -> None:
+        """Delete ``path`` (a folder with its content), unless another process deleted it first."""
+        try:
+            self.fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+
     def _remove_unreferenced_metadata(self, table: IcebergTable) -> None:
         """Delete manifest lists and manifests under ``metadata/`` that no kept snapshot references and that
         are older than :data:`METADATA_ORPHAN_AGE` (pyiceberg has no orphan-file removal)."""
@@ -676,7 +685,7 @@ class Port:
                 continue
             modified = _modified(entry)
             if modified is not None and now - modified > METADATA_ORPHAN_AGE:
-                self.fs.rm(name)
+                self._rm(name)
 
 
 def as_of_time(text: str) -> datetime:
