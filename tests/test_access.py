@@ -109,7 +109,7 @@ def test_pii_is_masked_for_readers_without_a_pii_grant(tiny_root, instance) -> N
     summary = run_mesh(load_mesh(tiny_root), instance)
     assert summary.success, summary
     lake = tiny_root / ".mesh" / "lake"
-    invoices = duckdb.sql(f"SELECT customer, total FROM '{lake}/billing/gold/invoices/snapshots/*/part-0.parquet'")
+    invoices = duckdb.sql(f"SELECT customer, total FROM '{lake}/billing/gold/invoices/data/*/part-0.parquet'")
     owner = dict(connect(tiny_root, "shop").sql("SELECT customer, total FROM shop.order_totals").fetchall())
     assert sorted(invoices.fetchall()) == sorted((masked(c), t) for c, t in owner.items())
     anonymous = connect(tiny_root).sql("SELECT customer FROM shop.order_totals").fetchall()
