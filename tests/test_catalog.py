@@ -128,8 +128,8 @@ def test_catalog_pages_and_search_index(two_domains: Path, instance, tmp_path: P
     assert "rows checked" in port and "no run recorded" not in port.lower()
     text = html.unescape(port)
     snapshot = Port(str(two_domains / ".mesh/lake"), ("shop", "gold", "order_totals")).current()["snapshot"]
-    assert f"read_parquet(['{two_domains.resolve()}/.mesh/lake/shop/gold/order_totals/data/{snapshot}/part-0.parquet'])" \
-        in text
+    folder = f"{two_domains.resolve()}/.mesh/lake/shop/gold/order_totals"
+    assert f"read_parquet(['{folder}/data/{snapshot}/part-0.parquet'])" in text
     assert 'load_table("shop.gold__order_totals")' in text  # the Iceberg table, for any Iceberg reader
     assert 'mesh sql "select * from shop.order_totals limit 10" --domain <your domain>' in text
     assert 'mesh_assets.connect(domain="<your domain>")' in text

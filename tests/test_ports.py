@@ -260,3 +260,20 @@ def test_two_processes_publishing_one_port_never_tear_it(tmp_path: Path) -> None
     last = port.current()
     assert duckdb.sql(f"SELECT count(*) FROM {port.current_snapshot().read_sql}").fetchall()[0][0] == last["rows"]
     assert port.orphans() == []
+
+
+def test_a_tagged_snapshot_survives_retention_until_the_tag_moves(tmp_path: Path) -> None:
+    """`mesh export duckdb` tags the snapshots its views read, so retention never deletes their files."""
+    port = Port(str(tmp_path), ("d", "gold", "t"))
+    port.publish(_write(port, [1]))
+    exported = port.current_snapshot()
+    port.tag("mesh-export-abc", exported.iceberg_id)
+    for i in range(3):
+        port.publish(_write(port, [i + 2], run_id=f"run-{i}"))
+        port.prune(keep=1)
+    assert exported.iceberg_id in [h["iceberg_snapshot_id"] for h in port.history()]
+    assert duckdb.sql(f"SELECT v FROM {exported.read_sql}").fetchall() == [(1,)]  # the view's files are there
+    port.tag("mesh-export-abc", port.current()["iceberg_snapshot_id"])  # the next export moves the tag
+    port.prune(keep=1)
+    assert [h["iceberg_snapshot_id"] for h in port.history()] == [port.current()["iceberg_snapshot_id"]]
+    assert not Path(exported.files[0]).exists()

@@ -367,7 +367,8 @@ class Port:
         done = tuple(c for c in (_summary(found, MASKED_COLUMNS) or "").split(",") if c) if found else None
         missing = [c for c in columns if c not in (done or ())]
         if found is None or missing:
-            what = "has no masked copy" if found is None else f"has a masked copy that leaves {', '.join(missing)} clear"
+            what = ("has no masked copy" if found is None
+                    else f"has a masked copy that leaves {', '.join(missing)} clear")
             raise PortError(f"port {'/'.join(self.key)}: its snapshot {publication or snapshot.snapshot_id} {what}, "
                             f"so readers without a PII grant cannot read it; run its producer again (mesh run "
                             f"--domain {self.key[0]}) to publish a snapshot with a masked copy")
@@ -607,11 +608,12 @@ class Port:
         manage.create_tag(snapshot_id, name).commit()
 
     def prune(self, keep: int) -> list[str]:
-        """Retention: expire all but the ``keep`` newest snapshots (never the current one nor a tagged one), then delete the
-        staging folders whose files no kept snapshot references, the refused ones beyond the ``keep`` newest,
-        and metadata files no kept snapshot references (older than :data:`METADATA_ORPHAN_AGE`, since a
-        concurrent writer's manifests exist before its commit). Folders still being written are never touched.
-        The masked copy keeps the snapshots of the kept publications. Returns the expired publications."""
+        """Retention: expire all but the ``keep`` newest snapshots (never the current one nor a tagged one),
+        then delete the staging folders whose files no kept snapshot references, the refused ones beyond the
+        ``keep`` newest, and metadata files no kept snapshot references (older than
+        :data:`METADATA_ORPHAN_AGE`, since a concurrent writer's manifests exist before its commit). Folders
+        still being written are never touched. The masked copy keeps the snapshots of the kept publications.
+        Returns the expired publications."""
         finished = {s: self._marked(s, PUBLISHED) for s in self.snapshot_ids() if self.finished(s)}
         table = self.table()
         expired: list[str] = []
