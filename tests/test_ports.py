@@ -277,3 +277,22 @@ def test_a_tagged_snapshot_survives_retention_until_the_tag_moves(tmp_path: Path
     port.prune(keep=1)
     assert [h["iceberg_snapshot_id"] for h in port.history()] == [port.current()["iceberg_snapshot_id"]]
     assert not Path(exported.files[0]).exists()
+
+
+def test_mesh_migrate_imports_a_port_of_the_previous_layout(tmp_path: Path) -> None:
+    folder = tmp_path / "d" / "gold" / "t"
+    old, current = "20250101T000000000000Z-x", "20250102T000000000000Z-y"
+    for snapshot, values in ((old, [1]), (current, [2, 3])):
+        (folder / "snapshots" / snapshot).mkdir(parents=True)
+        duckdb.sql(f"COPY (SELECT unnest({values})::BIGINT AS v) TO '{folder}/snapshots/{snapshot}/part-0.parquet' "
+                   "(FORMAT parquet)")
+    (folder / "masked" / current).mkdir(parents=True)
+    duckdb.sql(f"COPY (SELECT 'digest' AS v) TO '{folder}/masked/{current}/part-0.parquet' (FORMAT parquet)")
+    (folder / "masked" / current / "_masked.json").write_text(json.dumps({"snapshot": current, "columns": ["v"]}))
+    (folder / "_current.json").write_text(json.dumps({"snapshot": current, "rows": 2, "run_id": "r"}))
+    port = Port(str(tmp_path), ("d", "gold", "t"))
+    assert port.migrate() == current
+    assert _read(port) == [2, 3] and port.current()["rows"] == 2 and port.current()["snapshot"] == current
+    assert duckdb.sql(f"SELECT v FROM {port.current_masked(['v']).read_sql}").fetchall() == [("digest",)]
+    assert port.migrate() is None and (folder / "_current.json.migrated").is_file()
+    assert _outside(tmp_path, "d.gold__t") == [(2,), (3,)]

@@ -545,6 +545,30 @@ def metrics(
 
 
 @app.command()
+def migrate(root: RootOption = None) -> None:
+    """Import every port of a storage root written before ports were Iceberg tables (snapshots/<id>/ plus
+    _current.json): each port's current snapshot becomes the first snapshot of its Iceberg table, its files
+    registered where they are (docs/operations.md)."""
+    from mesh_assets.engine.ingestion import rejects_key
+    from mesh_assets.engine.port_storage import PortStorage
+
+    try:
+        mesh = _mesh(root)
+        storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
+        imported = []
+        for domain in mesh.domains():
+            for t in domain.tables:
+                for key in [t.key, rejects_key(t)] if t.layer == "bronze" else [t.key]:
+                    port = storage.port(key)
+                    snapshot = port.migrate()
+                    if snapshot is not None:
+                        imported.append(f"{'/'.join(key)} → {port.identifier} (snapshot {snapshot})")
+    except MeshError as exc:
+        raise _fail(exc) from None
+    out.print("\n".join(imported) or "nothing to import: no port of the previous layout", highlight=False)
+
+
+@app.command()
 def rollback(
     port: Annotated[str, typer.Argument(help="The port, as <domain>/<layer>/<table>.")],
     to: Annotated[str | None, typer.Option("--to", help="Iceberg snapshot id or publication (mesh ports --history; "

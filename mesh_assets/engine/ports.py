@@ -236,8 +236,8 @@ class Port:
             if self.fs.exists(f"{self.path}/{LEGACY_POINTER}"):
                 raise PortError(f"port {'/'.join(self.key)} at {self.location} was written by a version of the mesh "
                                 "before Iceberg ports (it has _current.json), which this version does not read; "
-                                "import it with `mesh migrate`, or move the storage root away and rebuild every "
-                                "port with `mesh run`") from None
+                                "import its current snapshot with `mesh migrate`, or move the storage root away and "
+                                "rebuild every port with `mesh run`") from None
             return None
 
     def _create(self, first_file: str) -> IcebergTable:
@@ -567,6 +567,71 @@ class Port:
                     overwrite.delete_data_file(data_file)
                 for path in files:
                     overwrite.append_data_file(parquet_file_to_data_file(table.io, tx.table_metadata, path))
+
+    def migrate(self) -> str | None:
+        """Import this port from the layout before Iceberg ports (``snapshots/<id>/`` plus ``_current.json``):
+        the files of its current snapshot become the first snapshot of its Iceberg table, registered where they
+        are (no copy), with the pointer's rows, run and check results; the masked copy of that snapshot
+        (``masked/<id>/``, complete with ``_masked.json``) becomes the masked table's first snapshot. The
+        pointer is then renamed ``_current.json.migrated``. Older snapshots are not imported (their folders
+        stay, unread; delete them when the import is checked). Returns the imported snapshot id, ``None`` when
+        the folder holds no port of that layout.
+
+        Raises:
+            PortError: the pointer is unreadable or names no snapshot with Parquet files, or the port already
+                has an Iceberg table (a port written after the pointer: nothing is imported).
+        """
+        pointer = f"{self.path}/{LEGACY_POINTER}"
+        if not self.fs.exists(pointer):
+            return None
+        name = "/".join(self.key)
+        try:
+            with self.fs.open(pointer, "r") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise PortError(f"{self.url(pointer)} is unreadable ({exc}); nothing of {name} was imported") from None
+        snapshot_id = str(data.get("snapshot") if isinstance(data, dict) else data)
+        if not SNAPSHOT_ID.fullmatch(snapshot_id):
+            raise PortError(f"{self.url(pointer)} names {snapshot_id[:80]!r}, which is not a snapshot id; nothing "
+                            f"of {name} was imported")
+        catalog = iceberg_catalog(self.root, self.catalog_uri)
+        if catalog.table_exists(self.identifier):
+            raise PortError(f"port {name} already has the Iceberg table {self.identifier}; nothing was imported "
+                            f"(remove {self.url(pointer)} if the table is the port's current state)")
+        files = self._legacy_files(f"{self.path}/snapshots/{snapshot_id}")
+        if not files:
+            raise PortError(f"{self.url(pointer)} names snapshot {snapshot_id}, which has no Parquet file; nothing "
+                            f"of {name} was imported")
+        masked_folder = f"{self.path}/masked/{snapshot_id}"
+        try:
+            with self.fs.open(f"{masked_folder}/_masked.json", "r") as handle:
+                masked_columns = json.load(handle).get("columns")
+        except (OSError, ValueError, AttributeError):
+            masked_columns = None
+        if isinstance(masked_columns, list) and self._legacy_files(masked_folder):
+            masked = self.masked_port()
+            masked._adopt(snapshot_id, self._legacy_files(masked_folder),
+                          {"run_id": data.get("run_id"), "masked_columns": masked_columns})
+        self._adopt(snapshot_id, files, data, sensitive=masked_columns or ())
+        self.fs.mv(pointer, f"{pointer}.migrated")
+        return snapshot_id
+
+    def _legacy_files(self, folder: str) -> list[str]:
+        if not self.fs.exists(folder):
+            return []
+        return sorted(self.url(p) for p in self.fs.ls(folder, detail=False) if p.endswith(".parquet"))
+
+    def _adopt(self, publication: str, files: list[str], info: Mapping[str, Any],
+               sensitive: Sequence[str] = ()) -> None:
+        """Commit ``files`` (anywhere under the table's location) as the first snapshot of the new table."""
+        quality = info.get("quality") if isinstance(info.get("quality"), dict) else {}
+        summary = {PUBLICATION: publication, **{k: str(v) for k, v in (
+            (RUN_ID, info.get("run_id")), (ROWS, info.get("rows")), (ENGINE, info.get("engine")),
+            (QUALITY_PASSED, quality.get("passed")), (QUALITY_TOTAL, quality.get("total"))) if v is not None}}
+        if info.get("masked_columns") is not None:
+            summary[MASKED_COLUMNS] = ",".join(info["masked_columns"])
+        table = self._create(files[0])
+        self._commit(table, files, _file_schema(self.fs, files[0]), summary, {}, sensitive)
 
     def rollback(self, to: str | None = None) -> str:
         """Make the snapshot ``to`` (an Iceberg snapshot id or a publication id; default: the one committed
