@@ -2,7 +2,7 @@
 
 Freshness comes from two places, shown side by side: the state Dagster's freshness daemon last recorded for the
 asset (``PASS``, ``WARN``, ``FAIL``, ``UNKNOWN``; ``not evaluated`` when no daemon has judged it yet) and the
-port's own pointer judged against the same SLA now (mesh_assets.catalog.facts.freshness), which needs no
+port's current Iceberg snapshot judged against the same SLA now (mesh_assets.catalog.facts.freshness), which needs no
 daemon.
 """
 
@@ -24,9 +24,9 @@ COLUMNS = ["port", "visibility", "team", "freshness", "sla_state", "sla", "last_
 def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime | None = None) -> list[dict[str, Any]]:
     """One row per output port (gold table that is not private), by domain: ``port`` (``domain.table``),
     ``visibility``, ``team``, ``freshness`` (the freshness daemon's state), ``sla_state`` (``fresh``, ``stale``,
-    ``never published`` or ``no SLA`` from the pointer), ``sla`` in words, ``last_update`` (ISO 8601 UTC),
+    ``never published`` or ``no SLA`` from the current snapshot), ``sla`` in words, ``last_update`` (ISO 8601 UTC),
     ``rows`` and ``checks`` (``N passed`` plus the failed ones by name, from the instance; empty without one).
-    A broken pointer shows its problem as ``sla_state``."""
+    A port that cannot be read shows its problem as ``sla_state``."""
     now = now or datetime.now(UTC)
     storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
     tables = [(d, p, t) for d in mesh.domains() for p in d.products for t in p.tables

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from typing import Any
 
 import fsspec
@@ -32,6 +33,7 @@ CATALOG_NAME = "mesh"
 CATALOG_ENV = "MESH_CATALOG_URI"
 CATALOG_FILE = "catalog.db"  # the embedded SQLite catalog, at the storage root
 SQLITE_BUSY_TIMEOUT = 60  # seconds a SQLite commit waits for another process's lock before failing
+OPEN_ATTEMPTS = 3  # tries to open the catalog
 MASKED_SUFFIX = "__masked"  # the masked copy of a port: its own table, ``<layer>__<table>__masked``
 
 
@@ -81,12 +83,16 @@ def _catalog(uri: str, scheme: str, pid: int) -> SqlCatalog:
     properties: dict[str, Any] = {"uri": uri}
     if scheme not in SCHEMA_TO_FILE_IO:  # e.g. memory://: any fsspec file system, as the rest of the mesh uses
         properties["py-io-impl"] = f"{__name__}.MeshFileIO"
-    try:
-        return SqlCatalog(CATALOG_NAME, **properties)
-    except Exception as exc:  # sqlalchemy's errors: unreachable server, bad URL, missing driver
-        shown = uri.split("@", 1)[-1] if "@" in uri else uri
-        raise MeshError(f"the Iceberg catalog at {shown} cannot be opened: {str(exc).splitlines()[0][:300]}; check "
-                        f"mesh.yaml catalog.uri or {CATALOG_ENV}") from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return SqlCatalog(CATALOG_NAME, **properties)
+        except Exception as exc:  # sqlalchemy's errors: unreachable server, bad URL, missing driver, and two
+            # processes creating a new catalog's tables at once (the loser finds them on its next attempt)
+            error = exc
+            time.sleep(0.2 * (attempt + 1))
+    shown = uri.split("@", 1)[-1] if "@" in uri else uri
+    raise MeshError(f"the Iceberg catalog at {shown} cannot be opened: {str(error).splitlines()[0][:300]}; check "
+                    f"mesh.yaml catalog.uri or {CATALOG_ENV}")
 
 
 class MeshFileIO(FsspecFileIO):
