@@ -15,6 +15,7 @@ import dagster as dg
 from mesh_assets.contract.mesh import Domain, Mesh
 from mesh_assets.contract.model import DataProduct, Table
 from mesh_assets.engine.choice import table_engine
+from mesh_assets.engine.iceberg_catalog import table_identifier
 from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS, rejects_key
 from mesh_assets.engine.interface import Engine
 from mesh_assets.engine.outcomes import CheckOutcome, weighted_passes
@@ -174,6 +175,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             "contract_id": product.id,
             "contract_version": product.version,
             "port": dg.MetadataValue.path(f"{storage_url}/{'/'.join(table.key)}"),
+            "iceberg_table": table_identifier(table.key),
             **({"primary_key": ", ".join(table.primary_key)} if table.primary_key else {}),
             **_governance_metadata(product, table, notices),
             **{kind: dg.MetadataValue.json([d.definition(product.name, table.name) for d in declared])
