@@ -71,15 +71,19 @@ def iceberg_catalog(storage_root: str, configured: str | None = None) -> SqlCata
             message names the URL without its password).
     """
     uri = catalog_uri(storage_root, configured)
-    if uri.startswith("sqlite:///"):
-        os.makedirs(os.path.dirname(uri.removeprefix("sqlite:///").split("?")[0]), exist_ok=True)
+    file = None
+    if uri.startswith("sqlite:///"):  # a file replaced (a backup restored) gets a new catalog: the pooled
+        path = uri.removeprefix("sqlite:///").split("?")[0]  # connections hold the old one
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        file = os.stat(path).st_ino if os.path.exists(path) else None
     scheme = storage_root.split("://", 1)[0] if "://" in storage_root else "file"
-    return _catalog(uri, scheme, os.getpid())
+    return _catalog(uri, scheme, os.getpid(), file)
 
 
 @functools.cache
-def _catalog(uri: str, scheme: str, pid: int) -> SqlCatalog:
-    """One catalog per URL, storage scheme and process (a forked child must not share its parent's pool)."""
+def _catalog(uri: str, scheme: str, pid: int, file: int | None) -> SqlCatalog:
+    """One catalog per URL, storage scheme, process (a forked child must not share its parent's pool) and
+    SQLite file (its inode)."""
     properties: dict[str, Any] = {"uri": uri}
     if scheme not in SCHEMA_TO_FILE_IO:  # e.g. memory://: any fsspec file system, as the rest of the mesh uses
         properties["py-io-impl"] = f"{__name__}.MeshFileIO"
