@@ -296,3 +296,12 @@ def test_mesh_migrate_imports_a_port_of_the_previous_layout(tmp_path: Path) -> N
     assert duckdb.sql(f"SELECT v FROM {port.current_masked(['v']).read_sql}").fetchall() == [("digest",)]
     assert port.migrate() is None and (folder / "_current.json.migrated").is_file()
     assert _outside(tmp_path, "d.gold__t") == [(2,), (3,)]
+
+
+def test_a_port_with_no_rows_reads_as_empty_and_its_file_goes_at_the_next_publication(tmp_path: Path) -> None:
+    port = Port(str(tmp_path), ("d", "gold", "t"))
+    port.publish(_write(port, []))
+    empty = port.current_snapshot()
+    assert len(empty.files) == 1 and _read(port) == []  # the file with no rows is the snapshot
+    port.publish(_write(port, [1], run_id="run-2"))
+    assert port.current_snapshot().files != empty.files and _read(port) == [1]

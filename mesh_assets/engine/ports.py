@@ -23,8 +23,9 @@ previous snapshot current; the catalog's compare-and-swap (and pyiceberg's valid
 commits made since it started) makes a losing concurrent commit retry (at most :data:`COMMIT_ATTEMPTS` times)
 on the new current state, so no writer's commit is torn or lost unseen.
 
-Readers (:meth:`Port.current_snapshot`) plan the scan through pyiceberg and get the exact list of files of a
-snapshot; a plan with delete files is refused (the mesh never writes any). A staging folder neither published
+Readers (:meth:`Port.current_snapshot`) read the snapshot's manifests through pyiceberg and get the exact list
+of its data files (pyiceberg's ``plan_files`` would leave out a file with no rows, all an empty port has); a
+snapshot with delete files is refused (the mesh never writes any). A staging folder neither published
 nor refused whose writer is gone — a process killed mid-write — is an orphan: the next write of the port
 deletes it unless a snapshot references its files (:meth:`Port.clean_orphans`). Retention (:meth:`Port.prune`)
 expires old snapshots and deletes the files no kept snapshot references.
@@ -61,6 +62,7 @@ from pyiceberg.exceptions import (
     ValidationException,
 )
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
+from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.table import Table as IcebergTable
 from pyiceberg.table.name_mapping import create_mapping_from_schema
 from pyiceberg.table.snapshots import Snapshot as IcebergSnapshot
@@ -280,14 +282,22 @@ class Port:
                             "older ones)")
         return found
 
+    def _data_files(self, table: IcebergTable, snapshot: IcebergSnapshot) -> list[DataFile]:
+        """Every live data file of ``snapshot``, read from its manifests without a filter: pyiceberg's
+        ``plan_files`` leaves out files with no rows, which a port with no rows is. Raises :class:`PortError`
+        for a snapshot with delete files (the mesh never writes any: another writer changed the table)."""
+        files = []
+        for manifest in snapshot.manifests(table.io):
+            if manifest.content != ManifestContent.DATA:
+                raise PortError(f"port {'/'.join(self.key)}: snapshot {snapshot.snapshot_id} has delete files, "
+                                "which the mesh does not read; it was not written by the mesh (rewrite it without "
+                                "deletes)")
+            files += [entry.data_file for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)]
+        return files
+
     def _files(self, table: IcebergTable, snapshot: IcebergSnapshot) -> tuple[str, ...]:
-        """The data files of ``snapshot``, planned by pyiceberg. Raises :class:`PortError` for a plan with
-        delete files (the mesh never writes any: another writer changed the table)."""
-        tasks = list(table.scan(snapshot_id=snapshot.snapshot_id).plan_files())
-        if any(task.delete_files for task in tasks):
-            raise PortError(f"port {'/'.join(self.key)}: snapshot {snapshot.snapshot_id} has delete files, which "
-                            "the mesh does not read; it was not written by the mesh (rewrite it without deletes)")
-        return tuple(sorted(task.file.file_path for task in tasks))
+        """The paths of ``snapshot``'s data files (:meth:`_data_files`), sorted."""
+        return tuple(sorted(f.file_path for f in self._data_files(table, snapshot)))
 
     def _snapshot(self, table: IcebergTable, snapshot: IcebergSnapshot) -> Snapshot:
         files = self._files(table, snapshot)
@@ -561,7 +571,8 @@ class Port:
                 if stored != wanted:
                     raise PortError(f"{'/'.join(self.key)}: column {name} would be stored as {stored}, but the "
                                     f"contract's {duckdb_type} is Iceberg {wanted}; nothing was published")
-            old = [task.file for task in table.scan().plan_files()] if table.current_snapshot() else []
+            current_snapshot = table.current_snapshot()
+            old = self._data_files(table, current_snapshot) if current_snapshot is not None else []
             with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
                 for data_file in old:
                     overwrite.delete_data_file(data_file)
