@@ -52,7 +52,7 @@ from mesh_assets.yaml_source import read_yaml_text
 class DbtEngine:
     """dbt as an engine of write–audit–publish (mesh_assets.engine.interface.Engine): a DuckDB step session whose
     build runs the table's dbt model into the staged snapshot (:class:`DbtStep`). ``duckdb`` gives the connections'
-    limits; the pointer records ``duckdb`` as the writer (dbt-duckdb)."""
+    limits; the snapshot summary records ``duckdb`` as the writer (dbt-duckdb)."""
 
     name: ClassVar[str] = "duckdb"
 
