@@ -344,6 +344,9 @@ def _materialization_metadata(result: "TableResult", settings, product_score: fl
         "checks_passed": sum(o.passed for o in result.outcomes),
         "checks_failed": sum(not o.passed for o in result.outcomes),
     }
+    for name in ("iceberg_table", "iceberg_snapshot_id", "commit_seconds"):  # the port's Iceberg commit
+        if result.metadata.get(name) is not None:
+            metadata[name] = result.metadata[name]
     if result.metadata.get("masked_inputs"):
         metadata["masked_inputs"] = dg.MetadataValue.json(result.metadata["masked_inputs"])
     if result.metadata.get("column_lineage"):
