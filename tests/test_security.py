@@ -4,7 +4,6 @@ storage root. Ports refuse unsafe key parts themselves (defence in depth)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
