@@ -56,8 +56,8 @@ def main() -> None:
     con = engine.connect(storage.root)
     references = reference_targets(mesh, domain, table)
     for ref in references.values():
-        engine.register_view(con, ref.schema, ref.table, storage.port(ref.key).current_snapshot().glob)
-    engine.register_view(con, layer, name, storage.port(table.key).current_snapshot().glob)
+        engine.register_view(con, ref.schema, ref.table, storage.port(ref.key).current_snapshot())
+    engine.register_view(con, layer, name, storage.port(table.key).current_snapshot())
     targets = {rule: f"{ref.schema}.{ref.table}" for rule, ref in references.items()}
     relation = f"{layer}.{name}"
     failing_table = dataclasses.replace(table, rules=_failing(table.rules, table))

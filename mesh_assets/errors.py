@@ -35,7 +35,8 @@ class ContractsError(MeshError):
 
 
 class PortError(MeshError):
-    """An output port cannot be read or written (no published snapshot, unknown port, broken pointer)."""
+    """An output port cannot be read or written (no published snapshot, unknown port or snapshot, a port of the
+    layout before Iceberg, a commit that lost to other writers)."""
 
 
 class TransformError(MeshError):

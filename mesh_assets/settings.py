@@ -7,6 +7,9 @@
 - ``storage_root`` (path or fsspec URL, default ``.mesh/lake``; env ``MESH_STORAGE_ROOT``): where ports live.
 - ``landing_zone`` (path, default ``.mesh/landing``; env ``MESH_LANDING_ZONE``): where source files land.
 - ``retention.snapshots`` (int ≥ 1, default 3): snapshots kept per port, the current one included.
+- ``catalog.uri`` (SQLAlchemy URL; env ``MESH_CATALOG_URI`` wins): the Iceberg SQL catalog of the ports, e.g.
+  ``postgresql+psycopg2://mesh@db/mesh``; default: the SQLite file ``<storage_root>/catalog.db``, which needs a
+  local storage root (mesh_assets.engine.iceberg_catalog).
 - ``duckdb.threads`` (int), ``duckdb.memory_limit`` (DuckDB size string such as ``"4GB"``): engine limits;
   ``duckdb.temp_directory`` (path, default ``.mesh/tmp``): where DuckDB spills what exceeds the memory limit.
 - ``engine`` (``duckdb`` or ``spark``, default ``duckdb``; env ``MESH_ENGINE``, set by ``mesh run --engine``,
@@ -59,6 +62,10 @@ class _Strict(pydantic.BaseModel):
 
 class RetentionSettings(_Strict):
     snapshots: int = pydantic.Field(3, ge=1)
+
+
+class CatalogSettings(_Strict):
+    uri: str | None = None
 
 
 class DuckDBSettings(_Strict):
@@ -236,6 +243,7 @@ class MeshSettings(_Strict):
     storage_root: str = ".mesh/lake"
     landing_zone: str = ".mesh/landing"
     retention: RetentionSettings = RetentionSettings()
+    catalog: CatalogSettings = CatalogSettings()
     duckdb: DuckDBSettings = DuckDBSettings()
     engine: Engine = "duckdb"
     spark: SparkSettings = SparkSettings()

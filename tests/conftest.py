@@ -3,6 +3,7 @@ the whole test run — TPC-H landed at a small scale factor and the reference me
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,10 +61,20 @@ def _isolated_storage(monkeypatch: pytest.MonkeyPatch) -> None:
     isolate(monkeypatch)
 
 
-def copy_mesh(source: Path, target: Path) -> Path:
-    """A copy of the mesh folder ``source`` at ``target``: contracts, landing zone and lake (``.mesh``). A mesh
-    materialized once per module is copied for each test that changes it, much cheaper than running it again."""
-    return Path(shutil.copytree(source, target, symlinks=True))
+@contextlib.contextmanager
+def restored(folder: Path) -> Iterator[Path]:
+    """``folder`` itself (a mesh folder with its lake, or a lake), put back as it was when the block ends. A
+    mesh materialized once per module is restored after each test that changes it, much cheaper than running
+    it again. It cannot be copied elsewhere instead: its ports are Iceberg tables, which name their metadata and
+    data files by absolute path, so a copy would read, and commit into, the original."""
+    pristine = folder.parent / f".{folder.name}.pristine"
+    if not pristine.exists():
+        shutil.copytree(folder, pristine, symlinks=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+        shutil.copytree(pristine, folder, symlinks=True)
 
 
 def make_tiny_root(parent: Path) -> Path:
@@ -167,8 +178,8 @@ def _reference_env(landing: Path, lake: Path) -> dict[str, str]:
 class ReferenceRun:
     """The reference mesh (``REPO``) materialized once on DuckDB from :func:`tpch_landing`.
 
-    Shared by every test of the run, so read-only: a test that runs anything copies the lake
-    (:meth:`copy_lake`) and records into an instance of its own."""
+    Shared by every test of the run, so read-only: a test that runs anything does it in a ``restored(lake)``
+    block (:func:`restored`) and records into an instance of its own."""
 
     summary: RunSummary
     landing: Path  # the landing zone, holding tpch/<table>.csv
@@ -179,10 +190,6 @@ class ReferenceRun:
         """The environment the run had (with ``lake`` as the storage root, if given): set it to read its ports."""
         return _reference_env(self.landing, lake or self.lake)
 
-    def copy_lake(self, target: Path) -> Path:
-        """A copy of the published lake at ``target`` (every port, snapshot and masked copy), to run into."""
-        shutil.copytree(self.lake, target)
-        return target
 
 
 @pytest.fixture(scope="session")

@@ -109,7 +109,7 @@ def test_pii_is_masked_for_readers_without_a_pii_grant(tiny_root, instance) -> N
     summary = run_mesh(load_mesh(tiny_root), instance)
     assert summary.success, summary
     lake = tiny_root / ".mesh" / "lake"
-    invoices = duckdb.sql(f"SELECT customer, total FROM '{lake}/billing/gold/invoices/snapshots/*/part-0.parquet'")
+    invoices = duckdb.sql(f"SELECT customer, total FROM '{lake}/billing/gold/invoices/data/*/part-0.parquet'")
     owner = dict(connect(tiny_root, "shop").sql("SELECT customer, total FROM shop.order_totals").fetchall())
     assert sorted(invoices.fetchall()) == sorted((masked(c), t) for c, t in owner.items())
     anonymous = connect(tiny_root).sql("SELECT customer FROM shop.order_totals").fetchall()
@@ -142,14 +142,15 @@ def test_masking_without_a_salt_says_which_variable_to_set(tiny_root, instance, 
 
 
 def test_a_port_without_a_masked_copy_is_never_read_in_clear_by_a_masked_reader(tiny_root, instance, capsys) -> None:
-    """A port published before masked copies existed (here: its copy deleted) is left out for readers who see
-    it masked, and fails a consumer's step; both say to run the producer again. The owner still reads it."""
-    import shutil
+    """A port published before masked copies existed (here: its masked table dropped) is left out for readers
+    who see it masked, and fails a consumer's step; both say to run the producer again. The owner still reads
+    it."""
+    from mesh_assets.engine.iceberg_catalog import iceberg_catalog
 
     add_consumer(tiny_root)
     classify_customer_pii(tiny_root)
     assert run_mesh(load_mesh(tiny_root), instance).success
-    shutil.rmtree(tiny_root / ".mesh/lake/shop/gold/order_totals/masked")
+    iceberg_catalog(str(tiny_root / ".mesh/lake")).drop_table("shop.gold__order_totals__masked")
     con = connect(tiny_root)
     assert con.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'order_totals'").fetchall() == [(0,)]
     assert "shop.order_totals left out" in capsys.readouterr().err

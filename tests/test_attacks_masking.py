@@ -24,7 +24,7 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
-from conftest import copy_mesh, isolate, land_orders, make_tiny_root
+from conftest import isolate, land_orders, make_tiny_root, restored
 from mesh_assets import connect, load_mesh
 from mesh_assets.catalog import build_catalog
 from mesh_assets.consumption.query import read_only_query
@@ -84,9 +84,10 @@ def attacked_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pa
 
 
 @pytest.fixture
-def attacked(attacked_once, tmp_path: Path) -> tuple[Path, list[str]]:
-    """A copy of the module's attacked mesh, its lake included, in the test's own folder; with the run ids."""
-    return copy_mesh(attacked_once[0], tmp_path / "tiny"), attacked_once[1]
+def attacked(attacked_once) -> Iterator[tuple[Path, list[str]]]:
+    """The module's attacked mesh, its lake included, restored after the test; with the run ids."""
+    with restored(attacked_once[0]) as root:
+        yield root, attacked_once[1]
 
 
 def clear_values(root: Path) -> set[str]:
@@ -100,15 +101,17 @@ def clear_values(root: Path) -> set[str]:
 
 
 def test_no_reader_reads_the_clear_files_of_a_masked_port(attacked) -> None:
-    """Item 1: `select … from read_parquet('<port's folder>/snapshots/*/part-0.parquet')` from `mesh sql`."""
+    """Item 1: `select … from read_parquet('<port's folder>/data/*/part-0.parquet')` from `mesh sql`, and the
+    Iceberg metadata beside it."""
     root, _ = attacked
     folder = (root / PORT).resolve()
-    snapshots = sorted(p.name for p in (folder / "snapshots").iterdir())
+    snapshots = sorted(p.name for p in (folder / "data").iterdir())
     assert len(snapshots) == 2  # the current snapshot and an older one, retained
-    attacks = [f"select customer, total from read_parquet('{folder}/snapshots/*/part-0.parquet')",
-               *(f"select customer from read_parquet('{folder}/snapshots/{s}/part-0.parquet')" for s in snapshots),
+    attacks = [f"select customer, total from read_parquet('{folder}/data/*/part-0.parquet')",
+               *(f"select customer from read_parquet('{folder}/data/{s}/part-0.parquet')" for s in snapshots),
                f"select * from read_parquet('{folder}/**/*.parquet')",
-               f"select * from read_parquet('{folder}/masked/*/part-0.parquet')",  # older masked copies too
+               f"select * from read_parquet('{folder}__masked/data/*/part-0.parquet')",  # older masked copies too
+               f"select * from read_blob('{folder}/metadata/*')",  # manifests: column bounds
                f"select * from glob('{folder}/*')"]
     con = connect(root, sandbox=True)
     assert sorted(r[0] for r in con.sql("SELECT customer FROM shop.order_totals").fetchall()) == \
@@ -176,7 +179,7 @@ def test_profiles_samples_events_and_catalog_hold_no_clear_value(attacked, attac
     assert len(profiles) >= 8  # every table, both runs
     for path in profiles:
         assert _leaks(path.read_text(), names) == [], path
-    gold = json.loads(next((root / PORT / "snapshots").glob("*/profile.json")).read_text())["columns"]
+    gold = json.loads(next((root / PORT / "data").glob("*/profile.json")).read_text())["columns"]
     customer = next(c for c in gold if c["column"] == "customer")
     assert customer["rows"] == 20 and customer["nulls"] == 0  # counts stay
     assert customer["min"] is None and customer["max"] is None and customer["top_values"] == []
@@ -199,8 +202,14 @@ def test_profiles_samples_events_and_catalog_hold_no_clear_value(attacked, attac
 
     out = tmp_path / "catalog"
     build_catalog(load_mesh(root), out, instance)
-    current = json.loads((root / PORT / "_current.json").read_text())["snapshot"]
-    assert f"{(root / PORT).resolve()}/masked/{current}/*.parquet" in (out / "products/shop.orders.html").read_text()
+    port = Port(str((root / ".mesh/lake").resolve()), ("shop", "gold", "order_totals"))
+    current = port.current()["snapshot"]
+    assert f"{(root / PORT).resolve()}__masked/data/{current}/part-0.parquet" in \
+        (out / "products/shop.orders.html").read_text()
+    assert "shop.gold__order_totals__masked" in (out / "products/shop.orders.html").read_text()
+    # the clear table's manifests keep no bounds of the sensitive column: no clear value in its metadata
+    for path in (root / PORT / "metadata").iterdir():
+        assert not any(name.encode() in path.read_bytes() for name in names), path
     for page in out.rglob("*"):
         if page.is_file() and page.suffix in (".html", ".js", ".json"):
             assert _leaks(page.read_text(encoding="utf-8"), names) == [], page
@@ -337,4 +346,4 @@ def test_a_masked_copy_that_cannot_be_written_fails_with_the_port_named(tmp_path
     with pytest.raises(TransformError, match=rf"shop/gold/order_totals: writing the masked copy of snapshot "
                                              rf"{snapshot.id} failed: .*Nothing was published"):
         write_masked_copy(port, snapshot, masking)
-    assert port.masked_columns(snapshot.id) is None
+    assert port.masked_columns(snapshot.id) is None and port.masked_port().current() is None

@@ -109,14 +109,19 @@ def test_a_steps_sandbox_is_exactly_its_declared_inputs(tiny_root: Path) -> None
     storage = PortStorage(root=mesh.settings.storage_url)
     tables = {t.name: t for t in mesh.domain("shop").tables}
     raw_orders = storage.port(tables["raw_orders"].key)
-    (Path(raw_orders.path) / "snapshots" / "s1").mkdir(parents=True)
-    input_file = Path(raw_orders.path) / "snapshots" / "s1" / "part-0.parquet"
-    duckdb.sql("COPY (SELECT 1 AS order_id) TO '" + str(input_file) + "' (FORMAT parquet)")
+    staged = raw_orders.new_snapshot("r1")
+    duckdb.sql("COPY (SELECT 1 AS order_id) TO '" + staged.data_file + "' (FORMAT parquet)")
+    raw_orders.publish(staged.id)
+    input_file = raw_orders.current_snapshot().files[0]
+    unpublished = raw_orders.new_snapshot("r2")  # staged beside it, never committed
+    duckdb.sql("COPY (SELECT 2 AS order_id) TO '" + unpublished.data_file + "' (FORMAT parquet)")
 
     silver = tables["orders"]
-    sandbox = step_sandbox(silver, storage, mesh.settings, [raw_orders.path])
+    sandbox = step_sandbox(silver, storage, mesh.settings, [raw_orders.current_snapshot()])
     con = DuckDBEngine().connect(storage.root, allowed_directories=sandbox.directories, allowed_files=sandbox.files)
     assert con.execute(f"SELECT * FROM read_parquet('{input_file}')").fetchall() == [(1,)]
+    with pytest.raises(duckdb.PermissionException):  # exactly the snapshot's files, not its port's folder
+        con.execute(f"SELECT * FROM read_parquet('{unpublished.data_file}')").fetchall()
     for path in (landed, tiny_root / ".mesh" / "landing" / "shop" / "orders.csv"):
         with pytest.raises(duckdb.PermissionException):
             con.execute(f"SELECT * FROM read_csv('{path}')").fetchall()

@@ -35,7 +35,11 @@ def test_valid_data_publishes_every_layer(tiny_mesh: Mesh, instance: dg.DagsterI
     materialization = instance.get_latest_materialization_event(GOLD).asset_materialization
     assert materialization.metadata["dagster/row_count"].value == 2
     storage = PortStorage(root=tiny_mesh.settings.storage_url)
-    assert storage.port(GOLD.path).current()["snapshot"] == materialization.metadata["snapshot"].value
+    current = storage.port(GOLD.path).current()
+    assert current["snapshot"] == materialization.metadata["snapshot"].value
+    assert materialization.metadata["iceberg_table"].value == "shop.gold__order_totals"
+    assert materialization.metadata["iceberg_snapshot_id"].value == current["iceberg_snapshot_id"]
+    assert materialization.metadata["commit_seconds"].value > 0
     lineage = materialization.metadata["dagster/column_lineage"].value.deps_by_column
     assert lineage["total"] == [dg.TableColumnDep(asset_key=SILVER, column_name="amount")]
     assert lineage["customer"] == [dg.TableColumnDep(asset_key=SILVER, column_name="customer")]

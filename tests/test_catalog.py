@@ -20,6 +20,7 @@ import pytest
 from conftest import isolate, land_orders, make_tiny_root
 from mesh_assets import load_mesh
 from mesh_assets.catalog import build_catalog, find_instance
+from mesh_assets.engine.ports import Port
 from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.runner import run_mesh
 from test_governance import add_consumer
@@ -126,9 +127,10 @@ def test_catalog_pages_and_search_index(two_domains: Path, instance, tmp_path: P
     assert re.search(r"<code>primary_key</code>.*?check-passed", port, re.S)
     assert "rows checked" in port and "no run recorded" not in port.lower()
     text = html.unescape(port)
-    snapshot = json.loads((two_domains / ".mesh/lake/shop/gold/order_totals/_current.json").read_text())["snapshot"]
-    assert f"read_parquet('{two_domains.resolve()}/.mesh/lake/shop/gold/order_totals/snapshots/{snapshot}/*.parquet')" \
-        in text
+    snapshot = Port(str(two_domains / ".mesh/lake"), ("shop", "gold", "order_totals")).current()["snapshot"]
+    folder = f"{two_domains.resolve()}/.mesh/lake/shop/gold/order_totals"
+    assert f"read_parquet(['{folder}/data/{snapshot}/part-0.parquet'])" in text
+    assert 'load_table("shop.gold__order_totals")' in text  # the Iceberg table, for any Iceberg reader
     assert 'mesh sql "select * from shop.order_totals limit 10" --domain <your domain>' in text
     assert 'mesh_assets.connect(domain="<your domain>")' in text
     assert "Public: every domain reads it" in port and "<code>customer</code>" in port  # schema and profile

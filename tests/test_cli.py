@@ -9,11 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from conftest import copy_mesh, isolate, make_tiny_root
+from conftest import isolate, land_orders, make_tiny_root, restored
 
 MESH = str(Path(sys.executable).parent / "mesh")
 pytestmark = pytest.mark.slow  # every test runs `mesh` sessions in child processes
@@ -37,11 +39,16 @@ def ran_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def ran(ran_once: tuple[Path, Path], tiny_root: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """A copy of :func:`ran_once` (the mesh folder, its lake, and DAGSTER_HOME) in place of the test's tiny mesh."""
-    shutil.rmtree(tiny_root)
-    copy_mesh(ran_once[0], tiny_root)
-    return tiny_root, Path(shutil.copytree(ran_once[1], tmp_path / "dagster_home", symlinks=True))
+def ran(ran_once: tuple[Path, Path], tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """:func:`ran_once`'s mesh folder with its lake (restored after the test), and a copy of its DAGSTER_HOME."""
+    with restored(ran_once[0]) as root:
+        yield root, Path(shutil.copytree(ran_once[1], tmp_path / "dagster_home", symlinks=True))
+
+
+@pytest.fixture
+def land(ran: tuple[Path, Path]):
+    """``land(csv_text)`` replaces the landed orders of :func:`ran`'s mesh."""
+    return lambda csv_text: land_orders(ran[0], csv_text)
 
 
 def test_run_prints_a_summary_and_records_in_dagster_home(ran) -> None:
@@ -63,6 +70,24 @@ def test_run_exits_non_zero_when_a_blocking_check_fails(ran, land) -> None:
     assert result.returncode == 1
     assert "failed" in result.stdout and "amount_minimum" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_sql_as_of_reads_the_snapshots_current_at_a_time_or_by_id(ran, land) -> None:
+    root, home = ran
+    query = "select customer, total from shop.order_totals order by customer"
+    before = datetime.now(UTC).isoformat()
+    first_id = json.loads(mesh(root, "ports", "--format", "json", home=home).stdout)
+    first_id = next(p["snapshot_id"] for p in first_id if p["port"] == "shop/gold/order_totals")
+    land("order_id,customer,amount\n1,ann,1.00\n")
+    assert mesh(root, "run", home=home).returncode == 0
+    now = json.loads(mesh(root, "sql", query, "--format", "json", home=home).stdout)
+    assert now == [{"customer": "ann", "total": 1.0}]
+    then = json.loads(mesh(root, "sql", query, "--format", "json", "--as-of", before, home=home).stdout)
+    assert then == [{"customer": "ann", "total": 11.5}, {"customer": "bob", "total": 20.0}]
+    by_id = mesh(root, "sql", query, "--format", "json", "--as-of", str(first_id), home=home)
+    assert json.loads(by_id.stdout) == then  # the other ports have no such snapshot: left out, with a warning
+    bad = mesh(root, "sql", query, "--as-of", "last tuesday", home=home)
+    assert bad.returncode != 0 and "neither an Iceberg snapshot id" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_sql_formats(ran) -> None:
@@ -104,3 +129,9 @@ def test_ports_lists_current_snapshots(ran) -> None:
     assert {p["port"]: p["rows"] for p in ports} == {
         "shop/bronze/raw_customers": 5, "shop/bronze/raw_customers__rejects": 0, "shop/bronze/raw_orders": 3,
         "shop/bronze/raw_orders__rejects": 0, "shop/silver/orders": 3, "shop/gold/order_totals": 2}
+    identifiers = {p["port"]: p["iceberg_table"] for p in ports}
+    assert identifiers["shop/gold/order_totals"] == "shop.gold__order_totals"
+    assert identifiers["shop/bronze/raw_orders__rejects"] == "shop.bronze__raw_orders__rejects"
+    assert all(isinstance(p["snapshot_id"], int) and p["committed_at"] for p in ports)
+    history = json.loads(mesh(root, "ports", "--history", "--format", "json", home=home).stdout)
+    assert sum(p["current"] for p in history) == len(ports)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
-from conftest import copy_mesh, isolate, make_tiny_root
+from conftest import isolate, make_tiny_root, restored
 from mesh_assets import connect, load_mesh
 from mesh_assets.consumption.query import export_duckdb
 from mesh_assets.errors import MeshError
@@ -33,9 +34,10 @@ def two_domains_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def two_domains(two_domains_once: Path, tmp_path: Path) -> Path:
-    """A copy of :func:`two_domains_once`, its lake included, in the test's own folder."""
-    return copy_mesh(two_domains_once, tmp_path / "tiny")
+def two_domains(two_domains_once: Path) -> Iterator[Path]:
+    """:func:`two_domains_once`, its lake included, restored after the test."""
+    with restored(two_domains_once) as root:
+        yield root
 
 
 def test_notebook_connection_shows_what_the_reader_may_read(two_domains) -> None:

@@ -28,6 +28,7 @@ import yaml
 
 from domains.tpch import land_tpch
 from mesh_assets.cli.scaffold import domain_package, write_dg_project
+from mesh_assets.engine.ports import Port
 from mesh_assets.orchestration.runner import dagster_home
 from mesh_assets.orchestration.sensors import LANDING_FILES_TAG, TRIGGER_TAG
 
@@ -154,12 +155,10 @@ def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path:
         assert run.tags.get("dagster/sensor_name") == "finance_automation"
         assert report.timestamp > before["pricing_summary_report"]
 
-    lake = root / ".mesh" / "lake" / "sales" / "bronze" / "lineitem"
-    current = yaml.safe_load((lake / "_current.json").read_text())
-    assert current["rows"] == lineitems  # the new data set, every row
+    port = Port(str(root / ".mesh" / "lake"), ("sales", "bronze", "lineitem"))
+    assert port.current()["rows"] == lineitems  # the new data set, every row
     with duckdb.connect() as con:
-        assert con.execute(f"SELECT count(*) FROM read_parquet('{lake}/snapshots/{current['snapshot']}/*.parquet')"
-                           ).fetchall()[0][0] == lineitems
+        assert con.execute(f"SELECT count(*) FROM {port.current_snapshot().read_sql}").fetchall()[0][0] == lineitems
 
 
 def _answers(url: str) -> bool:

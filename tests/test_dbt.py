@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from conftest import ReferenceRun
+from conftest import ReferenceRun, restored
 from mesh_assets import load_mesh
 from mesh_assets.cli.validate import validate
 from mesh_assets.contract import dbt_project
@@ -47,9 +47,9 @@ def dbt_job(domain: str) -> dg.JobDefinition:
 @pytest.fixture(scope="module")
 def dbt_run(reference_run: ReferenceRun, tmp_path_factory: pytest.TempPathFactory):
     """The reference run the test session shares (its dbt models included): its summary and instance (read
-    only), and a copy of its lake for this module's tests, which publish into it."""
-    return reference_run.summary, reference_run.instance, reference_run.copy_lake(
-        tmp_path_factory.mktemp("dbt") / "lake")
+    only), and its lake, which this module's tests publish into, restored when they are done."""
+    with restored(reference_run.lake) as lake:
+        yield reference_run.summary, reference_run.instance, lake
 
 
 @pytest.fixture(autouse=True)

@@ -188,3 +188,24 @@ def test_deprecated_needs_an_end_of_support_date(tiny_root: Path) -> None:
     edit_contract(tiny_root, lambda d: d.update(status="deprecated"))
     with pytest.raises(MeshError, match=r"status \(line \d+\): a deprecated product needs its end of support"):
         build_domain_definitions(tiny_root / "domains" / "shop")
+
+
+@pytest.mark.parametrize("logical, physical, fix", [("integer", "HUGEINT", "DECIMAL(38,0)"),
+                                                    ("integer", "UBIGINT", "DECIMAL(20,0)"),
+                                                    ("timestamp", "TIMESTAMP_NS", "TIMESTAMP"),
+                                                    ("time", "TIME WITH TIME ZONE", "TIME")])
+def test_a_type_iceberg_cannot_hold_is_refused_at_validate_and_load(tiny_root: Path, logical: str, physical: str,
+                                                                     fix: str) -> None:
+    """Output ports are Iceberg tables: a contract type no Iceberg type holds exactly is refused with the file,
+    the column and the type to use, by `mesh validate` and when the domain loads."""
+    edit_contract(tiny_root, lambda d: d["schema"][2]["properties"][1].update(logicalType=logical,
+                                                                              physicalType=physical))
+    result = CliRunner().invoke(app, ["validate", "--format", "json", "--root", str(tiny_root)])
+    assert result.exit_code == 1, result.stdout
+    found = [f for f in json.loads(result.stdout)["findings"] if "Iceberg" in f["message"]]
+    assert len(found) == 1, result.stdout
+    assert found[0]["file"] == str(ORDERS) and found[0]["field"] == "schema[2].properties[1].physicalType"
+    assert f"{physical} cannot be stored in an Iceberg table" in found[0]["message"]
+    assert f"use {fix}" in found[0]["message"]
+    with pytest.raises(MeshError, match="cannot be stored in an Iceberg table"):
+        build_domain_definitions(tiny_root / "domains" / "shop")

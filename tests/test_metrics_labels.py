@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from conftest import ReferenceRun
+from conftest import ReferenceRun, restored
 from typer.testing import CliRunner
 
 from mesh_assets import connect, load_mesh
@@ -120,7 +120,11 @@ def test_label_values_equal_plain_duckdb_on_raw_files(reader, tpch_raw) -> None:
 @pytest.mark.slow  # the reference mesh on TPC-H
 def test_unchanged_labels_keep_since_across_runs(reference_run: ReferenceRun, instance, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    lake = reference_run.copy_lake(tmp_path / "lake")  # this test runs customers again: a copy of the shared lake
+    with restored(reference_run.lake) as lake:  # this test runs customers again: the shared lake, restored after
+        _labels_keep_since(reference_run, lake, instance, monkeypatch)
+
+
+def _labels_keep_since(reference_run: ReferenceRun, lake: Path, instance, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in reference_run.env(lake).items():
         monkeypatch.setenv(name, value)
     query = "SELECT c_custkey, label, value, since FROM customers.customer_profile__labels"

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from mesh_assets.catalog.facts import freshness, latest_cron_tick
@@ -169,8 +170,13 @@ def test_alert_settings_refuse_ambiguous_webhooks(tiny_root: Path) -> None:
 def test_orphaned_snapshot_of_a_dead_writer_is_cleaned(tmp_path: Path) -> None:
     port = Port(str(tmp_path), ("shop", "silver", "orders"))
     published = port.new_snapshot("run1")
-    Path(published.data_file).write_bytes(b"x")
+    duckdb.sql(f"COPY (SELECT 1 AS v) TO '{published.data_file}' (FORMAT parquet)")
     port.publish(published.id, {"rows": 1})
+    committed_unmarked = port.new_snapshot("run0")  # committed, then its writer died before marking it
+    duckdb.sql(f"COPY (SELECT 2 AS v) TO '{committed_unmarked.data_file}' (FORMAT parquet)")
+    port.publish(committed_unmarked.id, {"rows": 1})
+    (Path(committed_unmarked.path) / "_published.json").unlink()
+    port.rollback(to=published.id)
     refused = port.new_snapshot("run2")
     port.mark_unpublished(refused.id, "blocking check(s) failed: amount_minimum")
     live = port.new_snapshot("run3")  # this process is writing it
@@ -178,9 +184,12 @@ def test_orphaned_snapshot_of_a_dead_writer_is_cleaned(tmp_path: Path) -> None:
     writer = Path(dead.path) / "_writer.json"
     writer.write_text(writer.read_text().replace(f'"pid": {os.getpid()}', '"pid": 999999999'))
 
-    assert port.orphans() == [dead.id]
+    writer = Path(committed_unmarked.path) / "_writer.json"
+    writer.write_text(writer.read_text().replace(f'"pid": {os.getpid()}', '"pid": 999999999'))
+
+    assert port.orphans() == [dead.id]  # not the committed one: a snapshot references its files
     assert port.clean_orphans() == [dead.id]
-    assert port.snapshot_ids() == [published.id, refused.id, live.id]
+    assert port.snapshot_ids() == [published.id, committed_unmarked.id, refused.id, live.id]
     assert port.current()["snapshot"] == published.id
     # a snapshot from another host is an orphan only after ORPHAN_AGE
     writer = Path(live.path) / "_writer.json"

@@ -16,10 +16,10 @@ from croniter import croniter
 from mesh_assets.catalog.checks import latest_check_records
 from mesh_assets.contract.model import Sla, Table
 from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS
-from mesh_assets.engine.ports import Port
-from mesh_assets.errors import PortError
+from mesh_assets.engine.ports import DATA, Port
+from mesh_assets.engine.profile import PROFILE_FILE
+from mesh_assets.errors import MeshError
 
-PROFILE_FILE = "profile.json"
 # Check metadata shown in the catalog, in this order (mesh_assets.engine.outcomes.CheckOutcome documents them).
 _CHECK_FIELDS = ("rows_checked", "failing_rows", "observed_value", "pass_rate", "expectation")
 
@@ -48,7 +48,8 @@ def describe_sla(slas: list[Sla]) -> str:
 
 
 def freshness(current: dict[str, Any] | None, slas: list[Sla], now: datetime, timezone: str = "UTC") -> Freshness:
-    """The freshness of a port whose pointer is ``current`` (``_current.json``; None: never published) under
+    """The freshness of a port whose current snapshot says ``current`` (mesh_assets.engine.ports.Port.current;
+    None: never published) under
     ``slas`` (the table's own or its layer's default), as Dagster's freshness policies judge it
     (``mesh_assets.orchestration.freshness``): a cron ``frequency`` wants a publication at or after the latest completed
     tick minus the frequency; otherwise ``latency`` (else the first SLA) wants one within its duration."""
@@ -93,11 +94,12 @@ def duration(seconds: float) -> str:
 
 
 def read_pointer(port: Port) -> tuple[dict[str, Any] | None, str]:
-    """``(pointer, problem)``: the port's ``_current.json`` (None: never published) and, when the pointer is
-    broken, the reason (shown instead of failing the catalog)."""
+    """``(pointer, problem)``: what the port's current Iceberg snapshot says (mesh_assets.engine.ports.Port.current;
+    None: never published) and, when the port cannot be read, the reason (shown instead of failing the
+    catalog)."""
     try:
         return port.current(), ""
-    except PortError as exc:
+    except MeshError as exc:  # a port of the previous layout, an unreachable catalog
         return None, str(exc)
 
 
@@ -105,7 +107,7 @@ def read_profile(port: Port, snapshot_id: str) -> list[dict[str, Any]]:
     """The ``columns`` of ``profile.json`` beside the snapshot (mesh_assets.engine.profile); empty when missing or
     unreadable."""
     try:
-        with port.fs.open(f"{port.path}/snapshots/{snapshot_id}/{PROFILE_FILE}", "r", encoding="utf-8") as handle:
+        with port.fs.open(f"{port.path}/{DATA}/{snapshot_id}/{PROFILE_FILE}", "r", encoding="utf-8") as handle:
             columns = json.load(handle).get("columns")
     except (OSError, ValueError, AttributeError):
         return []

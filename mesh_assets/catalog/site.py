@@ -66,7 +66,8 @@ class TableView:
     last_run: LastRun | None
     checks: list[CheckResult]
     profile: list[dict[str, Any]]
-    snapshot_glob: str | None
+    snapshot_source: str | None
+    iceberg_table: str
     grants: list[Grant]
     pending: list[AccessRequest]
     sensitive: tuple[str, ...]
@@ -204,13 +205,13 @@ def _prepare(out: Path, mesh_root: Path) -> None:
                               encoding="utf-8")
 
 
-def _snapshot_glob(port: Port, snapshot_id: str, sensitive: tuple[str, ...]) -> str | None:
-    """The files of the snapshot a catalog reader is shown: its masked copy when the table has ``sensitive``
-    columns (None without a complete one), else the snapshot itself."""
-    if not sensitive:
-        return port.snapshot(snapshot_id).glob
-    masked = port.masked_columns(snapshot_id)
-    return port.masked(snapshot_id).glob if masked is not None and set(sensitive) <= set(masked) else None
+def _snapshot_source(port: Port, sensitive: tuple[str, ...]) -> str | None:
+    """The files of the current snapshot a catalog reader is shown, as DuckDB's list of paths: its masked
+    copy's when the table has ``sensitive`` columns (None without a complete one), else the snapshot's own."""
+    try:
+        return (port.current_masked(sensitive) if sensitive else port.current_snapshot()).source
+    except MeshError:
+        return None
 
 
 def _product_view(mesh: Mesh, domain: Domain, product: DataProduct, instance: dg.DagsterInstance | None,
@@ -219,7 +220,7 @@ def _product_view(mesh: Mesh, domain: Domain, product: DataProduct, instance: dg
     views = []
     storage = mesh.settings.storage_url
     for table in sorted(product.tables, key=lambda t: ({"gold": 0, "silver": 1, "bronze": 2}[t.layer], t.name)):
-        port = Port(storage, table.key)
+        port = Port(storage, table.key, mesh.settings.catalog.uri)
         pointer, problem = read_pointer(port)
         slas = list(table.slas) or layer_default_slas(mesh.settings, table.layer)
         port_name = f"{table.domain}.{table.name}"
@@ -240,7 +241,8 @@ def _product_view(mesh: Mesh, domain: Domain, product: DataProduct, instance: dg
             last_run=runs.get(table.key),
             checks=latest_checks(instance, table),
             profile=redact_profile(read_profile(port, pointer["snapshot"]), sensitive) if pointer else [],
-            snapshot_glob=_snapshot_glob(port, pointer["snapshot"], sensitive) if pointer else None,
+            snapshot_source=_snapshot_source(port, sensitive) if pointer else None,
+            iceberg_table=(port.masked_port() if sensitive else port).identifier,
             grants=[g for g in product.grants if g.covers(table.name)] if table.layer == "gold" else [],
             pending=[r for r in requests if r.port == port_name and r.status == "pending"],
             sensitive=sensitive,

@@ -123,6 +123,9 @@ def sql(
                                                   "and its grants (default: public ports, PII masked). A local "
                                                   "convenience, not an identity check: who may read which files "
                                                   "is enforced by the storage's permissions.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Read earlier snapshots: an Iceberg snapshot id "
+                                              "(mesh ports --history) or an ISO 8601 time such as "
+                                              "2026-01-02T03:04:05Z (each port's snapshot current then).")] = None,
 ) -> None:
     """Query the current snapshots of the output ports, e.g. select * from finance.pricing_summary_report.
 
@@ -132,7 +135,7 @@ def sql(
 
     try:
         statement = read_only_query(query)
-        con = connect(root, as_domain, sandbox=True)
+        con = connect(root, as_domain, sandbox=True, as_of=as_of)
         relation = con.sql(statement)
         if output is OutputFormat.json:
             rows = con.execute(f"SELECT to_json(q)::VARCHAR FROM ({statement}) q").fetchall()
@@ -348,25 +351,34 @@ def _emit(rows: list[dict], output: OutputFormat, columns: list[str]) -> None:
 
 @app.command()
 def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option("--format", "-f")] =
-          OutputFormat.table) -> None:
-    """List every table's port (and bronze rejects port): current snapshot, rows, publication time."""
+          OutputFormat.table,
+          history: Annotated[bool, typer.Option("--history", help="Every kept snapshot, not only the current "
+                                                "one (rollback and --as-of candidates).")] = False) -> None:
+    """List every table's port (and bronze rejects port) with its Iceberg table identifier: the current
+    snapshot (Iceberg snapshot id, publication), rows, commit time."""
     from mesh_assets.engine.ingestion import rejects_key
     from mesh_assets.engine.port_storage import PortStorage
 
     try:
         mesh = _mesh(root)
-        storage = PortStorage(root=mesh.settings.storage_url)
+        storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
         rows = []
         for domain in mesh.domains():
             for t in domain.tables:
                 keys = [t.key, rejects_key(t)] if t.layer == "bronze" else [t.key]
                 for key in keys:
-                    info = storage.port(key).current() or {}
-                    rows.append({"port": "/".join(key), "visibility": t.visibility, "snapshot": info.get("snapshot"),
-                                 "rows": info.get("rows"), "published_at": info.get("published_at")})
+                    port = storage.port(key)
+                    snapshots = port.history() if history else [port.current() or {}]
+                    for info in snapshots or [{}]:
+                        rows.append({"port": "/".join(key), "iceberg_table": port.identifier,
+                                     "visibility": t.visibility, "snapshot_id": info.get("iceberg_snapshot_id"),
+                                     "publication": info.get("snapshot"), "rows": info.get("rows"),
+                                     "committed_at": info.get("published_at"),
+                                     **({"current": info.get("current")} if history else {})})
     except MeshError as exc:
         raise _fail(exc) from None
-    _emit(rows, output, ["port", "visibility", "snapshot", "rows", "published_at"])
+    _emit(rows, output, ["port", "iceberg_table", "visibility", "snapshot_id", "publication", "rows", "committed_at",
+                         *(["current"] if history else [])])
 
 
 @app.command()
@@ -593,9 +605,34 @@ def metrics(
 
 
 @app.command()
+def migrate(root: RootOption = None) -> None:
+    """Import every port of a storage root written before ports were Iceberg tables (snapshots/<id>/ plus
+    _current.json): each port's current snapshot becomes the first snapshot of its Iceberg table, its files
+    registered where they are (docs/operations.md)."""
+    from mesh_assets.engine.ingestion import rejects_key
+    from mesh_assets.engine.port_storage import PortStorage
+
+    try:
+        mesh = _mesh(root)
+        storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
+        imported = []
+        for domain in mesh.domains():
+            for t in domain.tables:
+                for key in [t.key, rejects_key(t)] if t.layer == "bronze" else [t.key]:
+                    port = storage.port(key)
+                    snapshot = port.migrate()
+                    if snapshot is not None:
+                        imported.append(f"{'/'.join(key)} → {port.identifier} (snapshot {snapshot})")
+    except MeshError as exc:
+        raise _fail(exc) from None
+    out.print("\n".join(imported) or "nothing to import: no port of the previous layout", highlight=False)
+
+
+@app.command()
 def rollback(
     port: Annotated[str, typer.Argument(help="The port, as <domain>/<layer>/<table>.")],
-    to: Annotated[str | None, typer.Option("--to", help="Snapshot id (default: the one published before).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Iceberg snapshot id or publication (mesh ports --history; "
+                                           "default: the snapshot committed before the current one).")] = None,
     root: RootOption = None,
 ) -> None:
     """Make an earlier published snapshot of a port current again (readers see it at once)."""
@@ -606,7 +643,8 @@ def rollback(
         key = tuple(port.split("/"))
         if len(key) != 3:
             raise MeshError(f"'{port}' is not a port; write <domain>/<layer>/<table>, e.g. sales/gold/order_lines_wide")
-        snapshot = PortStorage(root=mesh.settings.storage_url).port(key).rollback(to)
+        storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
+        snapshot = storage.port(key).rollback(to)
     except MeshError as exc:
         raise _fail(exc) from None
     out.print(f"{port}: snapshot {snapshot} is current again", highlight=False)

@@ -3,7 +3,7 @@ blocking failures apart, with their counts: :mod:`mesh_assets.catalog.checks`).
 
 Freshness comes from two places, shown side by side: the state Dagster's freshness daemon last recorded for the
 asset (``PASS``, ``WARN``, ``FAIL``, ``UNKNOWN``; ``not evaluated`` when no daemon has judged it yet) and the
-port's own pointer judged against the same SLA now (mesh_assets.catalog.facts.freshness), which needs no
+port's current Iceberg snapshot judged against the same SLA now (mesh_assets.catalog.facts.freshness), which needs no
 daemon.
 """
 
@@ -28,14 +28,14 @@ COLUMNS = ["port", "visibility", "team", "freshness", "sla_state", "sla", "last_
 def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime | None = None) -> list[dict[str, Any]]:
     """One row per output port (gold table that is not private), by domain: ``port`` (``domain.table``),
     ``visibility``, ``team``, ``freshness`` (the freshness daemon's state), ``sla_state`` (``fresh``, ``stale``,
-    ``never published`` or ``no SLA`` from the pointer), ``sla`` in words, ``last_update`` (ISO 8601 UTC),
-    ``rows``, ``checks_passed`` (None without a recorded run), and the failed checks of the latest run that
+    ``never published`` or ``no SLA`` from the current snapshot), ``sla`` in words, ``last_update`` (ISO 8601
+    UTC), ``rows``, ``checks_passed`` (None without a recorded run), and the failed checks of the latest run that
     evaluated them, apart: ``warnings`` (severity WARN) and ``blocking`` (ERROR), each a list of
     ``{asset, check, severity, failing_rows, distinct_keys, null_keys, pass_rate, observed_value}``
-    (:func:`mesh_assets.catalog.checks.failure_summary`). A broken pointer shows its problem as
+    (:func:`mesh_assets.catalog.checks.failure_summary`). A port that cannot be read shows its problem as
     ``sla_state``."""
     now = now or datetime.now(UTC)
-    storage = PortStorage(root=mesh.settings.storage_url)
+    storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
     tables = [(d, p, t) for d in mesh.domains() for p in d.products for t in p.tables
               if t.layer == "gold" and t.visibility != "private"]
     keys = [dg.AssetKey(list(t.key)) for _, _, t in tables]

@@ -9,6 +9,8 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from mesh_assets.contract.iceberg_types import iceberg_type
+
 # DuckDB type of each ODCS logicalType when the contract gives no physicalType, and the type families allowed.
 DEFAULT_PHYSICAL = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN",
                     "date": "DATE", "timestamp": "TIMESTAMP", "time": "TIME"}
@@ -34,14 +36,16 @@ def physical_type(physical: object, logical: str) -> str:
     logical type's default.
 
     Raises:
-        ValueError: ``physical`` is not one DuckDB type (see :func:`parse_physical_type`) or not of the
-            logical type's family; the message says what to write instead.
+        ValueError: ``physical`` is not one DuckDB type (see :func:`parse_physical_type`), not of the logical
+            type's family, or not a type an Iceberg table holds exactly
+            (mesh_assets.contract.iceberg_types.NotAnIcebergType); the message says what to write instead.
     """
     if physical is None:
         return DEFAULT_PHYSICAL[logical]
     canonical, parsed = parse_physical_type(str(physical))
     if parsed.this not in FAMILIES[logical]:
         raise ValueError(f"'{physical}' does not hold logicalType '{logical}'; use e.g. {DEFAULT_PHYSICAL[logical]}")
+    iceberg_type(canonical)  # a port is an Iceberg table: refuse what it cannot hold (NotAnIcebergType)
     return canonical
 
 

@@ -52,7 +52,7 @@ from mesh_assets.yaml_source import read_yaml_text
 class DbtEngine:
     """dbt as an engine of write–audit–publish (mesh_assets.engine.interface.Engine): a DuckDB step session whose
     build runs the table's dbt model into the staged snapshot (:class:`DbtStep`). ``duckdb`` gives the connections'
-    limits; the pointer records ``duckdb`` as the writer (dbt-duckdb)."""
+    limits; the snapshot summary records ``duckdb`` as the writer (dbt-duckdb)."""
 
     name: ClassVar[str] = "duckdb"
 
@@ -144,9 +144,10 @@ def dbt_build(log: Callable[[str], None], mesh: Mesh, table: Table, staged: Snap
             raise TransformError(f"{name}: the dbt project cannot be read safely: {exc}") from None
     manifest = load_dbt_manifest(mesh.root)
     (folder / "profiles.yml").write_text(yaml.safe_dump(PROFILE), encoding="utf-8")
-    step = StepConnection(inputs=tuple((schema, relation, snapshot.glob) for schema, relation, snapshot in inputs),
-                   location=staged.data_file, storage_root=storage_root,
-                   allowed_directories=(staged.path, *(snapshot.path for *_, snapshot in inputs)),
+    local = "://" not in storage_root or storage_root.startswith("file://")
+    step = StepConnection(inputs=tuple(inputs), location=staged.data_file, storage_root=storage_root,
+                   allowed_directories=(staged.path, *([] if local else [snapshot.path for *_, snapshot in inputs])),
+                   allowed_files=tuple(f for *_, snapshot in inputs for f in snapshot.files) if local else (),
                    spill=spill, threads=engine.threads, memory_limit=engine.memory_limit, query_log=engine.query_log)
     result = _invoke(log, step, manifest, table.dbt_model or "", project_dir(mesh.root), folder)
     results = list(getattr(result.result, "results", None) or [])

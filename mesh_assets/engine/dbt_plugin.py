@@ -32,22 +32,24 @@ from duckdb import DuckDBPyConnection
 from fsspec.implementations.local import LocalFileSystem
 
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
+from mesh_assets.engine.ports import Snapshot
 
 STEP_VIEW = "__mesh_step"  # main.__mesh_step(location): where the model's rows are written
 
 
 @dataclass(frozen=True)
 class StepConnection:
-    """What one step's dbt connection gets: ``inputs`` as ``(schema, table, parquet glob)``, the staged data
-    file ``location``, the ``storage_root`` (an object store's file system is registered), the directories the
-    connection may touch besides its ``spill`` folder (a folder of the step's own), and the engine's limits
-    (``None``: DuckDB's default)."""
+    """What one step's dbt connection gets: ``inputs`` as ``(schema, table, snapshot)``, the staged data
+    file ``location``, the ``storage_root`` (an object store's file system is registered), the directories and
+    single files the connection may touch besides its ``spill`` folder (a folder of the step's own), and the
+    engine's limits (``None``: DuckDB's default)."""
 
-    inputs: tuple[tuple[str, str, str], ...]
+    inputs: tuple[tuple[str, str, Snapshot], ...]
     location: str
     storage_root: str
     allowed_directories: tuple[str, ...]
     spill: str
+    allowed_files: tuple[str, ...] = ()
     threads: int | None = None
     memory_limit: str | None = None
     query_log: str | None = None
@@ -106,10 +108,10 @@ class Plugin(BasePlugin):
             fs, _ = fsspec.core.url_to_fs(step.storage_root)
             if not isinstance(fs, LocalFileSystem):
                 conn.register_filesystem(fs)
-        for schema, table, glob in step.inputs:
-            DuckDBEngine.register_view(conn, schema, table, glob)
+        for schema, table, snapshot in step.inputs:
+            DuckDBEngine.register_view(conn, schema, table, snapshot)
         conn.execute(f"CREATE OR REPLACE VIEW main.{STEP_VIEW} AS SELECT '{_quoted(step.location)}' AS location")
-        DuckDBEngine.restrict(conn, [*step.allowed_directories, step.spill])
+        DuckDBEngine.restrict(conn, [*step.allowed_directories, step.spill], step.allowed_files)
 
 
 def _quoted(text: str) -> str:

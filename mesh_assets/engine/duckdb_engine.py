@@ -141,12 +141,12 @@ class DuckDBEngine(dg.ConfigurableResource):
         con.close()
 
     @staticmethod
-    def register_view(con: duckdb.DuckDBPyConnection, schema: str, name: str, parquet_glob: str) -> None:
-        """Create the view ``schema.name`` over the Parquet files matching ``parquet_glob`` (a port's snapshot,
-        or its masked copy for readers who see sensitive columns masked: the view itself masks nothing)."""
+    def register_view(con: duckdb.DuckDBPyConnection, schema: str, name: str, snapshot: Snapshot) -> None:
+        """Create the view ``schema.name`` over ``snapshot``'s Parquet files (exactly the files of a port's
+        Iceberg snapshot, or of its masked copy for readers who see sensitive columns masked; a staging
+        folder's files: the view itself masks nothing)."""
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        path = parquet_glob.replace("'", "''")
-        con.execute(f"CREATE OR REPLACE VIEW \"{schema}\".\"{name}\" AS SELECT * FROM read_parquet('{path}')")
+        con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT * FROM {snapshot.read_sql}')
 
     @staticmethod
     def enable_masking(con: duckdb.DuckDBPyConnection, salt: bytes) -> None:
@@ -170,7 +170,7 @@ class DuckDBStep:
         self.engine, self.con, self.driver = engine, con, con
 
     def register(self, schema: str, name: str, snapshot: Snapshot) -> None:
-        self.engine.register_view(self.con, schema, name, snapshot.glob)
+        self.engine.register_view(self.con, schema, name, snapshot)
 
     def register_empty(self, schema: str, name: str, columns: Mapping[str, str]) -> None:
         empty = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns.items())

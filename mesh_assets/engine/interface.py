@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Sandbox:
-    """What a step's SQL may touch: ``directories`` (local paths or fsspec URLs: the folders of the snapshots
-    it reads, its own port, its rejects port) and single local ``files`` (a bronze table's source files).
+    """What a step's SQL may touch: ``directories`` (local paths or fsspec URLs: its own port's and its rejects
+    port's locations; on an object store also the folders of the snapshots it reads) and single local ``files``
+    (exactly the files of the Iceberg snapshots it reads, a bronze table's source files).
     ``storage_root`` is the ports' root, whose fsspec file system an engine registers when it is not local;
     ``spill`` a folder of the step's own to spill to (DuckDB lets a connection read its spill folder).
     Built by :func:`mesh_assets.engine.write_audit_publish.step_sandbox`."""
@@ -187,7 +188,7 @@ class Engine(Protocol):
     (mesh_assets.engine.choice.table_engine)."""
 
     name: str
-    """What the port's pointer records as the snapshot's writer: ``duckdb`` or ``spark``."""
+    """What a port's Iceberg snapshot summary records as its writer (``mesh.engine``): ``duckdb`` or ``spark``."""
 
     def open(self, table: Table, sandbox: Sandbox) -> AbstractContextManager[EngineSession]:
         """A new session for ``table``'s step, its file access confined to ``sandbox``; closed (its relations,

@@ -2,7 +2,8 @@
 (docs/governance.md#pii-masking).
 
 Other domains read an output port's sensitive columns masked unless granted (mesh_assets.governance.access): they read
-the masked copy's folder, never the clear files. No step connection has a masking function; only the private
+the masked copy, its own Iceberg table ``<domain>.<layer>__<table>__masked`` (mesh_assets.engine.ports), never the
+clear files. No step connection has a masking function; only the private
 connection that writes the copy does, whatever engine wrote the snapshot.
 """
 
@@ -14,7 +15,7 @@ import duckdb
 
 from mesh_assets.contract.model import Table
 from mesh_assets.engine.duckdb_engine import MASK_FUNCTION, DuckDBEngine
-from mesh_assets.engine.ports import MASKED, Port, Snapshot
+from mesh_assets.engine.ports import Port, Snapshot
 from mesh_assets.errors import error_message, failure_class
 from mesh_assets.governance.access import pii_salt, sensitive_columns
 from mesh_assets.settings import MeshSettings
@@ -42,38 +43,40 @@ def masking_for(table: Table, engine: DuckDBEngine, settings: MeshSettings) -> M
     return Masking(engine, columns, pii_salt(settings.governance)) if columns else None
 
 
-def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking) -> Snapshot:
-    """Write the masked copy of ``snapshot`` (any engine's Parquet files) into ``port``'s masked folder and
-    return it: the same rows and columns, each of ``masking.columns`` replaced by the HMAC-SHA256 hex digest
-    (RFC 2104, 64 characters, VARCHAR) of its value as text; null stays null. One ``COPY`` on a private DuckDB
-    connection allowed only the two folders, on which no other SQL runs, so the masking function and its
-    salt are never within reach of a transform's or a reader's query. ``_masked.json`` is written last.
+def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking, run_id: str = "") -> Snapshot:
+    """Write the masked copy of the staged ``snapshot`` of ``port`` (any engine's Parquet files) and commit it
+    to the masked table (``port.masked_port()``) under the same publication id, before the clear files are
+    committed; return the committed copy. The same rows and columns, each of ``masking.columns`` replaced by
+    the HMAC-SHA256 hex digest (RFC 2104, 64 characters, VARCHAR) of its value as text; null stays null. One
+    ``COPY`` on a private DuckDB connection allowed only the two staging folders, on which no other SQL runs,
+    so the masking function and its salt are never within reach of a transform's or a reader's query. The
+    commit's summary lists the masked columns (``mesh.masked-columns``).
 
     Raises:
-        TransientError: the files cannot be read or written (I/O); TransformError: another DuckDB error.
+        TransientError: the files cannot be read or written (I/O); TransformError: another DuckDB error;
+        PortError: the commit failed (nothing of the publication is visible then).
     """
-    target = port.masked(snapshot.id)
-    port.fs.makedirs(f"{port.path}/{MASKED}/{snapshot.id}", exist_ok=True)
+    masked = port.masked_port()
+    target = masked.new_snapshot(run_id, snapshot.id)
     engine = masking.engine
-    con = engine.connect(port.url(port.path), allowed_directories=[snapshot.path, target.path])
+    con = engine.connect(port.root, allowed_directories=[snapshot.path, target.path])
     try:
         engine.enable_masking(con, masking.salt)
-        source, data_file = snapshot.glob.replace("'", "''"), target.data_file.replace("'", "''")
+        source, data_file = snapshot.source, target.data_file.replace("'", "''")
         # each distinct value is hashed once (a customer's name repeats on every one of its order lines) and
         # joined back, a null matching nothing and staying null; the files are scanned again for the distinct
         # values rather than shared through a CTE, which DuckDB would hold whole in memory
         replace = ", ".join(f'd{i}.m AS "{c}"' for i, c in enumerate(masking.columns))
         joins = " ".join(f'LEFT JOIN (SELECT v, {MASK_FUNCTION}(CAST(v AS VARCHAR)) AS m FROM (SELECT DISTINCT '
-                         f'"{c}" AS v FROM read_parquet(\'{source}\') WHERE "{c}" IS NOT NULL)) d{i} '
+                         f'"{c}" AS v FROM read_parquet({source}) WHERE "{c}" IS NOT NULL)) d{i} '
                          f'ON s."{c}" = d{i}.v' for i, c in enumerate(masking.columns))
         try:
-            con.execute(f"COPY (SELECT s.* REPLACE ({replace}) FROM read_parquet('{source}') s {joins}) "
-                        f"TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)").fetchall()
+            rows = con.execute(f"COPY (SELECT s.* REPLACE ({replace}) FROM read_parquet({source}) s {joins}) "
+                               f"TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)").fetchall()[0][0]
         except duckdb.Error as exc:
             raise failure_class(exc)(f"{'/'.join(port.key)}: writing the masked copy of snapshot {snapshot.id} "
                                      f"failed: {error_message(exc)}. Nothing was published") from None
     finally:
         engine.close(con, f"{'__'.join(port.key)}__masked")
-    port.mark_masked(snapshot.id, masking.columns)
-    return target
-
+    masked.publish(target.id, {"rows": rows, "run_id": run_id, "masked_columns": masking.columns})
+    return masked.current_snapshot(target.id)

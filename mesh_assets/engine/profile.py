@@ -36,6 +36,8 @@ import fsspec
 
 from mesh_assets.engine.sql_session import DuckDBSession, SparkSqlSession, SqlSession
 
+PROFILE_FILE = "profile.json"  # in a port's staging folder: the profile of its rows
+
 # DuckDBPyType.id of the types whose avg is meaningful.
 _NUMERIC = frozenset({
     "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger", "ubigint",

@@ -224,5 +224,8 @@ class SparkStep:
         return None
 
     def _read(self, snapshot: Snapshot) -> Any:
-        """``snapshot``'s Parquet files as a DataFrame (its folder also holds JSON: the profile, the markers)."""
+        """``snapshot``'s Parquet files as a DataFrame: exactly the files of a port's Iceberg snapshot, or the
+        Parquet files of a staging folder (which also holds JSON: the profile, the markers)."""
+        if snapshot.files:
+            return self.session.read.parquet(*(spark_path(f) for f in snapshot.files))
         return self.session.read.option("pathGlobFilter", "*.parquet").parquet(spark_path(snapshot.path))

@@ -1,18 +1,20 @@
 """One table's step: write–audit–publish, written once over the engine interface (mesh_assets.engine.interface).
 
-1. register every input as a relation over its port's current snapshot (its masked copy when the table's domain
-   reads it masked), and ``previous.<table>``, in a session confined to the step's sandbox (:func:`step_sandbox`);
+1. register every input as a relation over the files of its port's current Iceberg snapshot (its masked copy
+   when the table's domain reads it masked), and ``previous.<table>``, in a session confined to the step's sandbox
+   (:func:`step_sandbox`);
 2. build the output on the table's engine (bronze: after comparing the files' headers with the contract,
    ``schema_drift``) and compare its columns and types with the contract (``schema``) before writing anything;
-3. conform it to the contract and write a new, staged snapshot (bronze: also its rejects snapshot), unless the
-   build wrote it itself (a dbt model);
+3. conform it to the contract and write it as Parquet files into a new staging folder of its port (bronze: also
+   its rejects port), unless the build wrote them itself (a dbt model): no reader sees them;
 4. run the contract's rules on that snapshot, and profile it (sensitive columns: counts only);
-5. publish (swap the pointers) only if no blocking check failed, an output port with sensitive columns after
-   writing its masked copy (mesh_assets.engine.masked_copy); prune old snapshots. Otherwise the staged snapshots are
-   marked unpublished; a step that fails discards them.
+5. publish only if no blocking check failed: one Iceberg commit per port registering the staged files
+   (mesh_assets.engine.ports.Port.publish), an output port with sensitive columns after committing its masked
+   copy (mesh_assets.engine.masked_copy); expire old snapshots. Otherwise the staging folders are marked
+   unpublished; a step that fails discards them.
 
-Other domains' ports are read from the folder of their current snapshot only: the masked copy when the reading
-domain sees sensitive columns masked, the clear files otherwise. No step session has a masking function.
+Other domains' ports are read as the exact files of their current snapshot: the masked copy's when the reading
+domain sees sensitive columns masked, the clear ones otherwise. No step session has a masking function.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +39,8 @@ from mesh_assets.engine.interface import BuildJob, Engine, EngineSession, Output
 from mesh_assets.engine.masked_copy import Masking, masking_for, write_masked_copy
 from mesh_assets.engine.outcomes import CheckOutcome, schema_outcome, weighted_passes
 from mesh_assets.engine.port_storage import PortStorage
-from mesh_assets.engine.ports import Port, Snapshot
-from mesh_assets.engine.profile import profile_relation, write_profile
+from mesh_assets.engine.ports import DATA, Port, Snapshot
+from mesh_assets.engine.profile import PROFILE_FILE, profile_relation, write_profile
 from mesh_assets.engine.python_transforms import python_source
 from mesh_assets.engine.step_folders import new_spill_folder
 from mesh_assets.errors import MeshError, PortError, TransformError, TransientError
@@ -101,7 +104,7 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
     files = source_files(table, settings.landing_path) if table.layer == "bronze" else []
     spill = new_spill_folder(settings)  # DuckDB lets a connection read its spill folder: one of its own
     # of the ports it reads, a step reaches the folder of the current snapshot only (the masked copy when masked)
-    sandbox = step_sandbox(table, storage, settings, [snapshot.path for _, snapshot in snapshots], files, str(spill))
+    sandbox = step_sandbox(table, storage, settings, [snapshot for _, snapshot in snapshots], files, str(spill))
     port = storage.port(table.key)
     written: list[tuple[Port, Snapshot]] = []
 
@@ -147,10 +150,15 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
             outcomes = redact_samples([*first, *run_rules(checks, relation, table, settings.checks.sample_rows,
                                                           targets)], sensitive)
             profile = profile_relation(checks, relation, sensitive=sensitive)
-            write_profile(profile, port.fs, f"{port.path}/snapshots/{snapshot.id}/profile.json")
+            write_profile(profile, port.fs, f"{port.path}/{DATA}/{snapshot.id}/{PROFILE_FILE}")
             metadata = _metadata(table, inputs, session, output, snapshot, origin, engine.name, access)
-            published = publish_if_passed(outcomes, written, rows, rejects[1] if rejects else None, run_id,
-                                          engine.name, settings, storage.retention, masking)
+            metadata["iceberg_table"] = port.identifier
+            publication = publish_if_passed(outcomes, written, rows, rejects[1] if rejects else None, run_id,
+                                            engine.name, settings, storage.retention, masking, table)
+            published = publication is not None
+            if publication is not None:
+                metadata.update({k: publication[k] for k in ("iceberg_snapshot_id", "commit_seconds")
+                                 if k in publication})
             return TableResult(published, snapshot.id, rows, outcomes, metadata,
                                (rejects[0].id, rejects[1]) if rejects else None, profile)
     finally:
@@ -248,22 +256,25 @@ def _engine_errors(session: EngineSession, table: Table, origin: str) -> Iterato
             "snapshot stays current") from None
 
 
-def step_sandbox(table: Table, storage: PortStorage, settings: MeshSettings, input_folders: Sequence[str],
+def step_sandbox(table: Table, storage: PortStorage, settings: MeshSettings, inputs: Sequence[Snapshot],
                  source: Sequence[str] = (), spill: str | None = None) -> Sandbox:
-    """What a step's SQL may touch: exactly its declared inputs and its own output. ``input_folders`` are the
-    folders of what it reads (the ports its SQL names or its contract declares); its own port
-    (``previous.<table>`` and the new snapshot) and, for bronze, its rejects port are added. A bronze table
+    """What a step's SQL may touch: exactly its declared inputs and its own output. ``inputs`` are the
+    snapshots it reads (of the ports its SQL names or its contract declares): exactly their files on a local
+    root, their folders on an object store (where DuckDB allows folders only); its own port's location
+    (``previous.<table>`` and the new staging folder) and, for bronze, its rejects port's are added. A bronze table
     reads its ``source`` files (the files its ``source.path`` matches) and nothing else of the landing zone; on
     an object store, where files are matched by DuckDB, the folder of the glob's fixed prefix instead. Nothing
     else — not the landing zone, not the rest of its domain's folder — is reachable; ``spill`` is the step's own
     spill folder."""
     own = [table.key, *([rejects_key(table)] if table.layer == "bronze" else [])]
-    directories = [*input_folders, *(f"{storage.root}/{'/'.join(key)}" for key in own)]
+    local = "://" not in storage.root or storage.root.startswith("file://")
+    files = [f for s in inputs for f in (s.files or (s.glob,))] if local else []
+    directories = [*([] if local else [s.path for s in inputs]), *(storage.port(key).location for key in own)]
     if "://" in settings.landing_path and table.source is not None:
         fixed = re.split(r"[*?\[]", table.source.path)[0].rpartition("/")[0]
         directories.append(f"{settings.landing_path.rstrip('/')}/{fixed}".rstrip("/"))
-        return Sandbox(storage.root, tuple(directories), (), spill)
-    return Sandbox(storage.root, tuple(directories), tuple(source), spill)
+        return Sandbox(storage.root, tuple(directories), tuple(files), spill)
+    return Sandbox(storage.root, tuple(directories), (*files, *source), spill)
 
 
 def _register_previous(session: EngineSession, port: Port, table: Table) -> None:
@@ -316,34 +327,43 @@ def discard_on_failure(written: list[tuple[Port, Snapshot]]) -> Iterator[None]:
 
 def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Snapshot]], rows: int,
                       rejected: int | None, run_id: str, engine: str, settings: MeshSettings, keep: int,
-                      masking: Masking | None = None) -> bool:
-    """The publish step of write–audit–publish: when no blocking check in ``outcomes`` failed, write the table's
-    masked copy when ``masking`` says so (:func:`write_masked_copy`: a published snapshot always has it), then
-    publish ``written`` (the table's snapshot first in the list, then its rejects snapshot, ``rejected`` rows)
-    — the rejects first, so the table never points at data whose rejects are not visible — recording rows, run,
-    engine and the severity-weighted check results in the pointer, and prune each port to ``keep`` snapshots
-    (``PortStorage.retention``, from ``mesh.yaml`` ``retention.snapshots``); otherwise mark every written
-    snapshot unpublished, naming the failed checks. Returns whether it published.
+                      masking: Masking | None = None, table: Table | None = None) -> dict[str, Any] | None:
+    """The publish step of write–audit–publish: when no blocking check in ``outcomes`` failed, commit the
+    table's masked copy when ``masking`` says so (:func:`write_masked_copy`: a published snapshot always has
+    one), then commit ``written`` (the table's staging folder first in the list, then its rejects', ``rejected``
+    rows) — the rejects first, so the table never shows data whose rejects are not visible — each in one
+    Iceberg commit recording rows, run, engine and the severity-weighted check results in the snapshot's
+    summary (mesh_assets.engine.ports.Port.publish; ``table``'s contract types are checked against the Iceberg
+    schema), and expire each port's snapshots beyond ``keep`` (``PortStorage.retention``, from ``mesh.yaml``
+    ``retention.snapshots``). Returns the table's new snapshot (:meth:`Port.snapshot_info`) with
+    ``commit_seconds``, the wall time of its commit; ``None`` when a blocking check failed: every staging
+    folder is then marked unpublished, naming the failed checks.
 
     Raises:
-        TransientError, TransformError: the masked copy could not be written; nothing is published then.
+        TransientError, TransformError: the masked copy could not be written; PortError: a commit failed or
+            gave up after concurrent writers won (mesh_assets.engine.ports.COMMIT_ATTEMPTS). Nothing of the
+            table is published then.
     """
     if any(o.blocking and not o.passed for o in outcomes):
         failed = ", ".join(o.name for o in outcomes if o.blocking and not o.passed)
         for written_port, written_snapshot in written:
             written_port.mark_unpublished(written_snapshot.id, f"blocking check(s) failed: {failed}")
-        return False
+        return None
     (port, snapshot), *rejects = written
     if masking is not None:
-        write_masked_copy(port, snapshot, masking)
+        write_masked_copy(port, snapshot, masking, run_id)
     for rejects_port, rejects_snapshot in rejects:
-        rejects_port.publish(rejects_snapshot.id, {"rows": rejected, "run_id": run_id})
+        rejects_port.publish(rejects_snapshot.id, {"rows": rejected, "run_id": run_id, "engine": engine})
         rejects_port.prune(keep)
     passed, total = weighted_passes(outcomes, settings.checks.severity_weights)
-    port.publish(snapshot.id, {"rows": rows, "run_id": run_id, "engine": engine,
-                               "quality": {"passed": passed, "total": total}})
+    sensitive = sensitive_columns(table, settings.governance) if table is not None else ()
+    started = time.perf_counter()
+    info = port.publish(snapshot.id, {"rows": rows, "run_id": run_id, "engine": engine,
+                                      "quality": {"passed": passed, "total": total}},
+                        columns=table.output_columns if table is not None else None, sensitive=sensitive)
+    info["commit_seconds"] = round(time.perf_counter() - started, 4)
     port.prune(keep)
-    return True
+    return info
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -16,6 +16,7 @@ from mesh_assets.contract.mesh import Domain, Mesh
 from mesh_assets.contract.model import DataProduct, Table
 from mesh_assets.contract.rules import rule_inputs
 from mesh_assets.engine.choice import ENGINE_EXTRAS, table_engine
+from mesh_assets.engine.iceberg_catalog import table_identifier
 from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS, REJECTS_COLUMNS, rejects_key
 from mesh_assets.engine.interface import Engine
 from mesh_assets.engine.outcomes import CheckOutcome, weighted_passes
@@ -201,6 +202,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             "contract_id": product.id,
             "contract_version": product.version,
             "port": dg.MetadataValue.path(f"{storage_url}/{'/'.join(table.key)}"),
+            "iceberg_table": table_identifier(table.key),
             **({"primary_key": ", ".join(table.primary_key)} if table.primary_key else {}),
             **_governance_metadata(product, table, notices),
             **{kind: dg.MetadataValue.json([d.definition(product.name, table.name) for d in declared])
@@ -387,6 +389,9 @@ def _materialization_metadata(result: "TableResult", settings, product_score: fl
         "checks_passed": sum(o.passed for o in result.outcomes),
         "checks_failed": sum(not o.passed for o in result.outcomes),
     }
+    for name in ("iceberg_table", "iceberg_snapshot_id", "commit_seconds"):  # the port's Iceberg commit
+        if result.metadata.get(name) is not None:
+            metadata[name] = result.metadata[name]
     if result.metadata.get("masked_inputs"):
         metadata["masked_inputs"] = dg.MetadataValue.json(result.metadata["masked_inputs"])
     if result.metadata.get("column_lineage"):

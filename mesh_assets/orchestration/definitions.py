@@ -11,6 +11,7 @@ from mesh_assets.contract.graph import cycle_message, find_cycle
 from mesh_assets.contract.mesh import Domain, Mesh, load_mesh
 from mesh_assets.engine.choice import table_engine
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
+from mesh_assets.engine.iceberg_catalog import catalog_uri
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.errors import MeshError
 from mesh_assets.extras import missing
@@ -30,10 +31,17 @@ def mesh_resources(settings: MeshSettings, domains: list[Domain]) -> dict[str, o
     """The resources the assets of ``domains`` use, configured from ``mesh.yaml`` and the environment: ``duckdb``
     and ``ports`` (the port storage) always, ``spark`` when a table of ``domains`` runs on Spark
     (mesh_assets.engine.choice) and the ``spark`` extra is installed; pyspark is imported only then. Without the
-    extra, those tables' steps fail naming it (mesh_assets.orchestration.assets)."""
+    extra, those tables' steps fail naming it (mesh_assets.orchestration.assets).
+
+    Raises:
+        MeshError: the storage root is not local and no Iceberg catalog URL is set
+            (mesh_assets.engine.iceberg_catalog.catalog_uri).
+    """
+    catalog_uri(settings.storage_url, settings.catalog.uri)  # a settings error at load, not at the first step
     resources: dict[str, object] = {
         "duckdb": duckdb_engine(settings),
-        "ports": PortStorage(root=settings.storage_url, retention=settings.retention.snapshots),
+        "ports": PortStorage(root=settings.storage_url, retention=settings.retention.snapshots,
+                             catalog_uri=settings.catalog.uri),
     }
     on_spark = any(table_engine(settings, d, d.product_of(t), t) == "spark" for d in domains for t in d.tables)
     if on_spark and missing("spark") is None:
