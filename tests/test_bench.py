@@ -16,6 +16,7 @@ from benchmarks.minimal import plan, run
 from benchmarks.raw_replay import replay
 from benchmarks.synthetic import generate
 from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.orchestration.runner import run_mesh
 
 
@@ -38,9 +39,10 @@ def test_recorded_statements_replay_to_the_same_ports(tiny_root: Path, tmp_path:
     monkeypatch.setenv("MESH_DUCKDB_QUERY_LOG", str(log))
     mesh = load_mesh(tiny_root)
     assert run_mesh(mesh, instance).success
-    gold = next((tiny_root / ".mesh" / "lake" / "shop" / "gold" / "order_totals" / "snapshots").glob("*/*.parquet"))
+    ports = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
+    (gold,) = ports.port(("shop", "gold", "order_totals")).current_snapshot().files
     before = duckdb.sql(f"SELECT * FROM '{gold}' ORDER BY ALL").fetchall()
-    gold.unlink()
+    Path(gold).unlink()
     assert replay(log) > 20
     assert duckdb.sql(f"SELECT * FROM '{gold}' ORDER BY ALL").fetchall() == before
 
@@ -53,13 +55,13 @@ def test_minimal_pipeline_writes_what_the_mesh_publishes(tiny_root: Path, tmp_pa
     out = tmp_path / "minimal"
     (tmp_path / "script.json").write_text(json.dumps(plan(mesh, mesh.settings.landing_path, out)))
     assert run(tmp_path / "script.json") > 4
-    lake = tiny_root / ".mesh" / "lake"
+    ports = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
     for table in [t for d in mesh.domains() for t in d.tables]:
-        published = next((lake / "/".join(table.key) / "snapshots").glob("*/*.parquet"))
+        published = ports.port(table.key).current_snapshot().read_sql
         columns = ", ".join(f'"{c.name}"' for c in table.columns) if table.layer == "bronze" else "*"
         minimal = out / table.domain / table.layer / f"{table.name}.parquet"
         assert (duckdb.sql(f"SELECT {columns} FROM '{minimal}' ORDER BY ALL").fetchall()
-                == duckdb.sql(f"SELECT {columns} FROM '{published}' ORDER BY ALL").fetchall()), table.key
+                == duckdb.sql(f"SELECT {columns} FROM {published} ORDER BY ALL").fetchall()), table.key
 
 
 def test_synthetic_mesh_validates_with_cross_domain_edges(tmp_path: Path) -> None:
