@@ -11,16 +11,22 @@ For the reference mesh at TPC-H scale factor ``sf``, each repetition:
 
 All three are measured as whole process trees (wall and CPU seconds, peak RSS); the medians and the ratios
 mesh/raw (what the framework costs over the SQL it runs) and mesh/minimal (what quality and governance cost
-over the data work) are reported, and ``--json`` prints them as one JSON object on the last line. TPC-H data is landed
+over the data work) are reported, with the median duration of one step's Iceberg commit (the
+``commit_seconds`` of every materialization the mesh run recorded), and ``--json`` prints them as one JSON
+object on the last line. TPC-H data is landed
 once per scale factor under ``<root>/.mesh/bench/``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
+
+import dagster as dg
 
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -29,6 +35,24 @@ from benchmarks.measure import Measurement, environment, measure, median
 from benchmarks.minimal import plan
 from domains.tpch import land_tpch
 from mesh_assets.contract.mesh import load_mesh
+
+
+def commit_seconds(dagster_home: Path) -> list[float]:
+    """The ``commit_seconds`` (seconds, one Iceberg commit) of the latest materialization of every asset recorded
+    in the Dagster instance at ``dagster_home``, read through Dagster's public instance API."""
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            events = [instance.get_latest_materialization_event(key) for key in instance.get_asset_keys()]
+    finally:
+        if previous is None:
+            os.environ.pop("DAGSTER_HOME")
+        else:
+            os.environ["DAGSTER_HOME"] = previous
+    values = [event.asset_materialization.metadata.get("commit_seconds") for event in events
+              if event is not None and event.asset_materialization is not None]
+    return [float(v.value) for v in values if v is not None]
 
 
 def run_pair(root: Path, work: Path, landing: Path, domains: list[str] | None = None
@@ -64,10 +88,11 @@ def bench_tpch(root: Path, sf: float, repeat: int, console: Console) -> dict[str
     landing = root / ".mesh" / "bench" / f"landing-sf{sf}"
     if land_tpch(landing, sf):
         console.print(f"landed TPC-H SF {sf} in {landing}")
-    pairs = []
+    pairs, commits = [], []
     for i in range(repeat):
         with tempfile.TemporaryDirectory(prefix="mesh-bench-", dir=root / ".mesh" / "bench") as tmp:
             mesh, raw, statements = run_pair(root, Path(tmp), landing)
+            commits += commit_seconds(Path(tmp) / "dagster_home")
             minimal = run_minimal(root, Path(tmp), landing)
         console.print(f"run {i + 1}/{repeat}: mesh {mesh.wall_s:.1f} s, raw {raw.wall_s:.1f} s "
                       f"({statements} statements), minimal {minimal.wall_s:.1f} s")
@@ -86,6 +111,8 @@ def bench_tpch(root: Path, sf: float, repeat: int, console: Console) -> dict[str
         "ratio_minimal_wall": _ratio(mesh.wall_s, minimal.wall_s),
         "ratio_minimal_cpu": _ratio(mesh.cpu_s, minimal.cpu_s),
         "ratio_minimal_rss": _ratio(mesh.peak_rss_bytes, minimal.peak_rss_bytes),
+        "commits": len(commits),
+        "commit_median_s": round(statistics.median(commits), 3) if commits else float("nan"),
     }
 
 

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
 from benchmarks.measure import environment, measure
+from benchmarks.mesh_bench import commit_seconds
 from benchmarks.minimal import plan, run
 from benchmarks.raw_replay import replay
 from benchmarks.synthetic import generate
@@ -90,3 +92,16 @@ def test_mesh_bench_synthetic_prints_json(tmp_path: Path) -> None:
     # machine can invert)
     runs = ("run_1_domain_mesh_s", "run_1_domain_raw_s", "run_2_domains_mesh_s", "run_2_domains_raw_s")
     assert all(isinstance(figures[k], float | int) and figures[k] > 0 for k in runs), figures
+
+
+def test_commit_seconds_reads_every_table_s_iceberg_commit(tiny_root: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    mesh = load_mesh(tiny_root)
+    with dg.DagsterInstance.get() as instance:
+        assert run_mesh(mesh, instance).success
+    commits = commit_seconds(home)
+    assert len(commits) >= sum(len(d.tables) for d in mesh.domains())  # every table, plus the rejects tables
+    assert all(c > 0 for c in commits)
