@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import enum
+import importlib.metadata
 import json
 import logging
 import os
@@ -30,6 +31,21 @@ app = typer.Typer(help="Data products as data contracts, built into a data mesh 
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 out = Console(width=None if sys.stdout.isatty() else 200)  # scripts and CI get whole lines
 RootOption = Annotated[Path | None, typer.Option("--root", help="Mesh folder (holding mesh.yaml).")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        version = importlib.metadata.version
+        out.print(f"mesh-assets {version('mesh-assets')} (dagster {version('dagster')}, duckdb {duckdb.__version__})",
+                  markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="Print the versions of mesh-assets, Dagster and DuckDB.")] = False
+         ) -> None:
+    """Data products as data contracts, built into a data mesh on Dagster."""
 
 
 class Engine(str, enum.Enum):
