@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from conftest import isolate, land_orders, make_tiny_root, restored
@@ -58,6 +59,16 @@ def test_run_prints_a_summary_and_records_in_dagster_home(ran) -> None:
     lines = [ln for ln in result.stdout.splitlines() if "shop/" in ln]
     assert len(lines) == 6 and all("materialized" in ln for ln in lines)  # 4 tables, 2 rejects ports
     assert (home / "history" / "runs.db").is_file() or (home / "storage").is_dir()
+    results = json.loads((root / ".mesh" / "run_results.json").read_text())  # like dbt's run_results.json
+    assert results["success"] is True
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_HOME", str(home))
+        with dg.DagsterInstance.get() as instance:
+            assert instance.get_run_by_id(results["run_id"]) is not None  # the run the instance recorded
+    assets = {r["asset"]: r for r in results["results"]}
+    assert len(assets) == 6 and all(r["status"] == "materialized" and r["seconds"] > 0 for r in assets.values())
+    assert assets["shop/gold/order_totals"]["rows"] == int(next(
+        ln for ln in lines if "shop/gold/order_totals " in ln).split("│")[3].strip().replace(",", ""))
     rolled = mesh(root, "rollback", "shop/gold/order_totals", home=home)  # two runs: one snapshot to go back to
     assert rolled.returncode == 0 and "is current again" in rolled.stdout, rolled.stderr
     assert mesh(root, "rollback", "shop/gold/../x", home=home).returncode == 2

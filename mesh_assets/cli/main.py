@@ -75,8 +75,12 @@ def run(
     engine: Annotated[Engine | None, typer.Option(
         "--engine", help="Run every table on this engine, whatever mesh.yaml, domains and contracts choose "
                          "(tables built by dbt models stay on dbt-duckdb).")] = None,
+    results: Annotated[Path | None, typer.Option(
+        "--results", help="Where to write the run's results as JSON (default: <mesh>/.mesh/run_results.json).")
+    ] = None,
 ) -> None:
-    """Materialize every asset of the mesh (or of --domain) in dependency order, then print a summary."""
+    """Materialize every asset of the mesh (or of --domain) in dependency order, then print a summary and write
+    the results as JSON (docs/operations.md, "Run results")."""
     from mesh_assets.engine.choice import ENGINE_ENV, ENGINE_EXTRAS
     from mesh_assets.extras import require_installed
     from mesh_assets.orchestration.runner import open_instance, run_mesh, summary_table
@@ -91,6 +95,7 @@ def run(
         summary = run_mesh(mesh, instance, domain or None, console=err)
     except MeshError as exc:
         raise _fail(exc) from None
+    summary.write_results(results or mesh.root / ".mesh" / "run_results.json")
     out.print(summary_table(summary))
     warned = sum(len(a.warnings) for a in summary.assets)
     if warned:

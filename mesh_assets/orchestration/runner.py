@@ -3,12 +3,14 @@ process, recorded in the Dagster instance at ``DAGSTER_HOME`` so the UI shows th
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -63,10 +65,33 @@ class AssetSummary:
 
 @dataclass
 class RunSummary:
+    """What one ``mesh run`` did: its Dagster ``run_id``, whether every asset materialized (``success``), one
+    :class:`AssetSummary` per asset, and its wall time in ``seconds``."""
+
     run_id: str
     success: bool
     assets: list[AssetSummary]
     seconds: float
+
+    def write_results(self, path: Path) -> None:
+        """Write the run's results to ``path`` as JSON, replacing the file in one step (like dbt's
+        ``run_results.json``; shape documented in docs/operations.md)::
+
+            {"run_id": str, "success": bool, "seconds": float, "generated_at": ISO 8601 UTC,
+             "results": [{"asset": "domain/layer/table", "status": "materialized" | "failed" | "skipped",
+                          "rows": int | null, "seconds": float | null, "checks_passed": int,
+                          "warnings": [str], "blocking": [str]}]}
+        """
+        body = {"run_id": self.run_id, "success": self.success, "seconds": round(self.seconds, 3),
+                "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "results": [{"asset": a.key, "status": a.status, "rows": a.rows,
+                             "seconds": round(a.seconds, 3) if a.seconds is not None else None,
+                             "checks_passed": a.checks_passed, "warnings": a.warnings, "blocking": a.blocking}
+                            for a in self.assets]}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, path)
 
 
 def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = None,
