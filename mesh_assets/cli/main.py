@@ -54,9 +54,15 @@ class Engine(str, enum.Enum):
 
 
 class OutputFormat(str, enum.Enum):
-    table = "table"
-    csv = "csv"
+    """``--format`` of every command that prints rows: ``text`` (a table, for people), ``json`` (for tools), or
+    ``csv``."""
+
+    text = "text"
     json = "json"
+    csv = "csv"
+
+
+FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="text for people, json or csv for tools.")]
 
 
 def _mesh(root: Path | None) -> Mesh:
@@ -139,7 +145,7 @@ def instance(root: RootOption = None) -> None:
 def sql(
     query: Annotated[str, typer.Argument(help="One read-only query over <domain>.<table> output ports.")],
     root: RootOption = None,
-    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    output: FormatOption = OutputFormat.text,
     as_domain: Annotated[str | None, typer.Option("--domain", "-d", help="Read as this domain: its own ports "
                                                   "and its grants (default: public ports, PII masked). A local "
                                                   "convenience, not an identity check: who may read which files "
@@ -179,6 +185,9 @@ def sql(
 
 
 class ReportFormat(str, enum.Enum):
+    """``--format`` of the commands that print a report rather than rows (``validate``, ``checks``): ``text`` for
+    people, ``json`` (one documented object) for tools."""
+
     text = "text"
     json = "json"
 
@@ -291,8 +300,7 @@ def access_revoke(
 
 
 @access.command("list")
-def access_list(root: RootOption = None, output: Annotated[OutputFormat, typer.Option("--format", "-f")] =
-                OutputFormat.table) -> None:
+def access_list(root: RootOption = None, output: FormatOption = OutputFormat.text) -> None:
     """Every request file, valid or not (its status as written, and its problem), and every grant no valid
     approved request stands behind, with who decided, when and why."""
     from mesh_assets.governance.access_requests import grant_findings, read_requests
@@ -354,8 +362,8 @@ def codeowners(
     out.print(f"wrote {path}; commit it and require code owners' review in the branch protection", highlight=False)
 
 
-def _emit(rows: list[dict], output: OutputFormat, columns: list[str]) -> None:
-    """Print ``rows`` as JSON, CSV or a table of ``columns``."""
+def _emit(rows: list[dict], output: OutputFormat, columns: list[str], caption: str | None = None) -> None:
+    """Print ``rows`` as JSON, CSV or a table of ``columns`` (with ``caption`` under it)."""
     if output is OutputFormat.json:
         print(json.dumps(rows, indent=2, default=str))
         return
@@ -364,15 +372,14 @@ def _emit(rows: list[dict], output: OutputFormat, columns: list[str]) -> None:
         writer.writeheader()
         writer.writerows(rows)
         return
-    table = RichTable(*columns)
+    table = RichTable(*columns, caption=caption)
     for r in rows:
         table.add_row(*("" if r[c] is None else str(r[c]) for c in columns))
     out.print(table)
 
 
 @app.command()
-def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option("--format", "-f")] =
-          OutputFormat.table,
+def ports(root: RootOption = None, output: FormatOption = OutputFormat.text,
           history: Annotated[bool, typer.Option("--history", help="Every kept snapshot, not only the current "
                                                 "one (rollback and --as-of candidates).")] = False) -> None:
     """List every table's port (and bronze rejects port) with its Iceberg table identifier: the current
@@ -403,8 +410,7 @@ def ports(root: RootOption = None, output: Annotated[OutputFormat, typer.Option(
 
 
 @app.command()
-def status(root: RootOption = None, output: Annotated[OutputFormat, typer.Option("--format", "-f")] =
-           OutputFormat.table) -> None:
+def status(root: RootOption = None, output: FormatOption = OutputFormat.text) -> None:
     """Every output port: freshness (the freshness daemon's state, and the pointer against the SLA now), last
     update, rows and the last check results from the Dagster instance at DAGSTER_HOME (default <root>/.dagster),
     failed warnings and blocking checks apart, with their counts. Exit code 1 when a port is stale, failed its
@@ -596,16 +602,10 @@ def catalog(
     out.print(f"catalog of {len(result.pages)} data product(s) written: {result.index}", highlight=False)
 
 
-class MetricsFormat(str, enum.Enum):
-    table = "table"
-    json = "json"
-
-
 @app.command()
 def metrics(
     root: RootOption = None,
-    output: Annotated[MetricsFormat, typer.Option("--format", "-f", help="table for people, json for tools.")] =
-    MetricsFormat.table,
+    output: FormatOption = OutputFormat.text,
 ) -> None:
     """List every metric the mesh's gold tables declare, with its definition; values are in the port
     <domain>.<table>__metrics."""
@@ -614,15 +614,13 @@ def metrics(
                 for d in _mesh(root).domains() for p in d.products for t in p.tables for m in t.metrics]
     except MeshError as exc:
         raise _fail(exc) from None
-    if output is MetricsFormat.json:
+    if output is OutputFormat.json:
         print(json.dumps(rows, indent=2))
         return
     columns = ["product", "table", "name", "description", "owner", "expression", "dimensions", "time", "grain",
                "unit"]
-    table = RichTable(*columns, caption=f"{len(rows)} metric(s)")
-    for r in rows:
-        table.add_row(*(", ".join(r[c]) if isinstance(r[c], list) else str(r[c]) for c in columns))
-    out.print(table)
+    _emit([{c: ", ".join(r[c]) if isinstance(r[c], list) else r[c] for c in columns} for r in rows], output, columns,
+          caption=f"{len(rows)} metric(s)")
 
 
 @app.command()
