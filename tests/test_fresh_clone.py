@@ -13,7 +13,7 @@ import pytest
 from mesh_assets.cli.scaffold import create_domain
 from mesh_assets.cli.validate import validate
 from mesh_assets.contract.dbt_project import MANIFEST
-from tests.conftest import REPO
+from conftest import REPO
 
 pytestmark = pytest.mark.slow  # runs dbt parse, as tests/test_dbt.py does
 

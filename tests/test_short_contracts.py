@@ -14,8 +14,8 @@ from mesh_assets.contract.loader import load_contract
 from mesh_assets.contract.odcs import validate_odcs
 from mesh_assets.errors import ContractError
 from mesh_assets.yaml_source import load_yaml
-from tests.conftest import REPO
-from tests.fixtures.reference_contracts import SNAPSHOT, loaded_contracts
+from conftest import REPO
+from fixtures.reference_contracts import SNAPSHOT, loaded_contracts
 
 CONTRACTS = sorted((REPO / "domains").glob("*/products/*.yaml"))
 # `wc -l domains/*/products/*.yaml` on main before the contracts were shortened (the snapshot's commit).

@@ -209,7 +209,7 @@ def _rows(summary: str) -> dict[str, int]:
     rows = {}
     for line in summary.splitlines():
         cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cells) == 6 and cells[1] == "materialized":
+        if len(cells) > 2 and cells[1] == "materialized":
             rows[cells[0]] = int(cells[2].replace(",", ""))
     return rows
 
