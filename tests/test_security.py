@@ -70,13 +70,14 @@ def _refused(root: Path, file: Path, field: str | None) -> str:
 def _run_writes_nothing_outside_the_lake(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           *args: str) -> str:
     """``mesh run`` (in process) fails cleanly and creates no file outside the storage root, the Dagster
-    instance and the OpenLineage event file; returns its output."""
+    instance, the OpenLineage event file and its run results (``.mesh/run_results.json``); returns its output."""
     home = tmp_path / "dagster_home"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     before = _files(tmp_path)
     result = CliRunner().invoke(app, ["run", "--root", str(root), *args])
     outputs = [root / ".mesh" / "lake", home, root / ".mesh" / "openlineage"]
-    new = {p for p in _files(tmp_path) - before if not any(o in p.parents for o in outputs)}
+    new = {p for p in _files(tmp_path) - before
+           if not any(o in p.parents for o in outputs) and p != root / ".mesh" / "run_results.json"}
     assert result.exit_code not in (0, None), result.output
     assert isinstance(result.exception, SystemExit), result.exception  # an exit code, not a crash
     assert "Traceback" not in result.output
