@@ -145,7 +145,7 @@ def test_without_postgres_the_instance_is_the_repository_sqlite_config(tmp_path:
     home = tmp_path / "dagster_home"
     opened = mesh("instance", env={"DAGSTER_HOME": str(home)})
     assert opened.returncode == 0, opened.stderr
-    assert "SQLite" in opened.stdout and "PooledSqliteEventLogStorage" in opened.stdout
+    assert "SQLite" in opened.stdout and "SqliteEventLogStorage" in opened.stdout
     limit = REPO_CONFIG["concurrency"]["runs"]["max_concurrent_runs"]
     assert f"at most {limit} runs in progress; run monitoring: on" in opened.stdout
     assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
