@@ -116,6 +116,7 @@ class PolicySettings(_Strict):
     gold_primary_key: PolicyLevel = "error"    # every gold table has a primary key or a duplicates rule
     classification: PolicyLevel = "error"      # classifications are among governance.classifications
     naming: PolicyLevel = "error"              # snake_case tables and columns, no SQL reserved word
+    port_server: PolicyLevel = "warning"       # output ports' contracts say where their Iceberg tables are
 
 
 class GovernanceSettings(_Strict):

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from mesh_assets import build_domain_definitions
 from mesh_assets.cli.main import app
 from mesh_assets.cli.validate import validate
+from mesh_assets.contract.servers import mesh_server
 from mesh_assets.errors import MeshError
 
 MESH = str(Path(sys.executable).parent / "mesh")
@@ -48,7 +49,9 @@ def add_consumer(root: Path, sql: str = "select customer, total from shop.order_
         "version": "1.0.0", "status": "active", "domain": "billing", "team": {"name": "billing-team"},
         "description": {"purpose": "What each customer owes."},
         "slaProperties": [{"property": "latency", "value": 1, "unit": "d"}],
-        "schema": [{"name": "invoices", "physicalType": "table", "description": "One row per customer.",
+        "servers": [mesh_server("billing")],
+        "schema": [{"name": "invoices", "physicalName": "gold__invoices", "physicalType": "table",
+                    "description": "One row per customer.",
                     "customProperties": [{"property": "layer", "value": "gold"}],
                     "properties": [
                         {"name": "customer", "logicalType": "string", "physicalType": "VARCHAR", "primaryKey": True,
@@ -120,6 +123,34 @@ def test_policy_levels_come_from_mesh_yaml(tiny_root: Path) -> None:
     report = json.loads(result.stdout)
     assert result.returncode == 0 and report["errors"] == 0
     assert [f["rule"] for f in report["findings"] if f["severity"] == "warning"] == ["policy/owner_team"]
+
+
+def test_an_output_port_without_its_server_entry_is_reported_with_the_entry_to_add(tiny_root: Path) -> None:
+    def edit(contract: dict) -> None:
+        contract.pop("servers")
+        contract["schema"][2].pop("physicalName")
+    edit_contract(tiny_root, edit)
+    found = [f for f in findings(tiny_root) if f["rule"] == "policy/port_server"]
+    assert [f["field"] for f in found] == ["servers", "schema[2]"], found
+    assert "schema: shop" in found[0]["fix"] and "format: iceberg" in found[0]["fix"]
+    assert found[1]["fix"] == "set physicalName: gold__order_totals"
+
+
+@pytest.mark.parametrize("edit, field, says", [
+    (lambda d: d["servers"][0].update(schema="sales"), "servers[0]", "schema: shop"),
+    (lambda d: d["servers"][0].update(catalog="prod"), "servers[0]", "catalog: mesh"),
+    (lambda d: d["schema"][2].update(physicalName="order_totals"), "schema[2].physicalName",
+     "set physicalName: gold__order_totals"),
+])
+def test_a_server_entry_that_misnames_the_iceberg_table_is_refused(tiny_root: Path, edit, field: str,
+                                                                  says: str) -> None:
+    """A consumer outside the mesh follows the entry: a wrong catalog, schema or table name would send it to
+    another table, so the contract does not load."""
+    edit_contract(tiny_root, edit)
+    result = mesh_cli(tiny_root, "validate", "--format", "json")
+    found = [f for f in json.loads(result.stdout)["findings"] if f["severity"] == "error"]
+    assert result.returncode == 1 and len(found) == 1, result.stdout
+    assert found[0]["field"] == field and says in found[0]["message"], found[0]
 
 
 def test_private_port_of_another_domain_fails_validate_and_load(tiny_root: Path) -> None:

@@ -30,6 +30,7 @@ from mesh_assets.cli.inference import SAMPLE_ROWS, Inference, infer
 from mesh_assets.contract.identity import current_user
 from mesh_assets.contract.mesh import DOMAIN_FILE, load_mesh
 from mesh_assets.contract.model import SNAKE_CASE
+from mesh_assets.contract.servers import mesh_server, physical_name
 from mesh_assets.errors import MeshError
 from mesh_assets.governance.codeowners import BEGIN, codeowners_path, write_codeowners
 from mesh_assets.governance.policies import DRAFT_MARKER, duckdb_reserved_words
@@ -298,7 +299,8 @@ def draft_contract(inference: Inference, domain: str, name: str, team: str, tabl
     """The draft ODCS v3.1 contract (a plain mapping) of product ``name``: a bronze table reading
     ``source_glob`` (relative to the landing zone) with every inferred column and rule, a silver table and a
     public gold output port named by ``tables`` (layer → table) that inherit them (``inheritColumns``,
-    docs/contracts.md), a 1-day latency SLA on the port. Placeholder descriptions say ``Draft:``
+    docs/contracts.md), a 1-day latency SLA on the port, and the ``servers`` entry and ``physicalName`` that tell
+    outside tools where the port's Iceberg table is (mesh_assets.contract.servers). Placeholder descriptions say ``Draft:``
     (:data:`~mesh_assets.governance.policies.DRAFT_MARKER`): the ``descriptions`` policy refuses them once the
     contract's status is ``active``."""
     sample = (f" Inferred from the first {inference.rows:,} records only (the files hold more): ranges were "
@@ -324,7 +326,7 @@ def draft_contract(inference: Inference, domain: str, name: str, team: str, tabl
               "description": f"Typed records of {name} without lineage columns (draft).",
               "customProperties": [{"property": "layer", "value": "silver"},
                                    {"property": "inheritColumns", "value": inherit}]}
-    gold = {"name": tables["gold"], "physicalType": "table",
+    gold = {"name": tables["gold"], "physicalName": physical_name("gold", tables["gold"]), "physicalType": "table",
             "description": (f"{DRAFT_MARKER} the {name} output port, one row per "
                             f"{', '.join(inference.primary_key) or 'distinct record'}. Describe what a row is."),
             "customProperties": [{"property": "layer", "value": "gold"}, {"property": "visibility", "value": "public"},
@@ -340,6 +342,7 @@ def draft_contract(inference: Inference, domain: str, name: str, team: str, tabl
                                     else ".")},
         "slaProperties": [{"property": "latency", "value": 1, "unit": "d", "element": name,
                            "description": f"{name} reflects landed data at most 1 day old."}],
+        "servers": [mesh_server(domain)],
         "schema": [bronze, silver, gold],
     }
 

@@ -26,6 +26,7 @@ from mesh_assets.contract.model import SNAKE_CASE, VISIBILITIES, Column, DataPro
 from mesh_assets.contract.odcs import validate_odcs
 from mesh_assets.contract.rules import (RuleError, primary_key_rule, primary_key_severity, quality_rule,
                                         relationship_rule)
+from mesh_assets.contract.servers import check_servers
 from mesh_assets.contract.sla import parse_slas
 from mesh_assets.contract.transform import resolve_transform
 from mesh_assets.errors import ContractError
@@ -89,6 +90,7 @@ class _Builder:
                 self.fail(["schema", i, "name"], f"table '{table.name}' appears twice; table names are unique")
             seen.add(table.name)
             tables.append(table)
+        check_servers(data, self.domain, self.fail)
         owner = team_name or self.default_team
         for derived in [metrics_table(t, owner) for t in tables if t.metrics] + [labels_table(t) for t in tables
                                                                                 if t.labels]:

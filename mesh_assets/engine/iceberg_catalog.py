@@ -27,9 +27,9 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.io import SCHEMA_TO_FILE_IO
 from pyiceberg.io.fsspec import FsspecFileIO
 
+from mesh_assets.contract.servers import CATALOG_NAME, physical_name
 from mesh_assets.errors import MeshError
 
-CATALOG_NAME = "mesh"
 CATALOG_ENV = "MESH_CATALOG_URI"
 CATALOG_FILE = "catalog.db"  # the embedded SQLite catalog, at the storage root
 SQLITE_BUSY_TIMEOUT = 60  # seconds a SQLite commit waits for another process's lock before failing
@@ -42,7 +42,7 @@ def table_identifier(key: tuple[str, str, str]) -> str:
     ``sales.gold__order_lines_wide``; a bronze table's rejects port is ``sales.bronze__lineitem__rejects`` and
     the masked copy of an output port ``sales.gold__customers__masked``."""
     domain, layer, table = key
-    return f"{domain}.{layer}__{table}"
+    return f"{domain}.{physical_name(layer, table)}"
 
 
 def catalog_uri(storage_root: str, configured: str | None = None) -> str:

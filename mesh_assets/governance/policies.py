@@ -10,6 +10,7 @@ import functools
 import duckdb
 
 from mesh_assets.contract.model import SNAKE_CASE, DataProduct, Table
+from mesh_assets.contract.servers import SERVER_NAME, mesh_server, physical_name
 from mesh_assets.findings import Finding
 from mesh_assets.settings import GovernanceSettings
 from mesh_assets.yaml_source import YamlDocument, format_location, load_yaml
@@ -45,7 +46,9 @@ def policy_findings(product: DataProduct, governance: GovernanceSettings) -> lis
     ``frequency`` SLA in its contract; ``gold_primary_key`` — every gold table has a primary key, a
     ``duplicateValues`` rule, or a blocking ``rowCount`` rule allowing at most one row (whose key is empty);
     ``classification`` — values among ``governance.classifications``; ``naming`` — snake_case table and column names
-    that are no DuckDB reserved keyword nor in ``governance.reserved_words``.
+    that are no DuckDB reserved keyword nor in ``governance.reserved_words``; ``port_server`` — a contract with an
+    output port has the mesh's ODCS ``servers`` entry and each output port its ``physicalName``
+    (mesh_assets.contract.servers), so that tools outside the mesh can find the port's Iceberg table.
     """
     checker = _Checker(product, governance)
     checker.run()
@@ -89,6 +92,7 @@ class _Checker:
         elif self.placeholder(product.description):
             self.add("descriptions", ["description"], f"data product '{product.name}' still has the draft's "
                      f"placeholder description, and its status is {product.status}", self.placeholder_fix)
+        self.servers()
         reserved = duckdb_reserved_words() | {w.lower() for w in self.governance.reserved_words}
         allowed = set(self.governance.classifications)
         # a loaded contract keeps every table and column in file order, so positions are the contract's indexes
@@ -131,6 +135,22 @@ class _Checker:
                              f"column name '{column.name}' is not snake_case or is a reserved SQL word",
                              "rename it, e.g. prefix it with the entity ('o_orderdate', not 'date')"
                              if column.name in reserved else f"rename it '{_snake(column.name)}'")
+
+    def servers(self) -> None:
+        """The ``port_server`` policy: where an outside tool reads each output port, in ODCS terms."""
+        ports = [(i, t) for i, t in enumerate(self.product.tables) if is_output_port(t)]
+        if not ports:
+            return
+        data = self.doc.data
+        if not any(isinstance(s, dict) and s.get("server") == SERVER_NAME for s in data.get("servers") or []):
+            entry = ", ".join(f"{k}: {v}" for k, v in mesh_server(self.product.domain).items() if k != "description")
+            self.add("port_server", ["servers"], f"data product '{self.product.name}' has output ports but no "
+                     "servers entry saying where outside tools read them", f"add servers: [{{{entry}}}]")
+        for i, table in ports:
+            objects = data.get("schema") or []
+            if i < len(objects) and not objects[i].get("physicalName"):
+                self.add("port_server", ["schema", i], f"output port '{table.name}' has no physicalName (its "
+                         "Iceberg table's name)", f"set physicalName: {physical_name(table.layer, table.name)}")
 
 
 def _keyed(table: Table) -> bool:
