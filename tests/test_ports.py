@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import duckdb
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
-from conftest import FIXTURES
+from conftest import two_writers_never_tear
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
 from mesh_assets.engine.iceberg_catalog import CATALOG_FILE
@@ -226,40 +224,8 @@ def test_a_mesh_runs_on_an_fsspec_object_store(tiny_root: Path, instance, monkey
 
 @pytest.mark.slow
 def test_two_processes_publishing_one_port_never_tear_it(tmp_path: Path) -> None:
-    """Two writer processes publish the same port 20 rounds each (tests/fixtures/concurrent_writer.py) while
-    this process reads it: every round commits (after retries) or gives up with the clear message; the table
-    is always readable and its row count always one a writer published."""
-    writer = FIXTURES / "concurrent_writer.py"
-    procs = [subprocess.Popen([sys.executable, str(writer), str(tmp_path), name, "20"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
-    published_counts = {100 + i for i in range(20)} | {200 + i for i in range(20)}
-    port = Port(str(tmp_path), ("d", "gold", "t"))
-    reads = 0
-    while any(p.poll() is None for p in procs):
-        try:
-            snapshot = port.current_snapshot()
-        except PortError as exc:  # before the first commit only
-            assert "no published snapshot yet" in str(exc)
-            continue
-        rows = duckdb.sql(f"SELECT count(*) FROM {snapshot.read_sql}").fetchall()[0][0]
-        assert rows in published_counts and rows == port.snapshot_info(
-            port.table().snapshot_by_id(snapshot.iceberg_id))["rows"]
-        reads += 1
-    outcomes = []
-    for proc in procs:
-        out, err = proc.communicate()
-        assert proc.returncode == 0, err
-        outcomes += [json.loads(line) for line in out.splitlines()]
-    assert len(outcomes) == 40 and reads > 0
-    assert all(o["outcome"] in ("published", "gave up") for o in outcomes), outcomes
-    assert all("lost to other writers" in o["message"] for o in outcomes if o["outcome"] == "gave up")
-    committed = [o["publication"] for o in outcomes if o["outcome"] == "published"]
-    assert len(committed) >= 20  # each round at least one writer gets through
-    kept = {h["snapshot"] for h in port.history()}
-    assert kept <= set(committed)  # no snapshot but the writers' publications, none torn
-    last = port.current()
-    assert duckdb.sql(f"SELECT count(*) FROM {port.current_snapshot().read_sql}").fetchall()[0][0] == last["rows"]
-    assert port.orphans() == []
+    """Two writer processes publish the same port 20 rounds each through the embedded SQLite catalog."""
+    two_writers_never_tear(tmp_path, rounds=20)
 
 
 def test_a_tagged_snapshot_survives_retention_until_the_tag_moves(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
 """The production instance: with ``MESH_POSTGRES_URL`` set, ``mesh run`` records its runs and events in a real
 PostgreSQL server (the Debian package ``postgresql``, started here on loopback), and Dagster reads them back;
-without it, the instance is the repository's SQLite ``dagster.yaml``."""
+without it, the instance is the repository's SQLite ``dagster.yaml``. With ``MESH_CATALOG_URI`` set to the same
+server, the output ports' Iceberg catalog lives there too."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import secrets
@@ -21,8 +23,10 @@ import psycopg2
 import pytest
 import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+from pyiceberg.catalog.sql import SqlCatalog
 
-from conftest import REPO
+from conftest import REPO, two_writers_never_tear
+from mesh_assets.engine.iceberg_catalog import CATALOG_ENV, CATALOG_FILE
 from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.instance_config import POSTGRES_URL_ENV, instance_config, postgres_url
 
@@ -95,8 +99,9 @@ def mesh(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_mesh_run_records_runs_and_events_in_postgres(server_url: str, tpch_landing: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     landing, home = tpch_landing, tmp_path / "dagster_home"
+    # One PostgreSQL database for the Dagster instance and the output ports' Iceberg catalog, as in production.
     env = {"DAGSTER_HOME": str(home), POSTGRES_URL_ENV: server_url, "MESH_LANDING_ZONE": str(landing),
-           "MESH_STORAGE_ROOT": str(tmp_path / "lake")}
+           "MESH_STORAGE_ROOT": str(tmp_path / "lake"), CATALOG_ENV: server_url}
 
     opened = mesh("instance", env=env)
     assert opened.returncode == 0, opened.stderr
@@ -135,7 +140,23 @@ def test_mesh_run_records_runs_and_events_in_postgres(server_url: str, tpch_land
         cursor.execute("SELECT count(DISTINCT asset_key) FROM event_logs WHERE run_id = %s "
                        "AND dagster_event_type = 'ASSET_MATERIALIZATION'", (run.run_id,))
         assert cursor.fetchone() == (len(materialized),)
+        cursor.execute("SELECT DISTINCT catalog_name, table_namespace FROM iceberg_tables ORDER BY 2")
+        assert cursor.fetchall() == [("mesh", d) for d in ("customers", "finance", "sales", "supply")]
     con.close()
+    assert not (tmp_path / "lake" / CATALOG_FILE).exists()  # no embedded SQLite catalog was made
+
+    # A reader outside the mesh: plain pyiceberg on the PostgreSQL catalog gets the rows `mesh sql` gets.
+    report = SqlCatalog("mesh", uri=server_url).load_table("finance.gold__pricing_summary_report").scan().to_arrow()
+    queried = mesh("sql", "--format", "json", "select * from finance.pricing_summary_report", env=env)
+    assert queried.returncode == 0, queried.stderr
+    assert report.num_rows == len(json.loads(queried.stdout)) == 4
+
+
+@pytest.mark.postgres  # starts a PostgreSQL server
+@pytest.mark.slow  # two writer processes
+def test_two_writers_on_a_postgres_catalog_never_tear_a_port(server_url: str, tmp_path: Path) -> None:
+    """The compare-and-swap of an Iceberg commit, on the production catalog database."""
+    two_writers_never_tear(tmp_path, rounds=10, catalog_uri=server_url)
 
 
 @pytest.mark.slow  # `mesh` in a child process
