@@ -58,7 +58,8 @@ validate: setup
 
 # Tests run on two pytest-xdist workers, file by file (a module-scoped mesh is built once); each worker that gets
 # a test of the reference run (tests/conftest.py) runs the reference mesh once.
-PYTEST := $(VENV)/bin/pytest -n 2 --dist loadfile --durations=25  # the slowest tests, for whoever keeps the suite fast
+# --durations: the 25 slowest tests, for whoever keeps the suite fast.
+PYTEST := $(VENV)/bin/pytest -n 2 --dist loadfile --durations=25
 
 test: setup  # governance first (CI runs it), then the tests
 	$(VENV)/bin/mesh validate
