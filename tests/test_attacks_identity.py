@@ -162,6 +162,20 @@ def test_codeowners_maps_each_domain_folder_to_its_members_and_a_stale_file_fail
     assert stale["file"] == ".github/CODEOWNERS" and stale["fix"].startswith("run mesh codeowners")
 
 
+def test_codeowners_gives_the_platform_files_to_the_governance_group(tiny_root) -> None:
+    """Adding a code location (workspace.yaml, dg.toml) or changing the instance (dagster.yaml) is a change of the
+    platform, reviewed like mesh.yaml; a platform file the repository does not have gets no line."""
+    with (tiny_root / "mesh.yaml").open("a") as handle:
+        handle.write("governance:\n  owners: [gov@example.com]\n")
+    for name in ("workspace.yaml", "dg.toml"):
+        (tiny_root / name).write_text("# code locations\n")
+    assert mesh_cli(tiny_root, "codeowners").returncode == 0
+    text = (tiny_root / ".github" / "CODEOWNERS").read_text()
+    for path in ("/mesh.yaml", "/workspace.yaml", "/dg.toml", "/domains/", "/.github/CODEOWNERS"):
+        assert f"{path} gov@example.com\n" in text, text
+    assert "dagster.yaml" not in text
+
+
 def test_codeowners_keeps_the_repositorys_own_lines(tiny_root) -> None:
     own = tiny_root / ".github" / "CODEOWNERS"
     own.parent.mkdir()
