@@ -411,10 +411,10 @@ def ports(root: RootOption = None, output: FormatOption = OutputFormat.text,
 
 @app.command()
 def status(root: RootOption = None, output: FormatOption = OutputFormat.text) -> None:
-    """Every output port: freshness (the freshness daemon's state, and the pointer against the SLA now), last
-    update, rows and the last check results from the Dagster instance at DAGSTER_HOME (default <root>/.dagster),
-    failed warnings and blocking checks apart, with their counts. Exit code 1 when a port is stale, failed its
-    freshness policy or a blocking check; failed warnings are listed and exit 0."""
+    """Every output port: freshness (its latest materialization and its port's snapshot, each judged against the
+    SLA now), last update, rows and the last check results from the Dagster instance at DAGSTER_HOME (default
+    <root>/.dagster), failed warnings and blocking checks apart, with their counts. Exit code 1 when a port is
+    stale, failed its freshness policy or a blocking check; failed warnings are listed and exit 0."""
     from mesh_assets.catalog import find_instance
     from mesh_assets.consumption.status import COLUMNS, as_text, port_status
 
