@@ -78,6 +78,10 @@ def _fail(exc: Exception, code: int = 2) -> typer.Exit:
 def run(
     root: RootOption = None,
     domain: Annotated[list[str] | None, typer.Option("--domain", "-d", help="Only these domains (repeat).")] = None,
+    select: Annotated[str | None, typer.Option(
+        "--select", "-s", help="Only the assets this Dagster asset selection picks, e.g. "
+                               "'+key:\"shop/gold/order_totals\"' (with its upstream), 'tag:mesh/layer=gold', "
+                               "'group:shop', 'owner:\"team:shop-team\"' (docs/operations.md).")] = None,
     engine: Annotated[Engine | None, typer.Option(
         "--engine", help="Run every table on this engine, whatever mesh.yaml, domains and contracts choose "
                          "(tables built by dbt models stay on dbt-duckdb).")] = None,
@@ -85,8 +89,8 @@ def run(
         "--results", help="Where to write the run's results as JSON (default: <mesh>/.mesh/run_results.json).")
     ] = None,
 ) -> None:
-    """Materialize every asset of the mesh (or of --domain) in dependency order, then print a summary and write
-    the results as JSON (docs/operations.md, "Run results")."""
+    """Materialize every asset of the mesh (or of --domain, or those --select picks) in dependency order, then
+    print a summary and write the results as JSON (docs/operations.md, "Run results")."""
     from mesh_assets.engine.choice import ENGINE_ENV, ENGINE_EXTRAS
     from mesh_assets.extras import require_installed
     from mesh_assets.orchestration.runner import open_instance, run_mesh, summary_table
@@ -98,7 +102,7 @@ def run(
             require_installed(ENGINE_EXTRAS[engine.value], f"mesh run --engine {engine.value}")
         mesh = _mesh(root)
         instance = open_instance(mesh.root)
-        summary = run_mesh(mesh, instance, domain or None, console=err)
+        summary = run_mesh(mesh, instance, domain or None, console=err, selection=select)
     except MeshError as exc:
         raise _fail(exc) from None
     summary.write_results(results or mesh.root / ".mesh" / "run_results.json")

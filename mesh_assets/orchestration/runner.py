@@ -8,6 +8,7 @@ import os
 import socket
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -95,13 +96,18 @@ class RunSummary:
 
 
 def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = None,
-             console: Console | None = None) -> RunSummary:
-    """Materialize every asset of ``domains`` (default: all) in one Dagster run with a progress bar.
+             console: Console | None = None, selection: str | None = None) -> RunSummary:
+    """Materialize every asset of ``domains`` (default: all), or those of them ``selection`` picks, in one Dagster
+    run, in dependency order, with a progress bar.
 
-    Assets outside ``domains`` are not run; their ports are read as currently published.
+    ``selection`` is a Dagster asset selection string (``AssetSelection.from_string``: ``key:``, ``tag:``,
+    ``owner:``, ``group:``, ``+`` for upstream and downstream, ``and``/``or``/``not``); a step building several
+    assets (a bronze table and its ``__rejects``) runs whole. Assets not run keep their ports as currently
+    published.
 
     Raises:
-        MeshError: an unknown domain, or contracts that do not load.
+        MeshError: an unknown domain, a selection that does not parse or picks no asset, or contracts that do
+            not load.
     """
     console = console or Console(stderr=True)
     unknown = set(domains or []) - set(mesh.domain_names)
@@ -111,18 +117,24 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     defs = build_mesh_definitions(mesh, domains)
     job = defs.resolve_implicit_global_asset_job_def()
     graph = defs.resolve_asset_graph()
+    chosen = select_assets(defs, selection) if selection else None
+    steps: dict[str, list[str]] = {}  # step key → asset keys it materializes
+    for assets_def in defs.assets or []:
+        for key in assets_def.keys:  # type: ignore[union-attr]
+            steps.setdefault(assets_def.node_def.name, []).append(key.to_user_string())  # type: ignore[union-attr]
+    if chosen is not None:  # whole steps: a step cannot build part of its assets
+        chosen |= {k for keys in steps.values() if chosen & set(keys) for k in keys}
     keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable
-            and (not domains or k.path[0] in domains)]
+            and (not domains or k.path[0] in domains) and (chosen is None or k.to_user_string() in chosen)]
+    if selection and not keys:
+        within = f" of --domain {', '.join(domains)}" if domains else ""
+        raise MeshError(f"--select {selection!r} picks no asset{within}; {_SELECTION_HELP}")
     run_id = str(uuid.uuid4())
     clean_step_folders(mesh.settings)  # and the processes of steps killed with their run
     process = psutil.Process()
     tags = {HOST_TAG: socket.gethostname(), PROCESS_TAG: f"{process.pid}:{process.create_time()}"}
     summaries = {k.to_user_string(): AssetSummary(k.to_user_string()) for k in keys}
-    steps: dict[str, list[str]] = {}  # step key → asset keys it materializes
-    for assets_def in defs.assets or []:
-        for key in assets_def.keys:  # type: ignore[union-attr]
-            if key.to_user_string() in summaries:
-                steps.setdefault(assets_def.node_def.name, []).append(key.to_user_string())  # type: ignore[union-attr]
+    steps = {step: [k for k in assets if k in summaries] for step, assets in steps.items()}
     started = time.monotonic()
     board = _Board(summaries, steps)
     for run in abandoned_runs(instance):
@@ -143,6 +155,28 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
         progress.update(task, completed=board.finished, description="done")
     success = bool(result.success) and all(s.status == "materialized" for s in summaries.values())
     return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
+
+
+_SELECTION_HELP = ("write a Dagster asset selection, e.g. 'key:\"shop/gold/order_totals\"', '+key:\"shop/gold/*\"' "
+                   "(with its upstream), 'group:shop', 'tag:mesh/layer=gold', 'owner:\"team:shop-team\"'; "
+                   "`mesh validate` lists the mesh's tables")
+
+
+def select_assets(defs: dg.Definitions, selection: str) -> set[str]:
+    """The asset keys (``domain/layer/table``) of ``defs`` that the Dagster asset selection string ``selection``
+    picks (``dg.AssetSelection.from_string``).
+
+    Raises:
+        MeshError: ``selection`` does not parse (the message gives the syntax with examples).
+    """
+    with warnings.catch_warnings():  # the selection functions' own beta parameters, not the user's concern
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        try:
+            picked = dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph())
+        except Exception as exc:  # Dagster's parse errors have no public class
+            raise MeshError(f"--select {selection!r} is not an asset selection ({str(exc).splitlines()[0]}); "
+                            f"{_SELECTION_HELP}") from None
+    return {k.to_user_string() for k in picked}
 
 
 def abandoned_runs(instance: DagsterInstance) -> list[dg.DagsterRun]:
