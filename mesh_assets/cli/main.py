@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +22,7 @@ import duckdb
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
 from mesh_assets.contract.mesh import Mesh, load_mesh
@@ -67,6 +70,24 @@ FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="text
 
 def _mesh(root: Path | None) -> Mesh:
     return load_mesh(find_mesh_root(root))
+
+
+@contextmanager
+def _progress_bar(quiet: bool = False) -> Iterator[Callable[[int, int, str], None] | None]:
+    """A progress bar on stderr, erased when done, for a command that can take more than a few seconds: yields
+    ``progress(done, total, what)`` for the command's work (``total`` 0 while unknown). None, and no bar, when
+    stdout is not a terminal (a script, a pipe, CI) or ``quiet`` (JSON output)."""
+    if quiet or not sys.stdout.isatty():
+        yield None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total or None, description=escape(what))
+
+        yield progress
 
 
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
@@ -210,7 +231,8 @@ def validate(
 
     logging.getLogger("mesh_assets").setLevel(logging.ERROR)  # deprecations are findings here, not log lines
     try:
-        report = run_validation(find_mesh_root(root).resolve(), base)
+        with _progress_bar(quiet=output is ReportFormat.json) as progress:
+            report = run_validation(find_mesh_root(root).resolve(), base, progress)
     except MeshError as exc:
         raise _fail(exc, 1) from None
     mesh_root = find_mesh_root(root)
@@ -499,7 +521,8 @@ def export_duckdb_file(
     from mesh_assets.consumption.query import export_duckdb
 
     try:
-        ports = export_duckdb(path, root, as_domain)
+        with _progress_bar() as progress:
+            ports = export_duckdb(path, root, as_domain, progress)
     except MeshError as exc:
         raise _fail(exc) from None
     out.print(f"{path}: {len(ports)} port(s): {', '.join(ports)}", highlight=False)
@@ -577,7 +600,8 @@ def new_product(
     from mesh_assets.cli.scaffold import create_product
 
     try:
-        created = create_product(find_mesh_root(root), domain, name, source)
+        with _progress_bar() as progress:
+            created = create_product(find_mesh_root(root), domain, name, source, progress=progress)
     except MeshError as exc:
         raise _fail(exc) from None
     _report_created(created)
@@ -595,7 +619,8 @@ def catalog(
     try:
         mesh = _mesh(root)
         instance = find_instance(mesh.root)
-        result = build_catalog(mesh, out_dir, instance)
+        with _progress_bar() as progress:
+            result = build_catalog(mesh, out_dir, instance, progress=progress)
     except MeshError as exc:
         raise _fail(exc) from None
     for warning in result.warnings:
