@@ -157,9 +157,9 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
 
 
-_SELECTION_HELP = ("write a Dagster asset selection, e.g. 'key:\"shop/gold/order_totals\"', '+key:\"shop/gold/*\"' "
-                   "(with its upstream), 'group:shop', 'tag:mesh/layer=gold', 'owner:\"team:shop-team\"'; "
-                   "`mesh validate` lists the mesh's tables")
+_SELECTION_HELP = ("write a Dagster asset selection over keys domain/layer/table, e.g. "
+                   "'key:\"shop/gold/order_totals\"', '+key:\"shop/gold/*\"' (with its upstream), 'group:shop', "
+                   "'tag:mesh/layer=gold', 'owner:\"team:shop-team\"' (docs/operations.md)")
 
 
 def select_assets(defs: dg.Definitions, selection: str) -> set[str]:
