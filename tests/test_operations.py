@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
-from mesh_assets.catalog.facts import freshness, latest_cron_tick
+from mesh_assets.catalog.facts import freshness
 from mesh_assets.consumption.status import port_status
 from mesh_assets.contract.model import Sla
 from mesh_assets.contract.mesh import load_mesh
@@ -22,6 +22,7 @@ from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.ports import Port
 from mesh_assets.orchestration.alerts import Alert, send_alert
 from mesh_assets.orchestration.definitions import build_domain_definitions
+from mesh_assets.orchestration.freshness import latest_cron_tick
 from mesh_assets.orchestration.sensors import LANDING_FILES_TAG
 from mesh_assets.settings import AlertSettings, load_settings
 
@@ -201,10 +202,13 @@ def test_mesh_status_lists_output_ports_with_freshness_and_checks(tiny_root: Pat
     mesh = load_mesh(tiny_root)
     rows = {r["port"]: r for r in port_status(mesh, instance)}
     assert rows["shop.order_totals"]["sla_state"] == "never published"
-    assert rows["shop.order_totals"]["freshness"] == "not evaluated"
+    assert rows["shop.order_totals"]["freshness"] == "UNKNOWN"  # never materialized
+    assert port_status(mesh, None)[0]["freshness"] == "not evaluated"  # no instance
     assert _materialize(_defs(tiny_root), instance).success
     row = {r["port"]: r for r in port_status(load_mesh(tiny_root), instance)}["shop.order_totals"]
-    assert (row["sla_state"], row["rows"], row["team"]) == ("fresh", 2, "shop-team")
+    assert (row["sla_state"], row["freshness"], row["rows"], row["team"]) == ("fresh", "PASS", 2, "shop-team")
+    later = datetime.now(UTC) + timedelta(days=400)  # past any SLA of the fixture: judged on the materialization
+    assert {r["port"]: r for r in port_status(mesh, instance, later)}["shop.order_totals"]["freshness"] == "FAIL"
     assert row["checks_passed"] >= 3 and (row["warnings"], row["blocking"]) == ([], [])
     assert row["last_update"] == PortStorage(root=mesh.settings.storage_url).port(
         ("shop", "gold", "order_totals")).current()["published_at"][:19] + "+00:00"

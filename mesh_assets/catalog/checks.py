@@ -6,10 +6,11 @@ Which run: for each table, the latest run that evaluated its checks — the asse
 its latest materialization. A run whose blocking check failed published nothing, so its checks are the ones
 that say why; ``published`` tells whether that run's snapshot became current.
 
-The evaluations are the ``ASSET_CHECK_EVALUATION`` events of that run (``DagsterInstance.get_records_for_run``:
-Dagster 1.13 has no public method returning asset check evaluations; the ``mesh run`` summary reads the same
-events). Their metadata is the step's (:class:`mesh_assets.engine.outcomes.CheckOutcome`); samples of sensitive
-columns were masked before they were recorded, and are shown as recorded.
+The evaluations are read from the audit each step records as an observation of its table
+(mesh_assets.orchestration.audit), with Dagster's public ``DagsterInstance.fetch_observations``: Dagster 1.13
+has no public instance method returning asset check evaluations. They are the step's
+(:class:`mesh_assets.engine.outcomes.CheckOutcome`); samples of sensitive columns were masked before they were
+recorded, and are shown as recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import dagster as dg
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.contract.model import Table
 from mesh_assets.errors import MeshError
+from mesh_assets.orchestration.audit import audit_checks
 
 ERROR, WARN = "ERROR", "WARN"  # Dagster's AssetCheckSeverity values: blocking, not blocking
 
@@ -111,61 +113,59 @@ def _example(tables: list[Table]) -> str:
 def latest_check_records(instance: dg.DagsterInstance | None, tables: Iterable[Table]) -> list[CheckRecord]:
     """The checks of each of ``tables``' latest evaluating run (see the module), table by table in the given
     order and, within a table, in the order the step evaluated them; empty without an instance or for a table
-    never run."""
+    never run. Reads one batch of asset records, then one or two observations per table."""
     tables = list(tables)
     if instance is None or not tables:
         return []
     keys = [dg.AssetKey(list(t.key)) for t in tables]
     records = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(keys)}
-    by_run: dict[str, list[dg.EventLogEntry]] = {}
     out: list[CheckRecord] = []
     for key in keys:
         entry = records.get(key)
         if entry is None:
             continue
-        published_run = entry.last_materialization_record.run_id if entry.last_materialization_record else None
-        for run_id in dict.fromkeys(r for r in (entry.last_run_id, published_run) if r):
-            if run_id not in by_run:
-                by_run[run_id] = _evaluations(instance, run_id)
-            # a step retried after its checks evaluates them again in the same run: its last evaluation counts
-            found = {e.dagster_event.event_specific_data.check_name: e for e in by_run[run_id]
-                     if e.dagster_event.event_specific_data.asset_key == key}
-            if found:
-                stale = entry.last_run_id if entry.last_run_id and entry.last_run_id != run_id else ""
-                out += [_record(e, run_id == published_run, stale) for e in found.values()]
-                break
+        published = entry.last_materialization_record
+        audit = _latest_audit(instance, dg.AssetRecordsFilter(asset_key=key))
+        if audit is None or audit.run_id != entry.last_run_id:
+            # the latest run did not reach the table: the audit of its latest materialization, recorded just before
+            audit = (_latest_audit(instance, dg.AssetRecordsFilter(asset_key=key,
+                                                                   before_storage_id=published.storage_id))
+                     if published is not None else None)
+            if audit is None or audit.run_id != published.run_id:  # type: ignore[union-attr]
+                continue
+        run_id = audit.run_id
+        is_published = published is not None and published.run_id == run_id
+        stale = entry.last_run_id if entry.last_run_id and entry.last_run_id != run_id else ""
+        evaluated_at = datetime.fromtimestamp(audit.timestamp, UTC)
+        out += [_record(key, check, run_id, evaluated_at, is_published, stale)
+                for check in audit_checks(audit.event_log_entry) or []]
     return out
 
 
-def _evaluations(instance: dg.DagsterInstance, run_id: str) -> list[dg.EventLogEntry]:
-    entries: list[dg.EventLogEntry] = []
-    cursor = None
-    while True:
-        page = instance.get_records_for_run(run_id, cursor=cursor, limit=1000,
-                                            of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-        entries += [r.event_log_entry for r in page.records if r.event_log_entry.dagster_event is not None]
-        cursor = page.cursor
-        if not page.has_more:
-            return entries
+def _latest_audit(instance: dg.DagsterInstance, records_filter: dg.AssetRecordsFilter) -> dg.EventLogRecord | None:
+    """The latest audit observation matching ``records_filter`` (an asset has no other observation)."""
+    for record in instance.fetch_observations(records_filter, limit=1).records:
+        if audit_checks(record.event_log_entry) is not None:
+            return record
+    return None
 
 
-def _record(entry: dg.EventLogEntry, published: bool, stale_run: str) -> CheckRecord:
-    evaluation: dg.AssetCheckEvaluation = entry.dagster_event.event_specific_data  # type: ignore[union-attr]
-    meta = {name: getattr(value, "value", value) for name, value in evaluation.metadata.items()}
-    severity = evaluation.severity.value if evaluation.severity is not None else ERROR
+def _record(key: dg.AssetKey, check: dict[str, Any], run_id: str, evaluated_at: datetime, published: bool,
+            stale_run: str) -> CheckRecord:
+    meta = check.get("metadata") or {}
     problems = meta.get("problems")
     error = meta.get("error") or ("; ".join(map(str, problems)) if isinstance(problems, list)
                                   and problems != ["none"] else None)
     sample = meta.get("sample")
     return CheckRecord(
-        asset=evaluation.asset_key.to_user_string(), check=evaluation.check_name, severity=severity,
-        passed=bool(evaluation.passed), failing_rows=_int(meta.get("failing_rows")),
+        asset=key.to_user_string(), check=str(check.get("check")), severity=check.get("severity") or ERROR,
+        passed=bool(check.get("passed")), failing_rows=_int(meta.get("failing_rows")),
         distinct_keys=_int(meta.get("distinct_orphan_keys")),
         null_keys=_int(meta.get("null_keys")), pass_rate=_float(meta.get("pass_rate")),
         observed_value=meta.get("observed_value"), rows_checked=_int(meta.get("rows_checked")),
-        expectation=meta.get("expectation"), description=evaluation.description or "", error=error,
-        sample=sample if isinstance(sample, list) else [], run_id=entry.run_id,
-        evaluated_at=datetime.fromtimestamp(entry.timestamp, UTC), published=published, stale_run=stale_run)
+        expectation=meta.get("expectation"), description=check.get("description") or "", error=error,
+        sample=sample if isinstance(sample, list) else [], run_id=run_id,
+        evaluated_at=evaluated_at, published=published, stale_run=stale_run)
 
 
 def _int(value: Any) -> int | None:

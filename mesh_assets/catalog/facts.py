@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import dagster as dg
-from croniter import croniter
 
 from mesh_assets.catalog.checks import latest_check_records
 from mesh_assets.contract.model import Sla, Table
@@ -19,6 +17,7 @@ from mesh_assets.engine.ingestion import FRAMEWORK_CHECKS
 from mesh_assets.engine.ports import DATA, Port
 from mesh_assets.engine.profile import PROFILE_FILE
 from mesh_assets.errors import MeshError
+from mesh_assets.orchestration.freshness import freshness_deadline
 
 # Check metadata shown in the catalog, in this order (mesh_assets.engine.outcomes.CheckOutcome documents them).
 _CHECK_FIELDS = ("rows_checked", "failing_rows", "observed_value", "pass_rate", "expectation")
@@ -49,32 +48,16 @@ def describe_sla(slas: list[Sla]) -> str:
 
 def freshness(current: dict[str, Any] | None, slas: list[Sla], now: datetime, timezone: str = "UTC") -> Freshness:
     """The freshness of a port whose current snapshot says ``current`` (mesh_assets.engine.ports.Port.current;
-    None: never published) under
-    ``slas`` (the table's own or its layer's default), as Dagster's freshness policies judge it
-    (``mesh_assets.orchestration.freshness``): a cron ``frequency`` wants a publication at or after the latest completed
-    tick minus the frequency; otherwise ``latency`` (else the first SLA) wants one within its duration."""
+    None: never published) under ``slas`` (the table's own or its layer's default), as Dagster's freshness
+    policies judge it (mesh_assets.orchestration.freshness.freshness_deadline)."""
     sla_text = describe_sla(slas)
     published = _timestamp(current.get("published_at")) if current else None
     if published is None:
         return Freshness("never published", sla_text)
-    cron = next((s for s in slas if s.property == "frequency" and s.schedule), None)
-    window = next((s for s in slas if s.property == "latency"), None) or (slas[0] if slas else None)
-    if cron is not None:
-        tick = latest_cron_tick(cron.schedule or "", now, timezone)
-        expected = tick.astimezone(UTC) - timedelta(seconds=cron.seconds)
-    elif window is not None:
-        expected = now - timedelta(seconds=window.seconds)
-    else:
+    expected = freshness_deadline(slas, now, timezone)
+    if expected is None:
         return Freshness("no SLA", sla_text, published)
     return Freshness("fresh" if published >= expected else "stale", sla_text, published, expected)
-
-
-def latest_cron_tick(schedule: str, now: datetime, timezone: str = "UTC") -> datetime:
-    """The latest tick of the cron expression ``schedule`` at or before ``now``, in ``timezone`` (an IANA name):
-    the tick a cron freshness policy judges against. Cron has minute resolution, so the search starts at the
-    minute after ``now``'s (croniter's ``get_prev`` returns the latest tick strictly before its start)."""
-    start = now.astimezone(ZoneInfo(timezone)).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    return croniter(schedule, start).get_prev(datetime)
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -152,7 +135,8 @@ def latest_runs(instance: dg.DagsterInstance | None, tables: list[Table]) -> dic
         return {}
     keys = {dg.AssetKey(list(t.key)): t.key for t in tables}
     out = {}
-    for asset_key, entry in instance.get_latest_materialization_events(list(keys)).items():
+    for record in instance.get_asset_records(list(keys)):
+        asset_key, entry = record.asset_entry.asset_key, record.asset_entry.last_materialization
         if entry is None or entry.asset_materialization is None:
             continue
         metadata = entry.asset_materialization.metadata

@@ -31,6 +31,7 @@ import decimal
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,14 +111,18 @@ def source_format(files: list[str]) -> str:
     return kinds.pop()  # type: ignore[return-value]
 
 
-def infer(files: list[str], sample_rows: int = SAMPLE_ROWS) -> Inference:
+def infer(files: list[str], sample_rows: int = SAMPLE_ROWS,
+          progress: Callable[[int, int, str], None] | None = None) -> Inference:
     """Infer columns, types, key and value rules from at most ``sample_rows`` records of ``files`` (all of one
-    format and one layout).
+    format and one layout). ``progress(done, total, stage)`` is called before reading the sample, before
+    profiling each column, and before searching the primary key (total: the columns plus 2).
 
     Raises:
         MeshError: the files cannot be read, have no header (CSV), or no column.
     """
     fmt = source_format(files)
+    report = progress or (lambda done, total, stage: None)
+    report(0, 0, f"reading a sample of {len(files)} file(s)")
     con = duckdb.connect(config={"memory_limit": "256MB", "threads": 1})
     try:
         listed = "[" + ", ".join(_literal(f) for f in files) + "]"
@@ -142,7 +147,12 @@ def infer(files: list[str], sample_rows: int = SAMPLE_ROWS) -> Inference:
                             "Check the file, or pass another --from") from None
         read = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
         rows = min(read, sample_rows)
-        columns = [_column(con, name, ctype, rows) for name, ctype in types.items()]
+        total = len(types) + 2
+        columns = []
+        for done, (name, ctype) in enumerate(types.items(), start=1):
+            report(done, total, f"column {name}")
+            columns.append(_column(con, name, ctype, rows))
+        report(total - 1, total, "primary key")
         key = _primary_key(con, columns, rows)
         for col in columns:
             if col.name in key:

@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +22,7 @@ import duckdb
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
 from mesh_assets.contract.mesh import Mesh, load_mesh
@@ -69,6 +72,24 @@ def _mesh(root: Path | None) -> Mesh:
     return load_mesh(find_mesh_root(root))
 
 
+@contextmanager
+def _progress_bar(quiet: bool = False) -> Iterator[Callable[[int, int, str], None] | None]:
+    """A progress bar on stderr, erased when done, for a command that can take more than a few seconds: yields
+    ``progress(done, total, what)`` for the command's work (``total`` 0 while unknown). None, and no bar, when
+    stdout is not a terminal (a script, a pipe, CI) or ``quiet`` (JSON output)."""
+    if quiet or not sys.stdout.isatty():
+        yield None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total or None, description=escape(what))
+
+        yield progress
+
+
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
     err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
     return typer.Exit(code)
@@ -78,6 +99,10 @@ def _fail(exc: Exception, code: int = 2) -> typer.Exit:
 def run(
     root: RootOption = None,
     domain: Annotated[list[str] | None, typer.Option("--domain", "-d", help="Only these domains (repeat).")] = None,
+    select: Annotated[str | None, typer.Option(
+        "--select", "-s", help="Only the assets this Dagster asset selection picks, e.g. "
+                               "'+key:\"shop/gold/order_totals\"' (with its upstream), 'tag:mesh/layer=gold', "
+                               "'group:shop', 'owner:\"team:shop-team\"' (docs/operations.md).")] = None,
     engine: Annotated[Engine | None, typer.Option(
         "--engine", help="Run every table on this engine, whatever mesh.yaml, domains and contracts choose "
                          "(tables built by dbt models stay on dbt-duckdb).")] = None,
@@ -85,8 +110,8 @@ def run(
         "--results", help="Where to write the run's results as JSON (default: <mesh>/.mesh/run_results.json).")
     ] = None,
 ) -> None:
-    """Materialize every asset of the mesh (or of --domain) in dependency order, then print a summary and write
-    the results as JSON (docs/operations.md, "Run results")."""
+    """Materialize every asset of the mesh (or of --domain, or those --select picks) in dependency order, then
+    print a summary and write the results as JSON (docs/operations.md, "Run results")."""
     from mesh_assets.engine.choice import ENGINE_ENV, ENGINE_EXTRAS
     from mesh_assets.extras import require_installed
     from mesh_assets.orchestration.runner import open_instance, run_mesh, summary_table
@@ -98,7 +123,7 @@ def run(
             require_installed(ENGINE_EXTRAS[engine.value], f"mesh run --engine {engine.value}")
         mesh = _mesh(root)
         instance = open_instance(mesh.root)
-        summary = run_mesh(mesh, instance, domain or None, console=err)
+        summary = run_mesh(mesh, instance, domain or None, console=err, selection=select)
     except MeshError as exc:
         raise _fail(exc) from None
     summary.write_results(results or mesh.root / ".mesh" / "run_results.json")
@@ -206,7 +231,8 @@ def validate(
 
     logging.getLogger("mesh_assets").setLevel(logging.ERROR)  # deprecations are findings here, not log lines
     try:
-        report = run_validation(find_mesh_root(root).resolve(), base)
+        with _progress_bar(quiet=output is ReportFormat.json) as progress:
+            report = run_validation(find_mesh_root(root).resolve(), base, progress)
     except MeshError as exc:
         raise _fail(exc, 1) from None
     mesh_root = find_mesh_root(root)
@@ -411,10 +437,10 @@ def ports(root: RootOption = None, output: FormatOption = OutputFormat.text,
 
 @app.command()
 def status(root: RootOption = None, output: FormatOption = OutputFormat.text) -> None:
-    """Every output port: freshness (the freshness daemon's state, and the pointer against the SLA now), last
-    update, rows and the last check results from the Dagster instance at DAGSTER_HOME (default <root>/.dagster),
-    failed warnings and blocking checks apart, with their counts. Exit code 1 when a port is stale, failed its
-    freshness policy or a blocking check; failed warnings are listed and exit 0."""
+    """Every output port: freshness (its latest materialization and its port's snapshot, each judged against the
+    SLA now), last update, rows and the last check results from the Dagster instance at DAGSTER_HOME (default
+    <root>/.dagster), failed warnings and blocking checks apart, with their counts. Exit code 1 when a port is
+    stale, failed its freshness policy or a blocking check; failed warnings are listed and exit 0."""
     from mesh_assets.catalog import find_instance
     from mesh_assets.consumption.status import COLUMNS, as_text, port_status
 
@@ -495,7 +521,8 @@ def export_duckdb_file(
     from mesh_assets.consumption.query import export_duckdb
 
     try:
-        ports = export_duckdb(path, root, as_domain)
+        with _progress_bar() as progress:
+            ports = export_duckdb(path, root, as_domain, progress)
     except MeshError as exc:
         raise _fail(exc) from None
     out.print(f"{path}: {len(ports)} port(s): {', '.join(ports)}", highlight=False)
@@ -573,7 +600,8 @@ def new_product(
     from mesh_assets.cli.scaffold import create_product
 
     try:
-        created = create_product(find_mesh_root(root), domain, name, source)
+        with _progress_bar() as progress:
+            created = create_product(find_mesh_root(root), domain, name, source, progress=progress)
     except MeshError as exc:
         raise _fail(exc) from None
     _report_created(created)
@@ -591,7 +619,8 @@ def catalog(
     try:
         mesh = _mesh(root)
         instance = find_instance(mesh.root)
-        result = build_catalog(mesh, out_dir, instance)
+        with _progress_bar() as progress:
+            result = build_catalog(mesh, out_dir, instance, progress=progress)
     except MeshError as exc:
         raise _fail(exc) from None
     for warning in result.warnings:

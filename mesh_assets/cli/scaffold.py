@@ -20,6 +20,7 @@ import io
 import json
 import shutil
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,10 +215,12 @@ def _workspace_with(path: Path, module: str, location: str, project: Path) -> st
     return out.getvalue()
 
 
-def create_product(root: Path, domain: str, name: str, source: str, sample_rows: int = SAMPLE_ROWS) -> Created:
+def create_product(root: Path, domain: str, name: str, source: str, sample_rows: int = SAMPLE_ROWS,
+                   progress: Callable[[int, int, str], None] | None = None) -> Created:
     """Create product ``name`` of ``domain`` from the files matching ``source`` (a path or a glob; CSV,
     Parquet or JSON): copy them into ``<landing zone>/<domain>/<name>/``, infer a draft contract from at most
-    ``sample_rows`` records and write it with its silver and gold SQL.
+    ``sample_rows`` records and write it with its silver and gold SQL. ``progress`` follows the inference
+    (:func:`mesh_assets.cli.inference.infer`).
 
     Raises:
         MeshError: a bad name, an unknown domain, an existing product or table, no matching file, files that
@@ -243,7 +246,7 @@ def create_product(root: Path, domain: str, name: str, source: str, sample_rows:
     if not files:
         raise MeshError(f"no file matches --from {source}; give a CSV, Parquet or JSON file or a quoted glob "
                         "(e.g. --from 'exports/orders_*.csv')")
-    inference = infer(files, sample_rows)
+    inference = infer(files, sample_rows, progress)
     _check_columns(inference)
     landing = Path(mesh.settings.landing_path)
     if "://" in str(landing):

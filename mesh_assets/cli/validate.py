@@ -24,6 +24,7 @@ dbt-built tables are left out of the asset checks, so no domain is blamed for a 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +75,11 @@ def _error_finding(exc: MeshError, domain: str | None) -> list[Finding]:
     return [Finding("error", rule, str(exc), "", None, None, None, domain)]
 
 
-def validate(root: Path, base: str | None = None) -> Report:
+def validate(root: Path, base: str | None = None,
+             progress: Callable[[int, int, str], None] | None = None) -> Report:
     """Validate the mesh at ``root`` (see the module docstring); ``base`` a git ref to compare contracts with.
+    ``progress(done, total, stage)`` is called before each domain is loaded, before each is checked, and before
+    the checks of the whole mesh (total: twice the domains plus 1).
 
     Raises:
         MeshError: ``base`` is given but is no git ref of ``root``'s repository.
@@ -86,8 +90,11 @@ def validate(root: Path, base: str | None = None) -> Report:
     except ContractError as exc:
         report.findings += contract_findings(exc, None)
         return report
+    report_progress = progress or (lambda done, total, stage: None)
+    total = 2 * len(mesh.domain_names) + 1
     loaded: list[Domain] = []
-    for name in mesh.domain_names:
+    for done, name in enumerate(mesh.domain_names):
+        report_progress(done, total, f"loading {name}")
         try:
             loaded.append(mesh.domain(name))
         except ContractError as exc:
@@ -97,8 +104,10 @@ def validate(root: Path, base: str | None = None) -> Report:
         except MeshError as exc:
             report.findings.append(Finding("error", "structure/contract", str(exc), "", None, None, None, name))
     dbt_ready = _dbt_manifest(mesh, loaded, report)
-    for domain in loaded:
+    for done, domain in enumerate(loaded, start=len(mesh.domain_names)):
+        report_progress(done, total, f"checking {domain.name}")
         report.findings += _domain_findings(mesh, domain, report, dbt_ready)
+    report_progress(total - 1, total, "grants, owners, classifications, secrets")
     requests = read_requests(mesh)
     report.findings += [p for r in requests for p in r.problems]
     for domain in loaded:

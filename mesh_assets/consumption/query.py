@@ -9,6 +9,7 @@ import hashlib
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -110,7 +111,8 @@ def _private_spill(engine: DuckDBEngine) -> DuckDBEngine:
     return engine.model_copy(update={"temp_directory": folder})
 
 
-def export_duckdb(path: Path, root: Path | str | None = None, domain: str | None = None) -> list[str]:
+def export_duckdb(path: Path, root: Path | str | None = None, domain: str | None = None,
+                  progress: Callable[[int, int, str], None] | None = None) -> list[str]:
     """Write a DuckDB database file at ``path`` for BI tools, holding ``<domain>.<table>`` for every port
     :func:`connect` would show ``domain``, and return their names (``<domain>.<table>``).
 
@@ -119,7 +121,7 @@ def export_duckdb(path: Path, root: Path | str | None = None, domain: str | None
     snapshot is tagged ``mesh-export-<hash of the file's path>`` (:func:`export_tag`), which retention never
     expires; the next export to the same file moves the tag, releasing the older snapshot. A port with masked
     columns is a table holding the values of its masked copy, so the file names no path of the port. The file
-    is replaced atomically.
+    is replaced atomically. ``progress(done, total, port)`` is called before each port is exported.
 
     Raises:
         MeshError: no mesh at ``root``, ``domain`` is not one of its domains, or the file is named like a domain.
@@ -136,8 +138,11 @@ def export_duckdb(path: Path, root: Path | str | None = None, domain: str | None
     exported = []
     con = duckdb.connect(str(staged))
     try:
-        for port, access in readable_ports(mesh, domain):
+        readable = readable_ports(mesh, domain)
+        for done, (port, access) in enumerate(readable):
             schema, name = port.key[0], port.key[2]
+            if progress is not None:
+                progress(done, len(readable), f"{schema}.{name}")
             files = reader_files(port, access)
             if files is None:
                 continue

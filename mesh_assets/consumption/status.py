@@ -1,10 +1,11 @@
 """``mesh status``: every output port with its freshness, last update and last check results (warnings and
 blocking failures apart, with their counts: :mod:`mesh_assets.catalog.checks`).
 
-Freshness comes from two places, shown side by side: the state Dagster's freshness daemon last recorded for the
-asset (``PASS``, ``WARN``, ``FAIL``, ``UNKNOWN``; ``not evaluated`` when no daemon has judged it yet) and the
-port's current Iceberg snapshot judged against the same SLA now (mesh_assets.catalog.facts.freshness), which needs no
-daemon.
+Freshness comes from two places, shown side by side, each judged now against the table's SLA as its freshness
+policy judges it (mesh_assets.orchestration.freshness): the asset's latest materialization recorded in the
+Dagster instance (``PASS``, ``FAIL``, ``UNKNOWN`` when never materialized; ``not evaluated`` without an
+instance or an SLA), read with the public ``DagsterInstance.get_asset_records``, and the port's current Iceberg
+snapshot (mesh_assets.catalog.facts.freshness). Neither needs the freshness daemon.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from mesh_assets.catalog.checks import (CheckRecord, describe_counts, failure_su
                                              latest_check_records)
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.port_storage import PortStorage
-from mesh_assets.orchestration.freshness import layer_default_slas
+from mesh_assets.orchestration.freshness import freshness_state, layer_default_slas
 
 COLUMNS = ["port", "visibility", "team", "freshness", "sla_state", "sla", "last_update", "rows", "checks_passed",
            "warnings", "blocking"]
@@ -27,7 +28,7 @@ COLUMNS = ["port", "visibility", "team", "freshness", "sla_state", "sla", "last_
 
 def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime | None = None) -> list[dict[str, Any]]:
     """One row per output port (gold table that is not private), by domain: ``port`` (``domain.table``),
-    ``visibility``, ``team``, ``freshness`` (the freshness daemon's state), ``sla_state`` (``fresh``, ``stale``,
+    ``visibility``, ``team``, ``freshness`` (the latest materialization's state), ``sla_state`` (``fresh``, ``stale``,
     ``never published`` or ``no SLA`` from the current snapshot), ``sla`` in words, ``last_update`` (ISO 8601
     UTC), ``rows``, ``checks_passed`` (None without a recorded run), and the failed checks of the latest run that
     evaluated them, apart: ``warnings`` (severity WARN) and ``blocking`` (ERROR), each a list of
@@ -39,20 +40,23 @@ def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime |
     tables = [(d, p, t) for d in mesh.domains() for p in d.products for t in p.tables
               if t.layer == "gold" and t.visibility != "private"]
     keys = [dg.AssetKey(list(t.key)) for _, _, t in tables]
-    states = instance.get_freshness_state_records(keys) if instance is not None else {}
+    materialized = {r.asset_entry.asset_key: r.asset_entry.last_materialization
+                    for r in (instance.get_asset_records(keys) if instance is not None else [])}
     by_asset: dict[str, list[CheckRecord]] = {}
     for check in latest_check_records(instance, [t for _, _, t in tables]):
         by_asset.setdefault(check.asset, []).append(check)
     rows = []
     for (domain, product, table), key in zip(tables, keys):
         pointer, problem = read_pointer(storage.port(table.key))
-        judged = freshness(pointer, list(table.slas) or layer_default_slas(mesh.settings, table.layer), now,
-                           domain.timezone)
-        record = states.get(key)
+        slas = list(table.slas) or layer_default_slas(mesh.settings, table.layer)
+        judged = freshness(pointer, slas, now, domain.timezone)
+        event = materialized.get(key)
+        state = (freshness_state(datetime.fromtimestamp(event.timestamp, UTC) if event else None, slas, now,
+                                 domain.timezone) if instance is not None else "not evaluated")
         checks = by_asset.get("/".join(table.key), [])
         rows.append({
             "port": f"{table.domain}.{table.name}", "visibility": table.visibility, "team": product.team,
-            "freshness": record.freshness_state.value if record is not None else "not evaluated",
+            "freshness": state,
             "sla_state": problem or judged.state, "sla": judged.sla,
             "last_update": judged.published_at.isoformat(timespec="seconds") if judged.published_at else None,
             "rows": (pointer or {}).get("rows"),

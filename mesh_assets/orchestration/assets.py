@@ -25,7 +25,9 @@ from mesh_assets.engine.profile import profile_metadata
 from mesh_assets.errors import MeshError, error_message, is_transient
 from mesh_assets.extras import MissingExtra, missing
 from mesh_assets.governance.access import authorize_input, deprecation_notice
+from mesh_assets.orchestration.audit import audit_observation
 from mesh_assets.orchestration.freshness import freshness_policy
+from mesh_assets.orchestration.progress import StepEnd, run_interrupted, step_ended, step_started
 from mesh_assets.settings import MeshSettings
 from mesh_assets.sql.inputs import InputRef, SqlInputError, declared_inputs, find_inputs
 
@@ -228,6 +230,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                                                                             if r.dimension else {})})
                     for r in table.rules]
     settings = mesh.settings
+    step_key, asset = "__".join(table.key), "/".join(table.key)  # the node name of its step, its asset key
 
     def step(context: dg.AssetExecutionContext, engine: Engine):
         """The step: write–audit–publish (mesh_assets.engine.write_audit_publish) on ``engine``, the table's engine
@@ -236,9 +239,14 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         from mesh_assets.engine.write_audit_publish import write_audit_publish  # DuckDB, ibis, Pandera: where steps run
 
         ports = context.resources.ports
-        lineage = StepLineage(mesh, table, reads, dagster_run_id=context.run.run_id,
-                              dagster_job=context.run.job_name, log=context.log)
+        run_id = context.run.run_id
+        lineage = StepLineage(mesh, table, reads, dagster_run_id=run_id, dagster_job=context.run.job_name,
+                              log=context.log)
+        if run_interrupted(run_id):
+            raise dg.Failure(description=f"{asset}: not run, the `mesh run` was interrupted (SIGINT or SIGTERM)",
+                             allow_retries=False)
         lineage.start()
+        step_started(run_id, step_key)
         result = None
         try:
             try:
@@ -248,6 +256,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             except Exception as exc:  # every stage and engine: one classification, a message for people
                 raise step_failure(table, exc, context.retry_number, settings.retries.max_retries) from None
             check_results = [_check_result(key, o) for o in result.outcomes]
+            yield audit_observation(key, result.outcomes)
             if result.failed_blocking:
                 yield from check_results
                 names = ", ".join(f"{o.name} ({_failure(o)})" for o in result.failed_blocking)
@@ -261,22 +270,30 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             score = product_quality_score(table, product, result.outcomes, ports, settings.checks.severity_weights)
             yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(result, settings, score),
                                        check_results=check_results)
+            rows = {asset: result.rows}
             if result.rejects is not None:
                 snapshot_id, rejected = result.rejects
+                rows["/".join(rejects_key(table))] = rejected
                 yield dg.MaterializeResult(asset_key=dg.AssetKey(list(rejects_key(table))),
                                            metadata={"dagster/row_count": rejected, "snapshot": snapshot_id})
         except Exception as exc:  # every way a step fails ends its OpenLineage run with FAIL
             message = exc.description if isinstance(exc, dg.Failure) else None
             lineage.fail(message or f"{type(exc).__name__}: {exc}", result)
+            step_ended(run_id, step_key, StepEnd(asset, False, outcomes=result.outcomes if result else []))
+            raise
+        except BaseException as exc:  # an interrupt (Dagster raises its own on SIGINT and SIGTERM): the run stops
+            if not isinstance(exc, GeneratorExit):  # (Dagster closing the step, not an interrupt)
+                step_ended(run_id, step_key, StepEnd(asset, False, interrupted=True))
             raise
         lineage.complete(result)
+        step_ended(run_id, step_key, StepEnd(asset, True, rows, result.outcomes))
 
     extra = ENGINE_EXTRAS.get(engine_key)
     absent = missing(extra) if extra else None
     if extra and absent:  # the step fails naming the extra; nothing of the engine is imported
         unavailable = MissingExtra(extra, absent, f"{'/'.join(table.key)} ({table.contract_path})")
 
-        @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs)
+        @dg.multi_asset(name=step_key, specs=specs, check_specs=check_specs)
         def _unavailable(context: dg.AssetExecutionContext):
             raise step_failure(table, unavailable, context.retry_number, 0)
 
@@ -287,7 +304,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
 
         return dbt_model_asset(mesh, table, spec, check_specs, step, retry_policy(settings))
 
-    @dg.multi_asset(name="__".join(table.key), specs=specs, check_specs=check_specs,
+    @dg.multi_asset(name=step_key, specs=specs, check_specs=check_specs,
                     retry_policy=retry_policy(settings), required_resource_keys={"duckdb", "ports", engine_key})
     def _materialize(context: dg.AssetExecutionContext):
         yield from step(context, getattr(context.resources, engine_key))

@@ -6,30 +6,31 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 import time
 import uuid
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import psutil
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRunStatus
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
 from mesh_assets.contract.mesh import Mesh
+from mesh_assets.engine.outcomes import CheckOutcome
 from mesh_assets.engine.step_folders import clean_step_folders
 from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.orchestration.instance_config import get_instance, write_instance_config
+from mesh_assets.orchestration.progress import StepEnd, listening
 
 HOST_TAG, PROCESS_TAG = "mesh/host", "mesh/process"  # where a `mesh run` runs: host, "<pid>:<start time>"
-_WATCHED = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
-            DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
 
 
 def dagster_home(root: Path) -> Path:
@@ -95,13 +96,18 @@ class RunSummary:
 
 
 def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = None,
-             console: Console | None = None) -> RunSummary:
-    """Materialize every asset of ``domains`` (default: all) in one Dagster run with a progress bar.
+             console: Console | None = None, selection: str | None = None) -> RunSummary:
+    """Materialize every asset of ``domains`` (default: all), or those of them ``selection`` picks, in one Dagster
+    run, in dependency order, with a progress bar.
 
-    Assets outside ``domains`` are not run; their ports are read as currently published.
+    ``selection`` is a Dagster asset selection string (``AssetSelection.from_string``: ``key:``, ``tag:``,
+    ``owner:``, ``group:``, ``+`` for upstream and downstream, ``and``/``or``/``not``); a step building several
+    assets (a bronze table and its ``__rejects``) runs whole. Assets not run keep their ports as currently
+    published.
 
     Raises:
-        MeshError: an unknown domain, or contracts that do not load.
+        MeshError: an unknown domain, a selection that does not parse or picks no asset, or contracts that do
+            not load.
     """
     console = console or Console(stderr=True)
     unknown = set(domains or []) - set(mesh.domain_names)
@@ -111,65 +117,76 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     defs = build_mesh_definitions(mesh, domains)
     job = defs.resolve_implicit_global_asset_job_def()
     graph = defs.resolve_asset_graph()
+    chosen = select_assets(defs, selection) if selection else None
+    steps: dict[str, list[str]] = {}  # step key → asset keys it materializes
+    for assets_def in defs.assets or []:
+        for key in assets_def.keys:  # type: ignore[union-attr]
+            steps.setdefault(assets_def.node_def.name, []).append(key.to_user_string())  # type: ignore[union-attr]
+    if chosen is not None:  # whole steps: a step cannot build part of its assets
+        chosen |= {k for keys in steps.values() if chosen & set(keys) for k in keys}
     keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable
-            and (not domains or k.path[0] in domains)]
+            and (not domains or k.path[0] in domains) and (chosen is None or k.to_user_string() in chosen)]
+    if selection and not keys:
+        within = f" of --domain {', '.join(domains)}" if domains else ""
+        raise MeshError(f"--select {selection!r} picks no asset{within}; {_SELECTION_HELP}")
     run_id = str(uuid.uuid4())
-    fail_abandoned_runs(instance)
     clean_step_folders(mesh.settings)  # and the processes of steps killed with their run
     process = psutil.Process()
     tags = {HOST_TAG: socket.gethostname(), PROCESS_TAG: f"{process.pid}:{process.create_time()}"}
     summaries = {k.to_user_string(): AssetSummary(k.to_user_string()) for k in keys}
-    steps: dict[str, list[str]] = {}  # step key → asset keys it materializes
-    for assets_def in defs.assets or []:
-        for key in assets_def.keys:  # type: ignore[union-attr]
-            if key.to_user_string() in summaries:
-                steps.setdefault(assets_def.node_def.name, []).append(key.to_user_string())  # type: ignore[union-attr]
+    steps = {step: [k for k in assets if k in summaries] for step, assets in steps.items()}
     started = time.monotonic()
-    done = threading.Event()
-    outcome: dict[str, object] = {}
-
-    def execute() -> None:
-        try:
-            outcome["result"] = job.execute_in_process(
-                instance=instance, run_id=run_id, raise_on_error=False, asset_selection=keys, tags=tags,
-                # Progress is shown from the instance's events; Dagster's console log only warns.
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            )
-        except BaseException as exc:  # re-raised in the caller's thread
-            outcome["error"] = exc
-        finally:
-            done.set()
-
+    board = _Board(summaries, steps)
+    for run in abandoned_runs(instance):
+        console.print(f"[yellow]warning:[/] {abandoned_message(run)}")
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         task = progress.add_task("starting", total=len(keys))
-        worker = threading.Thread(target=execute, name="mesh-run", daemon=True)
-        worker.start()
-        events = _EventReader(instance, run_id, summaries, steps)
-        while not done.wait(0.5):
-            events.update()
-            running = [s.key for s in summaries.values() if s.status == "running"]
-            finished = sum(s.status in ("materialized", "failed") for s in summaries.values())
-            progress.update(task, completed=finished, description=", ".join(running) or "scheduling")
-        worker.join()
-        events.update()
-        finished = sum(s.status in ("materialized", "failed") for s in summaries.values())
-        progress.update(task, completed=finished, description="done")
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    result = outcome["result"]
-    success = bool(result.success) and all(s.status == "materialized"  # type: ignore[attr-defined]
-                                           for s in summaries.values())
+        board.on_change = lambda running, finished: progress.update(
+            task, completed=finished, description=", ".join(running) or "scheduling")
+        # In this thread, SIGINT and SIGTERM reach the running step; the later ones stop (progress.run_interrupted).
+        with listening(run_id, board):
+            result = job.execute_in_process(
+                instance=instance, run_id=run_id, raise_on_error=False, asset_selection=keys, tags=tags,
+                # Progress is reported by the steps; Dagster's console log only warns.
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
+        board.settle(result.all_events)
+        progress.update(task, completed=board.finished, description="done")
+    success = bool(result.success) and all(s.status == "materialized" for s in summaries.values())
     return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
 
 
-def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
-    """Mark as failed every ``mesh run`` of this host that the instance still shows in progress although its
-    process is gone (killed, or the machine restarted), and return their run ids. The daemon's run monitoring
-    does the same for runs it launched; ``mesh run`` executes in its own process, which nothing else watches."""
+_SELECTION_HELP = ("write a Dagster asset selection over keys domain/layer/table, e.g. "
+                   "'key:\"shop/gold/order_totals\"', '+key:\"shop/gold/*\"' (with its upstream), 'group:shop', "
+                   "'tag:mesh/layer=gold', 'owner:\"team:shop-team\"' (docs/operations.md)")
+
+
+def select_assets(defs: dg.Definitions, selection: str) -> set[str]:
+    """The asset keys (``domain/layer/table``) of ``defs`` that the Dagster asset selection string ``selection``
+    picks (``dg.AssetSelection.from_string``).
+
+    Raises:
+        MeshError: ``selection`` does not parse (the message gives the syntax with examples).
+    """
+    with warnings.catch_warnings():  # the selection functions' own beta parameters, not the user's concern
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        try:
+            picked = dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph())
+        except Exception as exc:  # Dagster's parse errors have no public class
+            raise MeshError(f"--select {selection!r} is not an asset selection ({str(exc).splitlines()[0]}); "
+                            f"{_SELECTION_HELP}") from None
+    return {k.to_user_string() for k in picked}
+
+
+def abandoned_runs(instance: DagsterInstance) -> list[dg.DagsterRun]:
+    """The ``mesh run`` runs of this host that the instance still shows in progress although their process is
+    gone: killed with SIGKILL, by the out-of-memory killer, or the machine restarted (SIGINT and SIGTERM let
+    Dagster end the run itself). Dagster 1.13 has no public instance method to mark a run failed, so they are
+    only reported (docs/operations.md, "Recovery from a crash")."""
     host = socket.gethostname()
-    abandoned = []
     running = dg.RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED], tags={HOST_TAG: host})
+    abandoned = []
     for record in instance.get_run_records(running):
         run = record.dagster_run
         pid, _, started = run.tags.get(PROCESS_TAG, "").partition(":")
@@ -178,63 +195,75 @@ def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
         except (ValueError, psutil.Error):
             alive = False
         if not alive:
-            instance.report_run_failed(run, message=f"The process of this `mesh run` (pid {pid or '?'} on {host}) "
-                                                    "ended without finishing the run; marked failed by the next one.")
-            abandoned.append(run.run_id)
+            abandoned.append(run)
     return abandoned
 
 
-class _EventReader:
-    """Folds a run's events, read incrementally from the instance (the single source of truth), into each
-    asset's summary; ``steps`` maps each step key to the asset keys it materializes."""
+def abandoned_message(run: dg.DagsterRun) -> str:
+    """What to do about ``run``, an abandoned run (:func:`abandoned_runs`)."""
+    pid = run.tags.get(PROCESS_TAG, "").partition(":")[0] or "?"
+    return (f"run {run.run_id} is still shown in progress, but its `mesh run` process (pid {pid} on "
+            f"{run.tags.get(HOST_TAG, '?')}) is gone; its ports are safe. Until it ends, automation does not start "
+            "its assets again: terminate it in the Dagster UI (Runs, Terminate, force termination), or let the "
+            "daemon's run monitoring fail it (dagster.yaml run_monitoring.max_runtime_seconds)")
 
-    def __init__(self, instance: DagsterInstance, run_id: str, summaries: dict[str, AssetSummary],
-                 steps: dict[str, list[str]]):
-        self.instance, self.run_id, self.summaries, self.steps = instance, run_id, summaries, steps
-        self.cursor: str | None = None
+
+class _Board:
+    """Folds the steps' reports (mesh_assets.orchestration.progress) into each asset's summary; ``steps`` maps
+    each step key to the asset keys it materializes. ``on_change(running assets, finished count)`` is called at
+    each report."""
+
+    def __init__(self, summaries: dict[str, AssetSummary], steps: dict[str, list[str]]):
+        self.summaries, self.steps = summaries, steps
         self.starts: dict[str, float] = {}
+        self.interrupted = False
+        self.on_change: Callable[[list[str], int], None] = lambda running, finished: None
 
-    def update(self) -> None:
-        while True:
-            page = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, of_type=_WATCHED, limit=1000)
-            for record in page.records:
-                self._fold(record.event_log_entry)
-            self.cursor = page.cursor
-            if not page.has_more:
-                return
+    @property
+    def finished(self) -> int:
+        return sum(s.status in ("materialized", "failed") for s in self.summaries.values())
 
-    def _fold(self, entry) -> None:
-        event = entry.dagster_event
-        if event is None:
-            return
-        data = event.event_specific_data
-        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-            summary = self.summaries.get(data.materialization.asset_key.to_user_string())
-            if summary is not None:
-                row_count = data.materialization.metadata.get("dagster/row_count")
-                summary.rows = row_count.value if row_count is not None else None
-        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-            summary = self.summaries.get(data.asset_key.to_user_string())
-            if summary is not None and data.passed:
+    def started(self, step: str) -> None:
+        self.starts[step] = time.monotonic()
+        for key in self.steps.get(step, []):
+            summary = self.summaries[key]
+            summary.status, summary.rows, summary.checks_passed = "running", None, 0
+            summary.warnings, summary.blocking = [], []
+        self._changed()
+
+    def ended(self, step: str, end: StepEnd) -> None:
+        self.interrupted = self.interrupted or end.interrupted
+        seconds = time.monotonic() - self.starts[step] if step in self.starts else None
+        for key in self.steps.get(step, []):
+            summary = self.summaries[key]
+            summary.status, summary.seconds = "materialized" if end.published else "failed", seconds
+            summary.rows = end.rows.get(key)
+        summary = self.summaries.get(end.asset)
+        for outcome in end.outcomes if summary is not None else []:
+            if outcome.passed:
                 summary.checks_passed += 1
-            elif summary is not None:
-                rows = getattr(data.metadata.get("failing_rows"), "value", None)
-                observed = getattr(data.metadata.get("observed_value"), "value", None)
-                name = data.check_name + (f" ({rows:,} row{'' if rows == 1 else 's'})" if isinstance(rows, int)
-                                          else f" (observed {observed})" if observed is not None else "")
-                (summary.blocking if data.severity == dg.AssetCheckSeverity.ERROR else summary.warnings).append(name)
-        else:
-            step = event.step_key or ""
-            for key in self.steps.get(step, []):
-                summary = self.summaries[key]
-                if event.event_type == DagsterEventType.STEP_START:
-                    summary.status = "running"
-                    self.starts[step] = entry.timestamp
-                else:
-                    success = event.event_type == DagsterEventType.STEP_SUCCESS
-                    summary.status = "materialized" if success else "failed"
-                    if step in self.starts:
-                        summary.seconds = entry.timestamp - self.starts[step]
+            else:
+                (summary.blocking if outcome.blocking else summary.warnings).append(_failed_check(outcome))
+        self._changed()
+
+    def settle(self, events: list[dg.DagsterEvent]) -> None:
+        """Mark failed the assets of every step Dagster failed outside its body (a resource that could not start,
+        an extra not installed), which reported nothing."""
+        for event in events:
+            if event.is_step_failure:
+                for key in self.steps.get(event.step_key or "", []):
+                    self.summaries[key].status = "failed"
+
+    def _changed(self) -> None:
+        self.on_change([s.key for s in self.summaries.values() if s.status == "running"], self.finished)
+
+
+def _failed_check(outcome: CheckOutcome) -> str:
+    """A failed check as the summary names it: ``name (N rows)``, ``name (observed V)`` or ``name``."""
+    rows, observed = outcome.metadata.get("failing_rows"), outcome.metadata.get("observed_value")
+    return outcome.name + (f" ({rows:,} row{'' if rows == 1 else 's'})" if isinstance(rows, int)
+                           and not isinstance(rows, bool) else f" (observed {observed})" if observed is not None
+                           else "")
 
 
 def summary_table(summary: RunSummary) -> RichTable:

@@ -6,8 +6,9 @@
   fallback.
 - ``<domain>_run_failure_alert``: a failed run of the domain's code location alerts the teams owning the
   failed steps' tables (mesh_assets.orchestration.alerts).
-- ``<domain>_freshness_alert``: a table whose freshness policy the freshness daemon judged FAIL alerts its
-  owning team once, and again when it recovers (PASS).
+- ``<domain>_freshness_alert``: a table whose latest materialization fails its freshness policy (judged at each
+  tick: mesh_assets.orchestration.freshness.freshness_state) alerts its owning team once, and again when it
+  recovers (PASS).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -25,7 +26,7 @@ from mesh_assets.contract.mesh import Domain
 from mesh_assets.contract.model import Table
 from mesh_assets.engine.ingestion import rejects_key
 from mesh_assets.orchestration.alerts import Alert, send_alert
-from mesh_assets.orchestration.freshness import freshness_policy
+from mesh_assets.orchestration.freshness import freshness_policy, freshness_state, layer_default_slas
 from mesh_assets.settings import MeshSettings
 
 LANDING_FILES_TAG, TRIGGER_TAG = "mesh/landing_files", "mesh/trigger"
@@ -151,8 +152,10 @@ def run_failure_alert_sensor(domain: Domain, settings: MeshSettings) -> dg.Senso
 
 
 def freshness_alert_sensor(domain: Domain, settings: MeshSettings) -> dg.SensorDefinition:
-    """The sensor reading the freshness state the freshness daemon recorded for each table of the domain that
-    has a freshness policy: a move to FAIL alerts the owning team once; a later PASS sends a recovery."""
+    """The sensor judging, at each tick, the latest materialization of each table of the domain that has a
+    freshness policy against its SLA (read in one batch with the public ``DagsterInstance.get_asset_records``;
+    Dagster 1.13 has no public method returning the freshness daemon's state): a move to FAIL alerts the owning
+    team once; a later PASS sends a recovery."""
     owners = {dg.AssetKey(list(t.key)): (p.team, t) for p in domain.products for t in p.tables
               if freshness_policy(t, settings, domain.timezone) is not None}
 
@@ -162,12 +165,17 @@ def freshness_alert_sensor(domain: Domain, settings: MeshSettings) -> dg.SensorD
     def _sensor(context: dg.SensorEvaluationContext):
         alerted = json.loads(context.cursor) if context.cursor else {}
         sent = 0
-        for key, record in context.instance.get_freshness_state_records(list(owners)).items():
-            name, state = key.to_user_string(), record.freshness_state.value
-            team, table = owners[key]
+        now = datetime.now(UTC)
+        materialized = {r.asset_entry.asset_key: r.asset_entry.last_materialization
+                        for r in context.instance.get_asset_records(list(owners))}
+        for key, (team, table) in owners.items():
+            event = materialized.get(key)
+            updated_at = datetime.fromtimestamp(event.timestamp, UTC) if event is not None else None
+            slas = list(table.slas) or layer_default_slas(settings, table.layer)
+            name, state = key.to_user_string(), freshness_state(updated_at, slas, now, domain.timezone)
             if state == "FAIL" and alerted.get(name) != "FAIL":
-                kind, summary = "freshness", (f"{name} missed its SLA (freshness FAIL since "
-                                              f"{record.updated_at:%Y-%m-%d %H:%M:%S} UTC)")
+                kind, summary = "freshness", (f"{name} missed its SLA (freshness FAIL: last materialized "
+                                              f"{updated_at:%Y-%m-%d %H:%M:%S} UTC)")
             elif state == "PASS" and alerted.get(name) == "FAIL":
                 kind, summary = "freshness_recovered", f"{name} is fresh again"
             else:
