@@ -410,7 +410,7 @@ def ports(root: RootOption = None, output: FormatOption = OutputFormat.text,
                                                 "one (rollback and --as-of candidates).")] = False) -> None:
     """List every table's port (and bronze rejects port) with its Iceberg table identifier: the current
     snapshot (Iceberg snapshot id, publication), rows, commit time."""
-    from mesh_assets.engine.ingestion import rejects_key
+    from mesh_assets.engine.ingestion import table_ports
     from mesh_assets.engine.port_storage import PortStorage
 
     try:
@@ -419,8 +419,7 @@ def ports(root: RootOption = None, output: FormatOption = OutputFormat.text,
         rows = []
         for domain in mesh.domains():
             for t in domain.tables:
-                keys = [t.key, rejects_key(t)] if t.layer == "bronze" else [t.key]
-                for key in keys:
+                for key in table_ports(t):
                     port = storage.port(key)
                     snapshots = port.history() if history else [port.current() or {}]
                     for info in snapshots or [{}]:
@@ -657,7 +656,7 @@ def migrate(root: RootOption = None) -> None:
     """Import every port of a storage root written before ports were Iceberg tables (snapshots/<id>/ plus
     _current.json): each port's current snapshot becomes the first snapshot of its Iceberg table, its files
     registered where they are (docs/operations.md)."""
-    from mesh_assets.engine.ingestion import rejects_key
+    from mesh_assets.engine.ingestion import table_ports
     from mesh_assets.engine.port_storage import PortStorage
 
     try:
@@ -666,7 +665,7 @@ def migrate(root: RootOption = None) -> None:
         imported = []
         for domain in mesh.domains():
             for t in domain.tables:
-                for key in [t.key, rejects_key(t)] if t.layer == "bronze" else [t.key]:
+                for key in table_ports(t):
                     port = storage.port(key)
                     snapshot = port.migrate()
                     if snapshot is not None:

@@ -55,6 +55,11 @@ def rejects_key(table: Table) -> tuple[str, str, str]:
     return (table.domain, table.layer, f"{table.name}{REJECTS_SUFFIX}")
 
 
+def table_ports(table: Table) -> list[tuple[str, str, str]]:
+    """The ports a table's step writes: its own and, for a bronze table, its rejects port."""
+    return [table.key, *([rejects_key(table)] if table.layer == "bronze" else [])]
+
+
 @dataclass
 class Drift:
     """Differences between the files' headers and the contract's columns, by kind."""

@@ -34,7 +34,7 @@ from mesh_assets.contract.model import Table
 from mesh_assets.engine.checks import redact_samples, run_rules
 from mesh_assets.engine.duckdb_engine import DuckDBEngine, contract_types
 from mesh_assets.engine.ingestion import (REJECTS_SAMPLE, detect_drift, drift_outcome, ingestion_outcomes, rejects_key,
-                                          source_files)
+                                          source_files, table_ports)
 from mesh_assets.engine.interface import BuildJob, Engine, EngineSession, Output, Sandbox
 from mesh_assets.engine.masked_copy import Masking, masking_for, write_masked_copy
 from mesh_assets.engine.outcomes import CheckOutcome, schema_outcome, weighted_passes
@@ -266,7 +266,7 @@ def step_sandbox(table: Table, storage: PortStorage, settings: MeshSettings, inp
     an object store, where files are matched by DuckDB, the folder of the glob's fixed prefix instead. Nothing
     else — not the landing zone, not the rest of its domain's folder — is reachable; ``spill`` is the step's own
     spill folder."""
-    own = [table.key, *([rejects_key(table)] if table.layer == "bronze" else [])]
+    own = table_ports(table)
     local = "://" not in storage.root or storage.root.startswith("file://")
     files = [f for s in inputs for f in (s.files or (s.glob,))] if local else []
     directories = [*([] if local else [s.path for s in inputs]), *(storage.port(key).location for key in own)]
