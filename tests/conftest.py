@@ -9,13 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
+import yaml
 
 from domains.tpch import TABLES, land_tpch
 from mesh_assets.contract.mesh import Mesh, load_mesh
@@ -97,6 +98,18 @@ def make_tiny_root(parent: Path) -> Path:
 def tiny_root(tmp_path: Path) -> Path:
     """The tiny mesh of :func:`make_tiny_root` in the test's own folder."""
     return make_tiny_root(tmp_path)
+
+
+def edit_columns(root: Path, edit: Callable[[str, dict], None]) -> None:
+    """Apply ``edit(table name, column)`` to every column (a contract's ``properties[]`` entry, edited in place)
+    of every table of the tiny mesh's two contracts, and write them back."""
+    for name in ("orders", "customers"):
+        path = root / "domains/shop/products" / f"{name}.yaml"
+        contract = yaml.safe_load(path.read_text())
+        for table in contract["schema"]:
+            for column in table["properties"]:
+                edit(table["name"], column)
+        path.write_text(yaml.safe_dump(contract, sort_keys=False))
 
 
 def land_orders(root: Path, csv_text: str) -> None:

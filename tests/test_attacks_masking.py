@@ -21,10 +21,9 @@ import dagster as dg
 import duckdb
 import pytest
 import sqlglot
-import yaml
 from sqlglot import exp
 
-from conftest import isolate, land_orders, make_tiny_root, restored
+from conftest import edit_columns, isolate, land_orders, make_tiny_root, restored
 from mesh_assets import connect, load_mesh
 from mesh_assets.catalog import build_catalog
 from mesh_assets.consumption.query import read_only_query
@@ -44,18 +43,13 @@ NAMES = [f"Customer#{i:09d}" for i in range(1, 21)]
 def _classify(root: Path) -> None:
     """``customer`` is PII in every table of ``shop``; order totals above 15 fail a warning rule whose failing
     rows are sampled with their key, the customer."""
-    for name in ("orders", "customers"):
-        path = root / "domains/shop/products" / f"{name}.yaml"
-        contract = yaml.safe_load(path.read_text())
-        for table in contract["schema"]:
-            for column in table["properties"]:
-                if column["name"] == "customer":
-                    column["classification"] = "pii"
-                if table["name"] == "order_totals" and column["name"] == "total":
-                    column["quality"] = [{"id": "total_is_small", "metric": "invalidValues",
-                                          "arguments": {"validValues": [1.5, 10.0]}, "mustBe": 0,
-                                          "severity": "warning"}]
-        path.write_text(yaml.safe_dump(contract, sort_keys=False))
+    def edit(table: str, column: dict) -> None:
+        if column["name"] == "customer":
+            column["classification"] = "pii"
+        if table == "order_totals" and column["name"] == "total":
+            column["quality"] = [{"id": "total_is_small", "metric": "invalidValues",
+                                  "arguments": {"validValues": [1.5, 10.0]}, "mustBe": 0, "severity": "warning"}]
+    edit_columns(root, edit)
 
 
 def _land(root: Path, orders: int) -> None:

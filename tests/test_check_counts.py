@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -17,26 +16,21 @@ from mesh_assets.cli.main import app
 from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.orchestration.runner import RunSummary, open_instance, run_mesh, summary_table
 
-from conftest import land_orders
+from conftest import edit_columns, land_orders
 
 FK = "customer_references_raw_customers"
 
 
 def _prepare(root: Path) -> None:
     """``customer`` is PII everywhere; gold totals fail a warning when not 10 or 20 and block above 100."""
-    for name in ("orders", "customers"):
-        path = root / "domains/shop/products" / f"{name}.yaml"
-        contract = yaml.safe_load(path.read_text())
-        for table in contract["schema"]:
-            for column in table["properties"]:
-                if column["name"] == "customer":
-                    column["classification"] = "pii"
-                if table["name"] == "order_totals" and column["name"] == "total":
-                    column["logicalTypeOptions"] = {"maximum": 100}
-                    column["quality"] = [{"id": "total_is_round", "metric": "invalidValues",
-                                          "arguments": {"validValues": [10.0, 20.0]}, "mustBe": 0,
-                                          "severity": "warning"}]
-        path.write_text(yaml.safe_dump(contract, sort_keys=False))
+    def edit(table: str, column: dict) -> None:
+        if column["name"] == "customer":
+            column["classification"] = "pii"
+        if table == "order_totals" and column["name"] == "total":
+            column["logicalTypeOptions"] = {"maximum": 100}
+            column["quality"] = [{"id": "total_is_round", "metric": "invalidValues",
+                                  "arguments": {"validValues": [10.0, 20.0]}, "mustBe": 0, "severity": "warning"}]
+    edit_columns(root, edit)
 
 
 def _run(root: Path, orders: str) -> RunSummary:
