@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -32,7 +33,7 @@ from mesh_assets.engine.ports import Port
 from mesh_assets.orchestration.runner import dagster_home
 from mesh_assets.orchestration.sensors import LANDING_FILES_TAG, TRIGGER_TAG
 
-from conftest import REPO
+from conftest import REPO, VALID_ORDERS, land_orders
 
 pytestmark = pytest.mark.daemon  # an integration tier: `make test-fast` leaves it out
 
@@ -198,3 +199,62 @@ def test_tiny_sla_fails_without_materialization_and_passes_after_one(tiny_root: 
         _mesh_run(tiny_root)
         _wait("freshness PASS", lambda: state() == "PASS", 120, [daemon])
         _wait("the recovery alert", lambda: alerted("freshness_recovered"), 120, [daemon])
+
+
+def _graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """POST one GraphQL request to the webserver, as its UI does; the ``data`` of the answer."""
+    request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query, "variables": variables})
+                                     .encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
+REEXECUTE = """mutation Reexecute($parentRunId: String!) {
+  launchRunReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def test_a_failed_run_launched_by_mesh_run_is_re_executed_from_the_ui(tiny_root: Path, home: Path) -> None:
+    """`mesh run --via` launches its runs in the domain's code location: after the bad input is fixed, the UI's
+    "re-execute all steps" (its GraphQL mutation; the landed file is read again from bronze) runs the failed run
+    again, and it succeeds."""
+    write_dg_project(tiny_root / "domains" / "shop", "shop")
+    _workspace(tiny_root, ["shop"])
+    land_orders(tiny_root, "order_id,customer,amount\n1,ann,10.00\n2,bob,-5.00\n")  # a negative amount blocks silver
+    dagster_home(tiny_root)
+    instance = dg.DagsterInstance.get()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with _running([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)], tiny_root,
+                  tiny_root / "dagster-dev.log") as dev:
+        _wait("the webserver", lambda: _answers(f"{url}/server_info"), 240, [dev])
+        failed = subprocess.run([str(BIN / "mesh"), "run", "--via", url, "--root", str(tiny_root)],
+                                capture_output=True, text=True, timeout=600)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        results = json.loads((tiny_root / ".mesh" / "run_results.json").read_text())
+        status = {r["asset"]: r["status"] for r in results["results"]}
+        assert status["shop/silver/orders"] == "failed" and status["shop/gold/order_totals"] == "skipped"
+        parent = instance.get_run_by_id(results["run_id"])
+        assert parent is not None and parent.status == dg.DagsterRunStatus.FAILURE
+        assert parent.remote_job_origin is not None  # it belongs to the code location: the UI can re-execute it
+        assert parent.remote_job_origin.location_name == "shop"
+
+        land_orders(tiny_root, VALID_ORDERS)
+        launched = _graphql(url, REEXECUTE, {"parentRunId": parent.run_id})["launchRunReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        child_id = launched["run"]["runId"]
+
+        def finished() -> dg.DagsterRun | None:
+            run = instance.get_run_by_id(child_id)
+            return run if run is not None and run.is_finished else None
+
+        child = _wait("the re-executed run", finished, 300, [dev])
+        assert child.status == dg.DagsterRunStatus.SUCCESS and child.parent_run_id == parent.run_id
+        gold = instance.get_latest_materialization_event(dg.AssetKey(["shop", "gold", "order_totals"]))
+        assert gold is not None and gold.run_id == child_id

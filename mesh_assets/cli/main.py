@@ -109,6 +109,10 @@ def run(
     results: Annotated[Path | None, typer.Option(
         "--results", help="Where to write the run's results as JSON (default: <mesh>/.mesh/run_results.json).")
     ] = None,
+    via: Annotated[str | None, typer.Option(
+        "--via", help="Launch the runs through the Dagster webserver at this URL (e.g. http://127.0.0.1:3000), "
+                      "one per domain in dependency order, each in its code location, so the UI can re-execute "
+                      "them; without it the mesh runs in this process.")] = None,
 ) -> None:
     """Materialize every asset of the mesh (or of --domain, or those --select picks) in dependency order, then
     print a summary and write the results as JSON (docs/operations.md, "Run results")."""
@@ -123,7 +127,11 @@ def run(
             require_installed(ENGINE_EXTRAS[engine.value], f"mesh run --engine {engine.value}")
         mesh = _mesh(root)
         instance = open_instance(mesh.root)
-        summary = run_mesh(mesh, instance, domain or None, console=err, selection=select)
+        if via is not None:
+            from mesh_assets.orchestration.launch import launch_mesh
+            summary = launch_mesh(mesh, instance, via, domain or None, selection=select, console=err)
+        else:
+            summary = run_mesh(mesh, instance, domain or None, console=err, selection=select)
     except MeshError as exc:
         raise _fail(exc) from None
     summary.write_results(results or mesh.root / ".mesh" / "run_results.json")

@@ -110,31 +110,13 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
             not load.
     """
     console = console or Console(stderr=True)
-    unknown = set(domains or []) - set(mesh.domain_names)
-    if unknown:
-        raise MeshError(f"unknown domain(s) {', '.join(sorted(unknown))}; the mesh has "
-                        f"{', '.join(mesh.domain_names)}")
-    defs = build_mesh_definitions(mesh, domains)
+    defs, keys, steps = plan_run(mesh, domains, selection)
     job = defs.resolve_implicit_global_asset_job_def()
-    graph = defs.resolve_asset_graph()
-    chosen = select_assets(defs, selection) if selection else None
-    steps: dict[str, list[str]] = {}  # step key → asset keys it materializes
-    for assets_def in defs.assets or []:
-        for key in assets_def.keys:  # type: ignore[union-attr]
-            steps.setdefault(assets_def.node_def.name, []).append(key.to_user_string())  # type: ignore[union-attr]
-    if chosen is not None:  # whole steps: a step cannot build part of its assets
-        chosen |= {k for keys in steps.values() if chosen & set(keys) for k in keys}
-    keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable
-            and (not domains or k.path[0] in domains) and (chosen is None or k.to_user_string() in chosen)]
-    if selection and not keys:
-        within = f" of --domain {', '.join(domains)}" if domains else ""
-        raise MeshError(f"--select {selection!r} picks no asset{within}; {_SELECTION_HELP}")
     run_id = str(uuid.uuid4())
     clean_step_folders(mesh.settings)  # and the processes of steps killed with their run
     process = psutil.Process()
     tags = {HOST_TAG: socket.gethostname(), PROCESS_TAG: f"{process.pid}:{process.create_time()}"}
     summaries = {k.to_user_string(): AssetSummary(k.to_user_string()) for k in keys}
-    steps = {step: [k for k in assets if k in summaries] for step, assets in steps.items()}
     started = time.monotonic()
     board = _Board(summaries, steps)
     for run in abandoned_runs(instance):
@@ -155,6 +137,39 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
         progress.update(task, completed=board.finished, description="done")
     success = bool(result.success) and all(s.status == "materialized" for s in summaries.values())
     return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
+
+
+def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None
+             ) -> tuple[dg.Definitions, list[dg.AssetKey], dict[str, list[str]]]:
+    """What a run of ``domains`` (default: all) and ``selection`` (a Dagster asset selection string, or None for
+    everything) materializes: the mesh's definitions, the asset keys in dependency order, and each step's asset
+    keys (``domain/layer/table``) among them. A step building several assets (a bronze table and its
+    ``__rejects``) is chosen whole.
+
+    Raises:
+        MeshError: an unknown domain, a selection that does not parse or picks no asset, or contracts that do
+            not load.
+    """
+    unknown = set(domains or []) - set(mesh.domain_names)
+    if unknown:
+        raise MeshError(f"unknown domain(s) {', '.join(sorted(unknown))}; the mesh has "
+                        f"{', '.join(mesh.domain_names)}")
+    defs = build_mesh_definitions(mesh, domains)
+    graph = defs.resolve_asset_graph()
+    chosen = select_assets(defs, selection) if selection else None
+    steps: dict[str, list[str]] = {}  # step key → asset keys it materializes
+    for assets_def in defs.assets or []:
+        for key in assets_def.keys:  # type: ignore[union-attr]
+            steps.setdefault(assets_def.node_def.name, []).append(key.to_user_string())  # type: ignore[union-attr]
+    if chosen is not None:  # whole steps: a step cannot build part of its assets
+        chosen |= {k for keys in steps.values() if chosen & set(keys) for k in keys}
+    keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable
+            and (not domains or k.path[0] in domains) and (chosen is None or k.to_user_string() in chosen)]
+    if selection and not keys:
+        within = f" of --domain {', '.join(domains)}" if domains else ""
+        raise MeshError(f"--select {selection!r} picks no asset{within}; {_SELECTION_HELP}")
+    names = {k.to_user_string() for k in keys}
+    return defs, keys, {step: [k for k in assets if k in names] for step, assets in steps.items()}
 
 
 _SELECTION_HELP = ("write a Dagster asset selection over keys domain/layer/table, e.g. "
