@@ -22,12 +22,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table as RichTable
 
 from mesh_assets.contract.mesh import Mesh
+from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.step_folders import clean_step_folders
 from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.orchestration.instance_config import get_instance, write_instance_config
 
 HOST_TAG, PROCESS_TAG = "mesh/host", "mesh/process"  # where a `mesh run` runs: host, "<pid>:<start time>"
+# Dagster's run tags of a partition and of a partition range (what a backfill's single run carries)
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 _WATCHED = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
             DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
 
@@ -95,13 +99,17 @@ class RunSummary:
 
 
 def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = None,
-             console: Console | None = None) -> RunSummary:
+             console: Console | None = None, partitions: tuple[str, str] | None = None) -> RunSummary:
     """Materialize every asset of ``domains`` (default: all) in one Dagster run with a progress bar.
 
-    Assets outside ``domains`` are not run; their ports are read as currently published.
+    Assets outside ``domains`` are not run; their ports are read as currently published. Partitioned assets
+    are run only with ``partitions`` (first, last partition key; the same key for one partition): the
+    partitioned assets with those partitions, over that range in the one run, and the unpartitioned assets
+    they need and that were never published, or that read them (:func:`partition_selection`;
+    docs/partitions.md).
 
     Raises:
-        MeshError: an unknown domain, or contracts that do not load.
+        MeshError: an unknown domain, contracts that do not load, or partitions no asset has.
     """
     console = console or Console(stderr=True)
     unknown = set(domains or []) - set(mesh.domain_names)
@@ -113,11 +121,23 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     graph = defs.resolve_asset_graph()
     keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable
             and (not domains or k.path[0] in domains)]
+    tags: dict[str, str] = {}
+    if partitions is None:
+        keys = [k for k in keys if graph.get(k).partitions_def is None]
+    else:
+        storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
+        never = {k for k in keys
+                 if graph.get(k).partitions_def is None and storage.port(tuple(k.path)).current() is None}
+        chosen = set(partition_selection(graph, keys, *partitions, never=never))
+        steps_of = {k: set(a.keys) for a in defs.assets or [] for k in a.keys}  # type: ignore[union-attr]
+        keys = [k for k in keys if steps_of.get(k, {k}) & chosen]  # a step's assets go together (rejects)
+        tags = ({PARTITION_TAG: partitions[0]} if partitions[0] == partitions[1] else
+                {RANGE_START_TAG: partitions[0], RANGE_END_TAG: partitions[1]})
     run_id = str(uuid.uuid4())
     fail_abandoned_runs(instance)
     clean_step_folders(mesh.settings)  # and the processes of steps killed with their run
     process = psutil.Process()
-    tags = {HOST_TAG: socket.gethostname(), PROCESS_TAG: f"{process.pid}:{process.create_time()}"}
+    tags.update({HOST_TAG: socket.gethostname(), PROCESS_TAG: f"{process.pid}:{process.create_time()}"})
     summaries = {k.to_user_string(): AssetSummary(k.to_user_string()) for k in keys}
     steps: dict[str, list[str]] = {}  # step key → asset keys it materializes
     for assets_def in defs.assets or []:
@@ -161,6 +181,39 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     success = bool(result.success) and all(s.status == "materialized"  # type: ignore[attr-defined]
                                            for s in summaries.values())
     return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
+
+
+def partition_selection(graph, keys: list[dg.AssetKey], first: str, last: str,
+                        never: set[dg.AssetKey] = frozenset()) -> list[dg.AssetKey]:  # type: ignore[assignment]
+    """Of ``keys`` (in dependency order, of the asset graph ``graph``), the partitioned assets that have the
+    partitions ``first`` and ``last`` (``first`` not after ``last``), the unpartitioned ones downstream of
+    them, which read every partition, and the unpartitioned ones upstream of them among ``never`` (their ports
+    never published: a first build); in the same order.
+
+    Raises:
+        MeshError: no selected asset has those partitions, or ``first`` comes after ``last``.
+    """
+    chosen: set[dg.AssetKey] = set()
+    for key in keys:
+        node = graph.get(key)
+        partitions_def = node.partitions_def
+        if partitions_def is not None:
+            known = partitions_def.get_partition_keys()
+            if first in known and last in known:
+                if known.index(first) > known.index(last):
+                    raise MeshError(f"--from {first} comes after --to {last}; give the earlier partition first")
+                chosen.add(key)
+        elif any(parent in chosen for parent in node.parent_keys):
+            chosen.add(key)
+    for key in reversed(keys):  # the first build of what the chosen partitions read
+        node = graph.get(key)
+        if key in never and node.partitions_def is None and any(c in chosen for c in node.child_keys):
+            chosen.add(key)
+    if not any(graph.get(k).partitions_def is not None for k in chosen):
+        raise MeshError(f"no selected asset has the partition(s) {first}"
+                        f"{'' if first == last else ' to ' + last}: a month's key is YYYY-MM, a day's YYYY-MM-DD, "
+                        "within each table's partitioning start and end (docs/partitions.md)")
+    return [k for k in keys if k in chosen]
 
 
 def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:

@@ -40,7 +40,7 @@ def landed_files(table: Table, landing_zone: str) -> dict[str, list[float]]:
     fs, base = fsspec.core.url_to_fs(landing_zone)
     base = base.rstrip("/")
     files = {}
-    for path, info in fs.glob(f"{base}/{table.source.path}", detail=True).items():
+    for path, info in fs.glob(f"{base}/{table.source.glob(table.partitioning)}", detail=True).items():
         if info.get("type") == "directory":
             continue
         files[path[len(base) + 1:] if path.startswith(base + "/") else path] = [info.get("size") or 0,
