@@ -27,7 +27,8 @@ MONTHS = ("1992-01", "1992-02", "1992-03", "1992-04")
 NEW_MONTH = "1992-05"
 PARTITIONED = ("shop/bronze/raw_orders", "shop/silver/orders", "shop/gold/monthly_revenue")
 ORDERS_SQL = ("SELECT o_orderkey AS order_id, o_custkey AS customer_id, o_totalprice AS total, "
-              "o_orderdate AS order_date FROM read_csv('{csv}', header = true) WHERE strftime(o_orderdate, '%Y-%m') = ?")
+              "o_orderdate AS order_date FROM read_csv('{csv}', header = true) "
+              "WHERE strftime(o_orderdate, '%Y-%m') = '{month}'")
 
 
 def land_month(root: Path, tpch: Path, month: str, extra_rows: str = "") -> Path:
@@ -36,8 +37,7 @@ def land_month(root: Path, tpch: Path, month: str, extra_rows: str = "") -> Path
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "orders.csv"
     con = duckdb.connect()
-    con.execute(f"COPY ({ORDERS_SQL.format(csv=tpch / 'tpch' / 'orders.csv')}) TO '{target}' (HEADER)".replace(
-        "?", f"'{month}'"))
+    con.execute(f"COPY ({ORDERS_SQL.format(csv=tpch / 'tpch' / 'orders.csv', month=month)}) TO '{target}' (HEADER)")
     if extra_rows:
         with target.open("a") as handle:
             handle.write(extra_rows)
@@ -47,7 +47,8 @@ def land_month(root: Path, tpch: Path, month: str, extra_rows: str = "") -> Path
 def expected_totals(tpch: Path, months: tuple[str, ...]) -> list[tuple]:
     """Revenue and orders per segment of TPC-H's orders in ``months``, computed on the raw files."""
     return duckdb.connect().execute(
-        f"SELECT c_mktsegment, sum(CAST(o_totalprice AS DECIMAL(15,2))), count(*) FROM read_csv('{tpch / 'tpch' / 'orders.csv'}') o "
+        "SELECT c_mktsegment, sum(CAST(o_totalprice AS DECIMAL(15,2))), count(*) "
+        f"FROM read_csv('{tpch / 'tpch' / 'orders.csv'}') o "
         f"JOIN read_csv('{tpch / 'tpch' / 'customer.csv'}') c ON c.c_custkey = o.o_custkey "
         f"WHERE strftime(o_orderdate, '%Y-%m') IN ({', '.join(repr(m) for m in months)}) GROUP BY 1 ORDER BY 1"
     ).fetchall()
@@ -331,3 +332,23 @@ def test_a_partitioned_table_on_another_engine_is_refused_at_load(tmp_path: Path
         build_mesh_definitions(load_mesh(root))
     assert "orders.yaml: table orders is partitioned (column order_date)" in str(caught.value)
     assert fix in str(caught.value)
+
+
+def test_the_landing_zone_sensor_starts_the_runs_of_the_landed_partitions_only(tmp_path: Path, tpch_landing) -> None:
+    from mesh_assets.orchestration.definitions import build_domain_definitions
+
+    root = make_root(tmp_path, tpch_landing, ("1992-01",))
+    with (root / "mesh.yaml").open("a") as handle:
+        handle.write("automation: {landing_settle_seconds: 0}\n")
+    defs = build_domain_definitions(root / "domains" / "shop")
+    sensor = defs.resolve_sensor_def("shop_landing_zone")
+    with dg.instance_for_test() as instance:
+        first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert {(r.partition_key, frozenset(k.to_user_string() for k in r.asset_selection))
+                for r in first.run_requests} == {
+            (None, frozenset({"shop/bronze/raw_customers", "shop/bronze/raw_customers__rejects"})),
+            ("1992-01", frozenset({"shop/bronze/raw_orders", "shop/bronze/raw_orders__rejects"}))}
+        land_month(root, tpch_landing, "1992-03")
+        second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
+        assert [(r.partition_key, r.tags["mesh/landing_files"]) for r in second.run_requests] == [
+            ("1992-03", "shop/orders/1992-03/orders.csv")]

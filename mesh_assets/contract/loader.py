@@ -22,7 +22,8 @@ from mesh_assets.contract.grants import parse_grants
 from mesh_assets.contract.inheritance import DeclaredProperty, declared_properties, declared_quality
 from mesh_assets.contract.labels import labels_table, parse_labels
 from mesh_assets.contract.metrics import DeclarationError, metrics_table, parse_metrics
-from mesh_assets.contract.model import SNAKE_CASE, VISIBILITIES, Column, DataProduct, Label, Metric, Sla, Source, Table
+from mesh_assets.contract.model import (PARTITION_CHECK, SNAKE_CASE, VISIBILITIES, Column, DataProduct, Label, Metric,
+                                       Sla, Source, Table)
 from mesh_assets.contract.odcs import validate_odcs
 from mesh_assets.contract.partitioning import check_source_path, parse_partitioning
 from mesh_assets.contract.rules import (RuleError, primary_key_rule, primary_key_severity, quality_rule,
@@ -220,7 +221,7 @@ class _Builder:
                                                    [*entry.location, "relationships", k]))
                 except RuleError as exc:
                     self.fail(exc.location, str(exc))
-        seen: set[str] = {"schema"}
+        seen: set[str] = {"schema", *([PARTITION_CHECK] if partitioning is not None else [])}  # framework checks
         for rule in rules:
             if rule.name in seen:
                 self.fail([*loc], f"two checks on '{name}' are named '{rule.name}'; give one rule another id")

@@ -15,7 +15,9 @@ read, its dbt model rendered), so no caller reads a file to learn what a table i
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +114,26 @@ class Source:
             return self.path
         day = partitioning.period_start(key) if key is not None else None
         return self.path.format(**{f: day.strftime(fmt) if day else "*" for f, fmt in SOURCE_FIELDS.items()})
+
+    def partition_of(self, path: str, partitioning: Partitioning) -> str | None:
+        """The partition key of the landed file ``path`` (relative to the landing zone), read from the fields
+        of ``self.path`` (``orders/{month}/*.csv``: ``orders/1992-03/a.csv`` → ``1992-03``); ``None`` when the
+        path does not match or names no valid date."""
+        pattern = ""
+        for literal, name, _, _ in string.Formatter().parse(self.path):
+            pattern += fnmatch.translate(literal).removeprefix("(?s:").removesuffix(")\\Z")
+            if name is not None:
+                pattern += rf"(?P<{name}>[0-9-]+)"
+        found = re.fullmatch(pattern, path)
+        if found is None:
+            return None
+        field = GRANULARITIES[partitioning.granularity][1]
+        try:
+            day = dt.datetime.strptime(found.group(field), SOURCE_FIELDS[field]).date()
+        except (IndexError, ValueError):
+            return None
+        return day.strftime(partitioning.key_format) if day.strftime(SOURCE_FIELDS[field]) == found.group(field) \
+            else None
 
 
 @dataclass(frozen=True)
