@@ -352,3 +352,32 @@ def test_the_landing_zone_sensor_starts_the_runs_of_the_landed_partitions_only(t
         second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
         assert [(r.partition_key, r.tags["mesh/landing_files"]) for r in second.run_requests] == [
             ("1992-03", "shop/orders/1992-03/orders.csv")]
+
+
+def test_a_partition_publication_replaces_only_its_files_and_an_empty_partition_empties_it(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from mesh_assets.contract.model import Partitioning
+    from mesh_assets.engine.duckdb_engine import DuckDBEngine, DuckDBStep
+    from mesh_assets.engine.ports import Port
+
+    port, con = Port(str(tmp_path), ("shop", "gold", "daily")), duckdb.connect()
+    step = DuckDBStep(DuckDBEngine(), con)
+    by_month = Partitioning("day", "month", dt.date(2024, 1, 1))
+    rows = "SELECT DATE '2024-01-05' + CAST(i AS INTEGER) AS day, i AS v FROM range(40) AS t(i)"  # Jan 5 – Feb 13
+    first = port.new_snapshot("run1")
+    assert step.write(rows, first, ("day", by_month.key_format)) == 40
+    assert [f.rsplit("/", 1)[-1] for f in port.staged_files(first.id)] == ["part-2024-01-0.parquet",
+                                                                            "part-2024-02-1.parquet"]
+    assert port.publish(first.id, {"rows": 40}, partitioning=by_month,
+                        window=by_month.window(["2024-01", "2024-02"]))["rows"] == 40
+    january = [f for f in port.current_snapshot().files if "part-2024-01" in f]
+    second = port.new_snapshot("run2")
+    assert step.write(f"SELECT * FROM ({rows}) WHERE false", second, ("day", by_month.key_format)) == 0
+    info = port.publish(second.id, {"rows": 0}, partitioning=by_month, window=by_month.window(["2024-02"]))
+    assert info["rows"] == 27  # January's 27 days stay, February is empty
+    assert [f for f in port.current_snapshot().files if "part-2024-01" in f] == january  # the very same file
+    assert con.execute(f"SELECT count(*), max(day) FROM {port.current_snapshot().read_sql}").fetchall() == [
+        (27, dt.date(2024, 1, 31))]
+    summary = port.table().current_snapshot().summary
+    assert (summary["mesh.partition"], summary["mesh.partition-rows"], summary["mesh.rows"]) == ("2024-02", "0", "27")

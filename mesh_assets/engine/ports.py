@@ -639,8 +639,9 @@ class Port:
                 doomed.append(data_file)
             else:
                 kept_rows += data_file.record_count
-        summary[PARTITION], summary[PARTITION_ROWS] = window.label, summary.get(ROWS, "0")
-        summary[ROWS] = str(kept_rows + int(summary.get(ROWS, "0")))
+        staged = summary.get(PARTITION_ROWS) or summary.get(ROWS, "0")  # set by an earlier attempt of the commit
+        summary[PARTITION], summary[PARTITION_ROWS] = window.label, staged
+        summary[ROWS] = str(kept_rows + int(staged))
         return doomed
 
     def migrate(self) -> str | None:
