@@ -114,12 +114,14 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
     masking = masking_for(table, duckdb, settings)
     sensitive = sensitive_columns(table, settings.governance)
     window = window if table.partitioning is not None else None
-    within = {key: (column, window) for key, column in (partitioned_inputs or {}).items()} if window else {}
+    checked = {r.key for r in [*references.values(), *(rule_inputs or [])]}  # rules read every partition
+    within = {key: (column, window) for key, column in (partitioned_inputs or {}).items()
+              if key not in checked} if window else {}
     snapshots = list(input_snapshots(table, reads, storage, access, within))
     sql, origin = _transform(table, settings)  # before an engine starts: the allow-list is Spark's only sandbox
     if window is not None and sql:
-        sql = filter_inputs(sql, {(r.schema, r.table): within[r.key][0] for r in inputs if r.key in within},
-                            window.start, window.end)
+        sql = filter_inputs(sql, {(r.schema, r.table): column for r in inputs
+                                  if (column := (partitioned_inputs or {}).get(r.key))}, window.start, window.end)
     files = source_files(table, settings.landing_path, window) if table.layer == "bronze" else []
     spill = new_spill_folder(settings)  # DuckDB lets a connection read its spill folder: one of its own
     # of the ports it reads, a step reaches the folder of the current snapshot only (the masked copy when masked)
