@@ -54,8 +54,8 @@ from mesh_assets.sql.lineage import column_lineage
 from mesh_assets.sql.partition_filter import filter_inputs, window_predicate
 
 REJECTS_SCHEMA = "_rejects"  # the relation a bronze step's staged rejects are read from for their sample
-# A partitioned step's key rules run on ``<layer>.<table>__table``: its staged partition(s) with the rest of the table.
-WHOLE_TABLE_SUFFIX = "__table"
+# A partitioned step reads the rest of its table (the current files outside its window) as ``<layer>.<table>__rest``.
+REST_SUFFIX = "__rest"
 KEY_RULES = ("primary_key", "duplicates")  # whole-table rules: a key stays unique across partitions
 
 
@@ -236,8 +236,9 @@ def _audit_window(session: EngineSession, table: Table, window: Window, port: Po
                   targets: dict[str, str], settings: MeshSettings) -> list[CheckOutcome]:
     """A partitioned step's audit: ``partition_window`` (every staged row's partition column in ``window``,
     blocking), the contract's rules on the staged rows, except primary key and unique rules, which run on the
-    staged rows together with the rest of the table (the current files outside the window: what the table
-    holds once published), so a key stays unique across partitions; their outcomes say ``scope``: ``table``."""
+    staged rows together with the rows of the rest of the table (the current files outside the window: what
+    the table holds once published) that repeat one of their keys (:func:`_with_colliding_rows`), so a key
+    stays unique across partitions; their outcomes say ``scope``: ``table``."""
     assert table.partitioning is not None
     column, relation = table.partitioning.column, f"{table.layer}.{table.name}"
     checks, sample = session.checks_session(), settings.checks.sample_rows
@@ -252,16 +253,33 @@ def _audit_window(session: EngineSession, table: Table, window: Window, port: Po
     by_kind = {kind: [r for r in table.rules if (r.kind in KEY_RULES) == kind] for kind in (False, True)}
     outcomes += run_rules(checks, relation, dataclasses.replace(table, rules=tuple(by_kind[False])), sample,
                           targets)
-    if by_kind[True]:
-        rest = port.files_outside(column, window)
-        whole = Snapshot(staged.id, staged.path, (*port.staged_files(staged.id), *rest))
-        session.register(table.layer, f"{table.name}{WHOLE_TABLE_SUFFIX}", whole)
-        for outcome in run_rules(checks, f"{relation}{WHOLE_TABLE_SUFFIX}",
-                                 dataclasses.replace(table, rules=tuple(by_kind[True])), sample):
+    rest = port.files_outside(column, window) if by_kind[True] else ()
+    if rest:
+        session.register(table.layer, f"{table.name}{REST_SUFFIX}", Snapshot(staged.id, staged.path, rest))
+    for rule in by_kind[True]:
+        checked = relation
+        if rest:  # the staged rows, and the rest of the table's rows that share a key with one of them
+            checked = f"{relation}__{rule.name}"
+            session.driver.execute(f'CREATE OR REPLACE VIEW "{table.layer}"."{table.name}__{rule.name}" AS '
+                                   f"{_with_colliding_rows(table, rule.columns)}")
+        for outcome in run_rules(checks, checked, dataclasses.replace(table, rules=(rule,)), sample):
             outcome.metadata["scope"] = "table"
             outcomes.append(outcome)
     order = {r.name: i for i, r in enumerate(table.rules)}
     return [outcomes[0], *sorted(outcomes[1:], key=lambda o: order.get(o.name, len(order)))]
+
+
+def _with_colliding_rows(table: Table, columns: tuple[str, ...]) -> str:
+    """DuckDB SQL (built with sqlglot): the staged rows of ``table`` (``<layer>.<table>``) with the rows of the
+    rest of the table (``<layer>.<table>__rest``) whose ``columns`` equal a staged row's: a uniqueness rule on
+    it counts the keys the staged partition repeats, within itself or from another partition, while reading
+    only the key columns of the rest of the table."""
+    staged = exp.table_(table.name, db=table.layer, quoted=True)
+    rest = exp.table_(f"{table.name}{REST_SUFFIX}", db=table.layer, quoted=True)
+    same = exp.and_(*[exp.column(c, "r", quoted=True).eq(exp.column(c, "s", quoted=True)) for c in columns])
+    colliding = exp.select("r.*").from_(rest.as_("r")).where(
+        exp.Exists(this=exp.select("1").from_(staged.copy().as_("s")).where(same)))
+    return exp.union(exp.select("*").from_(staged), colliding, distinct=False).sql(dialect="duckdb")
 
 
 def _stage_rejects(session: EngineSession, job: BuildJob, storage: PortStorage, accepted: int,
