@@ -109,13 +109,19 @@ def run(
     results: Annotated[Path | None, typer.Option(
         "--results", help="Where to write the run's results as JSON (default: <mesh>/.mesh/run_results.json).")
     ] = None,
+    partition: Annotated[str | None, typer.Option(
+        "--partition", help="Only this partition of the partitioned tables (YYYY-MM or YYYY-MM-DD), and what "
+                            "reads them unpartitioned.")] = None,
+    first: Annotated[str | None, typer.Option("--from", help="With --to: a range of partitions in one run.")] = None,
+    last: Annotated[str | None, typer.Option("--to", help="The range's last partition (inclusive).")] = None,
     via: Annotated[str | None, typer.Option(
         "--via", help="Launch the runs through the Dagster webserver at this URL (e.g. http://127.0.0.1:3000), "
                       "one per domain in dependency order, each in its code location, so the UI can re-execute "
                       "them; without it the mesh runs in this process.")] = None,
 ) -> None:
     """Materialize every asset of the mesh (or of --domain, or those --select picks) in dependency order, then
-    print a summary and write the results as JSON (docs/operations.md, "Run results")."""
+    print a summary and write the results as JSON (docs/operations.md, "Run results"). --partition, or --from
+    and --to, materialize partitions of the partitioned tables (docs/partitions.md)."""
     from mesh_assets.engine.choice import ENGINE_ENV, ENGINE_EXTRAS
     from mesh_assets.extras import require_installed
     from mesh_assets.orchestration.runner import open_instance, run_mesh, summary_table
@@ -125,13 +131,19 @@ def run(
     try:
         if engine is not None and engine.value in ENGINE_EXTRAS:  # every table would fail on it: say so at once
             require_installed(ENGINE_EXTRAS[engine.value], f"mesh run --engine {engine.value}")
+        if partition is not None and (first or last) or (first is None) != (last is None):
+            raise MeshError("give --partition P, or both --from A and --to B")
+        partitions = (partition, partition) if partition else (first, last) if first and last else None
         mesh = _mesh(root)
         instance = open_instance(mesh.root)
         if via is not None:
+            if partitions is not None:
+                raise MeshError("--via launches unpartitioned runs only; launch a backfill of the partitions from "
+                                "the UI, or leave out --via (docs/partitions.md)")
             from mesh_assets.orchestration.launch import launch_mesh
             summary = launch_mesh(mesh, instance, via, domain or None, selection=select, console=err)
         else:
-            summary = run_mesh(mesh, instance, domain or None, console=err, selection=select)
+            summary = run_mesh(mesh, instance, domain or None, console=err, selection=select, partitions=partitions)
     except MeshError as exc:
         raise _fail(exc) from None
     summary.write_results(results or mesh.root / ".mesh" / "run_results.json")

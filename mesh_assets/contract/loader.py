@@ -22,8 +22,10 @@ from mesh_assets.contract.grants import parse_grants
 from mesh_assets.contract.inheritance import DeclaredProperty, declared_properties, declared_quality
 from mesh_assets.contract.labels import labels_table, parse_labels
 from mesh_assets.contract.metrics import DeclarationError, metrics_table, parse_metrics
-from mesh_assets.contract.model import SNAKE_CASE, VISIBILITIES, Column, DataProduct, Label, Metric, Sla, Source, Table
+from mesh_assets.contract.model import (PARTITION_CHECK, SNAKE_CASE, VISIBILITIES, Column, DataProduct, Label, Metric,
+                                       Sla, Source, Table)
 from mesh_assets.contract.odcs import validate_odcs
+from mesh_assets.contract.partitioning import check_source_path, parse_partitioning
 from mesh_assets.contract.rules import (RuleError, primary_key_rule, primary_key_severity, quality_rule,
                                         relationship_rule)
 from mesh_assets.contract.servers import check_servers
@@ -182,6 +184,9 @@ class _Builder:
                                                   "which runs on dbt-duckdb; remove the engine property "
                                                   "(docs/scaling.md)")
         columns, rules = parse_columns(declared, [*loc, "properties"], layer, self.fail)
+        partitioning = parse_partitioning(custom.get("partitioning"), declared, columns, loc, self.fail)
+        if source is not None:
+            check_source_path(source.path, partitioning, [*loc, "customProperties"], self.fail)
         python = transform is not None and transform.suffix == ".py"
         for entry in declared:
             if not python and "derivedFrom" in custom_names(entry.prop):
@@ -218,7 +223,7 @@ class _Builder:
                                                    [*entry.location, "relationships", k]))
                 except RuleError as exc:
                     self.fail(exc.location, str(exc))
-        seen: set[str] = {"schema"}
+        seen: set[str] = {"schema", *([PARTITION_CHECK] if partitioning is not None else [])}  # framework checks
         for rule in rules:
             if rule.name in seen:
                 self.fail([*loc], f"two checks on '{name}' are named '{rule.name}'; give one rule another id")
@@ -227,7 +232,7 @@ class _Builder:
         metrics, labels = self._declarations(obj, loc, name, layer, columns)
         return Table(self.domain, product, name, layer, str(obj.get("description") or ""), tuple(columns),
                      tuple(rules), visibility, source, transform, table_slas, self.path, metrics, labels,
-                     sql=sql, dbt_model=dbt_model, engine=engine, inputs=inputs)
+                     sql=sql, dbt_model=dbt_model, engine=engine, inputs=inputs, partitioning=partitioning)
 
     def _declarations(self, obj: dict[str, Any], loc: list[str | int], name: str, layer: str,
                       columns: list[Column]) -> tuple[tuple[Metric, ...], tuple[Label, ...]]:

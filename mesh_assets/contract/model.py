@@ -15,7 +15,9 @@ read, its dbt model rendered), so no caller reads a file to learn what a table i
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +37,103 @@ LINEAGE_COLUMNS = {"_source_file": "VARCHAR", "_ingested_at": "TIMESTAMP WITH TI
 REJECTS_SUFFIX = "__rejects"
 
 
+# A partitioned bronze table's source path names its partition's files with these fields (docs/partitions.md):
+# ``{month}`` is ``YYYY-MM``, ``{date}`` is ``YYYY-MM-DD``.
+SOURCE_FIELDS = {"month": "%Y-%m", "date": "%Y-%m-%d"}
+# Partition granularities → the format of a partition key (Dagster's ``fmt``), and the source path field a
+# partitioned bronze table's ``source.path`` must hold.
+GRANULARITIES = {"day": ("%Y-%m-%d", "date"), "month": ("%Y-%m", "month")}
+PARTITION_CHECK = "partition_window"  # a partitioned table's framework check: every row is in its partition
+
+
+@dataclass(frozen=True)
+class Window:
+    """The rows a partitioned step covers: its partition keys (one, or a range's, in order) and the dates
+    ``start`` (inclusive) to ``end`` (exclusive) of the partition column they span."""
+
+    keys: tuple[str, ...]
+    start: dt.date
+    end: dt.date
+
+    @property
+    def label(self) -> str:
+        """The key, or ``<first>...<last>`` for a range (Dagster's spelling of a key range)."""
+        return self.keys[0] if len(self.keys) == 1 else f"{self.keys[0]}...{self.keys[-1]}"
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """How a table is partitioned (mesh_assets.contract.partitioning): by ``granularity`` (``day`` or ``month``)
+    of its DATE column ``column`` (ODCS ``partitioned: true``), from the date ``start`` (the first day of a month
+    for ``month``) to ``end`` (exclusive; ``None``: up to the last complete period); ``timezone`` (IANA) is when
+    a period is complete, for Dagster's partitions."""
+
+    column: str
+    granularity: str
+    start: dt.date
+    end: dt.date | None = None
+    timezone: str = "UTC"
+
+    @property
+    def key_format(self) -> str:
+        """A partition key's ``strftime`` format: ``%Y-%m`` (month) or ``%Y-%m-%d`` (day)."""
+        return GRANULARITIES[self.granularity][0]
+
+    def period_start(self, key: str) -> dt.date:
+        """The first date of the partition ``key``. Raises ValueError for a key not of :attr:`key_format`."""
+        return dt.datetime.strptime(key, self.key_format).date()
+
+    def next_start(self, day: dt.date) -> dt.date:
+        """The first date of the period after the one starting at ``day``."""
+        if self.granularity == "day":
+            return day + dt.timedelta(days=1)
+        return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+    def window(self, keys: list[str] | tuple[str, ...]) -> Window:
+        """The :class:`Window` of the partition ``keys`` (consecutive, in order). Raises ValueError for a key
+        not of :attr:`key_format`."""
+        return Window(tuple(keys), self.period_start(keys[0]), self.next_start(self.period_start(keys[-1])))
+
+
 @dataclass(frozen=True)
 class Source:
-    """Where a bronze table's rows come from: ``path`` is a glob relative to the landing zone; ``format`` one of
-    ``csv``, ``parquet``, ``json``; ``delimiter`` and ``header`` apply to CSV."""
+    """Where a bronze table's rows come from: ``path`` is a glob relative to the landing zone (a partitioned
+    table's holds ``{month}`` or ``{date}``: :data:`SOURCE_FIELDS`); ``format`` one of ``csv``, ``parquet``,
+    ``json``; ``delimiter`` and ``header`` apply to CSV."""
 
     path: str
     format: str = "csv"
     delimiter: str = ","
     header: bool = True
+
+    def glob(self, partitioning: Partitioning | None = None, key: str | None = None) -> str:
+        """``path`` with its fields filled for the partition ``key`` of ``partitioning`` (``{month}`` → its
+        ``YYYY-MM``, ``{date}`` → its ``YYYY-MM-DD``); every field ``*`` when ``key`` is ``None`` (the files of
+        every partition). ``path`` itself for an unpartitioned table. Raises ValueError for a bad ``key``."""
+        if partitioning is None:
+            return self.path
+        day = partitioning.period_start(key) if key is not None else None
+        return self.path.format(**{f: day.strftime(fmt) if day else "*" for f, fmt in SOURCE_FIELDS.items()})
+
+    def partition_of(self, path: str, partitioning: Partitioning) -> str | None:
+        """The partition key of the landed file ``path`` (relative to the landing zone), read from the fields
+        of ``self.path`` (``orders/{month}/*.csv``: ``orders/1992-03/a.csv`` → ``1992-03``); ``None`` when the
+        path does not match or names no valid date."""
+        pattern = ""
+        for literal, name, _, _ in string.Formatter().parse(self.path):
+            pattern += fnmatch.translate(literal).removeprefix("(?s:").removesuffix(")\\Z")
+            if name is not None:
+                pattern += rf"(?P<{name}>[0-9-]+)"
+        found = re.fullmatch(pattern, path)
+        if found is None:
+            return None
+        field = GRANULARITIES[partitioning.granularity][1]
+        try:
+            day = dt.datetime.strptime(found.group(field), SOURCE_FIELDS[field]).date()
+        except (IndexError, ValueError):
+            return None
+        return day.strftime(partitioning.key_format) if day.strftime(SOURCE_FIELDS[field]) == found.group(field) \
+            else None
 
 
 @dataclass(frozen=True)
@@ -231,6 +321,7 @@ class Table:
     dbt_model: str | None = None  # customProperties transform "dbt:<model>": built by that dbt model (docs/dbt.md)
     engine: str | None = None  # customProperties engine: the table's own engine choice (mesh_assets.engine.choice)
     inputs: tuple[str, ...] = ()  # customProperties inputs of a Python transform: "<schema>.<table>" names
+    partitioning: Partitioning | None = None  # partitioned column + customProperties partitioning
 
     @property
     def python(self) -> bool:

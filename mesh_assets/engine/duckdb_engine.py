@@ -162,6 +162,10 @@ class DuckDBEngine(dg.ConfigurableResource):
         con.create_function(MASK_FUNCTION, mask, ["VARCHAR"], "VARCHAR", type="arrow")
 
 
+# A partitioned write's temporary folder in the staging folder, and the column it partitions by (not in the files).
+PARTITIONS_FOLDER, PARTITION_COLUMN = "_partitions", "__mesh_partition"
+
+
 class DuckDBStep:
     """A step's session on DuckDB (mesh_assets.engine.interface.EngineSession): relations are SQL text over the views
     of one sandboxed in-memory connection ``con``, which is also the session's ``driver``."""
@@ -214,10 +218,30 @@ class DuckDBStep:
                             for c, t in expected.items())
         return f"SELECT {columns} FROM ({relation}) AS drifted"
 
-    def write(self, relation: str, snapshot: Snapshot) -> int:
-        data_file = snapshot.data_file.replace("'", "''")
-        return int(self.con.execute(f"COPY ({relation}) TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)"
-                                    ).fetchall()[0][0])
+    def write(self, relation: str, snapshot: Snapshot, partition: tuple[str, str] | None = None) -> int:
+        """One ``COPY``. With ``partition`` (a column, a ``strftime`` format): ``PARTITION_BY`` the column's
+        formatted value, each partition's files then moved flat into the staging folder as
+        ``part-<value>-<n>.parquet`` (no ``key=value`` folder a reader could take for a column); one empty file
+        when there is no row, so the staging folder always has the output's shape."""
+        if partition is None:
+            data_file = snapshot.data_file.replace("'", "''")
+            return int(self.con.execute(f"COPY ({relation}) TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)"
+                                        ).fetchall()[0][0])
+        column, fmt = partition
+        fs, base = fsspec.core.url_to_fs(snapshot.path)
+        folder = f"{base.rstrip('/')}/{PARTITIONS_FOLDER}"
+        target = f"{snapshot.path}/{PARTITIONS_FOLDER}".replace("'", "''")
+        rows = int(self.con.execute(
+            f"COPY (SELECT *, strftime(\"{column}\", '{fmt}') AS {PARTITION_COLUMN} FROM ({relation}) AS output) "
+            f"TO '{target}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({PARTITION_COLUMN}))").fetchall()[0][0])
+        for n, path in enumerate(sorted(fs.find(folder))):
+            value = path[len(folder) + 1:].split("/", 1)[0].removeprefix(f"{PARTITION_COLUMN}=")
+            fs.mv(path, f"{base.rstrip('/')}/part-{value}-{n}.parquet")
+        if fs.exists(folder):
+            fs.rm(folder, recursive=True)
+        if rows == 0:
+            return self.write(relation, snapshot)
+        return rows
 
     def rejects(self, job: BuildJob) -> str:
         """The records the typed scan rejected (DuckDB's ``reject_errors``), or an empty relation of the same

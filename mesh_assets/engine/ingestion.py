@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
-from mesh_assets.contract.model import Table
-from mesh_assets.contract.model import REJECTS_SUFFIX
+from mesh_assets.contract.model import REJECTS_SUFFIX, Table, Window
 from mesh_assets.engine.outcomes import CheckOutcome
 from mesh_assets.errors import TransformError
 
@@ -72,18 +71,22 @@ class Drift:
         return bool(self.problems)
 
 
-def source_files(table: Table, landing_zone: str) -> list[str]:
-    """The landing-zone files matching the table's ``source.path`` glob, sorted.
+def source_files(table: Table, landing_zone: str, window: Window | None = None) -> list[str]:
+    """The landing-zone files matching the table's ``source.path`` glob, sorted; for a partitioned table, those
+    of the partitions of ``window`` (mesh_assets.contract.model.Source.glob: ``{month}``, ``{date}`` filled).
 
     Raises:
-        TransformError: no file matches (the message names the glob and the contract to fix).
+        TransformError: no file matches (the message names the glob, the partitions and the contract to fix).
     """
     assert table.source is not None
-    pattern = os.path.join(landing_zone, table.source.path)
-    files = sorted(glob.glob(pattern, recursive=True)) if "://" not in landing_zone else [pattern]
+    keys = window.keys if window is not None and table.partitioning is not None else (None,)
+    patterns = [os.path.join(landing_zone, table.source.glob(table.partitioning, key)) for key in keys]
+    remote = "://" in landing_zone
+    files = sorted({f for p in patterns for f in glob.glob(p, recursive=True)}) if not remote else patterns
     if not files:
-        raise TransformError(f"{'/'.join(table.key)}: no source file matches {pattern}. Land the files there "
-                             f"or fix source.path in {table.contract_path}")
+        where = f" (partition {window.label})" if window is not None and table.partitioning is not None else ""
+        raise TransformError(f"{'/'.join(table.key)}: no source file matches {', '.join(patterns)}{where}. Land "
+                             f"the files there or fix source.path in {table.contract_path}")
     return files
 
 

@@ -53,6 +53,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
+from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import (
     CommitFailedException,
     NamespaceAlreadyExistsError,
@@ -66,9 +67,11 @@ from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.table import Table as IcebergTable
 from pyiceberg.table.name_mapping import create_mapping_from_schema
 from pyiceberg.table.snapshots import Snapshot as IcebergSnapshot
+from pyiceberg.transforms import DayTransform, MonthTransform
+from pyiceberg.types import DateType
 
 from mesh_assets.contract.iceberg_types import NotAnIcebergType, iceberg_type
-from mesh_assets.contract.model import REJECTS_SUFFIX
+from mesh_assets.contract.model import REJECTS_SUFFIX, Partitioning, Window
 from mesh_assets.engine.iceberg_catalog import MASKED_SUFFIX, iceberg_catalog, table_identifier
 from mesh_assets.errors import MeshError, PortError
 
@@ -89,6 +92,8 @@ COMMIT_ATTEMPTS = 5  # commits tried when another writer commits first, with a r
 # Snapshot summary properties the mesh writes (strings, as Iceberg's summaries are).
 PUBLICATION, RUN_ID, ENGINE, ROWS = "mesh.publication", "mesh.run-id", "mesh.engine", "mesh.rows"
 QUALITY_PASSED, QUALITY_TOTAL, MASKED_COLUMNS = "mesh.quality-passed", "mesh.quality-total", "mesh.masked-columns"
+PARTITION, PARTITION_ROWS = "mesh.partition", "mesh.partition-rows"  # a partition's publication: its key(s), rows
+TRANSFORMS = {"day": DayTransform, "month": MonthTransform}  # a partitioning's Iceberg partition transform
 TABLE_PROPERTIES = {
     "format-version": "2",
     "write.metadata.delete-after-commit.enabled": "true",  # old metadata JSON files go with their snapshots
@@ -295,12 +300,21 @@ class Port:
             files += [entry.data_file for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)]
         return files
 
-    def _files(self, table: IcebergTable, snapshot: IcebergSnapshot) -> tuple[str, ...]:
-        """The paths of ``snapshot``'s data files (:meth:`_data_files`), sorted."""
-        return tuple(sorted(f.file_path for f in self._data_files(table, snapshot)))
+    def _files(self, table: IcebergTable, snapshot: IcebergSnapshot,
+               within: tuple[str, Window] | None = None) -> tuple[str, ...]:
+        """The paths of ``snapshot``'s data files (:meth:`_data_files`), sorted; with ``within`` (a DATE column
+        and a window) only the files whose column bounds (from the manifests) may hold rows of the window —
+        partition pruning — and always one file, so a reader gets the table's shape even when none does."""
+        files = self._data_files(table, snapshot)
+        if within is not None and files:
+            column, window = within
+            kept = [f for f in files if _placement(f, _field_id(table, column), window) != "outside"]
+            files = kept or files[:1]
+        return tuple(sorted(f.file_path for f in files))
 
-    def _snapshot(self, table: IcebergTable, snapshot: IcebergSnapshot) -> Snapshot:
-        files = self._files(table, snapshot)
+    def _snapshot(self, table: IcebergTable, snapshot: IcebergSnapshot,
+                  within: tuple[str, Window] | None = None) -> Snapshot:
+        files = self._files(table, snapshot, within)
         publication = _summary(snapshot, PUBLICATION) or str(snapshot.snapshot_id)
         folder = files[0].rsplit("/", 1)[0] if files else self.url(f"{self.path}/{DATA}/{publication}")
         return Snapshot(publication, folder, files, snapshot.snapshot_id)
@@ -340,11 +354,25 @@ class Port:
         return [{**self.snapshot_info(s), "current": current is not None and s.snapshot_id == current.snapshot_id}
                 for s in sorted(table.snapshots(), key=lambda s: s.timestamp_ms)]
 
-    def current_snapshot(self, as_of: str | int | None = None) -> Snapshot:
-        """The files readers read: the current snapshot's (``as_of``: an earlier one, see :meth:`_resolve`).
-        Raises :class:`PortError` when nothing was published, or there is no such snapshot."""
+    def current_snapshot(self, as_of: str | int | None = None, within: tuple[str, Window] | None = None
+                         ) -> Snapshot:
+        """The files readers read: the current snapshot's (``as_of``: an earlier one, see :meth:`_resolve`);
+        ``within`` (a DATE column, a window): only the files that may hold rows of the window (a partitioned
+        step's read of its partition, filtered by its SQL as well). Raises :class:`PortError` when nothing was
+        published, or there is no such snapshot."""
         table = self.table()
-        return self._snapshot(table, self._resolve(table, as_of))  # type: ignore[arg-type]
+        return self._snapshot(table, self._resolve(table, as_of), within)  # type: ignore[arg-type]
+
+    def files_outside(self, column: str, window: Window) -> tuple[str, ...]:
+        """The current snapshot's data files that hold rows and none of ``window`` (by the DATE ``column``'s
+        bounds in the manifests): what a publication of the window keeps. Empty before the first publication."""
+        table = self.table()
+        current = table.current_snapshot() if table is not None else None
+        if current is None:
+            return ()
+        field_id = _field_id(table, column)  # type: ignore[arg-type]
+        return tuple(sorted(f.file_path for f in self._data_files(table, current)  # type: ignore[arg-type]
+                            if f.record_count and _placement(f, field_id, window) == "outside"))
 
     def masked_columns(self, publication: str) -> tuple[str, ...] | None:
         """The columns masked in the masked copy of ``publication`` (a staging id); ``None`` when it has none
@@ -494,10 +522,17 @@ class Port:
     # ---- publication ----
 
     def publish(self, snapshot_id: str, info: Mapping[str, Any] | None = None, *,
-                columns: Mapping[str, str] | None = None, sensitive: Sequence[str] = ()) -> dict[str, Any]:
+                columns: Mapping[str, str] | None = None, sensitive: Sequence[str] = (),
+                partitioning: Partitioning | None = None, window: Window | None = None) -> dict[str, Any]:
         """Make the files of the staging folder ``snapshot_id`` the table's content in ONE Iceberg commit
         (created with the files' schema on the first publication; the schema evolved in the same commit when
         the files' columns changed), and return the new current snapshot's :meth:`snapshot_info`.
+
+        ``partitioning``: the table's partition spec is its ``month``/``day`` transform of the column (evolved in
+        the same commit when it differs). ``window``: the files replace only that window's — the current files
+        whose partition column lies in it are deleted, the others kept (a metadata-only commit: nothing is
+        rewritten); the summary's ``mesh.rows`` is then the table's rows after the commit, ``mesh.partition``
+        the window and ``mesh.partition-rows`` its rows. Each staged file must hold one partition's rows.
 
         ``info``: ``rows``, ``run_id``, ``engine``, ``quality`` (``passed``, ``total``), ``masked_columns``,
         stored in the snapshot's summary. ``columns``: the contract's columns and DuckDB types; each must be
@@ -506,8 +541,10 @@ class Port:
         the new state (at most :data:`COMMIT_ATTEMPTS` times, with a random pause).
 
         Raises:
-            PortError: the folder holds no Parquet file, a column's type differs from the contract's, or the
-                commit lost :data:`COMMIT_ATTEMPTS` times (nothing was published then).
+            PortError: the folder holds no Parquet file, a column's type differs from the contract's, a current
+                file holds rows both inside and outside ``window`` (written before the table was partitioned:
+                the message says to rebuild every partition in one range run), or the commit lost
+                :data:`COMMIT_ATTEMPTS` times (nothing was published then).
         """
         files = self.staged_files(snapshot_id)
         if not files:
@@ -524,7 +561,7 @@ class Port:
         for attempt in range(COMMIT_ATTEMPTS):
             table = self.table() or self._create(files[0])
             try:
-                self._commit(table, files, schema, summary, columns or {}, sensitive)
+                self._commit(table, files, schema, summary, columns or {}, sensitive, partitioning, window)
                 break
             # lost the catalog's compare-and-swap, or pyiceberg saw another writer's commit first (its conflict
             # validation of an overwrite): retry on the new current state
@@ -541,9 +578,11 @@ class Port:
         return self.snapshot_info(current) if current is not None else {"snapshot": snapshot_id}
 
     def _commit(self, table: IcebergTable, files: list[str], schema: pa.Schema, summary: dict[str, str],
-                columns: Mapping[str, str], sensitive: Sequence[str]) -> None:
+                columns: Mapping[str, str], sensitive: Sequence[str], partitioning: Partitioning | None = None,
+                window: Window | None = None) -> None:
         """One transaction: table properties (name mapping, no bounds for ``sensitive`` columns), the schema
-        of ``schema`` when it changed, then an overwrite deleting every current file and adding ``files``."""
+        of ``schema`` when it changed, the partition spec of ``partitioning`` when it differs, then an overwrite
+        deleting every current file (with ``window``: the window's, :meth:`publish`) and adding ``files``."""
         with table.transaction() as tx:
             properties = {}
             if NAME_MAPPING not in tx.table_metadata.properties:
@@ -571,13 +610,39 @@ class Port:
                 if stored != wanted:
                     raise PortError(f"{'/'.join(self.key)}: column {name} would be stored as {stored}, but the "
                                     f"contract's {duckdb_type} is Iceberg {wanted}; nothing was published")
+            _evolve_spec(tx, partitioning)
             current_snapshot = table.current_snapshot()
             old = self._data_files(table, current_snapshot) if current_snapshot is not None else []
+            if window is not None and partitioning is not None:
+                old = self._window_files(old, table, partitioning.column, window, summary)
             with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
                 for data_file in old:
                     overwrite.delete_data_file(data_file)
                 for path in files:
                     overwrite.append_data_file(parquet_file_to_data_file(table.io, tx.table_metadata, path))
+
+    def _window_files(self, files: list[DataFile], table: IcebergTable, column: str, window: Window,
+                      summary: dict[str, str]) -> list[DataFile]:
+        """Of the current ``files``, those a publication of ``window`` replaces: the files of its partitions
+        (by the column's bounds in the manifests) and files with no rows; sets ``summary``'s rows to the
+        table's rows after the commit. Raises :class:`PortError` for a file straddling the window."""
+        field_id = _field_id(table, column)
+        doomed, kept_rows = [], 0
+        for data_file in files:
+            placement = _placement(data_file, field_id, window)
+            if placement == "straddles":
+                raise PortError(f"{'/'.join(self.key)}: data file {data_file.file_path} holds rows inside and outside "
+                                f"partition {window.label} (written before the table was partitioned by {column}); "
+                                "nothing was published. Rebuild every partition in one range run: mesh run --from "
+                                "<first partition> --to <last partition>")
+            if placement == "inside" or data_file.record_count == 0:
+                doomed.append(data_file)
+            else:
+                kept_rows += data_file.record_count
+        staged = summary.get(PARTITION_ROWS) or summary.get(ROWS, "0")  # set by an earlier attempt of the commit
+        summary[PARTITION], summary[PARTITION_ROWS] = window.label, staged
+        summary[ROWS] = str(kept_rows + int(staged))
+        return doomed
 
     def migrate(self) -> str | None:
         """Import this port from the layout before Iceberg ports (``snapshots/<id>/`` plus ``_current.json``):
@@ -778,6 +843,46 @@ def as_of_time(text: str) -> datetime:
         raise PortError(f"--as-of {text[:80]!r} is neither an Iceberg snapshot id (digits, see `mesh ports`) nor an "
                         "ISO 8601 time such as 2026-01-02T03:04:05Z") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _evolve_spec(tx: Any, partitioning: Partitioning | None) -> None:
+    """Make the partition spec of the transaction's table ``partitioning``'s transform of its column (one field
+    ``<column>_<granularity>``), or unpartitioned for ``None``, when it is not already."""
+    spec, schema = tx.table_metadata.spec(), tx.table_metadata.schema()
+    wanted = None
+    if partitioning is not None:
+        wanted = (schema.find_field(partitioning.column).field_id, TRANSFORMS[partitioning.granularity]())
+    present = [(f.source_id, f.transform) for f in spec.fields]
+    if present == ([wanted] if wanted else []):
+        return
+    with tx.update_spec() as update:
+        for spec_field in spec.fields:
+            update.remove_field(spec_field.name)
+        if partitioning is not None:
+            update.add_field(partitioning.column, TRANSFORMS[partitioning.granularity](),
+                             f"{partitioning.column}_{partitioning.granularity}")
+
+
+def _field_id(table: IcebergTable, column: str) -> int | None:
+    """The Iceberg field id of ``column`` in ``table``'s current schema, ``None`` when it has no such column."""
+    schema = table.schema()
+    return schema.find_field(column).field_id if column in schema.column_names else None
+
+
+def _placement(data_file: DataFile, field_id: int | None, window: Window) -> str:
+    """Where ``data_file``'s rows lie against ``window``, by the DATE column ``field_id``'s bounds in its manifest
+    entry: ``inside``, ``outside``, or ``straddles`` (also when the bounds are unknown: no statistics kept)."""
+    lower = (data_file.lower_bounds or {}).get(field_id) if field_id is not None else None
+    upper = (data_file.upper_bounds or {}).get(field_id) if field_id is not None else None
+    if data_file.record_count == 0:
+        return "outside"
+    if lower is None or upper is None:
+        return "straddles"
+    epoch = datetime(1970, 1, 1).date()
+    first, last = (epoch.fromordinal(epoch.toordinal() + from_bytes(DateType(), b)) for b in (lower, upper))
+    if last < window.start or first >= window.end:
+        return "outside"
+    return "inside" if first >= window.start and last < window.end else "straddles"
 
 
 def _summary(snapshot: IcebergSnapshot | None, key: str) -> str | None:

@@ -40,7 +40,7 @@ from mesh_assets.engine.sql_session import (
     to_spark,
     view_name,
 )
-from mesh_assets.errors import MeshError, is_transient
+from mesh_assets.errors import MeshError, TransformError, is_transient
 from mesh_assets.sql.functions import FunctionNotAllowed
 from mesh_assets.sql.inputs import PREVIOUS
 
@@ -199,8 +199,11 @@ class SparkStep:
         return relation.select(*[(F.col(f"`{c}`") if c in actual else F.lit(None)).cast(spark_type(t)).alias(c)
                                  for c, t in expected.items()])
 
-    def write(self, relation: Any, snapshot: Snapshot) -> int:
-        """Rows read back from the files written."""
+    def write(self, relation: Any, snapshot: Snapshot, partition: tuple[str, str] | None = None) -> int:
+        """Rows read back from the files written. Partitioned tables run on DuckDB only (refused when the
+        definitions load, mesh_assets.orchestration.assets)."""
+        if partition is not None:
+            raise TransformError("a partitioned table runs on DuckDB; remove the table's engine: spark")
         relation.write.mode("append").option("compression", "zstd").parquet(spark_path(snapshot.path))
         return self._read(snapshot).count()
 

@@ -20,6 +20,7 @@ domain sees sensitive columns masked, the clear ones otherwise. No step session 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import shutil
 import time
@@ -29,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlglot
+from sqlglot import exp
 
-from mesh_assets.contract.model import Table
+from mesh_assets.contract.model import PARTITION_CHECK, Table, Window
 from mesh_assets.engine.checks import redact_samples, run_rules
 from mesh_assets.engine.duckdb_engine import DuckDBEngine, contract_types
 from mesh_assets.engine.ingestion import (REJECTS_SAMPLE, detect_drift, drift_outcome, ingestion_outcomes, rejects_key,
@@ -49,8 +51,12 @@ from mesh_assets.settings import MeshSettings
 from mesh_assets.sql.functions import FunctionNotAllowed, check_sql
 from mesh_assets.sql.inputs import PREVIOUS, InputRef
 from mesh_assets.sql.lineage import column_lineage
+from mesh_assets.sql.partition_filter import filter_inputs, window_predicate
 
 REJECTS_SCHEMA = "_rejects"  # the relation a bronze step's staged rejects are read from for their sample
+# A partitioned step reads the rest of its table (the current files outside its window) as ``<layer>.<table>__rest``.
+REST_SUFFIX = "__rest"
+KEY_RULES = ("primary_key", "duplicates")  # whole-table rules: a key stays unique across partitions
 
 
 @dataclass
@@ -75,9 +81,17 @@ class TableResult:
 def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine, duckdb: DuckDBEngine,
                         storage: PortStorage, settings: MeshSettings, run_id: str,
                         references: dict[str, InputRef] | None = None, rule_inputs: list[InputRef] | None = None,
-                        producers: dict[tuple[str, str, str], Path] | None = None) -> TableResult:
+                        producers: dict[tuple[str, str, str], Path] | None = None, window: Window | None = None,
+                        partitioned_inputs: dict[tuple[str, str, str], str] | None = None) -> TableResult:
     """Build ``table`` from its inputs on ``engine`` into a new snapshot of its port and publish it if its checks
     allow (the module docstring). ``duckdb`` writes the masked copy at publication, whatever the engine.
+
+    ``window``: a partitioned table's partition(s) to build (docs/partitions.md). Its bronze step reads the
+    landed files of those partitions; its SQL reads each input of ``partitioned_inputs`` (port key → partition
+    column) filtered to the window (mesh_assets.sql.partition_filter) and only the files that may hold its
+    rows; the rows are written one file per partition, checked (``partition_window``: every row in the window;
+    primary key and unique rules on the staged rows with the rest of the table), and published by replacing
+    only the window's files (mesh_assets.engine.ports.Port.publish).
 
     ``inputs`` are the ports the transform reads; ``references`` the tables its foreign-key rules check
     against, by rule name (the table itself for a self-reference); ``rule_inputs`` the tables its SQL rules
@@ -99,9 +113,16 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
     access = runtime_access(table.domain, reads, producers or {}, settings.governance)
     masking = masking_for(table, duckdb, settings)
     sensitive = sensitive_columns(table, settings.governance)
-    snapshots = list(input_snapshots(table, reads, storage, access))
+    window = window if table.partitioning is not None else None
+    checked = {r.key for r in [*references.values(), *(rule_inputs or [])]}  # rules read every partition
+    within = {key: (column, window) for key, column in (partitioned_inputs or {}).items()
+              if key not in checked} if window else {}
+    snapshots = list(input_snapshots(table, reads, storage, access, within))
     sql, origin = _transform(table, settings)  # before an engine starts: the allow-list is Spark's only sandbox
-    files = source_files(table, settings.landing_path) if table.layer == "bronze" else []
+    if window is not None and sql:
+        sql = filter_inputs(sql, {(r.schema, r.table): column for r in inputs
+                                  if (column := (partitioned_inputs or {}).get(r.key))}, window.start, window.end)
+    files = source_files(table, settings.landing_path, window) if table.layer == "bronze" else []
     spill = new_spill_folder(settings)  # DuckDB lets a connection read its spill folder: one of its own
     # of the ports it reads, a step reaches the folder of the current snapshot only (the masked copy when masked)
     sandbox = step_sandbox(table, storage, settings, [snapshot for _, snapshot in snapshots], files, str(spill))
@@ -141,24 +162,36 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
             if not schema.passed and schema.blocking:
                 _discard(written)
                 return TableResult(False, None, None, first, {"transform": origin})
+            partition = ((table.partitioning.column, table.partitioning.key_format)
+                         if table.partitioning is not None else None)
             with _engine_errors(session, table, origin):
-                snapshot, rows = _stage(session, output, actual, expected, stage, written)
+                snapshot, rows = _stage(session, output, actual, expected, stage, written, partition)
                 rejects = _stage_rejects(session, job, storage, rows, written, first)
             session.register(table.layer, table.name, snapshot)
             targets = {name: f"{ref.schema}.{ref.table}" for name, ref in references.items()}
             relation, checks = f"{table.layer}.{table.name}", session.checks_session()
-            outcomes = redact_samples([*first, *run_rules(checks, relation, table, settings.checks.sample_rows,
-                                                          targets)], sensitive)
+            if window is None:
+                audited = run_rules(checks, relation, table, settings.checks.sample_rows, targets)
+            else:
+                audited = _audit_window(session, table, window, port, snapshot, targets, settings)
+            outcomes = redact_samples([*first, *audited], sensitive)
+            for outcome in outcomes if window is not None else ():  # which partition(s) each check covered
+                outcome.metadata.setdefault("scope", "partition")
+                outcome.metadata["partition"] = window.label
             profile = profile_relation(checks, relation, sensitive=sensitive)
             write_profile(profile, port.fs, f"{port.path}/{DATA}/{snapshot.id}/{PROFILE_FILE}")
             metadata = _metadata(table, inputs, session, output, snapshot, origin, engine.name, access)
             metadata["iceberg_table"] = port.identifier
+            if window is not None:
+                metadata["partition"] = window.label
             publication = publish_if_passed(outcomes, written, rows, rejects[1] if rejects else None, run_id,
-                                            engine.name, settings, storage.retention, masking, table)
+                                            engine.name, settings, storage.retention, masking, table, window)
             published = publication is not None
             if publication is not None:
                 metadata.update({k: publication[k] for k in ("iceberg_snapshot_id", "commit_seconds")
                                  if k in publication})
+                if window is not None:
+                    metadata["table_rows"] = publication.get("rows")
             return TableResult(published, snapshot.id, rows, outcomes, metadata,
                                (rejects[0].id, rejects[1]) if rejects else None, profile)
     finally:
@@ -186,15 +219,67 @@ def _transform(table: Table, settings: MeshSettings) -> tuple[str, str]:
 
 
 def _stage(session: EngineSession, output: Output, actual: dict[str, str], expected: dict[str, str],
-           stage: Any, written: list[tuple[Port, Snapshot]]) -> tuple[Snapshot, int]:
+           stage: Any, written: list[tuple[Port, Snapshot]], partition: tuple[str, str] | None = None
+           ) -> tuple[Snapshot, int]:
     """The staged snapshot of the output conformed to the contract, and its rows: the build's own when it
-    wrote one that needs no cast, else a new one written by the engine (the build's, if any, discarded)."""
+    wrote one that needs no cast, else a new one written by the engine (the build's, if any, discarded);
+    ``partition`` (column, key format): one file per partition."""
     relation = session.conform(output.relation, actual, expected)
     if output.staged is not None and output.rows is not None and relation is output.relation:
         return output.staged, output.rows
     _discard(written)
     snapshot = stage()
-    return snapshot, session.write(relation, snapshot)
+    return snapshot, session.write(relation, snapshot, partition)
+
+
+def _audit_window(session: EngineSession, table: Table, window: Window, port: Port, staged: Snapshot,
+                  targets: dict[str, str], settings: MeshSettings) -> list[CheckOutcome]:
+    """A partitioned step's audit: ``partition_window`` (every staged row's partition column in ``window``,
+    blocking), the contract's rules on the staged rows, except primary key and unique rules, which run on the
+    staged rows together with the rows of the rest of the table (the current files outside the window: what
+    the table holds once published) that repeat one of their keys (:func:`_with_colliding_rows`), so a key
+    stays unique across partitions; their outcomes say ``scope``: ``table``."""
+    assert table.partitioning is not None
+    column, relation = table.partitioning.column, f"{table.layer}.{table.name}"
+    checks, sample = session.checks_session(), settings.checks.sample_rows
+    outside = exp.or_(window_predicate(column, window.start, window.end).not_(),
+                      exp.column(column, quoted=True).is_(exp.null()))
+    count_sql = f"SELECT count(*) FROM {relation} WHERE {outside.sql(dialect='duckdb')}"
+    stray = session.query(count_sql)[0][0]
+    outcomes = [CheckOutcome(PARTITION_CHECK, stray == 0, True, "error",
+                             f"every row's {column} is in partition {window.label}",
+                             {"failing_rows": int(stray), "sql": count_sql.replace("count(*)", "*"),
+                              "expectation": f"{column} in [{window.start}, {window.end})"})]
+    by_kind = {kind: [r for r in table.rules if (r.kind in KEY_RULES) == kind] for kind in (False, True)}
+    outcomes += run_rules(checks, relation, dataclasses.replace(table, rules=tuple(by_kind[False])), sample,
+                          targets)
+    rest = port.files_outside(column, window) if by_kind[True] else ()
+    if rest:
+        session.register(table.layer, f"{table.name}{REST_SUFFIX}", Snapshot(staged.id, staged.path, rest))
+    for rule in by_kind[True]:
+        checked = relation
+        if rest:  # the staged rows, and the rest of the table's rows that share a key with one of them
+            checked = f"{relation}__{rule.name}"
+            session.driver.execute(f'CREATE OR REPLACE VIEW "{table.layer}"."{table.name}__{rule.name}" AS '
+                                   f"{_with_colliding_rows(table, rule.columns)}")
+        for outcome in run_rules(checks, checked, dataclasses.replace(table, rules=(rule,)), sample):
+            outcome.metadata["scope"] = "table"
+            outcomes.append(outcome)
+    order = {r.name: i for i, r in enumerate(table.rules)}
+    return [outcomes[0], *sorted(outcomes[1:], key=lambda o: order.get(o.name, len(order)))]
+
+
+def _with_colliding_rows(table: Table, columns: tuple[str, ...]) -> str:
+    """DuckDB SQL (built with sqlglot): the staged rows of ``table`` (``<layer>.<table>``) with the rows of the
+    rest of the table (``<layer>.<table>__rest``) whose ``columns`` equal a staged row's: a uniqueness rule on
+    it counts the keys the staged partition repeats, within itself or from another partition, while reading
+    only the key columns of the rest of the table."""
+    staged = exp.table_(table.name, db=table.layer, quoted=True)
+    rest = exp.table_(f"{table.name}{REST_SUFFIX}", db=table.layer, quoted=True)
+    same = exp.and_(*[exp.column(c, "r", quoted=True).eq(exp.column(c, "s", quoted=True)) for c in columns])
+    colliding = exp.select("r.*").from_(rest.as_("r")).where(
+        exp.Exists(this=exp.select("1").from_(staged.copy().as_("s")).where(same)))
+    return exp.union(exp.select("*").from_(staged), colliding, distinct=False).sql(dialect="duckdb")
 
 
 def _stage_rejects(session: EngineSession, job: BuildJob, storage: PortStorage, accepted: int,
@@ -287,11 +372,13 @@ def _register_previous(session: EngineSession, port: Port, table: Table) -> None
         session.register_empty(PREVIOUS, table.name, table.output_columns)
 
 
-def input_snapshots(table: Table, reads: list[InputRef], storage: PortStorage, access: dict[tuple[str, str, str], Any]
+def input_snapshots(table: Table, reads: list[InputRef], storage: PortStorage, access: dict[tuple[str, str, str], Any],
+                    within: dict[tuple[str, str, str], tuple[str, Window]] | None = None
                     ) -> Iterator[tuple[InputRef, Snapshot]]:
     """Each port in ``reads`` with the files ``table``'s domain reads, for any engine to register as a plain
     relation: the current snapshot's masked copy when ``access`` (port key → ``mesh_assets.governance.access.Access``)
-    masks columns, else the current snapshot.
+    masks columns, else the current snapshot — of a port in ``within`` (key → its partition column and a
+    window), only the files that may hold rows of the window (mesh_assets.engine.ports.Port.current_snapshot).
 
     Raises:
         TransformError: a port has no published snapshot, or must be read masked and its current snapshot has
@@ -301,7 +388,8 @@ def input_snapshots(table: Table, reads: list[InputRef], storage: PortStorage, a
         masked = access[ref.key].masked if ref.key in access else ()
         port = storage.port(ref.key)
         try:
-            snapshot = port.current_masked(masked) if masked else port.current_snapshot()
+            snapshot = port.current_masked(masked) if masked else port.current_snapshot(
+                within=(within or {}).get(ref.key))
         except PortError as exc:
             raise TransformError(f"{'/'.join(table.key)} reads {ref.schema}.{ref.table}: {exc}") from None
         yield ref, snapshot
@@ -327,7 +415,8 @@ def discard_on_failure(written: list[tuple[Port, Snapshot]]) -> Iterator[None]:
 
 def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Snapshot]], rows: int,
                       rejected: int | None, run_id: str, engine: str, settings: MeshSettings, keep: int,
-                      masking: Masking | None = None, table: Table | None = None) -> dict[str, Any] | None:
+                      masking: Masking | None = None, table: Table | None = None, window: Window | None = None
+                      ) -> dict[str, Any] | None:
     """The publish step of write–audit–publish: when no blocking check in ``outcomes`` failed, commit the
     table's masked copy when ``masking`` says so (:func:`write_masked_copy`: a published snapshot always has
     one), then commit ``written`` (the table's staging folder first in the list, then its rejects', ``rejected``
@@ -337,7 +426,8 @@ def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Sn
     schema), and expire each port's snapshots beyond ``keep`` (``PortStorage.retention``, from ``mesh.yaml``
     ``retention.snapshots``). Returns the table's new snapshot (:meth:`Port.snapshot_info`) with
     ``commit_seconds``, the wall time of its commit; ``None`` when a blocking check failed: every staging
-    folder is then marked unpublished, naming the failed checks.
+    folder is then marked unpublished, naming the failed checks. ``window``: a partitioned table's files
+    replace only that window's (its rejects port, unpartitioned, is replaced whole).
 
     Raises:
         TransientError, TransformError: the masked copy could not be written; PortError: a commit failed or
@@ -360,7 +450,8 @@ def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Sn
     started = time.perf_counter()
     info = port.publish(snapshot.id, {"rows": rows, "run_id": run_id, "engine": engine,
                                       "quality": {"passed": passed, "total": total}},
-                        columns=table.output_columns if table is not None else None, sensitive=sensitive)
+                        columns=table.output_columns if table is not None else None, sensitive=sensitive,
+                        partitioning=table.partitioning if table is not None else None, window=window)
     info["commit_seconds"] = round(time.perf_counter() - started, 4)
     port.prune(keep)
     return info

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from mesh_assets.contract.mesh import Domain, Mesh
-from mesh_assets.contract.model import DataProduct, Table
+from mesh_assets.contract.model import PARTITION_CHECK, DataProduct, Partitioning, Table
 from mesh_assets.contract.rules import rule_inputs
 from mesh_assets.engine.choice import ENGINE_EXTRAS, table_engine
 from mesh_assets.engine.iceberg_catalog import table_identifier
@@ -24,7 +24,7 @@ from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.profile import profile_metadata
 from mesh_assets.errors import MeshError, error_message, is_transient
 from mesh_assets.extras import MissingExtra, missing
-from mesh_assets.governance.access import authorize_input, deprecation_notice
+from mesh_assets.governance.access import authorize_input, deprecation_notice, sensitive_columns
 from mesh_assets.orchestration.audit import audit_observation
 from mesh_assets.orchestration.freshness import freshness_policy
 from mesh_assets.orchestration.progress import StepEnd, run_interrupted, step_ended, step_started
@@ -155,6 +155,58 @@ def column_schema(table: Table) -> dg.TableSchema:
     return dg.TableSchema(columns=columns)
 
 
+def partitions_definition(partitioning: Partitioning | None) -> dg.TimeWindowPartitionsDefinition | None:
+    """The Dagster partitions of a table's ``partitioning`` (docs/partitions.md): ``DailyPartitionsDefinition`` or
+    ``MonthlyPartitionsDefinition`` from its start to its end (exclusive; none: up to the last complete period in
+    its time zone), keys formatted ``YYYY-MM-DD`` (day) or ``YYYY-MM`` (month). ``None`` for an unpartitioned
+    table."""
+    if partitioning is None:
+        return None
+    kind = dg.DailyPartitionsDefinition if partitioning.granularity == "day" else dg.MonthlyPartitionsDefinition
+    fmt = partitioning.key_format
+    end = partitioning.end.strftime(fmt) if partitioning.end is not None else None
+    return kind(start_date=partitioning.start.strftime(fmt), end_date=end, timezone=partitioning.timezone, fmt=fmt)
+
+
+def partitioned_inputs(mesh: Mesh, domain: Domain, table: Table, inputs: list[InputRef]
+                       ) -> dict[tuple[str, str, str], str]:
+    """Of a partitioned ``table``'s ``inputs``, the partitioned ones: port key → its partition column (the
+    column the step filters to its window). Empty for an unpartitioned table, which reads every partition."""
+    if table.partitioning is None:
+        return {}
+    found = {}
+    for ref in inputs:
+        producer = mesh.output_port(ref.schema, ref.table) if ref.cross_domain else domain.table(ref.schema, ref.table)
+        if producer.partitioning is not None:
+            found[ref.key] = producer.partitioning.column
+    return found
+
+
+def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
+    """Refuse, when the definitions load, a partitioned table the mesh cannot yet build by partition: on Spark or
+    dbt, built by a Python transform, or an output port with sensitive columns (its masked copy is replaced
+    whole).
+
+    Raises:
+        MeshError: naming the contract, the table and the fix.
+    """
+    if table.partitioning is None:
+        return
+    where = f"{table.contract_path}: table {table.name} is partitioned (column {table.partitioning.column})"
+    if engine_key != "duckdb":
+        fix = ("build it with a SQL file instead of the dbt model" if engine_key == "dbt"
+               else "remove its engine: spark (customProperties engine, or the domain's or mesh.yaml's)")
+        raise MeshError(f"{where}, and partitioned tables run on DuckDB only, not {engine_key}; {fix}, or remove "
+                        "partitioned and partitioning from the contract")
+    if table.python:
+        raise MeshError(f"{where}, and a partitioned table is built by SQL (its inputs filtered to the partition); "
+                        "write its transform as a SQL file, or remove partitioned and partitioning")
+    if table.layer == "gold" and sensitive_columns(table, mesh.settings.governance):
+        raise MeshError(f"{where} and has sensitive columns, whose masked copy is replaced whole at each "
+                        "publication; remove partitioned and partitioning, or publish the sensitive columns from "
+                        "an unpartitioned port")
+
+
 def _automation(table: Table, domain: Domain) -> dg.AutomationCondition:
     if table.layer == "bronze":
         return dg.AutomationCondition.on_cron(domain.ingestion_schedule, domain.timezone)
@@ -186,6 +238,9 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         log.warning("%s reads %s", "/".join(table.key), notice)
     storage_url = mesh.settings.storage_url
     engine_key = table_engine(mesh.settings, domain, product, table)  # the resource key of its engine, or dbt
+    check_partitioned(mesh, table, engine_key)
+    partitions_def = partitions_definition(table.partitioning)
+    filtered = partitioned_inputs(mesh, domain, table, inputs)
     kind = "duckdb" if engine_key == "dbt" else engine_key  # a dbt model runs on dbt-duckdb (kinds: dbt, duckdb)
     description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
                                        f"({product.status}): {product.description}")
@@ -206,6 +261,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             "port": dg.MetadataValue.path(f"{storage_url}/{'/'.join(table.key)}"),
             "iceberg_table": table_identifier(table.key),
             **({"primary_key": ", ".join(table.primary_key)} if table.primary_key else {}),
+            **({"partition_column": table.partitioning.column} if table.partitioning else {}),
             **_governance_metadata(product, table, notices),
             **{kind: dg.MetadataValue.json([d.definition(product.name, table.name) for d in declared])
                for kind, declared in (("metrics", table.metrics), ("labels", table.labels)) if declared},
@@ -213,6 +269,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         freshness_policy=freshness_policy(table, mesh.settings, domain.timezone),
         automation_condition=_automation(table, domain),
         code_version=_code_version(product, table),
+        partitions_def=partitions_def,
     )
     drift_blocking = getattr(mesh.settings.schema_drift, table.layer) == "fail"
     check_specs = [dg.AssetCheckSpec("schema", asset=key, blocking=drift_blocking,
@@ -224,7 +281,10 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                                           blocking={"schema_drift": drift_blocking, "rejected_rows": rejects_blocking,
                                                     "row_conservation": True}[name])
                         for name, text in FRAMEWORK_CHECKS.items()]
-        specs.append(_rejects_spec(table, product, domain, key, kind))
+        specs.append(_rejects_spec(table, product, domain, key, kind, partitions_def))
+    if table.partitioning is not None:
+        check_specs.append(dg.AssetCheckSpec(PARTITION_CHECK, asset=key, blocking=True, description=(
+            f"every row's {table.partitioning.column} is in the partition(s) materialized")))
     check_specs += [dg.AssetCheckSpec(r.name, asset=key, blocking=r.blocking, description=r.description,
                                       metadata={"severity": r.severity, **({"dimension": r.dimension}
                                                                             if r.dimension else {})})
@@ -250,9 +310,11 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         result = None
         try:
             try:
+                window = table.partitioning.window(context.partition_keys) if table.partitioning else None
                 result = write_audit_publish(table, inputs, engine=engine, duckdb=context.resources.duckdb,
                                              storage=ports, settings=settings, run_id=context.run.run_id,
-                                             references=references, rule_inputs=rule_refs, producers=producers)
+                                             references=references, rule_inputs=rule_refs, producers=producers,
+                                             window=window, partitioned_inputs=filtered)
             except Exception as exc:  # every stage and engine: one classification, a message for people
                 raise step_failure(table, exc, context.retry_number, settings.retries.max_retries) from None
             check_results = [_check_result(key, o) for o in result.outcomes]
@@ -305,7 +367,9 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         return dbt_model_asset(mesh, table, spec, check_specs, step, retry_policy(settings))
 
     @dg.multi_asset(name=step_key, specs=specs, check_specs=check_specs,
-                    retry_policy=retry_policy(settings), required_resource_keys={"duckdb", "ports", engine_key})
+                    retry_policy=retry_policy(settings), required_resource_keys={"duckdb", "ports", engine_key},
+                    # a backfill of many partitions is one run over their range: one query, not one per partition
+                    backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None)
     def _materialize(context: dg.AssetExecutionContext):
         yield from step(context, getattr(context.resources, engine_key))
 
@@ -344,8 +408,8 @@ def step_failure(table: Table, exc: Exception, attempt: int, max_retries: int) -
     return dg.Failure(description=message, allow_retries=retry)
 
 
-def _rejects_spec(table: Table, product: DataProduct, domain: Domain, key: dg.AssetKey, engine: str
-                  ) -> dg.AssetSpec:
+def _rejects_spec(table: Table, product: DataProduct, domain: Domain, key: dg.AssetKey, engine: str,
+                  partitions_def: dg.PartitionsDefinition | None = None) -> dg.AssetSpec:
     return dg.AssetSpec(
         dg.AssetKey(list(rejects_key(table))),
         deps=[key],
@@ -357,6 +421,7 @@ def _rejects_spec(table: Table, product: DataProduct, domain: Domain, key: dg.As
         tags={LAYER_TAG: table.layer, PRODUCT_TAG: product.name, VISIBILITY_TAG: "private"},
         metadata={"dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name, ctype) for name, ctype in REJECTS_COLUMNS.items()])},
+        partitions_def=partitions_def,  # materialized by the table's step: one multi-asset has one partitioning
     )
 
 
@@ -406,7 +471,8 @@ def _materialization_metadata(result: "TableResult", settings, product_score: fl
         "checks_passed": sum(o.passed for o in result.outcomes),
         "checks_failed": sum(not o.passed for o in result.outcomes),
     }
-    for name in ("iceberg_table", "iceberg_snapshot_id", "commit_seconds"):  # the port's Iceberg commit
+    for name in ("iceberg_table", "iceberg_snapshot_id", "commit_seconds",  # the port's Iceberg commit
+                 "partition", "table_rows"):  # a partition's publication: its key(s), the table's rows after it
         if result.metadata.get(name) is not None:
             metadata[name] = result.metadata[name]
     if result.metadata.get("masked_inputs"):

@@ -72,7 +72,7 @@ def launch_mesh(mesh: Mesh, instance: DagsterInstance, url: str, domains: list[s
             cannot be reached or refuses a run (its message, and the code location it was for).
     """
     console = console or Console(stderr=True)
-    _defs, keys, _steps = plan_run(mesh, domains, selection)
+    _defs, keys, _steps, _tags = plan_run(mesh, domains, selection)  # partitioned assets: mesh run --partition
     client = webserver_client(url)
     summaries = {k.to_user_string(): AssetSummary(k.to_user_string()) for k in keys}
     started, run_ids, failed = time.monotonic(), [], False

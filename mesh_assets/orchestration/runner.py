@@ -24,6 +24,7 @@ from rich.table import Table as RichTable
 
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.outcomes import CheckOutcome
+from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.step_folders import clean_step_folders
 from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.definitions import build_mesh_definitions
@@ -31,6 +32,9 @@ from mesh_assets.orchestration.instance_config import get_instance, write_instan
 from mesh_assets.orchestration.progress import StepEnd, listening
 
 HOST_TAG, PROCESS_TAG = "mesh/host", "mesh/process"  # where a `mesh run` runs: host, "<pid>:<start time>"
+# Dagster's run tags of a partition and of a partition range (what a backfill's single run carries)
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def dagster_home(root: Path) -> Path:
@@ -96,26 +100,27 @@ class RunSummary:
 
 
 def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = None,
-             console: Console | None = None, selection: str | None = None) -> RunSummary:
+             console: Console | None = None, selection: str | None = None,
+             partitions: tuple[str, str] | None = None) -> RunSummary:
     """Materialize every asset of ``domains`` (default: all), or those of them ``selection`` picks, in one Dagster
     run, in dependency order, with a progress bar.
 
     ``selection`` is a Dagster asset selection string (``AssetSelection.from_string``: ``key:``, ``tag:``,
     ``owner:``, ``group:``, ``+`` for upstream and downstream, ``and``/``or``/``not``); a step building several
     assets (a bronze table and its ``__rejects``) runs whole. Assets not run keep their ports as currently
-    published.
+    published. Partitioned assets are run only with ``partitions`` (:func:`plan_run`; docs/partitions.md).
 
     Raises:
-        MeshError: an unknown domain, a selection that does not parse or picks no asset, or contracts that do
-            not load.
+        MeshError: an unknown domain, a selection that does not parse or picks no asset, partitions no asset
+            has, or contracts that do not load.
     """
     console = console or Console(stderr=True)
-    defs, keys, steps = plan_run(mesh, domains, selection)
+    defs, keys, steps, tags = plan_run(mesh, domains, selection, partitions)
     job = defs.resolve_implicit_global_asset_job_def()
     run_id = str(uuid.uuid4())
     clean_step_folders(mesh.settings)  # and the processes of steps killed with their run
     process = psutil.Process()
-    tags = {HOST_TAG: socket.gethostname(), PROCESS_TAG: f"{process.pid}:{process.create_time()}"}
+    tags = {**tags, HOST_TAG: socket.gethostname(), PROCESS_TAG: f"{process.pid}:{process.create_time()}"}
     summaries = {k.to_user_string(): AssetSummary(k.to_user_string()) for k in keys}
     started = time.monotonic()
     board = _Board(summaries, steps)
@@ -139,16 +144,22 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
 
 
-def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None
-             ) -> tuple[dg.Definitions, list[dg.AssetKey], dict[str, list[str]]]:
-    """What a run of ``domains`` (default: all) and ``selection`` (a Dagster asset selection string, or None for
-    everything) materializes: the mesh's definitions, the asset keys in dependency order, and each step's asset
-    keys (``domain/layer/table``) among them. A step building several assets (a bronze table and its
-    ``__rejects``) is chosen whole.
+def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None,
+             partitions: tuple[str, str] | None = None
+             ) -> tuple[dg.Definitions, list[dg.AssetKey], dict[str, list[str]], dict[str, str]]:
+    """What a run of ``domains`` (default: all), ``selection`` (a Dagster asset selection string, or None for
+    everything) and ``partitions`` materializes: the mesh's definitions, the asset keys in dependency order, each
+    step's asset keys (``domain/layer/table``) among them, and the run's partition tags. A step building several
+    assets (a bronze table and its ``__rejects``) is chosen whole.
+
+    Partitioned assets are run only with ``partitions`` (first, last partition key; the same key for one
+    partition): the partitioned assets with those partitions, over that range in the one run, and the
+    unpartitioned assets they need and that were never published, or that read them
+    (:func:`partition_selection`; docs/partitions.md). Without it, only the unpartitioned assets run.
 
     Raises:
-        MeshError: an unknown domain, a selection that does not parse or picks no asset, or contracts that do
-            not load.
+        MeshError: an unknown domain, a selection that does not parse or picks no asset, partitions no asset
+            has, or contracts that do not load.
     """
     unknown = set(domains or []) - set(mesh.domain_names)
     if unknown:
@@ -168,8 +179,53 @@ def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None
     if selection and not keys:
         within = f" of --domain {', '.join(domains)}" if domains else ""
         raise MeshError(f"--select {selection!r} picks no asset{within}; {_SELECTION_HELP}")
+    tags: dict[str, str] = {}
+    if partitions is None:
+        keys = [k for k in keys if graph.get(k).partitions_def is None]
+    else:
+        storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
+        never = {k for k in keys
+                 if graph.get(k).partitions_def is None and storage.port(tuple(k.path)).current() is None}
+        chosen_keys = set(partition_selection(graph, keys, *partitions, never=never))
+        steps_of = {k: set(a.keys) for a in defs.assets or [] for k in a.keys}  # type: ignore[union-attr]
+        keys = [k for k in keys if steps_of.get(k, {k}) & chosen_keys]  # a step's assets go together (rejects)
+        tags = ({PARTITION_TAG: partitions[0]} if partitions[0] == partitions[1] else
+                {RANGE_START_TAG: partitions[0], RANGE_END_TAG: partitions[1]})
     names = {k.to_user_string() for k in keys}
-    return defs, keys, {step: [k for k in assets if k in names] for step, assets in steps.items()}
+    return defs, keys, {step: [k for k in assets if k in names] for step, assets in steps.items()}, tags
+
+
+def partition_selection(graph, keys: list[dg.AssetKey], first: str, last: str,
+                        never: set[dg.AssetKey] = frozenset()) -> list[dg.AssetKey]:  # type: ignore[assignment]
+    """Of ``keys`` (in dependency order, of the asset graph ``graph``), the partitioned assets that have the
+    partitions ``first`` and ``last`` (``first`` not after ``last``), the unpartitioned ones downstream of
+    them, which read every partition, and the unpartitioned ones upstream of them among ``never`` (their ports
+    never published: a first build); in the same order.
+
+    Raises:
+        MeshError: no selected asset has those partitions, or ``first`` comes after ``last``.
+    """
+    chosen: set[dg.AssetKey] = set()
+    for key in keys:
+        node = graph.get(key)
+        partitions_def = node.partitions_def
+        if partitions_def is not None:
+            known = partitions_def.get_partition_keys()
+            if first in known and last in known:
+                if known.index(first) > known.index(last):
+                    raise MeshError(f"--from {first} comes after --to {last}; give the earlier partition first")
+                chosen.add(key)
+        elif any(parent in chosen for parent in node.parent_keys):
+            chosen.add(key)
+    for key in reversed(keys):  # the first build of what the chosen partitions read
+        node = graph.get(key)
+        if key in never and node.partitions_def is None and any(c in chosen for c in node.child_keys):
+            chosen.add(key)
+    if not any(graph.get(k).partitions_def is not None for k in chosen):
+        raise MeshError(f"no selected asset has the partition(s) {first}"
+                        f"{'' if first == last else ' to ' + last}: a month's key is YYYY-MM, a day's YYYY-MM-DD, "
+                        "within each table's partitioning start and end (docs/partitions.md)")
+    return [k for k in keys if k in chosen]
 
 
 _SELECTION_HELP = ("write a Dagster asset selection over keys domain/layer/table, e.g. "

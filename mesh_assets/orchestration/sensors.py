@@ -41,7 +41,7 @@ def landed_files(table: Table, landing_zone: str) -> dict[str, list[float]]:
     fs, base = fsspec.core.url_to_fs(landing_zone)
     base = base.rstrip("/")
     files = {}
-    for path, info in fs.glob(f"{base}/{table.source.path}", detail=True).items():
+    for path, info in fs.glob(f"{base}/{table.source.glob(table.partitioning)}", detail=True).items():
         if info.get("type") == "directory":
             continue
         files[path[len(base) + 1:] if path.startswith(base + "/") else path] = [info.get("size") or 0,
@@ -86,7 +86,9 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings,
                            f"({', '.join(t.source.path for t in tables)}).")  # type: ignore[union-attr]
     def _sensor(context: dg.SensorEvaluationContext):
         seen = json.loads(context.cursor) if context.cursor else {}
-        current, keys, changed, landing = {}, [], [], []
+        current: dict[str, dict[str, list[float]]] = {}
+        landing: list[str] = []
+        requests: dict[str | None, tuple[list[dg.AssetKey], list[str]]] = {}  # partition (None: unpartitioned)
         settled = time.time() - settings.automation.landing_settle_seconds
         for table in tables:
             name = "/".join(table.key)
@@ -102,25 +104,39 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings,
                 event = context.instance.get_latest_materialization_event(dg.AssetKey(list(table.key)))
                 last = event.timestamp if event is not None else None
             files = changed_files(table, current[name], seen.get(name), last)
-            if files:
-                keys += [dg.AssetKey(list(table.key)), dg.AssetKey(list(rejects_key(table)))]
-                changed += files
+            table_keys = [dg.AssetKey(list(table.key)), dg.AssetKey(list(rejects_key(table)))]
+            for path in files:  # a partitioned table's files start the runs of their partitions only
+                partition = (table.source.partition_of(path, table.partitioning)  # type: ignore[union-attr]
+                             if table.partitioning is not None else None)
+                if table.partitioning is not None and partition is None:
+                    continue  # no valid {month} or {date} in its path: no partition to run
+                requests.setdefault(partition, ([], []))
+                requests[partition][0].extend(k for k in table_keys if k not in requests[partition][0])
+                requests[partition][1].append(path)
         context.update_cursor(json.dumps(current, sort_keys=True))
-        if not keys:
+        if not requests:
             waiting = f"; waiting for {', '.join(landing)} to settle" if landing else ""
             return dg.SkipReason(f"no new or changed file for the {len(tables)} bronze table(s) of "
                                  f"{domain.name}{waiting}")
-        listed = ", ".join(sorted(set(changed)))
-        if len(listed) > _TAG_LIMIT:
-            listed = f"{listed[:_TAG_LIMIT]}… ({len(set(changed))} files)"
-        fingerprint = {f: current[n][f] for n in current for f in current[n] if f in changed}
-        return dg.RunRequest(
-            run_key=hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:32],
-            asset_selection=keys,
-            tags={LANDING_FILES_TAG: listed, TRIGGER_TAG: "landing_zone"},
-        )
+        return [_landing_request(current, keys, changed, partition)
+                for partition, (keys, changed) in sorted(requests.items(), key=lambda r: r[0] or "")]
 
     return _sensor
+
+
+def _landing_request(current: dict[str, dict[str, list[float]]], keys: list[dg.AssetKey], changed: list[str],
+                     partition: str | None) -> dg.RunRequest:
+    """The run of ``keys`` for the ``changed`` files (of the partition ``partition``, or unpartitioned); its run
+    key a digest of those files' fingerprints in ``current``, so one landing never starts two runs."""
+    listed = ", ".join(sorted(set(changed)))
+    if len(listed) > _TAG_LIMIT:
+        listed = f"{listed[:_TAG_LIMIT]}… ({len(set(changed))} files)"
+    fingerprint = {f: current[n][f] for n in current for f in current[n] if f in changed}
+    return dg.RunRequest(
+        run_key=hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:32],
+        asset_selection=keys, partition_key=partition,
+        tags={LANDING_FILES_TAG: listed, TRIGGER_TAG: "landing_zone"},
+    )
 
 
 def run_failure_alert_sensor(domain: Domain, settings: MeshSettings) -> dg.SensorDefinition:

@@ -1,0 +1,383 @@
+"""Partitioned, incremental data products (docs/partitions.md): the contract's partitioning, its Dagster partitions
+and Iceberg partition spec, a step that reads, writes, audits and publishes one partition (or a range) only, and
+`mesh run --partition` / `--from --to`, on TPC-H orders split by month (tests/fixtures/partitioned_mesh)."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from conftest import FIXTURES, TEST_SALT, restored
+from mesh_assets.cli.main import app
+from mesh_assets.contract.loader import load_contract
+from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.errors import ContractError, MeshError
+from mesh_assets.orchestration.definitions import build_mesh_definitions
+from mesh_assets.orchestration.runner import run_mesh
+from mesh_assets.sql.partition_filter import filter_inputs
+
+MONTHS = ("1992-01", "1992-02", "1992-03", "1992-04")
+NEW_MONTH = "1992-05"
+PARTITIONED = ("shop/bronze/raw_orders", "shop/silver/orders", "shop/gold/monthly_revenue")
+ORDERS_SQL = ("SELECT o_orderkey AS order_id, o_custkey AS customer_id, o_totalprice AS total, "
+              "o_orderdate AS order_date FROM read_csv('{csv}', header = true) "
+              "WHERE strftime(o_orderdate, '%Y-%m') = '{month}'")
+
+
+def land_month(root: Path, tpch: Path, month: str, extra_rows: str = "") -> Path:
+    """Land TPC-H's orders of ``month`` as ``shop/orders/<month>/orders.csv`` (``extra_rows``: CSV lines added)."""
+    folder = root / ".mesh" / "landing" / "shop" / "orders" / month
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "orders.csv"
+    con = duckdb.connect()
+    con.execute(f"COPY ({ORDERS_SQL.format(csv=tpch / 'tpch' / 'orders.csv', month=month)}) TO '{target}' (HEADER)")
+    if extra_rows:
+        with target.open("a") as handle:
+            handle.write(extra_rows)
+    return target
+
+
+def expected_totals(tpch: Path, months: tuple[str, ...]) -> list[tuple]:
+    """Revenue and orders per segment of TPC-H's orders in ``months``, computed on the raw files."""
+    return duckdb.connect().execute(
+        "SELECT c_mktsegment, sum(CAST(o_totalprice AS DECIMAL(15,2))), count(*) "
+        f"FROM read_csv('{tpch / 'tpch' / 'orders.csv'}') o "
+        f"JOIN read_csv('{tpch / 'tpch' / 'customer.csv'}') c ON c.c_custkey = o.o_custkey "
+        f"WHERE strftime(o_orderdate, '%Y-%m') IN ({', '.join(repr(m) for m in months)}) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+
+
+def make_root(parent: Path, tpch: Path, months: tuple[str, ...] = MONTHS) -> Path:
+    root = parent / "partitioned"
+    shutil.copytree(FIXTURES / "partitioned_mesh", root)
+    shop = root / ".mesh" / "landing" / "shop"
+    shop.mkdir(parents=True)
+    duckdb.connect().execute(f"COPY (SELECT c_custkey AS customer_id, c_mktsegment AS segment FROM "
+                             f"read_csv('{tpch / 'tpch' / 'customer.csv'}')) TO '{shop / 'customers.csv'}' (HEADER)")
+    for month in months:
+        land_month(root, tpch, month)
+    return root
+
+
+def files_by_month(root: Path, key: tuple[str, str, str]) -> dict[str, set[str]]:
+    """The current Iceberg data files of the port ``key``, by the month in their name (``part-<month>-<n>``)."""
+    snapshot = PortStorage(root=str(root / ".mesh" / "lake")).port(key).current_snapshot()
+    found: dict[str, set[str]] = {}
+    for path in snapshot.files:
+        found.setdefault(path.rsplit("/", 1)[-1].removeprefix("part-")[:7], set()).add(path)
+    return found
+
+
+def port_rows(root: Path, key: tuple[str, str, str], sql: str = "SELECT * FROM t ORDER BY ALL") -> list[tuple]:
+    snapshot = PortStorage(root=str(root / ".mesh" / "lake")).port(key).current_snapshot()
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM {snapshot.read_sql}")
+    return con.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def built(tpch_landing: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The partitioned mesh, its four months built in ONE range run (1992-01 to 1992-04), then the
+    unpartitioned tables: ``(root, instance, summary of the range run)``."""
+    root = make_root(tmp_path_factory.mktemp("partitions"), tpch_landing)
+    with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MESH_PII_SALT", TEST_SALT)
+        for name in ("DAGSTER_HOME", "MESH_STORAGE_ROOT", "MESH_LANDING_ZONE"):
+            mp.delenv(name, raising=False)
+        summary = run_mesh(load_mesh(root), instance, partitions=(MONTHS[0], MONTHS[-1]))
+        yield root, instance, summary
+
+
+# ---- the contract ----
+
+CONTRACT = """\
+apiVersion: v3.1.0
+kind: DataContract
+id: shop-x
+name: x
+version: 1.0.0
+status: active
+domain: shop
+schema:
+  - name: events
+    physicalType: table
+    description: Events.
+    customProperties:
+      - {{property: layer, value: bronze}}
+      - property: source
+        value: {{path: "{path}", format: csv}}
+{partitioning}    properties:
+      - {{name: id, logicalType: integer, physicalType: BIGINT, primaryKey: true, description: Id.}}
+      - {{name: day, logicalType: {logical}, physicalType: {physical}, {partitioned}description: Day.}}
+"""
+
+
+def contract(tmp_path: Path, path: str = "shop/events/{month}/*.csv", partitioning: str | None =
+             '{granularity: month, start: "2024-01-01"}', physical: str = "DATE",
+             partitioned: str = "partitioned: true, partitionKeyPosition: 1, ") -> Path:
+    declared = f"      - property: partitioning\n        value: {partitioning}\n" if partitioning else ""
+    logical = "date" if physical == "DATE" else "timestamp"
+    file = tmp_path / "x.yaml"
+    file.write_text(CONTRACT.format(path=path, partitioning=declared, physical=physical, logical=logical,
+                                    partitioned=partitioned))
+    return file
+
+
+def test_contract_declares_month_partitions_of_a_date_column(tmp_path: Path) -> None:
+    table = load_contract(contract(tmp_path), "shop", "shop-team").tables[0]
+    assert table.partitioning is not None
+    assert (table.partitioning.column, table.partitioning.granularity) == ("day", "month")
+    assert table.partitioning.start.isoformat() == "2024-01-01" and table.partitioning.timezone == "UTC"
+    window = table.partitioning.window(["2024-11", "2024-12"])
+    assert (window.start.isoformat(), window.end.isoformat(), window.label) == ("2024-11-01", "2025-01-01",
+                                                                                 "2024-11...2024-12")
+    assert table.source.glob(table.partitioning, "2024-03") == "shop/events/2024-03/*.csv"
+    assert table.source.glob(table.partitioning) == "shop/events/*/*.csv"
+
+
+@pytest.mark.parametrize(("kwargs", "problem"), [
+    ({"partitioning": None}, "declare the partitions' granularity and start"),
+    ({"partitioned": ""}, "no property is the partition column; mark the DATE column with partitioned: true"),
+    ({"physical": "TIMESTAMP"}, "partition on a DATE column"),
+    ({"partitioning": '{granularity: week, start: "2024-01-01"}'}, "granularity 'week' is not supported"),
+    ({"partitioning": '{granularity: month, start: "2024-01-15"}'}, "not the first day of a month"),
+    ({"partitioning": '{granularity: month, start: "2024-03-01", end: "2024-01-01"}'}, "is not after start"),
+    ({"partitioning": '{granularity: month, start: "2024-01-01", timezone: Mars/Olympus}'},
+     "not an IANA time zone"),
+    ({"partitioning": '{granularity: month, start: "2024-01-01", region: eu}'}, "unknown partitioning option"),
+    ({"path": "shop/events/*.csv"}, "names its partition's files with {month}"),
+    ({"path": "shop/events/{month}/{date}.csv"}, "use {month} only"),
+    ({"path": "shop/events/{year}/*.csv"}, "unknown field {year}"),
+])
+def test_contract_refuses_bad_partitioning_with_the_field_and_the_fix(tmp_path: Path, kwargs, problem) -> None:
+    with pytest.raises(ContractError) as caught:
+        load_contract(contract(tmp_path, **kwargs), "shop", "shop-team")
+    assert problem in str(caught.value) and "x.yaml" in str(caught.value)
+    assert "schema[0]" in str(caught.value)
+
+
+def test_an_unpartitioned_source_path_has_no_partition_field(tmp_path: Path) -> None:
+    with pytest.raises(ContractError, match="only a partitioned table's path may"):
+        load_contract(contract(tmp_path, partitioning=None, partitioned=""), "shop", "shop-team")
+
+
+def test_partitioned_input_reads_are_rewritten_by_sqlglot_not_pasted() -> None:
+    import datetime as dt
+
+    sql = filter_inputs("SELECT o.id FROM silver.orders AS o JOIN bronze.customers c USING (id)",
+                        {("silver", "orders"): "order_date"}, dt.date(1992, 3, 1), dt.date(1992, 4, 1))
+    assert sql == ('SELECT o.id FROM (SELECT * FROM "silver"."orders" WHERE "order_date" >= '
+                   "CAST('1992-03-01' AS DATE) AND \"order_date\" < CAST('1992-04-01' AS DATE)) AS \"o\" "
+                   "JOIN bronze.customers AS c USING (id)")
+
+
+# ---- Dagster and Iceberg ----
+
+
+def test_partitioned_tables_are_monthly_assets_with_a_single_run_backfill_policy(built) -> None:
+    root, _, _ = built
+    graph = build_mesh_definitions(load_mesh(root)).resolve_asset_graph()
+    for key in PARTITIONED:
+        node = graph.get(dg.AssetKey(key.split("/")))
+        assert isinstance(node.partitions_def, dg.MonthlyPartitionsDefinition)
+        assert node.partitions_def.get_partition_keys() == [*MONTHS, NEW_MONTH, "1992-06"]
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    assert graph.get(dg.AssetKey(["shop", "gold", "segment_totals"])).partitions_def is None
+    assert graph.get(dg.AssetKey(["shop", "bronze", "raw_customers"])).partitions_def is None
+
+
+def test_the_iceberg_table_is_partitioned_by_month_of_the_partition_column(built) -> None:
+    root, _, _ = built
+    table = PortStorage(root=str(root / ".mesh" / "lake")).port(("shop", "silver", "orders")).table()
+    (spec_field,) = table.spec().fields
+    assert (str(spec_field.transform), spec_field.name) == ("month", "order_date_month")
+    assert table.schema().find_field(spec_field.source_id).name == "order_date"
+
+
+def test_a_range_run_builds_every_month_and_the_unpartitioned_consumer_reads_them_all(built, tpch_landing) -> None:
+    root, instance, summary = built
+    assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
+    ran = {a.key for a in summary.assets}
+    assert {"shop/gold/segment_totals", "shop/bronze/raw_customers"} <= ran  # reads them; a first build
+    assert sorted(files_by_month(root, ("shop", "silver", "orders"))) == list(MONTHS)  # one file per month
+    key = dg.AssetKey(["shop", "silver", "orders"])
+    assert instance.get_materialized_partitions(key) == set(MONTHS)
+    assert port_rows(root, ("shop", "gold", "segment_totals")) == expected_totals(tpch_landing, MONTHS)
+    materialization = instance.get_latest_materialization_event(key).asset_materialization
+    assert materialization.metadata["partition"].value == "1992-01...1992-04"  # one step over the range
+    records = instance.get_records_for_run(summary.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    scopes = {(e.event_log_entry.dagster_event.event_specific_data.check_name,
+               e.event_log_entry.dagster_event.event_specific_data.metadata["partition"].value,
+               e.event_log_entry.dagster_event.event_specific_data.metadata["scope"].value)
+              for e in records if e.event_log_entry.dagster_event.event_specific_data.asset_key == key}
+    assert {("primary_key", "1992-01...1992-04", "table"), ("segment_required", "1992-01...1992-04", "partition"),
+            ("partition_window", "1992-01...1992-04", "partition")} <= scopes
+
+
+def test_a_range_run_equals_the_sum_of_single_month_runs(built, tpch_landing, tmp_path: Path) -> None:
+    ranged, _, _ = built
+    single = make_root(tmp_path, tpch_landing)
+    with dg.instance_for_test() as instance:
+        mesh = load_mesh(single)
+        for month in MONTHS:
+            assert run_mesh(mesh, instance, partitions=(month, month)).success
+    for key in (("shop", "silver", "orders"), ("shop", "gold", "monthly_revenue"), ("shop", "gold", "segment_totals")):
+        assert port_rows(single, key) == port_rows(ranged, key), key
+    assert len(port_rows(single, ("shop", "silver", "orders"))) == sum(
+        n for _, _, n in expected_totals(tpch_landing, MONTHS))
+
+
+def test_a_new_month_materializes_only_that_month(built, tpch_landing) -> None:
+    root, _, _ = built
+    with restored(root), dg.instance_for_test() as instance:
+        before = {k: files_by_month(root, tuple(k.split("/"))) for k in PARTITIONED}
+        land_month(root, tpch_landing, NEW_MONTH)
+        summary = run_mesh(load_mesh(root), instance, partitions=(NEW_MONTH, NEW_MONTH))
+        assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
+        assert {a.key for a in summary.assets} == {*PARTITIONED, "shop/bronze/raw_orders__rejects",
+                                                   "shop/gold/segment_totals"}  # not the customers
+        for key in PARTITIONED:
+            after = files_by_month(root, tuple(key.split("/")))
+            assert {m: after[m] for m in MONTHS} == before[key], key  # the same Iceberg data files
+            assert NEW_MONTH in after
+            assert instance.get_materialized_partitions(dg.AssetKey(key.split("/"))) == {NEW_MONTH}
+        assert port_rows(root, ("shop", "gold", "segment_totals")) == expected_totals(tpch_landing,
+                                                                                      (*MONTHS, NEW_MONTH))
+        result = dg.DagsterInstance.get_latest_materialization_event(instance, dg.AssetKey(
+            ["shop", "silver", "orders"]))
+        metadata = result.asset_materialization.metadata
+        assert metadata["partition"].value == NEW_MONTH
+        assert metadata["dagster/row_count"].value == sum(n for _, _, n in expected_totals(tpch_landing,
+                                                                                              (NEW_MONTH,)))
+
+
+def test_relanding_a_past_month_rematerializes_it_only(built, tpch_landing) -> None:
+    root, _, _ = built
+    with restored(root), dg.instance_for_test() as instance:
+        before = files_by_month(root, ("shop", "silver", "orders"))
+        target = land_month(root, tpch_landing, "1992-02")
+        lines = target.read_text().splitlines()
+        target.write_text("\n".join(lines[:-10]) + "\n")  # ten orders of February withdrawn
+        assert run_mesh(load_mesh(root), instance, partitions=("1992-02", "1992-02")).success
+        after = files_by_month(root, ("shop", "silver", "orders"))
+        assert after["1992-02"].isdisjoint(before["1992-02"])
+        assert {m: after[m] for m in MONTHS if m != "1992-02"} == {m: before[m] for m in MONTHS if m != "1992-02"}
+        february = port_rows(root, ("shop", "silver", "orders"),
+                             "SELECT count(*) FROM t WHERE strftime(order_date, '%Y-%m') = '1992-02'")[0][0]
+        assert february == len(lines) - 1 - 10
+        totals = port_rows(root, ("shop", "gold", "segment_totals"), "SELECT sum(orders) FROM t")[0][0]
+        assert totals == sum(n for _, _, n in expected_totals(tpch_landing, MONTHS)) - 10
+
+
+def test_a_key_of_a_new_month_colliding_with_an_old_month_fails_the_primary_key_and_publishes_nothing(
+        built, tpch_landing) -> None:
+    root, _, _ = built
+    with restored(root), dg.instance_for_test() as instance:
+        port = PortStorage(root=str(root / ".mesh" / "lake")).port(("shop", "bronze", "raw_orders"))
+        january = port_rows(root, ("shop", "bronze", "raw_orders"),
+                            "SELECT order_id, customer_id FROM t WHERE order_date < DATE '1992-02-01' LIMIT 1")[0]
+        before = port.current()["iceberg_snapshot_id"]
+        land_month(root, tpch_landing, NEW_MONTH, extra_rows=f"{january[0]},{january[1]},1.00,1992-05-20\n")
+        summary = run_mesh(load_mesh(root), instance, partitions=(NEW_MONTH, NEW_MONTH))
+        assert not summary.success
+        bronze = next(a for a in summary.assets if a.key == "shop/bronze/raw_orders")
+        assert bronze.status == "failed" and any(b.startswith("primary_key") for b in bronze.blocking)
+        assert port.current()["iceberg_snapshot_id"] == before  # a failed audit leaves the table untouched
+
+
+def test_rows_outside_their_partition_fail_the_partition_window_check(built, tpch_landing) -> None:
+    root, _, _ = built
+    with restored(root), dg.instance_for_test() as instance:
+        land_month(root, tpch_landing, NEW_MONTH, extra_rows="999999901,1,1.00,1992-06-02\n")
+        summary = run_mesh(load_mesh(root), instance, partitions=(NEW_MONTH, NEW_MONTH))
+        bronze = next(a for a in summary.assets if a.key == "shop/bronze/raw_orders")
+        assert bronze.status == "failed" and bronze.blocking == ["partition_window (1 row)"]
+
+
+def test_run_partition_options_are_checked(built) -> None:
+    root, _, _ = built
+    result = CliRunner().invoke(app, ["run", "--root", str(root), "--from", "1992-01"])
+    assert result.exit_code == 2 and "give --partition P, or both --from A and --to B" in result.output
+    with dg.instance_for_test() as instance, pytest.raises(MeshError, match="no selected asset has the partition"):
+        run_mesh(load_mesh(root), instance, partitions=("1993-01", "1993-01"))
+    with dg.instance_for_test() as instance, pytest.raises(MeshError, match="comes after"):
+        run_mesh(load_mesh(root), instance, partitions=("1992-03", "1992-01"))
+
+
+@pytest.mark.parametrize(("engine", "fix"), [("spark", "remove its engine: spark"),
+                                            ("python", "write its transform as a SQL file")])
+def test_a_partitioned_table_on_another_engine_is_refused_at_load(tmp_path: Path, tpch_landing, engine, fix) -> None:
+    root = make_root(tmp_path, tpch_landing, ())
+    contract_file = root / "domains" / "shop" / "products" / "orders.yaml"
+    text = contract_file.read_text()
+    if engine == "spark":
+        text = text.replace("      - {property: layer, value: silver}\n",
+                            "      - {property: layer, value: silver}\n      - {property: engine, value: spark}\n")
+    else:
+        text = text.replace("      - {property: layer, value: silver}\n", textwrap.indent(
+            "- {property: layer, value: silver}\n- {property: transform, value: python/silver/orders.py}\n"
+            "- {property: inputs, value: [bronze.raw_orders]}\n", "      "))
+        (root / "domains" / "shop" / "python" / "silver").mkdir(parents=True)
+        (root / "domains" / "shop" / "python" / "silver" / "orders.py").write_text(
+            "def transform(inputs, con):\n    return inputs['bronze.raw_orders']\n")
+    contract_file.write_text(text)
+    with pytest.raises(MeshError) as caught:
+        build_mesh_definitions(load_mesh(root))
+    assert "orders.yaml: table orders is partitioned (column order_date)" in str(caught.value)
+    assert fix in str(caught.value)
+
+
+def test_the_landing_zone_sensor_starts_the_runs_of_the_landed_partitions_only(tmp_path: Path, tpch_landing) -> None:
+    from mesh_assets.orchestration.definitions import build_domain_definitions
+
+    root = make_root(tmp_path, tpch_landing, ("1992-01",))
+    with (root / "mesh.yaml").open("a") as handle:
+        handle.write("automation: {landing_settle_seconds: 0}\n")
+    defs = build_domain_definitions(root / "domains" / "shop")
+    sensor = defs.resolve_sensor_def("shop_landing_zone")
+    with dg.instance_for_test() as instance:
+        first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert {(r.partition_key, frozenset(k.to_user_string() for k in r.asset_selection))
+                for r in first.run_requests} == {
+            (None, frozenset({"shop/bronze/raw_customers", "shop/bronze/raw_customers__rejects"})),
+            ("1992-01", frozenset({"shop/bronze/raw_orders", "shop/bronze/raw_orders__rejects"}))}
+        land_month(root, tpch_landing, "1992-03")
+        second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
+        assert [(r.partition_key, r.tags["mesh/landing_files"]) for r in second.run_requests] == [
+            ("1992-03", "shop/orders/1992-03/orders.csv")]
+
+
+def test_a_partition_publication_replaces_only_its_files_and_an_empty_partition_empties_it(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from mesh_assets.contract.model import Partitioning
+    from mesh_assets.engine.duckdb_engine import DuckDBEngine, DuckDBStep
+    from mesh_assets.engine.ports import Port
+
+    port, con = Port(str(tmp_path), ("shop", "gold", "daily")), duckdb.connect()
+    step = DuckDBStep(DuckDBEngine(), con)
+    by_month = Partitioning("day", "month", dt.date(2024, 1, 1))
+    rows = "SELECT DATE '2024-01-05' + CAST(i AS INTEGER) AS day, i AS v FROM range(40) AS t(i)"  # Jan 5 – Feb 13
+    first = port.new_snapshot("run1")
+    assert step.write(rows, first, ("day", by_month.key_format)) == 40
+    assert [f.rsplit("/", 1)[-1] for f in port.staged_files(first.id)] == ["part-2024-01-0.parquet",
+                                                                            "part-2024-02-1.parquet"]
+    assert port.publish(first.id, {"rows": 40}, partitioning=by_month,
+                        window=by_month.window(["2024-01", "2024-02"]))["rows"] == 40
+    january = [f for f in port.current_snapshot().files if "part-2024-01" in f]
+    second = port.new_snapshot("run2")
+    assert step.write(f"SELECT * FROM ({rows}) WHERE false", second, ("day", by_month.key_format)) == 0
+    info = port.publish(second.id, {"rows": 0}, partitioning=by_month, window=by_month.window(["2024-02"]))
+    assert info["rows"] == 27  # January's 27 days stay, February is empty
+    assert [f for f in port.current_snapshot().files if "part-2024-01" in f] == january  # the very same file
+    assert con.execute(f"SELECT count(*), max(day) FROM {port.current_snapshot().read_sql}").fetchall() == [
+        (27, dt.date(2024, 1, 31))]
+    summary = port.table().current_snapshot().summary
+    assert (summary["mesh.partition"], summary["mesh.partition-rows"], summary["mesh.rows"]) == ("2024-02", "0", "27")
