@@ -28,11 +28,16 @@ def test_a_url_that_is_no_webserver_address_is_refused(url: str) -> None:
         webserver_client(url)
 
 
-def test_an_unreachable_webserver_is_named_with_the_fix(tiny_root) -> None:
+@pytest.mark.parametrize("by", ["--via", "MESH_WEBSERVER_URL"])
+def test_an_unreachable_webserver_is_named_with_the_fix(tiny_root, by: str, monkeypatch) -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = mesh_cli(tiny_root, "run", "--via", f"http://127.0.0.1:{port}")
+    if by == "--via":
+        result = mesh_cli(tiny_root, "run", "--via", f"http://127.0.0.1:{port}")
+    else:  # a deployment's default
+        monkeypatch.setenv("MESH_WEBSERVER_URL", f"http://127.0.0.1:{port}")
+        result = mesh_cli(tiny_root, "run")
     assert result.returncode == 2 and "Traceback" not in result.stderr  # bad input, as every command
     assert f"cannot reach the webserver at http://127.0.0.1:{port}" in result.stderr
     assert "dagster dev -w workspace.yaml" in result.stderr

@@ -115,9 +115,10 @@ def run(
     first: Annotated[str | None, typer.Option("--from", help="With --to: a range of partitions in one run.")] = None,
     last: Annotated[str | None, typer.Option("--to", help="The range's last partition (inclusive).")] = None,
     via: Annotated[str | None, typer.Option(
-        "--via", help="Launch the runs through the Dagster webserver at this URL (e.g. http://127.0.0.1:3000), "
-                      "one per domain in dependency order, each in its code location, so the UI can re-execute "
-                      "them; without it the mesh runs in this process.")] = None,
+        "--via", envvar="MESH_WEBSERVER_URL",
+        help="Launch the runs through the Dagster webserver at this URL (e.g. http://127.0.0.1:3000), one per "
+             "domain in dependency order, each in its code location, so the UI can re-execute them; without it "
+             "(and without MESH_WEBSERVER_URL) the mesh runs in this process.")] = None,
 ) -> None:
     """Materialize every asset of the mesh (or of --domain, or those --select picks) in dependency order, then
     print a summary and write the results as JSON (docs/operations.md, "Run results"). --partition, or --from
