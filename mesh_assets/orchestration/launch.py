@@ -35,6 +35,7 @@ ASSET_JOB = "__ASSET_JOB"        # the job of every asset of a code location (Da
 REPOSITORY = "__repository__"    # the repository of a code location loaded from a Definitions object
 DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 POLL_SECONDS = 1.0
+QUEUED_NOTICE_SECONDS = 60.0  # a run queued this long: say that the daemon dequeues runs
 
 
 def domain_stretches(keys: list[dg.AssetKey]) -> list[tuple[str, list[dg.AssetKey]]]:
@@ -83,10 +84,14 @@ def launch_mesh(mesh: Mesh, instance: DagsterInstance, url: str, domains: list[s
             run_id = client.submit_job_execution(ASSET_JOB, repository_location_name=domain,
                                                  repository_name=REPOSITORY, asset_selection=stretch)
             console.print(f"launched run {run_id} in code location {domain}: {len(stretch)} asset(s)")
-            status = client.get_run_status(run_id)
+            status, waited = client.get_run_status(run_id), 0.0
             while status not in DONE:
                 sleep(POLL_SECONDS)
+                waited += POLL_SECONDS
                 status = client.get_run_status(run_id)
+                if status == DagsterRunStatus.QUEUED and waited == QUEUED_NOTICE_SECONDS:
+                    console.print(f"[yellow]run {run_id} is still queued after {waited:.0f} s:[/] the Dagster "
+                                  "daemon starts queued runs (dagster dev runs one; else dagster-daemon run)")
         except DagsterGraphQLClientError as exc:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, (OSError, TransportConnectionFailed)):  # requests' errors derive from OSError
