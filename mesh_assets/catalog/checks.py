@@ -36,7 +36,8 @@ class CheckRecord:
 
     ``asset`` is the table's key as ``domain/layer/table``; ``severity`` ``ERROR`` (blocking) or ``WARN``;
     ``failing_rows`` and ``pass_rate`` (0–1) are set for row-counting rules, ``distinct_keys`` and ``null_keys``
-    for a foreign key (its distinct orphan keys; its rows with a null key part, which it does not check), ``observed_value`` for a rule that measures one value (a SQL rule, a row count);
+    for a foreign key (its distinct orphan keys; its rows with a null key part, which it does not check),
+    ``observed_value`` for a rule that measures one value (a SQL rule, a row count);
     ``sample`` holds at most ``checks.sample_rows`` failing rows (sensitive columns masked). ``published``:
     the run published the table (False when a blocking check of that run failed); ``stale_run``: the table's
     later run that did not evaluate its checks (its step failed before them, or did not run), if any.
@@ -75,7 +76,8 @@ class CheckRecord:
         """The record in the documented JSON shape of ``mesh checks --format json`` (docs/operations.md)."""
         return {"asset": self.asset, "check": self.check, "severity": self.severity, "passed": self.passed,
                 "failing_rows": self.failing_rows, "distinct_keys": self.distinct_keys,
-                "null_keys": self.null_keys, "pass_rate": self.pass_rate, "observed_value": self.observed_value, "rows_checked": self.rows_checked,
+                "null_keys": self.null_keys, "pass_rate": self.pass_rate, "observed_value": self.observed_value,
+                "rows_checked": self.rows_checked,
                 "expectation": self.expectation, "description": self.description, "error": self.error,
                 "sample": self.sample, "run_id": self.run_id,
                 "evaluated_at": self.evaluated_at.isoformat(timespec="seconds") if self.evaluated_at else None,

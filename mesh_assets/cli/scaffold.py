@@ -303,9 +303,9 @@ def draft_contract(inference: Inference, domain: str, name: str, team: str, tabl
     ``source_glob`` (relative to the landing zone) with every inferred column and rule, a silver table and a
     public gold output port named by ``tables`` (layer → table) that inherit them (``inheritColumns``,
     docs/contracts.md), a 1-day latency SLA on the port, and the ``servers`` entry and ``physicalName`` that tell
-    outside tools where the port's Iceberg table is (mesh_assets.contract.servers). Placeholder descriptions say ``Draft:``
-    (:data:`~mesh_assets.governance.policies.DRAFT_MARKER`): the ``descriptions`` policy refuses them once the
-    contract's status is ``active``."""
+    outside tools where the port's Iceberg table is (mesh_assets.contract.servers). Placeholder descriptions say
+    ``Draft:`` (:data:`~mesh_assets.governance.policies.DRAFT_MARKER`): the ``descriptions`` policy refuses them
+    once the contract's status is ``active``."""
     sample = (f" Inferred from the first {inference.rows:,} records only (the files hold more): ranges were "
               "not inferred; review the rules on the whole data."
               if inference.sampled else f" Inferred from all {inference.rows:,} records of the landed files.")
