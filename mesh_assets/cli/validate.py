@@ -11,7 +11,8 @@
    from a sensitive column is classified sensitive or declassified with a reason
    (mesh_assets.governance.classification);
 5. change management — with a base git ref, breaking changes of output ports need a major version bump
-   (mesh_assets.governance.changes);
+   (mesh_assets.governance.changes); the output ports keep what every consumer registered it relies on, and
+   each product's pinned majors of other domains' ports are current (mesh_assets.governance.expectations);
 6. dbt — each dbt model selects its contract's columns, its dbt contract is in sync, its sources name their
    ports (mesh_assets.governance.dbt_checks).
 
@@ -43,6 +44,7 @@ from mesh_assets.governance.access_requests import grant_findings, read_requests
 from mesh_assets.governance.classification import classification_findings
 from mesh_assets.governance.codeowners import codeowners_findings
 from mesh_assets.governance.dbt_checks import dbt_findings
+from mesh_assets.governance.expectations import expectation_findings, pin_findings
 from mesh_assets.governance.policies import policy_findings
 from mesh_assets.orchestration.assets import table_asset
 from mesh_assets.sql.inputs import PREVIOUS
@@ -114,6 +116,8 @@ def validate(root: Path, base: str | None = None,
         report.findings += grant_findings(mesh, domain, requests)
     report.findings += codeowners_findings(mesh)
     report.findings += classification_findings(mesh, loaded)
+    report.findings += expectation_findings(mesh, loaded)
+    report.findings += pin_findings(mesh, loaded)
     cycle = find_cycle(mesh, [d.name for d in loaded])
     if cycle:
         report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",
