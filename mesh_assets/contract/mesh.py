@@ -142,7 +142,8 @@ class Mesh:
     A domain that is not in that folder is resolved from the contract registry (``mesh.yaml`` ``registry``,
     mesh_assets.registry.store): the newest published version of each of its products, within the major version
     the loaded domains pin on its ports (``inputPorts``). Its tables carry no SQL: only its output ports are
-    read, and how they are built stays in its producer's repository (docs/domain-repos.md).
+    read, and how they are built stays in its producer's repository (docs/domain-repos.md). Resolving one loads
+    the mesh's own domains first, for their pins.
     """
 
     def __init__(self, settings: MeshSettings):
@@ -180,10 +181,18 @@ class Mesh:
         return self._domains[name]
 
     def pins(self, producer: str) -> dict[str, tuple[int, Path]]:
-        """The major versions the loaded domains pin on ``producer``'s ports: table → (major, contract)."""
-        return {p.table: (p.major, product.path) for d in self._domains.values() if not d.remote
-                for product in d.products for p in product.input_ports
-                if p.domain == producer and p.major is not None}
+        """The major versions the mesh's own domains pin on ``producer``'s ports: table → (major, contract).
+        Every domain of the folder is loaded for it (a domain that does not load pins nothing here; its own
+        errors are reported where it is loaded)."""
+        found = {}
+        for name in self.domain_names:
+            try:
+                domain = self.domain(name)
+            except MeshError:
+                continue
+            found |= {p.table: (p.major, product.path) for product in domain.products for p in product.input_ports
+                      if p.domain == producer and p.major is not None}
+        return found
 
     def _published_domain(self, name: str) -> Domain:
         """Domain ``name`` from the registry (see the class docstring). Each chosen contract is copied into
