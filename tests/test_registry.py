@@ -310,3 +310,30 @@ def test_impact_reports_a_column_read_only_in_a_filter(producer: Path) -> None:
     rows = impact(mesh, "shop.order_totals.total", mesh.domains())
     assert [(r.domain, r.table, r.column) for r in rows] == [("billing", "gold.invoices", None)]
     assert json.loads(json.dumps([r.to_dict() for r in rows]))[0]["team"] == "billing-team"
+
+
+def test_access_requests_for_a_registered_domain_are_made_in_its_repository(producer: Path) -> None:
+    from mesh_assets.governance.access_requests import request_access
+
+    edit(producer, lambda d: totals(d)["customProperties"].append({"property": "visibility", "value": "restricted"}))
+    publish(producer)
+    consumer = make_consumer(producer.parent, producer.parent / "registry")
+    with pytest.raises(MeshError, match="published from another repository.*its repository"):
+        request_access(load_mesh(consumer), "shop.order_totals", "billing", "invoices", requested_by="bo@example.com")
+    assert not (consumer / ".mesh/registry-cache/shop/access").exists()
+
+
+def test_two_products_pinning_different_majors_of_one_producer_are_refused(producer: Path) -> None:
+    publish(producer)
+    edit(producer, lambda d: d.update(version="2.0.0"))
+    publish(producer)
+    consumer = make_consumer(producer.parent, producer.parent / "registry", [{"port": "shop.order_totals",
+                                                                              "major": 1}])
+    other = yaml.safe_load((consumer / "domains/billing/products/invoices.yaml").read_text())
+    other.update(id="billing-credits", name="credits")
+    other["schema"][0].update(name="credits", physicalName="gold__credits")
+    other["customProperties"][0]["value"][0]["major"] = 2
+    (consumer / "domains/billing/products/credits.yaml").write_text(yaml.safe_dump(other, sort_keys=False))
+    (consumer / "domains/billing/sql/gold/credits.sql").write_text(CONSUMER_SQL)
+    with pytest.raises(MeshError, match="pins majors 1, 2 of its ports"):
+        load_mesh(consumer).domain("shop")

@@ -81,7 +81,8 @@ def _columns(value: Any, loc: list[str | int], report: Report
         return (), (), ()
     columns, required, unique = [], [], []
     for j, prop in enumerate(value):
-        if not isinstance(prop, dict) or not isinstance(prop.get("name"), str) or not SNAKE_CASE.fullmatch(prop["name"]):
+        name = prop.get("name") if isinstance(prop, dict) else None
+        if not isinstance(name, str) or not SNAKE_CASE.fullmatch(name):
             report([*loc, j], "each property names a column of the port: {name: <column>}")
             continue
         unknown = set(prop) - _COLUMN_KEYS

@@ -172,30 +172,32 @@ class Mesh:
         if name not in self._domains:
             if name in self.domain_names:
                 self._domains[name] = load_domain(self.settings.domains_path / name)
-            elif SNAKE_CASE.fullmatch(name) and self.registry.contracts(name):
-                self._domains[name] = self._published_domain(name)
+            elif SNAKE_CASE.fullmatch(name) and (entries := self.registry.contracts(name)):
+                self._domains[name] = self._published_domain(name, entries)
             else:
                 raise MeshError(f"no domain '{name}' in {self.settings.domains_path} nor in the contract registry "
                                 f"{self.settings.registry_url}; the domains are "
                                 f"{', '.join(self.domain_names) or '(none)'}")
         return self._domains[name]
 
-    def pins(self, producer: str) -> dict[str, tuple[int, Path]]:
-        """The major versions the mesh's own domains pin on ``producer``'s ports: table → (major, contract).
-        Every domain of the folder is loaded for it (a domain that does not load pins nothing here; its own
-        errors are reported where it is loaded)."""
-        found = {}
+    def pins(self, producer: str) -> dict[str, dict[int, Path]]:
+        """The major versions the mesh's own domains pin on ``producer``'s ports: table → major → the contract
+        pinning it. Every domain of the folder is loaded for it (a domain that does not load pins nothing here;
+        its own errors are reported where it is loaded)."""
+        found: dict[str, dict[int, Path]] = {}
         for name in self.domain_names:
             try:
                 domain = self.domain(name)
             except MeshError:
                 continue
-            found |= {p.table: (p.major, product.path) for product in domain.products for p in product.input_ports
-                      if p.domain == producer and p.major is not None}
+            for product in domain.products:
+                for pin in product.input_ports:
+                    if pin.domain == producer and pin.major is not None:
+                        found.setdefault(pin.table, {}).setdefault(pin.major, product.path)
         return found
 
-    def _published_domain(self, name: str) -> Domain:
-        """Domain ``name`` from the registry (see the class docstring). Each chosen contract is copied into
+    def _published_domain(self, name: str, entries: list[ContractEntry]) -> Domain:
+        """Domain ``name`` from its registry ``entries`` (see the class docstring). Each chosen contract is copied into
         ``.mesh/registry-cache/<domain>/products/`` and loaded from there, without its transforms.
 
         Raises:
@@ -204,20 +206,21 @@ class Mesh:
         """
         pins = self.pins(name)
         chosen = []
-        for product, entries in _by_product(self.registry.contracts(name)).items():
-            tables = {p.table for e in entries for p in e.ports}
-            majors = {pins[t][0]: pins[t][1] for t in sorted(tables & pins.keys())}
+        for product, versions in _by_product(entries).items():
+            tables = {p.table for e in versions for p in e.ports}
+            majors = {major: path for t in sorted(tables & pins.keys()) for major, path in pins[t].items()}
             if len(majors) > 1:
                 raise MeshError(f"{name}.{product}: the mesh pins majors {', '.join(map(str, sorted(majors)))} of "
                                 f"its ports ({', '.join(str(p) for p in majors.values())}); pin one major")
             if majors:
                 major, where = next(iter(majors.items()))
-                fitting = [e for e in entries if e.semver.major == major]
+                fitting = [e for e in versions if e.semver.major == major]
                 if not fitting:
                     raise MeshError(f"{where}: inputPorts pins major {major} of {name}.{product}, which the registry "
-                                    f"has not: it has {', '.join(e.version for e in entries)}; pin one of those majors")
-                entries = fitting
-            chosen.append(entries[-1])
+                                    f"has not: it has {', '.join(e.version for e in versions)}; pin one of those "
+                                    "majors")
+                versions = fitting
+            chosen.append(versions[-1])
         folder = self.settings.registry_cache_path / name
         products = []
         for entry in chosen:

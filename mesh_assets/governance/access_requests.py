@@ -94,6 +94,7 @@ def request_access(mesh: Mesh, port: str, consumer: str, purpose: str, pii: bool
     if not purpose.strip():
         raise MeshError("say why the access is needed: --purpose \"…\" (the producer decides on it)")
     table = mesh.output_port(producer, table_name)
+    _require_local(mesh, producer)
     product = mesh.domain(producer).product_of(table)
     try:
         access = decide(product, table, consumer, mesh.settings.governance)
@@ -172,6 +173,19 @@ def decide_request(mesh: Mesh, request_id: str, approve: bool, reason: str, deci
     return request
 
 
+def _require_local(mesh: Mesh, producer: str) -> None:
+    """Refuse to write access files for a domain resolved from the contract registry: its requests and grants
+    live in its own repository, where its team reviews them.
+
+    Raises:
+        MeshError: ``producer`` is not a domain of this mesh's folder.
+    """
+    if mesh.domain(producer).remote:
+        raise MeshError(f"domain '{producer}' is published from another repository (the contract registry "
+                        f"{mesh.settings.registry_url}); its access requests and grants live in its repository: "
+                        "run mesh access request there, then it publishes the grant (mesh publish)")
+
+
 def _require_member(domain: Domain, identity: str, action: str) -> None:
     """Raise :class:`MeshError` unless ``identity`` is a member of ``domain``'s team."""
     if not domain.members:
@@ -198,6 +212,7 @@ def revoke_access(mesh: Mesh, port: str, consumer: str, reason: str, revoked_by:
     if not (consumer in mesh.domain_names and is_member(who, mesh.domain(consumer).members)):
         _require_member(mesh.domain(producer), who, f"revoke access to its port {port}")
     table = mesh.output_port(producer, table_name)
+    _require_local(mesh, producer)
     path = mesh.domain(producer).product_of(table).path
     yaml = _yaml()
     data = yaml.load(read_yaml_text(path))
