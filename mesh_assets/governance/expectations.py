@@ -189,22 +189,24 @@ def derive_lineage(mesh: Mesh, domain: Domain) -> list[LineageEdge]:
     return edges
 
 
-def consumer_entry(mesh: Mesh, domain: Domain, published_at: str = "", source: str = "") -> ExpectationsEntry:
-    """``domain``'s expectations and lineage as one registry entry (what ``mesh publish`` registers)."""
+def consumer_entry(mesh: Mesh, domain: Domain, published_at: str = "", source: str = "",
+                   lineage: bool = True) -> ExpectationsEntry:
+    """``domain``'s expectations and (unless ``lineage`` is false) column lineage as one registry entry (what
+    ``mesh publish`` registers)."""
     return ExpectationsEntry(domain.name, domain.team, tuple(derive_expectations(mesh, domain)),
-                             tuple(derive_lineage(mesh, domain)), published_at, source)
+                             tuple(derive_lineage(mesh, domain)) if lineage else (), published_at, source)
 
 
-def consumer_entries(mesh: Mesh, domains: list[Domain]) -> list[ExpectationsEntry]:
-    """Every consumer's expectations: derived now for ``domains`` (the mesh's own, loaded), as registered for
-    every other consumer. A local domain whose expectations cannot be derived is left out (its SQL's problems
-    are ``mesh validate``'s structure findings)."""
+def consumer_entries(mesh: Mesh, domains: list[Domain], lineage: bool = True) -> list[ExpectationsEntry]:
+    """Every consumer's expectations (and lineage, unless ``lineage`` is false): derived now for ``domains``
+    (the mesh's own, loaded), as registered for every other consumer. A local domain whose expectations cannot
+    be derived is left out (its SQL's problems are ``mesh validate``'s structure findings)."""
     local = {d.name for d in domains}
     entries = [e for e in mesh.registry.expectations() if e.consumer not in local and e.consumer not in
                mesh.domain_names]
     for domain in domains:
         try:
-            entries.append(consumer_entry(mesh, domain))
+            entries.append(consumer_entry(mesh, domain, lineage=lineage))
         except MeshError:
             continue
     return entries
@@ -279,7 +281,7 @@ def expectation_findings(mesh: Mesh, domains: list[Domain]) -> list[Finding]:
     own, as proposed) break, naming the port, the column, the consumer, its product and team and what it
     relies on; a ``warning`` per registered expectation entry that cannot be read."""
     try:
-        entries = consumer_entries(mesh, domains)
+        entries = consumer_entries(mesh, domains, lineage=False)
     except MeshError as exc:
         return [Finding("warning", RULE, f"the registered consumer expectations cannot be read: {exc}",
                         "fix or remove the registry entry named")]
