@@ -337,3 +337,25 @@ def test_two_products_pinning_different_majors_of_one_producer_are_refused(produ
     (consumer / "domains/billing/sql/gold/credits.sql").write_text(CONSUMER_SQL)
     with pytest.raises(MeshError, match="pins majors 1, 2 of its ports"):
         load_mesh(consumer).domain("shop")
+
+
+def test_a_consumer_in_another_repository_is_granted_access_in_the_producers(producer: Path) -> None:
+    from mesh_assets.governance.access_requests import decide_request, request_access
+
+    edit(producer, lambda d: totals(d)["customProperties"].append({"property": "visibility", "value": "restricted"}))
+    publish(producer)
+    consumer = make_consumer(producer.parent, producer.parent / "registry", [{"port": "shop.order_totals",
+                                                                              "major": 1}])
+    publish(consumer)  # registers its team's members with its expectations
+    with pytest.raises(MeshError, match="not a member of team 'billing-team'"):
+        request_access(load_mesh(producer), "shop.order_totals", "billing", "invoices", requested_by="sam@example.com")
+    request = request_access(load_mesh(producer), "shop.order_totals", "billing", "invoices",
+                             requested_by="bo@example.com")
+    decide_request(load_mesh(producer), request.id, True, "invoicing", decided_by="sam@example.com")
+    edit(producer, lambda d: d.update(version="1.0.1"))
+    assert [f for f in validate(producer).findings if f.rule.startswith("access/")] == []
+    publish(producer)
+    mesh = load_mesh(consumer)
+    [ref] = find_inputs(CONSUMER_SQL, "billing")
+    assert authorize_input(mesh, mesh.domain("billing"), ref, "invoices.sql").grant.domain == "billing"
+    assert validate(consumer).errors == []

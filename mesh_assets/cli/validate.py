@@ -177,10 +177,11 @@ def _domain_findings(mesh: Mesh, domain: Domain, report: Report, dbt_ready: bool
     for product in domain.products:
         findings += policy_findings(product, mesh.settings.governance)
         for grant in product.grants:
-            if grant.domain not in mesh.domain_names:
+            if grant.domain not in mesh.domain_names and grant.domain not in _registered_domains(mesh):
                 findings.append(Finding("warning", "access/grant", f"grant '{grant.role}' names domain "
-                                        f"'{grant.domain}', which is not in the mesh", "fix or remove the grant",
-                                        product.path, None, "roles", domain.name))
+                                        f"'{grant.domain}', which is neither in the mesh nor in its contract "
+                                        "registry", "fix or remove the grant", product.path, None, "roles",
+                                        domain.name))
         for table in product.tables:
             if table.dbt_model is not None and not dbt_ready:
                 continue  # no manifest to build its asset from: reported once, as the dbt project's finding
@@ -199,6 +200,15 @@ def _domain_findings(mesh: Mesh, domain: Domain, report: Report, dbt_ready: bool
     findings += dbt_findings(mesh, domain)
     report.domains[domain.name] = (assets, checks)
     return findings
+
+
+def _registered_domains(mesh: Mesh) -> set[str]:
+    """The domains that published contracts or expectations to the mesh's contract registry (none when it
+    cannot be read: its entries' problems are reported by the expectation checks)."""
+    try:
+        return {*mesh.registry.contract_domains(), *(e.consumer for e in mesh.registry.expectations())}
+    except MeshError:
+        return set()
 
 
 def rule_query_findings(mesh: Mesh, domain: Domain, table: Table) -> list[Finding]:

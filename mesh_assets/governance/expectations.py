@@ -194,7 +194,8 @@ def consumer_entry(mesh: Mesh, domain: Domain, published_at: str = "", source: s
     """``domain``'s expectations and (unless ``lineage`` is false) column lineage as one registry entry (what
     ``mesh publish`` registers)."""
     return ExpectationsEntry(domain.name, domain.team, tuple(derive_expectations(mesh, domain)),
-                             tuple(derive_lineage(mesh, domain)) if lineage else (), published_at, source)
+                             tuple(derive_lineage(mesh, domain)) if lineage else (), published_at, source,
+                             domain.members)
 
 
 def consumer_entries(mesh: Mesh, domains: list[Domain], lineage: bool = True) -> list[ExpectationsEntry]:

@@ -149,7 +149,7 @@ class LineageEdge:
 class ExpectationsEntry:
     """What one consumer domain relies on, as its last ``mesh publish`` registered it: an :class:`Expectation`
     per input port of each of its products, and the column lineage of its tables from other domains' ports
-    (what ``mesh impact`` follows across repositories)."""
+    (what ``mesh impact`` follows across repositories), and its team's members."""
 
     consumer: str
     team: str
@@ -157,6 +157,7 @@ class ExpectationsEntry:
     lineage: tuple[LineageEdge, ...] = ()
     published_at: str = ""
     source: str = ""
+    members: tuple[str, ...] = ()  # the consumer's team (domain.yaml members): who may request access for it
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "kind": "expectations", **asdict(self)}
@@ -304,11 +305,14 @@ class Registry:
                                  for e in data["expectations"])
             lineage = tuple(LineageEdge(**{**e, "sources": tuple(e["sources"])}) for e in data.get("lineage") or ())
             entry = ExpectationsEntry(data["consumer"], data["team"], expectations, lineage,
-                                      data.get("published_at") or "", data.get("source") or "")
+                                      data.get("published_at") or "", data.get("source") or "",
+                                      tuple(data.get("members") or ()))
         except (KeyError, TypeError) as exc:
             raise _bad(where, f"a field is missing or malformed ({exc})") from None
         if f"{entry.consumer}.json" != path.rsplit("/", 1)[-1]:
             raise _bad(where, f"it says consumer {entry.consumer!r}, which is not its file name")
+        if not all(isinstance(m, str) for m in entry.members):
+            raise _bad(where, "members must be identities (text)")
         for e in expectations:
             if not (isinstance(e.port, str) and isinstance(e.columns, dict)
                     and all(isinstance(k, str) and isinstance(v, str) for k, v in e.columns.items())
