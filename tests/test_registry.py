@@ -103,6 +103,18 @@ def test_a_version_is_registered_once_and_never_changes(tmp_path: Path) -> None:
     assert registry.latest("shop", major=2) == []
 
 
+def test_an_object_store_prefix_holds_the_registry_too() -> None:
+    registry = Registry("memory://mesh-registry-test")  # fsspec's in-memory store: the object-store code path
+    assert not registry.local
+    assert registry.publish_contract(entry()) == "registered"
+    assert registry.publish_contract(entry()) == "unchanged"
+    with pytest.raises(RegistryError, match="registered already"):
+        registry.publish_contract(entry(contract="id: b\n"))
+    assert [e.contract for e in registry.contracts("shop")] == ["id: a\n"]
+    assert registry.contract_domains() == ["shop"]
+    registry.fs.rm(registry.base, recursive=True)
+
+
 @pytest.mark.parametrize("version", ["1.0", "v1.0.0", "1.0.0/../../x", "", "1.0.0-"])
 def test_a_version_that_is_no_semantic_version_is_refused(tmp_path: Path, version: str) -> None:
     with pytest.raises(RegistryError, match="not a semantic version"):
