@@ -401,10 +401,12 @@ class InputPort:
 
     @property
     def domain(self) -> str:
+        """The producer domain of :attr:`port`."""
         return self.port.split(".", 1)[0]
 
     @property
     def table(self) -> str:
+        """The output port's table name of :attr:`port`."""
         return self.port.split(".", 1)[1]
 
 

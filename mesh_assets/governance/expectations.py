@@ -25,8 +25,6 @@ declare, checked against what the producer published (a newer major, an unpinned
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mesh_assets.contract.mesh import Domain, Mesh
 from mesh_assets.contract.model import DataProduct, InputPort, Table
 from mesh_assets.contract.rules import rule_inputs, rule_query
@@ -37,7 +35,7 @@ from mesh_assets.governance.changes import Change, change_finding, normalised_ty
 from mesh_assets.governance.policies import is_output_port
 from mesh_assets.registry.store import Expectation, ExpectationsEntry, LineageEdge, semver
 from mesh_assets.settings import LAYERS
-from mesh_assets.sql.inputs import PREVIOUS, SqlInputError, declared_inputs, find_inputs
+from mesh_assets.sql.inputs import PREVIOUS, InputRef, SqlInputError, declared_inputs, find_inputs
 from mesh_assets.sql.lineage import column_sources, columns_read
 from mesh_assets.yaml_source import format_location, load_yaml
 
@@ -45,21 +43,9 @@ RULE = "change/expectation"
 PIN_RULE = "change/pin"
 
 
-@dataclass(frozen=True)
-class Broken:
-    """An expectation a proposed contract breaks: ``consumer`` (domain), its ``product`` and ``team``, the
-    ``change`` (port, column, what), and ``relied`` what the consumer relies on, in words."""
-
-    consumer: str
-    product: str
-    team: str
-    change: Change
-    relied: str
-
-
 # -- the consumer's side -----------------------------------------------------------------------------------------
 
-def _inputs(table: Table):
+def _inputs(table: Table) -> list[InputRef]:
     """The input refs of ``table``'s transform (none for bronze and for a table without SQL)."""
     if table.python:
         return declared_inputs(table.inputs, table.domain)

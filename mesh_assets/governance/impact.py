@@ -37,6 +37,7 @@ class Impacted:
     output_port: bool
 
     def to_dict(self) -> dict:
+        """The row as JSON-ready values (``mesh impact --format json``)."""
         return asdict(self)
 
 

@@ -107,6 +107,7 @@ class ContractEntry:
         return found
 
     def to_json(self) -> dict[str, Any]:
+        """The entry as stored: its fields, ``format``, ``kind: contract`` and the contract's ``sha256``."""
         return {"format": FORMAT, "kind": "contract", **asdict(self), "sha256": self.sha256}
 
 
@@ -160,6 +161,7 @@ class ExpectationsEntry:
     members: tuple[str, ...] = ()  # the consumer's team (domain.yaml members): who may request access for it
 
     def to_json(self) -> dict[str, Any]:
+        """The entry as stored: its fields, ``format`` and ``kind: expectations``."""
         return {"format": FORMAT, "kind": "expectations", **asdict(self)}
 
 
@@ -235,15 +237,6 @@ class Registry:
                     entries.append(self._read_contract_at(f"{self.base}/contracts/{domain}/{product}/{name}"))
             out += sorted(entries, key=lambda e: e.semver)
         return out
-
-    def latest(self, domain: str, major: int | None = None) -> list[ContractEntry]:
-        """The newest registered version of each product of ``domain`` (within ``major`` when given: a product
-        with no version of that major is left out)."""
-        newest: dict[str, ContractEntry] = {}
-        for entry in self.contracts(domain):
-            if major is None or entry.semver.major == major:
-                newest[entry.product] = entry
-        return list(newest.values())
 
     def _read_contract_at(self, path: str) -> ContractEntry:
         data = self._read_json(path, "contract")
