@@ -17,8 +17,10 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from domains.tpch import TABLES, land_tpch
+from mesh_assets.cli.main import app
 from mesh_assets.contract.mesh import Mesh, load_mesh
 from mesh_assets.engine.ports import Port
 from mesh_assets.errors import PortError
@@ -60,6 +62,16 @@ def isolate(mp: pytest.MonkeyPatch) -> None:
     mp.delenv("MESH_STORAGE_ROOT", raising=False)
     mp.delenv("MESH_LANDING_ZONE", raising=False)
     mp.setenv("MESH_PII_SALT", TEST_SALT)
+
+
+def mesh_cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``mesh <args> --root <root>`` run in this process by typer's ``CliRunner``, with ``env`` set for the call:
+    its exit code, stdout and stderr as a child process gives them, without the child's start (about 3 s of
+    importing the framework each). An exception the command lets escape fails the test, as a person would see
+    a bare traceback. The real entry point in a child process is tested in tests/test_cli.py."""
+    result = CliRunner().invoke(app, [*args, "--root", str(root)], env={"COLUMNS": "200", **(env or {})},
+                                catch_exceptions=False)
+    return subprocess.CompletedProcess(["mesh", *args], result.exit_code, result.stdout, result.stderr)
 
 
 @pytest.fixture(autouse=True)

@@ -10,12 +10,12 @@ import duckdb
 import pytest
 import yaml
 
-from conftest import TEST_SALT
+from conftest import TEST_SALT, mesh_cli
 from mesh_assets import build_mesh_definitions, connect, load_mesh
 from mesh_assets.errors import MeshError
 from mesh_assets.governance.access_requests import decide_request, list_requests, request_access, revoke_access
 from mesh_assets.orchestration.runner import run_mesh
-from test_governance import ORDERS, add_consumer, edit_contract, mesh_cli
+from test_governance import ORDERS, add_consumer, edit_contract
 
 PORT = "shop.order_totals"
 

@@ -8,11 +8,12 @@ import json
 import pytest
 import yaml
 
+from conftest import mesh_cli
 from mesh_assets import load_mesh
 from mesh_assets.errors import MeshError
 from mesh_assets.governance.access_requests import request_access
 from test_access import PORT, restrict
-from test_governance import ORDERS, add_consumer, edit_contract, findings, mesh_cli
+from test_governance import ORDERS, add_consumer, edit_contract, findings
 
 SHOP = "domains/shop/domain.yaml"
 

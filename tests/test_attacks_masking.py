@@ -23,7 +23,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from conftest import edit_columns, isolate, land_orders, make_tiny_root, restored
+from conftest import edit_columns, isolate, land_orders, make_tiny_root, mesh_cli, restored
 from mesh_assets import connect, load_mesh
 from mesh_assets.catalog import build_catalog
 from mesh_assets.consumption.query import read_only_query
@@ -34,7 +34,7 @@ from mesh_assets.errors import MeshError, TransformError
 from mesh_assets.orchestration.runner import run_mesh
 from mesh_assets.sql.functions import ALLOWED_FUNCTIONS, allowed
 from test_access import masked
-from test_governance import add_consumer, mesh_cli
+from test_governance import add_consumer
 
 PORT = Path(".mesh/lake/shop/gold/order_totals")
 NAMES = [f"Customer#{i:09d}" for i in range(1, 21)]

@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from benchmarks.measure import environment, measure
+from conftest import mesh_cli
 from benchmarks.mesh_bench import commit_seconds
 from benchmarks.minimal import plan, run
 from benchmarks.raw_replay import replay
@@ -71,9 +72,7 @@ def test_synthetic_mesh_validates_with_cross_domain_edges(tmp_path: Path) -> Non
     assert names == ["d000", "d001", "d002"]
     mesh = load_mesh(tmp_path / "mesh")
     assert sum(len(d.tables) for d in mesh.domains()) == 3 * 4 * 2
-    result = subprocess.run([sys.executable, "-m", "mesh_assets.cli.main", "validate", "--root",
-                             str(tmp_path / "mesh")],
-                            capture_output=True, text=True)
+    result = mesh_cli(tmp_path / "mesh", "validate")
     assert result.returncode == 0, result.stderr
     sql = (tmp_path / "mesh" / "domains" / "d001" / "sql" / "gold" / "summary_p000.sql").read_text()
     assert "d000.summary_p000" in sql

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from conftest import isolate, land_orders, make_tiny_root
+from conftest import isolate, land_orders, make_tiny_root, mesh_cli
 from mesh_assets import load_mesh
 from mesh_assets.catalog import build_catalog, find_instance
 from mesh_assets.engine.ports import Port
@@ -25,7 +22,6 @@ from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.runner import run_mesh
 from test_governance import add_consumer
 
-MESH = str(Path(sys.executable).parent / "mesh")
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ORDERS = Path("domains/shop/products/orders.yaml")
@@ -196,17 +192,14 @@ def test_out_folder_is_rebuilt_only_when_it_is_a_catalog(tiny_root: Path, tmp_pa
 
 
 def test_cli_catalog(tiny_root: Path, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | {"COLUMNS": "200"}
     out = tmp_path / "site"
-    result = subprocess.run([MESH, "catalog", "--out", str(out), "--root", str(tiny_root)], capture_output=True,
-                            text=True, env=env, timeout=300)
+    result = mesh_cli(tiny_root, "catalog", "--out", str(out))  # no DAGSTER_HOME (conftest.isolate)
     assert result.returncode == 0, result.stderr
     assert "catalog of 2 data product(s) written" in result.stdout and "no Dagster instance" in result.stderr
     assert (out / "index.html").is_file()
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "file.txt").write_text("x")
-    refused = subprocess.run([MESH, "catalog", "--out", str(tmp_path / "taken"), "--root", str(tiny_root)],
-                             capture_output=True, text=True, env=env, timeout=300)
+    refused = mesh_cli(tiny_root, "catalog", "--out", str(tmp_path / "taken"))
     assert refused.returncode == 2 and "not a catalog" in refused.stderr and "Traceback" not in refused.stderr
 
 

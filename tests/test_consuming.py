@@ -11,13 +11,13 @@ import dagster as dg
 import duckdb
 import pytest
 
-from conftest import isolate, make_tiny_root, restored
+from conftest import isolate, make_tiny_root, mesh_cli, restored
 from mesh_assets import connect, load_mesh
 from mesh_assets.consumption.query import export_duckdb
 from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.runner import run_mesh
 from test_access import classify_customer_pii, masked, restrict
-from test_governance import add_consumer, mesh_cli
+from test_governance import add_consumer
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -13,20 +10,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from conftest import mesh_cli
 from mesh_assets import build_domain_definitions
 from mesh_assets.cli.main import app
 from mesh_assets.cli.validate import validate
 from mesh_assets.contract.servers import mesh_server
 from mesh_assets.errors import MeshError
 
-MESH = str(Path(sys.executable).parent / "mesh")
 REPO = Path(__file__).parent.parent
 ORDERS = Path("domains/shop/products/orders.yaml")
-
-
-def mesh_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MESH, *args, "--root", str(root)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "COLUMNS": "200"})
 
 
 def edit_contract(root: Path, edit, path: Path = ORDERS) -> None:

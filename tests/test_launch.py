@@ -9,9 +9,9 @@ import socket
 import dagster as dg
 import pytest
 
+from conftest import mesh_cli
 from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.launch import domain_stretches, webserver_client
-from test_governance import mesh_cli
 
 
 def test_runs_follow_the_dependency_order_one_domain_stretch_at_a_time() -> None:

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import conftest
 from mesh_assets.cli.inference import SAMPLE_ROWS, infer
 from mesh_assets.cli.main import app
 from mesh_assets.cli.scaffold import create_domain, create_product
@@ -25,14 +26,12 @@ from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.orchestration.runner import run_mesh
 
 BIN = Path(sys.executable).parent
-MESH = str(BIN / "mesh")
 REPO = Path(__file__).parent.parent
 STATUSES = ("open", "shipped", "returned")
 
 
 def mesh_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MESH, *args, "--root", str(root)], capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "COLUMNS": "200", "DAGSTER_HOME": str(root / ".dagster")})
+    return conftest.mesh_cli(root, *args, env={"DAGSTER_HOME": str(root / ".dagster")})
 
 
 def empty_mesh(tmp_path: Path) -> Path:
