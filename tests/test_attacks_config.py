@@ -77,6 +77,7 @@ def _bomb_in(root: Path, where: str) -> Path:
 # --- 7. YAML alias bombs ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a child process with its address space capped (each start imports the framework)
 @pytest.mark.parametrize("where", ["products", "domain.yaml", "mesh.yaml"])
 def test_an_alias_bomb_is_a_validate_finding_naming_the_file(tiny_root: Path, where: str) -> None:
     bomb = _bomb_in(tiny_root, where)
@@ -89,6 +90,7 @@ def test_an_alias_bomb_is_a_validate_finding_naming_the_file(tiny_root: Path, wh
     assert [(f["file"], f["line"]) for f in refusals] == [(str(bomb.relative_to(tiny_root)), line)], findings
 
 
+@pytest.mark.slow  # a child process with its address space capped (each start imports the framework)
 @pytest.mark.parametrize("where", ["products", "domain.yaml", "mesh.yaml"])
 def test_an_alias_bomb_stops_the_code_location_load_with_a_mesh_error(tiny_root: Path, where: str) -> None:
     bomb = _bomb_in(tiny_root, where)
@@ -99,11 +101,13 @@ def test_an_alias_bomb_stops_the_code_location_load_with_a_mesh_error(tiny_root:
     _assert_refused_by_message(_limited([sys.executable, "-c", script], tiny_root), 3, bomb)
 
 
+@pytest.mark.slow  # a child process with its address space capped (each start imports the framework)
 def test_an_alias_bomb_in_products_stops_mesh_run_with_a_message(tiny_root: Path) -> None:
     bomb = _bomb_in(tiny_root, "products")
     _assert_refused_by_message(_limited([str(MESH), "run"], tiny_root), 2, bomb)
 
 
+@pytest.mark.slow  # a child process with its address space capped (each start imports the framework)
 def test_an_alias_bomb_in_an_access_request_is_listed_as_invalid_with_a_message(tiny_root: Path) -> None:
     request = _shop(tiny_root) / "access" / "2026-01-01-shop-orders.yaml"
     request.parent.mkdir()
@@ -256,6 +260,7 @@ def test_the_scan_lists_every_file_but_generated_ones(tiny_root: Path) -> None:
         shop / "sql" / "silver" / "orders.sql", model]
 
 
+@pytest.mark.slow  # a child process with its address space capped (each start imports the framework)
 def test_an_alias_bomb_in_the_dbt_project_is_a_validate_finding(tiny_root: Path) -> None:
     """dbt reads every YAML file of the project in a step: validate refuses a bomb in one before a run does."""
     sources = tiny_root / "dbt" / "models" / "shop" / "_sources.yml"
