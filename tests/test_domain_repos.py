@@ -95,3 +95,34 @@ def test_a_consumer_repository_reads_a_producer_repository_through_the_registry(
     impact = mesh(producer, "impact", "shop.order_totals.total", "--format", "json")
     assert [(r["domain"], r["table"], r["column"], r["team"]) for r in json.loads(impact.stdout)] == [
         ("billing", "gold.invoices", "gross", "billing-team")]
+
+
+def test_a_scaffolded_domain_repository_passes_its_own_ci(light_venv: Path, tmp_path: Path) -> None:
+    """`mesh new domain --repo` in a clean install of the framework: the repository it writes is a git repository
+    whose ci.sh installs it, validates it, runs its tests and publishes its port to the registry."""
+    env = {**os.environ, "PATH": f"{light_venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200",
+           "PYTHON": str(light_venv / "bin" / "python")}
+    for leaked in ("PYTHONPATH", "DAGSTER_HOME", "MESH_STORAGE_ROOT", "MESH_LANDING_ZONE", "MESH_REGISTRY"):
+        env.pop(leaked, None)
+    repo, registry = tmp_path / "weather-domain", tmp_path / "registry"
+    created = subprocess.run([str(light_venv / "bin" / "mesh"), "new", "domain", "weather", "--team", "weather-team",
+                              "--member", "ana@example.com", "--repo", str(repo), "--registry", str(registry)],
+                             cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert created.returncode == 0, created.stdout + created.stderr
+    pyproject = (repo / "pyproject.toml").read_text()
+    assert 'dependencies = ["mesh-assets>=0.1.0,<0.2"]' in pyproject and "[tool.dg.project]" in pyproject
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "weather")
+    assert "tests/data/example/example.csv" in subprocess.run(["git", "-C", str(repo), "ls-files"],
+                                                              capture_output=True, text=True).stdout
+    try:
+        ci = subprocess.run(["./ci.sh", "--publish"], cwd=repo, capture_output=True, text=True, env=env, timeout=900,
+                            check=False)
+        assert ci.returncode == 0, ci.stdout + ci.stderr
+        assert "2 passed" in ci.stdout and "0 error(s)" in ci.stdout + ci.stderr
+        assert (registry / "contracts/weather/example/0.1.0.json").is_file()
+        assert not (repo / ".mesh/lake").exists()  # the tests ran in their own lake
+    finally:  # the clean venv is shared: leave it as it was
+        subprocess.run([env["PYTHON"], "-m", "pip", "uninstall", "--quiet", "--yes", "weather-domain"],
+                       capture_output=True, check=False)
