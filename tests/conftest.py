@@ -271,8 +271,9 @@ def two_writers_never_tear(root: Path, rounds: int, catalog_uri: str | None = No
 def light_venv() -> Path:
     """A venv with ``pip install -e <repository>`` and no extra (plus pytest, which the tutorial runs), at the
     versions of constraints.txt: a user's clean install of the framework (tests/test_extras.py, and a scaffolded
-    domain repository's CI in tests/test_domain_repos.py; each clean venv costs minutes, so there is one). Kept under ``.mesh/light-venv/<hash of constraints.txt and pyproject.toml>``, so
-    a rerun reuses it; built under a lock (pytest-xdist workers share it)."""
+    domain repository's CI in tests/test_domain_repos.py; each clean venv costs minutes, so there is one). Kept
+    under ``.mesh/light-venv/<hash of constraints.txt and pyproject.toml>``, so a rerun reuses it; built under a
+    lock (pytest-xdist workers share it)."""
     digest = hashlib.sha256((REPO / "constraints.txt").read_bytes() + (REPO / "pyproject.toml").read_bytes())
     cache = REPO / ".mesh" / "light-venv"
     venv = cache / digest.hexdigest()[:16]

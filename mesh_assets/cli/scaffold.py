@@ -631,9 +631,9 @@ type: mesh_assets.DataProductsComponent
 attributes:
   domain_dir: "{{{{ context.project_root }}}}/domains/{name}"
 """
-_REPO_TEST = '''"""The {name} domain: its code location loads, and its products run on the sample deliveries of tests/data/
-(written by `mesh new domain --repo`; keep it passing as the products change: a new product gets a sample in
-tests/data/<product>/)."""
+_REPO_TEST = '''"""The {name} domain: its code location loads, and its products run on the sample deliveries of
+tests/data/ (written by `mesh new domain --repo`; keep it passing as the products change: a new product gets a
+sample in tests/data/<product>/)."""
 
 import shutil
 from pathlib import Path
@@ -707,9 +707,9 @@ live in repositories of their own; the mesh's contract registry (`mesh.yaml` `re
 | path | what |
 | --- | --- |
 | `domains/{name}/domain.yaml` | the domain: owner team, members (they approve access requests), description |
-| `domains/{name}/products/*.yaml` | one data contract per data product; `mesh new product {name} <p> --from <file>` drafts one |
+| `domains/{name}/products/*.yaml` | one data contract per product (`mesh new product {name} <p> --from <file>`) |
 | `domains/{name}/sql/<layer>/*.sql` | the silver and gold tables' SQL |
-| `{package}/` | the code location: `definitions.py` loads `defs/`, where the data products component reads `domains/{name}` |
+| `{package}/` | the code location: `definitions.py` loads `defs/`, whose component reads `domains/{name}` |
 | `tests/` | the code location loads, and the products run on the sample deliveries of `tests/data/<product>/` |
 | `ci.sh` | CI: install, `mesh validate`, the tests; `./ci.sh --publish` on the main branch also runs `mesh publish` |
 | `mesh.yaml` | the settings: the shared registry, and the mesh's warehouse and catalog once deployed |
