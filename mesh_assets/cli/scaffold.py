@@ -718,7 +718,8 @@ live in repositories of their own; the mesh's contract registry (`mesh.yaml` `re
 
 ```bash
 python -m venv .venv && . .venv/bin/activate
-./ci.sh                                  # installs this project (and mesh-assets), validates, tests
+pip install mesh-assets                  # or a wheel or checkout of it, where your package index has none
+./ci.sh                                  # installs this project, validates, tests
 mesh run                                 # materialize the products into .mesh/ (land files in .mesh/landing/{name}/)
 dagster dev                              # the UI on this code location alone
 ```
