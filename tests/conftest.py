@@ -4,11 +4,14 @@ the whole test run — TPC-H landed at a small scale factor and the reference me
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,3 +277,32 @@ def two_writers_never_tear(root: Path, rounds: int, catalog_uri: str | None = No
     last = port.current()
     assert duckdb.sql(f"SELECT count(*) FROM {port.current_snapshot().read_sql}").fetchall()[0][0] == last["rows"]
     assert port.orphans() == []
+
+
+@pytest.fixture(scope="session")
+def light_venv() -> Path:
+    """A venv with ``pip install -e <repository>`` and no extra (plus pytest, which the tutorial runs), at the
+    versions of constraints.txt: a user's clean install of the framework (tests/test_extras.py, and a scaffolded
+    domain repository's CI in tests/test_domain_repos.py; each clean venv costs minutes, so there is one). Kept
+    under ``.mesh/light-venv/<hash of constraints.txt and pyproject.toml>``, so a rerun reuses it; built under a
+    lock (pytest-xdist workers share it)."""
+    digest = hashlib.sha256((REPO / "constraints.txt").read_bytes() + (REPO / "pyproject.toml").read_bytes())
+    cache = REPO / ".mesh" / "light-venv"
+    venv = cache / digest.hexdigest()[:16]
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / "complete").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            for stale in cache.iterdir():  # venvs of older constraints
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+            started = time.monotonic()
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+            subprocess.run([*pip, "--upgrade", "pip"], check=True, capture_output=True)
+            done = subprocess.run([*pip, "-c", str(REPO / "constraints.txt"), "-e", str(REPO), "pytest"],
+                                  capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            (venv / "complete").write_text(f"built in {time.monotonic() - started:.0f} s\n")
+    return venv

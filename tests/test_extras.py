@@ -8,14 +8,10 @@ tutorial's domain there and the reference mesh, whose dbt steps fail naming the 
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -175,33 +171,6 @@ def _site_packages(venv: Path) -> Path:
 
 def _du_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
-
-
-@pytest.fixture(scope="session")
-def light_venv() -> Path:
-    """A venv with ``pip install -e <repository>`` and no extra (plus pytest, which the tutorial runs), at the
-    versions of constraints.txt. Kept under ``.mesh/light-venv/<hash of constraints.txt and pyproject.toml>``, so
-    a rerun reuses it; built under a lock (pytest-xdist workers share it)."""
-    digest = hashlib.sha256((REPO / "constraints.txt").read_bytes() + (REPO / "pyproject.toml").read_bytes())
-    cache = REPO / ".mesh" / "light-venv"
-    venv = cache / digest.hexdigest()[:16]
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / "complete").exists():
-            shutil.rmtree(venv, ignore_errors=True)
-            for stale in cache.iterdir():  # venvs of older constraints
-                if stale.is_dir():
-                    shutil.rmtree(stale, ignore_errors=True)
-            started = time.monotonic()
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-            subprocess.run([*pip, "--upgrade", "pip"], check=True, capture_output=True)
-            done = subprocess.run([*pip, "-c", str(REPO / "constraints.txt"), "-e", str(REPO), "pytest"],
-                                  capture_output=True, text=True, check=False)
-            assert done.returncode == 0, done.stdout + done.stderr
-            (venv / "complete").write_text(f"built in {time.monotonic() - started:.0f} s\n")
-    return venv
 
 
 @pytest.mark.slow  # builds a venv once (about two minutes; reused while constraints.txt and pyproject.toml stay)

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 import dagster
@@ -56,3 +58,32 @@ def test_the_public_api_contract_names_every_private_module_of_dagster() -> None
     private = {f"dagster.{m.name}" for m in pkgutil.iter_modules(dagster.__path__)
                if m.name.startswith("_") and not m.name.startswith("__")}
     assert private and private <= set(forbidden), sorted(private - set(forbidden))
+
+
+def test_the_wheel_holds_the_framework_only(tmp_path: Path) -> None:
+    """`pip install mesh-assets` installs the framework alone: the wheel's only top-level package is `mesh_assets`
+    (with its templates and schemas), never the reference mesh `domains` nor `benchmarks`, and the reference mesh's
+    tools (tpchgen-cli) are no dependency of it. Built from a copy of the sources, so the checkout stays clean."""
+    source = tmp_path / "source"
+    for name in ("pyproject.toml", "README.md"):
+        source.mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    for name in ("mesh_assets", "domains", "benchmarks"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                            "--wheel-dir", str(tmp_path / "dist"), str(source)],
+                           capture_output=True, text=True, check=False)
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    [wheel] = (tmp_path / "dist").glob("mesh_assets-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        info = next(n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info"))
+        metadata = Parser().parsestr(archive.read(f"{info}/METADATA").decode())
+        entry_points = archive.read(f"{info}/entry_points.txt").decode()
+    assert {n.split("/")[0] for n in names} - {info} == {"mesh_assets"}
+    assert {"mesh_assets/catalog/templates/index.html", "mesh_assets/contract/schemas/odcs-v3.1.0.schema.json"
+            } <= set(names), sorted(n for n in names if not n.endswith(".py"))
+    requires = metadata.get_all("Requires-Dist")
+    assert any(r.startswith("dagster==") for r in requires)
+    assert [r for r in requires if r.startswith("tpchgen-cli")] == ['tpchgen-cli==4.0.0; extra == "test"']
+    assert "mesh = mesh_assets.cli.main:app" in entry_points

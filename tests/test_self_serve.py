@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 import conftest
 from mesh_assets.cli.inference import SAMPLE_ROWS, infer
 from mesh_assets.cli.main import app
-from mesh_assets.cli.scaffold import create_domain, create_product
+from mesh_assets.cli.scaffold import create_domain, create_domain_repo, create_product
+from mesh_assets.cli.validate import validate
 from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.orchestration.runner import run_mesh
@@ -154,6 +155,9 @@ def test_new_domain_files_workspace_and_generated_test(tmp_path: Path) -> None:
     (["new", "domain", "shop", "--team", "t"], "domain 'shop' already exists"),
     (["new", "domain", "other", "--team", " "], "--team must name the owner team"),
     (["new", "domain", "other", "--team", "t", "--member", "ana"], "--member 'ana' is not an identity"),
+    (["new", "domain", "other", "--team", "t", "--registry", "s3://b/r"], "--registry goes with --repo"),
+    (["new", "domain", "other", "--team", "t", "--member", "a@example.com", "--repo", "{root}"],
+     "already exists and is not an empty folder"),
     (["new", "product", "nowhere", "orders", "--from", "x.csv"], "create it first: mesh new domain nowhere"),
     (["new", "product", "shop", "orders", "--from", "missing/*.csv"], "no file matches --from missing/*.csv"),
     (["new", "product", "shop", "Orders", "--from", "x.csv"], "not a valid product name"),
@@ -167,12 +171,36 @@ def test_bad_requests_are_refused_with_the_fix(tmp_path: Path, args: list[str], 
     create_domain(root, "shop", "shop-team")
     (tmp_path / "bad.csv").write_text("Order Id,order\n1,2\n")
     (tmp_path / "notes.md").write_text("hello\n")
-    args = [a.format(bad=tmp_path / "bad.csv", txt=tmp_path / "notes.md") for a in args]
+    args = [a.format(bad=tmp_path / "bad.csv", txt=tmp_path / "notes.md", root=root) for a in args]
     result = CliRunner().invoke(app, [*args, "--root", str(root)], env={"COLUMNS": "300"})
     assert result.exit_code == 2, result.output
     assert says in " ".join(result.output.split()), result.output
     assert "Traceback" not in result.output
     assert not (root / "domains" / "shop" / "products" / "bad_header.yaml").exists()
+
+
+def test_new_domain_repository_is_a_mesh_a_project_and_a_code_location(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, registry = tmp_path / "weather-domain", tmp_path / "registry"
+    created = create_domain_repo(repo, "weather", "weather-team", members=["ana@example.com"],
+                                 registry=str(registry))
+    assert {"pyproject.toml", "mesh.yaml", "ci.sh", "README.md", "domains/weather/domain.yaml",
+            "domains/weather/products/example.yaml", "tests/test_weather_domain.py",
+            "weather_domain/defs/data_products/defs.yaml"} <= set(created.files)
+    project = tomllib.loads((repo / "pyproject.toml").read_text())
+    assert [d.split(">=")[0] for d in project["project"]["dependencies"]] == ["mesh-assets"]
+    assert project["tool"]["dg"]["project"]["root_module"] == "weather_domain"
+    assert project["tool"]["dagster"] == {"module_name": "weather_domain.definitions", "code_location_name": "weather"}
+    mesh = load_mesh(repo)
+    assert mesh.domain_names == ["weather"] and mesh.domain("weather").team == "weather-team"
+    assert Path(mesh.registry.url) == registry
+    assert validate(repo).errors == []
+    assert os.access(repo / "ci.sh", os.X_OK)
+    assert subprocess.run(["bash", "-n", str(repo / "ci.sh")], check=False).returncode == 0
+    monkeypatch.syspath_prepend(str(repo))  # what ci.sh's editable install does
+    defs = dg.load_from_defs_folder(path_within_project=repo)
+    keys = {tuple(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {("weather", "bronze", "raw_example"), ("weather", "gold", "example")} <= keys
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "json"])

@@ -597,13 +597,25 @@ def new_domain(
     description: Annotated[str | None, typer.Option("--description", help="What the domain is about.")] = None,
     member: Annotated[list[str] | None, typer.Option("--member", help="A team member's e-mail address or @handle "
                                                      "(repeat; default: git config user.email).")] = None,
+    repo: Annotated[Path | None, typer.Option(
+        "--repo", help="Create the domain as a repository of its own in this new folder: a project on mesh-assets "
+                       "with its code location, a starter product, tests and ci.sh.")] = None,
+    registry: Annotated[str | None, typer.Option(
+        "--registry", help="With --repo: the mesh's contract registry, a folder or an fsspec URL (default: "
+                           ".mesh/registry).")] = None,
     root: RootOption = None,
 ) -> None:
-    """Create a domain: a dg project, its code location in dg.toml and workspace.yaml, a test that it loads."""
-    from mesh_assets.cli.scaffold import create_domain
+    """Create a domain: a dg project, its code location in dg.toml and workspace.yaml, a test that it loads; or,
+    with --repo, a standalone domain repository (docs/domain-repos.md)."""
+    from mesh_assets.cli.scaffold import create_domain, create_domain_repo
 
     try:
-        created = create_domain(find_mesh_root(root), name, team, description, member)
+        if repo is not None:
+            created = create_domain_repo(repo, name, team, description, member, registry)
+        elif registry is not None:
+            raise MeshError("--registry goes with --repo: a domain of this mesh uses its mesh.yaml registry")
+        else:
+            created = create_domain(find_mesh_root(root), name, team, description, member)
     except MeshError as exc:
         raise _fail(exc) from None
     _report_created(created)

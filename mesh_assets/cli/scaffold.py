@@ -11,6 +11,12 @@ rules (inferred value rules are warnings until they promote them).
 The source files are copied into the landing zone, under ``<domain>/<product>/``, and the contract's source
 glob points there: the mesh then reads only its own landing zone (the sandbox of every step), and the next
 deliveries land in the same folder.
+
+A new domain may also be a repository of its own (``mesh new domain <name> --repo <dir>``,
+:func:`create_domain_repo`, docs/domain-repos.md): a mesh folder holding that one domain, a Python project that
+depends on mesh-assets and is the domain's ``dg`` project and code location, a starter product with a sample
+delivery, a test, a CI script and a README. It runs and tests on its own, and reaches other domains' ports
+through the contract registry.
 """
 
 from __future__ import annotations
@@ -18,14 +24,17 @@ from __future__ import annotations
 import glob
 import io
 import json
+import os
 import shutil
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.version import Version
 
 from mesh_assets.cli.inference import SAMPLE_ROWS, Inference, infer
 from mesh_assets.contract.identity import current_user
@@ -35,6 +44,7 @@ from mesh_assets.contract.servers import mesh_server, physical_name
 from mesh_assets.errors import MeshError
 from mesh_assets.governance.codeowners import BEGIN, codeowners_path, write_codeowners
 from mesh_assets.governance.policies import DRAFT_MARKER, duckdb_reserved_words
+from mesh_assets.settings import MESH_FILE
 
 WORKSPACE_FILE = "workspace.yaml"
 DG_FILE = "dg.toml"  # a dg workspace (the mesh root) or a dg project (a domain folder)
@@ -124,6 +134,80 @@ def create_domain(root: Path, name: str, team: str, description: str | None = No
         written.append(write_codeowners(load_mesh(root)))
     return Created([_rel(p, root) for p in written],
                     [f"add a product: mesh new product {name} <product> --from <file.csv>"])
+
+
+STARTER_PRODUCT = "example"  # the product a new domain repository starts with, from SAMPLE_CSV
+SAMPLE_CSV = """\
+example_id,label,amount,recorded_on
+1,first,10.50,2026-11-01
+2,second,4.00,2026-11-01
+3,third,120.25,2026-11-02
+4,fourth,7.75,2026-11-03
+5,fifth,33.00,2026-11-04
+"""
+
+
+def create_domain_repo(repo: Path, name: str, team: str, description: str | None = None,
+                       members: list[str] | None = None, registry: str | None = None) -> Created:
+    """Create a standalone repository of domain ``name`` owned by ``team`` in the folder ``repo`` (created; it
+    must be missing or empty): a mesh folder of that one domain (``mesh.yaml`` naming the contract registry
+    ``registry``, default ``.mesh/registry``; ``domains/<name>/`` with ``domain.yaml``, ``products/``, ``sql/``),
+    the Python project ``pyproject.toml`` (depending on this major of mesh-assets) that is its ``dg`` project and
+    Dagster code location (package ``<name>_domain``), a starter product ``example`` inferred from the sample
+    delivery ``tests/data/example/example.csv`` (as ``mesh new product`` does), the test
+    ``tests/test_<name>_domain.py`` (the code location loads; the products run on the samples), the CI script
+    ``ci.sh``, ``.gitignore`` and ``README.md``. ``members`` as in :func:`create_domain`.
+
+    Raises:
+        MeshError: a bad name or team, no or a bad member, a ``repo`` that is a file or a folder with files.
+    """
+    _check_name("domain", name)
+    if not team.strip():
+        raise MeshError("--team must name the owner team, e.g. --team customer-success")
+    members = [current_user(m, "--member") for m in members] if members else [current_user(None, "--member")]
+    repo = Path(repo).expanduser()
+    if repo.exists() and (not repo.is_dir() or any(repo.iterdir())):
+        raise MeshError(f"{repo} already exists and is not an empty folder; pick a new folder for the repository "
+                        f"(e.g. --repo {repo.parent / (name.replace('_', '-') + '-domain')})")
+    registry = registry or ".mesh/registry"
+    description = description or f"Data products of the {name} domain, owned by {team}."
+    package = domain_package(name)
+    folder = repo / "domains" / name
+    framework = Version(version("mesh-assets"))
+    below = f"{framework.major}.{framework.minor + 1}" if framework.major == 0 else str(framework.major + 1)
+    sample = repo / "tests" / "data" / STARTER_PRODUCT / f"{STARTER_PRODUCT}.csv"
+    files = {
+        repo / MESH_FILE: _REPO_MESH.format(name=name, registry=json.dumps(registry)),
+        folder / DOMAIN_FILE: yaml.safe_dump({"name": name, "team": team, "members": members,
+                                              "description": description,
+                                              "ingestion_schedule": "0 0 * * *", "timezone": "UTC"},
+                                             sort_keys=False, allow_unicode=True),
+        repo / "pyproject.toml": _REPO_PYPROJECT.format(
+            project=json.dumps(f"{name.replace('_', '-')}-domain"), description=json.dumps(description),
+            framework=json.dumps(f"mesh-assets>={framework.base_version},<{below}"), package=package, name=name),
+        repo / package / "__init__.py": f'"""The Dagster code location of the {name} domain (a dg project)."""\n',
+        repo / package / "definitions.py": _DEFINITIONS.format(name=name),
+        repo / package / "defs" / "data_products" / "defs.yaml": _REPO_DEFS_YAML.format(name=name),
+        repo / "tests" / f"test_{package}.py": _REPO_TEST.format(name=name, package=package),
+        sample: SAMPLE_CSV,
+        repo / "ci.sh": _REPO_CI.format(name=name),
+        repo / ".gitignore": ".mesh/\n.dagster/\n__pycache__/\n*.egg-info/\n.venv/\n.pytest_cache/\n",
+        repo / "README.md": _REPO_README.format(name=name, team=team, description=description, package=package,
+                                                repo=repo.name),
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    os.chmod(repo / "ci.sh", 0o755)
+    for layer in ("silver", "gold"):
+        (folder / "sql" / layer).mkdir(parents=True, exist_ok=True)
+    (folder / "products").mkdir(exist_ok=True)
+    product = create_product(repo, name, STARTER_PRODUCT, str(sample))
+    written = [_rel(p, repo) for p in files] + [f for f in product.files if not f.startswith(".mesh")]
+    return Created(written, [f"the starter product {name}.{STARTER_PRODUCT} reads {_rel(sample, repo)}: replace it "
+                             f"with yours (mesh new product {name} <product> --from <file>)",
+                             f"then: cd {repo} && ./ci.sh (install, mesh validate, the tests); "
+                             "./ci.sh --publish on the main branch"])
 
 
 def domain_package(name: str) -> str:
@@ -492,3 +576,175 @@ def test_{name}_definitions_load() -> None:
     keys = {{tuple(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys()}}
     assert {{t.key for t in load_domain(DOMAIN).tables}} <= keys
 '''
+_REPO_MESH = """\
+# Settings of the {name} domain's repository: a mesh folder holding one domain (docs/domain-repos.md of
+# mesh-assets). Every setting of a mesh.yaml applies; the ones a repository of a larger mesh changes are here.
+name: {name}
+domains_dir: domains
+storage_root: .mesh/lake        # env MESH_STORAGE_ROOT; deployed: the mesh's warehouse, e.g. s3://bucket/lake
+landing_zone: .mesh/landing     # env MESH_LANDING_ZONE
+# catalog: {{uri: postgresql+psycopg2://…}}   # deployed: the mesh's Iceberg catalog (env MESH_CATALOG_URI)
+registry:                       # the contract registry every repository of the mesh shares
+  path: {registry}              # env MESH_REGISTRY; a folder or an fsspec URL, e.g. s3://bucket/mesh-registry
+"""
+_REPO_PYPROJECT = """\
+# The {name} domain: a Python project on the mesh-assets framework, and one Dagster code location.
+[build-system]
+requires = ["setuptools>=69"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = {project}
+version = "0.1.0"
+description = {description}
+requires-python = ">=3.11"
+dependencies = [{framework}]  # extras when a table needs them: mesh-assets[spark], mesh-assets[dbt]
+
+[project.optional-dependencies]
+test = ["pytest>=8"]
+
+[tool.setuptools.packages.find]
+include = ["{package}*"]
+
+[tool.setuptools.package-data]
+"*" = ["*.yaml"]
+
+# `dagster dev` here loads the code location; a platform's workspace.yaml loads the module from this folder.
+[tool.dagster]
+module_name = "{package}.definitions"
+code_location_name = "{name}"
+
+# A dg project: `dg list defs`, `dg check defs`, `dg launch --assets <key>`.
+[tool.dg]
+directory_type = "project"
+
+[tool.dg.project]
+root_module = "{package}"
+registry_modules = ["mesh_assets"]
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+"""
+_REPO_DEFS_YAML = """\
+# The domain's data products, built from its data contracts (domains/{name}/products/*.yaml).
+type: mesh_assets.DataProductsComponent
+attributes:
+  domain_dir: "{{{{ context.project_root }}}}/domains/{name}"
+"""
+_REPO_TEST = '''"""The {name} domain: its code location loads, and its products run on the sample deliveries of
+tests/data/ (written by `mesh new domain --repo`; keep it passing as the products change: a new product gets a
+sample in tests/data/<product>/)."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mesh_assets.contract.mesh import load_domain
+
+REPO = Path(__file__).resolve().parents[1]
+DOMAIN = REPO / "domains" / "{name}"
+
+
+def code_location() -> dg.Definitions:
+    """The definitions Dagster loads from {package}.definitions: the project's defs folder."""
+    return dg.load_from_defs_folder(path_within_project=REPO)
+
+
+@pytest.fixture
+def samples_landed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/data/<product>/ landed under {name}/ of a landing zone of this test's own, and an empty storage root."""
+    shutil.copytree(REPO / "tests" / "data", tmp_path / "landing" / "{name}")
+    monkeypatch.setenv("MESH_LANDING_ZONE", str(tmp_path / "landing"))
+    monkeypatch.setenv("MESH_STORAGE_ROOT", str(tmp_path / "lake"))
+
+
+def test_the_code_location_loads() -> None:
+    keys = {{tuple(k.path) for k in code_location().resolve_asset_graph().get_all_asset_keys()}}
+    assert {{t.key for t in load_domain(DOMAIN).tables}} <= keys
+
+
+def test_the_products_run_on_the_samples(samples_landed: None) -> None:
+    result = code_location().resolve_implicit_global_asset_job_def().execute_in_process(raise_on_error=False)
+    failures = [e.message for e in result.all_events if e.is_failure]
+    assert result.success, failures
+    failed_checks = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed]
+    assert failed_checks == []
+'''
+_REPO_CI = """\
+#!/usr/bin/env bash
+# CI of the {name} domain's repository: install it, check its contracts and the mesh's policies (mesh validate,
+# against the consumers' expectations in the registry too), run its tests; with --publish (on the main branch
+# only) register its output ports and expectations in the contract registry.
+# PYTHON is the interpreter to install into (default: python3 on PATH, e.g. the CI job's venv).
+set -euo pipefail
+cd "$(dirname "$0")"
+publish=false
+for arg in "$@"; do
+  case "$arg" in
+    --publish) publish=true ;;
+    *) echo "usage: ./ci.sh [--publish]" >&2; exit 2 ;;
+  esac
+done
+python="${{PYTHON:-python3}}"
+"$python" -m pip install --quiet -e ".[test]"
+bin="$("$python" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+"$bin/mesh" validate
+"$python" -m pytest -q
+if [ "$publish" = true ]; then
+  "$bin/mesh" publish
+fi
+"""
+_REPO_README = """# Domain `{name}`
+
+{description}
+
+Owner team: `{team}`. This repository is the `{name}` domain of a data mesh built with the mesh-assets framework:
+its data products, their data contracts (ODCS v3.1), SQL and tests, and its Dagster code location. Other domains
+live in repositories of their own; the mesh's contract registry (`mesh.yaml` `registry`) joins them.
+
+| path | what |
+| --- | --- |
+| `domains/{name}/domain.yaml` | the domain: owner team, members (they approve access requests), description |
+| `domains/{name}/products/*.yaml` | one data contract per product (`mesh new product {name} <p> --from <file>`) |
+| `domains/{name}/sql/<layer>/*.sql` | the silver and gold tables' SQL |
+| `{package}/` | the code location: `definitions.py` loads `defs/`, whose component reads `domains/{name}` |
+| `tests/` | the code location loads, and the products run on the sample deliveries of `tests/data/<product>/` |
+| `ci.sh` | CI: install, `mesh validate`, the tests; `./ci.sh --publish` on the main branch also runs `mesh publish` |
+| `mesh.yaml` | the settings: the shared registry, and the mesh's warehouse and catalog once deployed |
+
+## Working on it
+
+```bash
+python -m venv .venv && . .venv/bin/activate
+pip install mesh-assets                  # or a wheel or checkout of it, where your package index has none
+./ci.sh                                  # installs this project, validates, tests
+mesh run                                 # materialize the products into .mesh/ (land files in .mesh/landing/{name}/)
+dagster dev                              # the UI on this code location alone
+```
+
+The starter product `example` reads `tests/data/example/example.csv`; replace it with your own products.
+
+## Reading another domain's ports
+
+Name the port in SQL (`other_domain.its_port`) and pin its major version in the contract's `inputPorts`
+(`customProperties`). The port resolves from the registry once its producer has published it; `mesh publish`
+registers what this domain relies on, so the producer's `mesh validate` fails on a change that would break it.
+
+## Deploying
+
+The mesh's platform loads this code location from this repository, in its own Python environment, e.g. in its
+`workspace.yaml`:
+
+```yaml
+load_from:
+  - python_module:
+      module_name: {package}.definitions
+      location_name: {name}
+      working_directory: /srv/{repo}           # a checkout of this repository
+      executable_path: /srv/{repo}/.venv/bin/python
+```
+
+or as a gRPC server (`dagster api grpc -m {package}.definitions` here; `grpc_server` in the workspace).
+"""
