@@ -124,6 +124,17 @@ def test_retry_policy_follows_mesh_yaml(tiny_root: Path) -> None:
     assert next(iter(_defs(tiny_root).assets)).op.retry_policy is None  # type: ignore[union-attr]
 
 
+def test_runs_execute_their_steps_in_the_run_process_unless_mesh_yaml_says_multiprocess(tiny_root: Path) -> None:
+    jobs = _defs(tiny_root).resolve_all_job_defs()  # the ingestion job and the asset job the UI and sensors launch
+    assert jobs and {job.executor_def.name for job in jobs} == {"in_process"}
+    _append_settings(tiny_root, "runs: {executor: multiprocess, max_concurrent: 2}\n")
+    assert {job.executor_def.name for job in _defs(tiny_root).resolve_all_job_defs()} == {"multiprocess"}
+    (tiny_root / "mesh.yaml").write_text((tiny_root / "mesh.yaml").read_text().replace("executor: multiprocess, ",
+                                                                                        ""))
+    with pytest.raises(Exception, match="max_concurrent applies to executor: multiprocess only"):
+        load_settings(tiny_root)
+
+
 def test_failed_run_alerts_the_owning_team(tiny_root: Path, instance, webhook, caplog) -> None:
     _append_settings(tiny_root, f"retries: {{max_retries: 0}}\nalerts:\n  webhooks:\n"
                                 f"    shop-team: {{url: '{webhook.url}'}}\n")

@@ -17,7 +17,7 @@ from mesh_assets.errors import MeshError
 from mesh_assets.extras import missing
 from mesh_assets.orchestration.assets import LAYER_TAG, domain_assets
 from mesh_assets.orchestration.sensors import freshness_alert_sensor, landing_zone_sensor, run_failure_alert_sensor
-from mesh_assets.settings import MeshSettings, find_mesh_root
+from mesh_assets.settings import MeshSettings, RunSettings, find_mesh_root
 
 
 def duckdb_engine(settings: MeshSettings) -> DuckDBEngine:
@@ -102,7 +102,19 @@ def build_domain_definitions(domain_dir: Path | str) -> dg.Definitions:
         sensors=[*sensors, landing_zone_sensor(domain, settings, ingestion)] if ingests else sensors,
         jobs=[ingestion] if ingests else [],
         resources=mesh_resources(settings, [domain]),
+        executor=run_executor(settings.runs),
     )
+
+
+def run_executor(runs: RunSettings) -> dg.ExecutorDefinition:
+    """The executor of the runs launched in a domain's code location, from ``mesh.yaml`` ``runs``
+    (:class:`mesh_assets.settings.RunSettings`): Dagster's in-process executor, or its multiprocess executor
+    with ``max_concurrent`` steps at once."""
+    if runs.executor == "in_process":
+        return dg.in_process_executor
+    if runs.max_concurrent is None:
+        return dg.multiprocess_executor
+    return dg.multiprocess_executor.configured({"max_concurrent": runs.max_concurrent})
 
 
 def build_mesh_definitions(mesh: Mesh, domains: list[str] | None = None) -> dg.Definitions:
