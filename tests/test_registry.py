@@ -259,6 +259,7 @@ def test_the_consumer_registers_the_columns_its_sql_reads(published_consumer: Pa
         "billing", "shop.order_totals", "invoices", "billing-team")
     assert expectation.columns == {"customer": "VARCHAR", "total": "DECIMAL(38,2)"}  # total: only in WHERE too
     assert expectation.unique == ("customer",) and expectation.major == 1 and expectation.freshness_seconds == 86400
+    assert expectation.masked == ()  # it reads both in clear
     assert [(e.table, e.column, e.sources) for e in entry_.lineage] == [
         ("gold.invoices", "customer", ("shop.order_totals.customer",)),
         ("gold.invoices", "gross", ("shop.order_totals.total",))]
@@ -287,6 +288,8 @@ def test_dropping_a_column_the_consumer_reads_fails_the_producer_naming_the_cons
     (lambda d: d["slaProperties"][0].update(value=3, unit="d"), "a latency SLA of 3 d, longer than the 1 d"),
     (lambda d: totals(d)["customProperties"].append({"property": "visibility", "value": "restricted"}),
      "restricted, and domain 'billing' holds no grant"),
+    (lambda d: totals(d)["properties"][0].update(classification="pii"),
+     "column customer: now pii, so masked for domain 'billing', which holds no PII grant"),
 ])
 def test_each_broken_expectation_is_named(published_consumer: Path, producer: Path, change, expected: str) -> None:
     edit(producer, change)

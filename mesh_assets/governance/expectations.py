@@ -12,7 +12,8 @@ A consumer's **expectation** on a port (:class:`~mesh_assets.registry.store.Expe
 
 A producer's proposed contract **breaks** an expectation when the port is gone or is no output port, the
 consumer may no longer read it, a column it reads is gone or has another type (change management's
-normalisation of types, mesh_assets.governance.changes), a required column may be null, a unique column is no
+normalisation of types, mesh_assets.governance.changes), a column it read in clear becomes sensitive and so
+masked for it (it holds no PII grant), a required column may be null, a unique column is no
 longer unique (a ``unique`` constraint, a one-column primary key or a blocking uniqueness rule), or the port's
 latency SLA is longer than accepted. Each is an error of ``mesh validate`` (rule ``change/expectation``) naming
 the consumer, its product and team. A port is one Iceberg table, so a major version bump does not shield a
@@ -92,6 +93,17 @@ def _reads(mesh: Mesh, domain: Domain, table: Table) -> dict[tuple[str, str], se
     return found
 
 
+def _masked(mesh: Mesh, table: Table, consumer: str, columns: dict[str, str]) -> tuple[str, ...]:
+    """Which of ``columns`` of the port ``table`` the ``consumer`` reads masked now (none when it may not read
+    the port at all: that is reported as an access error of its own)."""
+    producer = mesh.domain(table.domain)
+    try:
+        access = decide(producer.product_of(table), table, consumer, mesh.settings.governance)
+    except AccessError:
+        return ()
+    return tuple(sorted(set(access.masked) & columns.keys()))
+
+
 def derive_expectations(mesh: Mesh, domain: Domain) -> list[Expectation]:
     """What ``domain``'s data products rely on in other domains' ports: one :class:`Expectation` per product
     and port (see the module docstring), types from the port's contract as the mesh resolves it now.
@@ -114,13 +126,14 @@ def derive_expectations(mesh: Mesh, domain: Domain) -> list[Expectation]:
         declared = {p.port: p for p in product.input_ports}
         for port in sorted(reads.keys() | declared.keys()):
             producer, name = port.split(".")
-            types = mesh.output_port(producer, name).output_columns
+            table = mesh.output_port(producer, name)
+            types = table.output_columns
             entry = declared.get(port, InputPort(port))
             columns = {c: types.get(c, "") for c in sorted(reads.get(port, set()))}
             columns |= {c: t or types.get(c, "") for c, t in entry.columns}
             out.append(Expectation(port, product.name, product.team, columns, entry.major, entry.required,
                                    entry.unique, entry.freshness.seconds if entry.freshness else None,
-                                   tuple(read_by.get(port, ()))))
+                                   tuple(read_by.get(port, ())), _masked(mesh, table, domain.name, columns)))
     return out
 
 
@@ -211,7 +224,7 @@ def broken_expectations(product: DataProduct, expectation: Expectation, consumer
         gone = "port removed" if table is None else f"no longer an output port ({table.layer}, {table.visibility})"
         return [Change("breaking", port, None, gone)]
     try:
-        decide(product, table, consumer, mesh.settings.governance)
+        access = decide(product, table, consumer, mesh.settings.governance)
     except AccessError:
         return [Change("breaking", port, None, f"{table.visibility}, and domain '{consumer}' holds no grant to it")]
     changes = []
@@ -223,6 +236,11 @@ def broken_expectations(product: DataProduct, expectation: Expectation, consumer
         elif expected_type and normalised_type(expected_type) != normalised_type(column.physical_type):
             changes.append(Change("breaking", port, name, f"type changed from {expected_type} to "
                                                           f"{column.physical_type}"))
+    if expectation.masked is not None:
+        masked = set(access.masked)
+        for name in sorted(set(expectation.columns) & masked - set(expectation.masked)):
+            changes.append(Change("breaking", port, name, f"now {columns[name].classification}, so masked for "
+                                                          f"domain '{consumer}', which holds no PII grant"))
     for name in expectation.required:
         if name in columns and not columns[name].required and columns[name].primary_key_position is None:
             changes.append(Change("breaking", port, name, "may be null (not required)"))

@@ -118,7 +118,9 @@ class Expectation:
     ``port`` is ``<producer>.<table>``; ``major`` the producer's major version the consumer pinned (``None``:
     unpinned); ``columns`` column → DuckDB type the consumer reads; ``required`` and ``unique`` the columns it
     relies on being never null and unique; ``freshness_seconds`` the largest latency it accepts (``None``: no
-    demand); ``read_by`` the consumer's tables that read the port (``<layer>.<table>``).
+    demand); ``read_by`` the consumer's tables that read the port (``<layer>.<table>``); ``masked`` the columns
+    read that the consumer saw masked when it published (sensitive, and it holds no PII grant; ``None``: an entry
+    published before this was recorded).
     """
 
     port: str
@@ -130,6 +132,7 @@ class Expectation:
     unique: tuple[str, ...] = ()
     freshness_seconds: float | None = None
     read_by: tuple[str, ...] = ()
+    masked: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -294,7 +297,8 @@ class Registry:
         try:
             expectations = tuple(Expectation(**{**e, "required": tuple(e.get("required") or ()),
                                                 "unique": tuple(e.get("unique") or ()),
-                                                "read_by": tuple(e.get("read_by") or ())})
+                                                "read_by": tuple(e.get("read_by") or ()),
+                                                "masked": None if e.get("masked") is None else tuple(e["masked"])})
                                  for e in data["expectations"])
             lineage = tuple(LineageEdge(**{**e, "sources": tuple(e["sources"])}) for e in data.get("lineage") or ())
             entry = ExpectationsEntry(data["consumer"], data["team"], expectations, lineage,
