@@ -1,8 +1,9 @@
 """Light installs (mesh_assets/extras.py): the DuckDB mesh imports none of the extras (Spark, dbt, Postgres), and a
 feature whose extra is missing fails with a message naming it.
 
-Each fast test runs in a child process, where the extras are hidden by an import hook (this process has imported
-them already). The slow test installs the package with no extra into a clean venv, as a user would, runs the
+The tests of a light install run in a child process each, where the extras are hidden by an import hook (this
+process has imported them already); all but the first are in the slow tier (a child process imports the
+framework, about 3 s). The slowest installs the package with no extra into a clean venv, as a user would, runs the
 tutorial's domain there and the reference mesh, whose dbt steps fail naming the extra.
 """
 
@@ -64,6 +65,7 @@ mesh_assets.build_mesh_definitions(mesh)
     assert [line for line in out.splitlines() if line.startswith("heavy:")] == ["heavy: []", "heavy: []"]
 
 
+@pytest.mark.slow  # a child process
 def test_spark_is_imported_only_for_a_table_on_spark(tiny_root: Path, tmp_path: Path) -> None:
     out = child(f"""
 import mesh_assets
@@ -74,6 +76,7 @@ assert "spark" in defs.resources
     assert "'dagster_pyspark'" in out and "'mesh_assets.engine.spark_engine'" in out
 
 
+@pytest.mark.slow  # a child process
 def test_reference_dbt_step_fails_naming_the_extra(tmp_path: Path) -> None:
     out = child(HIDE_EXTRAS + f"""
 import dagster as dg
@@ -93,6 +96,7 @@ for event in result.all_events:
     assert "heavy: []" in out
 
 
+@pytest.mark.slow  # a child process
 def test_spark_table_without_the_extra_loads_and_its_step_names_it(tiny_root: Path, tmp_path: Path) -> None:
     out = child(HIDE_EXTRAS + f"""
 import dagster as dg
@@ -109,6 +113,7 @@ for event in result.all_events:
     assert "needs the extra [spark]" in out and "pip install 'mesh-assets[spark]'" in out
 
 
+@pytest.mark.slow  # a child process
 def test_run_on_spark_without_the_extra_stops_at_once(tiny_root: Path, tmp_path: Path) -> None:
     out = child(HIDE_EXTRAS + f"""
 from mesh_assets.cli.main import app
@@ -122,6 +127,7 @@ except SystemExit as exc:
     assert not (tiny_root / ".dagster").exists()  # stopped before opening the instance
 
 
+@pytest.mark.slow  # a child process
 def test_postgres_instance_without_the_extra_names_it(tmp_path: Path) -> None:
     out = child(HIDE_EXTRAS + """
 from mesh_assets.extras import MissingExtra
