@@ -3,7 +3,9 @@
 - new TPC-H files dropped into the landing zone start ingestion from the landing-zone sensors, and the
   automation sensors re-materialize every domain in turn, up to the finance reports in their own code location;
 - the freshness daemon judges a tiny SLA FAIL when time passes without a materialization and PASS after one,
-  and the freshness alert reaches the owning team's webhook both times.
+  and the freshness alert reaches the owning team's webhook both times;
+- a run `mesh run --via` launched is re-executed from the UI, and a backfill launched as the UI does builds a
+  range of months of the partitioned tables in one run.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ import yaml
 from domains.tpch import land_tpch
 from mesh_assets.cli.scaffold import domain_package, write_dg_project
 from mesh_assets.engine.ports import Port
+from mesh_assets.orchestration.definitions import build_domain_definitions
 from mesh_assets.orchestration.runner import dagster_home
 from mesh_assets.orchestration.sensors import LANDING_FILES_TAG, TRIGGER_TAG
 
 from conftest import REPO, VALID_ORDERS, land_orders
+from test_partitions import MONTHS, PARTITIONED, expected_totals, make_root, port_rows
 
 pytestmark = pytest.mark.daemon  # an integration tier: `make test-fast` leaves it out
 
@@ -258,3 +262,60 @@ def test_a_failed_run_launched_by_mesh_run_is_re_executed_from_the_ui(tiny_root:
         assert child.status == dg.DagsterRunStatus.SUCCESS and child.parent_run_id == parent.run_id
         gold = instance.get_latest_materialization_event(dg.AssetKey(["shop", "gold", "order_totals"]))
         assert gold is not None and gold.run_id == child_id
+
+
+BACKFILL = """mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def test_a_backfill_launched_as_the_ui_does_builds_the_range_in_one_run(tpch_landing: Path, tmp_path: Path,
+                                                                       home: Path) -> None:
+    """The UI's "Materialize → backfill" over four months of the partitioned tables (its GraphQL mutation, run by
+    the daemon's backfill loop): the single-run backfill policy makes it one run over the range, every month of
+    every partitioned table is materialized, and the monthly revenue equals TPC-H's orders of those months."""
+    root = make_root(tmp_path, tpch_landing)
+    write_dg_project(root / "domains" / "shop", "shop")
+    _workspace(root, ["shop"])
+    _settings(root, automation={"automation_interval_seconds": 3600, "landing_interval_seconds": 3600,
+                                "alert_interval_seconds": 3600})
+    done = subprocess.run([str(BIN / "mesh"), "run", "--select", 'key:"shop/bronze/raw_customers"', "--root", str(root)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    dagster_home(root)
+    instance = dg.DagsterInstance.get()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with _running([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)], root,
+                  root / "dagster-dev.log") as dev:
+        _wait("the webserver", lambda: _answers(f"{url}/server_info"), 240, [dev])
+        # the landing-zone sensor's first tick ingests the landed months: the backfill comes after its run
+        _wait("the landing zone's run", lambda: [r for r in instance.get_run_records(
+            dg.RunsFilter(tags={TRIGGER_TAG: "landing_zone"})) if r.dagster_run.is_finished], 300, [dev])
+        selected = [*PARTITIONED, "shop/bronze/raw_orders__rejects"]  # the UI selects a multi-asset whole
+        params = {"assetSelection": [{"path": key.split("/")} for key in selected], "partitionNames": list(MONTHS)}
+        launched = _graphql(url, BACKFILL, {"params": params})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        tag = {"dagster/backfill": launched["backfillId"]}
+
+        def finished() -> list[dg.RunRecord]:
+            records = instance.get_run_records(dg.RunsFilter(tags=tag))
+            return records if records and all(r.dagster_run.is_finished for r in records) else []
+
+        [record] = _wait("the backfill's run", finished, 600, [dev])
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        assert (record.dagster_run.tags["dagster/asset_partition_range_start"],
+                record.dagster_run.tags["dagster/asset_partition_range_end"]) == (MONTHS[0], MONTHS[-1])
+    defs = build_domain_definitions(root / "domains" / "shop")
+    for key in PARTITIONED:
+        asset_key = dg.AssetKey(key.split("/"))
+        months = next(a.partitions_def for a in defs.assets if asset_key in a.keys)  # type: ignore[union-attr]
+        status = instance.get_status_by_partition(asset_key, list(MONTHS), months)
+        assert set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}, (key, status)
+    revenue = port_rows(root, ("shop", "gold", "monthly_revenue"),
+                        "SELECT segment, sum(revenue), sum(orders) FROM t GROUP BY 1 ORDER BY 1")
+    assert revenue == expected_totals(tpch_landing, MONTHS)
