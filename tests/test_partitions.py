@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -15,11 +16,14 @@ from typer.testing import CliRunner
 
 from conftest import FIXTURES, TEST_SALT, restored
 from mesh_assets.cli.main import app
+from mesh_assets.consumption.partition_status import partition_status
 from mesh_assets.contract.loader import load_contract
 from mesh_assets.contract.mesh import load_mesh
+from mesh_assets.contract.model import Sla
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.orchestration.definitions import build_mesh_definitions
+from mesh_assets.orchestration.freshness import layer_default_slas
 from mesh_assets.orchestration.runner import run_mesh
 from mesh_assets.sql.partition_filter import filter_inputs
 
@@ -390,3 +394,25 @@ def test_a_partition_publication_replaces_only_its_files_and_an_empty_partition_
         (27, dt.date(2024, 1, 31))]
     summary = port.table().current_snapshot().summary
     assert (summary["mesh.partition"], summary["mesh.partition-rows"], summary["mesh.rows"]) == ("2024-02", "0", "27")
+
+
+def test_status_counts_partitions_and_judges_the_port_by_its_latest(built) -> None:
+    """The range run built four of the six declared months: the two after them are missing, and the port is as
+    fresh as its latest month — missing is FAIL, whatever the four months' materializations say."""
+    root, instance, _ = built
+    mesh = load_mesh(root)
+    table = mesh.output_port("shop", "monthly_revenue")
+    assert not table.slas and not layer_default_slas(mesh.settings, table.layer)  # the test mesh promises none
+    slas = [Sla("latency", 86400)]  # a day, as the reference mesh's ports
+    now = datetime.now(UTC)
+    status = partition_status(instance, table, now)
+    assert status is not None and status.expected == (*MONTHS, "1992-05", "1992-06")
+    assert (status.materialized, status.missing, status.failed) == (MONTHS, ("1992-05", "1992-06"), ())
+    assert (status.latest, status.latest_state, status.latest_at) == ("1992-06", "missing", None)
+    assert status.freshness(slas, now) == "FAIL"
+    assert status.describe() == "4/6 materialized; missing 1992-05, 1992-06; latest 1992-06 missing"
+    in_may = datetime(1992, 5, 15, tzinfo=UTC)  # April is then the last complete month, and it was built
+    april = partition_status(instance, table, in_may)
+    assert april is not None and (april.latest, april.latest_state, april.missing) == ("1992-04", "materialized", ())
+    assert april.latest_at is not None and april.freshness(slas, in_may) == "PASS"
+    assert partition_status(instance, mesh.output_port("shop", "segment_totals")) is None  # unpartitioned
