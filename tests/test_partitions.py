@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from conftest import FIXTURES, TEST_SALT, restored
 from mesh_assets.cli.main import app
-from mesh_assets.consumption.partition_status import partition_status
+from mesh_assets.catalog import build_catalog
+from mesh_assets.catalog.partitions import partition_status
 from mesh_assets.contract.loader import load_contract
 from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.contract.model import Sla
@@ -396,7 +397,7 @@ def test_a_partition_publication_replaces_only_its_files_and_an_empty_partition_
     assert (summary["mesh.partition"], summary["mesh.partition-rows"], summary["mesh.rows"]) == ("2024-02", "0", "27")
 
 
-def test_status_counts_partitions_and_judges_the_port_by_its_latest(built) -> None:
+def test_status_counts_partitions_and_judges_the_port_by_its_latest(built, tmp_path: Path) -> None:
     """The range run built four of the six declared months: the two after them are missing, and the port is as
     fresh as its latest month — missing is FAIL, whatever the four months' materializations say."""
     root, instance, _ = built
@@ -416,3 +417,6 @@ def test_status_counts_partitions_and_judges_the_port_by_its_latest(built) -> No
     assert april is not None and (april.latest, april.latest_state, april.missing) == ("1992-04", "materialized", ())
     assert april.latest_at is not None and april.freshness(slas, in_may) == "PASS"
     assert partition_status(instance, mesh.output_port("shop", "segment_totals")) is None  # unpartitioned
+    build_catalog(mesh, tmp_path / "site", instance)
+    pages = " ".join(page.read_text() for page in (tmp_path / "site").rglob("*.html"))
+    assert "4/6 materialized; missing 1992-05, 1992-06; latest 1992-06 missing" in pages

@@ -40,6 +40,7 @@ from mesh_assets.catalog.facts import (
     read_profile,
 )
 from mesh_assets.catalog.lineage import AssetGraph, Lineage, build_graph, label, lineage_svg
+from mesh_assets.catalog.partitions import PartitionStatus, partition_status
 from mesh_assets.contract.graph import Key, upstream_keys
 from mesh_assets.contract.mesh import Domain, Mesh
 from mesh_assets.contract.model import DataProduct, Grant, Rule, Table
@@ -74,6 +75,7 @@ class TableView:
     sensitive: tuple[str, ...]
     column_rules: dict[str, list[Rule]]
     table_rules: list[Rule]
+    partitions: PartitionStatus | None = None  # of a partitioned table, with an instance
 
     @property
     def is_port(self) -> bool:
@@ -255,6 +257,7 @@ def _product_view(mesh: Mesh, domain: Domain, product: DataProduct, instance: dg
             sensitive=sensitive,
             column_rules=column_rules,
             table_rules=table_rules,
+            partitions=partition_status(instance, table, now) if instance is not None else None,
         ))
     lineage = graph.lineage(product)
     return ProductView(domain, product, product_page(domain.name, product.name), views, _contacts(product), lineage,

@@ -1,4 +1,4 @@
-"""The partitions of a partitioned port, as ``mesh status`` and the catalog show them (docs/partitions.md,
+"""The partitions of a partitioned table, as ``mesh status`` and the catalog show them (docs/partitions.md,
 "Freshness and status").
 
 A partitioned table's partitions are those of its Dagster partitions definition up to ``now`` (its declared
