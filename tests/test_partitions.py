@@ -18,6 +18,7 @@ from conftest import FIXTURES, TEST_SALT, restored
 from mesh_assets.cli.main import app
 from mesh_assets.catalog import build_catalog
 from mesh_assets.catalog.partitions import partition_status
+from mesh_assets.consumption.status import as_text, port_status
 from mesh_assets.contract.loader import load_contract
 from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.contract.model import Sla
@@ -417,6 +418,9 @@ def test_status_counts_partitions_and_judges_the_port_by_its_latest(built, tmp_p
     assert april is not None and (april.latest, april.latest_state, april.missing) == ("1992-04", "materialized", ())
     assert april.latest_at is not None and april.freshness(slas, in_may) == "PASS"
     assert partition_status(instance, mesh.output_port("shop", "segment_totals")) is None  # unpartitioned
+    [row] = [r for r in port_status(mesh, instance) if r["port"] == "shop.monthly_revenue"]
+    assert row["partitions"]["materialized"] == 4 and row["partitions"]["missing"] == ["1992-05", "1992-06"]
+    assert as_text(row)["partitions"] == status.describe()
     build_catalog(mesh, tmp_path / "site", instance)
     pages = " ".join(page.read_text() for page in (tmp_path / "site").rglob("*.html"))
     assert "4/6 materialized; missing 1992-05, 1992-06; latest 1992-06 missing" in pages

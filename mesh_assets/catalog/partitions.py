@@ -58,10 +58,10 @@ class PartitionStatus:
 
     def to_json(self) -> dict[str, Any]:
         """Counts and keys for JSON output: ``expected``, ``materialized`` (counts), ``missing``, ``failed``,
-        ``in_progress`` (keys), ``latest``, ``latest_state``."""
+        ``in_progress`` (keys), ``latest``, ``latest_state`` and ``summary`` (:meth:`describe`)."""
         return {"expected": len(self.expected), "materialized": len(self.materialized), "missing": list(self.missing),
                 "failed": list(self.failed), "in_progress": list(self.in_progress), "latest": self.latest,
-                "latest_state": self.latest_state}
+                "latest_state": self.latest_state, "summary": self.describe()}
 
     def describe(self) -> str:
         """One line for people: ``78/79 materialized; missing 1998-08; latest 1998-08 missing``."""

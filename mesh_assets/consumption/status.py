@@ -16,21 +16,24 @@ from typing import Any
 import dagster as dg
 
 from mesh_assets.catalog.facts import freshness, read_pointer
+from mesh_assets.catalog.partitions import partition_status
 from mesh_assets.catalog.checks import (CheckRecord, describe_counts, failure_summary,
                                              latest_check_records)
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.orchestration.freshness import freshness_state, layer_default_slas
 
-COLUMNS = ["port", "visibility", "team", "freshness", "sla_state", "sla", "last_update", "rows", "checks_passed",
-           "warnings", "blocking"]
+COLUMNS = ["port", "visibility", "team", "freshness", "sla_state", "sla", "last_update", "rows", "partitions",
+           "checks_passed", "warnings", "blocking"]
 
 
 def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime | None = None) -> list[dict[str, Any]]:
     """One row per output port (gold table that is not private), by domain: ``port`` (``domain.table``),
     ``visibility``, ``team``, ``freshness`` (the latest materialization's state), ``sla_state`` (``fresh``, ``stale``,
     ``never published`` or ``no SLA`` from the current snapshot), ``sla`` in words, ``last_update`` (ISO 8601
-    UTC), ``rows``, ``checks_passed`` (None without a recorded run), and the failed checks of the latest run that
+    UTC), ``rows``, ``partitions`` (of a partitioned port with an instance: the counts and keys of
+    :meth:`mesh_assets.catalog.partitions.PartitionStatus.to_json`, and ``freshness`` is then its latest
+    partition's), ``checks_passed`` (None without a recorded run), and the failed checks of the latest run that
     evaluated them, apart: ``warnings`` (severity WARN) and ``blocking`` (ERROR), each a list of
     ``{asset, check, severity, failing_rows, distinct_keys, null_keys, pass_rate, observed_value}``
     (:func:`mesh_assets.catalog.checks.failure_summary`). A port that cannot be read shows its problem as
@@ -53,6 +56,9 @@ def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime |
         event = materialized.get(key)
         state = (freshness_state(datetime.fromtimestamp(event.timestamp, UTC) if event else None, slas, now,
                                  domain.timezone) if instance is not None else "not evaluated")
+        partitions = partition_status(instance, table, now) if instance is not None else None
+        if partitions is not None:  # as fresh as its latest partition
+            state = partitions.freshness(slas, now, domain.timezone)
         checks = by_asset.get("/".join(table.key), [])
         rows.append({
             "port": f"{table.domain}.{table.name}", "visibility": table.visibility, "team": product.team,
@@ -60,6 +66,7 @@ def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime |
             "sla_state": problem or judged.state, "sla": judged.sla,
             "last_update": judged.published_at.isoformat(timespec="seconds") if judged.published_at else None,
             "rows": (pointer or {}).get("rows"),
+            "partitions": partitions.to_json() if partitions is not None else None,
             "checks_passed": sum(c.passed for c in checks) if checks else None,
             "warnings": [failure_summary(c) for c in checks if c.warning],
             "blocking": [failure_summary(c) for c in checks if c.blocking_failure],
@@ -72,4 +79,5 @@ def as_text(row: dict[str, Any]) -> dict[str, Any]:
     def words(failures: list[dict[str, Any]]) -> str:
         return "; ".join(f"{f['check']} ({describe_counts(f)})" if describe_counts(f) else f["check"]
                          for f in failures)
-    return {**row, "warnings": words(row["warnings"]), "blocking": words(row["blocking"])}
+    return {**row, "warnings": words(row["warnings"]), "blocking": words(row["blocking"]),
+            "partitions": (row["partitions"] or {}).get("summary", "")}
