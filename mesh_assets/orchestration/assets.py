@@ -184,8 +184,8 @@ def partitioned_inputs(mesh: Mesh, domain: Domain, table: Table, inputs: list[In
 
 def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
     """Refuse, when the definitions load, a partitioned table the mesh cannot yet build by partition: on Spark or
-    dbt, built by a Python transform, or an output port with sensitive columns (its masked copy is replaced
-    whole).
+    dbt, or built by a Python transform. (An output port with sensitive columns may be partitioned: its masked
+    copy replaces the same partitions, mesh_assets.engine.masked_copy.)
 
     Raises:
         MeshError: naming the contract, the table and the fix.
@@ -201,10 +201,6 @@ def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
     if table.python:
         raise MeshError(f"{where}, and a partitioned table is built by SQL (its inputs filtered to the partition); "
                         "write its transform as a SQL file, or remove partitioned and partitioning")
-    if table.layer == "gold" and sensitive_columns(table, mesh.settings.governance):
-        raise MeshError(f"{where} and has sensitive columns, whose masked copy is replaced whole at each "
-                        "publication; remove partitioned and partitioning, or publish the sensitive columns from "
-                        "an unpartitioned port")
 
 
 def _automation(table: Table, domain: Domain) -> dg.AutomationCondition:
@@ -240,7 +236,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     engine_key = table_engine(mesh.settings, domain, product, table)  # the resource key of its engine, or dbt
     check_partitioned(mesh, table, engine_key)
     partitions_def = partitions_definition(table.partitioning)
-    filtered = partitioned_inputs(mesh, domain, table, inputs)
+    filtered = partitioned_inputs(mesh, domain, table, [*inputs, *rule_refs])  # the transform's, its SQL rules'
     kind = "duckdb" if engine_key == "dbt" else engine_key  # a dbt model runs on dbt-duckdb (kinds: dbt, duckdb)
     description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
                                        f"({product.status}): {product.description}")
