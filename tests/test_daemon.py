@@ -27,7 +27,7 @@ import duckdb
 import pytest
 import yaml
 
-from domains.tpch import land_tpch
+from domains.tpch import land_tpch, raw_files
 from mesh_assets.cli.scaffold import domain_package, write_dg_project
 from mesh_assets.engine.ports import Port
 from mesh_assets.orchestration.runner import dagster_home
@@ -115,7 +115,7 @@ def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path:
     for name in ("mesh.yaml", "dagster.yaml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "domains", root / "domains", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "dbt", root / "dbt", ignore=shutil.ignore_patterns("logs"))  # three gold models
+    shutil.copytree(REPO / "dbt", root / "dbt", ignore=shutil.ignore_patterns("logs"))  # two gold models
     domains = [e["python_module"]["location_name"]
                for e in yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]]
     _workspace(root, domains)
@@ -135,7 +135,7 @@ def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path:
         _wait("the daemon", lambda: instance.get_daemon_heartbeats(), 240, [dev])
         landed = time.time()
         land_tpch(landing, 0.02)  # a new data set, twice the size
-        lineitems = sum(1 for _ in (landing / "tpch" / "lineitem.csv").open()) - 1
+        lineitems = sum(sum(1 for _ in f.open()) - 1 for f in landing.glob(raw_files("lineitem")))
 
         def finance_updated() -> bool:
             return all((e := _latest(instance, ["finance", "gold", n])) is not None and e.timestamp > landed
@@ -147,7 +147,7 @@ def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path:
         by_location = {r.remote_job_origin.location_name: r for r in runs}
         assert set(by_location) == {"customers", "supply", "sales"}
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in by_location.values())
-        assert "tpch/lineitem.csv" in by_location["sales"].tags[LANDING_FILES_TAG]
+        assert "tpch/lineitem/" in by_location["sales"].tags[LANDING_FILES_TAG]  # a month's runs (partitioned)
         assert "tpch/customer.csv" in by_location["customers"].tags[LANDING_FILES_TAG]
 
         report = _latest(instance, ["finance", "gold", "pricing_summary_report"])

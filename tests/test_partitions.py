@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import FIXTURES, TEST_SALT, restored
+from domains.tpch import raw_files
 from mesh_assets.cli.main import app
 from mesh_assets.contract.loader import load_contract
 from mesh_assets.contract.mesh import load_mesh
@@ -37,7 +38,7 @@ def land_month(root: Path, tpch: Path, month: str, extra_rows: str = "") -> Path
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "orders.csv"
     con = duckdb.connect()
-    con.execute(f"COPY ({ORDERS_SQL.format(csv=tpch / 'tpch' / 'orders.csv', month=month)}) TO '{target}' (HEADER)")
+    con.execute(f"COPY ({ORDERS_SQL.format(csv=tpch / raw_files('orders'), month=month)}) TO '{target}' (HEADER)")
     if extra_rows:
         with target.open("a") as handle:
             handle.write(extra_rows)
@@ -48,7 +49,7 @@ def expected_totals(tpch: Path, months: tuple[str, ...]) -> list[tuple]:
     """Revenue and orders per segment of TPC-H's orders in ``months``, computed on the raw files."""
     return duckdb.connect().execute(
         "SELECT c_mktsegment, sum(CAST(o_totalprice AS DECIMAL(15,2))), count(*) "
-        f"FROM read_csv('{tpch / 'tpch' / 'orders.csv'}') o "
+        f"FROM read_csv('{tpch / raw_files('orders')}') o "
         f"JOIN read_csv('{tpch / 'tpch' / 'customer.csv'}') c ON c.c_custkey = o.o_custkey "
         f"WHERE strftime(o_orderdate, '%Y-%m') IN ({', '.join(repr(m) for m in months)}) GROUP BY 1 ORDER BY 1"
     ).fetchall()
