@@ -459,8 +459,10 @@ def ports(root: RootOption = None, output: FormatOption = OutputFormat.text,
 def status(root: RootOption = None, output: FormatOption = OutputFormat.text) -> None:
     """Every output port: freshness (its latest materialization and its port's snapshot, each judged against the
     SLA now), last update, rows and the last check results from the Dagster instance at DAGSTER_HOME (default
-    <root>/.dagster), failed warnings and blocking checks apart, with their counts. Exit code 1 when a port is
-    stale, failed its freshness policy or a blocking check; failed warnings are listed and exit 0."""
+    <root>/.dagster), failed warnings and blocking checks apart, with their counts, and the partitions built
+    against an older version of an unpartitioned input (docs/partitions.md). Exit code 1 when a port is stale,
+    failed its freshness policy or a blocking check, or has such partitions to rebuild; failed warnings and
+    partitions kept (onInputChange keep) are listed and exit 0."""
     from mesh_assets.catalog import find_instance
     from mesh_assets.consumption.status import COLUMNS, as_text, port_status
 
@@ -475,7 +477,7 @@ def status(root: RootOption = None, output: FormatOption = OutputFormat.text) ->
         err.print(f"[yellow]{len(warned)} port(s) with failed warnings (not blocking):[/] {', '.join(warned)}",
                   highlight=False)
     unhealthy = [r["port"] for r in rows if r["freshness"] == "FAIL" or r["sla_state"] not in ("fresh", "no SLA")
-                 or r["blocking"]]
+                 or r["blocking"] or any(s["policy"] == "rebuild" for s in r["stale_partitions"])]
     if unhealthy:
         err.print(f"[bold red]{len(unhealthy)} port(s) need attention:[/] {', '.join(unhealthy)}", highlight=False)
         raise typer.Exit(1)

@@ -187,8 +187,11 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
             metadata["iceberg_table"] = port.identifier
             if window is not None:
                 metadata["partition"] = window.label
+            built_against = {f"{ref.schema}.{ref.table}": read.id for ref, read in snapshots
+                             if ref in inputs and ref.key not in (partitioned_inputs or {})} if window else None
             publication = publish_if_passed(outcomes, written, rows, rejects[1] if rejects else None, run_id,
-                                            engine.name, settings, storage.retention, masking, table, window)
+                                            engine.name, settings, storage.retention, masking, table, window,
+                                            built_against)
             published = publication is not None
             if publication is not None:
                 metadata.update({k: publication[k] for k in ("iceberg_snapshot_id", "commit_seconds")
@@ -432,8 +435,8 @@ def discard_on_failure(written: list[tuple[Port, Snapshot]]) -> Iterator[None]:
 
 def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Snapshot]], rows: int,
                       rejected: int | None, run_id: str, engine: str, settings: MeshSettings, keep: int,
-                      masking: Masking | None = None, table: Table | None = None, window: Window | None = None
-                      ) -> dict[str, Any] | None:
+                      masking: Masking | None = None, table: Table | None = None, window: Window | None = None,
+                      built_against: dict[str, str] | None = None) -> dict[str, Any] | None:
     """The publish step of write–audit–publish: when no blocking check in ``outcomes`` failed, commit the
     table's masked copy when ``masking`` says so (:func:`write_masked_copy`: a published snapshot always has
     one), then commit ``written`` (the table's staging folder first in the list, then its rejects', ``rejected``
@@ -444,7 +447,9 @@ def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Sn
     ``retention.snapshots``). Returns the table's new snapshot (:meth:`Port.snapshot_info`) with
     ``commit_seconds``, the wall time of its commit; ``None`` when a blocking check failed: every staging
     folder is then marked unpublished, naming the failed checks. ``window``: a partitioned table's files
-    replace only that window's, in its masked copy too (its rejects port, unpartitioned, is replaced whole).
+    replace only that window's, in its masked copy too (its rejects port, unpartitioned, is replaced whole);
+    ``built_against`` (``<schema>.<table>`` → publication) the versions of the unpartitioned inputs the window
+    was built from, recorded in the commit's summary (mesh_assets.engine.ports.INPUTS).
 
     Raises:
         TransientError, TransformError: the masked copy could not be written; PortError: a commit failed or
@@ -467,7 +472,7 @@ def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Sn
     sensitive = sensitive_columns(table, settings.governance) if table is not None else ()
     started = time.perf_counter()
     info = port.publish(snapshot.id, {"rows": rows, "run_id": run_id, "engine": engine,
-                                      "quality": {"passed": passed, "total": total}},
+                                      "quality": {"passed": passed, "total": total}, "inputs": built_against},
                         columns=table.output_columns if table is not None else None, sensitive=sensitive,
                         partitioning=table.partitioning if table is not None else None, window=window)
     info["commit_seconds"] = round(time.perf_counter() - started, 4)

@@ -203,6 +203,21 @@ def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
                         "write its transform as a SQL file, or remove partitioned and partitioning")
 
 
+def check_input_policies(table: Table, inputs: list[InputRef], partitioned: dict[tuple[str, str, str], str]) -> None:
+    """Refuse, when the definitions load, an ``onInputChange`` entry that names no unpartitioned input of the
+    table's transform (``partitioned``: its partitioned inputs, :func:`partitioned_inputs`).
+
+    Raises:
+        MeshError: naming the contract, the table, the entry and the inputs it may name.
+    """
+    whole = sorted({f"{r.schema}.{r.table}" for r in inputs if r.key not in partitioned})
+    for name, _ in table.on_input_change:
+        if name not in whole:
+            raise MeshError(f"{table.contract_path}: table {table.name}: onInputChange names {name}, which is not an "
+                            f"unpartitioned input of its transform; name one of {', '.join(whole) or '(none)'}, or "
+                            "remove the entry (docs/partitions.md)")
+
+
 def _automation(table: Table, domain: Domain) -> dg.AutomationCondition:
     if table.layer == "bronze":
         return dg.AutomationCondition.on_cron(domain.ingestion_schedule, domain.timezone)
@@ -237,6 +252,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     check_partitioned(mesh, table, engine_key)
     partitions_def = partitions_definition(table.partitioning)
     filtered = partitioned_inputs(mesh, domain, table, [*inputs, *rule_refs])  # the transform's, its SQL rules'
+    check_input_policies(table, inputs, filtered)
     kind = "duckdb" if engine_key == "dbt" else engine_key  # a dbt model runs on dbt-duckdb (kinds: dbt, duckdb)
     description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
                                        f"({product.status}): {product.description}")

@@ -26,6 +26,7 @@ from rich.table import Table as RichTable
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.outcomes import CheckOutcome
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.staleness import stale_inputs
 from mesh_assets.engine.step_folders import clean_step_folders
 from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.definitions import build_mesh_definitions
@@ -127,7 +128,42 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
             summaries = [_run_once(mesh, instance, domains, console, selection, r, everything=r == ranges[-1],
                                    defs=defs) for r in ranges]
             return summaries[0] if len(summaries) == 1 else _together(summaries)
+    else:
+        partitions = with_stale_partitions(mesh, domains, selection, partitions, defs, console)
     return _run_once(mesh, instance, domains, console, selection, partitions, defs=defs)
+
+
+def with_stale_partitions(mesh: Mesh, domains: list[str] | None, selection: str | None,
+                          partitions: tuple[str, str], defs: dg.Definitions, console: Console | None = None
+                          ) -> tuple[str, str]:
+    """The range ``partitions`` (first, last key) widened to every partition of the selected partitioned tables
+    built against an older version of an unpartitioned input whose contract says ``rebuild`` (the default;
+    mesh_assets.engine.staleness), so a run never publishes a month joined with a new dimension beside months
+    joined with the old one. ``partitions`` itself when there is none; a notice on ``console`` otherwise."""
+    _, keys, _, _ = plan_run(mesh, domains, selection, partitions=None, everything=True, defs=defs)
+    graph = defs.resolve_asset_graph()
+    storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
+    order: list[str] = []
+    stale: dict[str, set[str]] = {}
+    for key in keys:
+        partitions_def = graph.get(key).partitions_def
+        table = mesh.domain(key.path[0]).table(key.path[1], key.path[2]) if partitions_def is not None else None
+        if table is None:
+            continue
+        known = partitions_def.get_partition_keys()  # type: ignore[union-attr]
+        order = known if len(known) > len(order) else order
+        for found in stale_inputs(mesh, table, storage):
+            if found.policy == "rebuild":
+                stale.setdefault(found.input, set()).update(k for k in found.partitions if k in known)
+    wanted = {k for keys_ in stale.values() for k in keys_} | set(partitions)
+    if not stale or not set(partitions) <= set(order):
+        return partitions
+    widened = (min(wanted, key=order.index), max(wanted, key=order.index))
+    if widened != partitions:
+        (console or Console(stderr=True)).print(
+            f"[yellow]note:[/] {', '.join(sorted(stale))} changed since partitions were built (onInputChange: "
+            f"rebuild): the run covers {widened[0]} to {widened[1]} (docs/partitions.md)", highlight=False)
+    return widened
 
 
 def _definitions(mesh: Mesh, domains: list[str] | None) -> dg.Definitions:
@@ -235,7 +271,8 @@ def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
 
 def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None,
              partitions: tuple[str, str] | None = None, everything: bool = False,
-             defs: dg.Definitions | None = None) -> tuple[dg.Definitions, list[dg.AssetKey], dict[str, list[str]], dict[str, str]]:
+             defs: dg.Definitions | None = None
+             ) -> tuple[dg.Definitions, list[dg.AssetKey], dict[str, list[str]], dict[str, str]]:
     """What a run of ``domains`` (default: all), ``selection`` (a Dagster asset selection string, or None for
     everything) and ``partitions`` materializes: the mesh's definitions, the asset keys in dependency order, each
     step's asset keys (``domain/layer/table``) among them, and the run's partition tags. A step building several
