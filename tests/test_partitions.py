@@ -40,7 +40,7 @@ def land_month(root: Path, tpch: Path, month: str, extra_rows: str = "") -> Path
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "orders.csv"
     con = duckdb.connect()
-    con.execute(f"COPY ({ORDERS_SQL.format(csv=tpch / raw_files('orders'), month=month)}) TO '{target}' (HEADER)")
+    con.execute(f"COPY ({ORDERS_SQL.format(csv=tpch / 'tpch' / 'orders' / month / '*.csv', month=month)}) TO '{target}' (HEADER)")
     if extra_rows:
         with target.open("a") as handle:
             handle.write(extra_rows)
@@ -51,7 +51,7 @@ def expected_totals(tpch: Path, months: tuple[str, ...]) -> list[tuple]:
     """Revenue and orders per segment of TPC-H's orders in ``months``, computed on the raw files."""
     return duckdb.connect().execute(
         "SELECT c_mktsegment, sum(CAST(o_totalprice AS DECIMAL(15,2))), count(*) "
-        f"FROM read_csv('{tpch / raw_files('orders')}') o "
+        f"FROM read_csv('{tpch / raw_files('orders')}', files_to_sniff = -1) o "
         f"JOIN read_csv('{tpch / 'tpch' / 'customer.csv'}') c ON c.c_custkey = o.o_custkey "
         f"WHERE strftime(o_orderdate, '%Y-%m') IN ({', '.join(repr(m) for m in months)}) GROUP BY 1 ORDER BY 1"
     ).fetchall()
@@ -396,9 +396,9 @@ def test_a_plain_run_builds_every_landed_month_one_range_run_per_contiguous_rang
         assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
         assert sorted(files_by_month(root, ("shop", "silver", "orders"))) == list(landed)
         assert instance.get_materialized_partitions(dg.AssetKey(["shop", "gold", "monthly_revenue"])) == set(landed)
-        ranges = sorted((r.tags.get(RANGE_START_TAG), r.tags.get(RANGE_END_TAG), r.tags.get(PARTITION_TAG))
+        ranges = sorted((r.tags.get(RANGE_START_TAG, ""), r.tags.get(RANGE_END_TAG, ""), r.tags.get(PARTITION_TAG, ""))
                         for r in instance.get_runs())
-        assert ranges == [(None, None, "1992-04"), ("1992-01", "1992-02", None)]
+        assert ranges == [("", "", "1992-04"), ("1992-01", "1992-02", "")]
         assert port_rows(root, ("shop", "gold", "segment_totals")) == expected_totals(tpch_landing, landed)
 
 
