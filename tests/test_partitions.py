@@ -40,7 +40,8 @@ def land_month(root: Path, tpch: Path, month: str, extra_rows: str = "") -> Path
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "orders.csv"
     con = duckdb.connect()
-    con.execute(f"COPY ({ORDERS_SQL.format(csv=tpch / 'tpch' / 'orders' / month / '*.csv', month=month)}) TO '{target}' (HEADER)")
+    landed = ORDERS_SQL.format(csv=tpch / "tpch" / "orders" / month / "*.csv", month=month)
+    con.execute(f"COPY ({landed}) TO '{target}' (HEADER)")
     if extra_rows:
         with target.open("a") as handle:
             handle.write(extra_rows)
@@ -462,7 +463,7 @@ def test_contract_refuses_a_bad_input_policy(tmp_path: Path, tpch_landing, where
               "    customProperties:\n      - {property: layer, value: gold}\n")
     contract.write_text(text.replace(anchor, f"{anchor}      - {{property: onInputChange, value: {value}}}\n"))
     with pytest.raises(ContractError, match="onInputChange") as caught:
-        load_contract(contract)
+        load_contract(contract, "shop", "shop-team")
     assert problem in str(caught.value)
 
 

@@ -24,7 +24,7 @@ from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.profile import profile_metadata
 from mesh_assets.errors import MeshError, error_message, is_transient
 from mesh_assets.extras import MissingExtra, missing
-from mesh_assets.governance.access import authorize_input, deprecation_notice, sensitive_columns
+from mesh_assets.governance.access import authorize_input, deprecation_notice
 from mesh_assets.orchestration.audit import audit_observation
 from mesh_assets.orchestration.freshness import freshness_policy
 from mesh_assets.orchestration.progress import StepEnd, run_interrupted, step_ended, step_started
