@@ -38,6 +38,7 @@ def unpartitioned_twin(root: Path, target: Path) -> Path:
     """A copy of the mesh at ``root`` in ``target`` whose contracts declare no partitioning: each table's
     ``partitioning`` custom property and each property's ``partitioned``/``partitionKeyPosition`` removed, and
     ``{month}``/``{date}`` in a source path read as ``*`` (every partition's files). Returns ``target``."""
+    target.mkdir(parents=True)
     for name in MESH_FILES:
         source = root / name
         if source.is_dir():
