@@ -112,10 +112,12 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     ``owner:``, ``group:``, ``+`` for upstream and downstream, ``and``/``or``/``not``); a step building several
     assets (a bronze table and its ``__rejects``) runs whole. Assets not run keep their ports as currently
     published. With ``partitions`` (first, last key), the partitioned assets build that range
-    (:func:`plan_run`); without it, every partition whose files have landed is built too, each contiguous range
-    of them in one run (:func:`landed_ranges`; the unpartitioned assets in the run of the last range), so a plain
-    run builds the whole mesh from nothing (docs/partitions.md). The summary is then the runs' together: the
-    last run's id, each asset's last status, its rows summed over the runs.
+    (:func:`plan_run`), widened to the partitions a changed input left stale (:func:`with_stale_partitions`);
+    without it, every partition whose files have landed is built too, each contiguous range
+    of them in one run (:func:`landed_ranges`; the unpartitioned assets in the run of the last range, but for
+    those never published that a range reads), so a plain run builds the whole mesh from nothing
+    (docs/partitions.md). The summary is then the runs' together: the last run's id, each asset's last status,
+    its rows summed over the runs.
 
     Raises:
         MeshError: an unknown domain, a selection that does not parse or picks no asset, partitions no asset
@@ -125,8 +127,9 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     if partitions is None:
         ranges = landed_ranges(mesh, domains, selection, defs)
         if ranges:
-            summaries = [_run_once(mesh, instance, domains, console, selection, r, everything=r == ranges[-1],
-                                   defs=defs) for r in ranges]
+            summaries = [_run_once(mesh, instance, domains, console, selection, r,
+                                   unpartitioned="all" if r == ranges[-1] else "first build", defs=defs)
+                         for r in ranges]
             return summaries[0] if len(summaries) == 1 else _together(summaries)
     else:
         partitions = with_stale_partitions(mesh, domains, selection, partitions, defs, console)
@@ -140,7 +143,7 @@ def with_stale_partitions(mesh: Mesh, domains: list[str] | None, selection: str 
     built against an older version of an unpartitioned input whose contract says ``rebuild`` (the default;
     mesh_assets.engine.staleness), so a run never publishes a month joined with a new dimension beside months
     joined with the old one. ``partitions`` itself when there is none; a notice on ``console`` otherwise."""
-    _, keys, _, _ = plan_run(mesh, domains, selection, partitions=None, everything=True, defs=defs)
+    _, keys, _, _ = plan_run(mesh, domains, selection, partitions=None, unpartitioned="all", defs=defs)
     graph = defs.resolve_asset_graph()
     storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
     order: list[str] = []
@@ -191,11 +194,11 @@ def _together(summaries: list[RunSummary]) -> RunSummary:
 
 
 def _run_once(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None, console: Console | None,
-              selection: str | None, partitions: tuple[str, str] | None, everything: bool = False,
+              selection: str | None, partitions: tuple[str, str] | None, unpartitioned: str = "needed",
               defs: dg.Definitions | None = None) -> RunSummary:
-    """One Dagster run of :func:`plan_run`'s assets (``everything``: every unpartitioned asset too)."""
+    """One Dagster run of :func:`plan_run`'s assets."""
     console = console or Console(stderr=True)
-    defs, keys, steps, tags = plan_run(mesh, domains, selection, partitions, everything=everything, defs=defs)
+    defs, keys, steps, tags = plan_run(mesh, domains, selection, partitions, unpartitioned, defs=defs)
     job = defs.resolve_implicit_global_asset_job_def()
     run_id = str(uuid.uuid4())
     clean_step_folders(mesh.settings)  # and the processes of steps killed with their run
@@ -235,7 +238,7 @@ def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
     Raises:
         MeshError: as :func:`plan_run`.
     """
-    defs, keys, _, _ = plan_run(mesh, domains, selection, partitions=None, everything=True, defs=defs)
+    defs, keys, _, _ = plan_run(mesh, domains, selection, partitions=None, unpartitioned="all", defs=defs)
     graph = defs.resolve_asset_graph()
     wanted, stack = set(), [k for k in keys if graph.get(k).partitions_def is not None]
     while stack:  # the partitioned assets and their partitioned ancestors
@@ -270,7 +273,7 @@ def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
 
 
 def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None,
-             partitions: tuple[str, str] | None = None, everything: bool = False,
+             partitions: tuple[str, str] | None = None, unpartitioned: str = "needed",
              defs: dg.Definitions | None = None
              ) -> tuple[dg.Definitions, list[dg.AssetKey], dict[str, list[str]], dict[str, str]]:
     """What a run of ``domains`` (default: all), ``selection`` (a Dagster asset selection string, or None for
@@ -281,10 +284,11 @@ def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None,
     Partitioned assets are run only with ``partitions`` (first, last partition key; the same key for one
     partition): the partitioned assets with those partitions, over that range in the one run, and the
     unpartitioned assets they need and that were never published, or that read them
-    (:func:`partition_selection`; docs/partitions.md), and with ``everything`` every other unpartitioned asset
-    too. Without ``partitions``, only the unpartitioned assets run (``everything``: the partitioned ones are
-    kept in the keys, for :func:`landed_ranges`). ``defs``: the mesh's definitions of ``domains``, when already
-    built.
+    (:func:`partition_selection`; docs/partitions.md). ``unpartitioned`` says which unpartitioned assets join
+    them: ``needed`` (those), ``all`` (every one selected), ``first build`` (only the never-published ones the
+    partitions read: a plain run's ranges before its last). Without ``partitions``, only the unpartitioned assets
+    run (``all``: the partitioned ones are kept in the keys, for :func:`landed_ranges`). ``defs``: the mesh's
+    definitions of ``domains``, when already built.
 
     Raises:
         MeshError: an unknown domain, a selection that does not parse or picks no asset, partitions no asset
@@ -306,14 +310,16 @@ def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None,
         raise MeshError(f"--select {selection!r} picks no asset{within}; {_SELECTION_HELP}")
     tags: dict[str, str] = {}
     if partitions is None:
-        keys = [k for k in keys if everything or graph.get(k).partitions_def is None]
+        keys = [k for k in keys if unpartitioned == "all" or graph.get(k).partitions_def is None]
     else:
         storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
         never = {k for k in keys
                  if graph.get(k).partitions_def is None and storage.port(tuple(k.path)).current() is None}
         chosen_keys = set(partition_selection(graph, keys, *partitions, never=never))
-        if everything:
+        if unpartitioned == "all":
             chosen_keys |= {k for k in keys if graph.get(k).partitions_def is None}
+        elif unpartitioned == "first build":
+            chosen_keys = {k for k in chosen_keys if graph.get(k).partitions_def is not None or k in never}
         steps_of = {k: set(a.keys) for a in defs.assets or [] for k in a.keys}  # type: ignore[union-attr]
         keys = [k for k in keys if steps_of.get(k, {k}) & chosen_keys]  # a step's assets go together (rejects)
         tags = ({PARTITION_TAG: partitions[0]} if partitions[0] == partitions[1] else
