@@ -356,6 +356,15 @@ def test_the_landing_zone_sensor_starts_the_runs_of_the_landed_partitions_only(t
         second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
         assert [(r.partition_key, r.tags["mesh/landing_files"]) for r in second.run_requests] == [
             ("1992-03", "shop/orders/1992-03/orders.csv")]
+        for month in ("1992-02", "1992-04", "1992-05", "1992-06", "1992-07"):  # 1992-07: after the declared end
+            land_month(root, tpch_landing, month)
+        third = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=second.cursor, definitions=defs))
+        assert [(r.partition_key, r.tags.get("dagster/asset_partition_range_start"),
+                 r.tags.get("dagster/asset_partition_range_end"), r.tags["mesh/landing_files"])
+                for r in third.run_requests] == [  # 1992-02 alone, 1992-04 to 1992-06 as one run over the range
+            ("1992-02", None, None, "shop/orders/1992-02/orders.csv"),
+            (None, "1992-04", "1992-06", "shop/orders/1992-04/orders.csv, shop/orders/1992-05/orders.csv, "
+                                         "shop/orders/1992-06/orders.csv")]
 
 
 def test_a_partition_publication_replaces_only_its_files_and_an_empty_partition_empties_it(tmp_path: Path) -> None:

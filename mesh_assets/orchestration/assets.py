@@ -155,6 +155,10 @@ def column_schema(table: Table) -> dg.TableSchema:
     return dg.TableSchema(columns=columns)
 
 
+# The run tags of a run over a range of partitions (a single-run backfill), as Dagster sets them
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
 def partitions_definition(partitioning: Partitioning | None) -> dg.TimeWindowPartitionsDefinition | None:
     """The Dagster partitions of a table's ``partitioning`` (docs/partitions.md): ``DailyPartitionsDefinition`` or
     ``MonthlyPartitionsDefinition`` from its start to its end (exclusive; none: up to the last complete period in

@@ -29,6 +29,7 @@ from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.staleness import stale_inputs
 from mesh_assets.engine.step_folders import clean_step_folders
 from mesh_assets.errors import MeshError
+from mesh_assets.orchestration.assets import RANGE_END_TAG, RANGE_START_TAG
 from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.orchestration.instance_config import get_instance, write_instance_config
 from mesh_assets.orchestration.progress import StepEnd, listening
@@ -37,7 +38,6 @@ from mesh_assets.orchestration.sensors import landed_files
 HOST_TAG, PROCESS_TAG = "mesh/host", "mesh/process"  # where a `mesh run` runs: host, "<pid>:<start time>"
 # Dagster's run tags of a partition and of a partition range (what a backfill's single run carries)
 PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def dagster_home(root: Path) -> Path:

@@ -26,6 +26,7 @@ from mesh_assets.contract.mesh import Domain
 from mesh_assets.contract.model import Table
 from mesh_assets.engine.ingestion import rejects_key
 from mesh_assets.orchestration.alerts import Alert, send_alert
+from mesh_assets.orchestration.assets import RANGE_END_TAG, RANGE_START_TAG, partitions_definition
 from mesh_assets.orchestration.freshness import freshness_policy, freshness_state, layer_default_slas
 from mesh_assets.settings import MeshSettings
 
@@ -88,7 +89,8 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings,
         seen = json.loads(context.cursor) if context.cursor else {}
         current: dict[str, dict[str, list[float]]] = {}
         landing: list[str] = []
-        requests: dict[str | None, tuple[list[dg.AssetKey], list[str]]] = {}  # partition (None: unpartitioned)
+        # (partitioning, partition) → (assets, files); (None, None): the unpartitioned tables
+        requests: dict[tuple[Any, str | None], tuple[list[dg.AssetKey], list[str]]] = {}
         settled = time.time() - settings.automation.landing_settle_seconds
         for table in tables:
             name = "/".join(table.key)
@@ -110,32 +112,76 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings,
                              if table.partitioning is not None else None)
                 if table.partitioning is not None and partition is None:
                     continue  # no valid {month} or {date} in its path: no partition to run
-                requests.setdefault(partition, ([], []))
-                requests[partition][0].extend(k for k in table_keys if k not in requests[partition][0])
-                requests[partition][1].append(path)
+                keys, changed = requests.setdefault((table.partitioning, partition), ([], []))
+                keys.extend(k for k in table_keys if k not in keys)
+                changed.append(path)
         context.update_cursor(json.dumps(current, sort_keys=True))
         if not requests:
             waiting = f"; waiting for {', '.join(landing)} to settle" if landing else ""
             return dg.SkipReason(f"no new or changed file for the {len(tables)} bronze table(s) of "
                                  f"{domain.name}{waiting}")
-        return [_landing_request(current, keys, changed, partition)
-                for partition, (keys, changed) in sorted(requests.items(), key=lambda r: r[0] or "")]
+        return [_landing_request(current, keys, changed, partitions)
+                for partitions, keys, changed in _consecutive_ranges(requests)]
 
     return _sensor
 
 
+def _consecutive_ranges(requests: dict[tuple[Any, str | None], tuple[list[dg.AssetKey], list[str]]]
+                       ) -> list[tuple[tuple[str, str] | None, list[dg.AssetKey], list[str]]]:
+    """The landing sensor's ``requests`` (keyed by a table's partitioning and a partition key; ``(None, None)`` for
+    the unpartitioned tables) merged into runs: for each partitioning, every stretch of consecutive landed
+    partitions becomes one run over the range ``(first, last)`` (inclusive), with the union of their assets and
+    files, so a data set landed at once (80 months) starts one single-run backfill, not 80 runs. The unpartitioned
+    tables' run comes first (``None``); the rest in order of partitioning and key. A partition outside the
+    table's declared partitions (before its ``start``, from its ``end``) starts no run."""
+    merged: list[tuple[tuple[str, str] | None, list[dg.AssetKey], list[str]]] = []
+    if (None, None) in requests:
+        merged.append((None, *requests[(None, None)]))
+    by_partitioning: dict[Any, list[str]] = {}
+    for partitioning, partition in requests:
+        if partitioning is not None:
+            by_partitioning.setdefault(partitioning, []).append(partition)  # type: ignore[arg-type]
+    for partitioning, landed in sorted(by_partitioning.items(), key=lambda p: (p[0].granularity, str(p[0].start))):
+        order = {key: i for i, key in enumerate(partitions_definition(partitioning).get_partition_keys())}
+        run: list[str] = []
+        for key in sorted((k for k in landed if k in order), key=order.__getitem__):  # outside the range: no run
+            if run and order[key] != order[run[-1]] + 1:
+                merged.append(_range_of(requests, partitioning, run))
+                run = []
+            run.append(key)
+        if run:
+            merged.append(_range_of(requests, partitioning, run))
+    return merged
+
+
+def _range_of(requests: dict[tuple[Any, str | None], tuple[list[dg.AssetKey], list[str]]], partitioning: Any,
+              run: list[str]) -> tuple[tuple[str, str], list[dg.AssetKey], list[str]]:
+    keys: list[dg.AssetKey] = []
+    changed: list[str] = []
+    for partition in run:
+        more_keys, more_files = requests[(partitioning, partition)]
+        keys.extend(k for k in more_keys if k not in keys)
+        changed.extend(more_files)
+    return (run[0], run[-1]), keys, changed
+
+
 def _landing_request(current: dict[str, dict[str, list[float]]], keys: list[dg.AssetKey], changed: list[str],
-                     partition: str | None) -> dg.RunRequest:
-    """The run of ``keys`` for the ``changed`` files (of the partition ``partition``, or unpartitioned); its run
-    key a digest of those files' fingerprints in ``current``, so one landing never starts two runs."""
+                     partitions: tuple[str, str] | None) -> dg.RunRequest:
+    """The run of ``keys`` for the ``changed`` files: of the partitions ``first`` to ``last`` (one partition: its
+    key; several: Dagster's partition-range tags, one run for the range, as a single-run backfill), or of
+    unpartitioned tables (``None``); its run key a digest of those files' fingerprints in ``current``, so one
+    landing never starts two runs."""
     listed = ", ".join(sorted(set(changed)))
     if len(listed) > _TAG_LIMIT:
         listed = f"{listed[:_TAG_LIMIT]}… ({len(set(changed))} files)"
     fingerprint = {f: current[n][f] for n in current for f in current[n] if f in changed}
+    tags = {LANDING_FILES_TAG: listed, TRIGGER_TAG: "landing_zone"}
+    single = partitions[0] if partitions is not None and partitions[0] == partitions[1] else None
+    if partitions is not None and single is None:
+        tags |= {RANGE_START_TAG: partitions[0], RANGE_END_TAG: partitions[1]}
     return dg.RunRequest(
         run_key=hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:32],
-        asset_selection=keys, partition_key=partition,
-        tags={LANDING_FILES_TAG: listed, TRIGGER_TAG: "landing_zone"},
+        asset_selection=keys, partition_key=single, tags=tags,
     )
 
 
