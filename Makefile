@@ -59,7 +59,10 @@ validate: setup
 # Tests run on two pytest-xdist workers, file by file (a module-scoped mesh is built once); each worker that gets
 # a test of the reference run (tests/conftest.py) runs the reference mesh once.
 # --durations: the 25 slowest tests, for whoever keeps the suite fast.
-PYTEST := $(VENV)/bin/pytest -n 2 --dist loadfile --durations=25
+# Temporary folders (test meshes, lakes, Dagster instances) go to the RAM disk when there is one: Dagster's SQLite
+# event log syncs to disk on every write, about half of a test mesh run's time on disk (docs/performance.md).
+TEST_TMPDIR := $(if $(wildcard /dev/shm/.),/dev/shm,$(TMPDIR))
+PYTEST := TMPDIR=$(TEST_TMPDIR) $(VENV)/bin/pytest -n 2 --dist loadfile --durations=25
 
 test: setup  # governance first (CI runs it), then the tests
 	$(VENV)/bin/mesh validate

@@ -36,6 +36,9 @@
 - ``automation``: how often each domain's sensors run (see :class:`AutomationSettings`).
 - ``retries``: the retry policy of every step for transient failures (see :class:`RetrySettings`).
 - ``alerts``: where failed runs and stale ports are reported, per owning team (see :class:`AlertSettings`).
+- ``registry.path`` (folder or fsspec URL, default ``.mesh/registry``; env ``MESH_REGISTRY`` wins): the contract
+  registry, where ``mesh publish`` registers this mesh's output ports and expectations and where domains that are
+  not in ``domains_dir`` are resolved from (mesh_assets.registry, docs/domain-repos.md).
 
 Relative paths resolve against the folder of ``mesh.yaml``.
 """
@@ -66,6 +69,10 @@ class RetentionSettings(_Strict):
 
 class CatalogSettings(_Strict):
     uri: str | None = None
+
+
+class RegistrySettings(_Strict):
+    path: str = ".mesh/registry"
 
 
 class DuckDBSettings(_Strict):
@@ -257,6 +264,7 @@ class MeshSettings(_Strict):
     automation: AutomationSettings = AutomationSettings()
     retries: RetrySettings = RetrySettings()
     alerts: AlertSettings = AlertSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     @property
     def domains_path(self) -> Path:
@@ -276,6 +284,16 @@ class MeshSettings(_Strict):
     def openlineage_path(self) -> str:
         """The folder of the ``file`` transport's events, absolute (or an fsspec URL)."""
         return _resolve(self.root, self.openlineage.file.path)
+
+    @property
+    def registry_url(self) -> str:
+        """The contract registry as an absolute folder or an fsspec URL; ``MESH_REGISTRY`` wins."""
+        return _resolve(self.root, os.environ.get("MESH_REGISTRY") or self.registry.path)
+
+    @property
+    def registry_cache_path(self) -> Path:
+        """Where the contracts resolved from the registry are copied to load them (``.mesh/registry-cache``)."""
+        return self.root / ".mesh" / "registry-cache"
 
     @property
     def landing_path(self) -> str:

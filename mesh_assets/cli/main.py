@@ -654,6 +654,47 @@ def catalog(
 
 
 @app.command()
+def publish(
+    domain: Annotated[str | None, typer.Argument(help="The domain to publish (default: every domain of the mesh).")]
+    = None,
+    root: RootOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> None:
+    """Register the domain's output-port contracts (at their version) and what it relies on in other domains'
+    ports in the contract registry (mesh.yaml registry.path); refused when a version is registered with
+    another contract, or when the contracts break a consumer's registered expectation (docs/domain-repos.md)."""
+    from mesh_assets.cli.publish import publish as run_publish
+
+    try:
+        rows = [vars(p) for p in run_publish(find_mesh_root(root).resolve(), domain)]
+    except MeshError as exc:
+        raise _fail(exc, 1) from None
+    _emit(rows, output, ["domain", "what", "name", "version", "outcome"],
+          caption=f"published to {_mesh(root).settings.registry_url}")
+
+
+@app.command()
+def impact(
+    target: Annotated[str, typer.Argument(help="<domain>.<table> or <domain>.<table>.<column>: an output port or "
+                                               "one of its columns.")],
+    root: RootOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> None:
+    """Every downstream data product, table and column of an output port (or one of its columns), across the
+    mesh and the consumers registered in the contract registry, with the owner team of each."""
+    from mesh_assets.governance.impact import impact as find_impact
+
+    try:
+        mesh = _mesh(root)
+        rows = [i.to_dict() for i in find_impact(mesh, target, mesh.domains())]
+    except MeshError as exc:
+        raise _fail(exc) from None
+    _emit(rows, output, ["depth", "domain", "product", "team", "table", "column", "via", "output_port"],
+          caption=f"{len(rows)} downstream column(s) of {target}; column empty: read (filter, join) without a "
+                  "column computed from it")
+
+
+@app.command()
 def metrics(
     root: RootOption = None,
     output: FormatOption = OutputFormat.text,

@@ -11,7 +11,8 @@
    from a sensitive column is classified sensitive or declassified with a reason
    (mesh_assets.governance.classification);
 5. change management — with a base git ref, breaking changes of output ports need a major version bump
-   (mesh_assets.governance.changes);
+   (mesh_assets.governance.changes); the output ports keep what every consumer registered it relies on, and
+   each product's pinned majors of other domains' ports are current (mesh_assets.governance.expectations);
 6. dbt — each dbt model selects its contract's columns, its dbt contract is in sync, its sources name their
    ports (mesh_assets.governance.dbt_checks).
 
@@ -43,6 +44,7 @@ from mesh_assets.governance.access_requests import grant_findings, read_requests
 from mesh_assets.governance.classification import classification_findings
 from mesh_assets.governance.codeowners import codeowners_findings
 from mesh_assets.governance.dbt_checks import dbt_findings
+from mesh_assets.governance.expectations import expectation_findings, pin_findings
 from mesh_assets.governance.policies import policy_findings
 from mesh_assets.orchestration.assets import table_asset
 from mesh_assets.sql.inputs import PREVIOUS
@@ -114,6 +116,8 @@ def validate(root: Path, base: str | None = None,
         report.findings += grant_findings(mesh, domain, requests)
     report.findings += codeowners_findings(mesh)
     report.findings += classification_findings(mesh, loaded)
+    report.findings += expectation_findings(mesh, loaded)
+    report.findings += pin_findings(mesh, loaded)
     cycle = find_cycle(mesh, [d.name for d in loaded])
     if cycle:
         report.findings.append(Finding("error", "structure/cycle", f"dependency cycle: {cycle_message(cycle)}",
@@ -173,10 +177,11 @@ def _domain_findings(mesh: Mesh, domain: Domain, report: Report, dbt_ready: bool
     for product in domain.products:
         findings += policy_findings(product, mesh.settings.governance)
         for grant in product.grants:
-            if grant.domain not in mesh.domain_names:
+            if grant.domain not in mesh.domain_names and grant.domain not in _registered_domains(mesh):
                 findings.append(Finding("warning", "access/grant", f"grant '{grant.role}' names domain "
-                                        f"'{grant.domain}', which is not in the mesh", "fix or remove the grant",
-                                        product.path, None, "roles", domain.name))
+                                        f"'{grant.domain}', which is neither in the mesh nor in its contract "
+                                        "registry", "fix or remove the grant", product.path, None, "roles",
+                                        domain.name))
         for table in product.tables:
             if table.dbt_model is not None and not dbt_ready:
                 continue  # no manifest to build its asset from: reported once, as the dbt project's finding
@@ -195,6 +200,15 @@ def _domain_findings(mesh: Mesh, domain: Domain, report: Report, dbt_ready: bool
     findings += dbt_findings(mesh, domain)
     report.domains[domain.name] = (assets, checks)
     return findings
+
+
+def _registered_domains(mesh: Mesh) -> set[str]:
+    """The domains that published contracts or expectations to the mesh's contract registry (none when it
+    cannot be read: its entries' problems are reported by the expectation checks)."""
+    try:
+        return {*mesh.registry.contract_domains(), *(e.consumer for e in mesh.registry.expectations())}
+    except MeshError:
+        return set()
 
 
 def rule_query_findings(mesh: Mesh, domain: Domain, table: Table) -> list[Finding]:

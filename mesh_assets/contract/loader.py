@@ -19,6 +19,8 @@ from open_data_contract_standard.model import OpenDataContractStandard
 
 from mesh_assets.contract.columns import custom_names, parse_columns
 from mesh_assets.contract.grants import parse_grants
+from mesh_assets.contract.input_ports import PROPERTY as INPUT_PORTS
+from mesh_assets.contract.input_ports import parse_input_ports
 from mesh_assets.contract.inheritance import DeclaredProperty, declared_properties, declared_quality
 from mesh_assets.contract.labels import labels_table, parse_labels
 from mesh_assets.contract.metrics import DeclarationError, metrics_table, parse_metrics
@@ -36,11 +38,13 @@ from mesh_assets.settings import ENGINES, LAYERS
 from mesh_assets.yaml_source import YamlDocument, load_yaml
 
 
-def load_contract(path: Path, domain: str, default_team: str) -> DataProduct:
+def load_contract(path: Path, domain: str, default_team: str, transforms: bool = True) -> DataProduct:
     """Load and validate the data contract at ``path`` of the domain ``domain``.
 
     ``domain`` is the domain folder's name; ``default_team`` the owner when the contract names no team. Each
-    table's SQL is read (its file, or its dbt model rendered) here, once.
+    table's SQL is read (its file, or its dbt model rendered) here, once. With ``transforms=False`` (a contract
+    published in the registry, whose SQL stays in its producer's repository) no transform is resolved: every
+    table's ``transform`` and ``sql`` are ``None`` (generated metrics and labels tables keep their SELECT).
 
     Raises:
         ContractError: listing every problem found, each as ``<field> (line N): <problem>. <fix>``; the YAML
@@ -48,15 +52,15 @@ def load_contract(path: Path, domain: str, default_team: str) -> DataProduct:
     """
     doc = load_yaml(path)
     odcs = validate_odcs(doc)
-    return _Builder(doc, domain, default_team).build(odcs)
+    return _Builder(doc, domain, default_team, transforms).build(odcs)
 
 
 class _Builder:
     """Collects every problem of one contract while building its tables."""
 
-    def __init__(self, doc: YamlDocument, domain: str, default_team: str):
+    def __init__(self, doc: YamlDocument, domain: str, default_team: str, transforms: bool = True):
         self.doc, self.path, self.data = doc, doc.path, doc.data
-        self.domain, self.default_team = domain, default_team
+        self.domain, self.default_team, self.transforms = domain, default_team, transforms
         self.problems: list[str] = []
 
     def fail(self, location: list[str | int], message: str) -> None:
@@ -103,6 +107,10 @@ class _Builder:
         grants = parse_grants(data.get("roles") or [], self.domain, {t.name for t in tables if t.layer == "gold"},
                               self.fail)
         custom = {p.get("property"): p.get("value") for p in data.get("customProperties") or []}
+        ports_at = next((i for i, p in enumerate(data.get("customProperties") or [])
+                         if p.get("property") == INPUT_PORTS), None)
+        input_ports = () if ports_at is None else parse_input_ports(
+            custom[INPUT_PORTS], self.domain, ["customProperties", ports_at, "value"], self.fail)
         end_of_support = self._date(custom.get("endOfSupport"), ["customProperties"])
         engine = self._engine(custom.get("engine"), ["customProperties"])
         if data.get("status") == "deprecated" and end_of_support is None:
@@ -113,7 +121,7 @@ class _Builder:
         return DataProduct(self.path, data["id"], str(name), str(data["version"]), str(data.get("status") or ""),
                            self.domain, team_name or self.default_team, text, tuple(tables), odcs,
                            team_declared=bool(team_name), grants=grants, end_of_support=end_of_support,
-                           replaced_by=custom.get("replacedBy"), engine=engine)
+                           replaced_by=custom.get("replacedBy"), engine=engine, input_ports=input_ports)
 
     def _inputs(self, value: Any, loc: list[str | int], transform: Path | None) -> tuple[str, ...]:
         """A Python transform's ``customProperties`` ``inputs``: the tables it reads, as ``<schema>.<table>``
@@ -175,9 +183,12 @@ class _Builder:
         source = self._source(custom.get("source"), loc) if layer == "bronze" else None
         if layer != "bronze" and custom.get("source") is not None:
             self.fail([*loc, "customProperties"], "only bronze tables ingest a source; silver and gold read SQL")
-        transform, dbt_model, sql = resolve_transform(custom.get("transform"), layer, name, self.path, self.domain,
-                                                      self.fail, [*loc, "customProperties"])
-        inputs = self._inputs(custom.get("inputs"), [*loc, "customProperties"], transform)
+        if self.transforms:
+            transform, dbt_model, sql = resolve_transform(custom.get("transform"), layer, name, self.path,
+                                                          self.domain, self.fail, [*loc, "customProperties"])
+            inputs = self._inputs(custom.get("inputs"), [*loc, "customProperties"], transform)
+        else:  # a published contract: how the producer builds its tables is its repository's business
+            transform, dbt_model, sql, inputs = None, None, None, ()
         engine = self._engine(custom.get("engine"), [*loc, "customProperties"])
         if engine == "spark" and dbt_model is not None:
             self.fail([*loc, "customProperties"], f"engine spark: table {name} is built by dbt model {dbt_model}, "
@@ -191,7 +202,7 @@ class _Builder:
             check_source_path(source.path, partitioning, [*loc, "customProperties"], self.fail)
         python = transform is not None and transform.suffix == ".py"
         for entry in declared:
-            if not python and "derivedFrom" in custom_names(entry.prop):
+            if self.transforms and not python and "derivedFrom" in custom_names(entry.prop):
                 self.fail([*entry.location, "customProperties"],
                           "derivedFrom is declared by Python transforms only; the column lineage of SQL and dbt "
                           "models is read from their SQL. Remove it")

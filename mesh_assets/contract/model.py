@@ -394,6 +394,36 @@ class Grant:
 
 
 @dataclass(frozen=True)
+class InputPort:
+    """What a data product relies on in another domain's output port (top-level ``customProperties``
+    ``inputPorts``, parsed by mesh_assets.contract.input_ports; docs/domain-repos.md).
+
+    ``port`` is ``<domain>.<table>``; ``major`` the producer's major version the product is built against
+    (``None``: not pinned); ``columns`` column → DuckDB type (``None``: the producer's type) the product relies on
+    besides the columns its SQL reads; ``required`` and ``unique`` columns it relies on being never null and
+    unique; ``freshness`` the largest latency it accepts. ``location`` is the entry's place in the contract.
+    """
+
+    port: str
+    major: int | None = None
+    columns: tuple[tuple[str, str | None], ...] = ()
+    required: tuple[str, ...] = ()
+    unique: tuple[str, ...] = ()
+    freshness: Sla | None = None
+    location: tuple[str | int, ...] = ()
+
+    @property
+    def domain(self) -> str:
+        """The producer domain of :attr:`port`."""
+        return self.port.split(".", 1)[0]
+
+    @property
+    def table(self) -> str:
+        """The output port's table name of :attr:`port`."""
+        return self.port.split(".", 1)[1]
+
+
+@dataclass(frozen=True)
 class DataProduct:
     """A parsed, validated data contract.
 
@@ -419,6 +449,7 @@ class DataProduct:
     end_of_support: dt.date | None = None
     replaced_by: str | None = None
     engine: str | None = None  # customProperties engine: the product's engine choice (mesh_assets.engine.choice)
+    input_ports: tuple[InputPort, ...] = ()  # customProperties inputPorts: pins and expectations
 
     @property
     def deprecated(self) -> bool:

@@ -152,7 +152,7 @@ def runtime_access(consumer: str, refs: list[InputRef], contracts: dict[tuple[st
             continue
         path = contracts[ref.key]
         if path not in products:
-            products[path] = load_contract(path, ref.schema, "")
+            products[path] = load_contract(path, ref.schema, "", transforms=False)  # grants and columns only
         table = next((t for t in products[path].tables if t.layer == "gold" and t.name == ref.table), None)
         if table is None:
             raise MeshError(f"{ref.schema}.{ref.table} is no longer declared in {path}; it cannot be read")

@@ -87,13 +87,17 @@ def request_access(mesh: Mesh, port: str, consumer: str, purpose: str, pii: bool
             domain's team (``domain.yaml`` ``members``).
     """
     producer, table_name = _split_port(port)
-    if not SNAKE_CASE.fullmatch(consumer) or consumer not in mesh.domain_names:
-        raise MeshError(f"--for '{consumer}' is not a domain of the mesh ({', '.join(mesh.domain_names)})")
+    consumer_team = (mesh.domain(consumer) if consumer in mesh.domain_names
+                     else _consumer(mesh, consumer) if SNAKE_CASE.fullmatch(consumer) else None)
+    if consumer_team is None:
+        raise MeshError(f"--for '{consumer}' is not a domain of the mesh ({', '.join(mesh.domain_names)}) nor a "
+                        "consumer registered in its contract registry (its repository runs mesh publish)")
     if consumer == producer:
         raise MeshError(f"domain '{consumer}' owns {port}; it reads its own ports without a grant")
     if not purpose.strip():
         raise MeshError("say why the access is needed: --purpose \"…\" (the producer decides on it)")
     table = mesh.output_port(producer, table_name)
+    _require_local(mesh, producer)
     product = mesh.domain(producer).product_of(table)
     try:
         access = decide(product, table, consumer, mesh.settings.governance)
@@ -111,7 +115,7 @@ def request_access(mesh: Mesh, port: str, consumer: str, purpose: str, pii: bool
         n += 1
         rid = f"{stem}-{n}"
     requester = current_user(requested_by)
-    _require_member(mesh.domain(consumer), requester, "request access for it")
+    _require_member(consumer_team, requester, "request access for it")
     request = AccessRequest(rid, port, consumer, purpose.strip(), pii, requester, _now(), path=folder / f"{rid}.yaml")
     _save(request)
     return request
@@ -172,7 +176,44 @@ def decide_request(mesh: Mesh, request_id: str, approve: bool, reason: str, deci
     return request
 
 
-def _require_member(domain: Domain, identity: str, action: str) -> None:
+@dataclass(frozen=True)
+class _Registered:
+    """A consumer domain of another repository, as its registered expectations describe its team; ``path`` is
+    the registry entry (where its members come from)."""
+
+    name: str
+    team: str
+    members: tuple[str, ...]
+    path: Path
+
+
+def _consumer(mesh: Mesh, name: str) -> Domain | _Registered | None:
+    """Consumer domain ``name``: of the mesh's folder (``None`` when it does not load), or registered in the
+    contract registry by its repository's ``mesh publish``; ``None`` when neither."""
+    if name in mesh.domain_names:
+        return _loaded(mesh, name)
+    try:
+        entry = next((e for e in mesh.registry.expectations() if e.consumer == name), None)
+    except MeshError:
+        return None
+    return None if entry is None else _Registered(name, entry.team, entry.members,
+                                                  Path(mesh.settings.registry_url) / "expectations")
+
+
+def _require_local(mesh: Mesh, producer: str) -> None:
+    """Refuse to write access files for a domain resolved from the contract registry: its requests and grants
+    live in its own repository, where its team reviews them.
+
+    Raises:
+        MeshError: ``producer`` is not a domain of this mesh's folder.
+    """
+    if mesh.domain(producer).remote:
+        raise MeshError(f"domain '{producer}' is published from another repository (the contract registry "
+                        f"{mesh.settings.registry_url}); its access requests and grants live in its repository: "
+                        "run mesh access request there, then it publishes the grant (mesh publish)")
+
+
+def _require_member(domain: Domain | _Registered, identity: str, action: str) -> None:
     """Raise :class:`MeshError` unless ``identity`` is a member of ``domain``'s team."""
     if not domain.members:
         raise MeshError(f"domain '{domain.name}' lists no team members, so nobody may {action}; add members: "
@@ -195,9 +236,11 @@ def revoke_access(mesh: Mesh, port: str, consumer: str, reason: str, revoked_by:
     if not reason.strip():
         raise MeshError("say why: --reason \"…\" (kept with the revocation)")
     who = current_user(revoked_by)
-    if not (consumer in mesh.domain_names and is_member(who, mesh.domain(consumer).members)):
+    team = _consumer(mesh, consumer) if SNAKE_CASE.fullmatch(consumer) else None
+    if not (team is not None and is_member(who, team.members)):
         _require_member(mesh.domain(producer), who, f"revoke access to its port {port}")
     table = mesh.output_port(producer, table_name)
+    _require_local(mesh, producer)
     path = mesh.domain(producer).product_of(table).path
     yaml = _yaml()
     data = yaml.load(read_yaml_text(path))
@@ -379,10 +422,12 @@ def check_request_file(mesh: Mesh, path: Path) -> RequestFile:
             t.name == parts[1] and t.layer == "gold" and t.visibility != "private" for t in producer_domain.tables):
         problem(["port"], f"'{request.port}' is not an output port of domain '{producer}'",
                 "name one of its output ports (mesh ports)")
-    consumer = _loaded(mesh, request.consumer) if request.consumer in mesh.domain_names else None
-    if request.consumer and request.consumer not in mesh.domain_names:
-        problem(["consumer"], f"consumer '{request.consumer}' is not a domain of the mesh",
-                f"name one of {', '.join(mesh.domain_names)}")
+    known = isinstance(request.consumer, str) and SNAKE_CASE.fullmatch(request.consumer)
+    consumer = _consumer(mesh, request.consumer) if known else None
+    if request.consumer and request.consumer not in mesh.domain_names and consumer is None:
+        problem(["consumer"], f"consumer '{request.consumer}' is not a domain of the mesh nor a consumer "
+                              "registered in its contract registry",
+                f"name one of {', '.join(mesh.domain_names)}, or a domain whose repository ran mesh publish")
     elif request.consumer == producer:
         problem(["consumer"], f"domain '{producer}' reads its own ports without a grant", "delete the request")
     for name in ("requested_by", "decided_by"):

@@ -107,7 +107,7 @@ def version_findings(old: DataProduct | None, new: DataProduct | None, changes: 
         return []
     breaking = [c for c in changes if c.kind == "breaking"]
     if new is None:
-        return [_finding("error", old, c, f"port {c.port}: {c.what}; its consumers' queries will fail",
+        return [change_finding("error", old, c, f"port {c.port}: {c.what}; its consumers' queries will fail",
                          "restore the contract, or deprecate it first (status: deprecated and customProperties "
                          "endOfSupport: <date>) and remove it after that date") for c in breaking]
     findings = []
@@ -129,15 +129,15 @@ def version_findings(old: DataProduct | None, new: DataProduct | None, changes: 
     for c in breaking:
         subject = f"port {c.port}" + (f", column {c.column}" if c.column else "")
         if c.column is None and c.port not in ports:
-            findings.append(_finding("error", new, c, f"{subject}: {c.what}; its consumers' queries will fail",
+            findings.append(change_finding("error", new, c, f"{subject}: {c.what}; its consumers' queries will fail",
                                      "restore the port, or deprecate the product first (status: deprecated and "
                                      "customProperties endOfSupport: <date>) and remove the port after that date"))
         elif major:
-            findings.append(_finding("warning", new, c, f"{subject}: {c.what}; consumers must migrate to "
+            findings.append(change_finding("warning", new, c, f"{subject}: {c.what}; consumers must migrate to "
                                      f"version {new.version}",
                                      f"tell the consumers of {c.port} what changed"))
         else:
-            findings.append(_finding("error", new, c, f"{subject}: {c.what}, a breaking change without a major "
+            findings.append(change_finding("error", new, c, f"{subject}: {c.what}, a breaking change without a major "
                                      f"version bump ({old.version} → {new.version})",
                                      f"bump version to {base.major + 1}.0.0 (major), or restore what the base had"))
     return findings
@@ -237,7 +237,7 @@ def _compare_columns(port: str, old: Column, new: Column, sensitive: set[str]) -
                               "masked"))
     elif was and not now:
         changes.append(Change("compatible", port, old.name, f"no longer classified {old.classification}"))
-    if old.logical_type != new.logical_type or _normalised(old.physical_type) != _normalised(new.physical_type):
+    if old.logical_type != new.logical_type or normalised_type(old.physical_type) != normalised_type(new.physical_type):
         changes.append(Change("breaking", port, old.name, f"type changed from {old.physical_type} "
                               f"({old.logical_type}) to {new.physical_type} ({new.logical_type})"))
     if old.required != new.required:
@@ -279,7 +279,7 @@ def _terms(rule: Rule) -> tuple:
     return rule.kind, rule.columns, rule.params, rule.operator, rule.threshold, rule.unit, rule.severity
 
 
-def _normalised(physical_type: str) -> str:
+def normalised_type(physical_type: str) -> str:
     """DuckDB's spelling of a type, so ``INT`` equals ``INTEGER`` and ``DECIMAL(38,2)`` ``decimal(38, 2)``."""
     try:
         return exp.DataType.build(physical_type, dialect="duckdb").sql("duckdb")
@@ -296,9 +296,10 @@ def _version(text: str) -> Version | None:
         return None
 
 
-def _finding(severity: Literal["error", "warning"], product: DataProduct, change: Change, message: str,
-             fix: str) -> Finding:
-    """A ``change/breaking`` finding at the line of the change's table or column in ``product``'s contract."""
+def change_finding(severity: Literal["error", "warning"], product: DataProduct, change: Change, message: str,
+                   fix: str, rule: str = "change/breaking") -> Finding:
+    """A ``rule`` finding (``change/breaking`` by default) at the line of the change's table or column in
+    ``product``'s contract."""
     location: list[str | int] = ["schema"]
     try:
         doc = load_yaml(product.path)
@@ -313,7 +314,7 @@ def _finding(severity: Literal["error", "warning"], product: DataProduct, change
             props = tables[i].get("properties") or []
             j = next((j for j, p in enumerate(props) if isinstance(p, dict) and p.get("name") == change.column), None)
             location += ["properties"] + ([j] if j is not None else [])
-    return Finding(severity, "change/breaking", message, fix, product.path, doc.line_of(location) if doc else None,
+    return Finding(severity, rule, message, fix, product.path, doc.line_of(location) if doc else None,
                    format_location(location), product.domain)
 
 

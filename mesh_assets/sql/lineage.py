@@ -71,3 +71,25 @@ def column_lineage(sql: str, inputs: list[InputRef], input_columns: dict[tuple[s
         if found:
             deps[name] = list(found.values())
     return dg.TableColumnLineage(deps_by_column=deps)
+
+
+def columns_read(sql: str, input_columns: dict[tuple[str, str], dict[str, str]]) -> set[ColumnRef] | None:
+    """Every input column ``sql`` reads anywhere — in its output, ``WHERE``, ``JOIN … ON``, ``GROUP BY``, ``ORDER
+    BY``, through CTEs and subqueries, ``SELECT *`` expanded — as ``(schema, table, column)`` as the SQL names
+    the table. ``input_columns`` as for :func:`column_sources`. Returns ``None`` when sqlglot cannot resolve the
+    query's columns (a consumer then relies on every column of its inputs)."""
+    schema: dict[str, dict[str, dict[str, str]]] = {}
+    for (db, table), columns in input_columns.items():
+        schema.setdefault(db, {})[table] = columns
+    found: set[ColumnRef] = set()
+    try:
+        tree = qualify(sqlglot.parse_one(sql, dialect="duckdb"), schema=schema, dialect="duckdb")
+        root = build_scope(tree)
+        for scope in root.traverse() if root is not None else []:
+            for column in scope.columns:
+                source = scope.sources.get(column.table)
+                if isinstance(source, exp.Table):
+                    found.add((source.db, source.name, column.name))
+    except (sqlglot.errors.SqlglotError, KeyError, ValueError, RecursionError):
+        return None
+    return found
