@@ -137,17 +137,26 @@ def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path:
         land_tpch(landing, 0.02)  # a new data set, twice the size
         lineitems = sum(sum(1 for _ in f.open()) - 1 for f in landing.glob(raw_files("lineitem")))
 
+        wide = Port(str(root / ".mesh" / "lake"), ("sales", "gold", "order_lines_wide"))
+
         def finance_updated() -> bool:
-            return all((e := _latest(instance, ["finance", "gold", n])) is not None and e.timestamp > landed
+            """Every month of sales' gold port rebuilt from the new data set, then every finance report after it
+            (the landing sensor's range run builds the months; automation runs the reports once it is done)."""
+            sales = _latest(instance, ["sales", "gold", "order_lines_wide"])
+            if sales is None or sales.timestamp <= landed or (wide.current() or {}).get("rows") != lineitems:
+                return False
+            return all((e := _latest(instance, ["finance", "gold", n])) is not None and e.timestamp > sales.timestamp
                        for n in FINANCE)
 
-        _wait("the finance reports to be re-materialized", finance_updated, 900, [dev])
+        _wait("the sales months, then the finance reports, to be re-materialized", finance_updated, 900, [dev])
 
         runs = instance.get_runs(dg.RunsFilter(tags={TRIGGER_TAG: "landing_zone"}))
         by_location = {r.remote_job_origin.location_name: r for r in runs}
         assert set(by_location) == {"customers", "supply", "sales"}
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in by_location.values())
         assert "tpch/lineitem/" in by_location["sales"].tags[LANDING_FILES_TAG]  # a month's runs (partitioned)
+        assert {"sales/silver/order_lines", "sales/gold/order_lines_wide"} <= {
+            k.to_user_string() for k in by_location["sales"].asset_selection}  # the same months, in the same run
         assert "tpch/customer.csv" in by_location["customers"].tags[LANDING_FILES_TAG]
 
         report = _latest(instance, ["finance", "gold", "pricing_summary_report"])
