@@ -534,3 +534,22 @@ def test_mesh_status_shows_the_sales_months_built_against_an_older_customer_prof
         mp.setenv("DAGSTER_HOME", str(lake / "no-instance"))  # not evaluated: only the ports are read
         result = CliRunner().invoke(app, ["status", "--root", str(REPO)])
         assert result.exit_code == 1 and "sales.order_lines_wide" in result.output.split("need attention")[1]
+
+
+def test_automation_runs_every_partition_whose_input_updated_not_only_the_latest(tmp_path: Path, tpch_landing) -> None:
+    """``AutomationCondition.eager()`` alone would request only the latest month (1992-06, whose orders never
+    landed): a new version of a dimension (raw_customers, onInputChange rebuild) requests every month built on it."""
+    root = make_root(tmp_path, tpch_landing)
+    orders, revenue = (dg.AssetKey(k.split("/")) for k in PARTITIONED[1:])
+    with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MESH_PII_SALT", TEST_SALT)
+        for name in ("DAGSTER_HOME", "MESH_STORAGE_ROOT", "MESH_LANDING_ZONE"):
+            mp.delenv(name, raising=False)
+        mesh = load_mesh(root)
+        defs = build_mesh_definitions(mesh)
+        assert run_mesh(mesh, instance, partitions=(MONTHS[0], MONTHS[-1])).success
+        cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+        assert run_mesh(mesh, instance, selection='key:"shop/bronze/raw_customers"').success  # the dimension changes
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.get_requested_partitions(orders) == set(MONTHS)
+    assert result.get_requested_partitions(revenue) == set(MONTHS)  # with them: one backfill, one range run

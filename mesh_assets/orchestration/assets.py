@@ -222,10 +222,24 @@ def check_input_policies(table: Table, inputs: list[InputRef], partitioned: dict
                             "remove the entry (docs/partitions.md)")
 
 
-def _automation(table: Table, domain: Domain) -> dg.AutomationCondition:
+def _automation(table: Table, domain: Domain, kept: list[dg.AssetKey]) -> dg.AutomationCondition:
+    """A table's declarative automation: a bronze table on its domain's ingestion schedule; silver and gold
+    eagerly, when an input updates, once their inputs' blocking checks passed. ``eager()`` considers only the
+    latest partition of a time-partitioned asset, so a partitioned table also runs every partition whose input
+    updated (its partition of a partitioned input, or a dimension with ``onInputChange: rebuild``: all of
+    them; ``kept``, the inputs whose policy is ``keep``, count for the latest partition only); several
+    partitions requested in one tick become one backfill, one run by the table's single-run backfill policy."""
     if table.layer == "bronze":
         return dg.AutomationCondition.on_cron(domain.ingestion_schedule, domain.timezone)
-    return dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    condition = dg.AutomationCondition.eager()
+    if table.partitioning is not None:
+        updated = dg.AutomationCondition.any_deps_updated()
+        if kept:
+            updated = updated.ignore(dg.AssetSelection.assets(*kept))
+        condition = condition | (updated.since_last_handled() & ~dg.AutomationCondition.any_deps_missing()
+                                 & ~dg.AutomationCondition.any_deps_in_progress()
+                                 & ~dg.AutomationCondition.in_progress()).with_label("every updated partition")
+    return condition & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
 def _code_version(product: DataProduct, table: Table) -> str:
@@ -257,6 +271,8 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     partitions_def = partitions_definition(table.partitioning)
     filtered = partitioned_inputs(mesh, domain, table, [*inputs, *rule_refs])  # the transform's, its SQL rules'
     check_input_policies(table, inputs, filtered)
+    kept = [dg.AssetKey(list(r.key)) for r in inputs
+            if r.key not in filtered and table.input_policy(f"{r.schema}.{r.table}") == "keep"]
     kind = "duckdb" if engine_key == "dbt" else engine_key  # a dbt model runs on dbt-duckdb (kinds: dbt, duckdb)
     description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
                                        f"({product.status}): {product.description}")
@@ -283,7 +299,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                for kind, declared in (("metrics", table.metrics), ("labels", table.labels)) if declared},
         },
         freshness_policy=freshness_policy(table, mesh.settings, domain.timezone),
-        automation_condition=_automation(table, domain),
+        automation_condition=_automation(table, domain, kept),
         code_version=_code_version(product, table),
         partitions_def=partitions_def,
     )
