@@ -105,9 +105,10 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings, job: dg.Unresolv
     """The sensor starting ``job`` (the domain's ingestion job) for the bronze tables whose landed files are new
     or changed; a partitioned bronze table's run also builds its ``followers`` (:func:`partitioned_followers`)
     for the same partitions, which ``job`` must select. Its cursor keeps each table's files as last requested; the
-    run key is a digest of the files, so one landing never starts two runs. A file modified less than ``automation.landing_settle_seconds`` ago is
-    taken to be still landing: its table waits for a later tick, so a half-written file is never ingested. A
-    run that fails is not requested again until the files change (the cron schedule retries)."""
+    run key is a digest of the files, so one landing never starts two runs. A file modified less than
+    ``automation.landing_settle_seconds`` ago is taken to be still landing: its table waits for a later tick, so
+    a half-written file is never ingested. A run that fails is not requested again until the files change (the
+    cron schedule retries)."""
     tables = [t for t in domain.tables if t.layer == "bronze" and t.source is not None]
 
     @dg.sensor(name=f"{domain.name}_landing_zone", job=job, default_status=dg.DefaultSensorStatus.RUNNING,
