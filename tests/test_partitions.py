@@ -379,6 +379,19 @@ def test_the_landing_zone_sensor_starts_the_runs_of_the_landed_partitions_only(t
         assert set(files_by_month(root, tuple(key.split("/")))) == {"1992-04", "1992-05", "1992-06"}, key
 
 
+def test_the_sales_landing_runs_build_the_silver_months_and_leave_those_reading_other_domains_to_automation() -> None:
+    """order_lines_wide reads customers' and supply's ports, which their own code locations may be rebuilding from
+    the same landing: automation runs its months once they are published (docs/partitions.md)."""
+    from mesh_assets.orchestration.definitions import build_domain_definitions
+    from mesh_assets.orchestration.sensors import partitioned_followers
+
+    graph = build_domain_definitions(REPO / "domains" / "sales").resolve_asset_graph()
+    assert {k.to_user_string(): [f.to_user_string() for f in keys]
+            for k, keys in partitioned_followers(graph, "sales").items() if not k.path[-1].endswith("__rejects")} == {
+        "sales/bronze/orders": ["sales/bronze/orders__rejects", "sales/silver/order_headers", "sales/silver/order_lines"],
+        "sales/bronze/lineitem": ["sales/bronze/lineitem__rejects", "sales/silver/order_lines"]}
+
+
 def test_a_partition_publication_replaces_only_its_files_and_an_empty_partition_empties_it(tmp_path: Path) -> None:
     import datetime as dt
 

@@ -76,11 +76,12 @@ def changed_files(table: Table, files: dict[str, list[float]], seen: dict[str, l
 def partitioned_followers(graph: Any, domain: str) -> dict[dg.AssetKey, list[dg.AssetKey]]:
     """Of each partitioned bronze asset of ``domain`` in the asset graph ``graph`` (``Definitions.
     resolve_asset_graph()``), the assets of the same domain downstream of it, through assets with the same
-    partitions definition only (silver and gold months of the same partitioning), in graph order: what the
-    landing sensor's run builds with the landed partitions, as ``mesh run --from/--to`` does. Dagster's
-    ``AutomationCondition.eager()`` requests only the latest partition of a time-partitioned asset, so a range
-    landed at once (a whole data set) would otherwise leave the earlier months of silver and gold behind. The
-    unpartitioned consumers stay with declarative automation, which runs them once after the range run."""
+    partitions definition only (silver and gold months of the same partitioning) that read no port of another
+    domain: what the landing sensor's run builds with the landed partitions, as ``mesh run --from/--to`` does.
+    Another domain's port may be being rebuilt by its own code location's runs from the same landing (a whole
+    data set landed at once), so a table reading one is left to automation, which waits for it and runs every
+    updated partition in one backfill (mesh_assets.orchestration.assets), as it does the unpartitioned
+    consumers."""
     followers: dict[dg.AssetKey, list[dg.AssetKey]] = {}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
@@ -92,7 +93,8 @@ def partitioned_followers(graph: Any, domain: str) -> dict[dg.AssetKey, list[dg.
         while stack:
             child = stack.pop(0)
             if (child in found or child.path[0] != domain or not graph.has(child)
-                    or graph.get(child).partitions_def != partitions_def):
+                    or graph.get(child).partitions_def != partitions_def
+                    or any(parent.path[0] != domain for parent in graph.get(child).parent_keys)):
                 continue
             found.append(child)
             stack.extend(sorted(graph.get(child).child_keys, key=lambda k: k.path))
