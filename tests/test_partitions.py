@@ -388,7 +388,8 @@ def test_the_sales_landing_runs_build_the_silver_months_and_leave_those_reading_
     graph = build_domain_definitions(REPO / "domains" / "sales").resolve_asset_graph()
     assert {k.to_user_string(): [f.to_user_string() for f in keys]
             for k, keys in partitioned_followers(graph, "sales").items() if not k.path[-1].endswith("__rejects")} == {
-        "sales/bronze/orders": ["sales/bronze/orders__rejects", "sales/silver/order_headers", "sales/silver/order_lines"],
+        "sales/bronze/orders": ["sales/bronze/orders__rejects", "sales/silver/order_headers",
+                                "sales/silver/order_lines"],
         "sales/bronze/lineitem": ["sales/bronze/lineitem__rejects", "sales/silver/order_lines"]}
 
 
