@@ -362,8 +362,12 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                     allow_retries=False,
                 )
             score = product_quality_score(table, product, result.outcomes, ports, settings.checks.severity_weights)
-            yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(result, settings, score),
-                                       check_results=check_results)
+            metadata = _materialization_metadata(result, settings, score)
+            keys = context.partition_keys if partitions_def is not None else []
+            if len(keys) > 1:  # Dagster copies a range's metadata into each partition's event: the bulk once
+                context.add_asset_metadata({name: metadata.pop(name) for name in RANGE_METADATA_ONCE
+                                            if name in metadata}, asset_key=key, partition_key=keys[-1])
+            yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=check_results)
             rows = {asset: result.rows}
             if result.rejects is not None:
                 snapshot_id, rejected = result.rejects
@@ -488,6 +492,11 @@ def _first_reject(result: "TableResult") -> str:
     return (f" First rejected record: {first.get('file')} line {first.get('line_number')}: "
             f"{str(first.get('reason') or first.get('error_types'))[:1000]}. Every rejected record, with its "
             "reason, is in the table's __rejects port.")
+
+
+# the materialization metadata of a range run recorded on its last partition's event only (the latest one, which
+# mesh status, mesh checks and the catalog read): what describes the step, not each partition
+RANGE_METADATA_ONCE = ("sql", "transform", "profile", "dagster/column_lineage", "masked_inputs")
 
 
 def _materialization_metadata(result: "TableResult", settings, product_score: float) -> dict[str, Any]:
