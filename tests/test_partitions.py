@@ -216,6 +216,11 @@ def test_a_range_run_builds_every_month_and_the_unpartitioned_consumer_reads_the
     assert port_rows(root, ("shop", "gold", "segment_totals")) == expected_totals(tpch_landing, MONTHS)
     materialization = instance.get_latest_materialization_event(key).asset_materialization
     assert materialization.metadata["partition"].value == "1992-01...1992-04"  # one step over the range
+    events = [r.event_log_entry.asset_materialization for r in instance.get_records_for_run(
+        summary.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records]
+    events = {e.partition: e.metadata for e in events if e.asset_key == key}
+    assert set(events) == set(MONTHS) and all("dagster/row_count" in m for m in events.values())
+    assert [m for m, metadata in events.items() if "sql" in metadata and "profile" in metadata] == [MONTHS[-1]]
     records = instance.get_records_for_run(summary.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     scopes = {(e.event_log_entry.dagster_event.event_specific_data.check_name,
                e.event_log_entry.dagster_event.event_specific_data.metadata["partition"].value,
