@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 # gets a random salt kept in .mesh/ (never committed), the same for every run of this checkout.
 export MESH_PII_SALT ?= $(shell mkdir -p .mesh && { test -s .mesh/pii_salt || $(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > .mesh/pii_salt; } && cat .mesh/pii_salt)
 
-.PHONY: setup constraints dbt-manifest run ui test test-fast validate bench bench-checks clean
+.PHONY: setup constraints dbt-manifest run ui test test-fast validate bench bench-incremental bench-checks clean
 
 # Every extra (Spark, dbt, Postgres: mesh_assets/extras.py) and the test tools, at the versions of constraints.txt.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -74,6 +74,9 @@ test-fast: setup  # the unmarked tier: the core on tiny data, no Spark, daemon, 
 bench: setup  # the mesh against plain DuckDB running the same SQL, at SF (docs/performance.md)
 	$(VENV)/bin/python -m benchmarks --sf $(SF) --json
 	$(VENV)/bin/python -m benchmarks --synthetic-domains 50 --products-per-domain 20 --json
+
+bench-incremental: setup  # the partitioned mesh: all months in one range run, a new month, a month landed again
+	$(VENV)/bin/python -m benchmarks --incremental --sf $(SF) --json
 
 bench-checks: setup  # checks + profile passing vs failing, on the mesh `make run` materialized
 	$(VENV)/bin/python -m benchmarks.check_cost

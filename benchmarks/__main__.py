@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from benchmarks.incremental import bench_incremental
 from benchmarks.mesh_bench import bench_tpch, report
 from benchmarks.synthetic import bench_synthetic
 from mesh_assets.errors import MeshError
@@ -31,15 +32,21 @@ def bench(
     synthetic_domains: Annotated[int, typer.Option("--synthetic-domains", min=0,
                                                    help="Generate a synthetic mesh of this many domains.")] = 0,
     products_per_domain: Annotated[int, typer.Option("--products-per-domain", min=1)] = 20,
+    incremental: Annotated[bool, typer.Option(
+        "--incremental", help="Partitioned builds: all months in one range run against the unpartitioned build, "
+                              "then one new month and one month landed again (benchmarks.incremental).")] = False,
 ) -> None:
     """Benchmark the reference mesh against plain DuckDB running the same SQL and against the minimal pipeline
     (its own SQL only, no checks, profile, rejects, masking or Dagster), or a synthetic mesh's load,
-    validate and per-asset overhead with --synthetic-domains. Exit code 1 when a run fails."""
+    validate and per-asset overhead with --synthetic-domains, or with --incremental what a partitioned build
+    costs (a full range run, a new month, a month landed again). Exit code 1 when a run fails."""
     try:
         mesh_root = find_mesh_root(root)
         (mesh_root / ".mesh" / "bench").mkdir(parents=True, exist_ok=True)
         if synthetic_domains:
             result = bench_synthetic(mesh_root, synthetic_domains, products_per_domain, err)
+        elif incremental:
+            result = bench_incremental(mesh_root, int(sf) if sf == int(sf) else sf, err)
         else:
             result = bench_tpch(mesh_root, int(sf) if sf == int(sf) else sf, repeat, err)
     except (MeshError, RuntimeError) as exc:

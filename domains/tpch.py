@@ -1,7 +1,15 @@
 """Land TPC-H data for the reference mesh: ``python -m domains.tpch --sf 1``.
 
 Generates the eight TPC-H tables as CSV with ``tpchgen-cli`` (identical to the official ``dbgen``) into
-``<landing zone>/tpch/``. Skipped when that scale factor is already there (recorded in ``_scale_factor``).
+``<landing zone>/tpch/``, the orders and their lines split by month of the order date, as a source system
+exporting them month by month would (the layout the reference mesh's partitioned ``sales`` tables read,
+docs/partitions.md)::
+
+    tpch/customer.csv, nation.csv, part.csv, partsupp.csv, region.csv, supplier.csv
+    tpch/orders/<YYYY-MM>/orders.csv        the orders placed that month
+    tpch/lineitem/<YYYY-MM>/lineitem.csv    their lines, each with its order's o_orderdate as a last column
+
+Skipped when that scale factor is already there in that layout (recorded in ``_scale_factor``).
 """
 
 from __future__ import annotations
@@ -13,29 +21,87 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
+
 from mesh_assets.settings import find_mesh_root, load_settings
 
 TABLES = ("customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier")
+BY_MONTH = ("orders", "lineitem")  # landed as <table>/<YYYY-MM>/<table>.csv, by month of the order date
+LAYOUT = "by-month"  # recorded with the scale factor: a landing of another layout is made again
+
+
+def raw_files(table: str) -> str:
+    """The glob, relative to the landing zone, of the landed CSV files of the TPC-H ``table``
+    (``tpch/orders/*/*.csv``, ``tpch/nation.csv``)."""
+    return f"tpch/{table}/*/*.csv" if table in BY_MONTH else f"tpch/{table}.csv"
+
+
+def months(landing_zone: Path) -> list[str]:
+    """The months (``YYYY-MM``) whose orders are landed in ``landing_zone``, in order."""
+    return sorted(p.name for p in (landing_zone / "tpch" / "orders").glob("*-*") if p.is_dir())
+
+
+def copy_months(source: Path, landing_zone: Path, keys: list[str]) -> None:
+    """Land the orders and order lines of the months ``keys`` (``YYYY-MM``) from the landing zone ``source``
+    (one :func:`land_tpch` filled) into ``landing_zone``, replacing what that month had there: a new month, or
+    a month landed again. Raises FileNotFoundError for a month ``source`` does not have."""
+    for table in BY_MONTH:
+        for key in keys:
+            target = landing_zone / "tpch" / table / key
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(source / "tpch" / table / key, target)
 
 
 def land_tpch(landing_zone: Path, scale_factor: float) -> bool:
-    """Write ``<landing_zone>/tpch/<table>.csv`` at ``scale_factor``; return False when already there.
+    """Write TPC-H at ``scale_factor`` into ``<landing_zone>/tpch/`` (the module's layout); return False when
+    already there.
 
     Raises:
         subprocess.CalledProcessError: ``tpchgen-cli`` failed.
     """
     target = landing_zone / "tpch"
     marker = target / "_scale_factor"
-    if marker.is_file() and marker.read_text().strip() == str(scale_factor) and all(
-        (target / f"{t}.csv").is_file() for t in TABLES
-    ):
+    recorded = f"{scale_factor} {LAYOUT}"
+    flat = [t for t in TABLES if t not in BY_MONTH]
+    if marker.is_file() and marker.read_text().strip() == recorded and all(
+        (target / f"{t}.csv").is_file() for t in flat) and all((target / t).is_dir() for t in BY_MONTH):
         return False
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     binary = shutil.which("tpchgen-cli") or str(Path(sys.executable).parent / "tpchgen-cli")
     subprocess.run([binary, "csv", "-s", str(scale_factor), "-o", str(target)], check=True)
-    marker.write_text(str(scale_factor))
+    split_by_month(target)
+    marker.write_text(recorded)
     return True
+
+
+def split_by_month(target: Path) -> None:
+    """Replace ``target``'s ``orders.csv`` and ``lineitem.csv`` by one folder per month of the order date
+    (``orders/<YYYY-MM>/orders.csv``; each line gets its order's ``o_orderdate`` as a last column). The values
+    are copied as text, unchanged (one DuckDB ``COPY … PARTITION_BY`` per table)."""
+    spill = target / "_split_spill"
+    con = duckdb.connect(config={"temp_directory": str(spill)})
+    try:
+        orders, lines = (str(target / f"{t}.csv").replace("'", "''") for t in BY_MONTH)
+        con.execute(f"CREATE TABLE o AS SELECT * FROM read_csv('{orders}', header=true, all_varchar=true)")
+        month = "strftime(CAST(o.o_orderdate AS DATE), '%Y-%m') AS _month"
+        queries = {"orders": f"SELECT o.*, {month} FROM o",
+                   "lineitem": f"SELECT l.*, o.o_orderdate, {month} FROM read_csv('{lines}', header=true, "
+                               "all_varchar=true) AS l JOIN o ON o.o_orderkey = l.l_orderkey"}
+        for table, query in queries.items():
+            folder = target / f"_{table}_by_month"
+            con.execute(f"COPY ({query}) TO '{str(folder).replace(chr(39), chr(39) * 2)}' "
+                        "(FORMAT csv, HEADER, PARTITION_BY (_month))")
+            for part in sorted(folder.glob("_month=*")):
+                month_folder = target / table / part.name.removeprefix("_month=")
+                month_folder.mkdir(parents=True)
+                for n, file in enumerate(sorted(part.glob("*.csv"))):
+                    file.rename(month_folder / (f"{table}.csv" if n == 0 else f"{table}-{n}.csv"))
+            shutil.rmtree(folder)
+            (target / f"{table}.csv").unlink()
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def main() -> None:
@@ -47,7 +113,8 @@ def main() -> None:
     landing = Path(load_settings(find_mesh_root(args.root)).landing_path)
     started = time.monotonic()
     if land_tpch(landing, sf):
-        print(f"TPC-H SF {sf} landed in {landing / 'tpch'} in {time.monotonic() - started:.1f} s")
+        print(f"TPC-H SF {sf} landed in {landing / 'tpch'} (orders and lines by month of the order date) in "
+              f"{time.monotonic() - started:.1f} s")
     else:
         print(f"TPC-H SF {sf} already in {landing / 'tpch'}; skipped")
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from domains.tpch import TABLES, land_tpch
+from domains.tpch import TABLES, land_tpch, raw_files
 from mesh_assets.cli.main import app
 from mesh_assets.contract.mesh import Mesh, load_mesh
 from mesh_assets.engine.ports import Port
@@ -185,8 +185,9 @@ def webhook():
 
 @pytest.fixture(scope="session")
 def tpch_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A landing zone holding TPC-H at :data:`TPCH_SCALE_FACTOR` (``tpch/<table>.csv``), generated once for the
-    whole test run. Read-only: a test that lands other files copies it first."""
+    """A landing zone holding TPC-H at :data:`TPCH_SCALE_FACTOR` (``tpch/<table>.csv``, the orders and lines by
+    month: domains.tpch), generated once for the whole test run. Read-only: a test that lands other files copies
+    it first."""
     landing = tmp_path_factory.mktemp("tpch_landing")
     land_tpch(landing, TPCH_SCALE_FACTOR)
     return landing
@@ -199,7 +200,10 @@ def tpch_raw(tpch_landing: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for table in TABLES:
         con.execute(f"CREATE TABLE {table} ({RAW_DDL[table]})")
-        con.execute(f"COPY {table} FROM '{tpch_landing / 'tpch' / f'{table}.csv'}' (HEADER, DELIMITER ',')")
+        typed = ", ".join(f"CAST({name} AS {kind})" for name, kind in
+                          (column.split(" ", 1) for column in RAW_DDL[table].split(", ")))
+        con.execute(f"INSERT INTO {table} SELECT {typed} FROM read_csv('{tpch_landing / raw_files(table)}', "
+                    "header = true, all_varchar = true)")  # the TPC-H columns (a line's o_orderdate left out)
     return con
 
 
@@ -216,7 +220,7 @@ class ReferenceRun:
     block (:func:`restored`) and records into an instance of its own."""
 
     summary: RunSummary
-    landing: Path  # the landing zone, holding tpch/<table>.csv
+    landing: Path  # the landing zone, holding tpch/ (domains.tpch)
     lake: Path  # the storage root the run published into
     instance: dg.DagsterInstance  # the instance that recorded the run
 

@@ -104,3 +104,17 @@ def test_commit_seconds_reads_every_table_s_iceberg_commit(tiny_root: Path, tmp_
     commits = commit_seconds(home)
     assert len(commits) >= sum(len(d.tables) for d in mesh.domains())  # every table, plus the rejects tables
     assert all(c > 0 for c in commits)
+
+
+def test_the_unpartitioned_twin_of_the_reference_mesh_reads_every_month_unpartitioned(tmp_path: Path) -> None:
+    from benchmarks.incremental import unpartitioned_twin
+    from conftest import REPO
+
+    twin = load_mesh(unpartitioned_twin(REPO, tmp_path / "twin"))
+    tables = {t.key: t for d in twin.domains() for p in d.products for t in p.tables}
+    assert not [k for k, t in tables.items() if t.partitioning is not None]
+    assert tables[("sales", "bronze", "orders")].source.path == "tpch/orders/*/*.csv"
+    original = load_mesh(REPO)
+    assert original.domain("sales").table("gold", "order_lines_wide").partitioning is not None  # untouched
+    assert [c.name for c in tables[("sales", "gold", "order_lines_wide")].columns] == [
+        c.name for c in original.domain("sales").table("gold", "order_lines_wide").columns]

@@ -29,7 +29,7 @@ import duckdb
 import pytest
 import yaml
 
-from domains.tpch import land_tpch
+from domains.tpch import land_tpch, raw_files
 from mesh_assets.cli.scaffold import domain_package, write_dg_project
 from mesh_assets.engine.ports import Port
 from mesh_assets.orchestration.definitions import build_domain_definitions
@@ -119,7 +119,7 @@ def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path:
     for name in ("mesh.yaml", "dagster.yaml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "domains", root / "domains", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "dbt", root / "dbt", ignore=shutil.ignore_patterns("logs"))  # three gold models
+    shutil.copytree(REPO / "dbt", root / "dbt", ignore=shutil.ignore_patterns("logs"))  # two gold models
     domains = [e["python_module"]["location_name"]
                for e in yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]]
     _workspace(root, domains)
@@ -139,19 +139,30 @@ def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path:
         _wait("the daemon", lambda: instance.get_daemon_heartbeats(), 240, [dev])
         landed = time.time()
         land_tpch(landing, 0.02)  # a new data set, twice the size
-        lineitems = sum(1 for _ in (landing / "tpch" / "lineitem.csv").open()) - 1
+        lineitems = sum(sum(1 for _ in f.open()) - 1 for f in landing.glob(raw_files("lineitem")))
+
+        wide = Port(str(root / ".mesh" / "lake"), ("sales", "gold", "order_lines_wide"))
 
         def finance_updated() -> bool:
-            return all((e := _latest(instance, ["finance", "gold", n])) is not None and e.timestamp > landed
+            """Every month of sales' gold port rebuilt from the new data set, then every finance report after it
+            (the landing sensor's range run builds the silver months; automation the gold ones, once customers and
+            supply are published, then the reports)."""
+            sales = _latest(instance, ["sales", "gold", "order_lines_wide"])
+            if sales is None or sales.timestamp <= landed or (wide.current() or {}).get("rows") != lineitems:
+                return False
+            return all((e := _latest(instance, ["finance", "gold", n])) is not None and e.timestamp > sales.timestamp
                        for n in FINANCE)
 
-        _wait("the finance reports to be re-materialized", finance_updated, 900, [dev])
+        _wait("the sales months, then the finance reports, to be re-materialized", finance_updated, 900, [dev])
 
         runs = instance.get_runs(dg.RunsFilter(tags={TRIGGER_TAG: "landing_zone"}))
         by_location = {r.remote_job_origin.location_name: r for r in runs}
         assert set(by_location) == {"customers", "supply", "sales"}
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in by_location.values())
-        assert "tpch/lineitem.csv" in by_location["sales"].tags[LANDING_FILES_TAG]
+        assert "tpch/lineitem/" in by_location["sales"].tags[LANDING_FILES_TAG]  # a month's runs (partitioned)
+        selected = {k.to_user_string() for k in by_location["sales"].asset_selection}
+        assert "sales/silver/order_lines" in selected  # the same months, in the same run
+        assert "sales/gold/order_lines_wide" not in selected  # reads customers and supply: after them, by automation
         assert "tpch/customer.csv" in by_location["customers"].tags[LANDING_FILES_TAG]
 
         report = _latest(instance, ["finance", "gold", "pricing_summary_report"])

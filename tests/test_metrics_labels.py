@@ -221,7 +221,7 @@ def test_bad_metric_declarations_are_contract_errors(sales_copy: Path, declarati
 
 
 def test_metrics_only_on_gold_tables(sales_copy: Path) -> None:
-    source = "      - property: source\n        value: {path: tpch/orders.csv"
+    source = '      - property: source\n        value: {path: "tpch/orders/{month}/*.csv"'
     assert source in sales_copy.read_text()
     text = sales_copy.read_text().replace(source, "      - property: metrics\n        value: []\n" + source, 1)
     sales_copy.write_text(text)

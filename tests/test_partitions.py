@@ -14,7 +14,8 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from conftest import FIXTURES, TEST_SALT, restored
+from conftest import FIXTURES, REPO, TEST_SALT, restored
+from domains.tpch import months, raw_files
 from mesh_assets.cli.main import app
 from mesh_assets.catalog import build_catalog
 from mesh_assets.catalog.partitions import partition_status
@@ -23,10 +24,12 @@ from mesh_assets.contract.loader import load_contract
 from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.contract.model import Sla
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.staleness import stale_inputs
 from mesh_assets.errors import ContractError, MeshError
 from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.orchestration.freshness import layer_default_slas
-from mesh_assets.orchestration.runner import run_mesh
+from mesh_assets.orchestration.runner import (PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG,
+                                           run_mesh)
 from mesh_assets.sql.partition_filter import filter_inputs
 
 MONTHS = ("1992-01", "1992-02", "1992-03", "1992-04")
@@ -43,7 +46,8 @@ def land_month(root: Path, tpch: Path, month: str, extra_rows: str = "") -> Path
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "orders.csv"
     con = duckdb.connect()
-    con.execute(f"COPY ({ORDERS_SQL.format(csv=tpch / 'tpch' / 'orders.csv', month=month)}) TO '{target}' (HEADER)")
+    landed = ORDERS_SQL.format(csv=tpch / "tpch" / "orders" / month / "*.csv", month=month)
+    con.execute(f"COPY ({landed}) TO '{target}' (HEADER)")
     if extra_rows:
         with target.open("a") as handle:
             handle.write(extra_rows)
@@ -54,7 +58,7 @@ def expected_totals(tpch: Path, months: tuple[str, ...]) -> list[tuple]:
     """Revenue and orders per segment of TPC-H's orders in ``months``, computed on the raw files."""
     return duckdb.connect().execute(
         "SELECT c_mktsegment, sum(CAST(o_totalprice AS DECIMAL(15,2))), count(*) "
-        f"FROM read_csv('{tpch / 'tpch' / 'orders.csv'}') o "
+        f"FROM read_csv('{tpch / raw_files('orders')}', files_to_sniff = -1) o "
         f"JOIN read_csv('{tpch / 'tpch' / 'customer.csv'}') c ON c.c_custkey = o.o_custkey "
         f"WHERE strftime(o_orderdate, '%Y-%m') IN ({', '.join(repr(m) for m in months)}) GROUP BY 1 ORDER BY 1"
     ).fetchall()
@@ -218,6 +222,11 @@ def test_a_range_run_builds_every_month_and_the_unpartitioned_consumer_reads_the
     assert port_rows(root, ("shop", "gold", "segment_totals")) == expected_totals(tpch_landing, MONTHS)
     materialization = instance.get_latest_materialization_event(key).asset_materialization
     assert materialization.metadata["partition"].value == "1992-01...1992-04"  # one step over the range
+    events = [r.event_log_entry.asset_materialization for r in instance.get_records_for_run(
+        summary.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records]
+    events = {e.partition: e.metadata for e in events if e.asset_key == key}
+    assert set(events) == set(MONTHS) and all("dagster/row_count" in m for m in events.values())
+    assert [m for m, metadata in events.items() if "sql" in metadata and "profile" in metadata] == [MONTHS[-1]]
     records = instance.get_records_for_run(summary.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     scopes = {(e.event_log_entry.dagster_event.event_specific_data.check_name,
                e.event_log_entry.dagster_event.event_specific_data.metadata["partition"].value,
@@ -353,7 +362,9 @@ def test_the_landing_zone_sensor_starts_the_runs_of_the_landed_partitions_only(t
         assert {(r.partition_key, frozenset(k.to_user_string() for k in r.asset_selection))
                 for r in first.run_requests} == {
             (None, frozenset({"shop/bronze/raw_customers", "shop/bronze/raw_customers__rejects"})),
-            ("1992-01", frozenset({"shop/bronze/raw_orders", "shop/bronze/raw_orders__rejects"}))}
+            # the landed months of silver and gold too (eager automation would request only the latest month);
+            # the unpartitioned segment_totals is left to automation, once the run is done
+            ("1992-01", frozenset({"shop/bronze/raw_orders", "shop/bronze/raw_orders__rejects", *PARTITIONED[1:]}))}
         land_month(root, tpch_landing, "1992-03")
         second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
         assert [(r.partition_key, r.tags["mesh/landing_files"]) for r in second.run_requests] == [
@@ -367,6 +378,30 @@ def test_the_landing_zone_sensor_starts_the_runs_of_the_landed_partitions_only(t
             ("1992-02", None, None, "shop/orders/1992-02/orders.csv"),
             (None, "1992-04", "1992-06", "shop/orders/1992-04/orders.csv, shop/orders/1992-05/orders.csv, "
                                          "shop/orders/1992-06/orders.csv")]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MESH_PII_SALT", TEST_SALT)
+            for name in ("DAGSTER_HOME", "MESH_STORAGE_ROOT", "MESH_LANDING_ZONE"):
+                mp.delenv(name, raising=False)
+            for request in (first.run_requests[0], third.run_requests[1]):  # the customers, then the range
+                done = defs.resolve_job_def("shop_ingestion").execute_in_process(
+                    instance=instance, asset_selection=list(request.asset_selection), tags=request.tags)
+                assert done.success
+    for key in PARTITIONED:  # the range's months of silver and gold, built by the sensor's run
+        assert set(files_by_month(root, tuple(key.split("/")))) == {"1992-04", "1992-05", "1992-06"}, key
+
+
+def test_the_sales_landing_runs_build_the_silver_months_and_leave_those_reading_other_domains_to_automation() -> None:
+    """order_lines_wide reads customers' and supply's ports, which their own code locations may be rebuilding from
+    the same landing: automation runs its months once they are published (docs/partitions.md)."""
+    from mesh_assets.orchestration.definitions import build_domain_definitions
+    from mesh_assets.orchestration.sensors import partitioned_followers
+
+    graph = build_domain_definitions(REPO / "domains" / "sales").resolve_asset_graph()
+    assert {k.to_user_string(): [f.to_user_string() for f in keys]
+            for k, keys in partitioned_followers(graph, "sales").items() if not k.path[-1].endswith("__rejects")} == {
+        "sales/bronze/orders": ["sales/bronze/orders__rejects", "sales/silver/order_headers",
+                                "sales/silver/order_lines"],
+        "sales/bronze/lineitem": ["sales/bronze/lineitem__rejects", "sales/silver/order_lines"]}
 
 
 def test_a_partition_publication_replaces_only_its_files_and_an_empty_partition_empties_it(tmp_path: Path) -> None:
@@ -424,3 +459,150 @@ def test_status_counts_partitions_and_judges_the_port_by_its_latest(built, tmp_p
     build_catalog(mesh, tmp_path / "site", instance)
     pages = " ".join(page.read_text() for page in (tmp_path / "site").rglob("*.html"))
     assert "4/6 materialized; missing 1992-05, 1992-06; latest 1992-06 missing" in pages
+
+
+# ---- a plain run, a dimension that changes, the reference mesh ----
+
+def test_a_plain_run_builds_every_landed_month_one_range_run_per_contiguous_range(tmp_path: Path, tpch_landing) -> None:
+    landed = ("1992-01", "1992-02", "1992-04")  # March missing: two ranges
+    root = make_root(tmp_path, tpch_landing, landed)
+    with dg.instance_for_test() as instance:
+        summary = run_mesh(load_mesh(root), instance)
+        assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
+        assert sorted(files_by_month(root, ("shop", "silver", "orders"))) == list(landed)
+        assert instance.get_materialized_partitions(dg.AssetKey(["shop", "gold", "monthly_revenue"])) == set(landed)
+        ranges = sorted((r.tags.get(RANGE_START_TAG, ""), r.tags.get(RANGE_END_TAG, ""), r.tags.get(PARTITION_TAG, ""))
+                        for r in instance.get_runs())
+        assert ranges == [("", "", "1992-04"), ("1992-01", "1992-02", "")]
+        assert port_rows(root, ("shop", "gold", "segment_totals")) == expected_totals(tpch_landing, landed)
+
+
+def _change_customers(root: Path, instance: dg.DagsterInstance) -> None:
+    """Land the customers again with one segment renamed, and build them alone (a new dimension version)."""
+    customers = root / ".mesh" / "landing" / "shop" / "customers.csv"
+    customers.write_text(customers.read_text().replace("BUILDING", "CONSTRUCTION"))
+    assert run_mesh(load_mesh(root), instance, selection='key:"shop/bronze/raw_customers"').success
+
+
+def test_a_changed_dimension_is_recorded_and_a_partition_run_rebuilds_every_stale_partition(built) -> None:
+    root, _, _ = built
+    silver = dg.AssetKey(["shop", "silver", "orders"])
+    with restored(root), dg.instance_for_test() as instance:
+        mesh, storage = load_mesh(root), PortStorage(root=str(root / ".mesh" / "lake"))
+        table = mesh.domain("shop").table("silver", "orders")
+        built_from = storage.port(("shop", "bronze", "raw_customers")).current()["snapshot"]
+        assert storage.port(table.key).partition_inputs() == {m: {"bronze.raw_customers": built_from}
+                                                               for m in MONTHS}
+        assert stale_inputs(mesh, table, storage) == []
+        _change_customers(root, instance)
+        (stale,) = stale_inputs(mesh, table, storage)
+        assert (stale.input, stale.policy, stale.built_against, stale.partitions) == (
+            "bronze.raw_customers", "rebuild", (built_from,), MONTHS)
+        assert run_mesh(mesh, instance, partitions=(MONTHS[0], MONTHS[0])).success  # widened: every month
+        assert instance.get_materialized_partitions(silver) == set(MONTHS)
+        assert stale_inputs(mesh, table, storage) == []
+        segments = port_rows(root, ("shop", "silver", "orders"), "SELECT DISTINCT segment FROM t ORDER BY 1")
+        assert ("CONSTRUCTION",) in segments and ("BUILDING",) not in segments
+
+
+def test_a_dimension_kept_leaves_the_partitions_as_built_and_says_so(built) -> None:
+    root, _, _ = built
+    contract = root / "domains" / "shop" / "products" / "orders.yaml"
+    with restored(root), dg.instance_for_test() as instance:
+        contract.write_text(contract.read_text().replace(
+            '      - {property: layer, value: silver}\n',
+            '      - {property: layer, value: silver}\n'
+            '      - {property: onInputChange, value: {bronze.raw_customers: keep}}\n'))
+        mesh, storage = load_mesh(root), PortStorage(root=str(root / ".mesh" / "lake"))
+        _change_customers(root, instance)
+        assert run_mesh(mesh, instance, partitions=(MONTHS[0], MONTHS[0])).success  # January only
+        assert instance.get_materialized_partitions(dg.AssetKey(["shop", "silver", "orders"])) == {MONTHS[0]}
+        (stale,) = stale_inputs(mesh, mesh.domain("shop").table("silver", "orders"), storage)
+        assert (stale.policy, stale.partitions) == ("keep", MONTHS[1:])
+        assert stale.describe() == ("bronze.raw_customers changed: 3 partition(s) (1992-02…1992-04) built before, "
+                                    "keep")
+
+
+@pytest.mark.parametrize(("where", "value", "problem"), [
+    ("silver", "{customers: keep}", "is not an input's <schema>.<table> name"),
+    ("silver", "{bronze.raw_customers: later}", "'later' is not a policy; use rebuild or keep"),
+    ("gold_totals", "{silver.orders: keep}", "this table is not partitioned: remove it"),
+])
+def test_contract_refuses_a_bad_input_policy(tmp_path: Path, tpch_landing, where, value, problem) -> None:
+    root = make_root(tmp_path, tpch_landing, ())
+    contract = root / "domains" / "shop" / "products" / "orders.yaml"
+    text = contract.read_text()
+    anchor = ("      - {property: layer, value: silver}\n" if where == "silver" else
+              "    description: Revenue per segment over every month (unpartitioned, reads every partition).\n"
+              "    customProperties:\n      - {property: layer, value: gold}\n")
+    contract.write_text(text.replace(anchor, f"{anchor}      - {{property: onInputChange, value: {value}}}\n"))
+    with pytest.raises(ContractError, match="onInputChange") as caught:
+        load_contract(contract, "shop", "shop-team")
+    assert problem in str(caught.value)
+
+
+def test_an_input_policy_naming_no_unpartitioned_input_is_refused_at_load(tmp_path: Path, tpch_landing) -> None:
+    root = make_root(tmp_path, tpch_landing, ())
+    contract = root / "domains" / "shop" / "products" / "orders.yaml"
+    contract.write_text(contract.read_text().replace(
+        "      - {property: layer, value: silver}\n",
+        "      - {property: layer, value: silver}\n"
+        "      - {property: onInputChange, value: {bronze.raw_orders: keep}}\n"))
+    with pytest.raises(MeshError, match="onInputChange names bronze.raw_orders, which is not an unpartitioned input"):
+        build_mesh_definitions(load_mesh(root))
+
+
+@pytest.mark.slow  # the reference mesh on TPC-H
+def test_the_reference_sales_port_and_its_masked_copy_hold_the_same_months(reference_run) -> None:
+    port = PortStorage(root=str(reference_run.lake)).port(("sales", "gold", "order_lines_wide"))
+    clear, masked = port.current_snapshot(), port.current_masked(["c_name"])
+    landed = months(reference_run.landing)
+    assert len(clear.files) == len(masked.files) == len(landed)  # one file per month in each
+    con = duckdb.connect()
+    count = "SELECT strftime(o_orderdate, '%Y-%m') AS m, count(*), count(DISTINCT c_name) FROM {} GROUP BY 1 ORDER BY 1"
+    assert con.execute(count.format(clear.read_sql)).fetchall() == con.execute(count.format(masked.read_sql)).fetchall()
+    assert [r[0] for r in con.execute(count.format(clear.read_sql)).fetchall()] == landed
+    assert con.execute(f"SELECT count(*) FROM {clear.read_sql} c JOIN {masked.read_sql} m USING (l_orderkey, "
+                       "l_linenumber) WHERE c.c_name = m.c_name").fetchall() == [(0,)]  # every name masked
+
+
+@pytest.mark.slow  # the reference mesh on TPC-H
+def test_mesh_status_shows_the_sales_months_built_against_an_older_customer_profile(reference_run) -> None:
+    from mesh_assets.consumption.status import as_text, port_status
+
+    with restored(reference_run.lake) as lake, dg.instance_for_test() as instance, \
+            pytest.MonkeyPatch.context() as mp:
+        for name, value in reference_run.env(lake).items():
+            mp.setenv(name, value)
+        mesh = load_mesh(REPO)
+        assert next(r for r in port_status(mesh, None) if r["port"] == "sales.order_lines_wide")[
+            "stale_partitions"] == []
+        assert run_mesh(mesh, instance, ["customers"]).success  # a new version of customer_profile
+        row = next(r for r in port_status(mesh, None) if r["port"] == "sales.order_lines_wide")
+        (stale,) = row["stale_partitions"]
+        assert (stale["input"], stale["policy"]) == ("customers.customer_profile", "rebuild")
+        assert stale["partitions"] == months(reference_run.landing)
+        assert as_text(row)["stale_partitions"].startswith(
+            f"customers.customer_profile changed: {len(stale['partitions'])} partition(s) (1992-01…1998-08)")
+        mp.setenv("DAGSTER_HOME", str(lake / "no-instance"))  # not evaluated: only the ports are read
+        result = CliRunner().invoke(app, ["status", "--root", str(REPO)])
+        assert result.exit_code == 1 and "sales.order_lines_wide" in result.output.split("need attention")[1]
+
+
+def test_automation_runs_every_partition_whose_input_updated_not_only_the_latest(tmp_path: Path, tpch_landing) -> None:
+    """``AutomationCondition.eager()`` alone would request only the latest month (1992-06, whose orders never
+    landed): a new version of a dimension (raw_customers, onInputChange rebuild) requests every month built on it."""
+    root = make_root(tmp_path, tpch_landing)
+    orders, revenue = (dg.AssetKey(k.split("/")) for k in PARTITIONED[1:])
+    with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MESH_PII_SALT", TEST_SALT)
+        for name in ("DAGSTER_HOME", "MESH_STORAGE_ROOT", "MESH_LANDING_ZONE"):
+            mp.delenv(name, raising=False)
+        mesh = load_mesh(root)
+        defs = build_mesh_definitions(mesh)
+        assert run_mesh(mesh, instance, partitions=(MONTHS[0], MONTHS[-1])).success
+        cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+        assert run_mesh(mesh, instance, selection='key:"shop/bronze/raw_customers"').success  # the dimension changes
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.get_requested_partitions(orders) == set(MONTHS)
+    assert result.get_requested_partitions(revenue) == set(MONTHS)  # with them: one backfill, one range run

@@ -460,9 +460,10 @@ def status(root: RootOption = None, output: FormatOption = OutputFormat.text) ->
     """Every output port: freshness (its latest materialization and its port's snapshot, each judged against the
     SLA now), last update, rows and the last check results from the Dagster instance at DAGSTER_HOME (default
     <root>/.dagster), failed warnings and blocking checks apart, with their counts; a partitioned port's partitions
-    (materialized, failed, missing; its freshness is its latest partition's). Exit code 1 when a port is stale,
-    failed its freshness policy or a blocking check, or has a failed partition; failed warnings are listed and
-    exit 0."""
+    (materialized, failed, missing; its freshness is its latest partition's), and those built against an older
+    version of an unpartitioned input (docs/partitions.md). Exit code 1 when a port is stale, failed its freshness
+    policy or a blocking check, has a failed partition or partitions to rebuild; failed warnings and partitions
+    kept (onInputChange keep) are listed and exit 0."""
     from mesh_assets.catalog import find_instance
     from mesh_assets.consumption.status import COLUMNS, as_text, port_status
 
@@ -477,7 +478,8 @@ def status(root: RootOption = None, output: FormatOption = OutputFormat.text) ->
         err.print(f"[yellow]{len(warned)} port(s) with failed warnings (not blocking):[/] {', '.join(warned)}",
                   highlight=False)
     unhealthy = [r["port"] for r in rows if r["freshness"] == "FAIL" or r["sla_state"] not in ("fresh", "no SLA")
-                 or r["blocking"] or (r["partitions"] or {}).get("failed")]
+                 or r["blocking"] or (r["partitions"] or {}).get("failed")
+                 or any(s["policy"] == "rebuild" for s in r["stale_partitions"])]
     if unhealthy:
         err.print(f"[bold red]{len(unhealthy)} port(s) need attention:[/] {', '.join(unhealthy)}", highlight=False)
         raise typer.Exit(1)

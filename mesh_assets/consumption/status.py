@@ -21,10 +21,11 @@ from mesh_assets.catalog.checks import (CheckRecord, describe_counts, failure_su
                                              latest_check_records)
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.staleness import StaleInput, stale_inputs
 from mesh_assets.orchestration.freshness import freshness_state, layer_default_slas
 
 COLUMNS = ["port", "visibility", "team", "freshness", "sla_state", "sla", "last_update", "rows", "partitions",
-           "checks_passed", "warnings", "blocking"]
+           "checks_passed", "warnings", "blocking", "stale_partitions"]
 
 
 def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -36,8 +37,9 @@ def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime |
     partition's), ``checks_passed`` (None without a recorded run), and the failed checks of the latest run that
     evaluated them, apart: ``warnings`` (severity WARN) and ``blocking`` (ERROR), each a list of
     ``{asset, check, severity, failing_rows, distinct_keys, null_keys, pass_rate, observed_value}``
-    (:func:`mesh_assets.catalog.checks.failure_summary`). A port that cannot be read shows its problem as
-    ``sla_state``."""
+    (:func:`mesh_assets.catalog.checks.failure_summary`), and ``stale_partitions``: of a partitioned port, each
+    unpartitioned input published again since some partitions were built, with the contract's policy
+    (mesh_assets.engine.staleness.StaleInput). A port that cannot be read shows its problem as ``sla_state``."""
     now = now or datetime.now(UTC)
     storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
     tables = [(d, p, t) for d in mesh.domains() for p in d.products for t in p.tables
@@ -70,6 +72,7 @@ def port_status(mesh: Mesh, instance: dg.DagsterInstance | None, now: datetime |
             "checks_passed": sum(c.passed for c in checks) if checks else None,
             "warnings": [failure_summary(c) for c in checks if c.warning],
             "blocking": [failure_summary(c) for c in checks if c.blocking_failure],
+            "stale_partitions": [s.to_json() for s in stale_inputs(mesh, table, storage)],
         })
     return rows
 
@@ -79,5 +82,8 @@ def as_text(row: dict[str, Any]) -> dict[str, Any]:
     def words(failures: list[dict[str, Any]]) -> str:
         return "; ".join(f"{f['check']} ({describe_counts(f)})" if describe_counts(f) else f["check"]
                          for f in failures)
-    return {**row, "warnings": words(row["warnings"]), "blocking": words(row["blocking"]),
+    stale = "; ".join(StaleInput(**{**s, "built_against": tuple(s["built_against"]),
+                                    "partitions": tuple(s["partitions"])}).describe()
+                      for s in row["stale_partitions"])
+    return {**row, "warnings": words(row["warnings"]), "blocking": words(row["blocking"]), "stale_partitions": stale,
             "partitions": (row["partitions"] or {}).get("summary", "")}

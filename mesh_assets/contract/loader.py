@@ -27,7 +27,7 @@ from mesh_assets.contract.metrics import DeclarationError, metrics_table, parse_
 from mesh_assets.contract.model import (PARTITION_CHECK, SNAKE_CASE, VISIBILITIES, Column, DataProduct, Label, Metric,
                                        Sla, Source, Table)
 from mesh_assets.contract.odcs import validate_odcs
-from mesh_assets.contract.partitioning import check_source_path, parse_partitioning
+from mesh_assets.contract.partitioning import check_source_path, parse_input_policies, parse_partitioning
 from mesh_assets.contract.rules import (RuleError, primary_key_rule, primary_key_severity, quality_rule,
                                         relationship_rule)
 from mesh_assets.contract.servers import check_servers
@@ -196,6 +196,8 @@ class _Builder:
                                                   "(docs/scaling.md)")
         columns, rules = parse_columns(declared, [*loc, "properties"], layer, self.fail)
         partitioning = parse_partitioning(custom.get("partitioning"), declared, columns, loc, self.fail)
+        on_input_change = parse_input_policies(custom.get("onInputChange"), partitioning, [*loc, "customProperties"],
+                                               self.fail)
         if source is not None:
             check_source_path(source.path, partitioning, [*loc, "customProperties"], self.fail)
         python = transform is not None and transform.suffix == ".py"
@@ -243,7 +245,8 @@ class _Builder:
         metrics, labels = self._declarations(obj, loc, name, layer, columns)
         return Table(self.domain, product, name, layer, str(obj.get("description") or ""), tuple(columns),
                      tuple(rules), visibility, source, transform, table_slas, self.path, metrics, labels,
-                     sql=sql, dbt_model=dbt_model, engine=engine, inputs=inputs, partitioning=partitioning)
+                     sql=sql, dbt_model=dbt_model, engine=engine, inputs=inputs, partitioning=partitioning,
+                     on_input_change=on_input_change)
 
     def _declarations(self, obj: dict[str, Any], loc: list[str | int], name: str, layer: str,
                       columns: list[Column]) -> tuple[tuple[Metric, ...], tuple[Label, ...]]:

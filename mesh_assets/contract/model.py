@@ -43,6 +43,11 @@ SOURCE_FIELDS = {"month": "%Y-%m", "date": "%Y-%m-%d"}
 # Partition granularities → the format of a partition key (Dagster's ``fmt``), and the source path field a
 # partitioned bronze table's ``source.path`` must hold.
 GRANULARITIES = {"day": ("%Y-%m-%d", "date"), "month": ("%Y-%m", "month")}
+# What the change of an unpartitioned input (a dimension) does to the partitions of a partitioned table built
+# before it: rebuild them all, or keep each as of its build (customProperties onInputChange; docs/partitions.md).
+INPUT_POLICIES = {"rebuild": "every partition is rebuilt against the input's new version",
+                  "keep": "each partition keeps the input's version it was built with"}
+DEFAULT_INPUT_POLICY = "rebuild"
 PARTITION_CHECK = "partition_window"  # a partitioned table's framework check: every row is in its partition
 
 
@@ -322,6 +327,14 @@ class Table:
     engine: str | None = None  # customProperties engine: the table's own engine choice (mesh_assets.engine.choice)
     inputs: tuple[str, ...] = ()  # customProperties inputs of a Python transform: "<schema>.<table>" names
     partitioning: Partitioning | None = None  # partitioned column + customProperties partitioning
+    # customProperties onInputChange of a partitioned table: "<schema>.<table>" of an unpartitioned input → what
+    # its change does to the partitions built before (INPUT_POLICIES; docs/partitions.md)
+    on_input_change: tuple[tuple[str, str], ...] = ()
+
+    def input_policy(self, name: str) -> str:
+        """What a change of the unpartitioned input ``name`` (``<schema>.<table>``) does to the partitions built
+        before: ``rebuild`` (the default) or ``keep`` (:data:`INPUT_POLICIES`)."""
+        return dict(self.on_input_change).get(name, DEFAULT_INPUT_POLICY)
 
     @property
     def python(self) -> bool:

@@ -14,15 +14,19 @@ with ``{month}`` (``YYYY-MM``) or ``{date}`` (``YYYY-MM-DD``), e.g. ``orders/{mo
 from __future__ import annotations
 
 import datetime as dt
+import re
 import string
 import zoneinfo
 from typing import Any
 
 from mesh_assets.contract.inheritance import DeclaredProperty
-from mesh_assets.contract.model import GRANULARITIES, SOURCE_FIELDS, Column, Partitioning, Report
+from mesh_assets.contract.model import (GRANULARITIES, INPUT_POLICIES, SOURCE_FIELDS, Column, Partitioning,
+                                       Report)
 
 OPTIONS = ("granularity", "start", "end", "timezone")
 EXAMPLE = "customProperties: [{property: partitioning, value: {granularity: month, start: '1992-01-01'}}]"
+POLICY_EXAMPLE = "customProperties: [{property: onInputChange, value: {customers.customer_profile: keep}}]"
+INPUT_NAME = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*")
 
 
 def source_fields(path: str) -> list[str]:
@@ -148,3 +152,32 @@ def _date(value: Any, name: str, granularity: str, where: list[str | int], repor
                       f"start; use {value.replace(day=1)}")
         return None
     return value
+
+
+def parse_input_policies(value: Any, partitioning: Partitioning | None, where: list[str | int],
+                         report: Report) -> tuple[tuple[str, str], ...]:
+    """A partitioned table's ``customProperties`` ``onInputChange``: a mapping from an unpartitioned input it
+    reads (``<schema>.<table>``, as its SQL names it) to ``rebuild`` or ``keep`` (:data:`INPUT_POLICIES`), as
+    ``(name, policy)`` pairs; ``()`` when absent. Each problem is reported (``report``) with its fix; whether
+    each name is an unpartitioned input of the table is checked when the definitions load."""
+    if value is None:
+        return ()
+    if partitioning is None:
+        report(where, "onInputChange says what an input's change does to a partitioned table's partitions; this "
+                      "table is not partitioned: remove it")
+        return ()
+    if not isinstance(value, dict) or not value:
+        report(where, f"onInputChange must be a mapping of inputs to rebuild or keep, e.g. {POLICY_EXAMPLE}")
+        return ()
+    pairs = []
+    for name, policy in value.items():
+        if not isinstance(name, str) or not INPUT_NAME.fullmatch(name):
+            report(where, f"onInputChange: {name!r} is not an input's <schema>.<table> name as the SQL writes it, "
+                          "e.g. customers.customer_profile or silver.customers")
+        elif policy not in INPUT_POLICIES:
+            meanings = "; ".join(f"{k}: {v}" for k, v in INPUT_POLICIES.items())
+            report(where, f"onInputChange: {name}: {policy!r} is not a policy; use {' or '.join(INPUT_POLICIES)} "
+                          f"({meanings})")
+        else:
+            pairs.append((name, str(policy)))
+    return tuple(pairs)

@@ -12,7 +12,10 @@ The most specific choice wins:
 
 A table bound to a dbt model always runs on dbt (dbt-duckdb, docs/dbt.md): dbt-spark is not wired in, so an
 inherited or overriding ``spark`` leaves it on dbt-duckdb, and ``engine: spark`` on the table itself is refused
-when the contract is loaded. Both engines read and write the same Parquet ports, so mixing them is safe.
+when the contract is loaded. Likewise a partitioned table (docs/partitions.md) runs on DuckDB, which builds it
+one partition or range at a time: an inherited or overriding ``spark`` leaves it on DuckDB, and ``engine: spark``
+on the table itself is refused when the definitions load. Both engines read and write the same Parquet ports, so
+mixing them is safe.
 """
 
 from __future__ import annotations
@@ -45,4 +48,6 @@ def table_engine(settings: MeshSettings, domain: Domain, product: DataProduct, t
     """The engine that builds ``table``: ``"duckdb"``, ``"spark"`` or ``"dbt"`` (see the module docstring)."""
     if table.dbt_model is not None:
         return "dbt"
+    if table.partitioning is not None and table.engine is None:
+        return "duckdb"
     return engine_override() or table.engine or product.engine or domain.engine or settings.engine

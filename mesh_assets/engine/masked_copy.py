@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from mesh_assets.contract.model import Table
-from mesh_assets.engine.duckdb_engine import MASK_FUNCTION, DuckDBEngine
+from mesh_assets.contract.model import Partitioning, Table, Window
+from mesh_assets.engine.duckdb_engine import MASK_FUNCTION, DuckDBEngine, DuckDBStep
 from mesh_assets.engine.ports import Port, Snapshot
 from mesh_assets.errors import error_message, failure_class
 from mesh_assets.governance.access import pii_salt, sensitive_columns
@@ -43,7 +43,8 @@ def masking_for(table: Table, engine: DuckDBEngine, settings: MeshSettings) -> M
     return Masking(engine, columns, pii_salt(settings.governance)) if columns else None
 
 
-def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking, run_id: str = "") -> Snapshot:
+def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking, run_id: str = "",
+                      partitioning: Partitioning | None = None, window: Window | None = None) -> Snapshot:
     """Write the masked copy of the staged ``snapshot`` of ``port`` (any engine's Parquet files) and commit it
     to the masked table (``port.masked_port()``) under the same publication id, before the clear files are
     committed; return the committed copy. The same rows and columns, each of ``masking.columns`` replaced by
@@ -51,6 +52,10 @@ def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking, run_id: 
     ``COPY`` on a private DuckDB connection allowed only the two staging folders, on which no other SQL runs,
     so the masking function and its salt are never within reach of a transform's or a reader's query. The
     commit's summary lists the masked columns (``mesh.masked-columns``).
+
+    A partitioned port's copy (``partitioning``, and the staged ``window``) is partitioned the same way: one
+    file per partition, and its commit replaces the same partitions of the masked table as the clear commit
+    does (mesh_assets.engine.ports.Port.publish), so both tables hold the same partitions at each publication.
 
     Raises:
         TransientError: the files cannot be read or written (I/O); TransformError: another DuckDB error;
@@ -70,13 +75,18 @@ def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking, run_id: 
         joins = " ".join(f'LEFT JOIN (SELECT v, {MASK_FUNCTION}(CAST(v AS VARCHAR)) AS m FROM (SELECT DISTINCT '
                          f'"{c}" AS v FROM read_parquet({source}) WHERE "{c}" IS NOT NULL)) d{i} '
                          f'ON s."{c}" = d{i}.v' for i, c in enumerate(masking.columns))
+        relation = f"SELECT s.* REPLACE ({replace}) FROM read_parquet({source}) s {joins}"
         try:
-            rows = con.execute(f"COPY (SELECT s.* REPLACE ({replace}) FROM read_parquet({source}) s {joins}) "
-                               f"TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)").fetchall()[0][0]
+            if partitioning is None:
+                rows = con.execute(f"COPY ({relation}) TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)"
+                                   ).fetchall()[0][0]
+            else:
+                rows = DuckDBStep(engine, con).write(relation, target, (partitioning.column, partitioning.key_format))
         except duckdb.Error as exc:
             raise failure_class(exc)(f"{'/'.join(port.key)}: writing the masked copy of snapshot {snapshot.id} "
                                      f"failed: {error_message(exc)}. Nothing was published") from None
     finally:
         engine.close(con, f"{'__'.join(port.key)}__masked")
-    masked.publish(target.id, {"rows": rows, "run_id": run_id, "masked_columns": masking.columns})
+    masked.publish(target.id, {"rows": rows, "run_id": run_id, "masked_columns": masking.columns},
+                   partitioning=partitioning, window=window)
     return masked.current_snapshot(target.id)

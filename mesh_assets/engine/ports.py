@@ -93,6 +93,10 @@ COMMIT_ATTEMPTS = 5  # commits tried when another writer commits first, with a r
 PUBLICATION, RUN_ID, ENGINE, ROWS = "mesh.publication", "mesh.run-id", "mesh.engine", "mesh.rows"
 QUALITY_PASSED, QUALITY_TOTAL, MASKED_COLUMNS = "mesh.quality-passed", "mesh.quality-total", "mesh.masked-columns"
 PARTITION, PARTITION_ROWS = "mesh.partition", "mesh.partition-rows"  # a partition's publication: its key(s), rows
+# a partitioned table's commit: for each partition, the publication (staging id, the same in a port's clear and
+# masked tables) of each unpartitioned input it was built from, carried from commit to commit so it outlives the
+# snapshots that wrote the partitions: JSON {"<schema>.<table>": {"<publication>": ["<partition key>", ...]}}
+INPUTS = "mesh.inputs"
 TRANSFORMS = {"day": DayTransform, "month": MonthTransform}  # a partitioning's Iceberg partition transform
 TABLE_PROPERTIES = {
     "format-version": "2",
@@ -374,6 +378,19 @@ class Port:
         return tuple(sorted(f.file_path for f in self._data_files(table, current)  # type: ignore[arg-type]
                             if f.record_count and _placement(f, field_id, window) == "outside"))
 
+    def partition_inputs(self) -> dict[str, dict[str, str]]:
+        """Each partition of the current snapshot built since :data:`INPUTS` was recorded: key → the versions
+        of the unpartitioned inputs it was built from (``<schema>.<table>`` → publication). Empty before the
+        first publication of a partition."""
+        table = self.table()
+        recorded = _summary(table.current_snapshot() if table is not None else None, INPUTS)
+        found: dict[str, dict[str, str]] = {}
+        for name, versions in (json.loads(recorded) if recorded else {}).items():
+            for publication, keys in versions.items():
+                for key in keys:
+                    found.setdefault(key, {})[name] = publication
+        return found
+
     def masked_columns(self, publication: str) -> tuple[str, ...] | None:
         """The columns masked in the masked copy of ``publication`` (a staging id); ``None`` when it has none
         (published before its columns were classified, or a copy whose writer died before committing)."""
@@ -557,11 +574,13 @@ class Port:
             (QUALITY_TOTAL, (info.get("quality") or {}).get("total"))) if v is not None}}
         if info.get("masked_columns") is not None:
             summary[MASKED_COLUMNS] = ",".join(info["masked_columns"])
+
         schema = _file_schema(self.fs, files[0])
         for attempt in range(COMMIT_ATTEMPTS):
             table = self.table() or self._create(files[0])
             try:
-                self._commit(table, files, schema, summary, columns or {}, sensitive, partitioning, window)
+                self._commit(table, files, schema, summary, columns or {}, sensitive, partitioning, window,
+                             info.get("inputs"))
                 break
             # lost the catalog's compare-and-swap, or pyiceberg saw another writer's commit first (its conflict
             # validation of an overwrite): retry on the new current state
@@ -579,10 +598,12 @@ class Port:
 
     def _commit(self, table: IcebergTable, files: list[str], schema: pa.Schema, summary: dict[str, str],
                 columns: Mapping[str, str], sensitive: Sequence[str], partitioning: Partitioning | None = None,
-                window: Window | None = None) -> None:
+                window: Window | None = None, inputs: Mapping[str, str] | None = None) -> None:
         """One transaction: table properties (name mapping, no bounds for ``sensitive`` columns), the schema
         of ``schema`` when it changed, the partition spec of ``partitioning`` when it differs, then an overwrite
-        deleting every current file (with ``window``: the window's, :meth:`publish`) and adding ``files``."""
+        deleting every current file (with ``window``: the window's, :meth:`publish`) and adding ``files``;
+        with ``window`` and ``inputs`` (``<schema>.<table>`` → publication), :data:`INPUTS` carried from the
+        current snapshot with the window's partitions built from ``inputs``."""
         with table.transaction() as tx:
             properties = {}
             if NAME_MAPPING not in tx.table_metadata.properties:
@@ -612,6 +633,9 @@ class Port:
                                     f"contract's {duckdb_type} is Iceberg {wanted}; nothing was published")
             _evolve_spec(tx, partitioning)
             current_snapshot = table.current_snapshot()
+            if window is not None and inputs is not None:
+                summary[INPUTS] = json.dumps(_carried_inputs(_summary(current_snapshot, INPUTS), window, inputs),
+                                             sort_keys=True)
             old = self._data_files(table, current_snapshot) if current_snapshot is not None else []
             if window is not None and partitioning is not None:
                 old = self._window_files(old, table, partitioning.column, window, summary)
@@ -706,6 +730,7 @@ class Port:
             (QUALITY_PASSED, quality.get("passed")), (QUALITY_TOTAL, quality.get("total"))) if v is not None}}
         if info.get("masked_columns") is not None:
             summary[MASKED_COLUMNS] = ",".join(info["masked_columns"])
+
         table = self._create(files[0])
         self._commit(table, files, _file_schema(self.fs, files[0]), summary, {}, sensitive)
 
@@ -883,6 +908,21 @@ def _placement(data_file: DataFile, field_id: int | None, window: Window) -> str
     if last < window.start or first >= window.end:
         return "outside"
     return "inside" if first >= window.start and last < window.end else "straddles"
+
+
+def _carried_inputs(recorded: str | None, window: Window, inputs: Mapping[str, str]) -> dict[str, dict[str, list]]:
+    """:data:`INPUTS` after a publication of ``window`` built from ``inputs``: ``recorded`` (the current
+    snapshot's, JSON, or None) without the window's partitions, then the window's under ``inputs``."""
+    carried: dict[str, dict[str, list]] = {}
+    for name, versions in (json.loads(recorded) if recorded else {}).items():
+        for publication, keys in versions.items():
+            kept = [k for k in keys if k not in window.keys]
+            if kept:
+                carried.setdefault(name, {})[publication] = kept
+    for name, publication in inputs.items():
+        keys = carried.setdefault(name, {}).setdefault(publication, [])
+        carried[name][publication] = sorted({*keys, *window.keys})
+    return carried
 
 
 def _summary(snapshot: IcebergSnapshot | None, key: str) -> str | None:

@@ -32,7 +32,8 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from mesh_assets.contract.model import PARTITION_CHECK, Table, Window
+from mesh_assets.contract.model import PARTITION_CHECK, Rule, Table, Window
+from mesh_assets.contract.rules import rule_query
 from mesh_assets.engine.checks import redact_samples, run_rules
 from mesh_assets.engine.duckdb_engine import DuckDBEngine, contract_types
 from mesh_assets.engine.ingestion import (REJECTS_SAMPLE, detect_drift, drift_outcome, ingestion_outcomes, rejects_key,
@@ -173,7 +174,9 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
             if window is None:
                 audited = run_rules(checks, relation, table, settings.checks.sample_rows, targets)
             else:
-                audited = _audit_window(session, table, window, port, snapshot, targets, settings)
+                windowed = {(r.schema, r.table): column for r in rule_inputs or []
+                            if (column := (partitioned_inputs or {}).get(r.key))}
+                audited = _audit_window(session, table, window, port, snapshot, targets, settings, windowed)
             outcomes = redact_samples([*first, *audited], sensitive)
             for outcome in outcomes if window is not None else ():  # which partition(s) each check covered
                 outcome.metadata.setdefault("scope", "partition")
@@ -184,8 +187,11 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
             metadata["iceberg_table"] = port.identifier
             if window is not None:
                 metadata["partition"] = window.label
+            built_against = {f"{ref.schema}.{ref.table}": read.id for ref, read in snapshots
+                             if ref in inputs and ref.key not in (partitioned_inputs or {})} if window else None
             publication = publish_if_passed(outcomes, written, rows, rejects[1] if rejects else None, run_id,
-                                            engine.name, settings, storage.retention, masking, table, window)
+                                            engine.name, settings, storage.retention, masking, table, window,
+                                            built_against)
             published = publication is not None
             if publication is not None:
                 metadata.update({k: publication[k] for k in ("iceberg_snapshot_id", "commit_seconds")
@@ -233,12 +239,16 @@ def _stage(session: EngineSession, output: Output, actual: dict[str, str], expec
 
 
 def _audit_window(session: EngineSession, table: Table, window: Window, port: Port, staged: Snapshot,
-                  targets: dict[str, str], settings: MeshSettings) -> list[CheckOutcome]:
+                  targets: dict[str, str], settings: MeshSettings,
+                  windowed: dict[tuple[str, str], str] | None = None) -> list[CheckOutcome]:
     """A partitioned step's audit: ``partition_window`` (every staged row's partition column in ``window``,
     blocking), the contract's rules on the staged rows, except primary key and unique rules, which run on the
     staged rows together with the rows of the rest of the table (the current files outside the window: what
     the table holds once published) that repeat one of their keys (:func:`_with_colliding_rows`), so a key
-    stays unique across partitions; their outcomes say ``scope``: ``table``."""
+    stays unique across partitions; their outcomes say ``scope``: ``table``. A SQL rule reads the partitioned
+    tables of ``windowed`` (``(schema, table)`` → partition column) in the same window, as the transform does
+    (``every order has lines`` compares the window's orders with the window's lines); a foreign key still
+    looks its keys up in the whole referenced table."""
     assert table.partitioning is not None
     column, relation = table.partitioning.column, f"{table.layer}.{table.name}"
     checks, sample = session.checks_session(), settings.checks.sample_rows
@@ -250,7 +260,9 @@ def _audit_window(session: EngineSession, table: Table, window: Window, port: Po
                              f"every row's {column} is in partition {window.label}",
                              {"failing_rows": int(stray), "sql": count_sql.replace("count(*)", "*"),
                               "expectation": f"{column} in [{window.start}, {window.end})"})]
-    by_kind = {kind: [r for r in table.rules if (r.kind in KEY_RULES) == kind] for kind in (False, True)}
+    rules = [_windowed_rule(r, relation, windowed, window) if r.kind == "sql" and windowed else r
+             for r in table.rules]
+    by_kind = {kind: [r for r in rules if (r.kind in KEY_RULES) == kind] for kind in (False, True)}
     outcomes += run_rules(checks, relation, dataclasses.replace(table, rules=tuple(by_kind[False])), sample,
                           targets)
     rest = port.files_outside(column, window) if by_kind[True] else ()
@@ -267,6 +279,14 @@ def _audit_window(session: EngineSession, table: Table, window: Window, port: Po
             outcomes.append(outcome)
     order = {r.name: i for i, r in enumerate(table.rules)}
     return [outcomes[0], *sorted(outcomes[1:], key=lambda o: order.get(o.name, len(order)))]
+
+
+def _windowed_rule(rule: Rule, relation: str, windowed: dict[tuple[str, str], str], window: Window) -> Rule:
+    """The SQL ``rule`` as it runs on ``relation`` in ``window``: its reads of the partitioned tables of
+    ``windowed`` filtered to the window (mesh_assets.sql.partition_filter); the rule itself when it reads none."""
+    query = rule_query(rule, relation)
+    filtered = filter_inputs(query, windowed, window.start, window.end)
+    return rule if filtered == query else dataclasses.replace(rule, params={**rule.params, "query": filtered})
 
 
 def _with_colliding_rows(table: Table, columns: tuple[str, ...]) -> str:
@@ -415,8 +435,8 @@ def discard_on_failure(written: list[tuple[Port, Snapshot]]) -> Iterator[None]:
 
 def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Snapshot]], rows: int,
                       rejected: int | None, run_id: str, engine: str, settings: MeshSettings, keep: int,
-                      masking: Masking | None = None, table: Table | None = None, window: Window | None = None
-                      ) -> dict[str, Any] | None:
+                      masking: Masking | None = None, table: Table | None = None, window: Window | None = None,
+                      built_against: dict[str, str] | None = None) -> dict[str, Any] | None:
     """The publish step of write–audit–publish: when no blocking check in ``outcomes`` failed, commit the
     table's masked copy when ``masking`` says so (:func:`write_masked_copy`: a published snapshot always has
     one), then commit ``written`` (the table's staging folder first in the list, then its rejects', ``rejected``
@@ -427,7 +447,9 @@ def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Sn
     ``retention.snapshots``). Returns the table's new snapshot (:meth:`Port.snapshot_info`) with
     ``commit_seconds``, the wall time of its commit; ``None`` when a blocking check failed: every staging
     folder is then marked unpublished, naming the failed checks. ``window``: a partitioned table's files
-    replace only that window's (its rejects port, unpartitioned, is replaced whole).
+    replace only that window's, in its masked copy too (its rejects port, unpartitioned, is replaced whole);
+    ``built_against`` (``<schema>.<table>`` → publication) the versions of the unpartitioned inputs the window
+    was built from, recorded in the commit's summary (mesh_assets.engine.ports.INPUTS).
 
     Raises:
         TransientError, TransformError: the masked copy could not be written; PortError: a commit failed or
@@ -441,7 +463,8 @@ def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Sn
         return None
     (port, snapshot), *rejects = written
     if masking is not None:
-        write_masked_copy(port, snapshot, masking, run_id)
+        write_masked_copy(port, snapshot, masking, run_id, table.partitioning if table is not None else None,
+                          window)
     for rejects_port, rejects_snapshot in rejects:
         rejects_port.publish(rejects_snapshot.id, {"rows": rejected, "run_id": run_id, "engine": engine})
         rejects_port.prune(keep)
@@ -449,7 +472,7 @@ def publish_if_passed(outcomes: list[CheckOutcome], written: list[tuple[Port, Sn
     sensitive = sensitive_columns(table, settings.governance) if table is not None else ()
     started = time.perf_counter()
     info = port.publish(snapshot.id, {"rows": rows, "run_id": run_id, "engine": engine,
-                                      "quality": {"passed": passed, "total": total}},
+                                      "quality": {"passed": passed, "total": total}, "inputs": built_against},
                         columns=table.output_columns if table is not None else None, sensitive=sensitive,
                         partitioning=table.partitioning if table is not None else None, window=window)
     info["commit_seconds"] = round(time.perf_counter() - started, 4)

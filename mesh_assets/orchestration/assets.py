@@ -24,7 +24,7 @@ from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.profile import profile_metadata
 from mesh_assets.errors import MeshError, error_message, is_transient
 from mesh_assets.extras import MissingExtra, missing
-from mesh_assets.governance.access import authorize_input, deprecation_notice, sensitive_columns
+from mesh_assets.governance.access import authorize_input, deprecation_notice
 from mesh_assets.orchestration.audit import audit_observation
 from mesh_assets.orchestration.freshness import freshness_policy
 from mesh_assets.orchestration.progress import StepEnd, run_interrupted, step_ended, step_started
@@ -188,8 +188,8 @@ def partitioned_inputs(mesh: Mesh, domain: Domain, table: Table, inputs: list[In
 
 def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
     """Refuse, when the definitions load, a partitioned table the mesh cannot yet build by partition: on Spark or
-    dbt, built by a Python transform, or an output port with sensitive columns (its masked copy is replaced
-    whole).
+    dbt, or built by a Python transform. (An output port with sensitive columns may be partitioned: its masked
+    copy replaces the same partitions, mesh_assets.engine.masked_copy.)
 
     Raises:
         MeshError: naming the contract, the table and the fix.
@@ -205,16 +205,41 @@ def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
     if table.python:
         raise MeshError(f"{where}, and a partitioned table is built by SQL (its inputs filtered to the partition); "
                         "write its transform as a SQL file, or remove partitioned and partitioning")
-    if table.layer == "gold" and sensitive_columns(table, mesh.settings.governance):
-        raise MeshError(f"{where} and has sensitive columns, whose masked copy is replaced whole at each "
-                        "publication; remove partitioned and partitioning, or publish the sensitive columns from "
-                        "an unpartitioned port")
 
 
-def _automation(table: Table, domain: Domain) -> dg.AutomationCondition:
+def check_input_policies(table: Table, inputs: list[InputRef], partitioned: dict[tuple[str, str, str], str]) -> None:
+    """Refuse, when the definitions load, an ``onInputChange`` entry that names no unpartitioned input of the
+    table's transform (``partitioned``: its partitioned inputs, :func:`partitioned_inputs`).
+
+    Raises:
+        MeshError: naming the contract, the table, the entry and the inputs it may name.
+    """
+    whole = sorted({f"{r.schema}.{r.table}" for r in inputs if r.key not in partitioned})
+    for name, _ in table.on_input_change:
+        if name not in whole:
+            raise MeshError(f"{table.contract_path}: table {table.name}: onInputChange names {name}, which is not an "
+                            f"unpartitioned input of its transform; name one of {', '.join(whole) or '(none)'}, or "
+                            "remove the entry (docs/partitions.md)")
+
+
+def _automation(table: Table, domain: Domain, kept: list[dg.AssetKey]) -> dg.AutomationCondition:
+    """A table's declarative automation: a bronze table on its domain's ingestion schedule; silver and gold
+    eagerly, when an input updates, once their inputs' blocking checks passed. ``eager()`` considers only the
+    latest partition of a time-partitioned asset, so a partitioned table also runs every partition whose input
+    updated (its partition of a partitioned input, or a dimension with ``onInputChange: rebuild``: all of
+    them; ``kept``, the inputs whose policy is ``keep``, count for the latest partition only); several
+    partitions requested in one tick become one backfill, one run by the table's single-run backfill policy."""
     if table.layer == "bronze":
         return dg.AutomationCondition.on_cron(domain.ingestion_schedule, domain.timezone)
-    return dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    condition = dg.AutomationCondition.eager()
+    if table.partitioning is not None:
+        updated = dg.AutomationCondition.any_deps_updated()
+        if kept:
+            updated = updated.ignore(dg.AssetSelection.assets(*kept))
+        condition = condition | (updated.since_last_handled() & ~dg.AutomationCondition.any_deps_missing()
+                                 & ~dg.AutomationCondition.any_deps_in_progress()
+                                 & ~dg.AutomationCondition.in_progress()).with_label("every updated partition")
+    return condition & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
 def _code_version(product: DataProduct, table: Table) -> str:
@@ -244,7 +269,10 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     engine_key = table_engine(mesh.settings, domain, product, table)  # the resource key of its engine, or dbt
     check_partitioned(mesh, table, engine_key)
     partitions_def = partitions_definition(table.partitioning)
-    filtered = partitioned_inputs(mesh, domain, table, inputs)
+    filtered = partitioned_inputs(mesh, domain, table, [*inputs, *rule_refs])  # the transform's, its SQL rules'
+    check_input_policies(table, inputs, filtered)
+    kept = [dg.AssetKey(list(r.key)) for r in inputs
+            if r.key not in filtered and table.input_policy(f"{r.schema}.{r.table}") == "keep"]
     kind = "duckdb" if engine_key == "dbt" else engine_key  # a dbt model runs on dbt-duckdb (kinds: dbt, duckdb)
     description = table.description + (f"\n\nData product **{product.name}** v{product.version} "
                                        f"({product.status}): {product.description}")
@@ -271,7 +299,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                for kind, declared in (("metrics", table.metrics), ("labels", table.labels)) if declared},
         },
         freshness_policy=freshness_policy(table, mesh.settings, domain.timezone),
-        automation_condition=_automation(table, domain),
+        automation_condition=_automation(table, domain, kept),
         code_version=_code_version(product, table),
         partitions_def=partitions_def,
     )
@@ -334,8 +362,12 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                     allow_retries=False,
                 )
             score = product_quality_score(table, product, result.outcomes, ports, settings.checks.severity_weights)
-            yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(result, settings, score),
-                                       check_results=check_results)
+            metadata = _materialization_metadata(result, settings, score)
+            keys = context.partition_keys if partitions_def is not None else []
+            if len(keys) > 1:  # Dagster copies a range's metadata into each partition's event: the bulk once
+                context.add_asset_metadata({name: metadata.pop(name) for name in RANGE_METADATA_ONCE
+                                            if name in metadata}, asset_key=key, partition_key=keys[-1])
+            yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=check_results)
             rows = {asset: result.rows}
             if result.rejects is not None:
                 snapshot_id, rejected = result.rejects
@@ -460,6 +492,11 @@ def _first_reject(result: "TableResult") -> str:
     return (f" First rejected record: {first.get('file')} line {first.get('line_number')}: "
             f"{str(first.get('reason') or first.get('error_types'))[:1000]}. Every rejected record, with its "
             "reason, is in the table's __rejects port.")
+
+
+# the materialization metadata of a range run recorded on its last partition's event only (the latest one, which
+# mesh status, mesh checks and the catalog read): what describes the step, not each partition
+RANGE_METADATA_ONCE = ("sql", "transform", "profile", "dagster/column_lineage", "masked_inputs")
 
 
 def _materialization_metadata(result: "TableResult", settings, product_score: float) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.errors import MeshError
 from mesh_assets.extras import missing
 from mesh_assets.orchestration.assets import LAYER_TAG, domain_assets
-from mesh_assets.orchestration.sensors import freshness_alert_sensor, landing_zone_sensor, run_failure_alert_sensor
+from mesh_assets.orchestration.sensors import (freshness_alert_sensor, landing_zone_sensor, partitioned_followers,
+                                               run_failure_alert_sensor)
 from mesh_assets.settings import MeshSettings, RunSettings, find_mesh_root
 
 
@@ -73,7 +74,8 @@ def check_acyclic(mesh: Mesh, domains: list[str], loaded_only: bool = False) -> 
 
 def build_domain_definitions(domain_dir: Path | str) -> dg.Definitions:
     """The code location of the domain in folder ``domain_dir``: its assets and checks, an ``<domain>_ingestion``
-    job, and its sensors, all RUNNING by default: declarative automation, the landing zone (when the domain
+    job (its bronze tables, and its partitioned tables downstream of partitioned bronze ones), and its sensors,
+    all RUNNING by default: declarative automation, the landing zone (when the domain
     ingests) and the run-failure and freshness alerts (mesh_assets.orchestration.sensors). Only this domain's contracts
     and the contracts of the ports it reads are parsed; no other domain's Python is imported.
 
@@ -88,20 +90,25 @@ def build_domain_definitions(domain_dir: Path | str) -> dg.Definitions:
     assets = domain_assets(mesh, domain)  # loads the domains it reads
     # cycles through the domains it reads; longer ones fail mesh validate and mesh run
     check_acyclic(mesh, [domain.name], loaded_only=True)
+    settings = mesh.settings
+    resources = mesh_resources(settings, [domain])
+    graph = dg.Definitions(assets=assets, resources=resources).resolve_asset_graph()
+    followers = partitioned_followers(graph, domain.name)
     ingestion = dg.define_asset_job(
         f"{domain.name}_ingestion",
-        selection=dg.AssetSelection.groups(domain.name) & dg.AssetSelection.tag(LAYER_TAG, "bronze"),
-        description=f"Ingest the landing-zone files of domain {domain.name} into its bronze tables.",
+        selection=(dg.AssetSelection.groups(domain.name) & dg.AssetSelection.tag(LAYER_TAG, "bronze"))
+        | dg.AssetSelection.assets(*{k for keys in followers.values() for k in keys}),
+        description=f"Ingest the landing-zone files of domain {domain.name} into its bronze tables, and build the "
+                    "same partitions of its partitioned tables downstream of them.",
     )
     ingests = any(t.layer == "bronze" and t.source is not None for t in domain.tables)
-    settings = mesh.settings
     sensors = [_automation_sensor(domain, settings), run_failure_alert_sensor(domain, settings),
                freshness_alert_sensor(domain, settings)]
     return dg.Definitions(
         assets=assets,
-        sensors=[*sensors, landing_zone_sensor(domain, settings, ingestion)] if ingests else sensors,
+        sensors=[*sensors, landing_zone_sensor(domain, settings, ingestion, followers)] if ingests else sensors,
         jobs=[ingestion] if ingests else [],
-        resources=mesh_resources(settings, [domain]),
+        resources=resources,
         executor=run_executor(settings.runs),
     )
 

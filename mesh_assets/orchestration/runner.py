@@ -3,6 +3,7 @@ process, recorded in the Dagster instance at ``DAGSTER_HOME`` so the UI shows th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -25,12 +26,14 @@ from rich.table import Table as RichTable
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.engine.outcomes import CheckOutcome
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.engine.staleness import stale_inputs
 from mesh_assets.engine.step_folders import clean_step_folders
 from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.assets import RANGE_END_TAG, RANGE_START_TAG
 from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.orchestration.instance_config import get_instance, write_instance_config
 from mesh_assets.orchestration.progress import StepEnd, listening
+from mesh_assets.orchestration.sensors import landed_files
 
 HOST_TAG, PROCESS_TAG = "mesh/host", "mesh/process"  # where a `mesh run` runs: host, "<pid>:<start time>"
 # Dagster's run tags of a partition and of a partition range (what a backfill's single run carries)
@@ -108,14 +111,94 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     ``selection`` is a Dagster asset selection string (``AssetSelection.from_string``: ``key:``, ``tag:``,
     ``owner:``, ``group:``, ``+`` for upstream and downstream, ``and``/``or``/``not``); a step building several
     assets (a bronze table and its ``__rejects``) runs whole. Assets not run keep their ports as currently
-    published. Partitioned assets are run only with ``partitions`` (:func:`plan_run`; docs/partitions.md).
+    published. With ``partitions`` (first, last key), the partitioned assets build that range
+    (:func:`plan_run`), widened to the partitions a changed input left stale (:func:`with_stale_partitions`);
+    without it, every partition whose files have landed is built too, each contiguous range
+    of them in one run (:func:`landed_ranges`; the unpartitioned assets in the run of the last range, but for
+    those never published that a range reads), so a plain run builds the whole mesh from nothing
+    (docs/partitions.md). The summary is then the runs' together: the last run's id, each asset's last status,
+    its rows summed over the runs.
 
     Raises:
         MeshError: an unknown domain, a selection that does not parse or picks no asset, partitions no asset
             has, or contracts that do not load.
     """
+    defs = _definitions(mesh, domains)
+    if partitions is None:
+        ranges = landed_ranges(mesh, domains, selection, defs)
+        if ranges:
+            summaries = [_run_once(mesh, instance, domains, console, selection, r,
+                                   unpartitioned="all" if r == ranges[-1] else "first build", defs=defs)
+                         for r in ranges]
+            return summaries[0] if len(summaries) == 1 else _together(summaries)
+    else:
+        partitions = with_stale_partitions(mesh, domains, selection, partitions, defs, console)
+    return _run_once(mesh, instance, domains, console, selection, partitions, defs=defs)
+
+
+def with_stale_partitions(mesh: Mesh, domains: list[str] | None, selection: str | None,
+                          partitions: tuple[str, str], defs: dg.Definitions, console: Console | None = None
+                          ) -> tuple[str, str]:
+    """The range ``partitions`` (first, last key) widened to every partition of the selected partitioned tables
+    built against an older version of an unpartitioned input whose contract says ``rebuild`` (the default;
+    mesh_assets.engine.staleness), so a run never publishes a month joined with a new dimension beside months
+    joined with the old one. ``partitions`` itself when there is none; a notice on ``console`` otherwise."""
+    _, keys, _, _ = plan_run(mesh, domains, selection, partitions=None, unpartitioned="all", defs=defs)
+    graph = defs.resolve_asset_graph()
+    storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
+    order: list[str] = []
+    stale: dict[str, set[str]] = {}
+    for key in keys:
+        partitions_def = graph.get(key).partitions_def
+        table = mesh.domain(key.path[0]).table(key.path[1], key.path[2]) if partitions_def is not None else None
+        if table is None:
+            continue
+        known = partitions_def.get_partition_keys()  # type: ignore[union-attr]
+        order = known if len(known) > len(order) else order
+        for found in stale_inputs(mesh, table, storage):
+            if found.policy == "rebuild":
+                stale.setdefault(found.input, set()).update(k for k in found.partitions if k in known)
+    wanted = {k for keys_ in stale.values() for k in keys_} | set(partitions)
+    if not stale or not set(partitions) <= set(order):
+        return partitions
+    widened = (min(wanted, key=order.index), max(wanted, key=order.index))
+    if widened != partitions:
+        (console or Console(stderr=True)).print(
+            f"[yellow]note:[/] {', '.join(sorted(stale))} changed since partitions were built (onInputChange: "
+            f"rebuild): the run covers {widened[0]} to {widened[1]} (docs/partitions.md)", highlight=False)
+    return widened
+
+
+def _definitions(mesh: Mesh, domains: list[str] | None) -> dg.Definitions:
+    """The mesh's definitions of ``domains`` (default: all). Raises MeshError for an unknown domain."""
+    unknown = set(domains or []) - set(mesh.domain_names)
+    if unknown:
+        raise MeshError(f"unknown domain(s) {', '.join(sorted(unknown))}; the mesh has "
+                        f"{', '.join(mesh.domain_names)}")
+    return build_mesh_definitions(mesh, domains)
+
+
+def _together(summaries: list[RunSummary]) -> RunSummary:
+    """One summary of consecutive runs (:func:`run_mesh`): the last run's id, success when every run succeeded,
+    each asset's last status that is not ``skipped``, its rows summed, seconds and checks of its last step."""
+    merged: dict[str, AssetSummary] = {}
+    for summary in summaries:
+        for asset in summary.assets:
+            before = merged.get(asset.key)
+            if before is None or asset.status != "skipped":
+                rows = (before.rows or 0) + (asset.rows or 0) if before is not None and before.rows is not None \
+                    and asset.rows is not None else asset.rows
+                merged[asset.key] = dataclasses.replace(asset, rows=rows)
+    return RunSummary(summaries[-1].run_id, all(s.success for s in summaries), list(merged.values()),
+                      sum(s.seconds for s in summaries))
+
+
+def _run_once(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None, console: Console | None,
+              selection: str | None, partitions: tuple[str, str] | None, unpartitioned: str = "needed",
+              defs: dg.Definitions | None = None) -> RunSummary:
+    """One Dagster run of :func:`plan_run`'s assets."""
     console = console or Console(stderr=True)
-    defs, keys, steps, tags = plan_run(mesh, domains, selection, partitions)
+    defs, keys, steps, tags = plan_run(mesh, domains, selection, partitions, unpartitioned, defs=defs)
     job = defs.resolve_implicit_global_asset_job_def()
     run_id = str(uuid.uuid4())
     clean_step_folders(mesh.settings)  # and the processes of steps killed with their run
@@ -144,8 +227,54 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
     return RunSummary(run_id, success, list(summaries.values()), time.monotonic() - started)
 
 
+def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
+                  defs: dg.Definitions | None = None) -> list[tuple[str, str]]:
+    """The partitions a plain run builds: of the partitioned bronze tables among (or upstream of) the assets
+    ``domains`` and ``selection`` pick, the partition keys of their landed files (the key read from each file's
+    path, mesh_assets.contract.model.Source.partition_of) within their partitioning, as contiguous ranges
+    ``(first, last)`` in order. Empty when no selected asset is partitioned or nothing has landed. ``defs``:
+    the mesh's definitions of ``domains``, when already built.
+
+    Raises:
+        MeshError: as :func:`plan_run`.
+    """
+    defs, keys, _, _ = plan_run(mesh, domains, selection, partitions=None, unpartitioned="all", defs=defs)
+    graph = defs.resolve_asset_graph()
+    wanted, stack = set(), [k for k in keys if graph.get(k).partitions_def is not None]
+    while stack:  # the partitioned assets and their partitioned ancestors
+        key = stack.pop()
+        if key not in wanted and graph.has(key) and graph.get(key).partitions_def is not None:
+            wanted.add(key)
+            stack.extend(graph.get(key).parent_keys)
+    landed: set[str] = set()
+    order: list[str] = []
+    for key in wanted:
+        domain, layer, name = key.path
+        table = mesh.domain(domain).table(layer, name) if domain in mesh.domain_names else None
+        if table is None or table.source is None or table.partitioning is None:
+            continue
+        known = graph.get(key).partitions_def.get_partition_keys()  # type: ignore[union-attr]
+        order = known if len(known) > len(order) else order
+        for path in landed_files(table, mesh.settings.landing_path):
+            partition = table.source.partition_of(path, table.partitioning)
+            if partition in known:
+                landed.add(partition)
+    ranges: list[tuple[str, str]] = []
+    previous = None
+    for index, partition in enumerate(order):
+        if partition not in landed:
+            continue
+        if ranges and previous == index - 1:
+            ranges[-1] = (ranges[-1][0], partition)
+        else:
+            ranges.append((partition, partition))
+        previous = index
+    return ranges
+
+
 def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None,
-             partitions: tuple[str, str] | None = None
+             partitions: tuple[str, str] | None = None, unpartitioned: str = "needed",
+             defs: dg.Definitions | None = None
              ) -> tuple[dg.Definitions, list[dg.AssetKey], dict[str, list[str]], dict[str, str]]:
     """What a run of ``domains`` (default: all), ``selection`` (a Dagster asset selection string, or None for
     everything) and ``partitions`` materializes: the mesh's definitions, the asset keys in dependency order, each
@@ -155,17 +284,17 @@ def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None,
     Partitioned assets are run only with ``partitions`` (first, last partition key; the same key for one
     partition): the partitioned assets with those partitions, over that range in the one run, and the
     unpartitioned assets they need and that were never published, or that read them
-    (:func:`partition_selection`; docs/partitions.md). Without it, only the unpartitioned assets run.
+    (:func:`partition_selection`; docs/partitions.md). ``unpartitioned`` says which unpartitioned assets join
+    them: ``needed`` (those), ``all`` (every one selected), ``first build`` (only the never-published ones the
+    partitions read: a plain run's ranges before its last). Without ``partitions``, only the unpartitioned assets
+    run (``all``: the partitioned ones are kept in the keys, for :func:`landed_ranges`). ``defs``: the mesh's
+    definitions of ``domains``, when already built.
 
     Raises:
         MeshError: an unknown domain, a selection that does not parse or picks no asset, partitions no asset
             has, or contracts that do not load.
     """
-    unknown = set(domains or []) - set(mesh.domain_names)
-    if unknown:
-        raise MeshError(f"unknown domain(s) {', '.join(sorted(unknown))}; the mesh has "
-                        f"{', '.join(mesh.domain_names)}")
-    defs = build_mesh_definitions(mesh, domains)
+    defs = defs or _definitions(mesh, domains)
     graph = defs.resolve_asset_graph()
     chosen = select_assets(defs, selection) if selection else None
     steps: dict[str, list[str]] = {}  # step key → asset keys it materializes
@@ -181,12 +310,16 @@ def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None,
         raise MeshError(f"--select {selection!r} picks no asset{within}; {_SELECTION_HELP}")
     tags: dict[str, str] = {}
     if partitions is None:
-        keys = [k for k in keys if graph.get(k).partitions_def is None]
+        keys = [k for k in keys if unpartitioned == "all" or graph.get(k).partitions_def is None]
     else:
         storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
         never = {k for k in keys
                  if graph.get(k).partitions_def is None and storage.port(tuple(k.path)).current() is None}
         chosen_keys = set(partition_selection(graph, keys, *partitions, never=never))
+        if unpartitioned == "all":
+            chosen_keys |= {k for k in keys if graph.get(k).partitions_def is None}
+        elif unpartitioned == "first build":
+            chosen_keys = {k for k in chosen_keys if graph.get(k).partitions_def is not None or k in never}
         steps_of = {k: set(a.keys) for a in defs.assets or [] for k in a.keys}  # type: ignore[union-attr]
         keys = [k for k in keys if steps_of.get(k, {k}) & chosen_keys]  # a step's assets go together (rejects)
         tags = ({PARTITION_TAG: partitions[0]} if partitions[0] == partitions[1] else

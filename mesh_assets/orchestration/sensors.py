@@ -1,7 +1,9 @@
 """A domain's sensors, run by the Dagster daemon (docs/operations.md), all RUNNING by default:
 
 - ``<domain>_landing_zone``: new or changed source files in the landing zone, once they stopped changing,
-  start an ingestion run of the bronze tables that read them, with the file names in the run tags. The domain's cron
+  start an ingestion run of the bronze tables that read them, with the file names in the run tags; a partitioned
+  table's run covers the landed partitions (one run per stretch of consecutive ones) and builds the same
+  partitions of the domain's partitioned tables downstream of it. The domain's cron
   ingestion schedule (``domain.yaml`` ``ingestion_schedule``, an automation condition of each bronze table) stays the
   fallback.
 - ``<domain>_run_failure_alert``: a failed run of the domain's code location alerts the teams owning the
@@ -71,13 +73,44 @@ def changed_files(table: Table, files: dict[str, list[float]], seen: dict[str, l
     return sorted(f for f, fingerprint in files.items() if seen.get(f) != fingerprint)
 
 
-def landing_zone_sensor(domain: Domain, settings: MeshSettings,
-                        job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def partitioned_followers(graph: Any, domain: str) -> dict[dg.AssetKey, list[dg.AssetKey]]:
+    """Of each partitioned bronze asset of ``domain`` in the asset graph ``graph`` (``Definitions.
+    resolve_asset_graph()``), the assets of the same domain downstream of it, through assets with the same
+    partitions definition only (silver and gold months of the same partitioning) that read no port of another
+    domain: what the landing sensor's run builds with the landed partitions, as ``mesh run --from/--to`` does.
+    Another domain's port may be being rebuilt by its own code location's runs from the same landing (a whole
+    data set landed at once), so a table reading one is left to automation, which waits for it and runs every
+    updated partition in one backfill (mesh_assets.orchestration.assets), as it does the unpartitioned
+    consumers."""
+    followers: dict[dg.AssetKey, list[dg.AssetKey]] = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        partitions_def = node.partitions_def
+        if key.path[0] != domain or len(key.path) != 3 or key.path[1] != "bronze" or partitions_def is None:
+            continue
+        found: list[dg.AssetKey] = []
+        stack = sorted(node.child_keys, key=lambda k: k.path)
+        while stack:
+            child = stack.pop(0)
+            if (child in found or child.path[0] != domain or not graph.has(child)
+                    or graph.get(child).partitions_def != partitions_def
+                    or any(parent.path[0] != domain for parent in graph.get(child).parent_keys)):
+                continue
+            found.append(child)
+            stack.extend(sorted(graph.get(child).child_keys, key=lambda k: k.path))
+        followers[key] = found
+    return followers
+
+
+def landing_zone_sensor(domain: Domain, settings: MeshSettings, job: dg.UnresolvedAssetJobDefinition,
+                        followers: dict[dg.AssetKey, list[dg.AssetKey]] | None = None) -> dg.SensorDefinition:
     """The sensor starting ``job`` (the domain's ingestion job) for the bronze tables whose landed files are new
-    or changed. Its cursor keeps each table's files as last requested; the run key is a digest of the files, so
-    one landing never starts two runs. A file modified less than ``automation.landing_settle_seconds`` ago is
-    taken to be still landing: its table waits for a later tick, so a half-written file is never ingested. A
-    run that fails is not requested again until the files change (the cron schedule retries)."""
+    or changed; a partitioned bronze table's run also builds its ``followers`` (:func:`partitioned_followers`)
+    for the same partitions, which ``job`` must select. Its cursor keeps each table's files as last requested; the
+    run key is a digest of the files, so one landing never starts two runs. A file modified less than
+    ``automation.landing_settle_seconds`` ago is taken to be still landing: its table waits for a later tick, so
+    a half-written file is never ingested. A run that fails is not requested again until the files change (the
+    cron schedule retries)."""
     tables = [t for t in domain.tables if t.layer == "bronze" and t.source is not None]
 
     @dg.sensor(name=f"{domain.name}_landing_zone", job=job, default_status=dg.DefaultSensorStatus.RUNNING,
@@ -107,6 +140,8 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings,
                 last = event.timestamp if event is not None else None
             files = changed_files(table, current[name], seen.get(name), last)
             table_keys = [dg.AssetKey(list(table.key)), dg.AssetKey(list(rejects_key(table)))]
+            if table.partitioning is not None:
+                table_keys += (followers or {}).get(table_keys[0], [])
             for path in files:  # a partitioned table's files start the runs of their partitions only
                 partition = (table.source.partition_of(path, table.partitioning)  # type: ignore[union-attr]
                              if table.partitioning is not None else None)

@@ -1,4 +1,5 @@
-/* sales.silver.order_lines: landed line items, code columns trimmed (types and key checks come from bronze). */
+/* sales.silver.order_lines: landed line items, code columns trimmed (types and key checks come from bronze);
+   o_orderdate, its order's date, is the partition column. */
 SELECT
     l_orderkey,
     l_partkey,
@@ -15,5 +16,6 @@ SELECT
     l_receiptdate,
     TRIM(l_shipinstruct) AS l_shipinstruct,
     TRIM(l_shipmode) AS l_shipmode,
-    l_comment
+    l_comment,
+    o_orderdate
 FROM bronze.lineitem

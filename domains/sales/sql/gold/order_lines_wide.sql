@@ -1,7 +1,8 @@
 /*
 sales.gold.order_lines_wide: one row per order line (every line kept: LEFT JOINs from order_lines) with its order,
 the customer from customers.customer_profile, the part from supply.part_catalog, the supplier from
-supply.supplier_profile, and the exact discounted revenue.
+supply.supplier_profile, and the exact discounted revenue. Partitioned by month of o_orderdate: a partition's step
+reads the same month of order_lines and order_headers, and every customer, part and supplier.
 */
 SELECT
     l.l_orderkey,
@@ -23,7 +24,7 @@ SELECT
     o.o_custkey,
     o.o_orderstatus,
     o.o_totalprice,
-    o.o_orderdate,
+    l.o_orderdate,
     o.o_orderpriority,
     o.o_clerk,
     o.o_shippriority,
@@ -45,12 +46,12 @@ SELECT
     s.n_name AS supplier_nation,
     s.r_name AS supplier_region,
     l.l_extendedprice * (1 - l.l_discount) AS revenue
-FROM {{ source('sales_silver', 'order_lines') }} AS l
-LEFT JOIN {{ source('sales_silver', 'order_headers') }} AS o
+FROM silver.order_lines AS l
+LEFT JOIN silver.order_headers AS o
     ON o.o_orderkey = l.l_orderkey
-LEFT JOIN {{ source('customers', 'customer_profile') }} AS c
+LEFT JOIN customers.customer_profile AS c
     ON c.c_custkey = o.o_custkey
-LEFT JOIN {{ source('supply', 'part_catalog') }} AS p
+LEFT JOIN supply.part_catalog AS p
     ON p.p_partkey = l.l_partkey
-LEFT JOIN {{ source('supply', 'supplier_profile') }} AS s
+LEFT JOIN supply.supplier_profile AS s
     ON s.s_suppkey = l.l_suppkey
