@@ -102,6 +102,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def _dagster_dev(root: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``dagster dev`` on ``root``'s ``workspace.yaml`` at a free port, once its webserver answers: its URL and
+    process (output to ``log``)."""
+    url = f"http://127.0.0.1:{_free_port()}"
+    with _running([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-p", url.rsplit(":", 1)[1]], root,
+                  log) as dev:
+        _wait("the webserver", lambda: _answers(f"{url}/server_info"), 240, [dev])
+        yield url, dev
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
@@ -132,10 +143,7 @@ def test_landed_files_flow_through_every_domain_to_the_finance_reports(tmp_path:
     instance = dg.DagsterInstance.get()
     before = {name: _latest(instance, ["finance", "gold", name]).timestamp for name in FINANCE}
 
-    port = _free_port()
-    with _running([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)], root,
-                  tmp_path / "dagster-dev.log") as dev:
-        _wait("the webserver", lambda: _answers(f"http://127.0.0.1:{port}/server_info"), 240, [dev])
+    with _dagster_dev(root, tmp_path / "dagster-dev.log") as (_, dev):
         _wait("the daemon", lambda: instance.get_daemon_heartbeats(), 240, [dev])
         landed = time.time()
         land_tpch(landing, 0.02)  # a new data set, twice the size
@@ -244,11 +252,7 @@ def test_a_failed_run_launched_by_mesh_run_is_re_executed_from_the_ui(tiny_root:
     land_orders(tiny_root, "order_id,customer,amount\n1,ann,10.00\n2,bob,-5.00\n")  # a negative amount blocks silver
     dagster_home(tiny_root)
     instance = dg.DagsterInstance.get()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with _running([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)], tiny_root,
-                  tiny_root / "dagster-dev.log") as dev:
-        _wait("the webserver", lambda: _answers(f"{url}/server_info"), 240, [dev])
+    with _dagster_dev(tiny_root, tiny_root / "dagster-dev.log") as (url, dev):
         failed = subprocess.run([str(BIN / "mesh"), "run", "--via", url, "--root", str(tiny_root)],
                                 capture_output=True, text=True, timeout=600)
         assert failed.returncode == 1, failed.stdout + failed.stderr
@@ -294,16 +298,12 @@ def test_a_backfill_launched_as_the_ui_does_builds_the_range_in_one_run(tpch_lan
     _workspace(root, ["shop"])
     _settings(root, automation={"automation_interval_seconds": 3600, "landing_interval_seconds": 3600,
                                 "alert_interval_seconds": 3600})
-    done = subprocess.run([str(BIN / "mesh"), "run", "--select", 'key:"shop/bronze/raw_customers"', "--root", str(root)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([str(BIN / "mesh"), "run", "--select", 'key:"shop/bronze/raw_customers"', "--root",
+                           str(root)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     dagster_home(root)
     instance = dg.DagsterInstance.get()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with _running([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)], root,
-                  root / "dagster-dev.log") as dev:
-        _wait("the webserver", lambda: _answers(f"{url}/server_info"), 240, [dev])
+    with _dagster_dev(root, root / "dagster-dev.log") as (url, dev):
         # the landing-zone sensor's first tick ingests the landed months: the backfill comes after its run
         _wait("the landing zone's run", lambda: [r for r in instance.get_run_records(
             dg.RunsFilter(tags={TRIGGER_TAG: "landing_zone"})) if r.dagster_run.is_finished], 300, [dev])

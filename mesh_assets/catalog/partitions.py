@@ -91,7 +91,8 @@ def partition_status(instance: dg.DagsterInstance, table: Table, now: datetime |
     status = instance.get_status_by_partition(key, list(expected), definition) if expected else {}
     by_state: dict[str, list[str]] = {}
     for partition in expected:
-        by_state.setdefault(STATES.get(status.get(partition), "missing"), []).append(partition)  # type: ignore[arg-type]
+        state = status.get(partition)
+        by_state.setdefault(STATES[state] if state is not None else "missing", []).append(partition)
     latest = expected[-1] if expected else None
     latest_at = None
     if latest is not None:
