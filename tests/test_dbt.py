@@ -6,6 +6,7 @@ into a copy of its lake, each with an instance of its own."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -133,8 +134,9 @@ def test_two_domains_dbt_models_run_in_parallel_multiprocess_runs(dbt_run, insta
     two processes, as two code locations' runs are, on the same persistent instance."""
     lake = dbt_run[2]
     ref = dg.serialize_value(instance.get_ref())
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the reference mesh's domains.tpch is not installed: the root
     runs = {name: subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, ref, name], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent)
+                                   stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent, env=env)
             for name in ("customers", "supply")}
     outputs = {name: process.communicate(timeout=600) for name, process in runs.items()}
     results = {}
