@@ -209,7 +209,7 @@ class RunSettings(_Strict):
       a step that dies takes only itself down, at a process start per step.
     - ``max_concurrent`` (``multiprocess`` only; default: the number of CPUs, Dagster's default).
 
-    Source: Dagster's ``in_process_executor`` and ``multiprocess_executor`` (docs.dagster.io, "Executors").
+    Source: Dagster's ``in_process_executor`` and ``multiprocess_executor`` (Dagster's documentation, "Executors").
     """
 
     executor: Literal["in_process", "multiprocess"] = "in_process"
