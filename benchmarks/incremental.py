@@ -14,7 +14,8 @@ measured whole (``benchmarks.measure``), in fresh Dagster instances and storage 
 
 The ratios are ``new_month / full`` (issue target: at most 0.10), ``full / unpartitioned`` (at most 1.3) and
 ``relanded / full``; for the new and the re-landed month, the run's own seconds and its five slowest steps
-(``*_slowest_steps``: what the month costs beyond the process start). Landing copies files by hard link, so it costs nothing measurable.
+(``*_slowest_steps``: what the month costs beyond the process start). Landing copies files by hard link, so it
+costs nothing measurable.
 """
 
 from __future__ import annotations
