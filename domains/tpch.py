@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -86,27 +87,33 @@ def land_tpch(landing_zone: Path, scale_factor: float) -> bool:
 
 
 def split_by_month(target: Path, parts: list[tuple[Path, Path]]) -> None:
-    """Write the orders and lines of ``parts`` (pairs of an orders and a lineitem CSV holding the same orders)
+    """Write the orders and lines of ``parts`` (pairs of an orders and a lineitem CSV, ``tpchgen-cli --parts``)
     into ``target``, one folder per month of the order date (``orders/<YYYY-MM>/orders.csv``, then
     ``orders-1.csv``… when a month gets several files; each line gets its order's ``o_orderdate`` as a last
-    column). The values are copied as text, unchanged (one DuckDB ``COPY … PARTITION_BY`` per table and part)."""
+    column). A line is matched with its order among every part's orders: a part's last orders may have their
+    lines in the next part's file. The values are copied as text, unchanged (one DuckDB ``COPY …
+    PARTITION_BY`` per table and part)."""
     spill = target / "_split_spill"
     con = duckdb.connect(config={"temp_directory": str(spill)})
     try:
         con.execute("SET preserve_insertion_order = false")  # the rows' order within a month is not kept
+        month = "strftime(CAST(o_orderdate AS DATE), '%Y-%m') AS _month"
+        every_order = ", ".join("'" + str(o).replace("'", "''") + "'" for o, _ in parts)
+        con.execute(f"CREATE TABLE d AS SELECT o_orderkey, o_orderdate, {month} FROM read_csv([{every_order}], "
+                    "header=true, all_varchar=true)")
         files: dict[Path, int] = {}
         for orders_file, lines_file in parts:
             orders, lines = (str(f).replace("'", "''") for f in (orders_file, lines_file))
-            con.execute(f"CREATE OR REPLACE TABLE o AS SELECT *, strftime(CAST(o_orderdate AS DATE), '%Y-%m') "
-                        f"AS _month FROM read_csv('{orders}', header=true, all_varchar=true)")
-            queries = {"orders": "SELECT * FROM o",
-                       "lineitem": f"SELECT l.*, o.o_orderdate, o._month FROM read_csv('{lines}', header=true, "
-                                   "all_varchar=true) AS l JOIN o ON o.o_orderkey = l.l_orderkey"}
+            queries = {"orders": f"SELECT *, {month} FROM read_csv('{orders}', header=true, all_varchar=true)",
+                       "lineitem": f"SELECT l.*, d.o_orderdate, d._month FROM read_csv('{lines}', header=true, "
+                                   "all_varchar=true) AS l LEFT JOIN d ON d.o_orderkey = l.l_orderkey"}
             for table, query in queries.items():
                 folder = target / f"_{table}_by_month"
                 con.execute(f"COPY ({query}) TO '{str(folder).replace(chr(39), chr(39) * 2)}' "
                             "(FORMAT csv, HEADER, PARTITION_BY (_month))")
                 for part in sorted(folder.glob("_month=*")):
+                    if not re.fullmatch(r"_month=\d{4}-\d{2}", part.name):  # a line whose order is in no part
+                        raise RuntimeError(f"{lines_file}: lines without an order ({part.name}); nothing was landed")
                     month_folder = target / table / part.name.removeprefix("_month=")
                     month_folder.mkdir(parents=True, exist_ok=True)
                     for file in sorted(part.glob("*.csv")):
