@@ -34,7 +34,7 @@ from rich.console import Console
 from benchmarks.measure import Measurement, environment, measure
 from domains.tpch import BY_MONTH, copy_months, land_tpch, months
 
-MESH_FILES = ("mesh.yaml", "domains", "dbt")
+MESH_FILES = ("mesh.yaml", "dagster.yaml", "domains", "dbt")  # the twin runs on the same instance settings
 
 
 def unpartitioned_twin(root: Path, target: Path) -> Path:
@@ -46,7 +46,7 @@ def unpartitioned_twin(root: Path, target: Path) -> Path:
         source = root / name
         if source.is_dir():
             shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__", "logs"))
-        else:
+        elif source.is_file():
             shutil.copy(source, target / name)
     for path in (target / "domains").glob("*/products/*.yaml"):
         contract = yaml.safe_load(path.read_text(encoding="utf-8"))
