@@ -24,7 +24,7 @@ import fsspec
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
-from mesh_assets.contract.model import Table
+from mesh_assets.contract.model import Partitioning, Table
 from mesh_assets.engine.ingestion import REJECTS_COLUMNS, ingestion_sql, records_read, rejects_sql
 from mesh_assets.engine.interface import BuildJob, EngineError, Output, Sandbox
 from mesh_assets.engine.ports import Snapshot
@@ -218,21 +218,22 @@ class DuckDBStep:
                             for c, t in expected.items())
         return f"SELECT {columns} FROM ({relation}) AS drifted"
 
-    def write(self, relation: str, snapshot: Snapshot, partition: tuple[str, str] | None = None) -> int:
-        """One ``COPY``. With ``partition`` (a column, a ``strftime`` format): ``PARTITION_BY`` the column's
-        formatted value, each partition's files then moved flat into the staging folder as
-        ``part-<value>-<n>.parquet`` (no ``key=value`` folder a reader could take for a column); one empty file
-        when there is no row, so the staging folder always has the output's shape."""
+    def write(self, relation: str, snapshot: Snapshot, partition: Partitioning | None = None) -> int:
+        """One ``COPY``. With ``partition`` (the table's partitioning): ``PARTITION_BY`` the partition's value
+        (the time column's key, ``-`` and the static column's value), each partition's files then moved flat into
+        the staging folder as ``part-<value>-<n>.parquet`` (no ``key=value`` folder a reader could take for a
+        column); one empty file when there is no row, so the staging folder always has the output's shape."""
         if partition is None:
             data_file = snapshot.data_file.replace("'", "''")
             return int(self.con.execute(f"COPY ({relation}) TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)"
                                         ).fetchall()[0][0])
-        column, fmt = partition
+        parts = ([f"strftime(\"{partition.time.column}\", '{partition.time.key_format}')"] if partition.time else [])
+        parts += [f'CAST("{partition.static.column}" AS VARCHAR)'] if partition.static else []
         fs, base = fsspec.core.url_to_fs(snapshot.path)
         folder = f"{base.rstrip('/')}/{PARTITIONS_FOLDER}"
         target = f"{snapshot.path}/{PARTITIONS_FOLDER}".replace("'", "''")
         rows = int(self.con.execute(
-            f"COPY (SELECT *, strftime(\"{column}\", '{fmt}') AS {PARTITION_COLUMN} FROM ({relation}) AS output) "
+            f"COPY (SELECT *, concat_ws('-', {', '.join(parts)}) AS {PARTITION_COLUMN} FROM ({relation}) AS output) "
             f"TO '{target}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({PARTITION_COLUMN}))").fetchall()[0][0])
         for n, path in enumerate(sorted(fs.find(folder))):
             value = path[len(folder) + 1:].split("/", 1)[0].removeprefix(f"{PARTITION_COLUMN}=")

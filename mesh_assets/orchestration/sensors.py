@@ -146,7 +146,7 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings, job: dg.Unresolv
                 partition = (table.source.partition_of(path, table.partitioning)  # type: ignore[union-attr]
                              if table.partitioning is not None else None)
                 if table.partitioning is not None and partition is None:
-                    continue  # no valid {month} or {date} in its path: no partition to run
+                    continue  # no valid {month}, {date} or static value in its path: no partition to run
                 keys, changed = requests.setdefault((table.partitioning, partition), ([], []))
                 keys.extend(k for k in table_keys if k not in keys)
                 changed.append(path)
@@ -166,9 +166,10 @@ def _consecutive_ranges(requests: dict[tuple[Any, str | None], tuple[list[dg.Ass
     """The landing sensor's ``requests`` (keyed by a table's partitioning and a partition key; ``(None, None)`` for
     the unpartitioned tables) merged into runs: for each partitioning, every stretch of consecutive landed
     partitions becomes one run over the range ``(first, last)`` (inclusive), with the union of their assets and
-    files, so a data set landed at once (80 months) starts one single-run backfill, not 80 runs. The unpartitioned
-    tables' run comes first (``None``); the rest in order of partitioning and key. A partition outside the
-    table's declared partitions (before its ``start``, from its ``end``) starts no run."""
+    files, so a data set landed at once (80 months) starts one single-run backfill, not 80 runs; a static or
+    multi partition is one run of its own (their backfill policy, mesh_assets.orchestration.assets). The
+    unpartitioned tables' run comes first (``None``); the rest in order of partitioning and key. A partition
+    outside the table's declared partitions (before its ``start``, from its ``end``) starts no run."""
     merged: list[tuple[tuple[str, str] | None, list[dg.AssetKey], list[str]]] = []
     if (None, None) in requests:
         merged.append((None, *requests[(None, None)]))
@@ -176,11 +177,11 @@ def _consecutive_ranges(requests: dict[tuple[Any, str | None], tuple[list[dg.Ass
     for partitioning, partition in requests:
         if partitioning is not None:
             by_partitioning.setdefault(partitioning, []).append(partition)  # type: ignore[arg-type]
-    for partitioning, landed in sorted(by_partitioning.items(), key=lambda p: (p[0].granularity, str(p[0].start))):
+    for partitioning, landed in sorted(by_partitioning.items(), key=lambda p: repr(p[0])):
         order = {key: i for i, key in enumerate(partitions_definition(partitioning).get_partition_keys())}
         run: list[str] = []
         for key in sorted((k for k in landed if k in order), key=order.__getitem__):  # outside the range: no run
-            if run and order[key] != order[run[-1]] + 1:
+            if run and (order[key] != order[run[-1]] + 1 or partitioning.static is not None):
                 merged.append(_range_of(requests, partitioning, run))
                 run = []
             run.append(key)
