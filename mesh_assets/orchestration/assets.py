@@ -7,6 +7,7 @@ No `from __future__ import annotations` here: Dagster reads the compute function
 import hashlib
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -229,12 +230,15 @@ def read_partitions(table: Table, producer: Table) -> tuple[PartitionColumns, dg
     if mine.time is not None and mine.static is not None:
         if mine_def == theirs_def:
             return theirs.columns, None
+        dimension = None
         if theirs.static is None and partitions_definition(Partitioning(time=mine.time)) == theirs_def:
-            return (PartitionColumns(time=theirs.time.column),  # type: ignore[union-attr]
-                    dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=mine.time.column))
-        if theirs.time is None and partitions_definition(Partitioning(static=mine.static)) == theirs_def:
-            return (PartitionColumns(static=theirs.static.column),  # type: ignore[union-attr]
-                    dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=mine.static.column))
+            dimension, columns = mine.time.column, PartitionColumns(time=theirs.time.column)  # type: ignore
+        elif theirs.time is None and partitions_definition(Partitioning(static=mine.static)) == theirs_def:
+            dimension, columns = mine.static.column, PartitionColumns(static=theirs.static.column)  # type: ignore
+        if dimension is not None:
+            with warnings.catch_warnings():  # Dagster's beta label on the class, not the user's concern
+                warnings.simplefilter("ignore", dg.BetaWarning)
+                return columns, dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=dimension)
     raise MeshError(f"{table.contract_path}: table {table.name} is partitioned by {_described(mine)} and reads "
                     f"{producer.layer}.{producer.name} ({producer.contract_path}), partitioned by "
                     f"{_described(theirs)}; a partitioned table reads inputs partitioned the same way, or (a table "
