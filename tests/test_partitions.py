@@ -22,7 +22,7 @@ from mesh_assets.catalog.partitions import partition_status
 from mesh_assets.consumption.status import as_text, port_status
 from mesh_assets.contract.loader import load_contract
 from mesh_assets.contract.mesh import load_mesh
-from mesh_assets.contract.model import PartitionColumns, Sla, Window
+from mesh_assets.contract.model import Sla
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.staleness import stale_inputs
 from mesh_assets.errors import ContractError, MeshError
@@ -30,7 +30,7 @@ from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.orchestration.freshness import layer_default_slas
 from mesh_assets.orchestration.runner import (PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG,
                                            run_mesh)
-from mesh_assets.sql.partition_filter import filter_inputs
+from mesh_assets.sql.partition_filter import filter_inputs, window_predicate
 
 MONTHS = ("1992-01", "1992-02", "1992-03", "1992-04")
 NEW_MONTH = "1992-05"
@@ -183,8 +183,8 @@ def test_partitioned_input_reads_are_rewritten_by_sqlglot_not_pasted() -> None:
     import datetime as dt
 
     sql = filter_inputs("SELECT o.id FROM silver.orders AS o JOIN bronze.customers c USING (id)",
-                        {("silver", "orders"): PartitionColumns(time="order_date")},
-                        Window(("1992-03",), dt.date(1992, 3, 1), dt.date(1992, 4, 1)))
+                        {("silver", "orders"): window_predicate(("order_date", dt.date(1992, 3, 1),
+                                                                 dt.date(1992, 4, 1)))})
     assert sql == ('SELECT o.id FROM (SELECT * FROM "silver"."orders" WHERE "order_date" >= '
                    "CAST('1992-03-01' AS DATE) AND \"order_date\" < CAST('1992-04-01' AS DATE)) AS \"o\" "
                    "JOIN bronze.customers AS c USING (id)")

@@ -276,3 +276,16 @@ def test_a_table_reading_an_input_partitioned_otherwise_is_refused_at_load(tmp_p
                                         r"and reads bronze.raw_customers .* region \(5 values\); .* Partition both "
                                         "alike, or leave the reader unpartitioned"):
         build_mesh_definitions(load_mesh(root))
+
+
+def test_a_plain_run_plans_each_landed_region_and_slice_as_its_own_run(tmp_path: Path, tpch_landing) -> None:
+    from mesh_assets.orchestration.runner import landed_ranges
+
+    root = tmp_path / "regional"
+    shutil.copytree(FIXTURES / "regional_mesh", root)
+    for month in MONTHS[:2]:
+        land_month(root, tpch_landing, month)
+    land_customers(root, tpch_landing, "ASIA")
+    ranges = landed_ranges(load_mesh(root), None, None)
+    assert ranges[:2] == [(MONTHS[0], MONTHS[1]), ("ASIA", "ASIA")]  # one range of months; one run per region
+    assert ranges[2:] == [(f"{m}|ASIA",) * 2 for m in MONTHS[:2]]  # the slices landed in both inputs, last

@@ -155,10 +155,10 @@ class Partitioning:
             found: tuple[str | None, str | None] = (by_column[self.time.column], by_column[self.static.column])
         else:
             found = (key, None) if self.time is not None else (None, key)
-        if found[0] is not None:
-            self.time.period_start(found[0])  # type: ignore[union-attr]
-        if found[1] is not None and found[1] not in self.static.values:  # type: ignore[union-attr]
-            raise ValueError(f"{found[1]!r} is not one of the values of {self.static.column}")  # type: ignore[union-attr]
+        if found[0] is not None and self.time is not None:
+            self.time.period_start(found[0])
+        if found[1] is not None and self.static is not None and found[1] not in self.static.values:
+            raise ValueError(f"{found[1]!r} is not one of the values of {self.static.column}")
         return found
 
     def key(self, time_key: str | None, value: str | None) -> str:

@@ -122,8 +122,8 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
     snapshots = list(input_snapshots(table, reads, storage, access, within))
     sql, origin = _transform(table, settings)  # before an engine starts: the allow-list is Spark's only sandbox
     if window is not None and sql:
-        sql = filter_inputs(sql, {(r.schema, r.table): column for r in inputs
-                                  if (column := (partitioned_inputs or {}).get(r.key))}, window)
+        sql = filter_inputs(sql, {(r.schema, r.table): in_window(columns, window) for r in inputs
+                                  if (columns := (partitioned_inputs or {}).get(r.key))})
     files = source_files(table, settings.landing_path, window) if table.layer == "bronze" else []
     spill = new_spill_folder(settings)  # DuckDB lets a connection read its spill folder: one of its own
     # of the ports it reads, a step reaches the folder of the current snapshot only (the masked copy when masked)
@@ -252,7 +252,7 @@ def _audit_window(session: EngineSession, table: Table, window: Window, port: Po
     columns, relation = table.partitioning.columns, f"{table.layer}.{table.name}"
     names = " and ".join(table.partitioning.column_names)
     checks, sample = session.checks_session(), settings.checks.sample_rows
-    outside = exp.or_(window_predicate(columns, window).not_(),
+    outside = exp.or_(in_window(columns, window).not_(),
                       *[exp.column(c, quoted=True).is_(exp.null()) for c in table.partitioning.column_names])
     count_sql = f"SELECT count(*) FROM {relation} WHERE {outside.sql(dialect='duckdb')}"
     stray = session.query(count_sql)[0][0]
@@ -288,8 +288,16 @@ def _windowed_rule(rule: Rule, relation: str, windowed: dict[tuple[str, str], Pa
     """The SQL ``rule`` as it runs on ``relation`` in ``window``: its reads of the partitioned tables of
     ``windowed`` filtered to the window (mesh_assets.sql.partition_filter); the rule itself when it reads none."""
     query = rule_query(rule, relation)
-    filtered = filter_inputs(query, windowed, window)
+    filtered = filter_inputs(query, {name: in_window(columns, window) for name, columns in windowed.items()})
     return rule if filtered == query else dataclasses.replace(rule, params={**rule.params, "query": filtered})
+
+
+def in_window(columns: PartitionColumns, window: Window) -> exp.Expression:
+    """The rows of ``window`` in a table whose partition columns are ``columns`` (the time column within its
+    dates, the static column among its values), as a sqlglot predicate (mesh_assets.sql.partition_filter)."""
+    time = (columns.time, window.start, window.end) if columns.time and window.start and window.end else None
+    static = (columns.static, window.values) if columns.static and window.values is not None else None
+    return window_predicate(time, static)
 
 
 def _with_colliding_rows(table: Table, columns: tuple[str, ...]) -> str:

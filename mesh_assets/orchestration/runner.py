@@ -142,7 +142,8 @@ def with_stale_partitions(mesh: Mesh, domains: list[str] | None, selection: str 
     """The range ``partitions`` (first, last key) widened to every partition of the selected time-partitioned
     tables built against an older version of an unpartitioned input whose contract says ``rebuild`` (the
     default; mesh_assets.engine.staleness), so a run never publishes a month joined with a new dimension beside
-    months joined with the old one (static and multi partitions are one run each: ``mesh status`` lists theirs). ``partitions`` itself when there is none; a notice on ``console`` otherwise."""
+    months joined with the old one (static and multi partitions are one run each: ``mesh status`` lists theirs).
+    ``partitions`` itself when there is none; a notice on ``console`` otherwise."""
     _, keys, _, _ = plan_run(mesh, domains, selection, partitions=None, unpartitioned="all", defs=defs)
     graph = defs.resolve_asset_graph()
     storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
@@ -234,10 +235,10 @@ def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
     ``domains`` and ``selection`` pick, the partition keys of their landed files (the key read from each file's
     path, mesh_assets.contract.model.Source.partition_of) within their partitioning, as contiguous ranges
     ``(first, last)`` in order — of time partitions; a static or multi partition is a range of its own (its
-    backfill policy: one run per partition), and a multi-partitioned table reading a table partitioned by one of
-    its dimensions has every key combining a landed key of that table (multi partitions last). Empty when no
-    selected asset is partitioned or nothing has landed. ``defs``: the mesh's definitions of ``domains``, when
-    already built.
+    backfill policy: one run per partition), and a multi-partitioned table reading tables partitioned by its
+    dimensions has the keys landed in each dimension it reads (every key of a dimension it reads no table of):
+    time ranges first, then static keys, then multi keys. Empty when no selected asset is partitioned or nothing
+    has landed. ``defs``: the mesh's definitions of ``domains``, when already built.
 
     Raises:
         MeshError: as :func:`plan_run`.
@@ -274,14 +275,16 @@ def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
         if not isinstance(definition, dg.MultiPartitionsDefinition):
             continue
         dimensions = {d.name: d.partitions_def for d in definition.partitions_defs}
-        for parent in graph.get(key).parent_keys:
-            for name, single in dimensions.items():
-                other = next(n for n in dimensions if n != name)
-                if graph.has(parent) and graph.get(parent).partitions_def == single:
-                    of(definition).update(dg.MultiPartitionKey({name: k, other: o}) for k in of(single)
-                                          for o in dimensions[other].get_partition_keys())
+        parents = [graph.get(p).partitions_def for p in graph.get(key).parent_keys if graph.has(p)]
+        read = {name: set().union(*[of(single) for single in parents if single == dimension])
+                for name, dimension in dimensions.items() if dimension in parents}  # each dimension's landed keys
+        if read:  # the keys landed in every dimension read (a dimension no input has: all its keys)
+            (first, firsts), (second, seconds) = [(n, read.get(n, set(d.get_partition_keys())))
+                                                  for n, d in dimensions.items()]
+            of(definition).update(dg.MultiPartitionKey({first: a, second: b}) for a in firsts for b in seconds)
     ranges: list[tuple[str, str]] = []
-    for definition, keys_ in sorted(landed, key=lambda d: isinstance(d[0], dg.MultiPartitionsDefinition)):
+    kinds = (dg.TimeWindowPartitionsDefinition, dg.StaticPartitionsDefinition, dg.MultiPartitionsDefinition)
+    for definition, keys_ in sorted(landed, key=lambda d: [isinstance(d[0], k) for k in kinds].index(True)):
         previous = None
         for index, partition in enumerate(definition.get_partition_keys()):
             if partition not in keys_:

@@ -15,33 +15,36 @@ text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
 
-from mesh_assets.contract.model import PartitionColumns, Window
 from mesh_assets.sql.inputs import parse_select
 
 
-def window_predicate(columns: PartitionColumns, window: Window) -> exp.Expression:
-    """The rows of ``window`` in a table whose partition columns are ``columns``, as a sqlglot tree:
-    ``"<time>" >= CAST('<start>' AS DATE) AND "<time>" < CAST('<end>' AS DATE)`` for a time column (and a window
-    with dates), ``"<static>" IN ('<value>', …)`` for a static one (and a window with values); ``TRUE`` when
-    neither applies."""
+def window_predicate(time: tuple[str, dt.date, dt.date] | None = None,
+                     static: tuple[str, Sequence[str]] | None = None) -> exp.Expression:
+    """The rows of a window, as a sqlglot tree: for ``time`` (a DATE column, the window's first day and the day
+    after its last) ``"<column>" >= CAST('<start>' AS DATE) AND "<column>" < CAST('<end>' AS DATE)``, for
+    ``static`` (a column and the window's values) ``"<column>" IN ('<value>', …)``, both when both are given;
+    ``TRUE`` for neither."""
     parts: list[exp.Expression] = []
-    if columns.time is not None and window.start is not None and window.end is not None:
-        col = exp.column(columns.time, quoted=True)
-        parts += [exp.GTE(this=col.copy(), expression=exp.cast(exp.Literal.string(window.start.isoformat()), "DATE")),
-                  exp.LT(this=col, expression=exp.cast(exp.Literal.string(window.end.isoformat()), "DATE"))]
-    if columns.static is not None and window.values is not None:
-        parts.append(exp.column(columns.static, quoted=True).isin(*[exp.Literal.string(v) for v in window.values]))
+    if time is not None:
+        column, start, end = time
+        col = exp.column(column, quoted=True)
+        parts += [exp.GTE(this=col.copy(), expression=exp.cast(exp.Literal.string(start.isoformat()), "DATE")),
+                  exp.LT(this=col, expression=exp.cast(exp.Literal.string(end.isoformat()), "DATE"))]
+    if static is not None:
+        column, values = static
+        parts.append(exp.column(column, quoted=True).isin(*[exp.Literal.string(v) for v in values]))
     return exp.and_(*parts) if parts else exp.true()
 
 
-def filter_inputs(sql: str, columns: Mapping[tuple[str, str], PartitionColumns], window: Window) -> str:
-    """``sql`` (one query, DuckDB's dialect) with every read of an input in ``columns`` (``(schema, table)`` →
-    its partition columns the window restricts) restricted to the rows of ``window``
-    (:func:`window_predicate`); DuckDB SQL. ``sql`` itself when it reads none of them.
+def filter_inputs(sql: str, predicates: Mapping[tuple[str, str], exp.Expression]) -> str:
+    """``sql`` (one query, DuckDB's dialect) with every read of an input in ``predicates`` (``(schema, table)``
+    → the rows of the window in it, :func:`window_predicate`) restricted to those rows; DuckDB SQL. ``sql``
+    itself when it reads none of them.
 
     Raises:
         mesh_assets.sql.inputs.SqlInputError: ``sql`` is not one query.
@@ -49,12 +52,11 @@ def filter_inputs(sql: str, columns: Mapping[tuple[str, str], PartitionColumns],
     tree = parse_select(sql)
     changed = False
     for table in list(tree.find_all(exp.Table)):
-        column = columns.get((table.db, table.name))
-        if column is None or not table.db:
+        predicate = predicates.get((table.db, table.name))
+        if predicate is None or not table.db:
             continue
         alias = table.alias or table.name
-        inner = exp.select("*").from_(exp.table_(table.name, db=table.db, quoted=True)).where(
-            window_predicate(column, window))
+        inner = exp.select("*").from_(exp.table_(table.name, db=table.db, quoted=True)).where(predicate.copy())
         table.replace(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True))))
         changed = True
     return tree.sql(dialect="duckdb") if changed else sql
