@@ -169,6 +169,36 @@ def test_a_month_and_region_run_builds_that_slice_only_reading_both_inputs_by_di
         assert commit["mesh.partition"] == "1992-02|ASIA"
 
 
+def test_status_counts_the_slices_of_a_multi_partitioned_port(regional) -> None:
+    root, instance = regional
+    status = partition_status(instance, load_mesh(root).domain("shop").table("silver", "orders"))
+    assert (len(status.expected), status.materialized) == (6 * 5, BUILT_SLICES)
+    assert status.describe().startswith("3/30 materialized")
+
+
+def test_the_landing_sensor_starts_one_run_per_landed_region(tmp_path: Path, tpch_landing) -> None:
+    from mesh_assets.orchestration.definitions import build_domain_definitions
+
+    root = tmp_path / "regional"
+    shutil.copytree(FIXTURES / "regional_mesh", root)
+    with (root / "mesh.yaml").open("a") as handle:
+        handle.write("automation: {landing_settle_seconds: 0}\n")
+    for region in ("ASIA", "EUROPE"):
+        land_customers(root, tpch_landing, region)
+    defs = build_domain_definitions(root / "domains" / "shop")
+    sensor = defs.resolve_sensor_def("shop_landing_zone")
+    with dg.instance_for_test() as instance:
+        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert [(r.partition_key, r.tags.get("dagster/asset_partition_range_start"), r.tags["mesh/landing_files"],
+             sorted(k.to_user_string() for k in r.asset_selection)) for r in tick.run_requests] == [
+        (region, None, f"shop/customers/{region}/customers.csv",
+         ["shop/bronze/raw_customers", "shop/bronze/raw_customers__rejects", "shop/gold/customer_counts"])
+        for region in ("ASIA", "EUROPE")]  # not one run over the range ASIA...EUROPE (AMERICA lies between)
+    # a job's assets share one partitions definition: the region's bronze table has its own ingestion job
+    assert {r.job_name for r in tick.run_requests} == {"shop_ingestion_by_region"}
+    assert {j.name for j in defs.jobs} == {"shop_ingestion", "shop_ingestion_by_region"}
+
+
 def test_a_range_of_multi_partitions_is_refused_with_the_fix(regional) -> None:
     root, instance = regional
     with pytest.raises(MeshError, match="built one partition per run; give --partition"):

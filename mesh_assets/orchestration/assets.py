@@ -248,7 +248,7 @@ def read_partitions(table: Table, producer: Table) -> tuple[PartitionColumns, dg
 
 
 def _described(partitioning: Partitioning) -> str:
-    """``month of order_date``, ``region (5 values)``, or both joined by ``and``."""
+    """``month of order_date from 1992-01-01 to 1999-01-01``, ``region (5 values)``, or both joined by ``and``."""
     parts = []
     if partitioning.time is not None:
         parts.append(f"{partitioning.time.granularity} of {partitioning.time.column} from {partitioning.time.start}"
