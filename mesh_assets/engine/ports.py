@@ -549,8 +549,9 @@ class Port:
         ``partitioning``: the table's partition spec is its ``month``/``day`` transform of the time column and
         the identity of the static column (evolved in the same commit when it differs). ``window``: the files
         replace only that window's — the current files whose partition columns lie in it are deleted, the
-        others kept (a metadata-only commit: nothing is rewritten); the summary's ``mesh.rows`` is then the table's rows after the commit, ``mesh.partition``
-        the window and ``mesh.partition-rows`` its rows. Each staged file must hold one partition's rows.
+        others kept (a metadata-only commit: nothing is rewritten); the summary's ``mesh.rows`` is then the
+        table's rows after the commit, ``mesh.partition`` the window and ``mesh.partition-rows`` its rows.
+        Each staged file must hold one partition's rows.
 
         ``info``: ``rows``, ``run_id``, ``engine``, ``quality`` (``passed``, ``total``), ``masked_columns``,
         stored in the snapshot's summary. ``columns``: the contract's columns and DuckDB types; each must be

@@ -108,11 +108,11 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings,
     """The sensor starting the domain's ingestion ``jobs`` (each with the asset keys it selects: one job per
     partitions definition, mesh_assets.orchestration.definitions.ingestion_jobs) for the bronze tables whose
     landed files are new or changed, each run in the job selecting its assets; a partitioned bronze table's run
-    also builds its ``followers`` (:func:`partitioned_followers`) for the same partitions. Its cursor keeps each table's files as last requested; the
-    run key is a digest of the files, so one landing never starts two runs. A file modified less than
-    ``automation.landing_settle_seconds`` ago is taken to be still landing: its table waits for a later tick, so
-    a half-written file is never ingested. A run that fails is not requested again until the files change (the
-    cron schedule retries)."""
+    also builds its ``followers`` (:func:`partitioned_followers`) for the same partitions. Its cursor keeps each
+    table's files as last requested; the run key is a digest of the files, so one landing never starts two runs.
+    A file modified less than ``automation.landing_settle_seconds`` ago is taken to be still landing: its table
+    waits for a later tick, so a half-written file is never ingested. A run that fails is not requested again
+    until the files change (the cron schedule retries)."""
     tables = [t for t in domain.tables if t.layer == "bronze" and t.source is not None]
 
     @dg.sensor(name=f"{domain.name}_landing_zone", jobs=[job for job, _ in jobs],
@@ -207,10 +207,10 @@ def _range_of(requests: dict[tuple[Any, str | None], tuple[list[dg.AssetKey], li
 
 def _landing_request(current: dict[str, dict[str, list[float]]], keys: list[dg.AssetKey], changed: list[str],
                      partitions: tuple[str, str] | None, job_name: str) -> dg.RunRequest:
-    """The run of ``keys`` (in the job ``job_name``) for the ``changed`` files: of the partitions ``first`` to ``last`` (one partition: its
-    key; several: Dagster's partition-range tags, one run for the range, as a single-run backfill), or of
-    unpartitioned tables (``None``); its run key a digest of those files' fingerprints in ``current``, so one
-    landing never starts two runs."""
+    """The run of ``keys`` (in the job ``job_name``) for the ``changed`` files: of the partitions ``first`` to
+    ``last`` (one partition: its key; several: Dagster's partition-range tags, one run for the range, as a
+    single-run backfill), or of unpartitioned tables (``None``); its run key a digest of those files' fingerprints in
+    ``current``, so one landing never starts two runs."""
     listed = ", ".join(sorted(set(changed)))
     if len(listed) > _TAG_LIMIT:
         listed = f"{listed[:_TAG_LIMIT]}… ({len(set(changed))} files)"
