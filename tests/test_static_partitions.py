@@ -147,6 +147,31 @@ def test_a_region_run_reads_writes_and_publishes_that_region_only(regional, tpch
         assert instance.get_materialized_partitions(dg.AssetKey(list(CUSTOMERS))) == {"EUROPE"}
 
 
+def test_a_region_step_reads_only_its_region_files_of_an_input(regional) -> None:
+    from mesh_assets.contract.model import PartitionColumns, Window
+
+    root, _ = regional
+    port = PortStorage(root=str(root / ".mesh" / "lake")).port(CUSTOMERS)
+    names = {f.rsplit("/", 1)[-1].rsplit("-", 1)[0] for f in port.current_snapshot().files}
+    assert names == {f"part-{r}" for r in REGIONS}  # one file per region, named after it
+    asia = port.current_snapshot(within=(PartitionColumns(static="region"), Window(("ASIA",), values=("ASIA",))))
+    assert [f.rsplit("/", 1)[-1].rsplit("-", 1)[0] for f in asia.files] == ["part-ASIA"]  # pruned to the files
+
+
+def test_a_row_of_another_region_fails_the_partition_window_check_and_publishes_nothing(regional,
+                                                                                        tpch_landing) -> None:
+    root, _ = regional
+    with restored(root), dg.instance_for_test() as instance:
+        before = current_files(root, CUSTOMERS)
+        with (root / ".mesh" / "landing" / "shop" / "customers" / "EUROPE" / "customers.csv").open("a") as handle:
+            handle.write("999999,ASIA\n")  # an Asian customer landed in Europe's folder
+        summary = run_mesh(load_mesh(root), instance, partitions=("EUROPE", "EUROPE"))
+        assert not summary.success
+        (customers,) = [a for a in summary.assets if a.key == "shop/bronze/raw_customers"]
+        assert "partition_window" in str(customers.blocking)
+        assert current_files(root, CUSTOMERS) == before
+
+
 def test_a_month_and_region_run_builds_that_slice_only_reading_both_inputs_by_dimension(regional,
                                                                                          tpch_landing) -> None:
     root, instance = regional

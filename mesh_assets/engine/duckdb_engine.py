@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import dagster as dg
 import duckdb
@@ -221,7 +222,8 @@ class DuckDBStep:
     def write(self, relation: str, snapshot: Snapshot, partition: Partitioning | None = None) -> int:
         """One ``COPY``. With ``partition`` (the table's partitioning): ``PARTITION_BY`` the partition's value
         (the time column's key, ``-`` and the static column's value), each partition's files then moved flat into
-        the staging folder as ``part-<value>-<n>.parquet`` (no ``key=value`` folder a reader could take for a
+        the staging folder as ``part-<value>-<n>.parquet`` (the value as DuckDB's folder names it, URL-decoded:
+        ``part-MIDDLE EAST-4.parquet``; no ``key=value`` folder a reader could take for a
         column); one empty file when there is no row, so the staging folder always has the output's shape."""
         if partition is None:
             data_file = snapshot.data_file.replace("'", "''")
@@ -236,7 +238,7 @@ class DuckDBStep:
             f"COPY (SELECT *, concat_ws('-', {', '.join(parts)}) AS {PARTITION_COLUMN} FROM ({relation}) AS output) "
             f"TO '{target}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({PARTITION_COLUMN}))").fetchall()[0][0])
         for n, path in enumerate(sorted(fs.find(folder))):
-            value = path[len(folder) + 1:].split("/", 1)[0].removeprefix(f"{PARTITION_COLUMN}=")
+            value = unquote(path[len(folder) + 1:].split("/", 1)[0].removeprefix(f"{PARTITION_COLUMN}="))
             fs.mv(path, f"{base.rstrip('/')}/part-{value}-{n}.parquet")
         if fs.exists(folder):
             fs.rm(folder, recursive=True)
