@@ -123,6 +123,7 @@ def test_one_run_over_the_regions_builds_each_region_and_its_dependent_by_identi
     table = load_mesh(root).domain("shop").table("bronze", "raw_customers")
     status = partition_status(instance, table)
     assert (len(status.expected), len(status.materialized), status.missing) == (5, 5, ())
+    assert status.latest in REGIONS and status.latest_state == "materialized"  # judged on its stalest region
 
 
 def test_a_region_run_reads_writes_and_publishes_that_region_only(regional, tpch_landing) -> None:
@@ -199,6 +200,7 @@ def test_status_counts_the_slices_of_a_multi_partitioned_port(regional) -> None:
     status = partition_status(instance, load_mesh(root).domain("shop").table("silver", "orders"))
     assert (len(status.expected), status.materialized) == (6 * 5, BUILT_SLICES)
     assert status.describe().startswith("3/30 materialized")
+    assert (status.latest, status.latest_state) == ("1992-06|AFRICA", "missing")  # of the newest month
 
 
 def test_the_landing_sensor_starts_one_run_per_landed_region(tmp_path: Path, tpch_landing) -> None:
