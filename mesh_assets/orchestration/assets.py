@@ -185,6 +185,13 @@ def partitions_definition(partitioning: Partitioning | None) -> dg.PartitionsDef
     return time or static
 
 
+def kind_order(definition: dg.PartitionsDefinition) -> int:
+    """Where a partitions definition's runs and ingestion job come: 0 for time partitions, 1 for static ones,
+    2 for multi-partitions (a multi-partitioned table reads the others)."""
+    kinds = (dg.TimeWindowPartitionsDefinition, dg.StaticPartitionsDefinition, dg.MultiPartitionsDefinition)
+    return next(i for i, kind in enumerate(kinds) if isinstance(definition, kind))
+
+
 def partitioned_inputs(mesh: Mesh, domain: Domain, table: Table, inputs: list[InputRef]
                        ) -> dict[tuple[str, str, str], PartitionColumns]:
     """Of a partitioned ``table``'s ``inputs``, the partitioned ones: port key → its partition columns the step

@@ -16,7 +16,7 @@ from mesh_assets.engine.iceberg_catalog import catalog_uri
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.errors import MeshError
 from mesh_assets.extras import missing
-from mesh_assets.orchestration.assets import domain_assets
+from mesh_assets.orchestration.assets import domain_assets, kind_order
 from mesh_assets.orchestration.sensors import (freshness_alert_sensor, landing_zone_sensor, partitioned_followers,
                                                run_failure_alert_sensor)
 from mesh_assets.settings import MeshSettings, RunSettings, find_mesh_root
@@ -113,10 +113,9 @@ def ingestion_jobs(domain: str, graph: Any, followers: dict[dg.AssetKey, list[dg
     """The ingestion jobs of ``domain`` (with the asset keys each selects), from its asset graph ``graph``: its
     bronze tables (and their rejects) with their ``followers`` (mesh_assets.orchestration.sensors.
     partitioned_followers). A Dagster job's assets share one partitions definition, so the unpartitioned bronze
-    tables and those of the first partitions definition (time before static before multi) are the job
-    ``<domain>_ingestion``; each other
-    partitions definition (a domain whose bronze tables are partitioned by month and by region) has its job
-    ``<domain>_ingestion_by_<columns>``."""
+    tables and those of the first partitions definition (time before static before multi: ``kind_order``) are
+    the job ``<domain>_ingestion``; each other partitions definition (a domain whose bronze tables are
+    partitioned by month and by region) has its job ``<domain>_ingestion_by_<columns>``."""
     groups: list[tuple[Any, set[dg.AssetKey]]] = []  # (partitions definition, its bronze assets and followers)
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.path):
         if key.path[0] != domain or len(key.path) != 3 or key.path[1] != "bronze":
@@ -127,9 +126,8 @@ def ingestion_jobs(domain: str, graph: Any, followers: dict[dg.AssetKey, list[dg
             groups.append((definition, found := set()))
         found.update([key, *followers.get(key, [])])
     unpartitioned = next((keys for d, keys in groups if d is None), set())
-    kinds = (dg.TimeWindowPartitionsDefinition, dg.StaticPartitionsDefinition, dg.MultiPartitionsDefinition)
-    partitioned = sorted([(d, keys) for d, keys in groups if d is not None],  # time first, as the runner orders
-                         key=lambda g: [isinstance(g[0], k) for k in kinds].index(True)) or [(None, set())]
+    partitioned = sorted([(d, keys) for d, keys in groups if d is not None],
+                         key=lambda g: kind_order(g[0])) or [(None, set())]
     jobs: list[tuple[dg.UnresolvedAssetJobDefinition, frozenset[dg.AssetKey]]] = []
     for index, (_, keys) in enumerate(partitioned):
         selected = frozenset(keys | unpartitioned) if index == 0 else frozenset(keys)

@@ -29,7 +29,7 @@ from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.staleness import stale_inputs
 from mesh_assets.engine.step_folders import clean_step_folders
 from mesh_assets.errors import MeshError
-from mesh_assets.orchestration.assets import RANGE_END_TAG, RANGE_START_TAG
+from mesh_assets.orchestration.assets import RANGE_END_TAG, RANGE_START_TAG, kind_order
 from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.orchestration.instance_config import get_instance, write_instance_config
 from mesh_assets.orchestration.progress import StepEnd, listening
@@ -283,8 +283,7 @@ def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
                                                   for n, d in dimensions.items()]
             of(definition).update(dg.MultiPartitionKey({first: a, second: b}) for a in firsts for b in seconds)
     ranges: list[tuple[str, str]] = []
-    kinds = (dg.TimeWindowPartitionsDefinition, dg.StaticPartitionsDefinition, dg.MultiPartitionsDefinition)
-    for definition, keys_ in sorted(landed, key=lambda d: [isinstance(d[0], k) for k in kinds].index(True)):
+    for definition, keys_ in sorted(landed, key=lambda d: kind_order(d[0])):
         previous = None
         for index, partition in enumerate(definition.get_partition_keys()):
             if partition not in keys_:
