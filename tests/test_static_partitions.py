@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from conftest import FIXTURES, TEST_SALT, restored
+from conftest import FIXTURES, TEST_SALT, mesh_cli, restored
 from mesh_assets.catalog.partitions import partition_status
 from mesh_assets.contract.loader import load_contract
 from mesh_assets.contract.mesh import load_mesh
@@ -224,6 +224,17 @@ def test_the_landing_sensor_starts_one_run_per_landed_region(tmp_path: Path, tpc
     # a job's assets share one partitions definition: the region's bronze table has its own ingestion job
     assert {r.job_name for r in tick.run_requests} == {"shop_ingestion_by_region"}
     assert {j.name for j in defs.jobs} == {"shop_ingestion", "shop_ingestion_by_region"}
+
+
+def test_mesh_run_takes_a_multi_partition_key_as_dagster_writes_it(regional, tpch_landing) -> None:
+    root, _ = regional
+    with restored(root):  # the run records in <mesh>/.dagster (conftest isolates every test)
+        done = mesh_cli(root, "run", "--partition", "1992-02|AMERICA")
+        assert done.returncode == 0, done.stdout + done.stderr
+        slices = dict(port_rows(root, ORDERS, "SELECT strftime(order_date, '%Y-%m') || '|' || region, count(*) "
+                                              "FROM t GROUP BY ALL"))
+        assert slices["1992-02|AMERICA"] == expected_orders(tpch_landing, "1992-02", "AMERICA")
+        assert set(slices) == {*BUILT_SLICES, "1992-02|AMERICA"}
 
 
 def test_a_range_of_multi_partitions_is_refused_with_the_fix(regional) -> None:
