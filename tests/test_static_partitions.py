@@ -357,3 +357,15 @@ def test_a_plain_run_plans_each_landed_region_and_slice_as_its_own_run(tmp_path:
     ranges = landed_ranges(load_mesh(root), None, None)
     assert ranges[:2] == [(MONTHS[0], MONTHS[1]), ("ASIA", "ASIA")]  # one range of months; one run per region
     assert ranges[2:] == [(f"{m}|ASIA",) * 2 for m in MONTHS[:2]]  # the slices landed in both inputs, last
+
+
+def test_a_foreign_key_to_a_table_partitioned_otherwise_depends_on_all_its_partitions(tmp_path: Path) -> None:
+    root = tmp_path / "regional"
+    shutil.copytree(FIXTURES / "regional_mesh", root)
+    contract = root / "domains" / "shop" / "products" / "orders.yaml"
+    key = "physicalType: INTEGER, required: true, "  # raw_orders.customer_id (by month) → raw_customers (by region)
+    contract.write_text(contract.read_text().replace(key, f"{key}relationships: [{{to: raw_customers.customer_id}}], "))
+    graph = build_mesh_definitions(load_mesh(root)).resolve_asset_graph()
+    raw_orders = dg.AssetKey(["shop", "bronze", "raw_orders"])
+    assert dg.AssetKey(list(CUSTOMERS)) in graph.get(raw_orders).parent_keys  # the rule reads it whole
+    assert isinstance(graph.get_partition_mapping(raw_orders, dg.AssetKey(list(CUSTOMERS))), dg.AllPartitionMapping)

@@ -192,41 +192,68 @@ def kind_order(definition: dg.PartitionsDefinition) -> int:
     return next(i for i, kind in enumerate(kinds) if isinstance(definition, kind))
 
 
-def partitioned_inputs(mesh: Mesh, domain: Domain, table: Table, inputs: list[InputRef]
-                       ) -> dict[tuple[str, str, str], PartitionColumns]:
-    """Of a partitioned ``table``'s ``inputs``, the partitioned ones: port key → its partition columns the step
-    filters to its window (:func:`read_partitions`). Empty for an unpartitioned table, which reads every
-    partition.
+def partitioned_inputs(mesh: Mesh, domain: Domain, table: Table, reads: list[InputRef]
+                       ) -> dict[tuple[str, str, str], tuple[PartitionColumns, dg.PartitionMapping | None]]:
+    """Of a partitioned ``table``'s ``reads`` (its transform's and its SQL rules' inputs), the partitioned ones:
+    port key → the partition columns the step filters to its window, and the partition mapping of the
+    dependency (:func:`read_partitions`). Empty for an unpartitioned table, which reads every partition.
 
     Raises:
         MeshError: an input partitioned in a way the table cannot read by partition (:func:`read_partitions`).
     """
-    return {key: columns for key, (columns, _) in _partitioned_reads(mesh, domain, table, inputs).items()}
-
-
-def _partitioned_reads(mesh: Mesh, domain: Domain, table: Table, reads: list[InputRef]
-                       ) -> dict[tuple[str, str, str], tuple[PartitionColumns, dg.PartitionMapping | None]]:
-    """Of a partitioned ``table``'s ``reads``, the partitioned ones: port key → :func:`read_partitions`."""
     if table.partitioning is None:
         return {}
-    found = {}
-    for ref in reads:
-        producer = mesh.output_port(ref.schema, ref.table) if ref.cross_domain else domain.table(ref.schema, ref.table)
-        if producer.partitioning is not None:
-            found[ref.key] = read_partitions(table, producer)
+    return {ref.key: read_partitions(table, producer) for ref in reads
+            if (producer := _read_table(mesh, domain, ref)).partitioning is not None}
+
+
+def _reference_mappings(mesh: Mesh, domain: Domain, table: Table, references: list[InputRef]
+                        ) -> dict[tuple[str, str, str], dg.PartitionMapping | None]:
+    """The partition mappings of a partitioned ``table``'s dependencies on the partitioned tables its foreign
+    keys reference, which a rule reads whole: :func:`slice_of`'s when it reads them by partition, else every
+    partition (``AllPartitionMapping``)."""
+    if table.partitioning is None:
+        return {}
+    found: dict[tuple[str, str, str], dg.PartitionMapping | None] = {}
+    for ref in references:
+        producer = _read_table(mesh, domain, ref)
+        if producer.partitioning is not None and ref.key != table.key:
+            sliced = slice_of(table, producer)
+            found[ref.key] = sliced[1] if sliced is not None else dg.AllPartitionMapping()
     return found
 
 
+def _read_table(mesh: Mesh, domain: Domain, ref: InputRef) -> Table:
+    """The table ``ref`` reads: another domain's output port, or a table of ``domain``."""
+    return mesh.output_port(ref.schema, ref.table) if ref.cross_domain else domain.table(ref.schema, ref.table)
+
+
 def read_partitions(table: Table, producer: Table) -> tuple[PartitionColumns, dg.PartitionMapping | None]:
-    """How the partitioned ``table`` reads the partitioned ``producer``: the producer's columns its window
-    restricts, and the Dagster partition mapping of the dependency (``None``: Dagster's default). The same
-    partitioning (time dimensions of any granularity, as before; the same static values; the same multi
-    partitions) reads the window's slice; a multi-partitioned table reads a producer partitioned by one of its
-    dimensions alone (the same definition) through ``MultiToSingleDimensionPartitionMapping``.
+    """How the partitioned ``table`` reads the partitioned ``producer`` by partition (:func:`slice_of`).
 
     Raises:
-        MeshError: any other combination, naming the contracts and the fix.
+        MeshError: a combination :func:`slice_of` does not read, naming the contracts and the fix.
     """
+    found = slice_of(table, producer)
+    if found is not None:
+        return found
+    mine, theirs = table.partitioning, producer.partitioning
+    assert mine is not None and theirs is not None
+    raise MeshError(f"{table.contract_path}: table {table.name} is partitioned by {_described(mine)} and reads "
+                    f"{producer.layer}.{producer.name} ({producer.contract_path}), partitioned by "
+                    f"{_described(theirs)}; a partitioned table reads inputs partitioned the same way, or (a table "
+                    "partitioned by time and a static set) an input partitioned by one of its two dimensions with "
+                    "the same granularity, start and end or values. Partition both alike, or leave the reader "
+                    "unpartitioned (it then reads every partition; docs/partitions.md)")
+
+
+def slice_of(table: Table, producer: Table) -> tuple[PartitionColumns, dg.PartitionMapping | None] | None:
+    """The producer's columns the partitioned ``table``'s window restricts when it reads the partitioned
+    ``producer``, and the Dagster partition mapping of the dependency (``None``: Dagster's default); ``None``
+    when it cannot read it by partition. The same partitioning (time dimensions of any granularity, as before;
+    the same static values; the same multi partitions) reads the window's slice; a multi-partitioned table reads
+    a producer partitioned by one of its dimensions alone (the same definition) through
+    ``MultiToSingleDimensionPartitionMapping``."""
     mine, theirs = table.partitioning, producer.partitioning
     assert mine is not None and theirs is not None
     mine_def, theirs_def = partitions_definition(mine), partitions_definition(theirs)
@@ -246,12 +273,7 @@ def read_partitions(table: Table, producer: Table) -> tuple[PartitionColumns, dg
             with warnings.catch_warnings():  # Dagster's beta label on the class, not the user's concern
                 warnings.simplefilter("ignore", dg.BetaWarning)
                 return columns, dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=dimension)
-    raise MeshError(f"{table.contract_path}: table {table.name} is partitioned by {_described(mine)} and reads "
-                    f"{producer.layer}.{producer.name} ({producer.contract_path}), partitioned by "
-                    f"{_described(theirs)}; a partitioned table reads inputs partitioned the same way, or (a table "
-                    "partitioned by time and a static set) an input partitioned by one of its two dimensions with "
-                    "the same granularity, start and end or values. Partition both alike, or leave the reader "
-                    "unpartitioned (it then reads every partition; docs/partitions.md)")
+    return None
 
 
 def _described(partitioning: Partitioning) -> str:
@@ -290,7 +312,7 @@ def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
 def check_input_policies(table: Table, inputs: list[InputRef],
                          partitioned: dict[tuple[str, str, str], PartitionColumns]) -> None:
     """Refuse, when the definitions load, an ``onInputChange`` entry that names no unpartitioned input of the
-    table's transform (``partitioned``: its partitioned inputs, :func:`partitioned_inputs`).
+    table's transform (``partitioned``: its partitioned inputs' columns, :func:`partitioned_inputs`).
 
     Raises:
         MeshError: naming the contract, the table, the entry and the inputs it may name.
@@ -350,8 +372,10 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     engine_key = table_engine(mesh.settings, domain, product, table)  # the resource key of its engine, or dbt
     check_partitioned(mesh, table, engine_key)
     partitions_def = partitions_definition(table.partitioning)
-    mappings = {k: mapping for k, (_, mapping) in _partitioned_reads(mesh, domain, table, reads).items()}
-    filtered = partitioned_inputs(mesh, domain, table, [*inputs, *rule_refs])  # the transform's, its SQL rules'
+    windowed = partitioned_inputs(mesh, domain, table, [*inputs, *rule_refs])  # the transform's, its SQL rules'
+    filtered = {key: columns for key, (columns, _) in windowed.items()}
+    mappings = {**_reference_mappings(mesh, domain, table, list(references.values())),
+                **{key: mapping for key, (_, mapping) in windowed.items()}}
     check_input_policies(table, inputs, filtered)
     kept = [dg.AssetKey(list(r.key)) for r in inputs
             if r.key not in filtered and table.input_policy(f"{r.schema}.{r.table}") == "keep"]
