@@ -369,3 +369,63 @@ def test_a_foreign_key_to_a_table_partitioned_otherwise_depends_on_all_its_parti
     raw_orders = dg.AssetKey(["shop", "bronze", "raw_orders"])
     assert dg.AssetKey(list(CUSTOMERS)) in graph.get(raw_orders).parent_keys  # the rule reads it whole
     assert isinstance(graph.get_partition_mapping(raw_orders, dg.AssetKey(list(CUSTOMERS))), dg.AllPartitionMapping)
+
+
+REGIONAL_ORDERS = """\
+apiVersion: v3.1.0
+kind: DataContract
+id: shop-regional-orders
+name: regional_orders
+version: 1.0.0
+status: active
+domain: shop
+team:
+  name: shop-team
+description:
+  purpose: Orders landed by month and region.
+schema:
+  - name: regional_orders
+    physicalType: table
+    description: Orders as landed, one folder per month and region.
+    customProperties:
+      - {property: layer, value: bronze}
+      - property: source
+        value: {path: "shop/regional_orders/{month}/{region}/*.csv", format: csv}
+      - property: partitioning
+        value: {granularity: month, start: "1992-01-01", end: "1992-07-01", values: [ASIA, EUROPE]}
+    properties:
+      - {name: order_id, logicalType: integer, physicalType: BIGINT, primaryKey: true, description: Order key.}
+      - {name: region, logicalType: string, physicalType: VARCHAR, required: true, partitioned: true,
+         partitionKeyPosition: 2, description: Region.}
+      - {name: order_date, logicalType: date, physicalType: DATE, required: true, partitioned: true,
+         partitionKeyPosition: 1, description: Order date.}
+"""
+
+
+def test_a_bronze_table_landed_by_month_and_region_ingests_one_slice_s_files(tmp_path: Path, tpch_landing) -> None:
+    root = tmp_path / "regional"
+    shutil.copytree(FIXTURES / "regional_mesh", root)
+    (root / "domains" / "shop" / "products" / "regional_orders.yaml").write_text(REGIONAL_ORDERS)
+    data = tpch_landing / "tpch"
+    for month in MONTHS[:2]:
+        for region in ("ASIA", "EUROPE"):
+            folder = root / ".mesh" / "landing" / "shop" / "regional_orders" / month / region
+            folder.mkdir(parents=True)
+            duckdb.connect().execute(
+                f"COPY (SELECT o_orderkey AS order_id, r_name AS region, o_orderdate AS order_date "
+                f"FROM read_csv('{data / 'orders' / month / '*.csv'}') "
+                f"JOIN read_csv('{data / 'customer.csv'}') ON o_custkey = c_custkey "
+                f"JOIN read_csv('{data / 'nation.csv'}') ON c_nationkey = n_nationkey "
+                f"JOIN read_csv('{data / 'region.csv'}') ON n_regionkey = r_regionkey "
+                f"WHERE r_name = '{region}') TO '{folder / 'orders.csv'}' (HEADER)")
+    key = ("shop", "bronze", "regional_orders")
+    with dg.instance_for_test() as instance:
+        for slice_ in ("1992-01|ASIA", "1992-02|EUROPE"):
+            summary = run_mesh(load_mesh(root), instance, partitions=(slice_, slice_),
+                               selection='key:"shop/bronze/regional_orders"')  # not silver orders' slice
+            assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
+            assert {a.key for a in summary.assets} == {"/".join(key), "/".join(key) + "__rejects"}
+    rows = dict(port_rows(root, key, "SELECT strftime(order_date, '%Y-%m') || '|' || region, count(*) FROM t "
+                                     "GROUP BY ALL"))
+    assert rows == {"1992-01|ASIA": expected_orders(tpch_landing, "1992-01", "ASIA"),
+                    "1992-02|EUROPE": expected_orders(tpch_landing, "1992-02", "EUROPE")}  # each its own files
