@@ -13,11 +13,14 @@ measured whole (``benchmarks.measure``), in fresh Dagster instances and storage 
 4. ``relanded``: a past month landed again, then ``mesh run --partition <it>``.
 
 The ratios are ``new_month / full`` (issue target: at most 0.10), ``full / unpartitioned`` (at most 1.3) and
-``relanded / full``. Landing copies files by hard link, so it costs nothing measurable.
+``relanded / full``; for the new and the re-landed month, the run's own seconds and its five slowest steps
+(``*_slowest_steps``: what the month costs beyond the process start). Landing copies files by hard link, so it
+costs nothing measurable.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -84,6 +87,16 @@ def _run(root: Path, work: Path, landing: Path, name: str, *args: str) -> Measur
                     "--results", str(work / f"{name}.json"), *args], env, work / f"{name}.log")
 
 
+def _slowest_steps(results: Path, count: int = 5) -> str:
+    """The ``count`` slowest steps of a run's results file (``mesh run --results``), e.g. ``"sales/gold/x 4.9 s,
+    …"``, and the run's own seconds (the rest of the process's wall time is its start and the definitions' load)."""
+    run = json.loads(results.read_text())
+    steps = {r["asset"]: r["seconds"] for r in run["results"]  # a rejects asset repeats its bronze step's time
+             if r.get("seconds") and not r["asset"].endswith("__rejects")}
+    slowest = sorted(steps.items(), key=lambda item: -item[1])[:count]
+    return f"run {run['seconds']:.1f} s; " + ", ".join(f"{asset} {seconds:.1f} s" for asset, seconds in slowest)
+
+
 def bench_incremental(root: Path, sf: float, console: Console) -> dict[str, Any]:
     """The four measured runs (module docstring) at scale factor ``sf``, as the JSON fields of ``--json``:
     each run's wall and CPU seconds and peak RSS, the months built, and the ratios.
@@ -114,6 +127,8 @@ def bench_incremental(root: Path, sf: float, console: Console) -> dict[str, Any]
         copy_months(full_landing, landing, [past])
         runs["relanded"] = _run(root, work / "partitioned", landing, "relanded", "--partition", past)
         console.print(f"a past month landed again ({past}): {runs['relanded'].wall_s:.1f} s")
+        results.update({f"{name}_slowest_steps": _slowest_steps(work / "partitioned" / f"{name}.json")
+                        for name in ("new_month", "relanded")})
     for name, run in runs.items():
         results.update({f"{name}_wall_s": round(run.wall_s, 2), f"{name}_cpu_s": round(run.cpu_s, 2),
                         f"{name}_peak_rss_bytes": run.peak_rss_bytes})

@@ -6,7 +6,7 @@ exporting them month by month would (the layout the reference mesh's partitioned
 docs/partitions.md)::
 
     tpch/customer.csv, nation.csv, part.csv, partsupp.csv, region.csv, supplier.csv
-    tpch/orders/<YYYY-MM>/orders.csv        the orders placed that month
+    tpch/orders/<YYYY-MM>/orders.csv        the orders placed that month (and orders-1.csv, … above SF 1)
     tpch/lineitem/<YYYY-MM>/lineitem.csv    their lines, each with its order's o_orderdate as a last column
 
 Skipped when that scale factor is already there in that layout (recorded in ``_scale_factor``).
@@ -15,6 +15,8 @@ Skipped when that scale factor is already there in that layout (recorded in ``_s
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import shutil
 import subprocess
 import sys
@@ -54,7 +56,8 @@ def copy_months(source: Path, landing_zone: Path, keys: list[str]) -> None:
 
 def land_tpch(landing_zone: Path, scale_factor: float) -> bool:
     """Write TPC-H at ``scale_factor`` into ``<landing_zone>/tpch/`` (the module's layout); return False when
-    already there.
+    already there. The orders and their lines are generated in parts of at most SF 1 (``tpchgen-cli --parts``:
+    part k of both holds the same orders), each split by month on its own, so memory stays that of SF 1.
 
     Raises:
         subprocess.CalledProcessError: ``tpchgen-cli`` failed.
@@ -69,36 +72,54 @@ def land_tpch(landing_zone: Path, scale_factor: float) -> bool:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     binary = shutil.which("tpchgen-cli") or str(Path(sys.executable).parent / "tpchgen-cli")
-    subprocess.run([binary, "csv", "-s", str(scale_factor), "-o", str(target)], check=True)
-    split_by_month(target)
+    generate = [binary, "csv", "-s", str(scale_factor)]
+    subprocess.run([*generate, "-o", str(target), f"--tables={','.join(flat)}"], check=True)
+    generated = target / "_generated"
+    parts = max(1, math.ceil(scale_factor))
+    subprocess.run([*generate, "-o", str(generated), f"--tables={','.join(BY_MONTH)}",
+                    *([f"--parts={parts}"] if parts > 1 else [])], check=True)
+    split_by_month(target, [(generated / f"orders{f'/orders.{k}' if parts > 1 else ''}.csv",
+                             generated / f"lineitem{f'/lineitem.{k}' if parts > 1 else ''}.csv")
+                            for k in range(1, parts + 1)])
+    shutil.rmtree(generated)
     marker.write_text(recorded)
     return True
 
 
-def split_by_month(target: Path) -> None:
-    """Replace ``target``'s ``orders.csv`` and ``lineitem.csv`` by one folder per month of the order date
-    (``orders/<YYYY-MM>/orders.csv``; each line gets its order's ``o_orderdate`` as a last column). The values
-    are copied as text, unchanged (one DuckDB ``COPY … PARTITION_BY`` per table)."""
+def split_by_month(target: Path, parts: list[tuple[Path, Path]]) -> None:
+    """Write the orders and lines of ``parts`` (pairs of an orders and a lineitem CSV, ``tpchgen-cli --parts``)
+    into ``target``, one folder per month of the order date (``orders/<YYYY-MM>/orders.csv``, then
+    ``orders-1.csv``… when a month gets several files; each line gets its order's ``o_orderdate`` as a last
+    column). A line is matched with its order among every part's orders: a part's last orders may have their
+    lines in the next part's file. The values are copied as text, unchanged (one DuckDB ``COPY …
+    PARTITION_BY`` per table and part)."""
     spill = target / "_split_spill"
     con = duckdb.connect(config={"temp_directory": str(spill)})
     try:
-        orders, lines = (str(target / f"{t}.csv").replace("'", "''") for t in BY_MONTH)
-        con.execute(f"CREATE TABLE o AS SELECT * FROM read_csv('{orders}', header=true, all_varchar=true)")
-        month = "strftime(CAST(o.o_orderdate AS DATE), '%Y-%m') AS _month"
-        queries = {"orders": f"SELECT o.*, {month} FROM o",
-                   "lineitem": f"SELECT l.*, o.o_orderdate, {month} FROM read_csv('{lines}', header=true, "
-                               "all_varchar=true) AS l JOIN o ON o.o_orderkey = l.l_orderkey"}
-        for table, query in queries.items():
-            folder = target / f"_{table}_by_month"
-            con.execute(f"COPY ({query}) TO '{str(folder).replace(chr(39), chr(39) * 2)}' "
-                        "(FORMAT csv, HEADER, PARTITION_BY (_month))")
-            for part in sorted(folder.glob("_month=*")):
-                month_folder = target / table / part.name.removeprefix("_month=")
-                month_folder.mkdir(parents=True)
-                for n, file in enumerate(sorted(part.glob("*.csv"))):
-                    file.rename(month_folder / (f"{table}.csv" if n == 0 else f"{table}-{n}.csv"))
-            shutil.rmtree(folder)
-            (target / f"{table}.csv").unlink()
+        con.execute("SET preserve_insertion_order = false")  # the rows' order within a month is not kept
+        month = "strftime(CAST(o_orderdate AS DATE), '%Y-%m') AS _month"
+        every_order = ", ".join("'" + str(o).replace("'", "''") + "'" for o, _ in parts)
+        con.execute(f"CREATE TABLE d AS SELECT o_orderkey, o_orderdate, {month} FROM read_csv([{every_order}], "
+                    "header=true, all_varchar=true)")
+        files: dict[Path, int] = {}
+        for orders_file, lines_file in parts:
+            orders, lines = (str(f).replace("'", "''") for f in (orders_file, lines_file))
+            queries = {"orders": f"SELECT *, {month} FROM read_csv('{orders}', header=true, all_varchar=true)",
+                       "lineitem": f"SELECT l.*, d.o_orderdate, d._month FROM read_csv('{lines}', header=true, "
+                                   "all_varchar=true) AS l LEFT JOIN d ON d.o_orderkey = l.l_orderkey"}
+            for table, query in queries.items():
+                folder = target / f"_{table}_by_month"
+                con.execute(f"COPY ({query}) TO '{str(folder).replace(chr(39), chr(39) * 2)}' "
+                            "(FORMAT csv, HEADER, PARTITION_BY (_month))")
+                for part in sorted(folder.glob("_month=*")):
+                    if not re.fullmatch(r"_month=\d{4}-\d{2}", part.name):  # a line whose order is in no part
+                        raise RuntimeError(f"{lines_file}: lines without an order ({part.name}); nothing was landed")
+                    month_folder = target / table / part.name.removeprefix("_month=")
+                    month_folder.mkdir(parents=True, exist_ok=True)
+                    for file in sorted(part.glob("*.csv")):
+                        n = files[month_folder] = files.get(month_folder, -1) + 1
+                        file.rename(month_folder / (f"{table}.csv" if n == 0 else f"{table}-{n}.csv"))
+                shutil.rmtree(folder)
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)

@@ -165,6 +165,7 @@ class DuckDBEngine(dg.ConfigurableResource):
 
 # A partitioned write's temporary folder in the staging folder, and the column it partitions by (not in the files).
 PARTITIONS_FOLDER, PARTITION_COLUMN = "_partitions", "__mesh_partition"
+PARTITION_FLUSH_ROWS = 20_000
 
 
 class DuckDBStep:
@@ -231,6 +232,10 @@ class DuckDBStep:
                                         ).fetchall()[0][0])
         parts = ([f"strftime(\"{partition.time.column}\", '{partition.time.key_format}')"] if partition.time else [])
         parts += [f'CAST("{partition.static.column}" AS VARCHAR)'] if partition.static else []
+        # DuckDB buffers up to this many rows per partition and thread before writing them out; at its default
+        # (524,288) a range run of 79 months held the whole SF 1 wide table in memory (5.8 GB, 16 s); at 20,000
+        # 1.0 GB and 13 s (docs/partitions.md)
+        self.con.execute(f"SET partitioned_write_flush_threshold = {PARTITION_FLUSH_ROWS}")
         fs, base = fsspec.core.url_to_fs(snapshot.path)
         folder = f"{base.rstrip('/')}/{PARTITIONS_FOLDER}"
         target = f"{snapshot.path}/{PARTITIONS_FOLDER}".replace("'", "''")
