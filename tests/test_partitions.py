@@ -30,7 +30,7 @@ from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.orchestration.freshness import layer_default_slas
 from mesh_assets.orchestration.runner import (PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG,
                                            run_mesh)
-from mesh_assets.sql.partition_filter import filter_inputs
+from mesh_assets.sql.partition_filter import filter_inputs, window_predicate
 
 MONTHS = ("1992-01", "1992-02", "1992-03", "1992-04")
 NEW_MONTH = "1992-05"
@@ -143,8 +143,9 @@ def contract(tmp_path: Path, path: str = "shop/events/{month}/*.csv", partitioni
 def test_contract_declares_month_partitions_of_a_date_column(tmp_path: Path) -> None:
     table = load_contract(contract(tmp_path), "shop", "shop-team").tables[0]
     assert table.partitioning is not None
-    assert (table.partitioning.column, table.partitioning.granularity) == ("day", "month")
-    assert table.partitioning.start.isoformat() == "2024-01-01" and table.partitioning.timezone == "UTC"
+    time = table.partitioning.time
+    assert table.partitioning.static is None and (time.column, time.granularity) == ("day", "month")
+    assert time.start.isoformat() == "2024-01-01" and time.timezone == "UTC"
     window = table.partitioning.window(["2024-11", "2024-12"])
     assert (window.start.isoformat(), window.end.isoformat(), window.label) == ("2024-11-01", "2025-01-01",
                                                                                  "2024-11...2024-12")
@@ -182,7 +183,8 @@ def test_partitioned_input_reads_are_rewritten_by_sqlglot_not_pasted() -> None:
     import datetime as dt
 
     sql = filter_inputs("SELECT o.id FROM silver.orders AS o JOIN bronze.customers c USING (id)",
-                        {("silver", "orders"): "order_date"}, dt.date(1992, 3, 1), dt.date(1992, 4, 1))
+                        {("silver", "orders"): window_predicate(("order_date", dt.date(1992, 3, 1),
+                                                                 dt.date(1992, 4, 1)))})
     assert sql == ('SELECT o.id FROM (SELECT * FROM "silver"."orders" WHERE "order_date" >= '
                    "CAST('1992-03-01' AS DATE) AND \"order_date\" < CAST('1992-04-01' AS DATE)) AS \"o\" "
                    "JOIN bronze.customers AS c USING (id)")
@@ -407,23 +409,23 @@ def test_the_sales_landing_runs_build_the_silver_months_and_leave_those_reading_
 def test_a_partition_publication_replaces_only_its_files_and_an_empty_partition_empties_it(tmp_path: Path) -> None:
     import datetime as dt
 
-    from mesh_assets.contract.model import Partitioning
+    from mesh_assets.contract.model import Partitioning, TimePartitions
     from mesh_assets.engine.duckdb_engine import DuckDBEngine, DuckDBStep
     from mesh_assets.engine.ports import Port
 
     port, con = Port(str(tmp_path), ("shop", "gold", "daily")), duckdb.connect()
     step = DuckDBStep(DuckDBEngine(), con)
-    by_month = Partitioning("day", "month", dt.date(2024, 1, 1))
+    by_month = Partitioning(TimePartitions("day", "month", dt.date(2024, 1, 1)))
     rows = "SELECT DATE '2024-01-05' + CAST(i AS INTEGER) AS day, i AS v FROM range(40) AS t(i)"  # Jan 5 – Feb 13
     first = port.new_snapshot("run1")
-    assert step.write(rows, first, ("day", by_month.key_format)) == 40
+    assert step.write(rows, first, by_month) == 40
     assert [f.rsplit("/", 1)[-1] for f in port.staged_files(first.id)] == ["part-2024-01-0.parquet",
                                                                             "part-2024-02-1.parquet"]
     assert port.publish(first.id, {"rows": 40}, partitioning=by_month,
                         window=by_month.window(["2024-01", "2024-02"]))["rows"] == 40
     january = [f for f in port.current_snapshot().files if "part-2024-01" in f]
     second = port.new_snapshot("run2")
-    assert step.write(f"SELECT * FROM ({rows}) WHERE false", second, ("day", by_month.key_format)) == 0
+    assert step.write(f"SELECT * FROM ({rows}) WHERE false", second, by_month) == 0
     info = port.publish(second.id, {"rows": 0}, partitioning=by_month, window=by_month.window(["2024-02"]))
     assert info["rows"] == 27  # January's 27 days stay, February is empty
     assert [f for f in port.current_snapshot().files if "part-2024-01" in f] == january  # the very same file

@@ -7,7 +7,8 @@ materialization attempt failed), ``in progress``, or ``missing`` (never material
 ``DagsterInstance.get_status_by_partition`` reports it. A partitioned port is as fresh as its **latest**
 partition: a backfill of an old month must not make a port whose newest month never arrived look fresh, so
 the freshness policy's judgement (mesh_assets.orchestration.freshness) is applied to the latest partition's own
-materialization, and a missing latest partition is ``FAIL``.
+materialization, and a missing latest partition is ``FAIL``. A static or multi-partitioned port is as fresh as
+the stalest partition of its newest period (every region; every region of the newest month).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ STATES = {dg.AssetPartitionStatus.MATERIALIZED: "materialized", dg.AssetPartitio
 @dataclass(frozen=True)
 class PartitionStatus:
     """The partitions of one partitioned table at a moment: ``expected`` partition keys up to then (oldest first),
-    those ``materialized``, ``failed`` and ``in_progress``, and ``latest`` (the newest expected key; ``None``
-    before the first period is complete) with ``latest_state`` (``materialized``, ``failed``, ``in progress``
+    those ``materialized``, ``failed`` and ``in_progress``, and ``latest`` (the newest expected key; of a static
+    or multi-partitioned table the stalest key of the newest period, :func:`partition_status`; ``None`` before
+    the first period is complete) with ``latest_state`` (``materialized``, ``failed``, ``in progress``
     or ``missing``) and ``latest_at`` (its latest materialization, aware UTC; ``None`` if never)."""
 
     expected: tuple[str, ...]
@@ -77,10 +79,24 @@ def _keys(keys: tuple[str, ...], shown: int = 3) -> str:
     return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
 
+def _newest_period(table: Table, expected: tuple[str, ...]) -> list[str]:
+    """Of the ``expected`` keys (Dagster's order), those of the newest period: the last key of a time-partitioned
+    table; every key of a static-partitioned one; every value of the last month or day of a multi-partitioned
+    one."""
+    if not expected or table.partitioning is None:
+        return []
+    if table.partitioning.static is None:
+        return [expected[-1]]
+    last = table.partitioning.split(expected[-1])[0]
+    return [k for k in expected if table.partitioning.split(k)[0] == last]
+
+
 def partition_status(instance: dg.DagsterInstance, table: Table, now: datetime | None = None
                      ) -> PartitionStatus | None:
     """The :class:`PartitionStatus` of ``table`` recorded in ``instance`` at ``now`` (default: the current
-    time); ``None`` for an unpartitioned table. Reads the instance through its public API only
+    time); ``None`` for an unpartitioned table. ``latest`` is the newest key; of a static or multi-partitioned
+    table, of the keys of the newest period (every value), the first not materialized, else the one materialized
+    longest ago: the port is as fresh as that. Reads the instance through its public API only
     (``get_status_by_partition``, ``fetch_materializations``)."""
     definition = partitions_definition(table.partitioning)
     if definition is None:
@@ -93,12 +109,18 @@ def partition_status(instance: dg.DagsterInstance, table: Table, now: datetime |
     for partition in expected:
         state = status.get(partition)
         by_state.setdefault(STATES[state] if state is not None else "missing", []).append(partition)
-    latest = expected[-1] if expected else None
-    latest_at = None
-    if latest is not None:
-        found = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[latest]),
+    newest = _newest_period(table, expected)
+    state_of = {k: s for s, keys in by_state.items() for k in keys}
+    at: dict[str, datetime | None] = {}
+    for partition in newest:  # the first not materialized, or the one materialized longest ago
+        found = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]),
                                                 limit=1).records
-        latest_at = datetime.fromtimestamp(found[0].timestamp, UTC) if found else None
-    latest_state = next((s for s, keys in by_state.items() if latest in keys), "missing")
+        at[partition] = datetime.fromtimestamp(found[0].timestamp, UTC) if found else None
+        if state_of[partition] != "materialized":
+            break
+    latest = min(at, key=lambda k: (state_of[k] == "materialized", at[k] or datetime.min.replace(tzinfo=UTC)),
+                 default=None)
+    latest_at = at.get(latest) if latest is not None else None
+    latest_state = state_of.get(latest, "missing") if latest is not None else "missing"
     return PartitionStatus(expected, tuple(by_state.get("materialized", ())), tuple(by_state.get("failed", ())),
                            tuple(by_state.get("in progress", ())), latest, latest_state, latest_at)

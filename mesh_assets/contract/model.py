@@ -37,12 +37,19 @@ LINEAGE_COLUMNS = {"_source_file": "VARCHAR", "_ingested_at": "TIMESTAMP WITH TI
 REJECTS_SUFFIX = "__rejects"
 
 
-# A partitioned bronze table's source path names its partition's files with these fields (docs/partitions.md):
-# ``{month}`` is ``YYYY-MM``, ``{date}`` is ``YYYY-MM-DD``.
+# A time-partitioned bronze table's source path names its partition's files with these fields (docs/partitions.md):
+# ``{month}`` is ``YYYY-MM``, ``{date}`` is ``YYYY-MM-DD``; a static set's field is named after its column.
 SOURCE_FIELDS = {"month": "%Y-%m", "date": "%Y-%m-%d"}
 # Partition granularities → the format of a partition key (Dagster's ``fmt``), and the source path field a
 # partitioned bronze table's ``source.path`` must hold.
 GRANULARITIES = {"day": ("%Y-%m-%d", "date"), "month": ("%Y-%m", "month")}
+# A static partition value: it is a Dagster partition key, a folder name in source paths and data file names and
+# an Iceberg partition value, so letters, digits, space, ``_`` and ``-`` only, starting and ending with a letter
+# or digit, at most 64 characters (Dagster forbids ``|``, ``,``, ``[``, ``]``; a glob, ``*``, ``?``; a path, ``/``).
+STATIC_VALUE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _-]{0,62}[A-Za-z0-9])?")
+MAX_STATIC_VALUES = 1000
+# How Dagster joins the dimensions of a multi-partition key (``1992-01|EUROPE``): dimension names in sorted order.
+MULTI_KEY_DELIMITER = "|"
 # What the change of an unpartitioned input (a dimension) does to the partitions of a partitioned table built
 # before it: rebuild them all, or keep each as of its build (customProperties onInputChange; docs/partitions.md).
 INPUT_POLICIES = {"rebuild": "every partition is rebuilt against the input's new version",
@@ -53,25 +60,35 @@ PARTITION_CHECK = "partition_window"  # a partitioned table's framework check: e
 
 @dataclass(frozen=True)
 class Window:
-    """The rows a partitioned step covers: its partition keys (one, or a range's, in order) and the dates
-    ``start`` (inclusive) to ``end`` (exclusive) of the partition column they span."""
+    """The rows a partitioned step covers: its partition keys (one, or several, in order); of a table with a
+    time dimension the dates ``start`` (inclusive) to ``end`` (exclusive) they span, of a table with a static
+    dimension the ``values`` they cover (``None`` for a dimension the table does not have)."""
 
     keys: tuple[str, ...]
-    start: dt.date
-    end: dt.date
+    start: dt.date | None = None
+    end: dt.date | None = None
+    values: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
-        """The key, or ``<first>...<last>`` for a range (Dagster's spelling of a key range)."""
+        """The key, or ``<first>...<last>`` for several (Dagster's spelling of a key range)."""
         return self.keys[0] if len(self.keys) == 1 else f"{self.keys[0]}...{self.keys[-1]}"
 
 
 @dataclass(frozen=True)
-class Partitioning:
-    """How a table is partitioned (mesh_assets.contract.partitioning): by ``granularity`` (``day`` or ``month``)
-    of its DATE column ``column`` (ODCS ``partitioned: true``), from the date ``start`` (the first day of a month
-    for ``month``) to ``end`` (exclusive; ``None``: up to the last complete period); ``timezone`` (IANA) is when
-    a period is complete, for Dagster's partitions."""
+class PartitionColumns:
+    """The columns of a table that a :class:`Window` restricts: ``time`` (DATE, to the window's dates) and
+    ``static`` (to its values); ``None`` for a dimension not restricted."""
+
+    time: str | None = None
+    static: str | None = None
+
+
+@dataclass(frozen=True)
+class TimePartitions:
+    """A time dimension: by ``granularity`` (``day`` or ``month``) of the DATE column ``column``, from the date
+    ``start`` (the first day of a month for ``month``) to ``end`` (exclusive; ``None``: up to the last complete
+    period); ``timezone`` (IANA) is when a period is complete, for Dagster's partitions."""
 
     column: str
     granularity: str
@@ -94,17 +111,89 @@ class Partitioning:
             return day + dt.timedelta(days=1)
         return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
+
+@dataclass(frozen=True)
+class StaticPartitions:
+    """A static dimension: one partition per value of ``values`` (each :data:`STATIC_VALUE`, in the contract's
+    order) of the string column ``column``."""
+
+    column: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """How a table is partitioned (mesh_assets.contract.partitioning): by ``time`` (a DATE column's days or
+    months), by ``static`` (a string column's declared values), or by both (a multi-partitioned table, whose
+    partition key is Dagster's: the two parts joined by :data:`MULTI_KEY_DELIMITER`, ordered by column name)."""
+
+    time: TimePartitions | None = None
+    static: StaticPartitions | None = None
+
+    @property
+    def columns(self) -> PartitionColumns:
+        """The partition columns, as a window restricts them."""
+        return PartitionColumns(self.time.column if self.time else None,
+                                self.static.column if self.static else None)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The partition columns' names: the time column first."""
+        return tuple(c for c in (self.columns.time, self.columns.static) if c)
+
+    def split(self, key: str) -> tuple[str | None, str | None]:
+        """The partition ``key`` as ``(time key, static value)`` (``None`` for a dimension the table lacks).
+
+        Raises:
+            ValueError: ``key`` is not one of this partitioning's keys.
+        """
+        if self.time is not None and self.static is not None:
+            parts = key.split(MULTI_KEY_DELIMITER)
+            if len(parts) != 2:
+                raise ValueError(f"{key!r} is not a key of two dimensions joined by {MULTI_KEY_DELIMITER}")
+            by_column = dict(zip(sorted((self.time.column, self.static.column)), parts))
+            found: tuple[str | None, str | None] = (by_column[self.time.column], by_column[self.static.column])
+        else:
+            found = (key, None) if self.time is not None else (None, key)
+        if found[0] is not None and self.time is not None:
+            self.time.period_start(found[0])
+        if found[1] is not None and self.static is not None and found[1] not in self.static.values:
+            raise ValueError(f"{found[1]!r} is not one of the values of {self.static.column}")
+        return found
+
+    def key(self, time_key: str | None, value: str | None) -> str:
+        """The partition key of the time key ``time_key`` and the static ``value`` (Dagster's order)."""
+        if self.time is None or self.static is None:
+            return str(time_key if self.time is not None else value)
+        by_column = {self.time.column: time_key, self.static.column: value}
+        return MULTI_KEY_DELIMITER.join(str(by_column[c]) for c in sorted(by_column))
+
     def window(self, keys: list[str] | tuple[str, ...]) -> Window:
-        """The :class:`Window` of the partition ``keys`` (consecutive, in order). Raises ValueError for a key
-        not of :attr:`key_format`."""
-        return Window(tuple(keys), self.period_start(keys[0]), self.next_start(self.period_start(keys[-1])))
+        """The :class:`Window` of the partition ``keys``: of a time dimension, the dates from the first key's
+        period to the end of the last's (consecutive keys, in order); of a static one, the set of values.
+
+        Raises:
+            ValueError: a key not of this partitioning, or keys of a multi-partitioned table that are not every
+                combination of their time keys and values (a window is a time range times a set of values).
+        """
+        parts = [self.split(k) for k in keys]
+        times = list(dict.fromkeys(t for t, _ in parts if t is not None))
+        values = tuple(dict.fromkeys(v for _, v in parts if v is not None))
+        if self.time is not None and self.static is not None and len(keys) != len(times) * len(values):
+            raise ValueError(f"the keys {', '.join(keys)} are not every combination of their months or days and "
+                             "values; build them one partition per run")
+        if self.time is None:
+            return Window(tuple(keys), values=values)
+        start = self.time.period_start(times[0])
+        return Window(tuple(keys), start, self.time.next_start(self.time.period_start(times[-1])),
+                      values if self.static is not None else None)
 
 
 @dataclass(frozen=True)
 class Source:
     """Where a bronze table's rows come from: ``path`` is a glob relative to the landing zone (a partitioned
-    table's holds ``{month}`` or ``{date}``: :data:`SOURCE_FIELDS`); ``format`` one of ``csv``, ``parquet``,
-    ``json``; ``delimiter`` and ``header`` apply to CSV."""
+    table's holds ``{month}`` or ``{date}``, :data:`SOURCE_FIELDS`, and ``{<static column>}``); ``format`` one of
+    ``csv``, ``parquet``, ``json``; ``delimiter`` and ``header`` apply to CSV."""
 
     path: str
     format: str = "csv"
@@ -113,32 +202,48 @@ class Source:
 
     def glob(self, partitioning: Partitioning | None = None, key: str | None = None) -> str:
         """``path`` with its fields filled for the partition ``key`` of ``partitioning`` (``{month}`` → its
-        ``YYYY-MM``, ``{date}`` → its ``YYYY-MM-DD``); every field ``*`` when ``key`` is ``None`` (the files of
-        every partition). ``path`` itself for an unpartitioned table. Raises ValueError for a bad ``key``."""
+        ``YYYY-MM``, ``{date}`` → its ``YYYY-MM-DD``, ``{<static column>}`` → its value); every field ``*`` when
+        ``key`` is ``None`` (the files of every partition). ``path`` itself for an unpartitioned table. Raises
+        ValueError for a bad ``key``."""
         if partitioning is None:
             return self.path
-        day = partitioning.period_start(key) if key is not None else None
-        return self.path.format(**{f: day.strftime(fmt) if day else "*" for f, fmt in SOURCE_FIELDS.items()})
+        time_key, value = partitioning.split(key) if key is not None else (None, None)
+        fields = {}
+        if partitioning.time is not None:
+            day = partitioning.time.period_start(time_key) if time_key is not None else None
+            fields = {f: day.strftime(fmt) if day else "*" for f, fmt in SOURCE_FIELDS.items()}
+        if partitioning.static is not None:
+            fields[partitioning.static.column] = value if value is not None else "*"
+        return self.path.format(**fields)
 
     def partition_of(self, path: str, partitioning: Partitioning) -> str | None:
         """The partition key of the landed file ``path`` (relative to the landing zone), read from the fields
-        of ``self.path`` (``orders/{month}/*.csv``: ``orders/1992-03/a.csv`` → ``1992-03``); ``None`` when the
-        path does not match or names no valid date."""
+        of ``self.path`` (``orders/{month}/*.csv``: ``orders/1992-03/a.csv`` → ``1992-03``;
+        ``orders/{month}/{region}/*.csv``: ``orders/1992-03/ASIA/a.csv`` → ``1992-03|ASIA``); ``None`` when the
+        path does not match, names no valid date or a value not declared."""
         pattern = ""
         for literal, name, _, _ in string.Formatter().parse(self.path):
             pattern += fnmatch.translate(literal).removeprefix("(?s:").removesuffix(")\\Z")
             if name is not None:
-                pattern += rf"(?P<{name}>[0-9-]+)"
+                pattern += rf"(?P<{name}>[0-9-]+)" if name in SOURCE_FIELDS else rf"(?P<{name}>[^/]+)"
         found = re.fullmatch(pattern, path)
         if found is None:
             return None
-        field = GRANULARITIES[partitioning.granularity][1]
-        try:
-            day = dt.datetime.strptime(found.group(field), SOURCE_FIELDS[field]).date()
-        except (IndexError, ValueError):
-            return None
-        return day.strftime(partitioning.key_format) if day.strftime(SOURCE_FIELDS[field]) == found.group(field) \
-            else None
+        time_key = value = None
+        if partitioning.time is not None:
+            field = GRANULARITIES[partitioning.time.granularity][1]
+            try:
+                day = dt.datetime.strptime(found.group(field), SOURCE_FIELDS[field]).date()
+            except (IndexError, ValueError):
+                return None
+            if day.strftime(SOURCE_FIELDS[field]) != found.group(field):
+                return None
+            time_key = day.strftime(partitioning.time.key_format)
+        if partitioning.static is not None:
+            value = found.groupdict().get(partitioning.static.column)
+            if value not in partitioning.static.values:
+                return None
+        return partitioning.key(time_key, value)
 
 
 @dataclass(frozen=True)

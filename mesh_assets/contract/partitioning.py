@@ -1,14 +1,17 @@
 """A table's partitioning (docs/partitions.md): the ODCS ``partitioned: true`` (and ``partitionKeyPosition``) of
-one DATE property, plus what ODCS lacks in the table's ``customProperties`` ``partitioning``::
+its partition column(s), plus what ODCS lacks in the table's ``customProperties`` ``partitioning``::
 
     customProperties:
       - property: partitioning
         value: {granularity: month, start: "1992-01-01", end: "1999-01-01", timezone: UTC}
 
-``granularity`` is ``day`` or ``month``; ``start`` the first partition's first day (the first of a month for
-``month``); ``end`` (optional, exclusive) the day after the last partition; ``timezone`` (optional, IANA, default
-``UTC``) when a period is complete. A partitioned bronze table's ``source.path`` names its partition's files
-with ``{month}`` (``YYYY-MM``) or ``{date}`` (``YYYY-MM-DD``), e.g. ``orders/{month}/*.csv``.
+A DATE column is partitioned by time: ``granularity`` is ``day`` or ``month``; ``start`` the first partition's
+first day (the first of a month for ``month``); ``end`` (optional, exclusive) the day after the last partition;
+``timezone`` (optional, IANA, default ``UTC``) when a period is complete. A string (VARCHAR) column is
+partitioned by a static set: ``values``, the list of its partitions (``{values: [AFRICA, ASIA, EUROPE]}``). A
+table partitioned by both (a DATE and a VARCHAR column, ``partitionKeyPosition`` 1 and 2) declares both in the
+one mapping. A partitioned bronze table's ``source.path`` names its partition's files with ``{month}``
+(``YYYY-MM``) or ``{date}`` (``YYYY-MM-DD``) and ``{<static column>}``, e.g. ``orders/{month}/{region}/*.csv``.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ import zoneinfo
 from typing import Any
 
 from mesh_assets.contract.inheritance import DeclaredProperty
-from mesh_assets.contract.model import (GRANULARITIES, INPUT_POLICIES, SOURCE_FIELDS, Column, Partitioning,
-                                       Report)
+from mesh_assets.contract.model import (GRANULARITIES, INPUT_POLICIES, MAX_STATIC_VALUES, SOURCE_FIELDS,
+                                       STATIC_VALUE, Column, Partitioning, Report, StaticPartitions, TimePartitions)
 
-OPTIONS = ("granularity", "start", "end", "timezone")
+TIME_OPTIONS = ("granularity", "start", "end", "timezone")
+OPTIONS = (*TIME_OPTIONS, "values")
 EXAMPLE = "customProperties: [{property: partitioning, value: {granularity: month, start: '1992-01-01'}}]"
+STATIC_EXAMPLE = "customProperties: [{property: partitioning, value: {values: [AFRICA, ASIA, EUROPE]}}]"
+KINDS = {"DATE": "time", "VARCHAR": "static"}  # a partition column's type → its dimension
 POLICY_EXAMPLE = "customProperties: [{property: onInputChange, value: {customers.customer_profile: keep}}]"
 INPUT_NAME = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*")
 
@@ -54,44 +60,97 @@ def parse_partitioning(value: Any, declared: list[DeclaredProperty], columns: li
     keyed = [e for e in declared if e.prop.get("partitioned") is True]
     if value is None and not keyed:
         return None
-    if value is None:
-        report([*loc, "customProperties"], f"column {keyed[0].prop.get('name')} is partitioned: declare the "
-                                           f"partitions' granularity and start, {EXAMPLE}")
-        return None
+    where: list[str | int] = [*loc, "customProperties"]
     if not keyed:
         report([*loc, "properties"], "partitioning is declared but no property is the partition column; mark the "
-                                     "DATE column with partitioned: true and partitionKeyPosition: 1")
+                                     "DATE column with partitioned: true and partitionKeyPosition: 1 (or the "
+                                     "VARCHAR column, for a static set of values)")
         return None
-    ok = True
-    if len(keyed) > 1:
-        report([*keyed[1].location, "partitioned"], "one partition column per table is supported (a time "
-                                                    "column); remove partitioned from the others")
-        ok = False
-    entry = keyed[0]
-    position = entry.prop.get("partitionKeyPosition")
-    if position not in (None, 1):
-        report([*entry.location, "partitionKeyPosition"], f"is {position}; the one partition column has "
-                                                          "partitionKeyPosition 1")
-        ok = False
-    column = next((c for c in columns if c.name == entry.prop.get("name")), None)
-    if column is not None and column.physical_type != "DATE":
-        report([*entry.location, "physicalType"], f"the partition column {column.name} is {column.physical_type}; "
-                                                  "partition on a DATE column (derive one in the SQL, e.g. "
-                                                  f"CAST({column.name} AS DATE))")
-        ok = False
-    where: list[str | int] = [*loc, "customProperties"]
+    dimensions, ok = _partition_columns(keyed, columns, report)
+    if value is None:
+        fix = STATIC_EXAMPLE if "time" not in dimensions and "static" in dimensions else EXAMPLE
+        what = "values" if fix == STATIC_EXAMPLE else "granularity and start"
+        report(where, f"column {keyed[0].prop.get('name')} is partitioned: declare the partitions' {what}, {fix}")
+        return None
     if not isinstance(value, dict):
         report(where, f"partitioning must be a mapping, e.g. {EXAMPLE}")
         return None
-    unknown = sorted(set(value) - set(OPTIONS))
+    unknown = sorted(set(value) - set(OPTIONS), key=str)
     if unknown:
         report(where, f"unknown partitioning option(s) {', '.join(map(str, unknown))}; use {', '.join(OPTIONS)}")
         ok = False
+    time = static = None
+    if "time" in dimensions or any(k in value for k in TIME_OPTIONS):
+        if "time" not in dimensions and ok:
+            report(where, f"partitioning declares {', '.join(k for k in TIME_OPTIONS if k in value)}, which a "
+                          "DATE partition column takes; mark the DATE column with partitioned: true, or remove them")
+            return None
+        time = _time(value, dimensions.get("time"), where, report)
+        ok = ok and time is not None
+    if "static" in dimensions or "values" in value:
+        if "static" not in dimensions and ok:
+            report(where, "partitioning declares values, which a VARCHAR partition column takes; mark the VARCHAR "
+                          "column with partitioned: true and partitionKeyPosition: 2, or remove values")
+            return None
+        static = _static(value.get("values"), dimensions.get("static"), where, report)
+        ok = ok and static is not None
+    if not ok or (time is None and static is None):
+        return None
+    return Partitioning(time, static)
+
+
+def _partition_columns(keyed: list[DeclaredProperty], columns: list[Column], report: Report
+                       ) -> tuple[dict[str, str], bool]:
+    """The partition columns of ``keyed`` (the properties with ``partitioned: true``) by dimension (``time``:
+    the DATE column, ``static``: the VARCHAR one), and whether they are valid (each problem reported)."""
+    ok, dimensions = True, {}
+    if len(keyed) > 2:
+        report([*keyed[2].location, "partitioned"], f"{len(keyed)} columns are partitioned; a table has at most two "
+                                                    "partition columns (a DATE column for time and a VARCHAR column "
+                                                    "for a static set of values): remove partitioned from the others")
+        return {}, False
+    positions = [e.prop.get("partitionKeyPosition") for e in keyed]
+    wanted = [1] if len(keyed) == 1 else [1, 2]
+    if len(keyed) == 1 and positions[0] not in (None, 1):
+        report([*keyed[0].location, "partitionKeyPosition"], f"is {positions[0]}; the one partition column has "
+                                                             "partitionKeyPosition 1")
+        ok = False
+    elif len(keyed) == 2 and sorted(p for p in positions if isinstance(p, int)) != wanted:
+        report([*keyed[1].location, "partitionKeyPosition"], f"the two partition columns have partitionKeyPosition "
+                                                             f"{positions[0]} and {positions[1]}; give them 1 and 2")
+        ok = False
+    for entry in keyed:
+        column = next((c for c in columns if c.name == entry.prop.get("name")), None)
+        if column is None:
+            ok = False
+            continue
+        kind = KINDS.get(column.physical_type)
+        if kind is None:
+            report([*entry.location, "physicalType"], f"the partition column {column.name} is {column.physical_type}; "
+                                                      "partition on a DATE column for time (derive one in the SQL, "
+                                                      f"e.g. CAST({column.name} AS DATE)) or on a VARCHAR column for "
+                                                      "a static set of values")
+            ok = False
+        elif kind in dimensions:
+            report([*entry.location, "partitioned"], f"columns {dimensions[kind]} and {column.name} are both "
+                                                     f"{column.physical_type}; two partition columns are one DATE "
+                                                     "column (time) and one VARCHAR column (a static set): remove "
+                                                     f"partitioned from one")
+            ok = False
+        else:
+            dimensions[kind] = column.name
+    return dimensions, ok
+
+
+def _time(value: dict[str, Any], column: str | None, where: list[str | int], report: Report
+          ) -> TimePartitions | None:
+    """The time dimension of the ``partitioning`` mapping ``value`` on the DATE ``column``."""
     granularity = value.get("granularity")
     if granularity not in GRANULARITIES:
         report(where, f"partitioning granularity {granularity!r} is not supported; use one of "
                       f"{', '.join(GRANULARITIES)}")
         return None
+    ok = True
     start = _date(value.get("start"), "start", granularity, where, report)
     end = _date(value.get("end"), "end", granularity, where, report) if value.get("end") is not None else None
     if value.get("start") is None:
@@ -107,32 +166,70 @@ def parse_partitioning(value: Any, declared: list[DeclaredProperty], columns: li
         ok = False
     if not ok or start is None or column is None or (value.get("end") is not None and end is None):
         return None
-    return Partitioning(column.name, granularity, start, end, timezone)
+    return TimePartitions(column, granularity, start, end, timezone)
+
+
+def _static(values: Any, column: str | None, where: list[str | int], report: Report) -> StaticPartitions | None:
+    """The static dimension of the ``partitioning`` ``values`` on the VARCHAR ``column``: each value a safe
+    partition key (:data:`mesh_assets.contract.model.STATIC_VALUE`), once; at most ``MAX_STATIC_VALUES``."""
+    if not isinstance(values, list) or not values:
+        report(where, f"partitioning values must be a list of the partitions of column {column}, e.g. "
+                      f"{STATIC_EXAMPLE}")
+        return None
+    if len(values) > MAX_STATIC_VALUES:
+        report(where, f"partitioning values lists {len(values)} values; at most {MAX_STATIC_VALUES} are supported "
+                      "(partition by a coarser column)")
+        return None
+    bad = [v for v in values if not isinstance(v, str) or not STATIC_VALUE.fullmatch(v)]
+    if bad:
+        shown = repr(bad[0])[:70]
+        report(where, f"partitioning values: {shown} is not a partition value; write values of letters, digits, "
+                      "spaces, _ and - (starting and ending with a letter or digit, at most 64 characters), quoted "
+                      "if YAML would read another type, e.g. \"2024\"")
+        return None
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        report(where, f"partitioning values lists {', '.join(repeated)} more than once; list each value once")
+        return None
+    return StaticPartitions(column, tuple(values)) if column is not None else None
 
 
 def check_source_path(path: str, partitioning: Partitioning | None, where: list[str | int], report: Report) -> None:
     """A bronze table's ``source.path`` against its partitioning: a partitioned table's names its partition's
-    files with the field of its granularity (``{month}``, ``{date}``), an unpartitioned table's has no field."""
+    files with the field of its granularity (``{month}``, ``{date}``) and the field named after its static
+    column (``{region}``), an unpartitioned table's has no field."""
     try:
         fields = source_fields(path)
     except ValueError as exc:
         report(where, f"source path {path!r}: {exc}")
         return
-    unknown = [f for f in fields if f not in SOURCE_FIELDS]
+    static = partitioning.static.column if partitioning is not None and partitioning.static is not None else None
+    allowed = [*(SOURCE_FIELDS if partitioning is None or partitioning.time is not None else ()),
+               *([static] if static else [])]
+    if static in SOURCE_FIELDS:
+        report(where, f"source path {path!r}: the static partition column {static} has the name of a date field; "
+                      "rename the column")
+        return
+    unknown = [f for f in fields if f not in allowed]
     if unknown:
         report(where, f"source path {path!r}: unknown field {{{unknown[0]}}}; a partitioned table's path may hold "
-                      f"{', '.join('{' + f + '}' for f in SOURCE_FIELDS)}")
+                      f"{', '.join('{' + f + '}' for f in allowed)}")
         return
     if partitioning is None:
         if fields:
             report(where, f"source path {path!r} holds {{{fields[0]}}}, which only a partitioned table's path may; "
                           f"partition the table ({EXAMPLE}) or remove the field")
         return
-    needed = GRANULARITIES[partitioning.granularity][1]
+    if static is not None and static not in fields:
+        report(where, f"source path {path!r}: a table partitioned by {static} names its partition's files with "
+                      f"{{{static}}}, e.g. orders/{{{static}}}/*.csv")
+    if partitioning.time is None:
+        return
+    needed = GRANULARITIES[partitioning.time.granularity][1]
     if needed not in fields:
-        report(where, f"source path {path!r}: a table partitioned by {partitioning.granularity} names its "
+        report(where, f"source path {path!r}: a table partitioned by {partitioning.time.granularity} names its "
                       f"partition's files with {{{needed}}}, e.g. orders/{{{needed}}}/*.csv")
-    elif partitioning.granularity == "month" and "date" in fields:
+    elif partitioning.time.granularity == "month" and "date" in fields:
         report(where, f"source path {path!r}: a month's partition reads a whole month; use {{month}} only")
 
 

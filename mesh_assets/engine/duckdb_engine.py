@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import dagster as dg
 import duckdb
@@ -24,7 +25,7 @@ import fsspec
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
-from mesh_assets.contract.model import Table
+from mesh_assets.contract.model import Partitioning, Table
 from mesh_assets.engine.ingestion import REJECTS_COLUMNS, ingestion_sql, records_read, rejects_sql
 from mesh_assets.engine.interface import BuildJob, EngineError, Output, Sandbox
 from mesh_assets.engine.ports import Snapshot
@@ -219,28 +220,30 @@ class DuckDBStep:
                             for c, t in expected.items())
         return f"SELECT {columns} FROM ({relation}) AS drifted"
 
-    def write(self, relation: str, snapshot: Snapshot, partition: tuple[str, str] | None = None) -> int:
-        """One ``COPY``. With ``partition`` (a column, a ``strftime`` format): ``PARTITION_BY`` the column's
-        formatted value, each partition's files then moved flat into the staging folder as
-        ``part-<value>-<n>.parquet`` (no ``key=value`` folder a reader could take for a column); one empty file
-        when there is no row, so the staging folder always has the output's shape."""
+    def write(self, relation: str, snapshot: Snapshot, partition: Partitioning | None = None) -> int:
+        """One ``COPY``. With ``partition`` (the table's partitioning): ``PARTITION_BY`` the partition's value
+        (the time column's key, ``-`` and the static column's value), each partition's files then moved flat into
+        the staging folder as ``part-<value>-<n>.parquet`` (the value as DuckDB's folder names it, URL-decoded:
+        ``part-MIDDLE EAST-4.parquet``; no ``key=value`` folder a reader could take for a
+        column); one empty file when there is no row, so the staging folder always has the output's shape."""
         if partition is None:
             data_file = snapshot.data_file.replace("'", "''")
             return int(self.con.execute(f"COPY ({relation}) TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)"
                                         ).fetchall()[0][0])
-        column, fmt = partition
+        parts = ([f"strftime(\"{partition.time.column}\", '{partition.time.key_format}')"] if partition.time else [])
+        parts += [f'CAST("{partition.static.column}" AS VARCHAR)'] if partition.static else []
         # DuckDB buffers up to this many rows per partition and thread before writing them out; at its default
         # (524,288) a range run of 79 months held the whole SF 1 wide table in memory (5.8 GB, 16 s); at 20,000
-        # 1.0 GB and 13 s (docs/performance.md)
+        # 1.0 GB and 13 s (docs/partitions.md)
         self.con.execute(f"SET partitioned_write_flush_threshold = {PARTITION_FLUSH_ROWS}")
         fs, base = fsspec.core.url_to_fs(snapshot.path)
         folder = f"{base.rstrip('/')}/{PARTITIONS_FOLDER}"
         target = f"{snapshot.path}/{PARTITIONS_FOLDER}".replace("'", "''")
         rows = int(self.con.execute(
-            f"COPY (SELECT *, strftime(\"{column}\", '{fmt}') AS {PARTITION_COLUMN} FROM ({relation}) AS output) "
+            f"COPY (SELECT *, concat_ws('-', {', '.join(parts)}) AS {PARTITION_COLUMN} FROM ({relation}) AS output) "
             f"TO '{target}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({PARTITION_COLUMN}))").fetchall()[0][0])
         for n, path in enumerate(sorted(fs.find(folder))):
-            value = path[len(folder) + 1:].split("/", 1)[0].removeprefix(f"{PARTITION_COLUMN}=")
+            value = unquote(path[len(folder) + 1:].split("/", 1)[0].removeprefix(f"{PARTITION_COLUMN}="))
             fs.mv(path, f"{base.rstrip('/')}/part-{value}-{n}.parquet")
         if fs.exists(folder):
             fs.rm(folder, recursive=True)

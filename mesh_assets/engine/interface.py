@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import duckdb
 
-    from mesh_assets.contract.model import Table
+    from mesh_assets.contract.model import Partitioning, Table
     from mesh_assets.engine.ingestion import Drift
     from mesh_assets.engine.outcomes import CheckOutcome
     from mesh_assets.engine.ports import Snapshot
@@ -163,10 +163,10 @@ class EngineSession(Protocol):
         to the contract's types, missing ones null, extra ones dropped. ``relation`` itself when nothing
         differs."""
 
-    def write(self, relation: Any, snapshot: Snapshot, partition: tuple[str, str] | None = None) -> int:
+    def write(self, relation: Any, snapshot: Snapshot, partition: Partitioning | None = None) -> int:
         """Write ``relation`` as zstd Parquet files into ``snapshot``'s folder; return the rows written. With
-        ``partition`` (a DATE column and a ``strftime`` format of its partition key), each file holds the rows of
-        one partition only (an Iceberg partitioned table's rule); only DuckDB writes partitioned tables."""
+        ``partition`` (the table's partitioning), each file holds the rows of one partition only (an Iceberg
+        partitioned table's rule); only DuckDB writes partitioned tables."""
 
     def rejects(self, job: BuildJob) -> Any | None:
         """After a bronze table's output was written: its rejected records as a relation shaped as

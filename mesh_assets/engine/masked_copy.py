@@ -81,7 +81,7 @@ def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking, run_id: 
                 rows = con.execute(f"COPY ({relation}) TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)"
                                    ).fetchall()[0][0]
             else:
-                rows = DuckDBStep(engine, con).write(relation, target, (partitioning.column, partitioning.key_format))
+                rows = DuckDBStep(engine, con).write(relation, target, partitioning)
         except duckdb.Error as exc:
             raise failure_class(exc)(f"{'/'.join(port.key)}: writing the masked copy of snapshot {snapshot.id} "
                                      f"failed: {error_message(exc)}. Nothing was published") from None

@@ -67,11 +67,11 @@ from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.table import Table as IcebergTable
 from pyiceberg.table.name_mapping import create_mapping_from_schema
 from pyiceberg.table.snapshots import Snapshot as IcebergSnapshot
-from pyiceberg.transforms import DayTransform, MonthTransform
-from pyiceberg.types import DateType
+from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform
+from pyiceberg.types import DateType, StringType
 
 from mesh_assets.contract.iceberg_types import NotAnIcebergType, iceberg_type
-from mesh_assets.contract.model import REJECTS_SUFFIX, Partitioning, Window
+from mesh_assets.contract.model import REJECTS_SUFFIX, PartitionColumns, Partitioning, Window
 from mesh_assets.engine.iceberg_catalog import MASKED_SUFFIX, iceberg_catalog, table_identifier
 from mesh_assets.errors import MeshError, PortError
 
@@ -305,19 +305,20 @@ class Port:
         return files
 
     def _files(self, table: IcebergTable, snapshot: IcebergSnapshot,
-               within: tuple[str, Window] | None = None) -> tuple[str, ...]:
-        """The paths of ``snapshot``'s data files (:meth:`_data_files`), sorted; with ``within`` (a DATE column
-        and a window) only the files whose column bounds (from the manifests) may hold rows of the window —
-        partition pruning — and always one file, so a reader gets the table's shape even when none does."""
+               within: tuple[PartitionColumns, Window] | None = None) -> tuple[str, ...]:
+        """The paths of ``snapshot``'s data files (:meth:`_data_files`), sorted; with ``within`` (partition
+        columns and a window) only the files whose partition values or column bounds (from the manifests) may
+        hold rows of the window — partition pruning — and always one file, so a reader gets the table's shape
+        even when none does."""
         files = self._data_files(table, snapshot)
         if within is not None and files:
-            column, window = within
-            kept = [f for f in files if _placement(f, _field_id(table, column), window) != "outside"]
+            columns, window = within
+            kept = [f for f in files if _placement(f, table, columns, window) != "outside"]
             files = kept or files[:1]
         return tuple(sorted(f.file_path for f in files))
 
     def _snapshot(self, table: IcebergTable, snapshot: IcebergSnapshot,
-                  within: tuple[str, Window] | None = None) -> Snapshot:
+                  within: tuple[PartitionColumns, Window] | None = None) -> Snapshot:
         files = self._files(table, snapshot, within)
         publication = _summary(snapshot, PUBLICATION) or str(snapshot.snapshot_id)
         folder = files[0].rsplit("/", 1)[0] if files else self.url(f"{self.path}/{DATA}/{publication}")
@@ -358,25 +359,25 @@ class Port:
         return [{**self.snapshot_info(s), "current": current is not None and s.snapshot_id == current.snapshot_id}
                 for s in sorted(table.snapshots(), key=lambda s: s.timestamp_ms)]
 
-    def current_snapshot(self, as_of: str | int | None = None, within: tuple[str, Window] | None = None
-                         ) -> Snapshot:
+    def current_snapshot(self, as_of: str | int | None = None,
+                         within: tuple[PartitionColumns, Window] | None = None) -> Snapshot:
         """The files readers read: the current snapshot's (``as_of``: an earlier one, see :meth:`_resolve`);
-        ``within`` (a DATE column, a window): only the files that may hold rows of the window (a partitioned
+        ``within`` (partition columns, a window): only the files that may hold rows of the window (a partitioned
         step's read of its partition, filtered by its SQL as well). Raises :class:`PortError` when nothing was
         published, or there is no such snapshot."""
         table = self.table()
         return self._snapshot(table, self._resolve(table, as_of), within)  # type: ignore[arg-type]
 
-    def files_outside(self, column: str, window: Window) -> tuple[str, ...]:
-        """The current snapshot's data files that hold rows and none of ``window`` (by the DATE ``column``'s
-        bounds in the manifests): what a publication of the window keeps. Empty before the first publication."""
+    def files_outside(self, columns: PartitionColumns, window: Window) -> tuple[str, ...]:
+        """The current snapshot's data files that hold rows and none of ``window`` (by the partition
+        ``columns``' values or bounds in the manifests): what a publication of the window keeps. Empty before the
+        first publication."""
         table = self.table()
         current = table.current_snapshot() if table is not None else None
         if current is None:
             return ()
-        field_id = _field_id(table, column)  # type: ignore[arg-type]
         return tuple(sorted(f.file_path for f in self._data_files(table, current)  # type: ignore[arg-type]
-                            if f.record_count and _placement(f, field_id, window) == "outside"))
+                            if f.record_count and _placement(f, table, columns, window) == "outside"))
 
     def partition_inputs(self) -> dict[str, dict[str, str]]:
         """Each partition of the current snapshot built since :data:`INPUTS` was recorded: key → the versions
@@ -545,11 +546,12 @@ class Port:
         (created with the files' schema on the first publication; the schema evolved in the same commit when
         the files' columns changed), and return the new current snapshot's :meth:`snapshot_info`.
 
-        ``partitioning``: the table's partition spec is its ``month``/``day`` transform of the column (evolved in
-        the same commit when it differs). ``window``: the files replace only that window's — the current files
-        whose partition column lies in it are deleted, the others kept (a metadata-only commit: nothing is
-        rewritten); the summary's ``mesh.rows`` is then the table's rows after the commit, ``mesh.partition``
-        the window and ``mesh.partition-rows`` its rows. Each staged file must hold one partition's rows.
+        ``partitioning``: the table's partition spec is its ``month``/``day`` transform of the time column and
+        the identity of the static column (evolved in the same commit when it differs). ``window``: the files
+        replace only that window's — the current files whose partition columns lie in it are deleted, the
+        others kept (a metadata-only commit: nothing is rewritten); the summary's ``mesh.rows`` is then the
+        table's rows after the commit, ``mesh.partition`` the window and ``mesh.partition-rows`` its rows.
+        Each staged file must hold one partition's rows.
 
         ``info``: ``rows``, ``run_id``, ``engine``, ``quality`` (``passed``, ``total``), ``masked_columns``,
         stored in the snapshot's summary. ``columns``: the contract's columns and DuckDB types; each must be
@@ -638,25 +640,26 @@ class Port:
                                              sort_keys=True)
             old = self._data_files(table, current_snapshot) if current_snapshot is not None else []
             if window is not None and partitioning is not None:
-                old = self._window_files(old, table, partitioning.column, window, summary)
+                old = self._window_files(old, table, partitioning, window, summary)
             with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
                 for data_file in old:
                     overwrite.delete_data_file(data_file)
                 for path in files:
                     overwrite.append_data_file(parquet_file_to_data_file(table.io, tx.table_metadata, path))
 
-    def _window_files(self, files: list[DataFile], table: IcebergTable, column: str, window: Window,
+    def _window_files(self, files: list[DataFile], table: IcebergTable, partitioning: Partitioning, window: Window,
                       summary: dict[str, str]) -> list[DataFile]:
         """Of the current ``files``, those a publication of ``window`` replaces: the files of its partitions
-        (by the column's bounds in the manifests) and files with no rows; sets ``summary``'s rows to the
-        table's rows after the commit. Raises :class:`PortError` for a file straddling the window."""
-        field_id = _field_id(table, column)
+        (by the partition columns' values or bounds in the manifests) and files with no rows; sets
+        ``summary``'s rows to the table's rows after the commit. Raises :class:`PortError` for a file straddling
+        the window."""
         doomed, kept_rows = [], 0
         for data_file in files:
-            placement = _placement(data_file, field_id, window)
+            placement = _placement(data_file, table, partitioning.columns, window)
             if placement == "straddles":
                 raise PortError(f"{'/'.join(self.key)}: data file {data_file.file_path} holds rows inside and outside "
-                                f"partition {window.label} (written before the table was partitioned by {column}); "
+                                f"partition {window.label} (written before the table was partitioned by "
+                                f"{' and '.join(partitioning.column_names)}); "
                                 "nothing was published. Rebuild every partition in one range run: mesh run --from "
                                 "<first partition> --to <last partition>")
             if placement == "inside" or data_file.record_count == 0:
@@ -871,21 +874,24 @@ def as_of_time(text: str) -> datetime:
 
 
 def _evolve_spec(tx: Any, partitioning: Partitioning | None) -> None:
-    """Make the partition spec of the transaction's table ``partitioning``'s transform of its column (one field
-    ``<column>_<granularity>``), or unpartitioned for ``None``, when it is not already."""
+    """Make the partition spec of the transaction's table that of ``partitioning`` (the time column's
+    ``day``/``month`` transform, field ``<column>_<granularity>``, then the static column's identity, field
+    ``<column>``), or unpartitioned for ``None``, when it is not already."""
     spec, schema = tx.table_metadata.spec(), tx.table_metadata.schema()
-    wanted = None
-    if partitioning is not None:
-        wanted = (schema.find_field(partitioning.column).field_id, TRANSFORMS[partitioning.granularity]())
+    wanted: list[tuple[str, Any, str]] = []  # (column, transform, partition field name)
+    if partitioning is not None and partitioning.time is not None:
+        time = partitioning.time
+        wanted.append((time.column, TRANSFORMS[time.granularity](), f"{time.column}_{time.granularity}"))
+    if partitioning is not None and partitioning.static is not None:
+        wanted.append((partitioning.static.column, IdentityTransform(), partitioning.static.column))
     present = [(f.source_id, f.transform) for f in spec.fields]
-    if present == ([wanted] if wanted else []):
+    if present == [(schema.find_field(column).field_id, transform) for column, transform, _ in wanted]:
         return
     with tx.update_spec() as update:
         for spec_field in spec.fields:
             update.remove_field(spec_field.name)
-        if partitioning is not None:
-            update.add_field(partitioning.column, TRANSFORMS[partitioning.granularity](),
-                             f"{partitioning.column}_{partitioning.granularity}")
+        for column, transform, name in wanted:
+            update.add_field(column, transform, name)
 
 
 def _field_id(table: IcebergTable, column: str) -> int | None:
@@ -894,20 +900,51 @@ def _field_id(table: IcebergTable, column: str) -> int | None:
     return schema.find_field(column).field_id if column in schema.column_names else None
 
 
-def _placement(data_file: DataFile, field_id: int | None, window: Window) -> str:
-    """Where ``data_file``'s rows lie against ``window``, by the DATE column ``field_id``'s bounds in its manifest
-    entry: ``inside``, ``outside``, or ``straddles`` (also when the bounds are unknown: no statistics kept)."""
-    lower = (data_file.lower_bounds or {}).get(field_id) if field_id is not None else None
-    upper = (data_file.upper_bounds or {}).get(field_id) if field_id is not None else None
+def _placement(data_file: DataFile, table: IcebergTable, columns: PartitionColumns, window: Window) -> str:
+    """Where ``data_file``'s rows lie against ``window``: ``inside``, ``outside``, or ``straddles`` (also when it
+    cannot be told: no statistics kept), by each partition column of ``columns`` the window restricts — the time
+    column by its bounds in the file's manifest entry (:func:`_time_placement`), the static column by the file's
+    partition value (:func:`_static_placement`). Outside when outside by either."""
     if data_file.record_count == 0:
         return "outside"
-    if lower is None or upper is None:
+    places = []
+    if columns.time is not None and window.start is not None:
+        places.append(_time_placement(data_file, _field_id(table, columns.time), window))
+    if columns.static is not None and window.values is not None:
+        places.append(_static_placement(data_file, table, _field_id(table, columns.static), window.values))
+    return "outside" if "outside" in places else "straddles" if "straddles" in places else "inside"
+
+
+def _time_placement(data_file: DataFile, field_id: int | None, window: Window) -> str:
+    """Where ``data_file``'s rows lie against ``window``'s dates, by the DATE column ``field_id``'s bounds."""
+    lower = (data_file.lower_bounds or {}).get(field_id) if field_id is not None else None
+    upper = (data_file.upper_bounds or {}).get(field_id) if field_id is not None else None
+    if lower is None or upper is None or window.start is None or window.end is None:
         return "straddles"
     epoch = datetime(1970, 1, 1).date()
     first, last = (epoch.fromordinal(epoch.toordinal() + from_bytes(DateType(), b)) for b in (lower, upper))
     if last < window.start or first >= window.end:
         return "outside"
     return "inside" if first >= window.start and last < window.end else "straddles"
+
+
+def _static_placement(data_file: DataFile, table: IcebergTable, field_id: int | None,
+                      values: tuple[str, ...]) -> str:
+    """Where ``data_file``'s rows lie against the static ``values``: by its partition value of the string column
+    ``field_id`` when its partition spec holds the column's identity, else by the column's bounds (which
+    Iceberg may truncate: a file whose bounds differ straddles, unless no value lies between them)."""
+    spec = table.specs().get(data_file.spec_id) if field_id is not None else None
+    for position, spec_field in enumerate(spec.fields if spec is not None else ()):
+        if spec_field.source_id == field_id and isinstance(spec_field.transform, IdentityTransform):
+            return "inside" if data_file.partition[position] in values else "outside"
+    lower = (data_file.lower_bounds or {}).get(field_id) if field_id is not None else None
+    upper = (data_file.upper_bounds or {}).get(field_id) if field_id is not None else None
+    if lower is None or upper is None:
+        return "straddles"
+    first, last = from_bytes(StringType(), lower), from_bytes(StringType(), upper)
+    if all(v < first or v > last for v in values):
+        return "outside"
+    return "inside" if first == last and first in values else "straddles"
 
 
 def _carried_inputs(recorded: str | None, window: Window, inputs: Mapping[str, str]) -> dict[str, dict[str, list]]:

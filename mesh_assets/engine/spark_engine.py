@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import sqlglot
 from dagster_pyspark import LazyPySparkResource
 
-from mesh_assets.contract.model import Table
+from mesh_assets.contract.model import Partitioning, Table
 from mesh_assets.engine.duckdb_engine import DuckDBEngine
 from mesh_assets.engine.interface import BuildJob, EngineError, Output, Sandbox
 from mesh_assets.engine.ports import Snapshot
@@ -199,7 +199,7 @@ class SparkStep:
         return relation.select(*[(F.col(f"`{c}`") if c in actual else F.lit(None)).cast(spark_type(t)).alias(c)
                                  for c, t in expected.items()])
 
-    def write(self, relation: Any, snapshot: Snapshot, partition: tuple[str, str] | None = None) -> int:
+    def write(self, relation: Any, snapshot: Snapshot, partition: Partitioning | None = None) -> int:
         """Rows read back from the files written. Partitioned tables run on DuckDB only (refused when the
         definitions load, mesh_assets.orchestration.assets)."""
         if partition is not None:

@@ -32,7 +32,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from mesh_assets.contract.model import PARTITION_CHECK, Rule, Table, Window
+from mesh_assets.contract.model import PARTITION_CHECK, PartitionColumns, Partitioning, Rule, Table, Window
 from mesh_assets.contract.rules import rule_query
 from mesh_assets.engine.checks import redact_samples, run_rules
 from mesh_assets.engine.duckdb_engine import DuckDBEngine, contract_types
@@ -83,13 +83,14 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
                         storage: PortStorage, settings: MeshSettings, run_id: str,
                         references: dict[str, InputRef] | None = None, rule_inputs: list[InputRef] | None = None,
                         producers: dict[tuple[str, str, str], Path] | None = None, window: Window | None = None,
-                        partitioned_inputs: dict[tuple[str, str, str], str] | None = None) -> TableResult:
+                        partitioned_inputs: dict[tuple[str, str, str], PartitionColumns] | None = None
+                        ) -> TableResult:
     """Build ``table`` from its inputs on ``engine`` into a new snapshot of its port and publish it if its checks
     allow (the module docstring). ``duckdb`` writes the masked copy at publication, whatever the engine.
 
     ``window``: a partitioned table's partition(s) to build (docs/partitions.md). Its bronze step reads the
     landed files of those partitions; its SQL reads each input of ``partitioned_inputs`` (port key → partition
-    column) filtered to the window (mesh_assets.sql.partition_filter) and only the files that may hold its
+    columns) filtered to the window (mesh_assets.sql.partition_filter) and only the files that may hold its
     rows; the rows are written one file per partition, checked (``partition_window``: every row in the window;
     primary key and unique rules on the staged rows with the rest of the table), and published by replacing
     only the window's files (mesh_assets.engine.ports.Port.publish).
@@ -121,8 +122,8 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
     snapshots = list(input_snapshots(table, reads, storage, access, within))
     sql, origin = _transform(table, settings)  # before an engine starts: the allow-list is Spark's only sandbox
     if window is not None and sql:
-        sql = filter_inputs(sql, {(r.schema, r.table): column for r in inputs
-                                  if (column := (partitioned_inputs or {}).get(r.key))}, window.start, window.end)
+        sql = filter_inputs(sql, {(r.schema, r.table): in_window(columns, window) for r in inputs
+                                  if (columns := (partitioned_inputs or {}).get(r.key))})
     files = source_files(table, settings.landing_path, window) if table.layer == "bronze" else []
     spill = new_spill_folder(settings)  # DuckDB lets a connection read its spill folder: one of its own
     # of the ports it reads, a step reaches the folder of the current snapshot only (the masked copy when masked)
@@ -163,10 +164,8 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
             if not schema.passed and schema.blocking:
                 _discard(written)
                 return TableResult(False, None, None, first, {"transform": origin})
-            partition = ((table.partitioning.column, table.partitioning.key_format)
-                         if table.partitioning is not None else None)
             with _engine_errors(session, table, origin):
-                snapshot, rows = _stage(session, output, actual, expected, stage, written, partition)
+                snapshot, rows = _stage(session, output, actual, expected, stage, written, table.partitioning)
                 rejects = _stage_rejects(session, job, storage, rows, written, first)
             session.register(table.layer, table.name, snapshot)
             targets = {name: f"{ref.schema}.{ref.table}" for name, ref in references.items()}
@@ -225,11 +224,11 @@ def _transform(table: Table, settings: MeshSettings) -> tuple[str, str]:
 
 
 def _stage(session: EngineSession, output: Output, actual: dict[str, str], expected: dict[str, str],
-           stage: Any, written: list[tuple[Port, Snapshot]], partition: tuple[str, str] | None = None
+           stage: Any, written: list[tuple[Port, Snapshot]], partition: Partitioning | None = None
            ) -> tuple[Snapshot, int]:
     """The staged snapshot of the output conformed to the contract, and its rows: the build's own when it
     wrote one that needs no cast, else a new one written by the engine (the build's, if any, discarded);
-    ``partition`` (column, key format): one file per partition."""
+    ``partition`` (the table's partitioning): one file per partition."""
     relation = session.conform(output.relation, actual, expected)
     if output.staged is not None and output.rows is not None and relation is output.relation:
         return output.staged, output.rows
@@ -240,32 +239,35 @@ def _stage(session: EngineSession, output: Output, actual: dict[str, str], expec
 
 def _audit_window(session: EngineSession, table: Table, window: Window, port: Port, staged: Snapshot,
                   targets: dict[str, str], settings: MeshSettings,
-                  windowed: dict[tuple[str, str], str] | None = None) -> list[CheckOutcome]:
-    """A partitioned step's audit: ``partition_window`` (every staged row's partition column in ``window``,
+                  windowed: dict[tuple[str, str], PartitionColumns] | None = None) -> list[CheckOutcome]:
+    """A partitioned step's audit: ``partition_window`` (every staged row's partition columns in ``window``,
     blocking), the contract's rules on the staged rows, except primary key and unique rules, which run on the
     staged rows together with the rows of the rest of the table (the current files outside the window: what
     the table holds once published) that repeat one of their keys (:func:`_with_colliding_rows`), so a key
     stays unique across partitions; their outcomes say ``scope``: ``table``. A SQL rule reads the partitioned
-    tables of ``windowed`` (``(schema, table)`` → partition column) in the same window, as the transform does
+    tables of ``windowed`` (``(schema, table)`` → partition columns) in the same window, as the transform does
     (``every order has lines`` compares the window's orders with the window's lines); a foreign key still
     looks its keys up in the whole referenced table."""
     assert table.partitioning is not None
-    column, relation = table.partitioning.column, f"{table.layer}.{table.name}"
+    columns, relation = table.partitioning.columns, f"{table.layer}.{table.name}"
+    names = " and ".join(table.partitioning.column_names)
     checks, sample = session.checks_session(), settings.checks.sample_rows
-    outside = exp.or_(window_predicate(column, window.start, window.end).not_(),
-                      exp.column(column, quoted=True).is_(exp.null()))
+    outside = exp.or_(in_window(columns, window).not_(),
+                      *[exp.column(c, quoted=True).is_(exp.null()) for c in table.partitioning.column_names])
     count_sql = f"SELECT count(*) FROM {relation} WHERE {outside.sql(dialect='duckdb')}"
     stray = session.query(count_sql)[0][0]
+    expectation = [f"{columns.time} in [{window.start}, {window.end})"] if columns.time else []
+    expectation += [f"{columns.static} in ({', '.join(window.values or ())})"] if columns.static else []
     outcomes = [CheckOutcome(PARTITION_CHECK, stray == 0, True, "error",
-                             f"every row's {column} is in partition {window.label}",
+                             f"every row's {names} is in partition {window.label}",
                              {"failing_rows": int(stray), "sql": count_sql.replace("count(*)", "*"),
-                              "expectation": f"{column} in [{window.start}, {window.end})"})]
+                              "expectation": " and ".join(expectation)})]
     rules = [_windowed_rule(r, relation, windowed, window) if r.kind == "sql" and windowed else r
              for r in table.rules]
     by_kind = {kind: [r for r in rules if (r.kind in KEY_RULES) == kind] for kind in (False, True)}
     outcomes += run_rules(checks, relation, dataclasses.replace(table, rules=tuple(by_kind[False])), sample,
                           targets)
-    rest = port.files_outside(column, window) if by_kind[True] else ()
+    rest = port.files_outside(columns, window) if by_kind[True] else ()
     if rest:
         session.register(table.layer, f"{table.name}{REST_SUFFIX}", Snapshot(staged.id, staged.path, rest))
     for rule in by_kind[True]:
@@ -281,12 +283,21 @@ def _audit_window(session: EngineSession, table: Table, window: Window, port: Po
     return [outcomes[0], *sorted(outcomes[1:], key=lambda o: order.get(o.name, len(order)))]
 
 
-def _windowed_rule(rule: Rule, relation: str, windowed: dict[tuple[str, str], str], window: Window) -> Rule:
+def _windowed_rule(rule: Rule, relation: str, windowed: dict[tuple[str, str], PartitionColumns],
+                   window: Window) -> Rule:
     """The SQL ``rule`` as it runs on ``relation`` in ``window``: its reads of the partitioned tables of
     ``windowed`` filtered to the window (mesh_assets.sql.partition_filter); the rule itself when it reads none."""
     query = rule_query(rule, relation)
-    filtered = filter_inputs(query, windowed, window.start, window.end)
+    filtered = filter_inputs(query, {name: in_window(columns, window) for name, columns in windowed.items()})
     return rule if filtered == query else dataclasses.replace(rule, params={**rule.params, "query": filtered})
+
+
+def in_window(columns: PartitionColumns, window: Window) -> exp.Expression:
+    """The rows of ``window`` in a table whose partition columns are ``columns`` (the time column within its
+    dates, the static column among its values), as a sqlglot predicate (mesh_assets.sql.partition_filter)."""
+    time = (columns.time, window.start, window.end) if columns.time and window.start and window.end else None
+    static = (columns.static, window.values) if columns.static and window.values is not None else None
+    return window_predicate(time, static)
 
 
 def _with_colliding_rows(table: Table, columns: tuple[str, ...]) -> str:
@@ -393,11 +404,11 @@ def _register_previous(session: EngineSession, port: Port, table: Table) -> None
 
 
 def input_snapshots(table: Table, reads: list[InputRef], storage: PortStorage, access: dict[tuple[str, str, str], Any],
-                    within: dict[tuple[str, str, str], tuple[str, Window]] | None = None
+                    within: dict[tuple[str, str, str], tuple[PartitionColumns, Window]] | None = None
                     ) -> Iterator[tuple[InputRef, Snapshot]]:
     """Each port in ``reads`` with the files ``table``'s domain reads, for any engine to register as a plain
     relation: the current snapshot's masked copy when ``access`` (port key → ``mesh_assets.governance.access.Access``)
-    masks columns, else the current snapshot — of a port in ``within`` (key → its partition column and a
+    masks columns, else the current snapshot — of a port in ``within`` (key → its partition columns and a
     window), only the files that may hold rows of the window (mesh_assets.engine.ports.Port.current_snapshot).
 
     Raises:

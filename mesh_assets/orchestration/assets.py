@@ -7,13 +7,14 @@ No `from __future__ import annotations` here: Dagster reads the compute function
 import hashlib
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from mesh_assets.contract.mesh import Domain, Mesh
-from mesh_assets.contract.model import PARTITION_CHECK, DataProduct, Partitioning, Table
+from mesh_assets.contract.model import PARTITION_CHECK, DataProduct, PartitionColumns, Partitioning, Table
 from mesh_assets.contract.rules import rule_inputs
 from mesh_assets.engine.choice import ENGINE_EXTRAS, table_engine
 from mesh_assets.engine.iceberg_catalog import table_identifier
@@ -159,31 +160,131 @@ def column_schema(table: Table) -> dg.TableSchema:
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
-def partitions_definition(partitioning: Partitioning | None) -> dg.TimeWindowPartitionsDefinition | None:
-    """The Dagster partitions of a table's ``partitioning`` (docs/partitions.md): ``DailyPartitionsDefinition`` or
-    ``MonthlyPartitionsDefinition`` from its start to its end (exclusive; none: up to the last complete period in
-    its time zone), keys formatted ``YYYY-MM-DD`` (day) or ``YYYY-MM`` (month). ``None`` for an unpartitioned
-    table."""
+def partitions_definition(partitioning: Partitioning | None) -> dg.PartitionsDefinition | None:
+    """The Dagster partitions of a table's ``partitioning`` (docs/partitions.md): of a time dimension
+    ``DailyPartitionsDefinition`` or ``MonthlyPartitionsDefinition`` from its start to its end (exclusive; none:
+    up to the last complete period in its time zone), keys formatted ``YYYY-MM-DD`` (day) or ``YYYY-MM``
+    (month); of a static one ``StaticPartitionsDefinition`` of its values; of both ``MultiPartitionsDefinition``
+    with the two dimensions named after their columns (keys ``1992-01|EUROPE``, dimensions in name order).
+    ``None`` for an unpartitioned table."""
     if partitioning is None:
         return None
-    kind = dg.DailyPartitionsDefinition if partitioning.granularity == "day" else dg.MonthlyPartitionsDefinition
-    fmt = partitioning.key_format
-    end = partitioning.end.strftime(fmt) if partitioning.end is not None else None
-    return kind(start_date=partitioning.start.strftime(fmt), end_date=end, timezone=partitioning.timezone, fmt=fmt)
+    time = static = None
+    if partitioning.time is not None:
+        kind = dg.DailyPartitionsDefinition if partitioning.time.granularity == "day" else \
+            dg.MonthlyPartitionsDefinition
+        fmt = partitioning.time.key_format
+        end = partitioning.time.end.strftime(fmt) if partitioning.time.end is not None else None
+        time = kind(start_date=partitioning.time.start.strftime(fmt), end_date=end,
+                    timezone=partitioning.time.timezone, fmt=fmt)
+    if partitioning.static is not None:
+        static = dg.StaticPartitionsDefinition(list(partitioning.static.values))
+    if time is not None and static is not None:
+        return dg.MultiPartitionsDefinition({partitioning.time.column: time,  # type: ignore[union-attr]
+                                             partitioning.static.column: static})  # type: ignore[union-attr]
+    return time or static
 
 
-def partitioned_inputs(mesh: Mesh, domain: Domain, table: Table, inputs: list[InputRef]
-                       ) -> dict[tuple[str, str, str], str]:
-    """Of a partitioned ``table``'s ``inputs``, the partitioned ones: port key → its partition column (the
-    column the step filters to its window). Empty for an unpartitioned table, which reads every partition."""
+def kind_order(definition: dg.PartitionsDefinition) -> int:
+    """Where a partitions definition's runs and ingestion job come: 0 for time partitions, 1 for static ones,
+    2 for multi-partitions (a multi-partitioned table reads the others)."""
+    kinds = (dg.TimeWindowPartitionsDefinition, dg.StaticPartitionsDefinition, dg.MultiPartitionsDefinition)
+    return next(i for i, kind in enumerate(kinds) if isinstance(definition, kind))
+
+
+def partitioned_inputs(mesh: Mesh, domain: Domain, table: Table, reads: list[InputRef]
+                       ) -> dict[tuple[str, str, str], tuple[PartitionColumns, dg.PartitionMapping | None]]:
+    """Of a partitioned ``table``'s ``reads`` (its transform's and its SQL rules' inputs), the partitioned ones:
+    port key → the partition columns the step filters to its window, and the partition mapping of the
+    dependency (:func:`read_partitions`). Empty for an unpartitioned table, which reads every partition.
+
+    Raises:
+        MeshError: an input partitioned in a way the table cannot read by partition (:func:`read_partitions`).
+    """
     if table.partitioning is None:
         return {}
-    found = {}
-    for ref in inputs:
-        producer = mesh.output_port(ref.schema, ref.table) if ref.cross_domain else domain.table(ref.schema, ref.table)
-        if producer.partitioning is not None:
-            found[ref.key] = producer.partitioning.column
+    return {ref.key: read_partitions(table, producer) for ref in reads
+            if (producer := _read_table(mesh, domain, ref)).partitioning is not None}
+
+
+def _reference_mappings(mesh: Mesh, domain: Domain, table: Table, references: list[InputRef]
+                        ) -> dict[tuple[str, str, str], dg.PartitionMapping | None]:
+    """The partition mappings of a partitioned ``table``'s dependencies on the partitioned tables its foreign
+    keys reference, which a rule reads whole: :func:`slice_of`'s when it reads them by partition, else every
+    partition (``AllPartitionMapping``)."""
+    if table.partitioning is None:
+        return {}
+    found: dict[tuple[str, str, str], dg.PartitionMapping | None] = {}
+    for ref in references:
+        producer = _read_table(mesh, domain, ref)
+        if producer.partitioning is not None and ref.key != table.key:
+            sliced = slice_of(table, producer)
+            found[ref.key] = sliced[1] if sliced is not None else dg.AllPartitionMapping()
     return found
+
+
+def _read_table(mesh: Mesh, domain: Domain, ref: InputRef) -> Table:
+    """The table ``ref`` reads: another domain's output port, or a table of ``domain``."""
+    return mesh.output_port(ref.schema, ref.table) if ref.cross_domain else domain.table(ref.schema, ref.table)
+
+
+def read_partitions(table: Table, producer: Table) -> tuple[PartitionColumns, dg.PartitionMapping | None]:
+    """How the partitioned ``table`` reads the partitioned ``producer`` by partition (:func:`slice_of`).
+
+    Raises:
+        MeshError: a combination :func:`slice_of` does not read, naming the contracts and the fix.
+    """
+    found = slice_of(table, producer)
+    if found is not None:
+        return found
+    mine, theirs = table.partitioning, producer.partitioning
+    assert mine is not None and theirs is not None
+    raise MeshError(f"{table.contract_path}: table {table.name} is partitioned by {_described(mine)} and reads "
+                    f"{producer.layer}.{producer.name} ({producer.contract_path}), partitioned by "
+                    f"{_described(theirs)}; a partitioned table reads inputs partitioned the same way, or (a table "
+                    "partitioned by time and a static set) an input partitioned by one of its two dimensions with "
+                    "the same granularity, start and end or values. Partition both alike, or leave the reader "
+                    "unpartitioned (it then reads every partition; docs/partitions.md)")
+
+
+def slice_of(table: Table, producer: Table) -> tuple[PartitionColumns, dg.PartitionMapping | None] | None:
+    """The producer's columns the partitioned ``table``'s window restricts when it reads the partitioned
+    ``producer``, and the Dagster partition mapping of the dependency (``None``: Dagster's default); ``None``
+    when it cannot read it by partition. The same partitioning (time dimensions of any granularity, as before;
+    the same static values; the same multi partitions) reads the window's slice; a multi-partitioned table reads
+    a producer partitioned by one of its dimensions alone (the same definition) through
+    ``MultiToSingleDimensionPartitionMapping``."""
+    mine, theirs = table.partitioning, producer.partitioning
+    assert mine is not None and theirs is not None
+    mine_def, theirs_def = partitions_definition(mine), partitions_definition(theirs)
+    if mine.static is None and theirs.static is None and mine.time is not None and theirs.time is not None:
+        return PartitionColumns(time=theirs.time.column), None
+    if mine.time is None and theirs.time is None and mine_def == theirs_def:
+        return PartitionColumns(static=theirs.static.column), None  # type: ignore[union-attr]
+    if mine.time is not None and mine.static is not None:
+        if mine_def == theirs_def:
+            return theirs.columns, None
+        dimension = None
+        if theirs.static is None and partitions_definition(Partitioning(time=mine.time)) == theirs_def:
+            dimension, columns = mine.time.column, PartitionColumns(time=theirs.time.column)  # type: ignore
+        elif theirs.time is None and partitions_definition(Partitioning(static=mine.static)) == theirs_def:
+            dimension, columns = mine.static.column, PartitionColumns(static=theirs.static.column)  # type: ignore
+        if dimension is not None:
+            with warnings.catch_warnings():  # Dagster's beta label on the class, not the user's concern
+                warnings.simplefilter("ignore", dg.BetaWarning)
+                return columns, dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=dimension)
+    return None
+
+
+def _described(partitioning: Partitioning) -> str:
+    """``month of order_date from 1992-01-01 to 1999-01-01``, ``region (5 values)``, or both joined by ``and``."""
+    parts = []
+    if partitioning.time is not None:
+        parts.append(f"{partitioning.time.granularity} of {partitioning.time.column} from {partitioning.time.start}"
+                     + (f" to {partitioning.time.end}" if partitioning.time.end else ""))
+    if partitioning.static is not None:
+        parts.append(f"{partitioning.static.column} ({len(partitioning.static.values)} values)")
+    return " and ".join(parts)
 
 
 def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
@@ -196,7 +297,8 @@ def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
     """
     if table.partitioning is None:
         return
-    where = f"{table.contract_path}: table {table.name} is partitioned (column {table.partitioning.column})"
+    where = (f"{table.contract_path}: table {table.name} is partitioned (column "
+             f"{', '.join(table.partitioning.column_names)})")
     if engine_key != "duckdb":
         fix = ("build it with a SQL file instead of the dbt model" if engine_key == "dbt"
                else "remove its engine: spark (customProperties engine, or the domain's or mesh.yaml's)")
@@ -207,9 +309,10 @@ def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
                         "write its transform as a SQL file, or remove partitioned and partitioning")
 
 
-def check_input_policies(table: Table, inputs: list[InputRef], partitioned: dict[tuple[str, str, str], str]) -> None:
+def check_input_policies(table: Table, inputs: list[InputRef],
+                         partitioned: dict[tuple[str, str, str], PartitionColumns]) -> None:
     """Refuse, when the definitions load, an ``onInputChange`` entry that names no unpartitioned input of the
-    table's transform (``partitioned``: its partitioned inputs, :func:`partitioned_inputs`).
+    table's transform (``partitioned``: its partitioned inputs' columns, :func:`partitioned_inputs`).
 
     Raises:
         MeshError: naming the contract, the table, the entry and the inputs it may name.
@@ -269,7 +372,10 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
     engine_key = table_engine(mesh.settings, domain, product, table)  # the resource key of its engine, or dbt
     check_partitioned(mesh, table, engine_key)
     partitions_def = partitions_definition(table.partitioning)
-    filtered = partitioned_inputs(mesh, domain, table, [*inputs, *rule_refs])  # the transform's, its SQL rules'
+    windowed = partitioned_inputs(mesh, domain, table, [*inputs, *rule_refs])  # the transform's, its SQL rules'
+    filtered = {key: columns for key, (columns, _) in windowed.items()}
+    mappings = {**_reference_mappings(mesh, domain, table, list(references.values())),
+                **{key: mapping for key, (_, mapping) in windowed.items()}}
     check_input_policies(table, inputs, filtered)
     kept = [dg.AssetKey(list(r.key)) for r in inputs
             if r.key not in filtered and table.input_policy(f"{r.schema}.{r.table}") == "keep"]
@@ -278,7 +384,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
                                        f"({product.status}): {product.description}")
     spec = dg.AssetSpec(
         key,
-        deps=[dg.AssetKey(list(k)) for k in sorted(upstream)],
+        deps=[dg.AssetDep(dg.AssetKey(list(k)), partition_mapping=mappings.get(k)) for k in sorted(upstream)],
         description=description,
         group_name=domain.name,
         owners=[f"team:{product.team}"],
@@ -293,7 +399,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
             "port": dg.MetadataValue.path(f"{storage_url}/{'/'.join(table.key)}"),
             "iceberg_table": table_identifier(table.key),
             **({"primary_key": ", ".join(table.primary_key)} if table.primary_key else {}),
-            **({"partition_column": table.partitioning.column} if table.partitioning else {}),
+            **({"partition_column": ", ".join(table.partitioning.column_names)} if table.partitioning else {}),
             **_governance_metadata(product, table, notices),
             **{kind: dg.MetadataValue.json([d.definition(product.name, table.name) for d in declared])
                for kind, declared in (("metrics", table.metrics), ("labels", table.labels)) if declared},
@@ -316,7 +422,7 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
         specs.append(_rejects_spec(table, product, domain, key, kind, partitions_def))
     if table.partitioning is not None:
         check_specs.append(dg.AssetCheckSpec(PARTITION_CHECK, asset=key, blocking=True, description=(
-            f"every row's {table.partitioning.column} is in the partition(s) materialized")))
+            f"every row's {' and '.join(table.partitioning.column_names)} is in the partition(s) materialized")))
     check_specs += [dg.AssetCheckSpec(r.name, asset=key, blocking=r.blocking, description=r.description,
                                       metadata={"severity": r.severity, **({"dimension": r.dimension}
                                                                             if r.dimension else {})})
@@ -404,12 +510,22 @@ def table_asset(mesh: Mesh, domain: Domain, product: DataProduct, table: Table) 
 
     @dg.multi_asset(name=step_key, specs=specs, check_specs=check_specs,
                     retry_policy=retry_policy(settings), required_resource_keys={"duckdb", "ports", engine_key},
-                    # a backfill of many partitions is one run over their range: one query, not one per partition
-                    backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None)
+                    backfill_policy=backfill_policy(table.partitioning))
     def _materialize(context: dg.AssetExecutionContext):
         yield from step(context, getattr(context.resources, engine_key))
 
     return _materialize
+
+
+def backfill_policy(partitioning: Partitioning | None) -> dg.BackfillPolicy | None:
+    """How Dagster runs a backfill of a partitioned table (docs/partitions.md): of time partitions, one run over
+    the range (one query, not one per partition); of static or multi partitions, one run per partition (a
+    backfill of 5 regions is 5 runs, of 12 months × 5 regions 60 runs). ``None`` for an unpartitioned table."""
+    if partitioning is None:
+        return None
+    if partitioning.static is None:
+        return dg.BackfillPolicy.single_run()
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
 def retry_policy(settings: MeshSettings) -> dg.RetryPolicy | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -15,7 +16,7 @@ from mesh_assets.engine.iceberg_catalog import catalog_uri
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.errors import MeshError
 from mesh_assets.extras import missing
-from mesh_assets.orchestration.assets import LAYER_TAG, domain_assets
+from mesh_assets.orchestration.assets import domain_assets, kind_order
 from mesh_assets.orchestration.sensors import (freshness_alert_sensor, landing_zone_sensor, partitioned_followers,
                                                run_failure_alert_sensor)
 from mesh_assets.settings import MeshSettings, RunSettings, find_mesh_root
@@ -94,23 +95,52 @@ def build_domain_definitions(domain_dir: Path | str) -> dg.Definitions:
     resources = mesh_resources(settings, [domain])
     graph = dg.Definitions(assets=assets, resources=resources).resolve_asset_graph()
     followers = partitioned_followers(graph, domain.name)
-    ingestion = dg.define_asset_job(
-        f"{domain.name}_ingestion",
-        selection=(dg.AssetSelection.groups(domain.name) & dg.AssetSelection.tag(LAYER_TAG, "bronze"))
-        | dg.AssetSelection.assets(*{k for keys in followers.values() for k in keys}),
-        description=f"Ingest the landing-zone files of domain {domain.name} into its bronze tables, and build the "
-                    "same partitions of its partitioned tables downstream of them.",
-    )
+    jobs = ingestion_jobs(domain.name, graph, followers)
     ingests = any(t.layer == "bronze" and t.source is not None for t in domain.tables)
     sensors = [_automation_sensor(domain, settings), run_failure_alert_sensor(domain, settings),
                freshness_alert_sensor(domain, settings)]
     return dg.Definitions(
         assets=assets,
-        sensors=[*sensors, landing_zone_sensor(domain, settings, ingestion, followers)] if ingests else sensors,
-        jobs=[ingestion] if ingests else [],
+        sensors=[*sensors, landing_zone_sensor(domain, settings, jobs, followers)] if ingests else sensors,
+        jobs=[job for job, _ in jobs] if ingests else [],
         resources=resources,
         executor=run_executor(settings.runs),
     )
+
+
+def ingestion_jobs(domain: str, graph: Any, followers: dict[dg.AssetKey, list[dg.AssetKey]]
+                   ) -> list[tuple[dg.UnresolvedAssetJobDefinition, frozenset[dg.AssetKey]]]:
+    """The ingestion jobs of ``domain`` (with the asset keys each selects), from its asset graph ``graph``: its
+    bronze tables (and their rejects) with their ``followers`` (mesh_assets.orchestration.sensors.
+    partitioned_followers). A Dagster job's assets share one partitions definition, so the unpartitioned bronze
+    tables and those of the first partitions definition (time before static before multi: ``kind_order``) are
+    the job ``<domain>_ingestion``; each other partitions definition (a domain whose bronze tables are
+    partitioned by month and by region) has its job ``<domain>_ingestion_by_<columns>``."""
+    groups: list[tuple[Any, set[dg.AssetKey]]] = []  # (partitions definition, its bronze assets and followers)
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.path):
+        if key.path[0] != domain or len(key.path) != 3 or key.path[1] != "bronze":
+            continue
+        definition = graph.get(key).partitions_def
+        found = next((keys for d, keys in groups if d == definition), None)
+        if found is None:
+            groups.append((definition, found := set()))
+        found.update([key, *followers.get(key, [])])
+    unpartitioned = next((keys for d, keys in groups if d is None), set())
+    partitioned = sorted([(d, keys) for d, keys in groups if d is not None],
+                         key=lambda g: kind_order(g[0])) or [(None, set())]
+    jobs: list[tuple[dg.UnresolvedAssetJobDefinition, frozenset[dg.AssetKey]]] = []
+    for index, (_, keys) in enumerate(partitioned):
+        selected = frozenset(keys | unpartitioned) if index == 0 else frozenset(keys)
+        name = f"{domain}_ingestion"
+        if index:
+            columns = {graph.get(k).metadata.get("partition_column") for k in keys} - {None}
+            name = f"{name}_by_{'_'.join(sorted(str(c).replace(', ', '_') for c in columns))}"
+            name += f"_{index}" if any(job.name == name for job, _ in jobs) else ""
+        jobs.append((dg.define_asset_job(
+            name, selection=dg.AssetSelection.assets(*selected),
+            description=f"Ingest the landing-zone files of domain {domain} into its bronze tables, and build the "
+                        "same partitions of its partitioned tables downstream of them."), selected))
+    return jobs
 
 
 def run_executor(runs: RunSettings) -> dg.ExecutorDefinition:

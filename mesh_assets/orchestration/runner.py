@@ -29,7 +29,7 @@ from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.staleness import stale_inputs
 from mesh_assets.engine.step_folders import clean_step_folders
 from mesh_assets.errors import MeshError
-from mesh_assets.orchestration.assets import RANGE_END_TAG, RANGE_START_TAG
+from mesh_assets.orchestration.assets import RANGE_END_TAG, RANGE_START_TAG, kind_order
 from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.orchestration.instance_config import get_instance, write_instance_config
 from mesh_assets.orchestration.progress import StepEnd, listening
@@ -139,18 +139,20 @@ def run_mesh(mesh: Mesh, instance: DagsterInstance, domains: list[str] | None = 
 def with_stale_partitions(mesh: Mesh, domains: list[str] | None, selection: str | None,
                           partitions: tuple[str, str], defs: dg.Definitions, console: Console | None = None
                           ) -> tuple[str, str]:
-    """The range ``partitions`` (first, last key) widened to every partition of the selected partitioned tables
-    built against an older version of an unpartitioned input whose contract says ``rebuild`` (the default;
-    mesh_assets.engine.staleness), so a run never publishes a month joined with a new dimension beside months
-    joined with the old one. ``partitions`` itself when there is none; a notice on ``console`` otherwise."""
+    """The range ``partitions`` (first, last key) widened to every partition of the selected time-partitioned
+    tables built against an older version of an unpartitioned input whose contract says ``rebuild`` (the
+    default; mesh_assets.engine.staleness), so a run never publishes a month joined with a new dimension beside
+    months joined with the old one (static and multi partitions are one run each: ``mesh status`` lists theirs).
+    ``partitions`` itself when there is none; a notice on ``console`` otherwise."""
     _, keys, _, _ = plan_run(mesh, domains, selection, partitions=None, unpartitioned="all", defs=defs)
     graph = defs.resolve_asset_graph()
     storage = PortStorage(root=mesh.settings.storage_url, catalog_uri=mesh.settings.catalog.uri)
     order: list[str] = []
     stale: dict[str, set[str]] = {}
-    for key in keys:
+    for key in keys:  # of time partitions: a range of static or multi partitions is not one run's
         partitions_def = graph.get(key).partitions_def
-        table = mesh.domain(key.path[0]).table(key.path[1], key.path[2]) if partitions_def is not None else None
+        table = (mesh.domain(key.path[0]).table(key.path[1], key.path[2])
+                 if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition) else None)
         if table is None:
             continue
         known = partitions_def.get_partition_keys()  # type: ignore[union-attr]
@@ -232,8 +234,11 @@ def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
     """The partitions a plain run builds: of the partitioned bronze tables among (or upstream of) the assets
     ``domains`` and ``selection`` pick, the partition keys of their landed files (the key read from each file's
     path, mesh_assets.contract.model.Source.partition_of) within their partitioning, as contiguous ranges
-    ``(first, last)`` in order. Empty when no selected asset is partitioned or nothing has landed. ``defs``:
-    the mesh's definitions of ``domains``, when already built.
+    ``(first, last)`` in order — of time partitions; a static or multi partition is a range of its own (its
+    backfill policy: one run per partition), and a multi-partitioned table reading tables partitioned by its
+    dimensions has the keys landed in each dimension it reads (every key of a dimension it reads no table of):
+    time ranges first, then static keys, then multi keys. Empty when no selected asset is partitioned or nothing
+    has landed. ``defs``: the mesh's definitions of ``domains``, when already built.
 
     Raises:
         MeshError: as :func:`plan_run`.
@@ -246,29 +251,48 @@ def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
         if key not in wanted and graph.has(key) and graph.get(key).partitions_def is not None:
             wanted.add(key)
             stack.extend(graph.get(key).parent_keys)
-    landed: set[str] = set()
-    order: list[str] = []
-    for key in wanted:
+    landed: list[tuple[dg.PartitionsDefinition, set[str]]] = []  # each partitions definition's landed keys
+
+    def of(definition: dg.PartitionsDefinition) -> set[str]:
+        found = next((keys_ for d, keys_ in landed if d == definition), None)
+        if found is None:
+            landed.append((definition, found := set()))
+        return found
+
+    for key in sorted(wanted, key=lambda k: k.path):
         domain, layer, name = key.path
         table = mesh.domain(domain).table(layer, name) if domain in mesh.domain_names else None
         if table is None or table.source is None or table.partitioning is None:
             continue
-        known = graph.get(key).partitions_def.get_partition_keys()  # type: ignore[union-attr]
-        order = known if len(known) > len(order) else order
+        definition = graph.get(key).partitions_def
+        known = set(definition.get_partition_keys())  # type: ignore[union-attr]
         for path in landed_files(table, mesh.settings.landing_path):
             partition = table.source.partition_of(path, table.partitioning)
             if partition in known:
-                landed.add(partition)
-    ranges: list[tuple[str, str]] = []
-    previous = None
-    for index, partition in enumerate(order):
-        if partition not in landed:
+                of(definition).add(partition)  # type: ignore[arg-type]
+    for key in sorted(wanted, key=lambda k: k.path):  # a multi-partitioned table reading a table of one dimension
+        definition = graph.get(key).partitions_def
+        if not isinstance(definition, dg.MultiPartitionsDefinition):
             continue
-        if ranges and previous == index - 1:
-            ranges[-1] = (ranges[-1][0], partition)
-        else:
-            ranges.append((partition, partition))
-        previous = index
+        dimensions = {d.name: d.partitions_def for d in definition.partitions_defs}
+        parents = [graph.get(p).partitions_def for p in graph.get(key).parent_keys if graph.has(p)]
+        read = {name: set().union(*[of(single) for single in parents if single == dimension])
+                for name, dimension in dimensions.items() if dimension in parents}  # each dimension's landed keys
+        if read:  # the keys landed in every dimension read (a dimension no input has: all its keys)
+            (first, firsts), (second, seconds) = [(n, read.get(n, set(d.get_partition_keys())))
+                                                  for n, d in dimensions.items()]
+            of(definition).update(dg.MultiPartitionKey({first: a, second: b}) for a in firsts for b in seconds)
+    ranges: list[tuple[str, str]] = []
+    for definition, keys_ in sorted(landed, key=lambda d: kind_order(d[0])):
+        previous = None
+        for index, partition in enumerate(definition.get_partition_keys()):
+            if partition not in keys_:
+                continue
+            if ranges and previous == index - 1 and isinstance(definition, dg.TimeWindowPartitionsDefinition):
+                ranges[-1] = (ranges[-1][0], partition)
+            else:
+                ranges.append((partition, partition))
+            previous = index
     return ranges
 
 
@@ -347,6 +371,10 @@ def partition_selection(graph, keys: list[dg.AssetKey], first: str, last: str,
             if first in known and last in known:
                 if known.index(first) > known.index(last):
                     raise MeshError(f"--from {first} comes after --to {last}; give the earlier partition first")
+                if first != last and isinstance(partitions_def, dg.MultiPartitionsDefinition):
+                    raise MeshError(f"--from {first} --to {last}: {key.to_user_string()} is partitioned by time and "
+                                    "a static set, built one partition per run; give --partition, once per "
+                                    "partition (docs/partitions.md)")
                 chosen.add(key)
         elif any(parent in chosen for parent in node.parent_keys):
             chosen.add(key)
@@ -357,7 +385,9 @@ def partition_selection(graph, keys: list[dg.AssetKey], first: str, last: str,
     if not any(graph.get(k).partitions_def is not None for k in chosen):
         raise MeshError(f"no selected asset has the partition(s) {first}"
                         f"{'' if first == last else ' to ' + last}: a month's key is YYYY-MM, a day's YYYY-MM-DD, "
-                        "within each table's partitioning start and end (docs/partitions.md)")
+                        "within each table's partitioning start and end; a static partition's its value (EUROPE); "
+                        "a time and static partition's both, joined by | in the order of the column names "
+                        "(1992-01|EUROPE) (docs/partitions.md)")
     return [k for k in keys if k in chosen]
 
 

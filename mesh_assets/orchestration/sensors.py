@@ -102,18 +102,21 @@ def partitioned_followers(graph: Any, domain: str) -> dict[dg.AssetKey, list[dg.
     return followers
 
 
-def landing_zone_sensor(domain: Domain, settings: MeshSettings, job: dg.UnresolvedAssetJobDefinition,
+def landing_zone_sensor(domain: Domain, settings: MeshSettings,
+                        jobs: list[tuple[dg.UnresolvedAssetJobDefinition, frozenset[dg.AssetKey]]],
                         followers: dict[dg.AssetKey, list[dg.AssetKey]] | None = None) -> dg.SensorDefinition:
-    """The sensor starting ``job`` (the domain's ingestion job) for the bronze tables whose landed files are new
-    or changed; a partitioned bronze table's run also builds its ``followers`` (:func:`partitioned_followers`)
-    for the same partitions, which ``job`` must select. Its cursor keeps each table's files as last requested; the
-    run key is a digest of the files, so one landing never starts two runs. A file modified less than
-    ``automation.landing_settle_seconds`` ago is taken to be still landing: its table waits for a later tick, so
-    a half-written file is never ingested. A run that fails is not requested again until the files change (the
-    cron schedule retries)."""
+    """The sensor starting the domain's ingestion ``jobs`` (each with the asset keys it selects: one job per
+    partitions definition, mesh_assets.orchestration.definitions.ingestion_jobs) for the bronze tables whose
+    landed files are new or changed, each run in the job selecting its assets; a partitioned bronze table's run
+    also builds its ``followers`` (:func:`partitioned_followers`) for the same partitions. Its cursor keeps each
+    table's files as last requested; the run key is a digest of the files, so one landing never starts two runs.
+    A file modified less than ``automation.landing_settle_seconds`` ago is taken to be still landing: its table
+    waits for a later tick, so a half-written file is never ingested. A run that fails is not requested again
+    until the files change (the cron schedule retries)."""
     tables = [t for t in domain.tables if t.layer == "bronze" and t.source is not None]
 
-    @dg.sensor(name=f"{domain.name}_landing_zone", job=job, default_status=dg.DefaultSensorStatus.RUNNING,
+    @dg.sensor(name=f"{domain.name}_landing_zone", jobs=[job for job, _ in jobs],
+               default_status=dg.DefaultSensorStatus.RUNNING,
                minimum_interval_seconds=settings.automation.landing_interval_seconds,
                description=f"Starts ingestion of domain {domain.name} when files land in "
                            f"{settings.landing_path} "
@@ -146,7 +149,7 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings, job: dg.Unresolv
                 partition = (table.source.partition_of(path, table.partitioning)  # type: ignore[union-attr]
                              if table.partitioning is not None else None)
                 if table.partitioning is not None and partition is None:
-                    continue  # no valid {month} or {date} in its path: no partition to run
+                    continue  # no valid {month}, {date} or static value in its path: no partition to run
                 keys, changed = requests.setdefault((table.partitioning, partition), ([], []))
                 keys.extend(k for k in table_keys if k not in keys)
                 changed.append(path)
@@ -155,7 +158,8 @@ def landing_zone_sensor(domain: Domain, settings: MeshSettings, job: dg.Unresolv
             waiting = f"; waiting for {', '.join(landing)} to settle" if landing else ""
             return dg.SkipReason(f"no new or changed file for the {len(tables)} bronze table(s) of "
                                  f"{domain.name}{waiting}")
-        return [_landing_request(current, keys, changed, partitions)
+        return [_landing_request(current, keys, changed, partitions,
+                                 next(job.name for job, selected in jobs if set(keys) <= selected))
                 for partitions, keys, changed in _consecutive_ranges(requests)]
 
     return _sensor
@@ -166,9 +170,10 @@ def _consecutive_ranges(requests: dict[tuple[Any, str | None], tuple[list[dg.Ass
     """The landing sensor's ``requests`` (keyed by a table's partitioning and a partition key; ``(None, None)`` for
     the unpartitioned tables) merged into runs: for each partitioning, every stretch of consecutive landed
     partitions becomes one run over the range ``(first, last)`` (inclusive), with the union of their assets and
-    files, so a data set landed at once (80 months) starts one single-run backfill, not 80 runs. The unpartitioned
-    tables' run comes first (``None``); the rest in order of partitioning and key. A partition outside the
-    table's declared partitions (before its ``start``, from its ``end``) starts no run."""
+    files, so a data set landed at once (80 months) starts one single-run backfill, not 80 runs; a static or
+    multi partition is one run of its own (their backfill policy, mesh_assets.orchestration.assets). The
+    unpartitioned tables' run comes first (``None``); the rest in order of partitioning and key. A partition
+    outside the table's declared partitions (before its ``start``, from its ``end``) starts no run."""
     merged: list[tuple[tuple[str, str] | None, list[dg.AssetKey], list[str]]] = []
     if (None, None) in requests:
         merged.append((None, *requests[(None, None)]))
@@ -176,11 +181,11 @@ def _consecutive_ranges(requests: dict[tuple[Any, str | None], tuple[list[dg.Ass
     for partitioning, partition in requests:
         if partitioning is not None:
             by_partitioning.setdefault(partitioning, []).append(partition)  # type: ignore[arg-type]
-    for partitioning, landed in sorted(by_partitioning.items(), key=lambda p: (p[0].granularity, str(p[0].start))):
+    for partitioning, landed in sorted(by_partitioning.items(), key=lambda p: repr(p[0])):
         order = {key: i for i, key in enumerate(partitions_definition(partitioning).get_partition_keys())}
         run: list[str] = []
         for key in sorted((k for k in landed if k in order), key=order.__getitem__):  # outside the range: no run
-            if run and order[key] != order[run[-1]] + 1:
+            if run and (order[key] != order[run[-1]] + 1 or partitioning.static is not None):
                 merged.append(_range_of(requests, partitioning, run))
                 run = []
             run.append(key)
@@ -201,11 +206,11 @@ def _range_of(requests: dict[tuple[Any, str | None], tuple[list[dg.AssetKey], li
 
 
 def _landing_request(current: dict[str, dict[str, list[float]]], keys: list[dg.AssetKey], changed: list[str],
-                     partitions: tuple[str, str] | None) -> dg.RunRequest:
-    """The run of ``keys`` for the ``changed`` files: of the partitions ``first`` to ``last`` (one partition: its
-    key; several: Dagster's partition-range tags, one run for the range, as a single-run backfill), or of
-    unpartitioned tables (``None``); its run key a digest of those files' fingerprints in ``current``, so one
-    landing never starts two runs."""
+                     partitions: tuple[str, str] | None, job_name: str) -> dg.RunRequest:
+    """The run of ``keys`` (in the job ``job_name``) for the ``changed`` files: of the partitions ``first`` to
+    ``last`` (one partition: its key; several: Dagster's partition-range tags, one run for the range, as a
+    single-run backfill), or of unpartitioned tables (``None``); its run key a digest of those files' fingerprints in
+    ``current``, so one landing never starts two runs."""
     listed = ", ".join(sorted(set(changed)))
     if len(listed) > _TAG_LIMIT:
         listed = f"{listed[:_TAG_LIMIT]}… ({len(set(changed))} files)"
@@ -216,7 +221,7 @@ def _landing_request(current: dict[str, dict[str, list[float]]], keys: list[dg.A
         tags |= {RANGE_START_TAG: partitions[0], RANGE_END_TAG: partitions[1]}
     return dg.RunRequest(
         run_key=hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:32],
-        asset_selection=keys, partition_key=single, tags=tags,
+        asset_selection=keys, partition_key=single, tags=tags, job_name=job_name,
     )
 
 
