@@ -56,11 +56,12 @@ def copy_months(source: Path, landing_zone: Path, keys: list[str]) -> None:
 
 def land_tpch(landing_zone: Path, scale_factor: float) -> bool:
     """Write TPC-H at ``scale_factor`` into ``<landing_zone>/tpch/`` (the module's layout); return False when
-    already there. The orders and their lines are generated in parts of at most SF 1 (``tpchgen-cli --parts``:
-    part k of both holds the same orders), each split by month on its own, so memory stays that of SF 1.
+    already there. The orders and their lines are generated in parts of at most SF 1 (``tpchgen-cli --parts``),
+    each split by month on its own (:func:`split_by_month`), so memory stays about that of SF 1.
 
     Raises:
         subprocess.CalledProcessError: ``tpchgen-cli`` failed.
+        RuntimeError: a generated line has no order (:func:`split_by_month`); the landing is made again next time.
     """
     target = landing_zone / "tpch"
     marker = target / "_scale_factor"
@@ -92,7 +93,11 @@ def split_by_month(target: Path, parts: list[tuple[Path, Path]]) -> None:
     ``orders-1.csv``… when a month gets several files; each line gets its order's ``o_orderdate`` as a last
     column). A line is matched with its order among every part's orders: a part's last orders may have their
     lines in the next part's file. The values are copied as text, unchanged (one DuckDB ``COPY …
-    PARTITION_BY`` per table and part)."""
+    PARTITION_BY`` per table and part).
+
+    Raises:
+        RuntimeError: a line's order is in no part (the months written so far stay, without ``_scale_factor``).
+    """
     spill = target / "_split_spill"
     con = duckdb.connect(config={"temp_directory": str(spill)})
     try:
