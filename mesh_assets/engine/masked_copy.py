@@ -55,9 +55,10 @@ def write_masked_copy(port: Port, snapshot: Snapshot, masking: Masking, run_id: 
     so the masking function and its salt are never within reach of a transform's or a reader's query. The
     commit's summary lists the masked columns (``mesh.masked-columns``).
 
-    A partitioned port's copy (``partitioning``, and the staged ``window``) is partitioned the same way: each
-    staged file (one partition's) masked into a file of the same name, and its commit replaces the same partitions of the masked table as the clear commit
-    does (mesh_assets.engine.ports.Port.publish), so both tables hold the same partitions at each publication.
+    A partitioned port's copy (``partitioning``, and the staged ``window``) is partitioned the same way: each staged
+    file (one partition's) masked into a file of the same name, and its commit replaces the same partitions of the
+    masked table as the clear commit does (mesh_assets.engine.ports.Port.publish), so both tables hold the same
+    partitions at each publication.
 
     Raises:
         TransientError: the files cannot be read or written (I/O); TransformError: another DuckDB error;
@@ -91,7 +92,8 @@ def _copy_masked(con: duckdb.DuckDBPyConnection, snapshot: Snapshot, target: Sna
     SF 10 wide table (docs/partitions.md)."""
     for i, column in enumerate(columns):
         con.execute(f'CREATE TEMP TABLE mask_{i} AS SELECT v, {MASK_FUNCTION}(CAST(v AS VARCHAR)) AS m FROM '
-                    f'(SELECT DISTINCT "{column}" AS v FROM read_parquet({snapshot.source}) WHERE "{column}" IS NOT NULL)')
+                    f'(SELECT DISTINCT "{column}" AS v FROM read_parquet({snapshot.source}) '
+                    f'WHERE "{column}" IS NOT NULL)')
     replace = ", ".join(f'mask_{i}.m AS "{c}"' for i, c in enumerate(columns))
     joins = " ".join(f'LEFT JOIN mask_{i} ON s."{c}" = mask_{i}.v' for i, c in enumerate(columns))
 
