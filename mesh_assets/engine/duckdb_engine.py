@@ -220,12 +220,25 @@ class DuckDBStep:
                             for c, t in expected.items())
         return f"SELECT {columns} FROM ({relation}) AS drifted"
 
-    def write(self, relation: str, snapshot: Snapshot, partition: Partitioning | None = None) -> int:
+    def write(self, relation: str, snapshot: Snapshot, partition: Partitioning | None = None,
+              key: str | None = None) -> int:
         """One ``COPY``. With ``partition`` (the table's partitioning): ``PARTITION_BY`` the partition's value
         (the time column's key, ``-`` and the static column's value), each partition's files then moved flat into
         the staging folder as ``part-<value>-<n>.parquet`` (the value as DuckDB's folder names it, URL-decoded:
         ``part-MIDDLE EAST-4.parquet``; no ``key=value`` folder a reader could take for a
-        column); one empty file when there is no row, so the staging folder always has the output's shape."""
+        column); one empty file when there is no row, so the staging folder always has the output's shape.
+        With ``key`` (``relation`` holds that one partition's rows: mesh_assets.engine.write_audit_publish builds a
+        range one partition at a time when that costs less than ``PARTITION_BY``), one plain ``COPY`` into
+        ``part-<key>-0.parquet``, removed when it has no row."""
+        if key is not None:
+            fs, base = fsspec.core.url_to_fs(snapshot.path)
+            name = f"part-{key}-0.parquet"
+            target = f"{snapshot.path}/{name}".replace("'", "''")
+            rows = int(self.con.execute(f"COPY ({relation}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)"
+                                        ).fetchall()[0][0])
+            if rows == 0:
+                fs.rm(f"{base.rstrip('/')}/{name}")
+            return rows
         if partition is None:
             data_file = snapshot.data_file.replace("'", "''")
             return int(self.con.execute(f"COPY ({relation}) TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)"

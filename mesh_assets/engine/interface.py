@@ -163,10 +163,13 @@ class EngineSession(Protocol):
         to the contract's types, missing ones null, extra ones dropped. ``relation`` itself when nothing
         differs."""
 
-    def write(self, relation: Any, snapshot: Snapshot, partition: Partitioning | None = None) -> int:
+    def write(self, relation: Any, snapshot: Snapshot, partition: Partitioning | None = None,
+              key: str | None = None) -> int:
         """Write ``relation`` as zstd Parquet files into ``snapshot``'s folder; return the rows written. With
         ``partition`` (the table's partitioning), each file holds the rows of one partition only (an Iceberg
-        partitioned table's rule); only DuckDB writes partitioned tables."""
+        partitioned table's rule); with ``key`` too, ``relation`` holds that one partition's rows, written as
+        one file named after it, beside the files of the snapshot's other partitions (no file when it has no
+        row). Only DuckDB writes partitioned tables."""
 
     def rejects(self, job: BuildJob) -> Any | None:
         """After a bronze table's output was written: its rejected records as a relation shaped as

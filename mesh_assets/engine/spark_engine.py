@@ -199,7 +199,8 @@ class SparkStep:
         return relation.select(*[(F.col(f"`{c}`") if c in actual else F.lit(None)).cast(spark_type(t)).alias(c)
                                  for c, t in expected.items()])
 
-    def write(self, relation: Any, snapshot: Snapshot, partition: Partitioning | None = None) -> int:
+    def write(self, relation: Any, snapshot: Snapshot, partition: Partitioning | None = None,
+              key: str | None = None) -> int:
         """Rows read back from the files written. Partitioned tables run on DuckDB only (refused when the
         definitions load, mesh_assets.orchestration.assets)."""
         if partition is not None:

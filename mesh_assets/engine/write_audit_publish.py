@@ -121,6 +121,8 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
               if key not in checked} if window else {}
     snapshots = list(input_snapshots(table, reads, storage, access, within))
     sql, origin = _transform(table, settings)  # before an engine starts: the allow-list is Spark's only sandbox
+    by_partition = _by_partition(table, window, inputs, partitioned_inputs or {}, sql)
+    unfiltered = sql
     if window is not None and sql:
         sql = filter_inputs(sql, {(r.schema, r.table): in_window(columns, window) for r in inputs
                                   if (columns := (partitioned_inputs or {}).get(r.key))})
@@ -165,7 +167,15 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
                 _discard(written)
                 return TableResult(False, None, None, first, {"transform": origin})
             with _engine_errors(session, table, origin):
-                snapshot, rows = _stage(session, output, actual, expected, stage, written, table.partitioning)
+                if by_partition and window is not None:
+                    read = {r.key for r in inputs}  # a masked copy is not partitioned: read whole
+                    pinned = [(ref, snap) for ref, snap in snapshots
+                              if ref.key in read and not (ref.key in access and access[ref.key].masked)]
+                    snapshot, rows = _stage_by_partition(session, dataclasses.replace(job, sql=unfiltered), window,
+                                                         actual, expected, stage, written, storage, pinned,
+                                                         partitioned_inputs or {})
+                else:
+                    snapshot, rows = _stage(session, output, actual, expected, stage, written, table.partitioning)
                 rejects = _stage_rejects(session, job, storage, rows, written, first)
             session.register(table.layer, table.name, snapshot)
             targets = {name: f"{ref.schema}.{ref.table}" for name, ref in references.items()}
@@ -235,6 +245,50 @@ def _stage(session: EngineSession, output: Output, actual: dict[str, str], expec
     _discard(written)
     snapshot = stage()
     return snapshot, session.write(relation, snapshot, partition)
+
+
+def _by_partition(table: Table, window: Window | None, inputs: list[InputRef],
+                  partitioned_inputs: dict[tuple[str, str, str], PartitionColumns], sql: str) -> bool:
+    """Whether the step builds its ``window`` one partition at a time (:func:`_stage_by_partition`): a range of
+    a table partitioned by time alone, built by SQL from inputs that are all partitioned, so that each
+    partition's query reads that partition's files only. DuckDB's ``PARTITION_BY`` write took 1.8× a plain
+    write of the same 60 million rows (SF 10); one plain write per partition costs about one plain write
+    (docs/partitions.md). An unpartitioned input (a dimension) would be read again for every partition, so such
+    a range is written with ``PARTITION_BY``."""
+    return (window is not None and len(window.keys) > 1 and bool(sql) and table.layer != "bronze"
+            and table.partitioning is not None and table.partitioning.static is None
+            and all(ref.key in partitioned_inputs for ref in inputs))
+
+
+def _stage_by_partition(session: EngineSession, job: BuildJob, window: Window, actual: dict[str, str],
+                        expected: dict[str, str], stage: Any, written: list[tuple[Port, Snapshot]],
+                        storage: PortStorage, pinned: list[tuple[InputRef, Snapshot]],
+                        partitioned_inputs: dict[tuple[str, str, str], PartitionColumns]) -> tuple[Snapshot, int]:
+    """Stage ``window`` one partition at a time into one snapshot, and its rows: for each key, the inputs of
+    ``pinned`` (the step's reads, at the Iceberg snapshots it registered) registered again with that
+    partition's files only, ``job``'s unfiltered SQL filtered to the partition, one file written; then the
+    window's registrations restored for the audit. The output of a window with no row is one empty file, as
+    :meth:`EngineSession.write` writes it."""
+    _discard(written)
+    snapshot = stage()
+    partitioning = job.table.partitioning
+    assert partitioning is not None
+    rows = 0
+    for key in window.keys:
+        part = partitioning.window([key])
+        for ref, read in pinned:
+            session.register(ref.schema, ref.table, storage.port(ref.key).current_snapshot(
+                read.iceberg_id, within=(partitioned_inputs[ref.key], part)))
+        sql = filter_inputs(job.sql, {(r.schema, r.table): in_window(partitioned_inputs[r.key], part)
+                                      for r in job.inputs})
+        output = session.build(dataclasses.replace(job, sql=sql))
+        rows += session.write(session.conform(output.relation, actual, expected), snapshot, partitioning, key)
+    for ref, read in pinned:
+        session.register(ref.schema, ref.table, read)
+    if rows == 0:
+        output = session.build(job)
+        session.write(session.conform(output.relation, actual, expected), snapshot, partitioning)
+    return snapshot, rows
 
 
 def _audit_window(session: EngineSession, table: Table, window: Window, port: Port, staged: Snapshot,
