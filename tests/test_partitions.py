@@ -254,6 +254,22 @@ def test_a_range_run_equals_the_sum_of_single_month_runs(built, tpch_landing, tm
         n for _, _, n in expected_totals(tpch_landing, MONTHS))
 
 
+def test_a_range_with_no_rows_publishes_empty_partitions(tmp_path: Path, tpch_landing) -> None:
+    root = make_root(tmp_path, tpch_landing, months=())
+    for month in ("1992-02", "1992-03"):  # landed, but a header line only
+        folder = root / ".mesh" / "landing" / "shop" / "orders" / month
+        folder.mkdir(parents=True)
+        (folder / "orders.csv").write_text("order_id,customer_id,total,order_date\n")
+    with dg.instance_for_test() as instance:
+        summary = run_mesh(load_mesh(root), instance, partitions=("1992-02", "1992-03"))
+        assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
+        assert instance.get_materialized_partitions(dg.AssetKey(["shop", "gold", "monthly_revenue"])) == {
+            "1992-02", "1992-03"}
+    assert port_rows(root, ("shop", "gold", "monthly_revenue")) == []  # built by partition: no row, no month's file
+    assert len(PortStorage(root=str(root / ".mesh" / "lake")).port(("shop", "gold", "monthly_revenue")
+                                                                   ).current_snapshot().files) == 1
+
+
 def test_a_new_month_materializes_only_that_month(built, tpch_landing) -> None:
     root, _, _ = built
     with restored(root), dg.instance_for_test() as instance:

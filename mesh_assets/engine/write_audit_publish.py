@@ -273,21 +273,23 @@ def _stage_by_partition(session: EngineSession, job: BuildJob, window: Window, a
     snapshot = stage()
     partitioning = job.table.partitioning
     assert partitioning is not None
+
+    def relation(within: Window) -> Any:
+        sql = filter_inputs(job.sql, {(r.schema, r.table): in_window(partitioned_inputs[r.key], within)
+                                      for r in job.inputs})
+        return session.conform(session.build(dataclasses.replace(job, sql=sql)).relation, actual, expected)
+
     rows = 0
     for key in window.keys:
         part = partitioning.window([key])
         for ref, read in pinned:
             session.register(ref.schema, ref.table, storage.port(ref.key).current_snapshot(
                 read.iceberg_id, within=(partitioned_inputs[ref.key], part)))
-        sql = filter_inputs(job.sql, {(r.schema, r.table): in_window(partitioned_inputs[r.key], part)
-                                      for r in job.inputs})
-        output = session.build(dataclasses.replace(job, sql=sql))
-        rows += session.write(session.conform(output.relation, actual, expected), snapshot, partitioning, key)
+        rows += session.write(relation(part), snapshot, partitioning, key)
     for ref, read in pinned:
         session.register(ref.schema, ref.table, read)
     if rows == 0:
-        output = session.build(job)
-        session.write(session.conform(output.relation, actual, expected), snapshot, partitioning)
+        session.write(relation(window), snapshot, partitioning)
     return snapshot, rows
 
 
