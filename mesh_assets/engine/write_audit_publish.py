@@ -253,8 +253,8 @@ def _by_partition(table: Table, window: Window | None, inputs: list[InputRef],
     a table partitioned by time alone, built by SQL from inputs that are all partitioned, so that each
     partition's query reads that partition's files only. DuckDB's ``PARTITION_BY`` write took 1.8× a plain
     write of the same 60 million rows (SF 10); built this way, the SF 10 silver ``order_lines`` range took 1.46×
-    its unpartitioned build instead of 2.02× (docs/partitions.md). An unpartitioned input (a dimension) would be read again for every partition, so such
-    a range is written with ``PARTITION_BY``."""
+    its unpartitioned build instead of 2.02× (docs/partitions.md). An unpartitioned input (a dimension) would be
+    read again for every partition, so such a range is written with ``PARTITION_BY``."""
     return (window is not None and len(window.keys) > 1 and bool(sql) and table.layer != "bronze"
             and table.partitioning is not None and table.partitioning.static is None
             and all(ref.key in partitioned_inputs for ref in inputs))
