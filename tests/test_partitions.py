@@ -23,6 +23,7 @@ from mesh_assets.consumption.status import as_text, port_status
 from mesh_assets.contract.loader import load_contract
 from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.contract.model import Sla
+from mesh_assets.engine import write_audit_publish
 from mesh_assets.engine.port_storage import PortStorage
 from mesh_assets.engine.staleness import stale_inputs
 from mesh_assets.errors import ContractError, MeshError
@@ -95,13 +96,16 @@ def port_rows(root: Path, key: tuple[str, str, str], sql: str = "SELECT * FROM t
 @pytest.fixture(scope="module")
 def built(tpch_landing: Path, tmp_path_factory: pytest.TempPathFactory):
     """The partitioned mesh, its four months built in ONE range run (1992-01 to 1992-04), then the
-    unpartitioned tables: ``(root, instance, summary of the range run)``."""
+    unpartitioned tables: ``(root, instance, summary of the range run)``. A range of tables whose inputs are
+    all partitioned is built one month at a time whatever its size (``PARTITION_ROWS_MIN`` 0), as at scale."""
     root = make_root(tmp_path_factory.mktemp("partitions"), tpch_landing)
     with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as mp:
         mp.setenv("MESH_PII_SALT", TEST_SALT)
         for name in ("DAGSTER_HOME", "MESH_STORAGE_ROOT", "MESH_LANDING_ZONE"):
             mp.delenv(name, raising=False)
-        summary = run_mesh(load_mesh(root), instance, partitions=(MONTHS[0], MONTHS[-1]))
+        with pytest.MonkeyPatch.context() as by_partition:
+            by_partition.setattr(write_audit_publish, "PARTITION_ROWS_MIN", 0)
+            summary = run_mesh(load_mesh(root), instance, partitions=(MONTHS[0], MONTHS[-1]))
         yield root, instance, summary
 
 
@@ -255,7 +259,20 @@ def test_a_range_run_equals_the_sum_of_single_month_runs(built, tpch_landing, tm
         n for _, _, n in expected_totals(tpch_landing, MONTHS))
 
 
-def test_a_range_with_no_rows_publishes_empty_partitions(tmp_path: Path, tpch_landing) -> None:
+def test_a_small_range_is_written_in_one_partitioned_write(tmp_path: Path, tpch_landing) -> None:
+    """Below ``PARTITION_ROWS_MIN`` input rows per month, monthly_revenue's range is one ``PARTITION_BY`` write:
+    its files are numbered across the range, not ``-0`` each as when built one month at a time."""
+    root = make_root(tmp_path, tpch_landing, months=MONTHS[:2])
+    with dg.instance_for_test() as instance:
+        assert run_mesh(load_mesh(root), instance, partitions=(MONTHS[0], MONTHS[1])).success
+    names = sorted(path.rsplit("/", 1)[-1] for paths in files_by_month(root, ("shop", "gold", "monthly_revenue"))
+                   .values() for path in paths)
+    assert names == [f"part-{MONTHS[0]}-0.parquet", f"part-{MONTHS[1]}-1.parquet"]
+
+
+def test_a_range_with_no_rows_publishes_empty_partitions(tmp_path: Path, tpch_landing,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(write_audit_publish, "PARTITION_ROWS_MIN", 0)
     root = make_root(tmp_path, tpch_landing, months=())
     for month in ("1992-02", "1992-03"):  # landed, but a header line only
         folder = root / ".mesh" / "landing" / "shop" / "orders" / month
@@ -444,6 +461,12 @@ def test_a_partition_publication_replaces_only_its_files_and_an_empty_partition_
     assert port.publish(first.id, {"rows": 40}, partitioning=by_month,
                         window=by_month.window(["2024-01", "2024-02"]))["rows"] == 40
     january = [f for f in port.current_snapshot().files if "part-2024-01" in f]
+    columns, months = by_month.columns, [by_month.window([m]) for m in ("2024-01", "2024-02", "2024-03")]
+    reads = port.partition_snapshots(columns, months)  # one manifest read for the three months
+    february = tuple(f.replace("01-0", "02-1") for f in january)
+    assert [rows for _, rows in reads] == [27, 13, 0]  # March: no file holds it (a reader gets one for the shape)
+    assert [s.files for s, _ in reads[:2]] == [tuple(january), february] and len(reads[2][0].files) == 1
+    assert [s for s, _ in reads] == [port.current_snapshot(within=(columns, m)) for m in months]
     second = port.new_snapshot("run2")
     assert step.write(f"SELECT * FROM ({rows}) WHERE false", second, by_month) == 0
     info = port.publish(second.id, {"rows": 0}, partitioning=by_month, window=by_month.window(["2024-02"]))

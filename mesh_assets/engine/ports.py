@@ -304,22 +304,26 @@ class Port:
             files += [entry.data_file for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)]
         return files
 
-    def _files(self, table: IcebergTable, snapshot: IcebergSnapshot,
-               within: tuple[PartitionColumns, Window] | None = None) -> tuple[str, ...]:
-        """The paths of ``snapshot``'s data files (:meth:`_data_files`), sorted; with ``within`` (partition
-        columns and a window) only the files whose partition values or column bounds (from the manifests) may
-        hold rows of the window — partition pruning — and always one file, so a reader gets the table's shape
-        even when none does."""
-        files = self._data_files(table, snapshot)
-        if within is not None and files:
-            columns, window = within
-            kept = [f for f in files if _placement(f, table, columns, window) != "outside"]
-            files = kept or files[:1]
-        return tuple(sorted(f.file_path for f in files))
+    @staticmethod
+    def _pruned(files: list[DataFile], table: IcebergTable,
+                within: tuple[PartitionColumns, Window] | None = None) -> list[DataFile]:
+        """``files`` (a snapshot's data files, :meth:`_data_files`); with ``within`` (partition columns and a
+        window) only those whose partition values or column bounds (from the manifests) may hold rows of the
+        window — partition pruning — and always one file, so a reader gets the table's shape even when none
+        does."""
+        if within is None or not files:
+            return files
+        columns, window = within
+        return [f for f in files if _placement(f, table, columns, window) != "outside"] or files[:1]
 
     def _snapshot(self, table: IcebergTable, snapshot: IcebergSnapshot,
-                  within: tuple[PartitionColumns, Window] | None = None) -> Snapshot:
-        files = self._files(table, snapshot, within)
+                  within: tuple[PartitionColumns, Window] | None = None,
+                  data_files: list[DataFile] | None = None) -> Snapshot:
+        """``snapshot`` as the files a reader reads, sorted (of ``within``: :meth:`_pruned`); ``data_files``:
+        its data files when already read."""
+        if data_files is None:
+            data_files = self._data_files(table, snapshot)
+        files = tuple(sorted(f.file_path for f in self._pruned(data_files, table, within)))
         publication = _summary(snapshot, PUBLICATION) or str(snapshot.snapshot_id)
         folder = files[0].rsplit("/", 1)[0] if files else self.url(f"{self.path}/{DATA}/{publication}")
         return Snapshot(publication, folder, files, snapshot.snapshot_id)
@@ -367,6 +371,23 @@ class Port:
         published, or there is no such snapshot."""
         table = self.table()
         return self._snapshot(table, self._resolve(table, as_of), within)  # type: ignore[arg-type]
+
+    def partition_snapshots(self, columns: PartitionColumns, windows: Sequence[Window],
+                            as_of: str | int | None = None) -> list[tuple[Snapshot, int]]:
+        """For each window of ``windows``, :meth:`current_snapshot` ``within`` it (``columns``: the partition
+        columns) and the rows its files hold (their record counts in the manifests: an upper bound of the window's
+        rows; 0 when no file may hold any), the snapshot's manifests read once for all windows — a range built one
+        partition at a time reads each input's manifests once per step, not once per partition. Raises
+        :class:`PortError` as :meth:`current_snapshot` does."""
+        table = self.table()
+        snapshot = self._resolve(table, as_of)
+        data_files = self._data_files(table, snapshot)  # type: ignore[arg-type]
+        reads = []
+        for window in windows:
+            kept = [f for f in data_files if _placement(f, table, columns, window) != "outside"]  # type: ignore
+            reads.append((self._snapshot(table, snapshot, data_files=kept or data_files[:1]),  # type: ignore
+                          sum(f.record_count for f in kept)))
+        return reads
 
     def files_outside(self, columns: PartitionColumns, window: Window) -> tuple[str, ...]:
         """The current snapshot's data files that hold rows and none of ``window`` (by the partition

@@ -58,6 +58,9 @@ REJECTS_SCHEMA = "_rejects"  # the relation a bronze step's staged rejects are r
 # A partitioned step reads the rest of its table (the current files outside its window) as ``<layer>.<table>__rest``.
 REST_SUFFIX = "__rest"
 KEY_RULES = ("primary_key", "duplicates")  # whole-table rules: a key stays unique across partitions
+# A range is built one partition at a time only when its inputs hold at least this many rows per partition;
+# below, DuckDB's PARTITION_BY write of the whole range costs less (docs/partitions.md)
+PARTITION_ROWS_MIN = 50_000
 
 
 @dataclass
@@ -167,12 +170,11 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
                 _discard(written)
                 return TableResult(False, None, None, first, {"transform": origin})
             with _engine_errors(session, table, origin):
-                if by_partition and window is not None:
-                    read = {r.key for r in inputs}  # a masked copy is not partitioned: read whole
-                    pinned = [(ref, snap) for ref, snap in snapshots
-                              if ref.key in read and not (ref.key in access and access[ref.key].masked)]
+                parts = _partition_reads(table, window, inputs, snapshots, access, storage,
+                                         partitioned_inputs or {}) if by_partition else None
+                if parts is not None and window is not None:
                     snapshot, rows = _stage_by_partition(session, dataclasses.replace(job, sql=unfiltered), window,
-                                                         actual, expected, stage, written, storage, pinned,
+                                                         actual, expected, stage, written, parts, snapshots,
                                                          partitioned_inputs or {})
                 else:
                     snapshot, rows = _stage(session, output, actual, expected, stage, written, table.partitioning)
@@ -260,14 +262,36 @@ def _by_partition(table: Table, window: Window | None, inputs: list[InputRef],
             and all(ref.key in partitioned_inputs for ref in inputs))
 
 
+def _partition_reads(table: Table, window: Window | None, inputs: list[InputRef],
+                     snapshots: list[tuple[InputRef, Snapshot]], access: dict[tuple[str, str, str], Any],
+                     storage: PortStorage, partitioned_inputs: dict[tuple[str, str, str], PartitionColumns]
+                     ) -> list[list[tuple[InputRef, Snapshot]]] | None:
+    """For each key of ``window`` (a range :func:`_by_partition` allows), each input's files of that partition
+    at the Iceberg snapshot the step registered (``snapshots``; an input read masked is left out: its masked
+    copy is not partitioned and is read whole) — or ``None`` when the inputs' files hold fewer than
+    ``PARTITION_ROWS_MIN`` rows per partition of the range, where one ``PARTITION_BY`` write costs less than a
+    query and a file per partition (docs/partitions.md). Each input's manifests are read once."""
+    assert window is not None and table.partitioning is not None
+    read = {r.key for r in inputs}
+    pinned = [(ref, snap) for ref, snap in snapshots
+              if ref.key in read and not (ref.key in access and access[ref.key].masked)]
+    windows = [table.partitioning.window([key]) for key in window.keys]
+    per_input = [storage.port(ref.key).partition_snapshots(partitioned_inputs[ref.key], windows, snap.iceberg_id)
+                 for ref, snap in pinned]
+    if sum(rows for reads in per_input for _, rows in reads) < PARTITION_ROWS_MIN * len(windows):
+        return None
+    return [[(ref, reads[i][0]) for (ref, _), reads in zip(pinned, per_input, strict=True)]
+            for i in range(len(windows))]
+
+
 def _stage_by_partition(session: EngineSession, job: BuildJob, window: Window, actual: dict[str, str],
                         expected: dict[str, str], stage: Any, written: list[tuple[Port, Snapshot]],
-                        storage: PortStorage, pinned: list[tuple[InputRef, Snapshot]],
+                        parts: list[list[tuple[InputRef, Snapshot]]], registered: list[tuple[InputRef, Snapshot]],
                         partitioned_inputs: dict[tuple[str, str, str], PartitionColumns]) -> tuple[Snapshot, int]:
-    """Stage ``window`` one partition at a time into one snapshot, and its rows: for each key, the inputs of
-    ``pinned`` (the step's reads, at the Iceberg snapshots it registered) registered again with that
-    partition's files only, ``job``'s unfiltered SQL filtered to the partition, one file written; then the
-    window's registrations restored for the audit. The output of a window with no row is one empty file, as
+    """Stage ``window`` one partition at a time into one snapshot, and its rows: for each key, the inputs
+    registered again with that partition's files only (``parts``, by key: :func:`_partition_reads`), ``job``'s
+    unfiltered SQL filtered to the partition, one file written; then the step's registrations (``registered``)
+    restored for the audit. The output of a window with no row is one empty file, as
     :meth:`EngineSession.write` writes it."""
     _discard(written)
     snapshot = stage()
@@ -280,13 +304,11 @@ def _stage_by_partition(session: EngineSession, job: BuildJob, window: Window, a
         return session.conform(session.build(dataclasses.replace(job, sql=sql)).relation, actual, expected)
 
     rows = 0
-    for key in window.keys:
-        part = partitioning.window([key])
-        for ref, read in pinned:
-            session.register(ref.schema, ref.table, storage.port(ref.key).current_snapshot(
-                read.iceberg_id, within=(partitioned_inputs[ref.key], part)))
-        rows += session.write(relation(part), snapshot, partitioning, key)
-    for ref, read in pinned:
+    for key, reads in zip(window.keys, parts, strict=True):
+        for ref, read in reads:
+            session.register(ref.schema, ref.table, read)
+        rows += session.write(relation(partitioning.window([key])), snapshot, partitioning, key)
+    for ref, read in registered:
         session.register(ref.schema, ref.table, read)
     if rows == 0:
         session.write(relation(window), snapshot, partitioning)
