@@ -223,10 +223,11 @@ def test_a_range_run_builds_every_month_and_the_unpartitioned_consumer_reads_the
     ran = {a.key for a in summary.assets}
     assert {"shop/gold/segment_totals", "shop/bronze/raw_customers"} <= ran  # reads them; a first build
     assert sorted(files_by_month(root, ("shop", "silver", "orders"))) == list(MONTHS)  # one file per month
-    # monthly_revenue reads partitioned inputs only: built one month at a time, one plain file per month
-    revenue = files_by_month(root, ("shop", "gold", "monthly_revenue"))
-    names = {path.rsplit("/", 1)[-1] for paths in revenue.values() for path in paths}
-    assert names == {f"part-{month}-0.parquet" for month in MONTHS}
+    # built one month at a time, one plain file per month: monthly_revenue, which reads partitioned orders only,
+    # and silver orders, which also reads the unpartitioned customers (held in memory, read once)
+    for key in (("shop", "gold", "monthly_revenue"), ("shop", "silver", "orders")):
+        names = {path.rsplit("/", 1)[-1] for paths in files_by_month(root, key).values() for path in paths}
+        assert names == {f"part-{month}-0.parquet" for month in MONTHS}, key
     key = dg.AssetKey(["shop", "silver", "orders"])
     assert instance.get_materialized_partitions(key) == set(MONTHS)
     assert port_rows(root, ("shop", "gold", "segment_totals")) == expected_totals(tpch_landing, MONTHS)
@@ -651,3 +652,21 @@ def test_automation_runs_every_partition_whose_input_updated_not_only_the_latest
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
     assert result.get_requested_partitions(orders) == set(MONTHS)
     assert result.get_requested_partitions(revenue) == set(MONTHS)  # with them: one backfill, one range run
+
+
+def test_a_cached_input_is_read_from_memory_until_it_is_registered_again(tmp_path: Path) -> None:
+    """What a range built one partition at a time does with a dimension (DuckDBStep.cache)."""
+    from mesh_assets.engine.duckdb_engine import DuckDBEngine, DuckDBStep
+    from mesh_assets.engine.ports import Snapshot
+
+    con = duckdb.connect()
+    step = DuckDBStep(DuckDBEngine(), con)
+    for name, rows in (("a", 3), ("b", 5)):
+        con.execute(f"COPY (SELECT range AS id FROM range({rows})) TO '{tmp_path / name}.parquet'")
+    step.register("customers", "profile", Snapshot("a", str(tmp_path), (str(tmp_path / "a.parquet"),)))
+    step.cache("customers", "profile")
+    (tmp_path / "a.parquet").unlink()  # the cache holds its rows
+    assert con.execute("SELECT count(*) FROM customers.profile").fetchall() == [(3,)]
+    step.register("customers", "profile", Snapshot("b", str(tmp_path), (str(tmp_path / "b.parquet"),)))
+    assert con.execute("SELECT count(*) FROM customers.profile").fetchall() == [(5,)]
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]  # dropped

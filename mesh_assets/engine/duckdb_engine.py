@@ -177,6 +177,13 @@ class DuckDBStep:
 
     def register(self, schema: str, name: str, snapshot: Snapshot) -> None:
         self.engine.register_view(self.con, schema, name, snapshot)
+        self.con.execute(f'DROP TABLE IF EXISTS temp.main."{schema}.{name}"')  # a cache of it (:meth:`cache`)
+
+    def cache(self, schema: str, name: str) -> None:
+        """A temporary table of the relation's rows, named ``<schema>.<name>``, under its view."""
+        cached = f'temp.main."{schema}.{name}"'
+        self.con.execute(f'CREATE OR REPLACE TEMP TABLE "{schema}.{name}" AS SELECT * FROM "{schema}"."{name}"')
+        self.con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT * FROM {cached}')
 
     def register_empty(self, schema: str, name: str, columns: Mapping[str, str]) -> None:
         empty = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns.items())

@@ -129,6 +129,11 @@ class EngineSession(Protocol):
     def register_empty(self, schema: str, name: str, columns: Mapping[str, str]) -> None:
         """Make ``<schema>.<name>`` an empty relation of ``columns`` (name → DuckDB type)."""
 
+    def cache(self, schema: str, name: str) -> None:
+        """Hold the registered relation ``<schema>.<name>`` in the session's memory (spilled to the step's spill
+        folder when it does not fit) until it is registered again: a dimension that every partition of a range
+        built one partition at a time joins, read once instead of once per partition."""
+
     def relation(self, sql: str) -> Any:
         """``sql`` (one SELECT in DuckDB's dialect, over registered relations) as a lazy relation.
 

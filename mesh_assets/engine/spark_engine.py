@@ -156,6 +156,9 @@ class SparkStep:
     def register(self, schema: str, name: str, snapshot: Snapshot) -> None:
         self._read(snapshot).createOrReplaceTempView(view_name(schema, name))
 
+    def cache(self, schema: str, name: str) -> None:
+        self.session.catalog.cacheTable(view_name(schema, name))
+
     def register_empty(self, schema: str, name: str, columns: Mapping[str, str]) -> None:
         empty = ", ".join(f"CAST(NULL AS {spark_type(t)}) AS `{c}`" for c, t in columns.items())
         self.session.sql(f"SELECT {empty} WHERE false").createOrReplaceTempView(view_name(schema, name))

@@ -251,28 +251,28 @@ def _stage(session: EngineSession, output: Output, actual: dict[str, str], expec
 
 def _by_partition(table: Table, window: Window | None, inputs: list[InputRef],
                   partitioned_inputs: dict[tuple[str, str, str], PartitionColumns], sql: str) -> bool:
-    """Whether the step builds its ``window`` one partition at a time (:func:`_stage_by_partition`): a range of
-    a table partitioned by time alone, built by SQL from inputs that are all partitioned, so that each
-    partition's query reads that partition's files only. DuckDB's ``PARTITION_BY`` write took 1.8× a plain
-    write of the same 60 million rows (SF 10); built this way, the SF 10 silver ``order_lines`` range took 1.46×
-    its unpartitioned build instead of 2.02× (docs/partitions.md). An unpartitioned input (a dimension) would be
-    read again for every partition, so such a range is written with ``PARTITION_BY``."""
+    """Whether the step may build its ``window`` one partition at a time (:func:`_stage_by_partition`, when its
+    inputs are large enough: :func:`_partition_reads`): a range of a table partitioned by time alone, built by
+    SQL from at least one partitioned input, so that each partition's query reads that partition's files only
+    (an unpartitioned input, a dimension, is read once and held in memory). DuckDB's ``PARTITION_BY`` write took
+    1.8× a plain write of the same 60 million rows (SF 10); built this way, the SF 10 silver ``order_lines``
+    range took 1.46× its unpartitioned build instead of 2.02× (docs/partitions.md)."""
     return (window is not None and len(window.keys) > 1 and bool(sql) and table.layer != "bronze"
             and table.partitioning is not None and table.partitioning.static is None
-            and all(ref.key in partitioned_inputs for ref in inputs))
+            and any(ref.key in partitioned_inputs for ref in inputs))
 
 
 def _partition_reads(table: Table, window: Window | None, inputs: list[InputRef],
                      snapshots: list[tuple[InputRef, Snapshot]], access: dict[tuple[str, str, str], Any],
                      storage: PortStorage, partitioned_inputs: dict[tuple[str, str, str], PartitionColumns]
                      ) -> list[list[tuple[InputRef, Snapshot]]] | None:
-    """For each key of ``window`` (a range :func:`_by_partition` allows), each input's files of that partition
-    at the Iceberg snapshot the step registered (``snapshots``; an input read masked is left out: its masked
-    copy is not partitioned and is read whole) — or ``None`` when the inputs' files hold fewer than
+    """For each key of ``window`` (a range :func:`_by_partition` allows), each partitioned input's files of that
+    partition at the Iceberg snapshot the step registered (``snapshots``; an input read masked is left out: its
+    masked copy is not partitioned and is read whole) — or ``None`` when the inputs' files hold fewer than
     ``PARTITION_ROWS_MIN`` rows per partition of the range, where one ``PARTITION_BY`` write costs less than a
     query and a file per partition (docs/partitions.md). Each input's manifests are read once."""
     assert window is not None and table.partitioning is not None
-    read = {r.key for r in inputs}
+    read = {r.key for r in inputs if r.key in partitioned_inputs}
     pinned = [(ref, snap) for ref, snap in snapshots
               if ref.key in read and not (ref.key in access and access[ref.key].masked)]
     windows = [table.partitioning.window([key]) for key in window.keys]
@@ -288,19 +288,24 @@ def _stage_by_partition(session: EngineSession, job: BuildJob, window: Window, a
                         expected: dict[str, str], stage: Any, written: list[tuple[Port, Snapshot]],
                         parts: list[list[tuple[InputRef, Snapshot]]], registered: list[tuple[InputRef, Snapshot]],
                         partitioned_inputs: dict[tuple[str, str, str], PartitionColumns]) -> tuple[Snapshot, int]:
-    """Stage ``window`` one partition at a time into one snapshot, and its rows: for each key, the inputs
-    registered again with that partition's files only (``parts``, by key: :func:`_partition_reads`), ``job``'s
-    unfiltered SQL filtered to the partition, one file written; then the step's registrations (``registered``)
-    restored for the audit. The output of a window with no row is one empty file, as
+    """Stage ``window`` one partition at a time into one snapshot, and its rows: the other inputs (the
+    unpartitioned ones, and those read masked) held in memory (:meth:`EngineSession.cache`); for each key, the
+    inputs registered again with that partition's files only (``parts``, by key: :func:`_partition_reads`),
+    ``job``'s unfiltered SQL filtered to the partition, one file written; then the step's registrations
+    (``registered``) restored for the audit. The output of a window with no row is one empty file, as
     :meth:`EngineSession.write` writes it."""
     _discard(written)
     snapshot = stage()
     partitioning = job.table.partitioning
     assert partitioning is not None
+    by_key = {ref.key for ref, _ in parts[0]} if parts else set()
+    for ref in job.inputs:
+        if ref.key not in by_key:
+            session.cache(ref.schema, ref.table)
 
     def relation(within: Window) -> Any:
         sql = filter_inputs(job.sql, {(r.schema, r.table): in_window(partitioned_inputs[r.key], within)
-                                      for r in job.inputs})
+                                      for r in job.inputs if r.key in partitioned_inputs})
         return session.conform(session.build(dataclasses.replace(job, sql=sql)).relation, actual, expected)
 
     rows = 0
