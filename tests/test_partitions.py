@@ -224,8 +224,9 @@ def test_a_range_run_builds_every_month_and_the_unpartitioned_consumer_reads_the
     assert {"shop/gold/segment_totals", "shop/bronze/raw_customers"} <= ran  # reads them; a first build
     assert sorted(files_by_month(root, ("shop", "silver", "orders"))) == list(MONTHS)  # one file per month
     # built one month at a time, one plain file per month: monthly_revenue, which reads partitioned orders only,
-    # and silver orders, which also reads the unpartitioned customers (held in memory, read once)
-    for key in (("shop", "gold", "monthly_revenue"), ("shop", "silver", "orders")):
+    # silver orders, which also reads the unpartitioned customers (held in memory, read once), and the bronze
+    # orders, ingested month by month
+    for key in (("shop", "gold", "monthly_revenue"), ("shop", "silver", "orders"), ("shop", "bronze", "raw_orders")):
         names = {path.rsplit("/", 1)[-1] for paths in files_by_month(root, key).values() for path in paths}
         assert names == {f"part-{month}-0.parquet" for month in MONTHS}, key
     key = dg.AssetKey(["shop", "silver", "orders"])
@@ -354,6 +355,18 @@ def test_rows_outside_their_partition_fail_the_partition_window_check(built, tpc
         summary = run_mesh(load_mesh(root), instance, partitions=(NEW_MONTH, NEW_MONTH))
         bronze = next(a for a in summary.assets if a.key == "shop/bronze/raw_orders")
         assert bronze.status == "failed" and bronze.blocking == ["partition_window (1 row)"]
+
+
+def test_a_row_landed_in_another_month_of_the_range_fails_the_partition_window_check(tmp_path: Path,
+                                                                                      tpch_landing) -> None:
+    """A range is ingested month by month: a record of 1992-02 in 1992-01's folder is refused as in a run of
+    1992-01 alone, not moved to 1992-02."""
+    root = make_root(tmp_path, tpch_landing, months=MONTHS[:2])
+    land_month(root, tpch_landing, MONTHS[0], extra_rows=f"999999901,1,1.00,{MONTHS[1]}-02\n")
+    with dg.instance_for_test() as instance:
+        summary = run_mesh(load_mesh(root), instance, partitions=(MONTHS[0], MONTHS[1]))
+    bronze = next(a for a in summary.assets if a.key == "shop/bronze/raw_orders")
+    assert bronze.status == "failed" and bronze.blocking == ["partition_window (1 row)"]
 
 
 def test_run_partition_options_are_checked(built) -> None:
@@ -670,3 +683,24 @@ def test_a_cached_input_is_read_from_memory_until_it_is_registered_again(tmp_pat
     step.register("customers", "profile", Snapshot("b", str(tmp_path), (str(tmp_path / "b.parquet"),)))
     assert con.execute("SELECT count(*) FROM customers.profile").fetchall() == [(5,)]
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]  # dropped
+
+
+def test_a_row_moved_to_another_month_of_the_range_fails_partition_window(tmp_path: Path, tpch_landing,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built one month at a time, a transform that moves a row to another month of the range would file it under
+    its input's month: partition_window counts it and nothing is published."""
+    monkeypatch.setattr(write_audit_publish, "PARTITION_ROWS_MIN", 0)
+    root = make_root(tmp_path, tpch_landing, months=MONTHS[:2])
+    sql = root / "domains" / "shop" / "sql" / "gold" / "monthly_revenue.sql"
+    sql.write_text(sql.read_text().replace("date_trunc('month', order_date)",
+                                           "date_trunc('month', order_date + INTERVAL 1 MONTH)"), encoding="utf-8")
+    with dg.instance_for_test() as instance:
+        summary = run_mesh(load_mesh(root), instance, partitions=(MONTHS[0], MONTHS[1]))
+        revenue = next(a for a in summary.assets if a.key == "shop/gold/monthly_revenue")
+        assert [b.split(" (")[0] for b in revenue.blocking] == ["partition_window"], revenue
+        evaluation = next(
+            e.event_log_entry.dagster_event.event_specific_data for e in instance.get_records_for_run(
+                summary.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+            if e.event_log_entry.dagster_event.event_specific_data.check_name == "partition_window"
+            and e.event_log_entry.dagster_event.event_specific_data.asset_key.path[-1] == "monthly_revenue")
+        assert not evaluation.passed and evaluation.metadata["misfiled_rows"].value > 0  # first month's, in 1992-02
