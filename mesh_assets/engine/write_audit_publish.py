@@ -377,12 +377,9 @@ def _audit_window(session: EngineSession, table: Table, window: Window, port: Po
     expectation += [f"{columns.static} in ({', '.join(window.values or ())})"] if columns.static else []
     metadata = {"failing_rows": int(stray), "sql": count_sql.replace("count(*)", "*"),
                 "expectation": " and ".join(expectation)}
-    time = table.partitioning.time
-    if time is not None:  # and in the file of its partition: a transform may move rows across partitions
-        misfiled_sql = (f"SELECT count(*) FROM read_parquet({staged.source}, filename = true) WHERE filename NOT LIKE "
-                        f"'%/part-' || strftime(\"{time.column}\", '{time.key_format}') || '-%'")
-        misfiled = session.query(misfiled_sql)[0][0]
-        metadata.update(failing_rows=int(stray + misfiled), misfiled_rows=int(misfiled),
+    if table.partitioning.time is not None:  # and in its partition's file: a transform may move rows across
+        misfiled = _misfiled_rows(session, table.partitioning, staged)
+        metadata.update(failing_rows=int(stray + misfiled), misfiled_rows=misfiled,
                         expectation=f"{metadata['expectation']}, each in its partition's file (part-<key>-<n>)")
         stray += misfiled
     outcomes = [CheckOutcome(PARTITION_CHECK, stray == 0, True, "error",
@@ -406,6 +403,26 @@ def _audit_window(session: EngineSession, table: Table, window: Window, port: Po
             outcomes.append(outcome)
     order = {r.name: i for i, r in enumerate(table.rules)}
     return [outcomes[0], *sorted(outcomes[1:], key=lambda o: order.get(o.name, len(order)))]
+
+
+def _misfiled_rows(session: EngineSession, partitioning: Partitioning, staged: Snapshot) -> int:
+    """The rows of the staged files of a time-partitioned table that are not in the partition their file is
+    named after (``part-<key>-<n>.parquet``). A file whose time column's Parquet statistics (the bounds of its
+    row groups) lie in its key's partition is not read; only the others are scanned."""
+    assert partitioning.time is not None
+    column, key = partitioning.time.column, partitioning.time.key_format
+    in_file = "'%/part-' || strftime({}, '" + key + "') || '-%'"  # the file's name holds the row's key
+    suspects = [row[0] for row in session.query(
+        "SELECT file_name FROM (SELECT file_name, min(TRY_CAST(stats_min AS TIMESTAMP)) AS lo, "
+        f"max(TRY_CAST(stats_max AS TIMESTAMP)) AS hi FROM parquet_metadata({staged.source}) "
+        f"WHERE path_in_schema = {exp.Literal.string(column).sql(dialect='duckdb')} GROUP BY file_name) "
+        f"WHERE lo IS NULL OR hi IS NULL OR file_name NOT LIKE {in_file.format('lo')} "
+        f"OR file_name NOT LIKE {in_file.format('hi')}")]
+    if not suspects:
+        return 0
+    files = Snapshot(staged.id, staged.path, tuple(suspects)).source
+    return int(session.query(f"SELECT count(*) FROM read_parquet({files}, filename = true) WHERE filename NOT LIKE "
+                             f"{in_file.format(exp.column(column, quoted=True).sql(dialect='duckdb'))}")[0][0])
 
 
 def _windowed_rule(rule: Rule, relation: str, windowed: dict[tuple[str, str], PartitionColumns],
