@@ -157,6 +157,7 @@ class SparkStep:
         self._read(snapshot).createOrReplaceTempView(view_name(schema, name))
 
     def cache(self, schema: str, name: str) -> None:
+        """Spark's cache of the view; not reached today: partitioned tables run on DuckDB only."""
         self.session.catalog.cacheTable(view_name(schema, name))
 
     def register_empty(self, schema: str, name: str, columns: Mapping[str, str]) -> None:
