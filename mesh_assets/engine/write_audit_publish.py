@@ -257,9 +257,9 @@ def _by_partition(table: Table, window: Window | None, inputs: list[InputRef],
     of a table partitioned by time alone, ingested from landed files (always: :func:`_landed_by_partition`) or
     built by SQL from at least one partitioned input (when they are large enough: :func:`_partition_reads`), so
     that each partition's query reads that partition's files only (an unpartitioned input, a dimension, is read
-    once and held in memory). DuckDB's ``PARTITION_BY`` write took
-    1.8× a plain write of the same 60 million rows (SF 10); built this way, the SF 10 silver ``order_lines``
-    range took 1.46× its unpartitioned build instead of 2.02× (docs/partitions.md)."""
+    once and held in memory). DuckDB's ``PARTITION_BY`` write took 1.8× a plain write of the same 60 million
+    rows (SF 10); built this way, the SF 10 silver ``order_lines`` range took 1.46× its unpartitioned build
+    instead of 2.02× (docs/partitions.md)."""
     if window is None or len(window.keys) < 2 or table.partitioning is None or table.partitioning.static:
         return False
     if table.layer == "bronze":
