@@ -685,6 +685,26 @@ def test_a_cached_input_is_read_from_memory_until_it_is_registered_again(tmp_pat
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]  # dropped
 
 
+def test_one_partition_is_written_in_its_fact_table_order_not_a_dimension_order(tmp_path: Path) -> None:
+    """A partition of a fact table is smaller than the dimension it joins: DuckDB would build its hash table on the
+    partition and write the rows in the dimension's order (which compresses far worse); the partition's write
+    keeps the join's sides as written, and the setting is restored after it."""
+    from mesh_assets.engine.duckdb_engine import DuckDBEngine, DuckDBStep
+    from mesh_assets.engine.ports import Port
+
+    con = duckdb.connect()
+    step = DuckDBStep(DuckDBEngine(), con)
+    con.execute("CREATE TABLE dimension AS SELECT 5000 - range AS k, 'name ' || range AS name FROM range(5000)")
+    con.execute("CREATE TABLE fact AS SELECT range AS id, range * 3 % 5000 AS k FROM range(1000)")
+    port = Port(str(tmp_path), ("shop", "gold", "wide"))
+    staged = port.new_snapshot("run1")
+    assert step.write("SELECT f.id, d.name FROM fact f LEFT JOIN dimension d ON d.k = f.k", staged, key="2024-01") \
+        == 1000
+    ids = [r[0] for r in con.execute(f"SELECT id FROM {staged.read_sql}").fetchall()]
+    assert ids == list(range(1000))
+    assert con.execute("SELECT current_setting('disabled_optimizers')").fetchall() == [("",)]
+
+
 def test_a_row_moved_to_another_month_of_the_range_fails_partition_window(tmp_path: Path, tpch_landing,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Built one month at a time, a transform that moves a row to another month of the range would file it under
