@@ -137,7 +137,7 @@ def contract(tmp_path: Path, path: str = "shop/events/{month}/*.csv", partitioni
              '{granularity: month, start: "2024-01-01"}', physical: str = "DATE",
              partitioned: str = "partitioned: true, partitionKeyPosition: 1, ") -> Path:
     declared = f"      - property: partitioning\n        value: {partitioning}\n" if partitioning else ""
-    logical = "date" if physical == "DATE" else "timestamp"
+    logical = {"DATE": "date", "BIGINT": "integer"}.get(physical, "timestamp")
     file = tmp_path / "x.yaml"
     file.write_text(CONTRACT.format(path=path, partitioning=declared, physical=physical, logical=logical,
                                     partitioned=partitioned))
@@ -159,9 +159,23 @@ def test_contract_declares_month_partitions_of_a_date_column(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(("kwargs", "problem"), [
     ({"partitioning": None}, "declare the partitions' granularity and start"),
-    ({"partitioned": ""}, "no property is the partition column; mark the DATE column with partitioned: true"),
-    ({"physical": "TIMESTAMP"}, "partition on a DATE column"),
-    ({"partitioning": '{granularity: week, start: "2024-01-01"}'}, "granularity 'week' is not supported"),
+    ({"partitioned": ""}, "no property is the partition column; mark the DATE or TIMESTAMP column with "
+                          "partitioned: true"),
+    ({"physical": "BIGINT"}, "partition on a DATE or TIMESTAMP column"),
+    ({"physical": "TIMESTAMP WITH TIME ZONE"}, "e.g. CAST(timezone('UTC', day) AS TIMESTAMP)"),
+    ({"partitioning": '{granularity: year, start: "2024-01-01"}'}, "granularity 'year' is not supported"),
+    ({"partitioning": '{granularity: hour, start: "2024-01-01"}', "path": "shop/events/{hour}/*.csv"},
+     "by hour needs a TIMESTAMP partition column; day is DATE"),
+    ({"partitioning": '{granularity: hour, start: "2024-01-01", timezone: Europe/Paris}', "physical": "TIMESTAMP",
+      "path": "shop/events/{hour}/*.csv"}, "partitioning by hour is in UTC"),
+    ({"partitioning": '{granularity: hour, start: "2024-01-01T10:30"}', "physical": "TIMESTAMP",
+      "path": "shop/events/{hour}/*.csv"}, "is not the start of an hour in UTC; write it as '2024-01-01T10:00'"),
+    ({"partitioning": '{granularity: week, start: "2024-01-01", end: "2024-01-10"}', "path": "shop/events/{week}/*"},
+     "not the first day of a week; the weeks start on a Monday"),
+    ({"partitioning": '{granularity: week, start: "2024-01-01"}', "path": "shop/events/{week}/{date}.csv"},
+     "a week's partition is not named by {date}"),
+    ({"partitioning": '{granularity: day, start: "2024-01-01"}', "path": "shop/events/{hour}/*.csv"},
+     "names its partition's files with {date}"),
     ({"partitioning": '{granularity: month, start: "2024-01-15"}'}, "not the first day of a month"),
     ({"partitioning": '{granularity: month, start: "2024-03-01", end: "2024-01-01"}'}, "is not after start"),
     ({"partitioning": '{granularity: month, start: "2024-01-01", timezone: Mars/Olympus}'},

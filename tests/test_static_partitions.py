@@ -310,9 +310,9 @@ def test_contract_declares_static_and_multi_partitions(tmp_path: Path) -> None:
     ({"partitioning": "{values: []}"}, "customProperties", "values must be a list of the partitions of column "
                                                            "region"),
     ({"partitioning": "{granularity: month, start: '2024-01-01'}"}, "customProperties",
-     "partitioning declares granularity, start, which a DATE partition column takes"),
+     "partitioning declares granularity, start, which a DATE or TIMESTAMP partition column takes"),
     ({"partitioning": None}, "customProperties", "column region is partitioned: declare the partitions' values"),
-    ({"physical": "BIGINT"}, "physicalType", "partition on a DATE column for time"),
+    ({"physical": "BIGINT"}, "physicalType", "partition on a DATE or TIMESTAMP column for time"),
     ({"day": "partitioned: true, partitionKeyPosition: 1, "}, "partitionKeyPosition", "give them 1 and 2"),
     ({"path": "shop/events/*.csv"}, "customProperties", "names its partition's files with {region}"),
 ])

@@ -110,9 +110,9 @@ def run(
         "--results", help="Where to write the run's results as JSON (default: <mesh>/.mesh/run_results.json).")
     ] = None,
     partition: Annotated[str | None, typer.Option(
-        "--partition", help="Only this partition of the partitioned tables (YYYY-MM, YYYY-MM-DD, a static value "
-                            "such as EUROPE, or a time and static key such as '1992-01|EUROPE'), and what "
-                            "reads them unpartitioned.")] = None,
+        "--partition", help="Only this partition of the partitioned tables (YYYY-MM, YYYY-MM-DD, YYYY-MM-DDTHH, a "
+                            "static value such as EUROPE, or a time and static key such as '1992-01|EUROPE'), and "
+                            "what reads them unpartitioned.")] = None,
     first: Annotated[str | None, typer.Option("--from", help="With --to: a range of partitions in one run.")] = None,
     last: Annotated[str | None, typer.Option("--to", help="The range's last partition (inclusive).")] = None,
     via: Annotated[str | None, typer.Option(

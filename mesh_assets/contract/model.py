@@ -38,11 +38,19 @@ REJECTS_SUFFIX = "__rejects"
 
 
 # A time-partitioned bronze table's source path names its partition's files with these fields (docs/partitions.md):
-# ``{month}`` is ``YYYY-MM``, ``{date}`` is ``YYYY-MM-DD``; a static set's field is named after its column.
-SOURCE_FIELDS = {"month": "%Y-%m", "date": "%Y-%m-%d"}
-# Partition granularities → the format of a partition key (Dagster's ``fmt``), and the source path field a
-# partitioned bronze table's ``source.path`` must hold.
-GRANULARITIES = {"day": ("%Y-%m-%d", "date"), "month": ("%Y-%m", "month")}
+# ``{month}`` is ``YYYY-MM``, ``{week}`` and ``{date}`` ``YYYY-MM-DD`` (a week's: its first day), ``{hour}``
+# ``YYYY-MM-DDTHH``; a static set's field is named after its column.
+SOURCE_FIELDS = {"month": "%Y-%m", "week": "%Y-%m-%d", "date": "%Y-%m-%d", "hour": "%Y-%m-%dT%H"}
+# Partition granularities → the format of a partition key (Dagster's ``fmt``; the ISO 8601 forms, without a
+# ``:``, as the key also names data files), the source path field a partitioned bronze table's ``source.path``
+# must hold, and the fields it may hold (those of the periods a partition never straddles).
+GRANULARITIES = {"hour": ("%Y-%m-%dT%H", "hour", ("month", "date", "hour")),
+                 "day": ("%Y-%m-%d", "date", ("month", "date")),
+                 "week": ("%Y-%m-%d", "week", ("week",)),
+                 "month": ("%Y-%m", "month", ("month",))}
+# The column types a time dimension partitions: a TIMESTAMP's values are wall-clock times of the partitioning's
+# time zone (UTC for ``hour``).
+TIME_COLUMN_TYPES = ("DATE", "TIMESTAMP")
 # A static partition value: it is a Dagster partition key, a folder name in source paths and data file names and
 # an Iceberg partition value, so letters, digits, space, ``_`` and ``-`` only, starting and ending with a letter
 # or digit, at most 64 characters (Dagster forbids ``|``, ``,``, ``[``, ``]``; a glob, ``*``, ``?``; a path, ``/``).
@@ -61,8 +69,9 @@ PARTITION_CHECK = "partition_window"  # a partitioned table's framework check: e
 @dataclass(frozen=True)
 class Window:
     """The rows a partitioned step covers: its partition keys (one, or several, in order); of a table with a
-    time dimension the dates ``start`` (inclusive) to ``end`` (exclusive) they span, of a table with a static
-    dimension the ``values`` they cover (``None`` for a dimension the table does not have)."""
+    time dimension the dates ``start`` (inclusive) to ``end`` (exclusive) they span (datetimes for ``hour``
+    partitions), of a table with a static dimension the ``values`` they cover (``None`` for a dimension the table
+    does not have)."""
 
     keys: tuple[str, ...]
     start: dt.date | None = None
@@ -86,30 +95,60 @@ class PartitionColumns:
 
 @dataclass(frozen=True)
 class TimePartitions:
-    """A time dimension: by ``granularity`` (``day`` or ``month``) of the DATE column ``column``, from the date
-    ``start`` (the first day of a month for ``month``) to ``end`` (exclusive; ``None``: up to the last complete
-    period); ``timezone`` (IANA) is when a period is complete, for Dagster's partitions."""
+    """A time dimension: by ``granularity`` (``hour``, ``day``, ``week`` or ``month``) of the column ``column``
+    (``column_type`` DATE, or TIMESTAMP, which ``hour`` needs), from ``start`` (a date: the first day of a month for
+    ``month``, the first day of the first week for ``week``, whose weeks start on its weekday; a datetime on the
+    hour for ``hour``) to ``end`` (exclusive, of the same kind; ``None``: up to the last complete period);
+    ``timezone`` (IANA) is when a period is complete, for Dagster's partitions."""
 
     column: str
     granularity: str
     start: dt.date
     end: dt.date | None = None
     timezone: str = "UTC"
+    column_type: str = "DATE"
 
     @property
     def key_format(self) -> str:
-        """A partition key's ``strftime`` format: ``%Y-%m`` (month) or ``%Y-%m-%d`` (day)."""
+        """A partition key's ``strftime`` format: ``%Y-%m`` (month), ``%Y-%m-%d`` (day; week: its first day) or
+        ``%Y-%m-%dT%H`` (hour)."""
         return GRANULARITIES[self.granularity][0]
 
-    def period_start(self, key: str) -> dt.date:
-        """The first date of the partition ``key``. Raises ValueError for a key not of :attr:`key_format`."""
-        return dt.datetime.strptime(key, self.key_format).date()
+    @property
+    def week_start(self) -> int | None:
+        """Of weekly partitions, the weeks' first weekday, ISO 8601's number (1 = Monday .. 7 = Sunday): that of
+        :attr:`start`; ``None`` for another granularity."""
+        return self.start.isoweekday() if self.granularity == "week" else None
 
-    def next_start(self, day: dt.date) -> dt.date:
-        """The first date of the period after the one starting at ``day``."""
-        if self.granularity == "day":
-            return day + dt.timedelta(days=1)
-        return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    def period_start(self, key: str) -> dt.date:
+        """The start of the partition ``key``: its first date, or (``hour``) its first moment, a datetime.
+
+        Raises:
+            ValueError: a key not of :attr:`key_format`, or (``week``) not the first day of one of the weeks.
+        """
+        moment = dt.datetime.strptime(key, self.key_format)
+        start = moment if self.granularity == "hour" else moment.date()
+        if self.floor(start) != start:
+            raise ValueError(f"{key!r} is not the first day of a week; the weeks start on a "
+                             f"{self.start.strftime('%A')}")
+        return start
+
+    def floor(self, moment: dt.date) -> dt.date:
+        """The start of the period holding ``moment`` (a date, or a datetime for ``hour``)."""
+        if self.granularity == "hour":
+            whole = moment if isinstance(moment, dt.datetime) else dt.datetime.combine(moment, dt.time())
+            return whole.replace(minute=0, second=0, microsecond=0)
+        day = moment.date() if isinstance(moment, dt.datetime) else moment
+        if self.granularity == "week":
+            return day - dt.timedelta(days=(day - self.start).days % 7)
+        return day.replace(day=1) if self.granularity == "month" else day
+
+    def next_start(self, start: dt.date) -> dt.date:
+        """The start of the period after the one starting at ``start``."""
+        if self.granularity in ("hour", "day", "week"):
+            return start + {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1),
+                            "week": dt.timedelta(days=7)}[self.granularity]
+        return dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
 
 
 @dataclass(frozen=True)
@@ -123,9 +162,10 @@ class StaticPartitions:
 
 @dataclass(frozen=True)
 class Partitioning:
-    """How a table is partitioned (mesh_assets.contract.partitioning): by ``time`` (a DATE column's days or
-    months), by ``static`` (a string column's declared values), or by both (a multi-partitioned table, whose
-    partition key is Dagster's: the two parts joined by :data:`MULTI_KEY_DELIMITER`, ordered by column name)."""
+    """How a table is partitioned (mesh_assets.contract.partitioning): by ``time`` (the hours, days, weeks or
+    months of a DATE or TIMESTAMP column), by ``static`` (a string column's declared values), or by both (a
+    multi-partitioned table, whose partition key is Dagster's: the two parts joined by
+    :data:`MULTI_KEY_DELIMITER`, ordered by column name)."""
 
     time: TimePartitions | None = None
     static: StaticPartitions | None = None
@@ -202,7 +242,8 @@ class Source:
 
     def glob(self, partitioning: Partitioning | None = None, key: str | None = None) -> str:
         """``path`` with its fields filled for the partition ``key`` of ``partitioning`` (``{month}`` → its
-        ``YYYY-MM``, ``{date}`` → its ``YYYY-MM-DD``, ``{<static column>}`` → its value); every field ``*`` when
+        ``YYYY-MM``, ``{week}`` and ``{date}`` → its first day's ``YYYY-MM-DD``, ``{hour}`` → its
+        ``YYYY-MM-DDTHH``, ``{<static column>}`` → its value); every field ``*`` when
         ``key`` is ``None`` (the files of every partition). ``path`` itself for an unpartitioned table. Raises
         ValueError for a bad ``key``."""
         if partitioning is None:
@@ -218,27 +259,31 @@ class Source:
 
     def partition_of(self, path: str, partitioning: Partitioning) -> str | None:
         """The partition key of the landed file ``path`` (relative to the landing zone), read from the fields
-        of ``self.path`` (``orders/{month}/*.csv``: ``orders/1992-03/a.csv`` → ``1992-03``;
+        of ``self.path`` (``orders/{month}/*.csv``: ``orders/1992-03/a.csv`` → ``1992-03``; a ``{week}`` folder
+        names the first day of one of the weeks;
         ``orders/{month}/{region}/*.csv``: ``orders/1992-03/ASIA/a.csv`` → ``1992-03|ASIA``); ``None`` when the
         path does not match, names no valid date or a value not declared."""
         pattern = ""
         for literal, name, _, _ in string.Formatter().parse(self.path):
             pattern += fnmatch.translate(literal).removeprefix("(?s:").removesuffix(")\\Z")
             if name is not None:
-                pattern += rf"(?P<{name}>[0-9-]+)" if name in SOURCE_FIELDS else rf"(?P<{name}>[^/]+)"
+                pattern += rf"(?P<{name}>[0-9T-]+)" if name in SOURCE_FIELDS else rf"(?P<{name}>[^/]+)"
         found = re.fullmatch(pattern, path)
         if found is None:
             return None
         time_key = value = None
         if partitioning.time is not None:
-            field = GRANULARITIES[partitioning.time.granularity][1]
+            time, field = partitioning.time, GRANULARITIES[partitioning.time.granularity][1]
             try:
-                day = dt.datetime.strptime(found.group(field), SOURCE_FIELDS[field]).date()
+                moment = dt.datetime.strptime(found.group(field), SOURCE_FIELDS[field])
             except (IndexError, ValueError):
                 return None
-            if day.strftime(SOURCE_FIELDS[field]) != found.group(field):
+            start = moment if time.granularity == "hour" else moment.date()
+            named = {f: text for f, text in found.groupdict().items() if f in SOURCE_FIELDS}
+            if time.floor(start) != start or any(start.strftime(SOURCE_FIELDS[f]) != text for f, text in
+                                                 named.items()):  # not a period's start, or {date} not {hour}'s
                 return None
-            time_key = day.strftime(partitioning.time.key_format)
+            time_key = start.strftime(time.key_format)
         if partitioning.static is not None:
             value = found.groupdict().get(partitioning.static.column)
             if value not in partitioning.static.values:

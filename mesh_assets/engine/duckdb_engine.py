@@ -32,6 +32,7 @@ from mesh_assets.engine.ports import Snapshot
 from mesh_assets.engine.python_transforms import run_transform
 from mesh_assets.errors import MeshError, error_message, is_transient
 from mesh_assets.sql.inputs import PREVIOUS
+from mesh_assets.sql.partition_filter import partition_key
 
 MASK_FUNCTION = "mesh_mask"
 PYTHON_OUTPUT = "python_output"  # the view of a Python transform's returned relation
@@ -258,7 +259,8 @@ class DuckDBStep:
             data_file = snapshot.data_file.replace("'", "''")
             return int(self.con.execute(f"COPY ({relation}) TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)"
                                         ).fetchall()[0][0])
-        parts = ([f"strftime(\"{partition.time.column}\", '{partition.time.key_format}')"] if partition.time else [])
+        time = partition.time
+        parts = [partition_key(f'"{time.column}"', time.key_format, time.week_start)] if time else []
         parts += [f'CAST("{partition.static.column}" AS VARCHAR)'] if partition.static else []
         # DuckDB buffers up to this many rows per partition and thread before writing them out; at its default
         # (524,288) a range run of 79 months held the whole SF 1 wide table in memory (5.8 GB, 16 s); at 20,000

@@ -45,7 +45,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import fsspec
@@ -67,8 +67,8 @@ from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.table import Table as IcebergTable
 from pyiceberg.table.name_mapping import create_mapping_from_schema
 from pyiceberg.table.snapshots import Snapshot as IcebergSnapshot
-from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform
-from pyiceberg.types import DateType, StringType
+from pyiceberg.transforms import DayTransform, HourTransform, IdentityTransform, MonthTransform
+from pyiceberg.types import DateType, StringType, TimestampType
 
 from mesh_assets.contract.iceberg_types import NotAnIcebergType, iceberg_type
 from mesh_assets.contract.model import REJECTS_SUFFIX, PartitionColumns, Partitioning, Window
@@ -97,7 +97,10 @@ PARTITION, PARTITION_ROWS = "mesh.partition", "mesh.partition-rows"  # a partiti
 # masked tables) of each unpartitioned input it was built from, carried from commit to commit so it outlives the
 # snapshots that wrote the partitions: JSON {"<schema>.<table>": {"<publication>": ["<partition key>", ...]}}
 INPUTS = "mesh.inputs"
-TRANSFORMS = {"day": DayTransform, "month": MonthTransform}  # a partitioning's Iceberg partition transform
+EPOCH = datetime(1970, 1, 1)  # Iceberg's dates count days, its timestamps microseconds, from it
+# A granularity's Iceberg partition transform (Iceberg spec, "Partition Transforms"); it has no week: a week's
+# partition replaces its days'
+TRANSFORMS = {"hour": HourTransform, "day": DayTransform, "week": DayTransform, "month": MonthTransform}
 TABLE_PROPERTIES = {
     "format-version": "2",
     "write.metadata.delete-after-commit.enabled": "true",  # old metadata JSON files go with their snapshots
@@ -896,13 +899,15 @@ def as_of_time(text: str) -> datetime:
 
 def _evolve_spec(tx: Any, partitioning: Partitioning | None) -> None:
     """Make the partition spec of the transaction's table that of ``partitioning`` (the time column's
-    ``day``/``month`` transform, field ``<column>_<granularity>``, then the static column's identity, field
+    ``hour``/``day``/``month`` transform, :data:`TRANSFORMS`, field ``<column>_<transform>``, then the static
+    column's identity, field
     ``<column>``), or unpartitioned for ``None``, when it is not already."""
     spec, schema = tx.table_metadata.spec(), tx.table_metadata.schema()
     wanted: list[tuple[str, Any, str]] = []  # (column, transform, partition field name)
     if partitioning is not None and partitioning.time is not None:
         time = partitioning.time
-        wanted.append((time.column, TRANSFORMS[time.granularity](), f"{time.column}_{time.granularity}"))
+        transform = TRANSFORMS[time.granularity]()
+        wanted.append((time.column, transform, f"{time.column}_{transform}"))
     if partitioning is not None and partitioning.static is not None:
         wanted.append((partitioning.static.column, IdentityTransform(), partitioning.static.column))
     present = [(f.source_id, f.transform) for f in spec.fields]
@@ -930,23 +935,35 @@ def _placement(data_file: DataFile, table: IcebergTable, columns: PartitionColum
         return "outside"
     places = []
     if columns.time is not None and window.start is not None:
-        places.append(_time_placement(data_file, _field_id(table, columns.time), window))
+        places.append(_time_placement(data_file, table, _field_id(table, columns.time), window))
     if columns.static is not None and window.values is not None:
         places.append(_static_placement(data_file, table, _field_id(table, columns.static), window.values))
     return "outside" if "outside" in places else "straddles" if "straddles" in places else "inside"
 
 
-def _time_placement(data_file: DataFile, field_id: int | None, window: Window) -> str:
-    """Where ``data_file``'s rows lie against ``window``'s dates, by the DATE column ``field_id``'s bounds."""
+def _time_placement(data_file: DataFile, table: IcebergTable, field_id: int | None, window: Window) -> str:
+    """Where ``data_file``'s rows lie against ``window``'s dates or times, by the DATE or TIMESTAMP column
+    ``field_id``'s bounds."""
     lower = (data_file.lower_bounds or {}).get(field_id) if field_id is not None else None
     upper = (data_file.upper_bounds or {}).get(field_id) if field_id is not None else None
     if lower is None or upper is None or window.start is None or window.end is None:
         return "straddles"
-    epoch = datetime(1970, 1, 1).date()
-    first, last = (epoch.fromordinal(epoch.toordinal() + from_bytes(DateType(), b)) for b in (lower, upper))
-    if last < window.start or first >= window.end:
+    field_type = table.schema().find_field(field_id).field_type  # type: ignore[arg-type]
+    if isinstance(field_type, DateType):
+        first, last = (EPOCH + timedelta(days=from_bytes(field_type, b)) for b in (lower, upper))
+    elif isinstance(field_type, TimestampType):
+        first, last = (EPOCH + timedelta(microseconds=from_bytes(field_type, b)) for b in (lower, upper))
+    else:
+        return "straddles"
+    start, end = (_naive(moment) for moment in (window.start, window.end))
+    if last < start or first >= end:
         return "outside"
-    return "inside" if first >= window.start and last < window.end else "straddles"
+    return "inside" if first >= start and last < end else "straddles"
+
+
+def _naive(moment: date) -> datetime:
+    """``moment`` (a date: its midnight) as a naive datetime, as an Iceberg ``timestamp`` (without zone) is."""
+    return moment if isinstance(moment, datetime) else datetime.combine(moment, datetime.min.time())
 
 
 def _static_placement(data_file: DataFile, table: IcebergTable, field_id: int | None,

@@ -52,7 +52,7 @@ from mesh_assets.settings import MeshSettings
 from mesh_assets.sql.functions import FunctionNotAllowed, check_sql
 from mesh_assets.sql.inputs import PREVIOUS, InputRef
 from mesh_assets.sql.lineage import column_lineage
-from mesh_assets.sql.partition_filter import filter_inputs, window_predicate
+from mesh_assets.sql.partition_filter import filter_inputs, partition_key, window_predicate
 
 REJECTS_SCHEMA = "_rejects"  # the relation a bronze step's staged rejects are read from for their sample
 # A partitioned step reads the rest of its table (the current files outside its window) as ``<layer>.<table>__rest``.
@@ -410,19 +410,22 @@ def _misfiled_rows(session: EngineSession, partitioning: Partitioning, staged: S
     named after (``part-<key>-<n>.parquet``). A file whose time column's Parquet statistics (the bounds of its
     row groups) lie in its key's partition is not read; only the others are scanned."""
     assert partitioning.time is not None
-    column, key = partitioning.time.column, partitioning.time.key_format
-    in_file = "'%/part-' || strftime({}, '" + key + "') || '-%'"  # the file's name holds the row's key
+    time, column = partitioning.time, partitioning.time.column
+
+    def in_file(value: str) -> str:  # the file's name holds the row's key
+        return f"'%/part-' || {partition_key(value, time.key_format, time.week_start)} || '-%'"
+
     suspects = [row[0] for row in session.query(
         "SELECT file_name FROM (SELECT file_name, min(TRY_CAST(stats_min AS TIMESTAMP)) AS lo, "
         f"max(TRY_CAST(stats_max AS TIMESTAMP)) AS hi FROM parquet_metadata({staged.source}) "
         f"WHERE path_in_schema = {exp.Literal.string(column).sql(dialect='duckdb')} GROUP BY file_name) "
-        f"WHERE lo IS NULL OR hi IS NULL OR file_name NOT LIKE {in_file.format('lo')} "
-        f"OR file_name NOT LIKE {in_file.format('hi')}")]
+        f"WHERE lo IS NULL OR hi IS NULL OR file_name NOT LIKE {in_file('lo')} "
+        f"OR file_name NOT LIKE {in_file('hi')}")]
     if not suspects:
         return 0
     files = Snapshot(staged.id, staged.path, tuple(suspects)).source
     return int(session.query(f"SELECT count(*) FROM read_parquet({files}, filename = true) WHERE filename NOT LIKE "
-                             f"{in_file.format(exp.column(column, quoted=True).sql(dialect='duckdb'))}")[0][0])
+                             f"{in_file(exp.column(column, quoted=True).sql(dialect='duckdb'))}")[0][0])
 
 
 def _windowed_rule(rule: Rule, relation: str, windowed: dict[tuple[str, str], PartitionColumns],

@@ -158,25 +158,29 @@ def column_schema(table: Table) -> dg.TableSchema:
 
 # The run tags of a run over a range of partitions (a single-run backfill), as Dagster sets them
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+TIME_PARTITIONS = {"hour": dg.HourlyPartitionsDefinition, "day": dg.DailyPartitionsDefinition,
+                   "week": dg.WeeklyPartitionsDefinition, "month": dg.MonthlyPartitionsDefinition}
 
 
 def partitions_definition(partitioning: Partitioning | None) -> dg.PartitionsDefinition | None:
     """The Dagster partitions of a table's ``partitioning`` (docs/partitions.md): of a time dimension
-    ``DailyPartitionsDefinition`` or ``MonthlyPartitionsDefinition`` from its start to its end (exclusive; none:
-    up to the last complete period in its time zone), keys formatted ``YYYY-MM-DD`` (day) or ``YYYY-MM``
-    (month); of a static one ``StaticPartitionsDefinition`` of its values; of both ``MultiPartitionsDefinition``
+    ``HourlyPartitionsDefinition``, ``DailyPartitionsDefinition``, ``WeeklyPartitionsDefinition`` (its weeks
+    starting on its start's weekday) or ``MonthlyPartitionsDefinition`` from its start to its end (exclusive; none:
+    up to the last complete period in its time zone), keys formatted ``YYYY-MM-DDTHH`` (hour), ``YYYY-MM-DD``
+    (day; week: its first day) or ``YYYY-MM`` (month); of a static one ``StaticPartitionsDefinition`` of its
+    values; of both ``MultiPartitionsDefinition``
     with the two dimensions named after their columns (keys ``1992-01|EUROPE``, dimensions in name order).
     ``None`` for an unpartitioned table."""
     if partitioning is None:
         return None
     time = static = None
     if partitioning.time is not None:
-        kind = dg.DailyPartitionsDefinition if partitioning.time.granularity == "day" else \
-            dg.MonthlyPartitionsDefinition
-        fmt = partitioning.time.key_format
+        granularity, fmt = partitioning.time.granularity, partitioning.time.key_format
         end = partitioning.time.end.strftime(fmt) if partitioning.time.end is not None else None
-        time = kind(start_date=partitioning.time.start.strftime(fmt), end_date=end,
-                    timezone=partitioning.time.timezone, fmt=fmt)
+        # Dagster numbers a week's first day from Sunday (0), ISO 8601 from Monday (1) to Sunday (7)
+        week = {"day_offset": partitioning.time.week_start % 7} if partitioning.time.week_start else {}
+        time = TIME_PARTITIONS[granularity](start_date=partitioning.time.start.strftime(fmt), end_date=end,
+                                            timezone=partitioning.time.timezone, fmt=fmt, **week)
     if partitioning.static is not None:
         static = dg.StaticPartitionsDefinition(list(partitioning.static.values))
     if time is not None and static is not None:
@@ -239,6 +243,12 @@ def read_partitions(table: Table, producer: Table) -> tuple[PartitionColumns, dg
         return found
     mine, theirs = table.partitioning, producer.partitioning
     assert mine is not None and theirs is not None
+    if (mine.static is None and theirs.static is None and mine.time is not None and theirs.time is not None
+            and mine.time.granularity == "hour"):
+        raise MeshError(f"{table.contract_path}: table {table.name} is partitioned by hour and reads "
+                        f"{producer.layer}.{producer.name} ({producer.contract_path}), partitioned by its DATE "
+                        f"column {theirs.time.column}, whose rows have no hour; partition {table.name} by day or "
+                        "coarser, or partition the input by a TIMESTAMP column (docs/partitions.md)")
     raise MeshError(f"{table.contract_path}: table {table.name} is partitioned by {_described(mine)} and reads "
                     f"{producer.layer}.{producer.name} ({producer.contract_path}), partitioned by "
                     f"{_described(theirs)}; a partitioned table reads inputs partitioned the same way, or (a table "
@@ -250,7 +260,8 @@ def read_partitions(table: Table, producer: Table) -> tuple[PartitionColumns, dg
 def slice_of(table: Table, producer: Table) -> tuple[PartitionColumns, dg.PartitionMapping | None] | None:
     """The producer's columns the partitioned ``table``'s window restricts when it reads the partitioned
     ``producer``, and the Dagster partition mapping of the dependency (``None``: Dagster's default); ``None``
-    when it cannot read it by partition. The same partitioning (time dimensions of any granularity, as before;
+    when it cannot read it by partition. The same partitioning (time dimensions of any granularity, as before,
+    but for an hour's table reading a DATE column, which has no hours;
     the same static values; the same multi partitions) reads the window's slice; a multi-partitioned table reads
     a producer partitioned by one of its dimensions alone (the same definition) through
     ``MultiToSingleDimensionPartitionMapping``."""
@@ -258,6 +269,8 @@ def slice_of(table: Table, producer: Table) -> tuple[PartitionColumns, dg.Partit
     assert mine is not None and theirs is not None
     mine_def, theirs_def = partitions_definition(mine), partitions_definition(theirs)
     if mine.static is None and theirs.static is None and mine.time is not None and theirs.time is not None:
+        if mine.time.granularity == "hour" and theirs.time.column_type == "DATE":
+            return None
         return PartitionColumns(time=theirs.time.column), None
     if mine.time is None and theirs.time is None and mine_def == theirs_def:
         return PartitionColumns(static=theirs.static.column), None  # type: ignore[union-attr]

@@ -4,6 +4,7 @@ process, recorded in the Dagster instance at ``DAGSTER_HOME`` so the UI shows th
 from __future__ import annotations
 
 import dataclasses
+import graphlib
 import json
 import os
 import socket
@@ -236,8 +237,10 @@ def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
     path, mesh_assets.contract.model.Source.partition_of) within their partitioning, as contiguous ranges
     ``(first, last)`` in order — of time partitions; a static or multi partition is a range of its own (its
     backfill policy: one run per partition), and a multi-partitioned table reading tables partitioned by its
-    dimensions has the keys landed in each dimension it reads (every key of a dimension it reads no table of):
-    time ranges first, then static keys, then multi keys. Empty when no selected asset is partitioned or nothing
+    dimensions has the keys landed in each dimension it reads (every key of a dimension it reads no table of), and
+    a table partitioned by another granularity than the partitioned tables it reads the partitions their landed
+    ones map to (the weeks of the hours landed): time ranges first (a granularity's after those it reads), then
+    static keys, then multi keys. Empty when no selected asset is partitioned or nothing
     has landed. ``defs``: the mesh's definitions of ``domains``, when already built.
 
     Raises:
@@ -270,6 +273,10 @@ def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
             partition = table.source.partition_of(path, table.partitioning)
             if partition in known:
                 of(definition).add(partition)  # type: ignore[arg-type]
+    for key in graph.toposorted_asset_keys:  # a table partitioned by another granularity than the tables it reads
+        definition = graph.get(key).partitions_def
+        if key in wanted and isinstance(definition, dg.TimeWindowPartitionsDefinition):
+            of(definition).update(_mapped_time_keys(graph, key, landed))
     for key in sorted(wanted, key=lambda k: k.path):  # a multi-partitioned table reading a table of one dimension
         definition = graph.get(key).partitions_def
         if not isinstance(definition, dg.MultiPartitionsDefinition):
@@ -283,7 +290,8 @@ def landed_ranges(mesh: Mesh, domains: list[str] | None, selection: str | None,
                                                   for n, d in dimensions.items()]
             of(definition).update(dg.MultiPartitionKey({first: a, second: b}) for a in firsts for b in seconds)
     ranges: list[tuple[str, str]] = []
-    for definition, keys_ in sorted(landed, key=lambda d: kind_order(d[0])):
+    order = _definitions_in_dependency_order(graph, wanted, [d for d, _ in landed])
+    for definition, keys_ in sorted(landed, key=lambda d: (kind_order(d[0]), order.index(d[0]))):
         previous = None
         for index, partition in enumerate(definition.get_partition_keys()):
             if partition not in keys_:
@@ -352,6 +360,41 @@ def plan_run(mesh: Mesh, domains: list[str] | None, selection: str | None,
     return defs, keys, {step: [k for k in assets if k in names] for step, assets in steps.items()}, tags
 
 
+def _mapped_time_keys(graph, key: dg.AssetKey, landed: list[tuple[dg.PartitionsDefinition, set[str]]]
+                      ) -> set[str]:
+    """The partitions of the time-partitioned asset ``key`` that the landed partitions (``landed``: each
+    partitions definition's keys) of its time-partitioned parents of another granularity map to (Dagster's
+    ``TimeWindowPartitionMapping``: the hours landed → the weeks holding them)."""
+    definition = graph.get(key).partitions_def
+    found: set[str] = set()
+    for parent in graph.get(key).parent_keys:
+        theirs = graph.get(parent).partitions_def if graph.has(parent) else None
+        keys_ = next((k for d, k in landed if d == theirs), None)
+        if isinstance(theirs, dg.TimeWindowPartitionsDefinition) and theirs != definition and keys_:
+            subset = dg.TimeWindowPartitionMapping().get_downstream_partitions_for_partitions(
+                theirs.subset_with_partition_keys(sorted(keys_)), theirs, definition)
+            found.update(subset.get_partition_keys())
+    return found
+
+
+def _definitions_in_dependency_order(graph, wanted: set[dg.AssetKey], definitions: list[dg.PartitionsDefinition]
+                                     ) -> list[dg.PartitionsDefinition]:
+    """``definitions`` ordered so that the runs of one come after those of the definitions whose assets (of
+    ``wanted``) its assets read: the hours before the weeks built from them. Their order as given where the
+    reads go both ways."""
+    after: dict[int, set[int]] = {i: set() for i in range(len(definitions))}
+    for key in wanted:
+        mine = graph.get(key).partitions_def
+        for parent in graph.get(key).parent_keys:
+            theirs = graph.get(parent).partitions_def if parent in wanted else None
+            if mine in definitions and theirs in definitions and theirs != mine:
+                after[definitions.index(mine)].add(definitions.index(theirs))
+    try:
+        return [definitions[i] for i in graphlib.TopologicalSorter(after).static_order()]
+    except graphlib.CycleError:
+        return definitions
+
+
 def partition_selection(graph, keys: list[dg.AssetKey], first: str, last: str,
                         never: set[dg.AssetKey] = frozenset()) -> list[dg.AssetKey]:  # type: ignore[assignment]
     """Of ``keys`` (in dependency order, of the asset graph ``graph``), the partitioned assets that have the
@@ -384,8 +427,9 @@ def partition_selection(graph, keys: list[dg.AssetKey], first: str, last: str,
             chosen.add(key)
     if not any(graph.get(k).partitions_def is not None for k in chosen):
         raise MeshError(f"no selected asset has the partition(s) {first}"
-                        f"{'' if first == last else ' to ' + last}: a month's key is YYYY-MM, a day's YYYY-MM-DD, "
-                        "within each table's partitioning start and end; a static partition's its value (EUROPE); "
+                        f"{'' if first == last else ' to ' + last}: a month's key is YYYY-MM, a day's (and a "
+                        "week's, its first day) YYYY-MM-DD, an hour's YYYY-MM-DDTHH, within each table's "
+                        "partitioning start and end; a static partition's its value (EUROPE); "
                         "a time and static partition's both, joined by | in the order of the column names "
                         "(1992-01|EUROPE) (docs/partitions.md)")
     return [k for k in keys if k in chosen]

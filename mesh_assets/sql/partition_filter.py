@@ -25,20 +25,35 @@ from mesh_assets.sql.inputs import parse_select
 
 def window_predicate(time: tuple[str, dt.date, dt.date] | None = None,
                      static: tuple[str, Sequence[str]] | None = None) -> exp.Expression:
-    """The rows of a window, as a sqlglot tree: for ``time`` (a DATE column, the window's first day and the day
-    after its last) ``"<column>" >= CAST('<start>' AS DATE) AND "<column>" < CAST('<end>' AS DATE)``, for
-    ``static`` (a column and the window's values) ``"<column>" IN ('<value>', …)``, both when both are given;
-    ``TRUE`` for neither."""
+    """The rows of a window, as a sqlglot tree: for ``time`` (a DATE or TIMESTAMP column, the window's start and
+    the start of the period after it, dates or datetimes) ``"<column>" >= CAST('<start>' AS DATE) AND "<column>"
+    < CAST('<end>' AS DATE)`` (``TIMESTAMP`` for datetimes), for ``static`` (a column and the window's values)
+    ``"<column>" IN ('<value>', …)``, both when both are given; ``TRUE`` for neither."""
     parts: list[exp.Expression] = []
     if time is not None:
         column, start, end = time
         col = exp.column(column, quoted=True)
-        parts += [exp.GTE(this=col.copy(), expression=exp.cast(exp.Literal.string(start.isoformat()), "DATE")),
-                  exp.LT(this=col, expression=exp.cast(exp.Literal.string(end.isoformat()), "DATE"))]
+        parts += [exp.GTE(this=col.copy(), expression=_moment(start)), exp.LT(this=col, expression=_moment(end))]
     if static is not None:
         column, values = static
         parts.append(exp.column(column, quoted=True).isin(*[exp.Literal.string(v) for v in values]))
     return exp.and_(*parts) if parts else exp.true()
+
+
+def _moment(moment: dt.date) -> exp.Expression:
+    if isinstance(moment, dt.datetime):
+        return exp.cast(exp.Literal.string(moment.isoformat(sep=" ")), "TIMESTAMP")
+    return exp.cast(exp.Literal.string(moment.isoformat()), "DATE")
+
+
+def partition_key(value: str, key_format: str, week_start: int | None = None) -> str:
+    """DuckDB SQL: the partition key of the DATE or TIMESTAMP ``value`` (a SQL expression), ``strftime`` in
+    ``key_format`` of its period's start; for weekly partitions (``week_start``, the weeks' first weekday,
+    1 = Monday .. 7 = Sunday, as ISO 8601 and DuckDB's ``isodow`` number them) the day of that weekday on or
+    before ``value``'s day."""
+    if week_start is not None:
+        value = f"(CAST({value} AS DATE) - CAST((isodow({value}) + 7 - {int(week_start)}) % 7 AS INTEGER))"
+    return f"strftime({value}, {exp.Literal.string(key_format).sql(dialect='duckdb')})"
 
 
 def filter_inputs(sql: str, predicates: Mapping[tuple[str, str], exp.Expression]) -> str:
