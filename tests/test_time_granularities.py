@@ -15,6 +15,7 @@ import pytest
 from conftest import TEST_SALT
 from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.engine.port_storage import PortStorage
+from mesh_assets.errors import MeshError
 from mesh_assets.orchestration.definitions import build_mesh_definitions
 from mesh_assets.orchestration.runner import run_mesh
 
@@ -251,3 +252,25 @@ def test_automation_requests_the_week_of_hours_rebuilt_once_all_its_hours_are_bu
         assert run_mesh(load_mesh(root), instance, partitions=(first, last)).success
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
     assert result.get_requested_partitions(dg.AssetKey(list(WEEKLY))) == {WEEKS[0]}
+
+
+def test_an_hourly_table_reading_a_table_partitioned_by_a_date_column_is_refused_at_load(tmp_path: Path) -> None:
+    root = tmp_path / "mesh"
+    domain = root / "domains" / "web"
+    (domain / "products").mkdir(parents=True)
+    (domain / "sql" / "silver").mkdir(parents=True)
+    (root / "mesh.yaml").write_text("name: m\nstorage_root: .mesh/lake\nlanding_zone: .mesh/landing\n")
+    (domain / "domain.yaml").write_text("name: web\nteam: web-team\nmembers: [wes@example.com]\ndescription: Web.\n")
+    bronze, hourly = CONTRACT.format(events=EVENT_PROPERTIES).split("  - name: events\n")
+    daily = (bronze.replace("physicalType: TIMESTAMP", "physicalType: DATE").replace("logicalType: timestamp",
+                                                                                       "logicalType: date")
+             .replace("{date}/{hour}", "{date}").replace("{granularity: hour, start: \"1992-01-01T00:00\"",
+                                                         "{granularity: day, start: \"1992-01-01\""))
+    contract = daily + "  - name: events\n" + hourly[:hourly.index("  - name: weekly_revenue")]
+    (domain / "products" / "events.yaml").write_text(contract)
+    (domain / "sql" / "silver" / "events.sql").write_text("SELECT event_id, customer_id, amount, "
+                                                          "CAST(event_at AS TIMESTAMP) AS event_at "
+                                                          "FROM bronze.raw_events\n")
+    with pytest.raises(MeshError, match="partitioned by hour and reads bronze.raw_events .*, partitioned by its "
+                                        "DATE column event_at, whose rows have no hour; partition events by day"):
+        build_mesh_definitions(load_mesh(root))
