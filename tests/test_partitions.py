@@ -393,27 +393,55 @@ def test_run_partition_options_are_checked(built) -> None:
         run_mesh(load_mesh(root), instance, partitions=("1992-03", "1992-01"))
 
 
-@pytest.mark.parametrize(("engine", "fix"), [("spark", "remove its engine: spark"),
-                                            ("python", "write its transform as a SQL file")])
-def test_a_partitioned_table_on_another_engine_is_refused_at_load(tmp_path: Path, tpch_landing, engine, fix) -> None:
+def test_a_partitioned_table_on_spark_is_refused_at_load(tmp_path: Path, tpch_landing) -> None:
     root = make_root(tmp_path, tpch_landing, ())
     contract_file = root / "domains" / "shop" / "products" / "orders.yaml"
-    text = contract_file.read_text()
-    if engine == "spark":
-        text = text.replace("      - {property: layer, value: silver}\n",
-                            "      - {property: layer, value: silver}\n      - {property: engine, value: spark}\n")
-    else:
-        text = text.replace("      - {property: layer, value: silver}\n", textwrap.indent(
-            "- {property: layer, value: silver}\n- {property: transform, value: python/silver/orders.py}\n"
-            "- {property: inputs, value: [bronze.raw_orders]}\n", "      "))
-        (root / "domains" / "shop" / "python" / "silver").mkdir(parents=True)
-        (root / "domains" / "shop" / "python" / "silver" / "orders.py").write_text(
-            "def transform(inputs, con):\n    return inputs['bronze.raw_orders']\n")
-    contract_file.write_text(text)
+    contract_file.write_text(contract_file.read_text().replace(
+        "      - {property: layer, value: silver}\n",
+        "      - {property: layer, value: silver}\n      - {property: engine, value: spark}\n"))
     with pytest.raises(MeshError) as caught:
         build_mesh_definitions(load_mesh(root))
     assert "orders.yaml: table orders is partitioned (column order_date)" in str(caught.value)
-    assert fix in str(caught.value)
+    assert "remove its engine: spark" in str(caught.value)
+
+
+PYTHON_ORDERS = """\
+def transform(inputs, con):
+    orders = inputs["bronze.raw_orders"]
+    days = orders.aggregate("count(DISTINCT order_date)").fetchall()[0][0]
+    if days > 1:  # the step's window is one day: a month's file of the input must reach it filtered
+        raise ValueError(f"read {days} days of orders")
+    customers = inputs["bronze.raw_customers"]
+    return orders.join(customers, "customer_id").select("order_id, segment, total, order_date")
+"""
+
+
+def test_a_python_transform_builds_a_day_from_its_monthly_input_s_rows_of_that_day(tmp_path: Path,
+                                                                                      tpch_landing) -> None:
+    """Silver orders by day, built by a Python transform from the bronze orders partitioned by month: the
+    transform's frame of the input holds the step's day only, though the day's rows lie in a month's file."""
+    root = make_root(tmp_path, tpch_landing, MONTHS[:1])
+    contract_file = root / "domains" / "shop" / "products" / "orders.yaml"
+    text = contract_file.read_text().replace("      - {property: layer, value: silver}\n", textwrap.indent(
+        "- {property: layer, value: silver}\n- {property: transform, value: python/silver/orders.py}\n"
+        "- {property: inputs, value: [bronze.raw_orders, bronze.raw_customers]}\n", "      "))
+    silver = text.index("  - name: orders\n")
+    text = text[:silver] + text[silver:].replace("{granularity: month,", "{granularity: day,", 1)
+    contract_file.write_text(text)
+    (root / "domains" / "shop" / "sql" / "silver" / "orders.sql").unlink()
+    (root / "domains" / "shop" / "python" / "silver").mkdir(parents=True)
+    (root / "domains" / "shop" / "python" / "silver" / "orders.py").write_text(PYTHON_ORDERS)
+    with dg.instance_for_test() as instance:
+        mesh = load_mesh(root)
+        assert run_mesh(mesh, instance, selection='key:"shop/bronze/*"', partitions=(MONTHS[0], MONTHS[0])).success
+        assert run_mesh(mesh, instance, selection='key:"shop/bronze/raw_customers"').success
+        summary = run_mesh(mesh, instance, selection='key:"shop/silver/orders"', partitions=("1992-01-15",) * 2)
+        assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
+    expected = duckdb.connect().execute(
+        f"SELECT count(*), sum(CAST(o_totalprice AS DECIMAL(15,2))) FROM read_csv('{tpch_landing / raw_files('orders')}'"
+        ", files_to_sniff = -1) WHERE o_orderdate = DATE '1992-01-15'").fetchall()
+    assert port_rows(root, ("shop", "silver", "orders"), "SELECT count(*), sum(total) FROM t") == expected
+    assert expected[0][0] > 0
 
 
 def test_the_landing_zone_sensor_starts_the_runs_of_the_landed_partitions_only(tmp_path: Path, tpch_landing) -> None:

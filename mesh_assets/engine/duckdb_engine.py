@@ -208,6 +208,8 @@ class DuckDBStep:
         if table.python:
             frames = {f"{r.schema}.{r.table}": self.con.sql(f'SELECT * FROM "{r.schema}"."{r.table}"')
                       for r in job.inputs}
+            for name, rows in job.windows.items():  # a partitioned table's step: its partitions' rows only
+                frames[name] = frames[name].filter(rows)
             frames[f"{PREVIOUS}.{table.name}"] = self.con.sql(f'SELECT * FROM {PREVIOUS}."{table.name}"')
             run_transform(table, frames, self.con, duckdb.DuckDBPyRelation, "duckdb").create_view(PYTHON_OUTPUT)
             return Output(f"SELECT * FROM {PYTHON_OUTPUT}", f"SELECT * FROM {PYTHON_OUTPUT}")

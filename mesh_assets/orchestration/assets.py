@@ -302,8 +302,9 @@ def _described(partitioning: Partitioning) -> str:
 
 def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
     """Refuse, when the definitions load, a partitioned table the mesh cannot yet build by partition: on Spark or
-    dbt, or built by a Python transform. (An output port with sensitive columns may be partitioned: its masked
-    copy replaces the same partitions, mesh_assets.engine.masked_copy.)
+    dbt. (A Python transform on DuckDB gets its partitioned inputs' rows of the step's partitions; an output
+    port with sensitive columns may be partitioned: its masked copy replaces the same partitions,
+    mesh_assets.engine.masked_copy.)
 
     Raises:
         MeshError: naming the contract, the table and the fix.
@@ -317,9 +318,6 @@ def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
                else "remove its engine: spark (customProperties engine, or the domain's or mesh.yaml's)")
         raise MeshError(f"{where}, and partitioned tables run on DuckDB only, not {engine_key}; {fix}, or remove "
                         "partitioned and partitioning from the contract")
-    if table.python:
-        raise MeshError(f"{where}, and a partitioned table is built by SQL (its inputs filtered to the partition); "
-                        "write its transform as a SQL file, or remove partitioned and partitioning")
 
 
 def check_input_policies(table: Table, inputs: list[InputRef],
