@@ -766,3 +766,47 @@ def test_a_row_moved_to_another_month_of_the_range_fails_partition_window(tmp_pa
             if e.event_log_entry.dagster_event.event_specific_data.check_name == "partition_window"
             and e.event_log_entry.dagster_event.event_specific_data.asset_key.path[-1] == "monthly_revenue")
         assert not evaluation.passed and evaluation.metadata["misfiled_rows"].value > 0  # first month's, in 1992-02
+
+
+METRICS = """\
+      - property: metrics
+        value:
+          - {name: revenue, description: Revenue., expression: sum(revenue), dimensions: [segment], time: month,
+             grain: GRAIN}
+"""
+
+
+@pytest.mark.parametrize("grain", ["month", "quarter"])
+def test_metrics_of_a_monthly_table_are_built_by_month_when_their_periods_nest_in_its_months(
+        tmp_path: Path, tpch_landing, grain: str) -> None:
+    """monthly_revenue's metrics by month are partitioned like it: a new month computes that month's metric rows
+    only, the other months' files kept. By quarter, a month's rows change its quarter: recomputed whole."""
+    root = make_root(tmp_path, tpch_landing, MONTHS[:2])
+    contract_file = root / "domains" / "shop" / "products" / "orders.yaml"
+    text = contract_file.read_text()
+    gold = text.index("  - name: monthly_revenue")
+    anchor = text.index("      - property: partitioning\n", gold)
+    contract_file.write_text(text[:anchor] + METRICS.replace("GRAIN", grain) + text[anchor:])
+    key = ("shop", "gold", "monthly_revenue__metrics")
+    with dg.instance_for_test() as instance:
+        mesh = load_mesh(root)
+        definition = build_mesh_definitions(mesh).resolve_asset_graph().get(dg.AssetKey(list(key))).partitions_def
+        assert run_mesh(mesh, instance).success
+        before = files_by_month(root, key)
+        land_month(root, tpch_landing, MONTHS[2])
+        summary = run_mesh(mesh, instance, partitions=(MONTHS[2], MONTHS[2]))
+        assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
+        built = instance.get_materialized_partitions(dg.AssetKey(list(key)))
+    metrics = port_rows(root, key, "SELECT period, json_extract_string(dimensions, '$.segment'), "
+                                   "CAST(value AS DECIMAL(38,2)) FROM t ORDER BY 2, 1")
+    if grain == "month":
+        assert isinstance(definition, dg.MonthlyPartitionsDefinition) and built == set(MONTHS[:3])
+        after = files_by_month(root, key)
+        assert {m: after[m] for m in MONTHS[:2]} == before and MONTHS[2] in after  # two months' files kept
+        expected = [(datetime.strptime(m, "%Y-%m").date(), s, r) for m in MONTHS[:3]
+                    for s, r, _ in expected_totals(tpch_landing, (m,))]
+        assert metrics == sorted(expected, key=lambda r: (r[1], r[0]))
+    else:
+        assert definition is None
+        quarter = datetime(1992, 1, 1).date()
+        assert metrics == [(quarter, s, r) for s, r, _ in expected_totals(tpch_landing, MONTHS[:3])]

@@ -20,6 +20,10 @@ first day of the grain period; weeks start on Monday), ``dimensions`` (VARCHAR: 
 name → value as text, keys in declared order, ``{}`` without dimensions) and ``value`` (DOUBLE). Rows whose time
 column is NULL are left out; each metric is grouped by all its dimensions (no roll-up rows). Checks:
 ``primary_key`` (metric, period, dimensions) and ``<column>_required`` on every column (``value`` not null).
+
+Of a gold table partitioned by time alone, the metrics table is partitioned the same way on ``period`` when each
+metric's periods nest in the table's partitions (:func:`metrics_partitioning`: every metric's ``time`` is the
+partition column and its grain one of :data:`NESTED_GRAINS`), so a new partition recomputes its own periods only.
 """
 
 from __future__ import annotations
@@ -31,13 +35,17 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from mesh_assets.contract.model import Column, Metric, Rule, Table
+from mesh_assets.contract.model import Column, Metric, Partitioning, Rule, Table, TimePartitions
 from mesh_assets.contract.rules import constraint_rules, primary_key_rule
 
 GRAINS = ("day", "week", "month", "quarter", "year")
 DECLARATION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")  # metric and label names, matched in full
 METRIC_FIELDS = ("name", "description", "owner", "expression", "dimensions", "time", "grain", "unit")
 METRICS_SUFFIX = "__metrics"
+# A partition granularity → the grains whose periods lie within one of its partitions (a month holds its days;
+# DuckDB's ``date_trunc('week', …)`` weeks start on Monday, so they nest in weekly partitions starting on Monday
+# only; an hour holds no day).
+NESTED_GRAINS = {"hour": (), "day": ("day",), "week": ("day", "week"), "month": ("day", "month")}
 
 
 class DeclarationError(ValueError):
@@ -184,11 +192,28 @@ def metrics_table(table: Table, team: str) -> Table:
                                             "metric's unit.", True),
     )
     rules = (primary_key_rule(["metric", "period", "dimensions"]), *required_rules(columns))
+    partitioning = metrics_partitioning(table)
     name = f"{table.name}{METRICS_SUFFIX}"
     description = (f"Metrics of {table.domain}.{table.name} ({names}): one row per metric, period and combination "
                    f"of dimension values. Owner: {team}.")
     return Table(table.domain, table.product, name, "gold", description, columns, rules, table.visibility, None,
-                 None, table.slas, table.contract_path, sql=metrics_sql(table.name, table.metrics))
+                 None, table.slas, table.contract_path, sql=metrics_sql(table.name, table.metrics),
+                 partitioning=partitioning)
+
+
+def metrics_partitioning(table: Table) -> Partitioning | None:
+    """The partitioning of ``table``'s metrics table: ``table``'s time partitions on the DATE column ``period``
+    when ``table`` is partitioned by time alone and every metric's periods nest in its partitions (``time`` the
+    partition column, ``grain`` in :data:`NESTED_GRAINS`; a ``week`` grain in weeks starting on Monday); else
+    ``None``, and the metrics are recomputed from every partition at each run."""
+    time = table.partitioning.time if table.partitioning is not None and table.partitioning.static is None else None
+    if time is None:
+        return None
+    for m in table.metrics:
+        if m.time != time.column or m.grain not in NESTED_GRAINS[time.granularity] or (
+                m.grain == "week" and time.week_start != 1):
+            return None
+    return Partitioning(time=TimePartitions("period", time.granularity, time.start, time.end, time.timezone))
 
 
 def required_rules(columns: tuple[Column, ...]) -> list[Rule]:
