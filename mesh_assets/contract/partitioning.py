@@ -144,9 +144,8 @@ def _partition_columns(keyed: list[DeclaredProperty], columns: list[Column], rep
         elif kind in dimensions:
             report([*entry.location, "partitioned"], f"columns {dimensions[kind].name} and {column.name} both "
                                                      f"partition by {kind}; two partition columns are one DATE or "
-                                                     "TIMESTAMP "
-                                                     "column (time) and one VARCHAR column (a static set): remove "
-                                                     f"partitioned from one")
+                                                     "TIMESTAMP column (time) and one VARCHAR column (a static "
+                                                     "set): remove partitioned from one")
             ok = False
         else:
             dimensions[kind] = column

@@ -98,8 +98,8 @@ PARTITION, PARTITION_ROWS = "mesh.partition", "mesh.partition-rows"  # a partiti
 # snapshots that wrote the partitions: JSON {"<schema>.<table>": {"<publication>": ["<partition key>", ...]}}
 INPUTS = "mesh.inputs"
 EPOCH = datetime(1970, 1, 1)  # Iceberg's dates count days, its timestamps microseconds, from it
-# A granularity's Iceberg partition transform (Iceberg spec, "Partition Transforms"); it has no week: a week's
-# partition replaces its days'
+# A granularity's Iceberg partition transform (Iceberg spec, "Partition Transforms"); Iceberg has no week: a
+# weekly port is partitioned by day, and a week's publication replaces its seven days
 TRANSFORMS = {"hour": HourTransform, "day": DayTransform, "week": DayTransform, "month": MonthTransform}
 TABLE_PROPERTIES = {
     "format-version": "2",
@@ -900,8 +900,7 @@ def as_of_time(text: str) -> datetime:
 def _evolve_spec(tx: Any, partitioning: Partitioning | None) -> None:
     """Make the partition spec of the transaction's table that of ``partitioning`` (the time column's
     ``hour``/``day``/``month`` transform, :data:`TRANSFORMS`, field ``<column>_<transform>``, then the static
-    column's identity, field
-    ``<column>``), or unpartitioned for ``None``, when it is not already."""
+    column's identity, field ``<column>``), or unpartitioned for ``None``, when it is not already."""
     spec, schema = tx.table_metadata.spec(), tx.table_metadata.schema()
     wanted: list[tuple[str, Any, str]] = []  # (column, transform, partition field name)
     if partitioning is not None and partitioning.time is not None:
