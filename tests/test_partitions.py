@@ -20,6 +20,7 @@ from mesh_assets.cli.main import app
 from mesh_assets.catalog import build_catalog
 from mesh_assets.catalog.partitions import partition_status
 from mesh_assets.consumption.status import as_text, port_status
+from mesh_assets.contract.dbt_project import parse_project
 from mesh_assets.contract.loader import load_contract
 from mesh_assets.contract.mesh import load_mesh
 from mesh_assets.contract.model import Sla
@@ -437,9 +438,10 @@ def test_a_python_transform_builds_a_day_from_its_monthly_input_s_rows_of_that_d
         assert run_mesh(mesh, instance, selection='key:"shop/bronze/raw_customers"').success
         summary = run_mesh(mesh, instance, selection='key:"shop/silver/orders"', partitions=("1992-01-15",) * 2)
         assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
+    orders = tpch_landing / raw_files("orders")
     expected = duckdb.connect().execute(
-        f"SELECT count(*), sum(CAST(o_totalprice AS DECIMAL(15,2))) FROM read_csv('{tpch_landing / raw_files('orders')}'"
-        ", files_to_sniff = -1) WHERE o_orderdate = DATE '1992-01-15'").fetchall()
+        f"SELECT count(*), sum(CAST(o_totalprice AS DECIMAL(15,2))) FROM read_csv('{orders}', files_to_sniff = -1) "
+        "WHERE o_orderdate = DATE '1992-01-15'").fetchall()
     assert port_rows(root, ("shop", "silver", "orders"), "SELECT count(*), sum(total) FROM t") == expected
     assert expected[0][0] > 0
 
@@ -810,3 +812,91 @@ def test_metrics_of_a_monthly_table_are_built_by_month_when_their_periods_nest_i
         assert definition is None
         quarter = datetime(1992, 1, 1).date()
         assert metrics == [(quarter, s, r) for s, r, _ in expected_totals(tpch_landing, MONTHS[:3])]
+
+
+DBT_SOURCES = """\
+version: 2
+sources:
+  - name: shop_silver
+    schema: silver
+    tables:
+      - name: orders
+        meta: {dagster: {asset_key: [shop, silver, orders]}}
+"""
+DBT_MODEL = """\
+version: 2
+models:
+- name: monthly_revenue
+  config:
+    contract:
+      enforced: true
+    materialized: mesh_snapshot
+  columns:
+  - {name: month, data_type: DATE}
+  - {name: segment, data_type: VARCHAR}
+  - {name: revenue, data_type: "DECIMAL(38,2)"}
+  - {name: orders, data_type: BIGINT}
+"""
+
+
+def test_a_dbt_model_builds_a_range_of_months_one_file_each_then_one_month_alone(tmp_path: Path,
+                                                                                tpch_landing) -> None:
+    """monthly_revenue built by a dbt model: a range run writes one file per month (the mesh_snapshot
+    materialization's partitioned write), and a month's run reads only that month of silver orders and
+    replaces that month's file only."""
+    root = make_root(tmp_path, tpch_landing, MONTHS[:3])
+    contract_file = root / "domains" / "shop" / "products" / "orders.yaml"
+    contract_file.write_text(contract_file.read_text().replace(
+        "      - {property: layer, value: gold}\n      - property: partitioning\n",
+        "      - {property: layer, value: gold}\n      - {property: transform, value: 'dbt:monthly_revenue'}\n"
+        "      - property: partitioning\n", 1))
+    sql = root / "domains" / "shop" / "sql" / "gold" / "monthly_revenue.sql"
+    models = root / "dbt" / "models" / "shop"
+    models.mkdir(parents=True)
+    (models / "monthly_revenue.sql").write_text(sql.read_text().replace(
+        "FROM silver.orders", "FROM {{ source('shop_silver', 'orders') }}"))
+    sql.unlink()
+    (models / "_sources.yml").write_text(DBT_SOURCES)
+    (models / "monthly_revenue.yml").write_text(DBT_MODEL)
+    for name in ("dbt_project.yml", "profiles.yml"):
+        shutil.copy(REPO / "dbt" / name, root / "dbt" / name)
+    shutil.copytree(REPO / "dbt" / "macros", root / "dbt" / "macros")
+    parse_project(root)
+    key = ("shop", "gold", "monthly_revenue")
+    with dg.instance_for_test() as instance:
+        summary = run_mesh(load_mesh(root), instance, partitions=(MONTHS[0], MONTHS[2]))
+        assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
+        before = files_by_month(root, key)
+        assert sorted(before) == list(MONTHS[:3]) and all(len(files) == 1 for files in before.values())
+        summary = run_mesh(load_mesh(root), instance, partitions=(MONTHS[1], MONTHS[1]))
+        assert summary.success, [(a.key, a.status, a.blocking) for a in summary.assets]
+        after = files_by_month(root, key)
+    assert {m: after[m] for m in (MONTHS[0], MONTHS[2])} == {m: before[m] for m in (MONTHS[0], MONTHS[2])}
+    assert after[MONTHS[1]] != before[MONTHS[1]]  # the month's own file replaced
+    expected = [(datetime.strptime(m, "%Y-%m").date(), s, r, n) for m in MONTHS[:3]
+                for s, r, n in expected_totals(tpch_landing, (m,))]
+    assert port_rows(root, key) == sorted(expected)
+
+
+def test_a_dbt_step_s_partitioned_input_is_a_view_of_its_window_rows(tmp_path: Path) -> None:
+    """The mesh's dbt-duckdb plugin registers a partitioned input as the rows of the step's window only (a
+    month's file read by a day's step), and tells the mesh_snapshot materialization how to partition its write."""
+    from mesh_assets.engine.dbt_plugin import STEP_VIEW, Plugin, StepConnection, dbt_step
+    from mesh_assets.engine.ports import Snapshot
+
+    folder = tmp_path / "orders"
+    folder.mkdir()
+    duckdb.connect().execute(f"COPY (SELECT range AS order_id, DATE '1992-01-01' + CAST(range AS INTEGER) AS "
+                             f"order_date FROM range(31)) TO '{folder / 'part-1992-01-0.parquet'}'")
+    snapshot = Snapshot("s1", str(folder), (str(folder / "part-1992-01-0.parquet"),))
+    day = window_predicate(("order_date", datetime(1992, 1, 15).date(), datetime(1992, 1, 16).date()))
+    step = StepConnection(inputs=(("silver", "orders", snapshot),), location=str(tmp_path / "out.parquet"),
+                          storage_root=str(tmp_path), allowed_directories=(str(tmp_path),), spill=str(tmp_path),
+                          windows=(("silver.orders", day.sql(dialect="duckdb")),), partition_by="'x'",
+                          partitions=str(tmp_path / "_partitions"))
+    con = duckdb.connect()
+    with dbt_step(step):
+        Plugin(name="dbt_plugin", plugin_config={}).configure_connection(con)
+    assert con.execute("SELECT order_id FROM silver.orders").fetchall() == [(14,)]
+    assert con.execute(f"SELECT partition_by, partitions FROM main.{STEP_VIEW}").fetchall() == [
+        ("'x'", str(tmp_path / "_partitions"))]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,7 +40,8 @@ from mesh_assets.contract.dbt_project import (
 from mesh_assets.contract.mesh import Mesh
 from mesh_assets.contract.model import Table
 from mesh_assets.engine.dbt_plugin import StepConnection, dbt_step
-from mesh_assets.engine.duckdb_engine import DuckDBEngine, DuckDBStep
+from mesh_assets.engine.duckdb_engine import (PARTITIONS_FOLDER, DuckDBEngine, DuckDBStep, flatten_partitions,
+                                              partition_value)
 from mesh_assets.engine.interface import BuildJob, Output, Sandbox
 from mesh_assets.engine.outcomes import CheckOutcome
 from mesh_assets.engine.ports import Snapshot
@@ -105,7 +106,7 @@ class DbtStep(DuckDBStep):
         staged = job.stage()
         outcomes, metadata = dbt_build(self.dbt.log, self.dbt.mesh, job.table, staged, inputs, self.engine,
                                        folder=self.folder, spill=self.sandbox.spill or str(self.folder),
-                                       storage_root=self.sandbox.storage_root)
+                                       storage_root=self.sandbox.storage_root, windows=job.windows)
         relation = "SELECT * FROM read_parquet('" + staged.glob.replace("'", "''") + "')"
         rows = int(self.query(f"SELECT count(*) FROM ({relation})")[0][0])
         return Output(relation, job.sql, staged=staged, rows=rows, outcomes=tuple(outcomes), metadata=metadata)
@@ -113,12 +114,16 @@ class DbtStep(DuckDBStep):
 
 def dbt_build(log: Callable[[str], None], mesh: Mesh, table: Table, staged: Snapshot,
               inputs: Sequence[tuple[str, str, Snapshot]], engine: DuckDBEngine, *, folder: Path, spill: str,
-              storage_root: str) -> tuple[list[CheckOutcome], dict[str, Any]]:
+              storage_root: str, windows: Mapping[str, str] | None = None
+              ) -> tuple[list[CheckOutcome], dict[str, Any]]:
     """Build ``table``'s dbt model into the staged snapshot ``staged`` and run its dbt tests on it; return the
     tests' outcomes and the materialization metadata (``dbt_seconds``). ``inputs`` are the model's inputs as
     ``(schema, table, snapshot)`` (the snapshots the step reads: masked copies where masked); ``folder`` is
     the step's private folder (profile, dbt's target and log), ``spill`` a spill folder of the step's own,
-    ``storage_root`` the ports' root. The caller creates, audits and publishes or discards ``staged``.
+    ``storage_root`` the ports' root. The caller creates, audits and publishes or discards ``staged``. Of a
+    partitioned table, ``windows`` restricts each partitioned input (``"<schema>.<table>"``) to the rows of the
+    step's partitions (a DuckDB predicate), and the model's rows are written one file per partition,
+    ``part-<value>-<n>.parquet``, as the DuckDB engine writes them.
 
     dbt runs in this process (``dbtRunner``) on the manifest the code location loads (``dbt/target/
     manifest.json``): no dbt process to start, no parsing. Its ``mesh_snapshot`` materialization
@@ -145,7 +150,11 @@ def dbt_build(log: Callable[[str], None], mesh: Mesh, table: Table, staged: Snap
     manifest = load_dbt_manifest(mesh.root)
     (folder / "profiles.yml").write_text(yaml.safe_dump(PROFILE), encoding="utf-8")
     local = "://" not in storage_root or storage_root.startswith("file://")
+    partitioning = table.partitioning
     step = StepConnection(inputs=tuple(inputs), location=staged.data_file, storage_root=storage_root,
+                   windows=tuple((windows or {}).items()),
+                   partition_by=partition_value(partitioning) if partitioning is not None else "",
+                   partitions=f"{staged.path}/{PARTITIONS_FOLDER}" if partitioning is not None else "",
                    allowed_directories=(staged.path, *([] if local else [snapshot.path for *_, snapshot in inputs])),
                    allowed_files=tuple(f for *_, snapshot in inputs for f in snapshot.files) if local else (),
                    spill=spill, threads=engine.threads, memory_limit=engine.memory_limit, query_log=engine.query_log)
@@ -157,6 +166,8 @@ def dbt_build(log: Callable[[str], None], mesh: Mesh, table: Table, staged: Snap
                    (str(result.exception) if result.exception else None) or _log_tail(folder / "target"))
         raise failure_class(message)(f"{name}: dbt model {table.dbt_model} ({origin}) failed: {message}. Nothing "
                                      "was published; the previous snapshot stays current")
+    if partitioning is not None:
+        flatten_partitions(staged)
     outcomes = [_outcome(r) for r in results if r.node.unique_id.startswith("test.")]
     return outcomes, {"dbt_seconds": round(float(model.execution_time or 0), 3)}
 

@@ -8,8 +8,10 @@ then, the plugin:
 
 - sets the engine's limits (``threads``, ``memory_limit``) and a spill folder of the step's own;
 - registers each input as a view ``<schema>.<table>`` over its port's current snapshot (the masked copy where
-  the access rules mask columns), and the one-row view ``main.__mesh_step`` whose ``location`` is the Parquet file
-  of the step's staged snapshot, where the ``mesh_snapshot`` materialization (``dbt/macros``) writes the model;
+  the access rules mask columns; of a partitioned table's step, a partitioned input's view holds the rows of the
+  step's partitions only), and the one-row view ``main.__mesh_step`` whose ``location`` is the Parquet file of
+  the step's staged snapshot, where the ``mesh_snapshot`` materialization (``dbt/macros``) writes the model (of a
+  partitioned table: ``partition_by``, a row's partition value, and the folder ``partitions`` it writes to);
 - locks file access down to the snapshot folders the model reads, the staged snapshot's folder and the spill
   folder (``DuckDBEngine.restrict``). No masking function is registered;
 - with the engine's ``query_log`` set, records the connection's statements there, as the framework's own
@@ -31,10 +33,10 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 from fsspec.implementations.local import LocalFileSystem
 
-from mesh_assets.engine.duckdb_engine import DuckDBEngine
+from mesh_assets.engine.duckdb_engine import PARTITION_FLUSH_ROWS, DuckDBEngine
 from mesh_assets.engine.ports import Snapshot
 
-STEP_VIEW = "__mesh_step"  # main.__mesh_step(location): where the model's rows are written
+STEP_VIEW = "__mesh_step"  # main.__mesh_step(location, partition_by, partitions): where the model's rows go
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,10 @@ class StepConnection:
     """What one step's dbt connection gets: ``inputs`` as ``(schema, table, snapshot)``, the staged data
     file ``location``, the ``storage_root`` (an object store's file system is registered), the directories and
     single files the connection may touch besides its ``spill`` folder (a folder of the step's own), and the
-    engine's limits (``None``: DuckDB's default)."""
+    engine's limits (``None``: DuckDB's default). Of a partitioned table: ``windows``, the rows of the step's
+    partitions in each partitioned input (``"<schema>.<table>"`` → a DuckDB predicate built by the framework),
+    ``partition_by``, the DuckDB expression of a row's partition value, and ``partitions``, the folder the rows
+    are written to by value (mesh_assets.engine.duckdb_engine.flatten_partitions)."""
 
     inputs: tuple[tuple[str, str, Snapshot], ...]
     location: str
@@ -53,6 +58,9 @@ class StepConnection:
     threads: int | None = None
     memory_limit: str | None = None
     query_log: str | None = None
+    windows: tuple[tuple[str, str], ...] = ()
+    partition_by: str = ""
+    partitions: str = ""
 
 
 _current: StepConnection | None = None
@@ -108,9 +116,13 @@ class Plugin(BasePlugin):
             fs, _ = fsspec.core.url_to_fs(step.storage_root)
             if not isinstance(fs, LocalFileSystem):
                 conn.register_filesystem(fs)
+        windows = dict(step.windows)
         for schema, table, snapshot in step.inputs:
-            DuckDBEngine.register_view(conn, schema, table, snapshot)
-        conn.execute(f"CREATE OR REPLACE VIEW main.{STEP_VIEW} AS SELECT '{_quoted(step.location)}' AS location")
+            DuckDBEngine.register_view(conn, schema, table, snapshot, windows.get(f"{schema}.{table}", ""))
+        if step.partition_by:
+            conn.execute(f"SET partitioned_write_flush_threshold = {PARTITION_FLUSH_ROWS}")
+        conn.execute(f"CREATE OR REPLACE VIEW main.{STEP_VIEW} AS SELECT '{_quoted(step.location)}' AS location, "
+                     f"'{_quoted(step.partition_by)}' AS partition_by, '{_quoted(step.partitions)}' AS partitions")
         DuckDBEngine.restrict(conn, [*step.allowed_directories, step.spill], step.allowed_files)
 
 

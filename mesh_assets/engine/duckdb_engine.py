@@ -143,12 +143,15 @@ class DuckDBEngine(dg.ConfigurableResource):
         con.close()
 
     @staticmethod
-    def register_view(con: duckdb.DuckDBPyConnection, schema: str, name: str, snapshot: Snapshot) -> None:
+    def register_view(con: duckdb.DuckDBPyConnection, schema: str, name: str, snapshot: Snapshot,
+                      where: str = "") -> None:
         """Create the view ``schema.name`` over ``snapshot``'s Parquet files (exactly the files of a port's
         Iceberg snapshot, or of its masked copy for readers who see sensitive columns masked; a staging
-        folder's files: the view itself masks nothing)."""
+        folder's files: the view itself masks nothing), of the rows of the predicate ``where`` (DuckDB SQL
+        built by the framework, mesh_assets.sql.partition_filter; empty: every row)."""
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT * FROM {snapshot.read_sql}')
+        rows = f" WHERE {where}" if where else ""
+        con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{name}" AS SELECT * FROM {snapshot.read_sql}{rows}')
 
     @staticmethod
     def enable_masking(con: duckdb.DuckDBPyConnection, salt: bytes) -> None:
@@ -166,7 +169,32 @@ class DuckDBEngine(dg.ConfigurableResource):
 
 # A partitioned write's temporary folder in the staging folder, and the column it partitions by (not in the files).
 PARTITIONS_FOLDER, PARTITION_COLUMN = "_partitions", "__mesh_partition"
+# DuckDB buffers up to this many rows per partition and thread before writing them out; at its default (524,288)
+# a range run of 79 months held the whole SF 1 wide table in memory (5.8 GB, 16 s); at 20,000 1.0 GB and 13 s
+# (docs/partitions.md)
 PARTITION_FLUSH_ROWS = 20_000
+
+
+def partition_value(partitioning: Partitioning) -> str:
+    """DuckDB SQL: a row's partition value, which names its data file — the time column's key
+    (mesh_assets.sql.partition_filter.partition_key), ``-`` and the static column's value."""
+    time, static = partitioning.time, partitioning.static
+    parts = [partition_key(f'"{time.column}"', time.key_format, time.week_start)] if time else []
+    parts += [f'CAST("{static.column}" AS VARCHAR)'] if static else []
+    return f"concat_ws('-', {', '.join(parts)})"
+
+
+def flatten_partitions(snapshot: Snapshot) -> None:
+    """Move the files of a ``PARTITION_BY`` write into ``snapshot``'s folder :data:`PARTITIONS_FOLDER` flat into
+    the staging folder as ``part-<value>-<n>.parquet`` (the value URL-decoded, as DuckDB's folder names encode
+    it), and remove that folder."""
+    fs, base = fsspec.core.url_to_fs(snapshot.path)
+    folder = f"{base.rstrip('/')}/{PARTITIONS_FOLDER}"
+    for n, path in enumerate(sorted(fs.find(folder))):
+        value = unquote(path[len(folder) + 1:].split("/", 1)[0].removeprefix(f"{PARTITION_COLUMN}="))
+        fs.mv(path, f"{base.rstrip('/')}/part-{value}-{n}.parquet")
+    if fs.exists(folder):
+        fs.rm(folder, recursive=True)
 
 
 class DuckDBStep:
@@ -261,24 +289,12 @@ class DuckDBStep:
             data_file = snapshot.data_file.replace("'", "''")
             return int(self.con.execute(f"COPY ({relation}) TO '{data_file}' (FORMAT parquet, COMPRESSION zstd)"
                                         ).fetchall()[0][0])
-        time = partition.time
-        parts = [partition_key(f'"{time.column}"', time.key_format, time.week_start)] if time else []
-        parts += [f'CAST("{partition.static.column}" AS VARCHAR)'] if partition.static else []
-        # DuckDB buffers up to this many rows per partition and thread before writing them out; at its default
-        # (524,288) a range run of 79 months held the whole SF 1 wide table in memory (5.8 GB, 16 s); at 20,000
-        # 1.0 GB and 13 s (docs/partitions.md)
         self.con.execute(f"SET partitioned_write_flush_threshold = {PARTITION_FLUSH_ROWS}")
-        fs, base = fsspec.core.url_to_fs(snapshot.path)
-        folder = f"{base.rstrip('/')}/{PARTITIONS_FOLDER}"
         target = f"{snapshot.path}/{PARTITIONS_FOLDER}".replace("'", "''")
         rows = int(self.con.execute(
-            f"COPY (SELECT *, concat_ws('-', {', '.join(parts)}) AS {PARTITION_COLUMN} FROM ({relation}) AS output) "
+            f"COPY (SELECT *, {partition_value(partition)} AS {PARTITION_COLUMN} FROM ({relation}) AS output) "
             f"TO '{target}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({PARTITION_COLUMN}))").fetchall()[0][0])
-        for n, path in enumerate(sorted(fs.find(folder))):
-            value = unquote(path[len(folder) + 1:].split("/", 1)[0].removeprefix(f"{PARTITION_COLUMN}="))
-            fs.mv(path, f"{base.rstrip('/')}/part-{value}-{n}.parquet")
-        if fs.exists(folder):
-            fs.rm(folder, recursive=True)
+        flatten_partitions(snapshot)
         if rows == 0:
             return self.write(relation, snapshot)
         return rows

@@ -71,10 +71,10 @@ class BuildJob:
         drift: bronze only: the source files found and how their headers differ from the contract.
         stage: creates a new staged snapshot of the table's port, for an engine whose build writes the output
             itself; the framework discards it if the step fails and publishes it only after its audit.
-        windows: of a partitioned table built by a Python transform, which reads its inputs as frames: each
-            partitioned input (``<schema>.<table>``) → the rows of the step's partitions in it, a predicate in
-            DuckDB's SQL (built by sqlglot from the window, mesh_assets.sql.partition_filter); the SQL of a SQL
-            transform is filtered instead.
+        windows: of a partitioned table built by a Python transform or a dbt model, whose code the framework
+            does not rewrite: each partitioned input (``<schema>.<table>``) → the rows of the step's partitions
+            in it, a predicate in DuckDB's SQL (built by sqlglot from the window,
+            mesh_assets.sql.partition_filter); the SQL of a SQL transform is filtered instead.
     """
 
     table: Table

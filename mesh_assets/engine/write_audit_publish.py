@@ -148,7 +148,7 @@ def write_audit_publish(table: Table, inputs: list[InputRef], *, engine: Engine,
             if table.layer != "bronze":
                 _register_previous(session, port, table)
             job = BuildJob(table, inputs, sql, origin, run_id, settings, stage=stage)
-            if window is not None and table.python:
+            if window is not None and (table.python or table.dbt_model):  # no SQL of theirs to filter
                 job.windows = {f"{r.schema}.{r.table}": in_window(columns, window).sql(dialect="duckdb")
                                for r in inputs if (columns := (partitioned_inputs or {}).get(r.key))}
             first: list[CheckOutcome] = []

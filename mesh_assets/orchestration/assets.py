@@ -301,8 +301,8 @@ def _described(partitioning: Partitioning) -> str:
 
 
 def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
-    """Refuse, when the definitions load, a partitioned table the mesh cannot yet build by partition: on Spark or
-    dbt. (A Python transform on DuckDB gets its partitioned inputs' rows of the step's partitions; an output
+    """Refuse, when the definitions load, a partitioned table the mesh cannot yet build by partition: on Spark.
+    (A Python transform or a dbt model gets its partitioned inputs' rows of the step's partitions; an output
     port with sensitive columns may be partitioned: its masked copy replaces the same partitions,
     mesh_assets.engine.masked_copy.)
 
@@ -313,10 +313,9 @@ def check_partitioned(mesh: Mesh, table: Table, engine_key: str) -> None:
         return
     where = (f"{table.contract_path}: table {table.name} is partitioned (column "
              f"{', '.join(table.partitioning.column_names)})")
-    if engine_key != "duckdb":
-        fix = ("build it with a SQL file instead of the dbt model" if engine_key == "dbt"
-               else "remove its engine: spark (customProperties engine, or the domain's or mesh.yaml's)")
-        raise MeshError(f"{where}, and partitioned tables run on DuckDB only, not {engine_key}; {fix}, or remove "
+    if engine_key == "spark":
+        raise MeshError(f"{where}, and partitioned tables run on DuckDB (SQL, Python or dbt), not Spark; remove its "
+                        "engine: spark (customProperties engine, or the domain's or mesh.yaml's), or remove "
                         "partitioned and partitioning from the contract")
 
 
